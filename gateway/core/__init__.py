@@ -1,0 +1,1 @@
+"""The pure domain: envelopes, lifecycle, errors, registry. No I/O here."""

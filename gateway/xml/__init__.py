@@ -1,0 +1,1 @@
+"""XML at the edge: hardened parsing, XSD validation, SOAP envelopes."""

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Set up a development machine (Debian/Ubuntu, Python 3.11): system packages, virtualenv,
+# smevbus with its dev extras. Safe to run again; does only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3.11}
+VENV=${VENV:-.venv}
+
+# xmlsec1 (the command-line tool) is the independent verifier the tests check our
+# signatures against; pkg-config and libxmlsec1-dev let pip build the xmlsec binding
+# from source where no wheel fits the platform.
+need=()
+for pkg in xmlsec1 pkg-config libxmlsec1-dev libxml2-dev; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+if ((${#need[@]})); then
+  echo "bootstrap: installing system packages: ${need[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+if ! command -v "$PYTHON" >/dev/null 2>&1; then
+  echo "bootstrap: $PYTHON not found; install Python 3.11 (apt-get install python3.11 python3.11-venv)" >&2
+  exit 1
+fi
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip 2>&1 | grep -v "is ignored" || true
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v "is ignored" || true
+"$VENV/bin/python" -c "import gateway, xmlsec, lxml" # fail loudly if the install did not work
+touch "$VENV/.installed"
