@@ -1,0 +1,409 @@
+"""Plain values of the message-exchange Body elements, and builders for all of them.
+
+Builders return a fresh Body element (wrap it with :func:`gateway.xml.soap.wrap_envelope`);
+elements passed in (business content, signed parts, ``ds:Signature``) are copied, so the
+caller's trees are never modified. Readers live in :mod:`gateway.xml.readers`.
+
+Timestamps must be timezone-aware; UUIDs are written in lowercase hex (SMEV 3 form).
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from lxml import etree
+
+from gateway.xml.namespaces import SMEV_BASIC, SMEV_TYPES, qname
+from gateway.xml.soap import SignatureContainer, attach_signature
+
+CONSUMER_ID = "SIGNED_BY_CONSUMER"
+PROVIDER_ID = "SIGNED_BY_PROVIDER"
+CALLER_ID = "SIGNED_BY_CALLER"
+SMEV_ID = "SIGNED_BY_SMEV"
+
+_NSMAP = {"smev": SMEV_TYPES, "basic": SMEV_BASIC}
+
+
+@dataclass(frozen=True)
+class Participant:
+    mnemonic: str
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class MessageMetadata:
+    """What the bus knows about a message; ``message_type`` is the content namespace URI."""
+
+    message_id: uuid.UUID
+    message_type: str
+    sender: Participant
+    sending_timestamp: datetime
+    recipient: Participant | None = None
+    delivery_timestamp: datetime | None = None
+    status: str | None = None
+    """An SMEV InteractionStatusType value, e.g. ``requestIsQueued``."""
+
+
+@dataclass(frozen=True, eq=False)
+class RequestData:
+    """Values of ``SenderProvidedRequestData``; ``element`` is that element (signature target)."""
+
+    message_id: uuid.UUID
+    content: etree._Element
+    """The business element inside MessagePrimaryContent."""
+    eol: datetime | None
+    test: bool
+    reference_message_id: uuid.UUID | None
+    transaction_code: str | None
+    element: etree._Element
+
+
+@dataclass(frozen=True)
+class Rejection:
+    code: str
+    """RejectionReasonCode: ACCESS_DENIED, NO_DATA, ..., INVALID_REQUEST, AGENCY_UNAVAILABLE."""
+    description: str
+
+
+@dataclass(frozen=True)
+class AsyncStatus:
+    category: str
+    details: str | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class ResponseData:
+    """Values of ``SenderProvidedResponseData``: exactly one of the three answers is set."""
+
+    message_id: uuid.UUID
+    to: str
+    content: etree._Element | None
+    rejections: tuple[Rejection, ...]
+    status: AsyncStatus | None
+    element: etree._Element
+
+
+@dataclass(frozen=True)
+class TypeSelector:
+    """``MessageTypeSelector`` of GetRequest/GetResponse."""
+
+    timestamp: datetime
+    namespace_uri: str | None = None
+    root_element: str | None = None
+    node_id: str | None = None
+
+
+@dataclass(frozen=True)
+class AckTarget:
+    message_id: uuid.UUID
+    accepted: bool = True
+
+
+@dataclass(frozen=True, eq=False)
+class RequestDelivery:
+    """One request handed to a provider by GetRequest (``Request`` element)."""
+
+    request_data: etree._Element
+    """``SenderProvidedRequestData`` exactly as the consumer signed it."""
+    metadata: MessageMetadata
+    reply_to: str
+    sender_signature: etree._Element
+    """The consumer's ``ds:Signature`` over ``request_data``."""
+
+
+@dataclass(frozen=True, eq=False)
+class ResponseDelivery:
+    """One response handed to a consumer by GetResponse (``Response`` element)."""
+
+    original_message_id: uuid.UUID
+    response_data: etree._Element
+    """``SenderProvidedResponseData`` exactly as the provider signed it."""
+    metadata: MessageMetadata
+    sender_signature: etree._Element
+
+
+@dataclass(frozen=True)
+class Transition:
+    state: str
+    timestamp: datetime
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """GetStatusResponse: current lifecycle state and the transitions so far."""
+
+    message_id: uuid.UUID
+    status: str
+    history: tuple[Transition, ...] = ()
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _ts(value: datetime) -> str:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"timestamp {value!r} has no time zone; bus timestamps must be aware")
+    return value.isoformat()
+
+
+def _sub(parent: etree._Element, ns: str, name: str, text: str | None = None) -> etree._Element:
+    el = etree.SubElement(parent, qname(ns, name))
+    if text is not None:
+        el.text = text
+    return el
+
+
+def _root(name: str) -> etree._Element:
+    return etree.Element(qname(SMEV_TYPES, name), nsmap=_NSMAP)
+
+
+def _sign(
+    parent: etree._Element,
+    signature: etree._Element | None,
+    container: SignatureContainer = "CallerInformationSystemSignature",
+) -> None:
+    if signature is not None:
+        attach_signature(parent, copy.deepcopy(signature), container)
+
+
+def _participant(parent: etree._Element, name: str, who: Participant) -> None:
+    el = _sub(parent, SMEV_TYPES, name)
+    _sub(el, SMEV_TYPES, "Mnemonic", who.mnemonic)
+    if who.name is not None:
+        _sub(el, SMEV_TYPES, "HumanReadableName", who.name)
+
+
+def _metadata(parent: etree._Element, meta: MessageMetadata, id_: str | None) -> None:
+    el = _sub(parent, SMEV_TYPES, "MessageMetadata")
+    if id_ is not None:
+        el.set("Id", id_)
+    _sub(el, SMEV_TYPES, "MessageID", str(meta.message_id))
+    _sub(el, SMEV_TYPES, "MessageType", meta.message_type)
+    _participant(el, "Sender", meta.sender)
+    if meta.recipient is not None:
+        _participant(el, "Recipient", meta.recipient)
+    _sub(el, SMEV_TYPES, "SendingTimestamp", _ts(meta.sending_timestamp))
+    if meta.delivery_timestamp is not None:
+        _sub(el, SMEV_TYPES, "DeliveryTimestamp", _ts(meta.delivery_timestamp))
+    if meta.status is not None:
+        _sub(el, SMEV_TYPES, "Status", meta.status)
+
+
+def _primary_content(parent: etree._Element, content: etree._Element) -> None:
+    _sub(parent, SMEV_BASIC, "MessagePrimaryContent").append(copy.deepcopy(content))
+
+
+def _selector(
+    name: str, selector: TypeSelector, signature: etree._Element | None
+) -> etree._Element:
+    root = _root(name)
+    sel = _sub(root, SMEV_BASIC, "MessageTypeSelector")
+    sel.set("Id", CALLER_ID)
+    if selector.namespace_uri is not None:
+        _sub(sel, SMEV_BASIC, "NamespaceURI", selector.namespace_uri)
+    if selector.root_element is not None:
+        _sub(sel, SMEV_BASIC, "RootElementLocalName", selector.root_element)
+    _sub(sel, SMEV_BASIC, "Timestamp", _ts(selector.timestamp))
+    if selector.node_id is not None:
+        _sub(sel, SMEV_BASIC, "NodeID", selector.node_id)
+    _sign(root, signature)
+    return root
+
+
+# ---------------------------------------------------------------- SendRequest
+
+
+def build_send_request(
+    message_id: uuid.UUID,
+    content: etree._Element,
+    *,
+    eol: datetime | None = None,
+    test: bool = False,
+    reference_message_id: uuid.UUID | None = None,
+    transaction_code: str | None = None,
+    signature: etree._Element | None = None,
+    data_id: str = CONSUMER_ID,
+) -> etree._Element:
+    """``SendRequestRequest``; sign its ``SenderProvidedRequestData`` (``Id=data_id``)."""
+    root = _root("SendRequestRequest")
+    data = _sub(root, SMEV_TYPES, "SenderProvidedRequestData")
+    data.set("Id", data_id)
+    _sub(data, SMEV_TYPES, "MessageID", str(message_id))
+    if reference_message_id is not None:
+        _sub(data, SMEV_TYPES, "ReferenceMessageID", str(reference_message_id))
+    if transaction_code is not None:
+        _sub(data, SMEV_TYPES, "TransactionCode", transaction_code)
+    if eol is not None:
+        _sub(data, SMEV_TYPES, "EOL", _ts(eol))
+    _primary_content(data, content)
+    if test:
+        _sub(data, SMEV_TYPES, "TestMessage")
+    _sign(root, signature)
+    return root
+
+
+def build_send_request_response(
+    metadata: MessageMetadata, *, signature: etree._Element | None = None
+) -> etree._Element:
+    """``SendRequestResponse``: the bus accepted the request (``MessageMetadata`` signed)."""
+    root = _root("SendRequestResponse")
+    _metadata(root, metadata, SMEV_ID)
+    _sign(root, signature, "SMEVSignature")
+    return root
+
+
+# ---------------------------------------------------------------- GetRequest
+
+
+def build_get_request(
+    selector: TypeSelector, *, signature: etree._Element | None = None
+) -> etree._Element:
+    """``GetRequestRequest``: a provider pulls the next request from its queue."""
+    return _selector("GetRequestRequest", selector, signature)
+
+
+def build_get_request_response(
+    delivery: RequestDelivery | None, *, signature: etree._Element | None = None
+) -> etree._Element:
+    """``GetRequestResponse``; ``None`` means the queue is empty (no RequestMessage)."""
+    root = _root("GetRequestResponse")
+    if delivery is not None:
+        message = _sub(root, SMEV_TYPES, "RequestMessage")
+        request = _sub(message, SMEV_TYPES, "Request")
+        request.set("Id", SMEV_ID)
+        request.append(copy.deepcopy(delivery.request_data))
+        _metadata(request, delivery.metadata, None)
+        _sub(request, SMEV_TYPES, "ReplyTo", delivery.reply_to)
+        _sign(request, delivery.sender_signature, "SenderInformationSystemSignature")
+        _sign(root, signature, "SMEVSignature")
+    return root
+
+
+# ---------------------------------------------------------------- SendResponse
+
+
+def build_send_response(
+    message_id: uuid.UUID,
+    to: str,
+    *,
+    content: etree._Element | None = None,
+    rejections: Sequence[Rejection] = (),
+    status: AsyncStatus | None = None,
+    signature: etree._Element | None = None,
+    data_id: str = PROVIDER_ID,
+) -> etree._Element:
+    """``SendResponseRequest`` with exactly one of ``content``, ``rejections``, ``status``.
+
+    ``to`` is the ``ReplyTo`` of the request being answered.
+    """
+    given = (content is not None) + bool(rejections) + (status is not None)
+    if given != 1:
+        raise ValueError("give exactly one of content, rejections or status")
+    root = _root("SendResponseRequest")
+    data = _sub(root, SMEV_TYPES, "SenderProvidedResponseData")
+    data.set("Id", data_id)
+    _sub(data, SMEV_TYPES, "MessageID", str(message_id))
+    _sub(data, SMEV_TYPES, "To", to)
+    if content is not None:
+        _primary_content(data, content)
+    for rejection in rejections:
+        rej = _sub(data, SMEV_TYPES, "RequestRejected")
+        _sub(rej, SMEV_TYPES, "RejectionReasonCode", rejection.code)
+        _sub(rej, SMEV_TYPES, "RejectionReasonDescription", rejection.description)
+    if status is not None:
+        st = _sub(data, SMEV_TYPES, "AsyncProcessingStatus")
+        _sub(st, SMEV_TYPES, "StatusCategory", status.category)
+        if status.details is not None:
+            _sub(st, SMEV_TYPES, "StatusDetails", status.details)
+    _sign(root, signature)
+    return root
+
+
+def build_send_response_response(
+    metadata: MessageMetadata, *, signature: etree._Element | None = None
+) -> etree._Element:
+    """``SendResponseResponse``: the bus accepted the response."""
+    root = _root("SendResponseResponse")
+    _metadata(root, metadata, SMEV_ID)
+    _sign(root, signature, "SMEVSignature")
+    return root
+
+
+# ---------------------------------------------------------------- GetResponse
+
+
+def build_get_response(
+    selector: TypeSelector, *, signature: etree._Element | None = None
+) -> etree._Element:
+    """``GetResponseRequest``: a consumer pulls the next response from its queue."""
+    return _selector("GetResponseRequest", selector, signature)
+
+
+def build_get_response_response(
+    delivery: ResponseDelivery | None, *, signature: etree._Element | None = None
+) -> etree._Element:
+    """``GetResponseResponse``; ``None`` means the queue is empty (no ResponseMessage)."""
+    root = _root("GetResponseResponse")
+    if delivery is not None:
+        message = _sub(root, SMEV_TYPES, "ResponseMessage")
+        response = _sub(message, SMEV_TYPES, "Response")
+        response.set("Id", SMEV_ID)
+        _sub(response, SMEV_TYPES, "OriginalMessageId", str(delivery.original_message_id))
+        response.append(copy.deepcopy(delivery.response_data))
+        _metadata(response, delivery.metadata, None)
+        _sign(response, delivery.sender_signature, "SenderInformationSystemSignature")
+        _sign(root, signature, "SMEVSignature")
+    return root
+
+
+# ---------------------------------------------------------------- Ack
+
+
+def build_ack(
+    message_id: uuid.UUID, *, accepted: bool = True, signature: etree._Element | None = None
+) -> etree._Element:
+    """``AckRequest``; ``accepted=False``: the bus's signature on the message did not verify."""
+    root = _root("AckRequest")
+    target = _sub(root, SMEV_BASIC, "AckTargetMessage", str(message_id))
+    target.set("Id", CALLER_ID)
+    target.set("accepted", "true" if accepted else "false")
+    _sign(root, signature)
+    return root
+
+
+def build_ack_response() -> etree._Element:
+    """``AckResponse`` (empty)."""
+    return _root("AckResponse")
+
+
+# ---------------------------------------------------------------- GetStatus
+
+
+def build_get_status(
+    message_id: uuid.UUID, *, signature: etree._Element | None = None
+) -> etree._Element:
+    """``GetStatusRequest`` for a message the caller sent."""
+    root = _root("GetStatusRequest")
+    _sub(root, SMEV_TYPES, "MessageID", str(message_id)).set("Id", CALLER_ID)
+    _sign(root, signature)
+    return root
+
+
+def build_get_status_response(report: StatusReport) -> etree._Element:
+    """``GetStatusResponse``: the state and its history, oldest transition first."""
+    root = _root("GetStatusResponse")
+    _sub(root, SMEV_TYPES, "MessageID", str(report.message_id))
+    _sub(root, SMEV_TYPES, "Status", report.status)
+    history = _sub(root, SMEV_TYPES, "History")
+    for step in report.history:
+        tr = _sub(history, SMEV_TYPES, "Transition")
+        _sub(tr, SMEV_TYPES, "State", step.state)
+        _sub(tr, SMEV_TYPES, "Timestamp", _ts(step.timestamp))
+        if step.reason is not None:
+            _sub(tr, SMEV_TYPES, "Reason", step.reason)
+    return root

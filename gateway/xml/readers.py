@@ -1,0 +1,282 @@
+"""Read plain values out of message-exchange Body elements.
+
+Readers check the structure they rely on and raise
+:class:`~gateway.core.errors.InvalidContent` (naming the element and what is missing)
+instead of ``AttributeError``; they do not replace XSD validation
+(:func:`gateway.xml.schema.validate_bus_element`), which should run first.
+Returned elements (``content``, ``element``, signatures) are the live nodes of the tree
+that was read, not copies.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from lxml import etree
+
+from gateway.core.errors import InvalidContent
+from gateway.xml.messages import (
+    AckTarget,
+    AsyncStatus,
+    MessageMetadata,
+    Participant,
+    Rejection,
+    RequestData,
+    RequestDelivery,
+    ResponseData,
+    ResponseDelivery,
+    StatusReport,
+    Transition,
+    TypeSelector,
+)
+from gateway.xml.namespaces import DS, SMEV_BASIC, SMEV_TYPES, qname
+from gateway.xml.soap import find_signature
+
+T, B = SMEV_TYPES, SMEV_BASIC
+
+
+def _name(el: etree._Element) -> str:
+    return etree.QName(el).localname
+
+
+def _expect(el: etree._Element, ns: str, name: str) -> None:
+    if el.tag != qname(ns, name):
+        raise InvalidContent(
+            f"expected <{name}> in {ns}, got <{etree.QName(el).text}>", reason="structure"
+        )
+
+
+def _child(el: etree._Element, ns: str, name: str) -> etree._Element:
+    found = el.find(qname(ns, name))
+    if found is None:
+        raise InvalidContent(f"<{_name(el)}> has no <{name}>", reason="structure")
+    return found
+
+
+def _text(el: etree._Element, ns: str, name: str) -> str:
+    text = _child(el, ns, name).text
+    if text is None or not text.strip():
+        raise InvalidContent(f"<{_name(el)}/{name}> is empty", reason="structure")
+    return text.strip()
+
+
+def _opt_text(el: etree._Element, ns: str, name: str) -> str | None:
+    found = el.find(qname(ns, name))
+    if found is None or found.text is None:
+        return None
+    return found.text.strip()
+
+
+def _uuid(value: str, where: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise InvalidContent(f"<{where}> is not a UUID: {value!r}", reason="structure") from None
+
+
+def _datetime(value: str, where: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidContent(
+            f"<{where}> is not an xs:dateTime: {value!r}", reason="structure"
+        ) from None
+    if parsed.tzinfo is None:
+        raise InvalidContent(
+            f"<{where}> {value!r} has no time zone; write it with an offset, "
+            "e.g. 2025-01-31T12:00:00+03:00",
+            reason="structure",
+        )
+    return parsed
+
+
+def _opt_datetime(el: etree._Element, ns: str, name: str) -> datetime | None:
+    value = _opt_text(el, ns, name)
+    return None if value is None else _datetime(value, name)
+
+
+def _single_content(holder: etree._Element) -> etree._Element:
+    elements = [c for c in holder if isinstance(c.tag, str)]
+    if len(elements) != 1:
+        raise InvalidContent(
+            f"MessagePrimaryContent must hold exactly one element, found {len(elements)}",
+            reason="structure",
+        )
+    return elements[0]
+
+
+def _participant(el: etree._Element) -> Participant:
+    return Participant(_text(el, T, "Mnemonic"), _opt_text(el, T, "HumanReadableName"))
+
+
+def read_metadata(el: etree._Element) -> MessageMetadata:
+    """``MessageMetadata`` -> values."""
+    recipient = el.find(qname(T, "Recipient"))
+    return MessageMetadata(
+        message_id=_uuid(_text(el, T, "MessageID"), "MessageID"),
+        message_type=_text(el, T, "MessageType"),
+        sender=_participant(_child(el, T, "Sender")),
+        sending_timestamp=_datetime(_text(el, T, "SendingTimestamp"), "SendingTimestamp"),
+        recipient=None if recipient is None else _participant(recipient),
+        delivery_timestamp=_opt_datetime(el, T, "DeliveryTimestamp"),
+        status=_opt_text(el, T, "Status"),
+    )
+
+
+def read_request_data(el: etree._Element) -> RequestData:
+    """``SenderProvidedRequestData`` -> values (``content`` is the business element)."""
+    _expect(el, T, "SenderProvidedRequestData")
+    reference = _opt_text(el, T, "ReferenceMessageID")
+    return RequestData(
+        message_id=_uuid(_text(el, T, "MessageID"), "MessageID"),
+        content=_single_content(_child(el, B, "MessagePrimaryContent")),
+        eol=_opt_datetime(el, T, "EOL"),
+        test=el.find(qname(T, "TestMessage")) is not None,
+        reference_message_id=None if reference is None else _uuid(reference, "ReferenceMessageID"),
+        transaction_code=_opt_text(el, T, "TransactionCode"),
+        element=el,
+    )
+
+
+def read_response_data(el: etree._Element) -> ResponseData:
+    """``SenderProvidedResponseData`` -> values (exactly one answer kind is set)."""
+    _expect(el, T, "SenderProvidedResponseData")
+    holder = el.find(qname(B, "MessagePrimaryContent"))
+    rejections = tuple(
+        Rejection(_text(r, T, "RejectionReasonCode"), _text(r, T, "RejectionReasonDescription"))
+        for r in el.iterfind(qname(T, "RequestRejected"))
+    )
+    status_el = el.find(qname(T, "AsyncProcessingStatus"))
+    status = (
+        None
+        if status_el is None
+        else AsyncStatus(
+            _text(status_el, T, "StatusCategory"), _opt_text(status_el, T, "StatusDetails")
+        )
+    )
+    kinds = (holder is not None) + bool(rejections) + (status is not None)
+    if kinds != 1:
+        raise InvalidContent(
+            "SenderProvidedResponseData must hold exactly one of MessagePrimaryContent, "
+            f"RequestRejected or AsyncProcessingStatus; found {kinds}",
+            reason="structure",
+        )
+    return ResponseData(
+        message_id=_uuid(_text(el, T, "MessageID"), "MessageID"),
+        to=_text(el, T, "To"),
+        content=None if holder is None else _single_content(holder),
+        rejections=rejections,
+        status=status,
+        element=el,
+    )
+
+
+def read_send_request(el: etree._Element) -> RequestData:
+    """``SendRequestRequest`` -> its request data."""
+    _expect(el, T, "SendRequestRequest")
+    return read_request_data(_child(el, T, "SenderProvidedRequestData"))
+
+
+def read_send_response(el: etree._Element) -> ResponseData:
+    """``SendResponseRequest`` -> its response data."""
+    _expect(el, T, "SendResponseRequest")
+    return read_response_data(_child(el, T, "SenderProvidedResponseData"))
+
+
+def read_send_result(el: etree._Element) -> MessageMetadata:
+    """``SendRequestResponse`` or ``SendResponseResponse`` -> the metadata the bus assigned."""
+    if el.tag not in (qname(T, "SendRequestResponse"), qname(T, "SendResponseResponse")):
+        _expect(el, T, "SendRequestResponse")
+    return read_metadata(_child(el, T, "MessageMetadata"))
+
+
+def read_selector(el: etree._Element) -> TypeSelector:
+    """``GetRequestRequest``/``GetResponseRequest`` (or the selector itself) -> values."""
+    sel = el if el.tag == qname(B, "MessageTypeSelector") else _child(el, B, "MessageTypeSelector")
+    return TypeSelector(
+        timestamp=_datetime(_text(sel, B, "Timestamp"), "Timestamp"),
+        namespace_uri=_opt_text(sel, B, "NamespaceURI"),
+        root_element=_opt_text(sel, B, "RootElementLocalName"),
+        node_id=_opt_text(sel, B, "NodeID"),
+    )
+
+
+def _signature_in(el: etree._Element, container: str) -> etree._Element:
+    holder = _child(el, T, container)
+    signature = holder.find(qname(DS, "Signature"))
+    if signature is None:
+        raise InvalidContent(f"<{container}> holds no ds:Signature", reason="structure")
+    return signature
+
+
+def read_get_request_response(el: etree._Element) -> RequestDelivery | None:
+    """``GetRequestResponse`` -> the delivered request, or None if the queue was empty."""
+    _expect(el, T, "GetRequestResponse")
+    message = el.find(qname(T, "RequestMessage"))
+    if message is None:
+        return None
+    request = _child(message, T, "Request")
+    return RequestDelivery(
+        request_data=_child(request, T, "SenderProvidedRequestData"),
+        metadata=read_metadata(_child(request, T, "MessageMetadata")),
+        reply_to=_text(request, T, "ReplyTo"),
+        sender_signature=_signature_in(request, "SenderInformationSystemSignature"),
+    )
+
+
+def read_get_response_response(el: etree._Element) -> ResponseDelivery | None:
+    """``GetResponseResponse`` -> the delivered response, or None if the queue was empty."""
+    _expect(el, T, "GetResponseResponse")
+    message = el.find(qname(T, "ResponseMessage"))
+    if message is None:
+        return None
+    response = _child(message, T, "Response")
+    return ResponseDelivery(
+        original_message_id=_uuid(_text(response, T, "OriginalMessageId"), "OriginalMessageId"),
+        response_data=_child(response, T, "SenderProvidedResponseData"),
+        metadata=read_metadata(_child(response, T, "MessageMetadata")),
+        sender_signature=_signature_in(response, "SenderInformationSystemSignature"),
+    )
+
+
+def read_ack(el: etree._Element) -> AckTarget:
+    """``AckRequest`` -> the acknowledged message id and the accepted flag."""
+    _expect(el, T, "AckRequest")
+    target = _child(el, B, "AckTargetMessage")
+    raw = (target.get("accepted") or "true").strip()
+    if raw not in ("true", "false", "1", "0"):
+        raise InvalidContent(f"AckTargetMessage/@accepted is not a boolean: {raw!r}")
+    return AckTarget(
+        message_id=_uuid((target.text or "").strip(), "AckTargetMessage"),
+        accepted=raw in ("true", "1"),
+    )
+
+
+def read_get_status(el: etree._Element) -> uuid.UUID:
+    """``GetStatusRequest`` -> the id of the message asked about."""
+    _expect(el, T, "GetStatusRequest")
+    return _uuid(_text(el, T, "MessageID"), "MessageID")
+
+
+def read_get_status_response(el: etree._Element) -> StatusReport:
+    """``GetStatusResponse`` -> state and history."""
+    _expect(el, T, "GetStatusResponse")
+    history = _child(el, T, "History")
+    return StatusReport(
+        message_id=_uuid(_text(el, T, "MessageID"), "MessageID"),
+        status=_text(el, T, "Status"),
+        history=tuple(
+            Transition(
+                state=_text(tr, T, "State"),
+                timestamp=_datetime(_text(tr, T, "Timestamp"), "Timestamp"),
+                reason=_opt_text(tr, T, "Reason"),
+            )
+            for tr in history.iterfind(qname(T, "Transition"))
+        ),
+    )
+
+
+def read_caller_signature(el: etree._Element) -> etree._Element | None:
+    """The caller's ``ds:Signature`` of a request Body element, or None if unsigned."""
+    return find_signature(el, "CallerInformationSystemSignature")
