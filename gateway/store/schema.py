@@ -1,0 +1,109 @@
+"""Table definitions of the journal, for queries (SQLAlchemy Core).
+
+The schema itself is only ever created by the Alembic migrations in
+``gateway/store/migrations``; a test checks that they and these tables agree.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timestamp that goes in timezone-aware and comes out timezone-aware UTC.
+
+    PostgreSQL stores ``timestamptz``; SQLite stores naive UTC text, which sorts and
+    compares correctly because every value is converted to UTC first.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r}: the journal stores aware UTC times")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+# SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
+_SERIAL = BigInteger().with_variant(Integer(), "sqlite")
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("message_id", String(36), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("sender", String(255), nullable=False),
+    Column("recipient", String(255), nullable=False),
+    Column("message_type", String(1024), nullable=False),
+    Column("in_reply_to", String(36), nullable=True),
+    Column("content_sha256", String(64), nullable=False),
+    Column("xml", LargeBinary(), nullable=False),
+    Column("state", String(32), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=True),
+    Column("test_message", Boolean(create_constraint=False), nullable=False),
+    Column("version", Integer(), nullable=False),
+    CheckConstraint("kind IN ('request', 'response')", name="kind"),
+    Index("ix_messages_recipient_state", "recipient", "state"),
+    Index("ix_messages_sender", "sender"),
+    Index("ix_messages_in_reply_to", "in_reply_to"),
+    Index("ix_messages_created_at_message_id", "created_at", "message_id"),
+)
+
+transitions = Table(
+    "transitions",
+    metadata,
+    Column("id", _SERIAL, primary_key=True, autoincrement=True),
+    Column(
+        "message_id",
+        String(36),
+        ForeignKey("messages.message_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("from_state", String(32), nullable=True),
+    Column("to_state", String(32), nullable=False),
+    Column("at", UtcDateTime(), nullable=False),
+    Column("reason", Text(), nullable=True),
+    Column("actor", String(255), nullable=True),
+    Index("ix_transitions_message_id_id", "message_id", "id"),
+)

@@ -1,0 +1,492 @@
+"""The message journal: one behaviour suite, run on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import uuid
+from collections import deque
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Connection, make_url
+
+from gateway.core.clock import FakeClock
+from gateway.core.errors import InvalidContent, MessageAlreadySent, NotFound
+from gateway.core.lifecycle import TRANSITIONS, IllegalTransition, MessageState
+from gateway.store import (
+    AcceptOutcome,
+    MessageKind,
+    MessageRecord,
+    NewMessage,
+    SqlStore,
+    TransitionConflict,
+    async_url,
+    current_revision,
+    head_revision,
+    upgrade,
+)
+from gateway.store.schema import metadata
+from tests.integration import store_fixtures
+from tests.integration.store_fixtures import Backend
+
+# The fixtures, bound here so that they stay local to this module.
+postgres_url = store_fixtures.postgres_url
+backend = store_fixtures.backend
+store = store_fixtures.store
+clock = store_fixtures.clock
+
+
+S = MessageState
+HAPPY_REQUEST_PATH = [S.QUEUED, S.DELIVERED, S.ACKED, S.RESPONDED, S.RESPONSE_DELIVERED]
+
+
+def message_id(n: int) -> str:
+    return str(uuid.UUID(int=n))
+
+
+def new_message(
+    n: int,
+    *,
+    content: bytes = b"<Request/>",
+    sender: str = "mfc",
+    recipient: str = "zags",
+    kind: MessageKind = MessageKind.REQUEST,
+    in_reply_to: str | None = None,
+    expires_at: datetime | None = None,
+    test_message: bool = False,
+) -> NewMessage:
+    xml = content + f"<!-- {n} -->".encode()
+    return NewMessage(
+        message_id=message_id(n),
+        kind=kind,
+        sender=sender,
+        recipient=recipient,
+        message_type="urn://x-artefacts-zags-rogzags/root/112-51/4.0.1",
+        content_sha256=hashlib.sha256(xml).hexdigest(),
+        xml=xml,
+        in_reply_to=in_reply_to,
+        expires_at=expires_at,
+        test_message=test_message,
+    )
+
+
+def paths_from_accepted() -> dict[MessageState, list[MessageState]]:
+    """The shortest sequence of moves from ACCEPTED to every reachable state."""
+    paths: dict[MessageState, list[MessageState]] = {S.ACCEPTED: []}
+    queue = deque([S.ACCEPTED])
+    while queue:
+        state = queue.popleft()
+        for target in sorted(TRANSITIONS[state]):
+            if target not in paths:
+                paths[target] = [*paths[state], target]
+                queue.append(target)
+    return paths
+
+
+async def drive(
+    store: SqlStore, clock: FakeClock, mid: str, path: list[MessageState]
+) -> MessageRecord:
+    record = await store.get(mid)
+    for target in path:
+        clock.advance(timedelta(seconds=1))
+        record = await store.transition(
+            mid, target, at=clock.now(), reason=f"to {target}", actor="router"
+        )
+    return record
+
+
+# --- accept, get, history -------------------------------------------------------------
+
+
+async def test_accept_journals_the_message_and_its_first_transition(
+    store: SqlStore, clock: FakeClock
+) -> None:
+    expires = clock.now() + timedelta(hours=1)
+    message = new_message(1, expires_at=expires, test_message=True)
+
+    result = await store.accept(message, at=clock.now(), reason="submitted", actor="api")
+
+    assert result.outcome is AcceptOutcome.ACCEPTED
+    assert not result.duplicate
+    record = await store.get(message.message_id)
+    assert record == result.record
+    assert record.state is S.ACCEPTED
+    assert record.version == 1
+    assert record.xml == message.xml
+    assert record.content_sha256 == message.content_sha256
+    assert (record.kind, record.sender, record.recipient) == (MessageKind.REQUEST, "mfc", "zags")
+    assert record.message_type == message.message_type
+    assert record.in_reply_to is None
+    assert record.test_message is True
+    assert record.created_at == record.updated_at == clock.now()
+    assert record.expires_at == expires
+    [first] = await store.history(message.message_id)
+    assert (first.from_state, first.to_state) == (None, S.ACCEPTED)
+    assert (first.at, first.reason, first.actor) == (clock.now(), "submitted", "api")
+
+
+async def test_times_come_back_as_the_same_instant_in_utc(store: SqlStore) -> None:
+    moscow = timezone(timedelta(hours=3))
+    at = datetime(2026, 3, 1, 12, 30, 15, 123456, tzinfo=moscow)
+
+    await store.accept(new_message(1), at=at)
+    record = await store.get(message_id(1))
+
+    assert record.created_at == at
+    assert record.created_at.tzinfo is UTC
+    assert record.created_at.hour == 9
+
+
+async def test_naive_times_are_refused(store: SqlStore) -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        await store.accept(new_message(1), at=datetime(2026, 1, 1))
+
+
+async def test_message_ids_are_canonical_uuids(store: SqlStore, clock: FakeClock) -> None:
+    upper = message_id(0xABCDEF).upper()
+    await store.accept(new_message(0xABCDEF), at=clock.now())
+
+    assert (await store.get(upper)).message_id == message_id(0xABCDEF)
+    with pytest.raises(InvalidContent):
+        dataclasses.replace(new_message(1), message_id="not-a-uuid")
+
+
+async def test_unknown_messages_are_not_found(store: SqlStore, clock: FakeClock) -> None:
+    for unknown in (message_id(404), "not-a-uuid"):
+        with pytest.raises(NotFound):
+            await store.get(unknown)
+        with pytest.raises(NotFound):
+            await store.history(unknown)
+        with pytest.raises(NotFound):
+            await store.transition(unknown, S.QUEUED, at=clock.now())
+
+
+# --- idempotent acceptance ------------------------------------------------------------
+
+
+async def test_identical_resubmission_is_a_no_op(store: SqlStore, clock: FakeClock) -> None:
+    first = await store.accept(new_message(1), at=clock.now())
+    await store.transition(message_id(1), S.QUEUED, at=clock.now())
+    clock.advance(timedelta(minutes=5))
+
+    again = await store.accept(new_message(1), at=clock.now(), reason="redelivered")
+
+    assert again.outcome is AcceptOutcome.DUPLICATE
+    assert again.duplicate
+    assert again.record.state is S.QUEUED
+    assert again.record.created_at == first.record.created_at
+    assert again.record.version == 2
+    assert [t.to_state for t in await store.history(message_id(1))] == [S.ACCEPTED, S.QUEUED]
+
+
+async def test_conflicting_resubmission_raises_message_already_sent(
+    store: SqlStore, clock: FakeClock
+) -> None:
+    original = await store.accept(new_message(1), at=clock.now())
+
+    with pytest.raises(MessageAlreadySent) as caught:
+        await store.accept(new_message(1, content=b"<Other/>"), at=clock.now())
+
+    assert caught.value.code == "message_already_sent"
+    assert caught.value.detail["message_id"] == message_id(1)
+    assert message_id(1) in str(caught.value)
+    assert await store.get(message_id(1)) == original.record
+    assert len(await store.history(message_id(1))) == 1
+
+
+async def test_concurrent_identical_submissions_accept_once(
+    backend: Backend, store: SqlStore, clock: FakeClock
+) -> None:
+    others = [backend.open() for _ in range(3)]
+    try:
+        results = await asyncio.gather(
+            *(s.accept(new_message(1), at=clock.now()) for s in [store, *others, store, *others])
+        )
+    finally:
+        for other in others:
+            await other.close()
+
+    outcomes = sorted(r.outcome for r in results)
+    assert outcomes.count(AcceptOutcome.ACCEPTED) == 1
+    assert outcomes.count(AcceptOutcome.DUPLICATE) == len(results) - 1
+    assert len(await store.history(message_id(1))) == 1
+
+
+# --- lifecycle ------------------------------------------------------------------------
+
+
+async def test_request_happy_path_is_recorded_in_order(store: SqlStore, clock: FakeClock) -> None:
+    start = clock.now()
+    await store.accept(new_message(1), at=start, reason="submitted", actor="api")
+
+    record = await drive(store, clock, message_id(1), HAPPY_REQUEST_PATH)
+
+    assert record.state is S.RESPONSE_DELIVERED
+    assert record.version == 1 + len(HAPPY_REQUEST_PATH)
+    assert record.updated_at == clock.now()
+    assert record.created_at == start
+    history = await store.history(message_id(1))
+    assert [(t.from_state, t.to_state) for t in history] == [
+        (None, S.ACCEPTED),
+        (S.ACCEPTED, S.QUEUED),
+        (S.QUEUED, S.DELIVERED),
+        (S.DELIVERED, S.ACKED),
+        (S.ACKED, S.RESPONDED),
+        (S.RESPONDED, S.RESPONSE_DELIVERED),
+    ]
+    assert [t.at for t in history] == [start + timedelta(seconds=i) for i in range(6)]
+    assert [t.reason for t in history] == ["submitted"] + [f"to {s}" for s in HAPPY_REQUEST_PATH]
+    assert [t.actor for t in history] == ["api"] + ["router"] * 5
+    assert [t.id for t in history] == sorted(t.id for t in history)
+
+
+async def test_every_legal_transition_is_journaled(store: SqlStore, clock: FakeClock) -> None:
+    paths = paths_from_accepted()
+    assert set(paths) == set(MessageState), "every state must be reachable from ACCEPTED"
+    edges = [(src, dst) for src, targets in TRANSITIONS.items() for dst in sorted(targets)]
+    for n, (src, dst) in enumerate(edges, start=1):
+        await store.accept(new_message(n), at=clock.now())
+        before = await drive(store, clock, message_id(n), paths[src])
+        clock.advance(timedelta(seconds=1))
+
+        after = await store.transition(
+            message_id(n), dst, at=clock.now(), reason=f"{src}->{dst}", actor="test"
+        )
+
+        assert (after.state, after.version) == (dst, before.version + 1)
+        last = (await store.history(message_id(n)))[-1]
+        assert (last.from_state, last.to_state, last.at) == (src, dst, clock.now())
+        assert (last.reason, last.actor) == (f"{src}->{dst}", "test")
+
+
+async def test_illegal_transitions_raise_and_change_nothing(
+    store: SqlStore, clock: FakeClock
+) -> None:
+    for n, (state, path) in enumerate(sorted(paths_from_accepted().items()), start=1):
+        await store.accept(new_message(n), at=clock.now())
+        record = await drive(store, clock, message_id(n), path)
+        history = await store.history(message_id(n))
+        for target in sorted(set(MessageState) - TRANSITIONS[state]):
+            with pytest.raises(IllegalTransition) as caught:
+                await store.transition(message_id(n), target, at=clock.now())
+            assert not isinstance(caught.value, TransitionConflict)
+            assert caught.value.detail == {"current": str(state), "target": str(target)}
+        assert await store.get(message_id(n)) == record
+        assert await store.history(message_id(n)) == history
+
+
+async def test_concurrent_identical_moves_exactly_one_wins(
+    backend: Backend, store: SqlStore, clock: FakeClock
+) -> None:
+    await store.accept(new_message(1), at=clock.now())
+    await store.transition(message_id(1), S.QUEUED, at=clock.now())
+    others = [backend.open() for _ in range(3)]  # independent engines, as separate processes
+    try:
+        results = await asyncio.gather(
+            *(
+                s.transition(message_id(1), S.DELIVERED, at=clock.now(), actor=f"consumer-{i}")
+                for i, s in enumerate([store, *others, store, *others])
+            ),
+            return_exceptions=True,
+        )
+    finally:
+        for other in others:
+            await other.close()
+
+    winners = [r for r in results if isinstance(r, MessageRecord)]
+    losers = [r for r in results if isinstance(r, IllegalTransition)]
+    assert len(winners) == 1, results
+    assert len(losers) == len(results) - 1, results
+    assert winners[0].version == 3
+    history = await store.history(message_id(1))
+    assert [t.to_state for t in history] == [S.ACCEPTED, S.QUEUED, S.DELIVERED]
+    assert history[-1].actor == f"consumer-{results.index(winners[0])}"
+
+
+async def test_move_from_a_stale_version_is_a_conflict(
+    backend: Backend, store: SqlStore, clock: FakeClock
+) -> None:
+    seen = (await store.accept(new_message(1), at=clock.now())).record
+    other = backend.open()
+    try:
+        await other.transition(message_id(1), S.QUEUED, at=clock.now(), expected_version=1)
+        with pytest.raises(TransitionConflict) as caught:
+            await store.transition(
+                message_id(1), S.REJECTED, at=clock.now(), expected_version=seen.version
+            )
+    finally:
+        await other.close()
+
+    assert isinstance(caught.value, IllegalTransition)
+    assert caught.value.detail["message_id"] == message_id(1)
+    assert (await store.get(message_id(1))).state is S.QUEUED
+
+
+async def test_repeated_transition_is_refused_not_repeated(
+    store: SqlStore, clock: FakeClock
+) -> None:
+    await store.accept(new_message(1), at=clock.now())
+    await store.transition(message_id(1), S.QUEUED, at=clock.now())
+
+    with pytest.raises(IllegalTransition):
+        await store.transition(message_id(1), S.QUEUED, at=clock.now())
+
+    assert len(await store.history(message_id(1))) == 2
+
+
+# --- queries --------------------------------------------------------------------------
+
+
+async def test_responses_are_found_by_the_request_they_answer(
+    store: SqlStore, clock: FakeClock
+) -> None:
+    await store.accept(new_message(1), at=clock.now())
+    for n in (3, 2):
+        clock.advance(timedelta(seconds=1))
+        response = new_message(
+            n,
+            kind=MessageKind.RESPONSE,
+            sender="zags",
+            recipient="mfc",
+            in_reply_to=message_id(1),
+        )
+        await store.accept(response, at=clock.now())
+
+    responses = await store.responses_to(message_id(1))
+
+    assert [r.message_id for r in responses] == [message_id(3), message_id(2)]
+    assert all(r.in_reply_to == message_id(1) for r in responses)
+    assert all(r.kind is MessageKind.RESPONSE for r in responses)
+    assert await store.responses_to(message_id(3)) == []
+    assert await store.responses_to("not-a-uuid") == []
+
+
+async def test_find_filters_by_sender_recipient_state_and_time(
+    store: SqlStore, clock: FakeClock
+) -> None:
+    start = clock.now()
+    senders = ["mfc", "mfc", "portal", "mfc", "portal"]
+    recipients = ["zags", "mvd", "zags", "zags", "mvd"]
+    for n, (sender, recipient) in enumerate(zip(senders, recipients, strict=True), start=1):
+        await store.accept(new_message(n, sender=sender, recipient=recipient), at=clock.now())
+        clock.advance(timedelta(minutes=1))
+    await store.transition(message_id(4), S.QUEUED, at=clock.now())
+
+    async def ids(**filters: object) -> list[int]:
+        page = await store.find(**filters)  # type: ignore[arg-type]
+        assert page.next_cursor is None
+        return [uuid.UUID(r.message_id).int for r in page.items]
+
+    assert await ids() == [1, 2, 3, 4, 5]
+    assert await ids(sender="mfc") == [1, 2, 4]
+    assert await ids(recipient="zags") == [1, 3, 4]
+    assert await ids(recipient="zags", state=S.ACCEPTED) == [1, 3]
+    assert await ids(sender="mfc", recipient="zags", state=S.QUEUED) == [4]
+    assert await ids(since=start + timedelta(minutes=2)) == [3, 4, 5]
+    assert await ids(sender="portal", since=start + timedelta(minutes=3)) == [5]
+    assert await ids(sender="nobody") == []
+
+
+async def test_find_pages_through_everything_once(store: SqlStore, clock: FakeClock) -> None:
+    # Three messages share each timestamp, so pages must break ties on message_id.
+    expected = []
+    for n in range(1, 11):
+        await store.accept(new_message(n), at=clock.now())
+        expected.append(message_id(n))
+        if n % 3 == 0:
+            clock.advance(timedelta(seconds=1))
+
+    seen: list[str] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        page = await store.find(recipient="zags", limit=3, after=cursor)
+        pages += 1
+        assert len(page.items) <= 3
+        seen.extend(r.message_id for r in page.items)
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+
+    assert seen == expected
+    assert pages == 4
+
+
+async def test_find_rejects_bad_limits_and_cursors(store: SqlStore) -> None:
+    for limit in (0, 1001):
+        with pytest.raises(ValueError, match="limit"):
+            await store.find(limit=limit)
+    for cursor in ("garbage!", "bm90LWEtY3Vyc29y"):
+        with pytest.raises(ValueError, match="cursor"):
+            await store.find(after=cursor)
+
+
+# --- schema and migrations ------------------------------------------------------------
+
+
+def _schema_differences(connection: Connection) -> list[object]:
+    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    return list(compare_metadata(context, metadata))
+
+
+async def test_migrations_are_idempotent_and_match_the_tables(
+    store: SqlStore, clock: FakeClock
+) -> None:
+    await store.accept(new_message(1), at=clock.now())
+
+    await store.migrate()
+    await store.migrate()
+
+    assert await current_revision(store.engine) == head_revision()
+    assert (await store.get(message_id(1))).state is S.ACCEPTED
+    async with store.engine.connect() as connection:
+        assert await connection.run_sync(_schema_differences) == []
+
+
+async def test_upgrade_from_a_plain_url(backend: Backend) -> None:
+    await upgrade(backend.url, schema=backend.schema)
+    await upgrade(backend.url, schema=backend.schema)
+
+    async with backend.open() as journal:
+        assert await current_revision(journal.engine) == head_revision()
+
+
+# --- embedded defaults ----------------------------------------------------------------
+
+
+async def test_in_memory_sqlite_is_a_full_journal(clock: FakeClock) -> None:
+    async with SqlStore.from_url("sqlite://") as journal:
+        assert await current_revision(journal.engine) is None
+        await journal.migrate()
+        await journal.accept(new_message(1), at=clock.now())
+        await asyncio.gather(
+            journal.transition(message_id(1), S.QUEUED, at=clock.now()),
+            journal.get(message_id(1)),
+            journal.find(),
+        )
+        assert (await journal.get(message_id(1))).state is S.QUEUED
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("sqlite:///./smevbus.db", "sqlite+aiosqlite:///./smevbus.db"),
+        ("sqlite://", "sqlite+aiosqlite://"),
+        ("sqlite+aiosqlite:////var/lib/smevbus.db", "sqlite+aiosqlite:////var/lib/smevbus.db"),
+        ("postgresql://bus@db:5432/smev", "postgresql+asyncpg://bus@db:5432/smev"),
+        ("postgres://bus@db/smev", "postgresql+asyncpg://bus@db/smev"),
+        ("postgresql+asyncpg://bus@db/smev", "postgresql+asyncpg://bus@db/smev"),
+    ],
+)
+def test_plain_urls_get_async_drivers(given: str, expected: str) -> None:
+    assert async_url(given) == make_url(expected)
+
+
+@pytest.mark.parametrize("url", ["mysql://root@db/smev", "postgresql+psycopg2://bus@db/smev"])
+def test_unsupported_databases_are_refused(url: str) -> None:
+    with pytest.raises(ValueError, match="unsupported"):
+        async_url(url)
