@@ -1,0 +1,164 @@
+"""Sign and verify throughput: smevbus vs raw xmlsec on the same SendRequest envelope.
+
+Prints, for RSA-2048 and ECDSA P-256, operations per second of
+
+* raw xmlsec: template + SignatureContext.sign / .verify with the key loaded once
+  (exclusive c14n reference, no certificate checks): the floor we build on;
+* smevbus, exc-c14n profile: XmlsecSigner.sign / XmlsecVerifier.verify (verify also
+  checks structure, Id uniqueness, chain, validity and CRL);
+* smevbus, SMEV profile: the same with the SMEV transform digest computed in Python.
+
+and the ratio smevbus / raw. Target: >= 80 % of raw xmlsec for the exc-c14n profile.
+Run: .venv/bin/python benchmarks/crypto.py [--seconds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import xmlsec
+from lxml import etree
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from gateway.core.clock import MessageIdSource, SystemClock  # noqa: E402
+from gateway.crypto import devpki  # noqa: E402
+from gateway.crypto.signer import DS_NS, SignatureProfile  # noqa: E402
+from gateway.crypto.trust import TrustStore  # noqa: E402
+from gateway.crypto.xmldsig import XmlsecSigner, XmlsecVerifier  # noqa: E402
+from gateway.xml import messages  # noqa: E402
+from gateway.xml.namespaces import SMEV_TYPES  # noqa: E402
+from gateway.xml.parse import parse_secure  # noqa: E402
+
+CONTENT = ROOT / "tests" / "data" / "content" / "zags-birth-record.request.xml"
+SPRD = f"{{{SMEV_TYPES}}}SenderProvidedRequestData"
+HOLDER = f"{{{SMEV_TYPES}}}CallerInformationSystemSignature"
+
+
+def envelope() -> etree._Element:
+    content = parse_secure(CONTENT.read_bytes())
+    ids = MessageIdSource(SystemClock())
+    return messages.build_send_request(ids.new(), content)
+
+
+def rate(fn: Callable[[], object], seconds: float) -> float:
+    """Best of three timed runs, operations per second."""
+    results = []
+    for _ in range(3):
+        n, start = 0, time.perf_counter()
+        while (elapsed := time.perf_counter() - start) < seconds / 3:
+            fn()
+            n += 1
+        results.append(n / elapsed)
+    return max(results)
+
+
+class RawXmlsec:
+    """The baseline: what a hand-written xmlsec integration does per message."""
+
+    def __init__(self, key_pem: bytes, cert_pem: bytes, method: object) -> None:
+        self.key = xmlsec.Key.from_memory(key_pem, xmlsec.constants.KeyDataFormatPem)
+        self.key.load_cert_from_memory(cert_pem, xmlsec.constants.KeyDataFormatPem)
+        self.verify_key = xmlsec.Key.from_memory(cert_pem, xmlsec.constants.KeyDataFormatCertPem)
+        self.method = method
+
+    def sign(self, doc: etree._Element) -> etree._Element:
+        target = doc.find(SPRD)
+        assert target is not None
+        holder = etree.SubElement(doc, HOLDER)
+        sig = xmlsec.template.create(doc, xmlsec.constants.TransformExclC14N, self.method, ns="ds")
+        holder.append(sig)
+        ref = xmlsec.template.add_reference(
+            sig, xmlsec.constants.TransformSha256, uri="#" + target.get("Id", "")
+        )
+        xmlsec.template.add_transform(ref, xmlsec.constants.TransformExclC14N)
+        xmlsec.template.add_x509_data(xmlsec.template.ensure_key_info(sig))
+        ctx = xmlsec.SignatureContext()
+        ctx.register_id(target, "Id")
+        ctx.key = self.key
+        ctx.sign(sig)
+        return doc
+
+    def verify(self, doc: etree._Element) -> None:
+        target = doc.find(SPRD)
+        sig = doc.find(f"{HOLDER}/{{{DS_NS}}}Signature")
+        assert target is not None
+        assert sig is not None
+        ctx = xmlsec.SignatureContext()
+        ctx.register_id(target, "Id")
+        ctx.key = self.verify_key
+        ctx.verify(sig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
+    args = parser.parse_args()
+    clock = SystemClock()
+    keys = Path(tempfile.mkdtemp(prefix="smevbus-bench-"))
+    devpki.init_dev_pki(keys, {"EC_BENCH": "ec"}, key_type="ec", clock=clock)
+    devpki.init_dev_pki(keys, {"RSA_BENCH": "rsa"}, key_type="rsa", clock=clock)
+    verifier = XmlsecVerifier(TrustStore.from_dir(keys, clock))
+    base = envelope()
+    print(
+        f"document: SendRequest envelope, {len(etree.tostring(base))} bytes; "
+        f"{args.seconds:.1f} s per figure, best of 3"
+    )
+    header = (
+        f"{'key':<10}{'operation':<10}{'raw xmlsec/s':>14}"
+        f"{'profile':>12}{'smevbus/s':>12}{'ratio':>8}"
+    )
+    print(header)
+    print("-" * len(header))
+    ratios = []
+    for mnemonic, method in (
+        ("RSA_BENCH", xmlsec.constants.TransformRsaSha256),
+        ("EC_BENCH", xmlsec.constants.TransformEcdsaSha256),
+    ):
+        key_pem = devpki.key_path(keys, mnemonic).read_bytes()
+        cert_pem = devpki.cert_path(keys, mnemonic).read_bytes()
+        raw = RawXmlsec(key_pem, cert_pem, method)
+        raw_signed = raw.sign(copy.deepcopy(base))
+        raw_sign = rate(lambda r=raw: r.sign(copy.deepcopy(base)), args.seconds)
+        raw_verify = rate(lambda r=raw, d=raw_signed: r.verify(d), args.seconds)
+        for profile in SignatureProfile:
+            signer = XmlsecSigner(key_pem, cert_pem, profile)
+
+            def ours_sign(s: XmlsecSigner = signer) -> None:
+                doc = copy.deepcopy(base)
+                target = doc.find(SPRD)
+                assert target is not None
+                s.sign(target, etree.SubElement(doc, HOLDER))
+
+            signed = copy.deepcopy(base)
+            signer.sign(signed.find(SPRD), etree.SubElement(signed, HOLDER))  # type: ignore[arg-type]
+            sig = signed.find(f"{HOLDER}/{{{DS_NS}}}Signature")
+            target = signed.find(SPRD)
+            assert sig is not None
+            assert target is not None
+            verifier.verify(target, sig)  # must pass before we time it
+            ours_s = rate(ours_sign, args.seconds)
+            ours_v = rate(lambda t=target, g=sig: verifier.verify(t, g), args.seconds)
+            kind = mnemonic.split("_")[0]
+            for op, r, o in (("sign", raw_sign, ours_s), ("verify", raw_verify, ours_v)):
+                ratio = o / r
+                if profile is SignatureProfile.EXC_C14N:
+                    ratios.append(ratio)
+                print(f"{kind:<10}{op:<10}{r:>14.0f}{profile.value:>12}{o:>12.0f}{ratio:>8.0%}")
+    print("-" * len(header))
+    print(
+        f"exc-c14n profile vs raw xmlsec: worst {min(ratios):.0%}, "
+        f"median {statistics.median(ratios):.0%} (target >= 80 %)"
+    )
+
+
+if __name__ == "__main__":
+    main()

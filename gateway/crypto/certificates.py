@@ -1,0 +1,35 @@
+"""Small certificate helpers: fingerprints and readable names."""
+
+from __future__ import annotations
+
+import hashlib
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+
+def fingerprint(cert: x509.Certificate) -> str:
+    """SHA-256 of the DER encoding, lowercase hex without colons."""
+    return hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest()
+
+
+def format_name(name: x509.Name) -> str:
+    """An RFC 4514 string such as ``CN=MVD,O=Ministry of Internal Affairs``."""
+    return name.rfc4514_string()
+
+
+def describe(cert: x509.Certificate) -> str:
+    """One line naming a certificate in error messages and logs."""
+    return (
+        f"subject {format_name(cert.subject)!r}, issuer {format_name(cert.issuer)!r}, "
+        f"serial {cert.serial_number:x}, sha256 {fingerprint(cert)}"
+    )
+
+
+def common_name(cert: x509.Certificate) -> str | None:
+    """The subject's first CN, which for participants is their mnemonic."""
+    attrs = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    if not attrs:
+        return None
+    value = attrs[0].value
+    return value if isinstance(value, str) else value.decode()

@@ -1,0 +1,156 @@
+"""The trust store: which certificates the bus accepts as signers.
+
+A certificate is trusted when it is issued directly by one of the configured CAs,
+that CA is itself within its validity period, the certificate is within its own
+validity period at the injected clock's ``now()``, and no CRL issued by that CA
+lists its serial number. CRL signatures are checked once, when the store is built.
+A CRL past its ``nextUpdate`` is still used (a stale list is better than none in a
+closed dev/regional deployment); operators replace ``crl.pem`` to refresh it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+
+from gateway.core.clock import Clock
+from gateway.core.errors import CertificateExpired, CertificateUntrusted, InternalError
+from gateway.crypto.certificates import describe, format_name
+
+CA_CERT_FILE = "ca.cert.pem"
+CRL_FILE = "crl.pem"
+
+
+@dataclass
+class _Anchor:
+    cert: x509.Certificate
+    crls: list[x509.CertificateRevocationList] = field(default_factory=list)
+
+
+class TrustStore:
+    def __init__(
+        self,
+        ca_certs: list[x509.Certificate],
+        crls: list[x509.CertificateRevocationList],
+        clock: Clock,
+    ) -> None:
+        self._clock = clock
+        self._anchors: dict[x509.Name, list[_Anchor]] = {}
+        for ca in ca_certs:
+            _require_ca(ca)
+            self._anchors.setdefault(ca.subject, []).append(_Anchor(ca))
+        for crl in crls:
+            self._attach_crl(crl)
+        # cert -> the anchor whose signature on it checked out; the signature check is
+        # the costly part and cannot change, unlike validity and revocation.
+        self._issuer_cache: dict[x509.Certificate, _Anchor] = {}
+
+    @classmethod
+    def from_dir(cls, keys_dir: Path, clock: Clock) -> TrustStore:
+        """Load ``ca.cert.pem`` (one or more CAs) and, if present, ``crl.pem``."""
+        ca_path = keys_dir / CA_CERT_FILE
+        if not ca_path.is_file():
+            raise InternalError(
+                f"trust store not found: {ca_path} is missing; run `smevbus keys init`",
+                path=str(ca_path),
+            )
+        cas = x509.load_pem_x509_certificates(ca_path.read_bytes())
+        crl_path = keys_dir / CRL_FILE
+        crls = _load_crls(crl_path.read_bytes()) if crl_path.is_file() else []
+        return cls(cas, crls, clock)
+
+    def check(self, cert: x509.Certificate) -> None:
+        """Raise CertificateUntrusted or CertificateExpired unless ``cert`` is trusted now."""
+        anchor = self._issuer(cert)
+        now = self._clock.now()
+        ca = anchor.cert
+        if not ca.not_valid_before_utc <= now <= ca.not_valid_after_utc:
+            raise CertificateUntrusted(
+                f"the issuing CA {format_name(ca.subject)!r} is valid only from "
+                f"{_iso(ca.not_valid_before_utc)} to {_iso(ca.not_valid_after_utc)}; "
+                f"now is {_iso(now)}",
+                certificate=describe(cert),
+            )
+        if now < cert.not_valid_before_utc:
+            raise CertificateExpired(
+                f"certificate is not valid before {_iso(cert.not_valid_before_utc)}; "
+                f"now is {_iso(now)} ({describe(cert)})",
+                not_before=_iso(cert.not_valid_before_utc),
+            )
+        if now > cert.not_valid_after_utc:
+            raise CertificateExpired(
+                f"certificate expired at {_iso(cert.not_valid_after_utc)}; now is {_iso(now)}; "
+                f"renew it ({describe(cert)})",
+                not_after=_iso(cert.not_valid_after_utc),
+            )
+        for crl in anchor.crls:
+            revoked = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+            if revoked is not None and revoked.revocation_date_utc <= now:
+                raise CertificateUntrusted(
+                    f"certificate serial {cert.serial_number:x} was revoked on "
+                    f"{_iso(revoked.revocation_date_utc)} by {format_name(crl.issuer)!r} "
+                    f"({describe(cert)})",
+                    serial=f"{cert.serial_number:x}",
+                    revoked_at=_iso(revoked.revocation_date_utc),
+                )
+
+    def _issuer(self, cert: x509.Certificate) -> _Anchor:
+        cached = self._issuer_cache.get(cert)
+        if cached is not None:
+            return cached
+        candidates = self._anchors.get(cert.issuer, [])
+        if not candidates:
+            known = ", ".join(repr(format_name(n)) for n in self._anchors) or "none"
+            raise CertificateUntrusted(
+                f"certificate issuer {format_name(cert.issuer)!r} is not a trusted CA "
+                f"(trusted: {known}); {describe(cert)}",
+                issuer=format_name(cert.issuer),
+            )
+        for anchor in candidates:
+            try:
+                cert.verify_directly_issued_by(anchor.cert)
+            except (ValueError, TypeError, InvalidSignature):
+                continue
+            self._issuer_cache[cert] = anchor
+            return anchor
+        raise CertificateUntrusted(
+            f"certificate names the trusted CA {format_name(cert.issuer)!r} as issuer, "
+            f"but its signature does not verify with that CA's key; {describe(cert)}",
+            issuer=format_name(cert.issuer),
+        )
+
+    def _attach_crl(self, crl: x509.CertificateRevocationList) -> None:
+        for anchor in self._anchors.get(crl.issuer, []):
+            if crl.is_signature_valid(anchor.cert.public_key()):  # type: ignore[arg-type]
+                anchor.crls.append(crl)
+                return
+        raise InternalError(
+            f"CRL issued by {format_name(crl.issuer)!r} is not signed by any trusted CA; "
+            "replace crl.pem (run `smevbus keys init` for a dev setup)",
+        )
+
+
+def _require_ca(cert: x509.Certificate) -> None:
+    try:
+        constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        constraints = None
+    if constraints is None or not constraints.ca:
+        raise InternalError(
+            f"trust store entry is not a CA certificate (no BasicConstraints CA=true): "
+            f"{describe(cert)}"
+        )
+
+
+def _load_crls(data: bytes) -> list[x509.CertificateRevocationList]:
+    marker = b"-----BEGIN X509 CRL-----"
+    chunks = [marker + part for part in data.split(marker)[1:]]
+    return [x509.load_pem_x509_crl(chunk) for chunk in chunks]
+
+
+def _iso(when: datetime) -> str:
+    return when.isoformat()
