@@ -1,0 +1,37 @@
+"""Moving messages between the router and participants: see :mod:`gateway.transport.base`."""
+
+from gateway.transport.base import (
+    DeadLetter,
+    DeadLetterReason,
+    Delivery,
+    Direction,
+    Handler,
+    Message,
+    Subscription,
+    Transport,
+)
+from gateway.transport.errors import (
+    DeliveryNotHeld,
+    PublishRefused,
+    QueueNotDeclared,
+    TransportUnavailable,
+)
+from gateway.transport.memory import MemoryTransport
+from gateway.transport.topology import QueuePolicy
+
+__all__ = [
+    "DeadLetter",
+    "DeadLetterReason",
+    "Delivery",
+    "DeliveryNotHeld",
+    "Direction",
+    "Handler",
+    "MemoryTransport",
+    "Message",
+    "PublishRefused",
+    "QueueNotDeclared",
+    "QueuePolicy",
+    "Subscription",
+    "Transport",
+    "TransportUnavailable",
+]

@@ -1,0 +1,364 @@
+"""RabbitMQ transport on aio-pika, with the topology of :mod:`gateway.transport.topology`.
+
+Reliability choices:
+
+* one robust connection (``connect_robust``); its channels re-declare the
+  exchanges, queues, bindings and consumers declared through them after a
+  reconnect, so topology and subscriptions come back on their own;
+* every publish is persistent, ``mandatory`` and confirmed; a publish (or any
+  repeatable operation) interrupted by a lost connection is retried until
+  ``reconnect_timeout`` s (at-least-once: a lost confirm can duplicate, the
+  journal's MessageID dedups);
+* dead-lettering by the transport itself (reject, expiry seen on delivery,
+  exhausted retries) publishes to ``smevbus.dlx`` with a reason header, confirmed,
+  then acks: the reason text survives, and nothing is acked before it is safe;
+* pull (``get``) is ``basic.get`` with a manual ack and a local timer: a pulled
+  message not settled within the visibility timeout is nacked back to its queue
+  (counting as a failed delivery). If the process dies first, the broker
+  returns it when the channel closes, so the timeout only speeds that up. The
+  broker's ``consumer_timeout`` (30 min by default) must stay above it;
+* end of life: the broker expires a waiting message (per-message expiration)
+  and dead-letters it as ``expired``; dead-lettering strips ``expiration``, so a
+  message back from a retry queue is only found expired when next delivered
+  (the exact end of life travels in a header and is checked on every delivery).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Collection, Iterable
+from typing import Self, TypeVar
+
+import aio_pika
+import structlog
+from aio_pika.abc import (
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustChannel,
+    AbstractRobustConnection,
+)
+
+from gateway.core.clock import Clock, SystemClock
+from gateway.transport import amqp_wire
+from gateway.transport.amqp_delivery import AmqpDelivery, AmqpSubscription, open_delivery
+from gateway.transport.amqp_publish import (
+    TRANSIENT_ERRORS,
+    ConfirmedPublisher,
+    ride_out_reconnects,
+)
+from gateway.transport.base import DeadLetter, Delivery, Direction, Handler, Message
+from gateway.transport.errors import QueueNotDeclared, TransportUnavailable
+from gateway.transport.topology import (
+    DEAD_LETTER_EXCHANGE,
+    QueuePolicy,
+    check_participant,
+    dead_letter_key,
+    dead_letter_queue_arguments,
+    dead_letter_queue_name,
+    exchange_name,
+    main_queue_arguments,
+    queue_name,
+    retry_queue_arguments,
+    retry_queue_name,
+)
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+
+
+class AmqpTransport:
+    """A :class:`~gateway.transport.base.Transport` on RabbitMQ; make one with :meth:`connect`."""
+
+    def __init__(
+        self,
+        connection: AbstractRobustConnection,
+        topology: AbstractRobustChannel,
+        publisher: AbstractRobustChannel,
+        puller: AbstractRobustChannel,
+        *,
+        policy: QueuePolicy,
+        clock: Clock,
+        reconnect_timeout: float,
+    ) -> None:
+        self.policy = policy
+        self.clock = clock
+        self._connection = connection
+        self._topology = topology
+        self._publisher = ConfirmedPublisher(publisher, clock, reconnect_timeout)
+        self._reconnect_timeout = reconnect_timeout
+        self._puller = puller
+        self._queues: dict[str, AbstractQueue] = {}
+        self._subscriptions: set[AmqpSubscription] = set()
+        self._timers: set[asyncio.TimerHandle] = set()
+        self._lapses: set[asyncio.Task[None]] = set()
+        self._closing = False
+        self._closed = False
+
+    @classmethod
+    async def connect(
+        cls,
+        url: str,
+        *,
+        policy: QueuePolicy | None = None,
+        clock: Clock | None = None,
+        connection_name: str = "smevbus",
+        reconnect_timeout: float = 30.0,
+        reconnect_interval: float = 1.0,
+    ) -> Self:
+        try:
+            connection = await aio_pika.connect_robust(
+                url,
+                client_properties={"connection_name": connection_name},
+                reconnect_interval=reconnect_interval,
+            )
+        except TRANSIENT_ERRORS as exc:
+            raise TransportUnavailable(f"cannot reach the broker: {exc}") from exc
+        connection.reconnect_callbacks.add(
+            lambda _: log.warning("transport_reconnected", connection=connection_name)
+        )
+        return cls(
+            connection,
+            await connection.channel(),
+            await connection.channel(publisher_confirms=True, on_return_raises=True),
+            await connection.channel(),
+            policy=policy or QueuePolicy(),
+            clock=clock or SystemClock(),
+            reconnect_timeout=reconnect_timeout,
+        )
+
+    async def declare(self, participants: Iterable[str]) -> None:
+        todo = list(participants)
+
+        async def declare_all(_: float) -> None:
+            await self._declare(todo)
+
+        await self._ride_out(self._topology, declare_all, "declare")
+
+    async def _declare(self, participants: list[str]) -> None:
+        channel = self._topology
+        dlx = await channel.declare_exchange(
+            DEAD_LETTER_EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True
+        )
+        for direction in Direction:
+            exchange = await channel.declare_exchange(
+                exchange_name(direction), aio_pika.ExchangeType.DIRECT, durable=True
+            )
+            for participant in participants:
+                name = queue_name(direction, participant)
+                if name in self._queues:
+                    continue
+                dlq = await channel.declare_queue(
+                    dead_letter_queue_name(direction, participant),
+                    durable=True,
+                    arguments=dead_letter_queue_arguments(),
+                )
+                await dlq.bind(dlx, dead_letter_key(direction, participant))
+                for attempt, delay in enumerate(self.policy.retry_delays, start=1):
+                    await channel.declare_queue(
+                        retry_queue_name(direction, participant, attempt),
+                        durable=True,
+                        arguments=retry_queue_arguments(direction, participant, delay),
+                    )
+                queue = await channel.declare_queue(
+                    name,
+                    durable=True,
+                    arguments=main_queue_arguments(direction, participant, self.policy),
+                )
+                await queue.bind(exchange, participant)
+                self._queues[name] = queue
+
+    async def publish(self, direction: Direction, participant: str, message: Message) -> None:
+        if self._closed:
+            raise TransportUnavailable("transport is closed")
+        await self._publisher.publish(
+            exchange_name(direction),
+            check_participant(participant),
+            amqp_wire.to_amqp(message, self.clock.now()),
+            participant,
+        )
+
+    async def consume(
+        self,
+        direction: Direction,
+        participant: str,
+        handler: Handler,
+        *,
+        prefetch: int | None = None,
+    ) -> AmqpSubscription:
+        name = self._declared(direction, participant).name
+
+        async def subscribe(_: float) -> AmqpSubscription:
+            channel = await self._connection.channel()
+            try:
+                await channel.set_qos(prefetch_count=prefetch or self.policy.prefetch)
+                # Declared (not just looked up) so the channel restores it, and
+                # its consumer, after a reconnect.
+                arguments = main_queue_arguments(direction, participant, self.policy)
+                queue = await channel.declare_queue(name, durable=True, arguments=arguments)
+                subscription = AmqpSubscription(
+                    channel,
+                    queue,
+                    handler,
+                    lambda incoming: self._open(incoming, direction, participant),
+                    self._subscriptions.discard,
+                )
+                await subscription.start()
+            except BaseException:
+                await channel.close()
+                raise
+            self._subscriptions.add(subscription)
+            return subscription
+
+        return await self._ride_out(self._topology, subscribe, f"consume from {name}")
+
+    async def get(self, direction: Direction, participant: str) -> Delivery | None:
+        name = self._declared(direction, participant).name
+        queue = await self._puller.get_queue(name, ensure=False)
+
+        async def get_one(seconds_left: float) -> AbstractIncomingMessage | None:
+            return await queue.get(no_ack=False, fail=False, timeout=seconds_left)
+
+        while True:
+            incoming = await self._ride_out(self._puller, get_one, f"get from {name}")
+            if incoming is None:
+                return None
+            delivery = await self._open(incoming, direction, participant)
+            if delivery is not None:
+                self._hold(delivery)
+                return delivery
+
+    async def dead_letters(
+        self, direction: Direction, participant: str, *, limit: int = 100
+    ) -> list[DeadLetter]:
+        main = self._declared(direction, participant).name
+        found: list[DeadLetter] = []
+
+        async def collect(incoming: AbstractIncomingMessage) -> bool:
+            found.append(amqp_wire.dead_letter_from_amqp(incoming, main))
+            return False  # leave it: closing the channel puts it back in place
+
+        await self._sweep_dead_letters(direction, participant, collect, limit)
+        return found
+
+    async def replay(
+        self,
+        direction: Direction,
+        participant: str,
+        message_ids: Collection[str] | None = None,
+    ) -> int:
+        self._declared(direction, participant)
+        moved = 0
+
+        async def move(incoming: AbstractIncomingMessage) -> bool:
+            nonlocal moved
+            if message_ids is not None and incoming.message_id not in message_ids:
+                return False
+            await self.publish(direction, participant, amqp_wire.from_amqp(incoming))
+            moved += 1
+            return True
+
+        await self._sweep_dead_letters(direction, participant, move, None)
+        return moved
+
+    async def depth(self, direction: Direction, participant: str) -> int:
+        queue = self._declared(direction, participant)
+
+        async def count(seconds_left: float) -> int:
+            declared = await queue.declare(timeout=seconds_left)
+            return int(declared.message_count or 0)
+
+        return await self._ride_out(self._topology, count, f"depth of {queue.name}")
+
+    async def close(self, grace: float = 30.0) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        subscriptions = list(self._subscriptions)
+        for subscription in subscriptions:
+            await subscription.stop()
+        await asyncio.gather(*(s.drain(grace) for s in subscriptions))
+        for timer in self._timers:
+            timer.cancel()
+        # Unsettled pulled messages go back when the connection closes.
+        await asyncio.gather(*self._lapses, return_exceptions=True)
+        self._closed = True
+        await self._connection.close()
+
+    def _open(
+        self, incoming: AbstractIncomingMessage, direction: Direction, participant: str
+    ) -> Awaitable[AmqpDelivery | None]:
+        return open_delivery(
+            incoming, direction, participant, self._publisher, self.policy.retry_delays, self.clock
+        )
+
+    def _hold(self, delivery: Delivery) -> None:
+        def lapse() -> None:
+            self._timers.discard(timer)
+            task = asyncio.create_task(delivery.lapse())
+            self._lapses.add(task)
+            task.add_done_callback(self._lapses.discard)
+
+        timer = asyncio.get_running_loop().call_later(
+            self.policy.visibility_timeout.total_seconds(), lapse
+        )
+        self._timers.add(timer)
+        delivery.on_settle(timer.cancel)
+        delivery.on_settle(lambda: self._timers.discard(timer))
+
+    async def _sweep_dead_letters(
+        self,
+        direction: Direction,
+        participant: str,
+        visit: Callable[[AbstractIncomingMessage], Awaitable[bool]],
+        limit: int | None,
+    ) -> None:
+        """Get dead letters one by one on a private channel; ``visit`` says which to ack.
+
+        The others stay unacked until the channel closes, so the sweep sees each
+        message once and the broker puts the rest back where they were.
+        """
+        name = dead_letter_queue_name(direction, participant)
+
+        async def sweep(_: float) -> None:
+            # Repeatable after a lost connection: what was acked is gone, and
+            # everything else went back when the channel died.
+            channel = await self._connection.channel()
+            try:
+                queue = await channel.declare_queue(
+                    name, durable=True, arguments=dead_letter_queue_arguments()
+                )
+                remaining = queue.declaration_result.message_count or 0
+                if limit is not None:
+                    remaining = min(remaining, limit)
+                while remaining > 0:
+                    incoming = await queue.get(no_ack=False, fail=False)
+                    if incoming is None:
+                        break
+                    remaining -= 1
+                    if await visit(incoming):
+                        await incoming.ack()
+            finally:
+                await channel.close()
+
+        await self._ride_out(self._topology, sweep, f"read {name}")
+
+    def _ride_out(
+        self,
+        channel: AbstractRobustChannel,
+        operation: Callable[[float], Awaitable[T]],
+        what: str,
+    ) -> Awaitable[T]:
+        return ride_out_reconnects(channel, self._reconnect_timeout, operation, what)
+
+    def _declared(self, direction: Direction, participant: str) -> AbstractQueue:
+        if self._closed:
+            raise TransportUnavailable("transport is closed")
+        try:
+            return self._queues[queue_name(direction, participant)]
+        except KeyError:
+            raise QueueNotDeclared(
+                f"no {direction} queue declared for participant {participant!r}",
+                participant=participant,
+                direction=str(direction),
+            ) from None

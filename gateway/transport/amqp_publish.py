@@ -1,0 +1,132 @@
+"""Publishing to RabbitMQ: persistent, ``mandatory``, confirmed, and riding out reconnects."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import aio_pika
+import aiormq
+import structlog
+from aio_pika.abc import AbstractExchange, AbstractRobustChannel
+
+from gateway.core.clock import Clock
+from gateway.transport import amqp_wire
+from gateway.transport.base import DeadLetterReason, Direction, Message
+from gateway.transport.errors import PublishRefused, QueueNotDeclared, TransportUnavailable
+from gateway.transport.topology import DEAD_LETTER_EXCHANGE, dead_letter_key, retry_queue_name
+
+log = structlog.get_logger(__name__)
+
+#: Failures a reconnect can cure.
+TRANSIENT_ERRORS = (
+    aiormq.exceptions.AMQPConnectionError,
+    aiormq.exceptions.ChannelInvalidStateError,
+    ConnectionError,
+    TimeoutError,
+)
+
+T = TypeVar("T")
+
+
+async def ride_out_reconnects(
+    channel: AbstractRobustChannel,
+    give_up_after: float,
+    operation: Callable[[float], Awaitable[T]],
+    what: str,
+) -> T:
+    """Run ``operation(seconds_left)`` once ``channel`` is usable, again after a lost connection.
+
+    Gives up with :class:`TransportUnavailable` after ``give_up_after`` s. Other errors
+    pass through. Only for operations that are safe to repeat.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + give_up_after
+    attempt = 0
+    while True:
+        remaining = deadline - loop.time()
+        try:
+            # A reconnected connection is not enough: the channel reopens after it.
+            await asyncio.wait_for(channel.ready(), timeout=max(remaining, 0.001))
+            return await operation(max(deadline - loop.time(), 0.001))
+        except TRANSIENT_ERRORS as exc:
+            attempt += 1
+            if loop.time() >= deadline:
+                raise TransportUnavailable(f"{what} failed: {exc!r}") from exc
+            log.warning("transport_retry", operation=what, attempt=attempt, error=repr(exc))
+            # Back off: the robust connection may not have noticed the loss yet.
+            await asyncio.sleep(min(0.05 * attempt, 1.0))
+
+
+class ConfirmedPublisher:
+    """Publishes on one confirm-mode robust channel.
+
+    A publish interrupted by a lost connection is retried until ``timeout`` s have
+    passed, then :class:`TransportUnavailable` is raised. A lost confirm may mean
+    the broker has the message anyway: delivery is at-least-once, and consumers
+    dedup by MessageID.
+    """
+
+    def __init__(self, channel: AbstractRobustChannel, clock: Clock, timeout: float) -> None:
+        self._channel = channel
+        self._clock = clock
+        self._timeout = timeout
+        self._exchanges: dict[str, AbstractExchange] = {}
+
+    async def publish(
+        self, exchange: str, routing_key: str, message: aio_pika.Message, participant: str
+    ) -> None:
+        async def attempt(seconds_left: float) -> None:
+            target = self._exchange(exchange)
+            await target.publish(message, routing_key, mandatory=True, timeout=seconds_left)
+
+        try:
+            await ride_out_reconnects(self._channel, self._timeout, attempt, "publish")
+        except aiormq.exceptions.PublishError as exc:
+            raise QueueNotDeclared(
+                f"unroutable: no queue for {routing_key!r} on {exchange!r}",
+                participant=participant,
+            ) from exc
+        except aiormq.exceptions.DeliveryError as exc:
+            raise PublishRefused(f"broker refused the message: {exc}") from exc
+        except aiormq.exceptions.ChannelNotFoundEntity as exc:
+            raise QueueNotDeclared(
+                f"unroutable: exchange {exchange!r} does not exist", participant=participant
+            ) from exc
+
+    async def dead_letter(
+        self,
+        direction: Direction,
+        participant: str,
+        message: Message,
+        reason: DeadLetterReason,
+        detail: str,
+    ) -> None:
+        """Put ``message`` in the dead-letter queue, with the reason in headers."""
+        extra = {amqp_wire.DEAD_REASON: str(reason), amqp_wire.DEAD_DETAIL: detail}
+        amqp_message = amqp_wire.to_amqp(message, self._clock.now(), extra=extra)
+        # The end of life stays in its header; a dead letter itself must not expire.
+        amqp_message.expiration = None
+        key = dead_letter_key(direction, participant)
+        await self.publish(DEAD_LETTER_EXCHANGE, key, amqp_message, participant)
+
+    async def retry(
+        self, direction: Direction, participant: str, message: Message, attempt: int
+    ) -> None:
+        """Park ``message`` in the delay queue of retry step ``attempt``."""
+        amqp_message = amqp_wire.to_amqp(message, self._clock.now(), retries=attempt)
+        # The delay queue's TTL must decide when it comes back, not the end of
+        # life (checked again on delivery).
+        amqp_message.expiration = None
+        name = retry_queue_name(direction, participant, attempt)
+        await self.publish("", name, amqp_message, participant)
+
+    def _exchange(self, name: str) -> AbstractExchange:
+        if name == "":
+            return self._channel.default_exchange
+        if name not in self._exchanges:
+            self._exchanges[name] = aio_pika.Exchange(
+                self._channel, name, aio_pika.ExchangeType.DIRECT, durable=True
+            )
+        return self._exchanges[name]

@@ -1,0 +1,101 @@
+"""How a :class:`~gateway.transport.base.Message` is written to and read from AMQP.
+
+The message id goes in the ``message_id`` property, the end of life both in a
+header (exact, and kept across dead-lettering, which strips ``expiration``) and
+as the per-message ``expiration`` (so the broker expires it while it waits).
+Transport bookkeeping uses ``x-smevbus-*`` headers; the broker adds
+``x-delivery-count`` (quorum queues) and ``x-death`` (dead-lettering).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+import aio_pika
+
+from gateway.transport.base import RESERVED_HEADER_PREFIX, DeadLetter, DeadLetterReason, Message
+
+EXPIRES_AT = "x-smevbus-expires-at"
+RETRIES = "x-smevbus-retries"
+DEAD_REASON = "x-smevbus-dead-reason"
+DEAD_DETAIL = "x-smevbus-dead-detail"
+DELIVERY_COUNT = "x-delivery-count"
+
+
+def to_amqp(
+    message: Message, now: datetime, *, retries: int = 0, extra: Mapping[str, str] | None = None
+) -> aio_pika.Message:
+    headers: dict[str, Any] = dict(message.headers)
+    expiration: timedelta | None = None
+    if message.expires_at is not None:
+        headers[EXPIRES_AT] = message.expires_at.isoformat()
+        expiration = max(message.expires_at - now, timedelta(0))
+    if retries:
+        headers[RETRIES] = retries
+    headers.update(extra or {})
+    return aio_pika.Message(
+        message.body,
+        message_id=message.message_id,
+        headers=headers,
+        expiration=expiration,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+    )
+
+
+def from_amqp(incoming: aio_pika.abc.AbstractIncomingMessage) -> Message:
+    headers = incoming.headers or {}
+    expires_at = headers.get(EXPIRES_AT)
+    return Message(
+        message_id=incoming.message_id or "",
+        body=incoming.body,
+        headers={
+            str(k): _text(v) for k, v in headers.items() if not k.startswith(RESERVED_HEADER_PREFIX)
+        },
+        expires_at=datetime.fromisoformat(str(expires_at)) if expires_at else None,
+    )
+
+
+def delivery_count(incoming: aio_pika.abc.AbstractIncomingMessage) -> int:
+    """1 for a first delivery; quorum queues count earlier failed ones."""
+    return int(str((incoming.headers or {}).get(DELIVERY_COUNT, 0))) + 1
+
+
+def retries(incoming: aio_pika.abc.AbstractIncomingMessage) -> int:
+    return int(str((incoming.headers or {}).get(RETRIES, 0)))
+
+
+def dead_letter_from_amqp(
+    incoming: aio_pika.abc.AbstractIncomingMessage, main_queue: str
+) -> DeadLetter:
+    """Why a message sits in a dead-letter queue, whoever put it there.
+
+    The transport writes its own reason header; the broker records each
+    dead-lettering in ``x-death``. Only deaths in the main queue count: a trip
+    through a retry queue also leaves an ``expired`` entry there.
+    """
+    headers = incoming.headers or {}
+    message = from_amqp(incoming)
+    if DEAD_REASON in headers:
+        return DeadLetter(
+            message,
+            DeadLetterReason(_text(headers[DEAD_REASON])),
+            _text(headers.get(DEAD_DETAIL, "")),
+        )
+    deaths = headers.get("x-death")
+    for death in deaths if isinstance(deaths, list) else []:
+        if isinstance(death, dict) and death.get("queue") == main_queue:
+            reason = _text(death.get("reason", ""))
+            if reason == "expired":
+                return DeadLetter(message, DeadLetterReason.EXPIRED, "end of life passed")
+            if reason == "delivery_limit":
+                return DeadLetter(
+                    message, DeadLetterReason.DELIVERY_LIMIT, "delivery limit reached"
+                )
+            return DeadLetter(message, DeadLetterReason.REJECTED, f"broker reason {reason!r}")
+    return DeadLetter(message, DeadLetterReason.REJECTED, "unknown dead-letter origin")
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
