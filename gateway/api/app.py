@@ -1,0 +1,108 @@
+"""The HTTP face of the bus (FastAPI): SOAP ``/ws``, its WSDL, ``/health``, ``/ready``.
+
+``POST /ws`` hands the body to :meth:`Router.handle` unchanged: the SOAP endpoint
+is a thin skin over the same code path the demo and tests drive. Oversize bodies are
+refused from ``Content-Length`` or while streaming, before anything is parsed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+
+from gateway.api import wsdl
+from gateway.config import Settings
+from gateway.core.errors import MessageTooLarge, SmevbusError
+from gateway.router.router import Router
+from gateway.xml.faults import soap_fault
+
+log = structlog.get_logger(__name__)
+
+SOAP_MEDIA_TYPE = "text/xml; charset=utf-8"
+#: Room for the SOAP envelope and signature around the largest accepted content.
+ENVELOPE_OVERHEAD = 64 * 1024
+
+
+def create_app(settings: Settings, router: Router | None = None) -> FastAPI:
+    """The app; with ``router`` None it opens one from ``settings`` at startup."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from gateway.assembly import open_router
+
+        owned = router is None
+        app.state.router = router or await open_router(settings)
+        try:
+            yield
+        finally:
+            if owned:
+                await app.state.router.close()
+
+    app = FastAPI(
+        title="smevbus",
+        summary="Interagency message bus: SOAP message exchange at /ws (WSDL at /ws?wsdl)",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    if router is not None:
+        app.state.router = router
+    limit = settings.max_message_bytes + ENVELOPE_OVERHEAD
+
+    def base_url(request: Request) -> str:
+        return str(request.base_url).rstrip("/")
+
+    @app.post("/ws", response_class=Response, summary="SOAP 1.1 message exchange")
+    async def ws(request: Request) -> Response:
+        try:
+            body = await _read_limited(request, limit)
+        except SmevbusError as exc:
+            return Response(soap_fault(exc), status_code=500, media_type=SOAP_MEDIA_TYPE)
+        status, reply = await request.app.state.router.handle(body)
+        return Response(reply, status_code=status, media_type=SOAP_MEDIA_TYPE)
+
+    @app.get("/ws", response_class=Response, summary="WSDL of the message exchange (?wsdl)")
+    async def ws_wsdl(request: Request) -> Response:
+        return Response(wsdl.wsdl(settings.xsd_dir, base_url(request)), media_type=SOAP_MEDIA_TYPE)
+
+    @app.get("/ws/xsd/{name}", response_class=Response, summary="A schema the WSDL imports")
+    async def ws_xsd(name: str, request: Request) -> Response:
+        try:
+            text = wsdl.xsd(settings.xsd_dir, name, base_url(request))
+        except SmevbusError as exc:
+            return JSONResponse({"code": exc.code, "detail": exc.message}, status_code=404)
+        return Response(text, media_type=SOAP_MEDIA_TYPE)
+
+    @app.get("/health", summary="Liveness: the process serves HTTP")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/ready", summary="Readiness: broker and journal reachable")
+    async def ready(request: Request) -> JSONResponse:
+        checks = await request.app.state.router.readiness()
+        ok = all(v == "ok" for v in checks.values())
+        return JSONResponse(
+            {"status": "ok" if ok else "unavailable", "checks": checks},
+            status_code=200 if ok else 503,
+        )
+
+    return app
+
+
+async def _read_limited(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise MessageTooLarge(
+            f"request body is {declared} bytes; the limit is {limit} bytes", limit=limit
+        )
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise MessageTooLarge(f"request body exceeds {limit} bytes", limit=limit)
+        chunks.append(chunk)
+    return b"".join(chunks)

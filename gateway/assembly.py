@@ -1,0 +1,54 @@
+"""Wiring: settings in, a running router out. The one place components are chosen."""
+
+from __future__ import annotations
+
+from gateway.config import Settings
+from gateway.core.clock import Clock, MessageIdSource, SystemClock
+from gateway.core.errors import InternalError
+from gateway.core.registry import Registry, parse_registry
+from gateway.crypto.keystore import load_signer, load_verifier
+from gateway.router.context import BusContext
+from gateway.router.router import Router
+from gateway.store.journal import SqlStore
+from gateway.transport.amqp import AmqpTransport
+from gateway.transport.base import Transport
+from gateway.transport.memory import MemoryTransport
+from gateway.xml.schema import type_catalog
+
+
+def load_registry(settings: Settings) -> Registry:
+    path = settings.registry_file
+    if not path.is_file():
+        raise InternalError(f"registry file {path} does not exist; set SMEVBUS_REGISTRY_FILE")
+    return parse_registry(path.read_text(encoding="utf-8"), source=str(path))
+
+
+def build_context(settings: Settings, clock: Clock | None = None) -> BusContext:
+    clock = clock or SystemClock()
+    registry = load_registry(settings)
+    return BusContext(
+        registry=registry,
+        verifier=load_verifier(settings.keys_dir, clock),
+        bus_signer=load_signer(
+            settings.keys_dir, registry.bus_mnemonic, settings.signature_profile
+        ),
+        catalog=type_catalog(settings.xsd_dir),
+        clock=clock,
+        ids=MessageIdSource(clock),
+        max_message_bytes=settings.max_message_bytes,
+    )
+
+
+async def open_transport(settings: Settings, clock: Clock) -> Transport:
+    if settings.transport == "memory":
+        return MemoryTransport(clock=clock)
+    return await AmqpTransport.connect(settings.amqp_url, clock=clock)
+
+
+async def open_router(settings: Settings, clock: Clock | None = None) -> Router:
+    """A started router: journal migrated, queues declared."""
+    ctx = build_context(settings, clock)
+    transport = await open_transport(settings, ctx.clock)
+    router = Router(ctx, transport, SqlStore.from_url(settings.database_url))
+    await router.start()
+    return router

@@ -1,0 +1,1 @@
+"""Clients of the bus: what a participant's information system runs."""

@@ -1,0 +1,143 @@
+"""A participant's side of the six SOAP operations: build, sign, send, check the reply.
+
+The transport is a single coroutine ``call(soap_bytes) -> (status, soap_bytes)``: the
+router's ``handle`` in-process (the demo, tests), or an HTTP POST to ``/ws``. Every
+reply is checked before it is believed: the bus's signature (and, for a delivered
+message, its author's signature) must verify, and the bus signature must come from
+the bus's registered certificate. A SOAP Fault is raised as the typed error its code
+names, so callers handle ``AccessDenied`` and friends exactly as the bus does.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+
+from lxml import etree
+
+from gateway.core.clock import Clock, MessageIdSource
+from gateway.core.errors import ALL_ERRORS, InternalError, SignatureInvalid, SmevbusError
+from gateway.crypto.certificates import common_name, describe
+from gateway.crypto.envelope import sign_element, verify_element
+from gateway.crypto.signer import Signer, Verifier
+from gateway.xml import messages as m
+from gateway.xml import readers
+from gateway.xml.namespaces import SMEV_TYPES
+from gateway.xml.parse import parse_secure
+from gateway.xml.soap import SignatureContainer, parse_fault, unwrap_envelope, wrap_envelope
+
+Call = Callable[[bytes], Awaitable[tuple[int, bytes]]]
+
+_ERRORS_BY_CODE: dict[str, type[SmevbusError]] = {e.code: e for e in ALL_ERRORS}
+
+
+class ParticipantClient:
+    def __init__(
+        self,
+        *,
+        signer: Signer,
+        verifier: Verifier,
+        clock: Clock,
+        call: Call,
+        bus_mnemonic: str = "SMEVBUS",
+        ids: MessageIdSource | None = None,
+    ) -> None:
+        self.signer = signer
+        self.verifier = verifier
+        self.clock = clock
+        self.ids = ids or MessageIdSource(clock)
+        self._call = call
+        self._bus = bus_mnemonic
+
+    # --- consumer -------------------------------------------------------------------
+
+    async def send_request(
+        self,
+        content: etree._Element,
+        *,
+        message_id: uuid.UUID | None = None,
+        eol: datetime | None = None,
+        test: bool = False,
+    ) -> m.MessageMetadata:
+        body = m.build_send_request(message_id or self.ids.new(), content, eol=eol, test=test)
+        reply = await self._exchange(body)
+        self._check_bus_signature(reply)
+        return readers.read_send_result(reply)
+
+    async def get_response(self, namespace: str | None = None) -> m.ResponseDelivery | None:
+        reply = await self._exchange(m.build_get_response(self._selector(namespace)))
+        delivery = readers.read_get_response_response(reply)
+        if delivery is not None:
+            self._check_bus_signature(reply)
+            self._check_author(reply, "ResponseMessage")
+        return delivery
+
+    async def get_status(self, message_id: uuid.UUID) -> m.StatusReport:
+        body = m.build_get_status(message_id)
+        return readers.read_get_status_response(await self._exchange(body))
+
+    # --- provider -------------------------------------------------------------------
+
+    async def get_request(self, namespace: str | None = None) -> m.RequestDelivery | None:
+        reply = await self._exchange(m.build_get_request(self._selector(namespace)))
+        delivery = readers.read_get_request_response(reply)
+        if delivery is not None:
+            self._check_bus_signature(reply)
+            self._check_author(reply, "RequestMessage")
+        return delivery
+
+    async def send_response(
+        self,
+        to: str,
+        *,
+        content: etree._Element | None = None,
+        rejections: Sequence[m.Rejection] = (),
+        status: m.AsyncStatus | None = None,
+        message_id: uuid.UUID | None = None,
+    ) -> m.MessageMetadata:
+        body = m.build_send_response(
+            message_id or self.ids.new(), to, content=content, rejections=rejections, status=status
+        )
+        reply = await self._exchange(body)
+        self._check_bus_signature(reply)
+        return readers.read_send_result(reply)
+
+    # --- both -----------------------------------------------------------------------
+
+    async def ack(self, message_id: uuid.UUID, *, accepted: bool = True) -> None:
+        await self._exchange(m.build_ack(message_id, accepted=accepted))
+
+    # --- plumbing -------------------------------------------------------------------
+
+    def _selector(self, namespace: str | None) -> m.TypeSelector:
+        return m.TypeSelector(timestamp=self.clock.now(), namespace_uri=namespace)
+
+    async def _exchange(self, body: etree._Element) -> etree._Element:
+        """Sign ``body``, send it, and return the reply's Body element (or raise its fault)."""
+        sign_element(body, self.signer)
+        _status, raw = await self._call(wrap_envelope(body))
+        root = parse_secure(raw, max_bytes=16 * 1024 * 1024)
+        fault = parse_fault(root)
+        if fault is not None:
+            error = _ERRORS_BY_CODE.get(fault.code or "", InternalError)
+            raise error(fault.description or fault.faultstring)
+        return unwrap_envelope(root)[1]
+
+    def _check_bus_signature(
+        self, reply: etree._Element, container: SignatureContainer = "SMEVSignature"
+    ) -> None:
+        cert = verify_element(reply, self.verifier, container)
+        if common_name(cert) != self._bus:
+            raise SignatureInvalid(
+                f"reply is signed by {describe(cert)}, not by the bus {self._bus}",
+                reason="not_the_bus",
+            )
+
+    def _check_author(self, reply: etree._Element, holder: str) -> None:
+        """Check the author's signature inside a delivered Request/Response."""
+        message = reply.find(f"{{{SMEV_TYPES}}}{holder}")
+        inner = None if message is None else message[0]
+        if inner is None:
+            raise SignatureInvalid("delivered message has no signed part")
+        verify_element(inner, self.verifier, "SenderInformationSystemSignature")

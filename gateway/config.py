@@ -1,0 +1,34 @@
+"""Settings: the only place smevbus reads the environment (prefix ``SMEVBUS_``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from gateway.crypto.signer import SignatureProfile
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SMEVBUS_", frozen=True, extra="ignore")
+
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    database_url: str = "sqlite:///./smevbus.db"
+    #: ``memory`` (embedded, one process) or ``amqp`` (RabbitMQ).
+    transport: str = Field(default="memory", pattern="^(memory|amqp)$")
+    keys_dir: Path = REPO_ROOT / "keys"
+    registry_file: Path = REPO_ROOT / "config" / "registry.toml"
+    xsd_dir: Path = REPO_ROOT / "xsd"
+    signature_profile: SignatureProfile = SignatureProfile.SMEV
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    prefetch: int = Field(default=32, ge=1)
+    #: Largest accepted document, bytes (SMEV 3 inline limit).
+    max_message_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
+    #: How far a MessageID's UUID v1 time may lie from now (replay window), seconds.
+    message_id_window_s: int = Field(default=2 * 24 * 3600, ge=60)
+    log_format: str = Field(default="console", pattern="^(console|json)$")
+    log_level: str = "INFO"

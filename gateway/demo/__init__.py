@@ -1,0 +1,1 @@
+"""``smevbus demo``: the whole bus in one process on the embedded default."""

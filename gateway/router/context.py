@@ -1,0 +1,27 @@
+"""Everything the router stages need, handed in once (no globals, no environment)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from gateway.core.clock import Clock, MessageIdSource
+from gateway.core.registry import Registry
+from gateway.crypto.signer import Signer, Verifier
+from gateway.xml.schema import TypeCatalog
+
+
+@dataclass(frozen=True)
+class BusContext:
+    registry: Registry
+    verifier: Verifier
+    #: The bus's own signer (participant ``registry.bus_mnemonic``): it signs what it hands out.
+    bus_signer: Signer
+    catalog: TypeCatalog
+    clock: Clock
+    ids: MessageIdSource
+    max_message_bytes: int = 5 * 1024 * 1024
+    #: A MessageID whose UUID v1 time is further than this from now is refused (replays).
+    message_id_window: timedelta = timedelta(days=2)
+    #: Tolerated clock skew of senders into the future.
+    clock_skew: timedelta = timedelta(minutes=5)
