@@ -1,0 +1,27 @@
+# smevbus: one image for the gateway, the adapters and the mock agencies.
+FROM python:3.11-slim-bookworm
+
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libxmlsec1-openssl xmlsec1 \
+ && rm -rf /var/lib/apt/lists/*
+
+RUN useradd --create-home --uid 10001 smevbus
+WORKDIR /app
+
+COPY pyproject.toml README.md ./
+COPY gateway ./gateway
+COPY adapters ./adapters
+COPY xsd ./xsd
+COPY config ./config
+RUN pip install --no-cache-dir -e . && mkdir -p /app/keys /app/data && chown smevbus /app/keys /app/data
+
+USER smevbus
+ENV SMEVBUS_KEYS_DIR=/app/keys \
+    SMEVBUS_REGISTRY_FILE=/app/config/registry.toml \
+    SMEVBUS_XSD_DIR=/app/xsd \
+    SMEVBUS_LOG_FORMAT=json \
+    SMEVBUS_HTTP_HOST=0.0.0.0
+
+EXPOSE 8080
+ENTRYPOINT ["smevbus"]
+CMD ["serve"]
