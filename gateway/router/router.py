@@ -25,7 +25,7 @@ from lxml import etree
 
 from gateway.core.errors import AccessDenied, InvalidContent, NotFound, SchemaViolation
 from gateway.core.faults import fault_of
-from gateway.core.lifecycle import MessageState
+from gateway.core.lifecycle import IllegalTransition, MessageState
 from gateway.core.registry import Participant
 from gateway.crypto.envelope import sign_element
 from gateway.router import intake
@@ -212,9 +212,7 @@ class Router:
                 expires_at=new.expires_at,
             ),
         )
-        return await self._move(
-            new.message_id, MessageState.QUEUED, f"to {direction}.{new.recipient}"
-        )
+        return await self._mark_queued(new.message_id, f"to {direction}.{new.recipient}")
 
     def _signed_send_result(
         self, name: str, record: MessageRecord, sender: Participant, recipient: Participant
@@ -244,6 +242,8 @@ class Router:
             return building(None)
         message_id = delivery.message.message_id
         record = await self.store.get(message_id)
+        if record.state is MessageState.ACCEPTED:  # delivered before the sender journaled it
+            record = await self._mark_queued(message_id, f"seen in {direction}.{caller.mnemonic}")
         if record.state is MessageState.DELIVERED:  # the visibility timeout lapsed before
             await self._move(message_id, MessageState.QUEUED, "not acknowledged in time")
         record = await self._move(
@@ -320,6 +320,21 @@ class Router:
         )
 
     # --- helpers --------------------------------------------------------------------
+
+    async def _mark_queued(self, message_id: str, reason: str) -> MessageRecord:
+        """ACCEPTED -> QUEUED once the broker has the message.
+
+        Two parties may get here first: the publisher after the broker's confirm, and a
+        fast consumer that pulled the message before that; whoever is second finds the
+        move made and carries on.
+        """
+        try:
+            return await self._move(message_id, MessageState.QUEUED, reason)
+        except IllegalTransition:
+            record = await self.store.get(message_id)
+            if record.state is MessageState.ACCEPTED:
+                raise
+            return record
 
     async def _move(
         self, message_id: str, state: MessageState, reason: str | None
