@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.x509 import InvalidVersion
 from lxml import etree
 
 from gateway.core.errors import InvalidContent, SignatureInvalid
@@ -39,6 +41,13 @@ def verify_document(data: bytes, verifier: Verifier) -> list[tuple[str, str]]:
             raise InvalidContent(f"Id {uri[1:]!r} must name exactly one element")
         target = targets[0]
         assert isinstance(target, etree._Element)
-        cert = verifier.verify(target, signature)
-        results.append((f"<{etree.QName(target).localname} Id={uri[1:]!r}>", describe(cert)))
+        try:
+            cert = verifier.verify(target, signature)
+            signer = describe(cert)
+        except (ValueError, TypeError, UnsupportedAlgorithm, InvalidVersion) as exc:
+            # A damaged X509Certificate fails lazily, on first use of its parts.
+            raise SignatureInvalid(
+                f"X509Certificate in KeyInfo is not a usable certificate: {exc}"
+            ) from None
+        results.append((f"<{etree.QName(target).localname} Id={uri[1:]!r}>", signer))
     return results

@@ -12,6 +12,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.x509 import InvalidVersion
 from lxml import etree
 
 from gateway.core.clock import uuid1_time
@@ -52,10 +54,19 @@ def authenticate(body: etree._Element, ctx: BusContext) -> Participant:
             f"Id {SMEV_ID!r} is reserved for the bus's own signature; sign with another Id",
             reason="reserved_id",
         )
-    cert = verify_element(body, ctx.verifier)
-    cn = common_name(cert)
-    if cn is None:
-        raise SignatureInvalid(f"signing certificate has no common name ({describe(cert)})")
+    try:
+        cert = verify_element(body, ctx.verifier)
+        cn = common_name(cert)
+        if cn is None:
+            raise SignatureInvalid(f"signing certificate has no common name ({describe(cert)})")
+    except (ValueError, TypeError, UnsupportedAlgorithm, InvalidVersion) as exc:
+        # cryptography parses parts of a certificate lazily: a damaged X509Certificate in
+        # KeyInfo can fail on first use of its key, issuer or subject (ValueError, or
+        # TypeError for an attribute of the wrong ASN.1 type). The caller sent it.
+        raise SignatureInvalid(
+            f"X509Certificate in KeyInfo is not a usable certificate: {exc}",
+            reason="certificate",
+        ) from None
     return ctx.registry.identify(cn, fingerprint(cert))
 
 

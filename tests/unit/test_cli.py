@@ -1,0 +1,185 @@
+"""The ``smevbus`` command line through typer's CliRunner: keys, sign/verify, demo."""
+
+from __future__ import annotations
+
+import base64
+import functools
+import re
+import stat
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gateway.assembly import load_registry
+from gateway.cli import app
+from gateway.config import REPO_ROOT, Settings
+
+SAMPLE = REPO_ROOT / "tests" / "data" / "soap" / "send-request.xml"
+
+runner = CliRunner()
+
+
+@functools.cache
+def expected_mnemonics() -> tuple[str, ...]:
+    registry = load_registry(Settings())
+    return (*registry.mnemonics, registry.bus_mnemonic)
+
+
+def init_keys(keys_dir: Path) -> str:
+    result = runner.invoke(app, ["keys", "init", "--dir", str(keys_dir)])
+    assert result.exit_code == 0, result.output
+    return " ".join(result.output.split())  # rich wraps long lines
+
+
+@pytest.fixture(scope="module")
+def keys_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("keys")
+    init_keys(path)
+    return path
+
+
+def test_keys_init_writes_the_dev_pki(tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    output = init_keys(keys)
+
+    mnemonics = expected_mnemonics()
+    assert set(mnemonics) == {"PORTAL", "ZAGS", "MVD_MIGR", "FNS", "SMEVBUS"}
+    expected = {"ca.cert.pem", "ca.key.pem", "crl.pem"}
+    expected |= {f"{m}.{kind}.pem" for m in mnemonics for kind in ("cert", "key")}
+    assert {p.name for p in keys.iterdir()} == expected
+    assert f"{len(expected)} file(s) written, 0 kept" in output
+    for path in keys.iterdir():
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if path.name.endswith(".key.pem"):
+            assert mode == 0o600, f"{path.name} is {oct(mode)}"
+        else:
+            assert not mode & 0o022, f"{path.name} is writable by others: {oct(mode)}"
+    assert (keys / "PORTAL.cert.pem").read_bytes().startswith(b"-----BEGIN CERTIFICATE-----")
+    assert (keys / "crl.pem").read_bytes().startswith(b"-----BEGIN X509 CRL-----")
+    assert b"PRIVATE KEY" in (keys / "ZAGS.key.pem").read_bytes()
+
+
+def test_keys_init_twice_keeps_everything(tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    init_keys(keys)
+    before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in keys.iterdir()}
+
+    output = init_keys(keys)
+
+    after = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in keys.iterdir()}
+    assert after == before
+    assert f"0 file(s) written, {len(before)} kept" in output
+
+
+def test_keys_init_adds_only_a_missing_participant(tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    init_keys(keys)
+    (keys / "FNS.cert.pem").unlink()
+    (keys / "FNS.key.pem").unlink()
+    ca_before = (keys / "ca.cert.pem").read_bytes()
+    zags_before = (keys / "ZAGS.cert.pem").read_bytes()
+
+    output = init_keys(keys)
+
+    assert "2 file(s) written" in output
+    assert (keys / "FNS.cert.pem").is_file()
+    assert stat.S_IMODE((keys / "FNS.key.pem").stat().st_mode) == 0o600
+    assert (keys / "ca.cert.pem").read_bytes() == ca_before
+    assert (keys / "ZAGS.cert.pem").read_bytes() == zags_before
+
+
+def sign_sample(keys_dir: Path, out: Path, who: str = "PORTAL") -> None:
+    result = runner.invoke(
+        app,
+        [
+            "sign",
+            str(SAMPLE),
+            "--key",
+            str(keys_dir / f"{who}.key.pem"),
+            "--cert",
+            str(keys_dir / f"{who}.cert.pem"),
+            "-o",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert f"signed -> {out}" in " ".join(result.output.split())
+
+
+def test_sign_then_verify_names_the_signer(keys_dir: Path, tmp_path: Path) -> None:
+    signed = tmp_path / "signed.xml"
+    sign_sample(keys_dir, signed)
+    assert b"AAAA</ds:SignatureValue>" not in signed.read_bytes()  # the placeholder is gone
+
+    result = runner.invoke(app, ["verify", str(signed), "--keys", str(keys_dir)])
+
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "valid <SenderProvidedRequestData Id='SIGNED_BY_CONSUMER'>" in text
+    assert "CN=PORTAL" in text
+
+
+def test_verify_of_a_tampered_file_fails_with_the_code(keys_dir: Path, tmp_path: Path) -> None:
+    signed = tmp_path / "signed.xml"
+    sign_sample(keys_dir, signed)
+    tampered = tmp_path / "tampered.xml"
+    data = signed.read_bytes()
+    assert data.count(b"<Number>482913</Number>") == 1
+    tampered.write_bytes(data.replace(b"<Number>482913</Number>", b"<Number>482914</Number>"))
+
+    result = runner.invoke(app, ["verify", str(tampered), "--keys", str(keys_dir)])
+
+    assert result.exit_code == 1
+    text = " ".join(result.output.split())
+    assert "signature_invalid" in text
+    assert "changed after signing" in text
+    assert "valid <" not in text
+
+
+def test_verify_with_a_garbled_certificate_fails_cleanly(keys_dir: Path, tmp_path: Path) -> None:
+    signed = tmp_path / "signed.xml"
+    sign_sample(keys_dir, signed)
+    data = signed.read_bytes()
+    found = re.search(rb"<ds:X509Certificate>([^<]+)</ds:X509Certificate>", data)
+    assert found is not None
+    der = base64.b64decode(found.group(1))
+    # The issuer's CN no longer valid UTF-8: cryptography only notices when it is read.
+    garbled = der.replace(b"\x0c\x13smevbus dev", b"\x0c\x13\xffmevbus dev")
+    assert garbled != der
+    damaged = tmp_path / "damaged.xml"
+    damaged.write_bytes(data.replace(found.group(1), base64.b64encode(garbled)))
+
+    result = runner.invoke(app, ["verify", str(damaged), "--keys", str(keys_dir)])
+
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "signature_invalid" in result.output
+    assert "not a usable certificate" in " ".join(result.output.split())
+
+
+def test_verify_of_an_unsigned_file_fails(keys_dir: Path) -> None:
+    result = runner.invoke(app, ["verify", str(SAMPLE), "--keys", str(keys_dir)])
+    assert result.exit_code == 1
+    assert "signature_invalid" in result.output
+
+
+def test_verify_with_another_trust_store_fails(keys_dir: Path, tmp_path: Path) -> None:
+    signed = tmp_path / "signed.xml"
+    sign_sample(keys_dir, signed)
+    other = tmp_path / "other-keys"
+    init_keys(other)
+
+    result = runner.invoke(app, ["verify", str(signed), "--keys", str(other)])
+
+    assert result.exit_code == 1
+    assert "certificate_untrusted" in result.output
+
+
+def test_demo_runs_the_round_trip(keys_dir: Path) -> None:
+    result = runner.invoke(app, ["demo", "--keys", str(keys_dir)])
+
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "round trip complete" in text
+    assert "RESPONSE_DELIVERED" in text

@@ -1,0 +1,359 @@
+"""The six message-exchange operations through ``Router.handle``, driven by ParticipantClient.
+
+Every call is a signed SOAP exchange as bytes (the same path the HTTP endpoint takes);
+transport in memory, journal in in-memory SQLite, one FakeClock for everything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+from cryptography import x509
+from lxml import etree
+
+from gateway.client.participant import ParticipantClient
+from gateway.core.errors import (
+    AccessDenied,
+    MessageAlreadySent,
+    NotFound,
+    SchemaViolation,
+    SignatureInvalid,
+)
+from gateway.crypto.certificates import common_name, fingerprint
+from gateway.crypto.envelope import verify_element
+from gateway.transport.base import Direction
+from gateway.transport.topology import QueuePolicy
+from gateway.xml import messages as m
+from gateway.xml.namespaces import SMEV_TYPES, qname
+from gateway.xml.readers import read_request_data, read_response_data
+from gateway.xml.soap import find_signature, signature_target, unwrap_envelope
+from tests.unit.bus_fixtures import (
+    BIRTH,
+    BUS,
+    PASSPORT,
+    START,
+    Bus,
+    birth_request,
+    birth_response,
+    content,
+    open_bus,
+    send_request_body,
+    soap,
+    uuid1_at,
+)
+
+
+@pytest.fixture
+async def bus() -> AsyncIterator[Bus]:
+    b = await open_bus()
+    yield b
+    await b.close()
+
+
+def c14n(element: etree._Element) -> bytes:
+    return etree.tostring(element, method="c14n", exclusive=True)
+
+
+def last_reply_body(bus: Bus) -> etree._Element:
+    """The Body element of the last successful reply the router gave."""
+    status, raw = bus.exchanges[-1][1]
+    assert status == 200
+    root = etree.fromstring(raw)
+    return unwrap_envelope(root)[1]
+
+
+def bus_certificate(bus: Bus) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(bus.pki.cert_pem(BUS))
+
+
+def states(history: tuple[m.Transition, ...]) -> list[str]:
+    return [t.state for t in history]
+
+
+async def test_round_trip_request_response_and_lifecycle(bus: Bus) -> None:
+    asked = birth_request()
+    sent = await bus.portal.send_request(asked)
+    assert sent.sender.mnemonic == "PORTAL"
+    assert sent.recipient is not None
+    assert sent.recipient.mnemonic == "ZAGS"
+    assert sent.message_type == BIRTH
+    assert sent.status == "QUEUED"
+    assert await bus.depth(Direction.REQUESTS, "ZAGS") == 1
+
+    # ZAGS pulls it: the client has checked the bus signature and the portal's.
+    delivery = await bus.zags.get_request()
+    assert delivery is not None
+    assert delivery.metadata.message_id == sent.message_id
+    assert delivery.metadata.sender.mnemonic == "PORTAL"
+    assert delivery.reply_to == str(sent.message_id)
+    request = read_request_data(delivery.request_data)
+    assert c14n(request.content) == c14n(asked)
+    # And who signed what, checked independently of the client.
+    reply = last_reply_body(bus)
+    assert fingerprint(bus.router.ctx.verifier.verify(*_smev_signed(reply))) == fingerprint(
+        bus_certificate(bus)
+    )
+    inner = reply.find(f"{{{SMEV_TYPES}}}RequestMessage/{{{SMEV_TYPES}}}Request")
+    assert inner is not None
+    author = verify_element(inner, bus.router.ctx.verifier, "SenderInformationSystemSignature")
+    assert common_name(author) == "PORTAL"
+
+    answer = birth_response()
+    responded = await bus.zags.send_response(delivery.reply_to, content=answer)
+    assert responded.sender.mnemonic == "ZAGS"
+    assert responded.recipient is not None
+    assert responded.recipient.mnemonic == "PORTAL"
+    await bus.zags.ack(delivery.metadata.message_id)
+    assert await bus.depth(Direction.REQUESTS, "ZAGS") == 0
+    assert await bus.depth(Direction.RESPONSES, "PORTAL") == 1
+
+    got = await bus.portal.get_response()
+    assert got is not None
+    assert got.original_message_id == sent.message_id
+    assert got.metadata.message_id == responded.message_id
+    assert got.metadata.sender.mnemonic == "ZAGS"
+    data = read_response_data(got.response_data)
+    assert data.to == str(sent.message_id)
+    assert data.content is not None
+    assert c14n(data.content) == c14n(answer)
+    reply = last_reply_body(bus)
+    inner = reply.find(f"{{{SMEV_TYPES}}}ResponseMessage/{{{SMEV_TYPES}}}Response")
+    assert inner is not None
+    author = verify_element(inner, bus.router.ctx.verifier, "SenderInformationSystemSignature")
+    assert common_name(author) == "ZAGS"
+    await bus.portal.ack(got.metadata.message_id)
+
+    report = await bus.portal.get_status(sent.message_id)
+    assert report.status == "RESPONSE_DELIVERED"
+    assert states(report.history) == [
+        "ACCEPTED",
+        "QUEUED",
+        "DELIVERED",
+        "RESPONDED",
+        "RESPONSE_DELIVERED",
+    ]
+    # The provider may ask about the request it received, and about its own response.
+    assert (await bus.zags.get_status(sent.message_id)).status == "RESPONSE_DELIVERED"
+    response_report = await bus.zags.get_status(responded.message_id)
+    assert states(response_report.history) == ["ACCEPTED", "QUEUED", "DELIVERED", "ACKED"]
+    assert await bus.depths() == dict.fromkeys(await bus.depths(), 0)
+
+
+def _smev_signed(reply: etree._Element) -> tuple[etree._Element, etree._Element]:
+    """(signed element, ds:Signature) of the bus's SMEVSignature on a reply."""
+    signature = find_signature(reply, "SMEVSignature")
+    assert signature is not None
+    return signature_target(reply), signature
+
+
+async def test_empty_queues_give_none(bus: Bus) -> None:
+    assert await bus.zags.get_request() is None
+    assert await bus.portal.get_response() is None
+    assert await bus.client("FNS").get_request(namespace="urn://smevbus/types/fns/inn/1.0") is None
+
+
+async def test_identical_resubmission_is_acknowledged_once_queued(bus: Bus) -> None:
+    raw = soap(send_request_body(bus.pki.signer("PORTAL")))
+    first = await bus.send(raw)
+    second = await bus.send(raw)
+    assert first.ok, first.description
+    assert second.ok, second.description
+    ids = [
+        r.root.findtext(f".//{{{SMEV_TYPES}}}MessageMetadata/{{{SMEV_TYPES}}}MessageID")
+        for r in (first, second)
+    ]
+    assert ids[0] is not None
+    assert ids[0] == ids[1]
+    assert await bus.depth(Direction.REQUESTS, "ZAGS") == 1
+
+    # Still a no-op after the provider pulled it: nothing is queued a second time.
+    delivery = await bus.zags.get_request()
+    assert delivery is not None
+    third = await bus.send(raw)
+    assert third.ok, third.description
+    assert await bus.depth(Direction.REQUESTS, "ZAGS") == 0
+    report = await bus.portal.get_status(uuid.UUID(ids[0]))
+    assert states(report.history) == ["ACCEPTED", "QUEUED", "DELIVERED"]
+
+
+async def test_same_message_id_with_other_content_is_refused(bus: Bus) -> None:
+    message_id = uuid1_at(START)
+    await bus.portal.send_request(birth_request(), message_id=message_id)
+    other = birth_request()
+    first_name = other.find(f"{{{BIRTH}}}Child/{{{BIRTH}}}FirstName")
+    assert first_name is not None
+    first_name.text = "Мария"
+    with pytest.raises(MessageAlreadySent, match=str(message_id)):
+        await bus.portal.send_request(other, message_id=message_id)
+    assert await bus.depth(Direction.REQUESTS, "ZAGS") == 1
+
+
+async def test_ack_of_a_message_not_held_is_not_found(bus: Bus) -> None:
+    with pytest.raises(NotFound, match="holds no unacknowledged message"):
+        await bus.zags.ack(uuid1_at(START))
+    sent = await bus.portal.send_request(birth_request())
+    # Queued but not pulled yet: ZAGS holds nothing, and PORTAL never receives requests.
+    with pytest.raises(NotFound):
+        await bus.zags.ack(sent.message_id)
+    delivery = await bus.zags.get_request()
+    assert delivery is not None
+    with pytest.raises(NotFound):
+        await bus.portal.ack(sent.message_id)  # held by ZAGS, not by PORTAL
+    await bus.zags.ack(sent.message_id)
+    with pytest.raises(NotFound):
+        await bus.zags.ack(sent.message_id)  # twice
+
+
+async def test_get_status_by_a_third_participant_is_not_found(bus: Bus) -> None:
+    sent = await bus.portal.send_request(birth_request())
+    fns = bus.client("FNS")
+    with pytest.raises(NotFound) as foreign:
+        await fns.get_status(sent.message_id)
+    unknown_id = uuid1_at(START)
+    with pytest.raises(NotFound) as unknown:
+        await fns.get_status(unknown_id)
+    # No probing: someone else's message and no message at all read the same.
+    assert str(foreign.value).replace(str(sent.message_id), "X") == str(unknown.value).replace(
+        str(unknown_id), "X"
+    )
+    assert (await bus.portal.get_status(sent.message_id)).status == "QUEUED"
+
+
+async def test_provider_may_not_answer_a_request_sent_to_another(bus: Bus) -> None:
+    to_mvd = await bus.portal.send_request(content("mvd-passport-validity.request"))
+    assert to_mvd.recipient is not None
+    assert to_mvd.recipient.mnemonic == "MVD_MIGR"
+    with pytest.raises(AccessDenied, match="ZAGS did not receive request"):
+        await bus.zags.send_response(str(to_mvd.message_id), content=birth_response())
+    with pytest.raises(AccessDenied):
+        await bus.zags.send_response(
+            str(to_mvd.message_id), content=content("mvd-passport-validity.response")
+        )
+    with pytest.raises(NotFound, match="names no request"):
+        await bus.zags.send_response(str(uuid1_at(START)), content=birth_response())
+    assert await bus.depth(Direction.RESPONSES, "PORTAL") == 0
+    # MVD_MIGR itself may answer it.
+    mvd = bus.client("MVD_MIGR")
+    delivery = await mvd.get_request(namespace=PASSPORT)
+    assert delivery is not None
+    await mvd.send_response(delivery.reply_to, content=content("mvd-passport-validity.response"))
+    assert await bus.depth(Direction.RESPONSES, "PORTAL") == 1
+
+
+async def test_response_of_another_type_than_the_request_is_refused(bus: Bus) -> None:
+    sent = await bus.portal.send_request(birth_request())
+    delivery = await bus.zags.get_request()
+    assert delivery is not None
+    # ZAGS does provide death records, but this request asked for a birth record.
+    with pytest.raises(SchemaViolation, match="death-record") as refused:
+        await bus.zags.send_response(
+            delivery.reply_to, content=content("zags-death-record.response")
+        )
+    assert BIRTH in str(refused.value)
+    # A request root where a response is expected is refused too.
+    with pytest.raises(SchemaViolation, match="BirthRecordResponse"):
+        await bus.zags.send_response(delivery.reply_to, content=birth_request())
+    assert await bus.depth(Direction.RESPONSES, "PORTAL") == 0
+    assert (await bus.portal.get_status(sent.message_id)).status == "DELIVERED"
+
+
+async def test_rejection_reaches_the_portal(bus: Bus) -> None:
+    sent = await bus.portal.send_request(birth_request())
+    delivery = await bus.zags.get_request()
+    assert delivery is not None
+    rejection = m.Rejection("NO_DATA", "no birth act record matches the request")
+    await bus.zags.send_response(delivery.reply_to, rejections=[rejection])
+    await bus.zags.ack(delivery.metadata.message_id)
+
+    got = await bus.portal.get_response()
+    assert got is not None
+    assert got.original_message_id == sent.message_id
+    answer = read_response_data(got.response_data)
+    assert answer.content is None
+    assert answer.rejections == (rejection,)
+    await bus.portal.ack(got.metadata.message_id)
+    assert (await bus.portal.get_status(sent.message_id)).status == "RESPONSE_DELIVERED"
+
+
+async def test_unacked_pull_comes_back_after_the_visibility_timeout() -> None:
+    bus = await open_bus(policy=QueuePolicy(visibility_timeout=timedelta(milliseconds=50)))
+    try:
+        sent = await bus.portal.send_request(birth_request())
+        first = await bus.zags.get_request()
+        assert first is not None
+        assert await bus.depth(Direction.REQUESTS, "ZAGS") == 0
+        # The transport's timer gives it back; wait for that, bounded.
+        lapsed = await asyncio.wait_for(bus.transport.settled.get(), timeout=10)
+        assert lapsed.message.message_id == str(sent.message_id)
+        assert await bus.depth(Direction.REQUESTS, "ZAGS") == 1
+        with pytest.raises(NotFound, match="visibility timeout"):
+            await bus.zags.ack(first.metadata.message_id)
+
+        again = await bus.zags.get_request()
+        assert again is not None
+        assert again.metadata.message_id == sent.message_id
+        assert c14n(again.request_data) == c14n(first.request_data)
+        await bus.zags.ack(again.metadata.message_id)
+        report = await bus.portal.get_status(sent.message_id)
+        assert states(report.history) == [
+            "ACCEPTED",
+            "QUEUED",
+            "DELIVERED",
+            "QUEUED",
+            "DELIVERED",
+            "ACKED",
+        ]
+        assert report.history[3].reason == "not acknowledged in time"
+        assert report.history[4].reason == "attempt 2"
+        assert await bus.zags.get_request() is None
+    finally:
+        await bus.close()
+
+
+async def test_bus_signed_replies_verify_with_the_registered_bus_certificate(bus: Bus) -> None:
+    expected = fingerprint(bus_certificate(bus))
+    await bus.portal.send_request(birth_request())
+    send_request_reply = last_reply_body(bus)
+    delivery = await bus.zags.get_request()
+    assert delivery is not None
+    get_request_reply = last_reply_body(bus)
+    await bus.zags.send_response(delivery.reply_to, content=birth_response())
+    send_response_reply = last_reply_body(bus)
+    await bus.portal.get_response()
+    get_response_reply = last_reply_body(bus)
+    for reply in (send_request_reply, get_request_reply, send_response_reply, get_response_reply):
+        cert = verify_element(reply, bus.router.ctx.verifier, "SMEVSignature")
+        assert common_name(cert) == BUS, etree.QName(reply).localname
+        assert fingerprint(cert) == expected, etree.QName(reply).localname
+
+
+async def test_client_refuses_a_reply_not_signed_by_the_bus(bus: Bus) -> None:
+    portal = bus.portal
+    # The same client, but expecting the bus under another name: the signature is
+    # valid and trusted, yet not the bus's, so the reply is not believed.
+    fooled = ParticipantClient(
+        signer=portal.signer,
+        verifier=portal.verifier,
+        clock=bus.clock,
+        call=bus.handle,
+        bus_mnemonic="ZAGS",
+    )
+    with pytest.raises(SignatureInvalid, match="not by the bus ZAGS"):
+        await fooled.send_request(birth_request())
+
+
+async def test_bus_signature_covers_the_metadata_it_reports(bus: Bus) -> None:
+    """The SendRequestResponse signature is over exactly the MessageMetadata returned."""
+    await bus.portal.send_request(birth_request())
+    reply = last_reply_body(bus)
+    metadata = reply.find(qname(SMEV_TYPES, "MessageMetadata"))
+    assert metadata is not None
+    recipient = metadata.find(f"{{{SMEV_TYPES}}}Recipient/{{{SMEV_TYPES}}}Mnemonic")
+    assert recipient is not None
+    recipient.text = "FNS"
+    with pytest.raises(SignatureInvalid, match="changed after signing"):
+        verify_element(reply, bus.router.ctx.verifier, "SMEVSignature")
