@@ -30,10 +30,11 @@ from gateway.core.registry import Participant
 from gateway.crypto.envelope import sign_element
 from gateway.router import intake
 from gateway.router.context import BusContext
+from gateway.router.deadletters import DeadLetterJournal
 from gateway.router.pulls import PulledMessages
 from gateway.store.base import Store
 from gateway.store.records import AcceptOutcome, MessageKind, MessageRecord, NewMessage
-from gateway.transport.base import Direction, Message, Transport
+from gateway.transport.base import Delivery, Direction, Message, Transport
 from gateway.xml import messages as m
 from gateway.xml.faults import soap_fault
 from gateway.xml.namespaces import SMEV_TYPES
@@ -63,6 +64,9 @@ class Router:
     async def start(self) -> None:
         await self.store.migrate()
         await self.transport.declare(self.ctx.registry.mnemonics)
+        # Journal what the transport dead-letters (stopped by transport.close()).
+        journal = DeadLetterJournal(self.store, self.ctx.clock)
+        await self.transport.watch_dead_letters(journal.record)
 
     async def close(self) -> None:
         await self.transport.close()
@@ -212,7 +216,7 @@ class Router:
                 expires_at=new.expires_at,
             ),
         )
-        return await self._mark_queued(new.message_id, f"to {direction}.{new.recipient}")
+        return await self._mark_queued(record, f"to {direction}.{new.recipient}")
 
     def _signed_send_result(
         self, name: str, record: MessageRecord, sender: Participant, recipient: Participant
@@ -237,13 +241,13 @@ class Router:
             if direction is Direction.REQUESTS
             else m.build_get_response_response
         )
-        delivery = await self.transport.get(direction, caller.mnemonic)
+        delivery = await self._pull(direction, caller)
         if delivery is None:
             return building(None)
         message_id = delivery.message.message_id
         record = await self.store.get(message_id)
         if record.state is MessageState.ACCEPTED:  # delivered before the sender journaled it
-            record = await self._mark_queued(message_id, f"seen in {direction}.{caller.mnemonic}")
+            record = await self._mark_queued(record, f"seen in {direction}.{caller.mnemonic}")
         if record.state is MessageState.DELIVERED:  # the visibility timeout lapsed before
             await self._move(message_id, MessageState.QUEUED, "not acknowledged in time")
         record = await self._move(
@@ -321,16 +325,48 @@ class Router:
 
     # --- helpers --------------------------------------------------------------------
 
-    async def _mark_queued(self, message_id: str, reason: str) -> MessageRecord:
+    async def _pull(self, direction: Direction, caller: Participant) -> Delivery | None:
+        """The next delivery for ``caller`` that is not a redundant copy.
+
+        At-least-once publishing can queue a message twice: a resubmission republishes
+        a message whose first publish was confirmed just before the bus died, short of
+        journaling QUEUED. A copy of a message already acknowledged (or answered), or
+        of one this caller holds right now, carries nothing new: it is acked and
+        skipped, so the provider never sees it and it cannot loop to the dead letters.
+        """
+        while True:
+            delivery = await self.transport.get(direction, caller.mnemonic)
+            if delivery is None:
+                return None
+            message_id = delivery.message.message_id
+            state = (await self.store.get(message_id)).state
+            in_hand = self._pulled.take(caller.mnemonic, message_id) is not None
+            if state not in _SETTLED and not (state is MessageState.DELIVERED and in_hand):
+                return delivery
+            log.info("redundant_copy_dropped", message_id=message_id, state=str(state))
+            await delivery.ack()
+
+    async def _mark_queued(self, accepted: MessageRecord, reason: str) -> MessageRecord:
         """ACCEPTED -> QUEUED once the broker has the message.
 
         Two parties may get here first: the publisher after the broker's confirm, and a
         fast consumer that pulled the message before that; whoever is second finds the
-        move made and carries on.
+        move made and carries on. The move is conditional on the version read while the
+        message was ACCEPTED: a publisher second must not take a DELIVERED message back
+        to QUEUED (a legal move on its own), or the consumer's Ack would find it QUEUED
+        and the journal would never say ACKED.
         """
+        message_id = accepted.message_id
         try:
-            return await self._move(message_id, MessageState.QUEUED, reason)
-        except IllegalTransition:
+            return await self.store.transition(
+                message_id,
+                MessageState.QUEUED,
+                at=self.ctx.clock.now(),
+                reason=reason,
+                actor="bus",
+                expected_version=accepted.version,
+            )
+        except IllegalTransition:  # TransitionConflict included
             record = await self.store.get(message_id)
             if record.state is MessageState.ACCEPTED:
                 raise
@@ -361,6 +397,10 @@ class Router:
             delivery_timestamp=delivered,
             status=str(record.state),
         )
+
+
+#: States in which a message's delivery is over: a further copy of it is redundant.
+_SETTLED = frozenset({MessageState.ACKED, MessageState.RESPONDED, MessageState.RESPONSE_DELIVERED})
 
 
 def _required(element: etree._Element | None) -> etree._Element:

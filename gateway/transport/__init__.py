@@ -2,6 +2,8 @@
 
 from gateway.transport.base import (
     DeadLetter,
+    DeadLetterEvent,
+    DeadLetterHandler,
     DeadLetterReason,
     Delivery,
     Direction,
@@ -21,6 +23,8 @@ from gateway.transport.topology import QueuePolicy
 
 __all__ = [
     "DeadLetter",
+    "DeadLetterEvent",
+    "DeadLetterHandler",
     "DeadLetterReason",
     "Delivery",
     "DeliveryNotHeld",

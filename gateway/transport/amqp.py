@@ -17,6 +17,9 @@ Reliability choices:
   (counting as a failed delivery). If the process dies first, the broker
   returns it when the channel closes, so the timeout only speeds that up. The
   broker's ``consumer_timeout`` (30 min by default) must stay above it;
+* dead-letter events: ``watch_dead_letters`` binds ``smevbus.deadletter.events``
+  to ``smevbus.dlx`` next to every DLQ, so the broker copies each dead letter
+  there, whoever dead-lettered it (:mod:`gateway.transport.amqp_deadletters`);
 * end of life: the broker expires a waiting message (per-message expiration)
   and dead-letters it as ``expired``; dead-lettering strips ``expiration``, so a
   message back from a retry queue is only found expired when next delivered
@@ -40,13 +43,25 @@ from aio_pika.abc import (
 
 from gateway.core.clock import Clock, SystemClock
 from gateway.transport import amqp_wire
+from gateway.transport.amqp_deadletters import (
+    AmqpDeadLetterWatch,
+    bind_dead_letter_events,
+    open_watch,
+)
 from gateway.transport.amqp_delivery import AmqpDelivery, AmqpSubscription, open_delivery
 from gateway.transport.amqp_publish import (
     TRANSIENT_ERRORS,
     ConfirmedPublisher,
     ride_out_reconnects,
 )
-from gateway.transport.base import DeadLetter, Delivery, Direction, Handler, Message
+from gateway.transport.base import (
+    DeadLetter,
+    DeadLetterHandler,
+    Delivery,
+    Direction,
+    Handler,
+    Message,
+)
 from gateway.transport.errors import QueueNotDeclared, TransportUnavailable
 from gateway.transport.topology import (
     DEAD_LETTER_EXCHANGE,
@@ -90,6 +105,11 @@ class AmqpTransport:
         self._puller = puller
         self._queues: dict[str, AbstractQueue] = {}
         self._subscriptions: set[AmqpSubscription] = set()
+        self._watches: set[AmqpDeadLetterWatch] = set()
+        #: The DLQ routing keys of every declared queue.
+        self._dead_letter_keys: set[str] = set()
+        #: Whether dead letters are copied to the events queue (from the first watch on).
+        self._watched = False
         self._timers: set[asyncio.TimerHandle] = set()
         self._lapses: set[asyncio.Task[None]] = set()
         self._closing = False
@@ -167,6 +187,9 @@ class AmqpTransport:
                 )
                 await queue.bind(exchange, participant)
                 self._queues[name] = queue
+                self._dead_letter_keys.add(dead_letter_key(direction, participant))
+        if self._watched:
+            await bind_dead_letter_events(channel, self._dead_letter_keys)
 
     async def publish(self, direction: Direction, participant: str, message: Message) -> None:
         if self._closed:
@@ -261,6 +284,21 @@ class AmqpTransport:
         await self._sweep_dead_letters(direction, participant, move, None)
         return moved
 
+    async def watch_dead_letters(self, handler: DeadLetterHandler) -> AmqpDeadLetterWatch:
+        if self._closed:
+            raise TransportUnavailable("transport is closed")
+
+        async def bind_and_subscribe(_: float) -> AmqpDeadLetterWatch:
+            await bind_dead_letter_events(self._topology, self._dead_letter_keys)
+            watch = await open_watch(
+                self._connection, self.policy.prefetch, handler, self._watches.discard
+            )
+            self._watches.add(watch)
+            return watch
+
+        self._watched = True  # from now on, declare() binds new participants too
+        return await self._ride_out(self._topology, bind_and_subscribe, "watch dead letters")
+
     async def depth(self, direction: Direction, participant: str) -> int:
         queue = self._declared(direction, participant)
 
@@ -278,6 +316,7 @@ class AmqpTransport:
         for subscription in subscriptions:
             await subscription.stop()
         await asyncio.gather(*(s.drain(grace) for s in subscriptions))
+        await asyncio.gather(*(w.stop(grace) for w in list(self._watches)))
         for timer in self._timers:
             timer.cancel()
         # Unsettled pulled messages go back when the connection closes.

@@ -15,7 +15,14 @@ from typing import Any
 
 import aio_pika
 
-from gateway.transport.base import RESERVED_HEADER_PREFIX, DeadLetter, DeadLetterReason, Message
+from gateway.transport.base import (
+    RESERVED_HEADER_PREFIX,
+    DeadLetter,
+    DeadLetterEvent,
+    DeadLetterReason,
+    Message,
+)
+from gateway.transport.topology import parse_dead_letter_key, queue_name
 
 EXPIRES_AT = "x-smevbus-expires-at"
 RETRIES = "x-smevbus-retries"
@@ -95,6 +102,17 @@ def dead_letter_from_amqp(
                 )
             return DeadLetter(message, DeadLetterReason.REJECTED, f"broker reason {reason!r}")
     return DeadLetter(message, DeadLetterReason.REJECTED, "unknown dead-letter origin")
+
+
+def dead_letter_event_from_amqp(incoming: aio_pika.abc.AbstractIncomingMessage) -> DeadLetterEvent:
+    """The event a copy in the dead-letter events queue stands for.
+
+    Its routing key is the dead-letter key, ``<direction>.<participant>``; raises
+    ``ValueError`` when it is not one (nothing of ours put it there).
+    """
+    direction, participant = parse_dead_letter_key(incoming.routing_key or "")
+    letter = dead_letter_from_amqp(incoming, queue_name(direction, participant))
+    return DeadLetterEvent(direction, participant, letter)
 
 
 def _text(value: object) -> str:

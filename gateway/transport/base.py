@@ -78,6 +78,19 @@ class DeadLetter:
     detail: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class DeadLetterEvent:
+    """A message has just landed in the dead-letter queue of ``participant``/``direction``.
+
+    What :meth:`Transport.watch_dead_letters` hands its handler. The dead letter
+    itself stays in its queue (listable, replayable); the event only tells.
+    """
+
+    direction: Direction
+    participant: str
+    letter: DeadLetter
+
+
 class Delivery(ABC):
     """One delivery of a message to a consumer, to be settled exactly once.
 
@@ -177,6 +190,14 @@ class Delivery(ABC):
 
 Handler = Callable[[Delivery], Awaitable[None]]
 
+#: Records one dead-letter event; raising means "not recorded, offer it again later".
+DeadLetterHandler = Callable[[DeadLetterEvent], Awaitable[None]]
+
+
+def redelivery_pause(failures: int) -> float:
+    """Seconds before a dead-letter event whose handler failed ``failures`` times comes back."""
+    return float(min(0.1 * 2 ** (failures - 1), 5.0))
+
 
 async def run_handler(handler: Handler, delivery: Delivery) -> None:
     """Call a push consumer's handler; whatever it leaves unsettled goes back.
@@ -264,6 +285,20 @@ class Transport(Protocol):
         Replayed messages start afresh (delivery count and retries reset) but keep
         their end of life: an expired message replayed expires again.
         Returns how many were moved.
+        """
+        ...
+
+    async def watch_dead_letters(self, handler: DeadLetterHandler) -> Subscription:
+        """Call ``handler`` once for every message dead-lettered from now on, any queue.
+
+        Every reason counts: rejected by a consumer, expired, delivery limit,
+        retries exhausted, whether the transport or the broker dead-lettered it.
+        Events are at-least-once and survive the watcher being away: from the
+        first watch on, the transport keeps them (on RabbitMQ in a durable queue)
+        until a handler call returns. So the handler must be idempotent; when it
+        raises, the event is offered again after a pause (raise only for a
+        passing failure, such as the journal being unreachable). Several watchers
+        share the events: each goes to one of them.
         """
         ...
 

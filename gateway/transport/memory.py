@@ -10,28 +10,39 @@ Time: end of life (``Message.expires_at``) is compared with the injected
 drives expiry; expired messages are dead-lettered when the transport next looks
 at their queue (any call on it, and every delivery). Durations (retry delays,
 visibility timeout) run on the event loop's timer, like the broker's TTLs.
+
+Dead-letter events (:meth:`MemoryTransport.watch_dead_letters`) are kept from the
+first watch on, like the RabbitMQ events queue, and handed to one watcher each at
+the moment a message is dead-lettered.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
+
+import structlog
 
 from gateway.core.clock import Clock, SystemClock
 from gateway.transport.base import (
     DeadLetter,
+    DeadLetterEvent,
+    DeadLetterHandler,
     DeadLetterReason,
     Delivery,
     Direction,
     Handler,
     Message,
+    redelivery_pause,
     run_handler,
 )
 from gateway.transport.errors import QueueNotDeclared, TransportUnavailable
 from gateway.transport.topology import QueuePolicy, check_participant, queue_name
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(slots=True)
@@ -45,6 +56,8 @@ class _Entry:
 @dataclass(slots=True)
 class _Queue:
     name: str
+    direction: Direction
+    participant: str
     ready: deque[_Entry] = field(default_factory=deque)
     dead: list[DeadLetter] = field(default_factory=list)
     #: Set on every change a waiting consumer may care about.
@@ -124,6 +137,76 @@ class _MemorySubscription:
         await self.drain(None)
 
 
+@dataclass(slots=True)
+class _Events:
+    pending: deque[DeadLetterEvent] = field(default_factory=deque)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class _MemoryDeadLetterWatch:
+    """Takes dead-letter events one at a time and hands each to ``handler`` until it returns."""
+
+    def __init__(
+        self,
+        events: _Events,
+        handler: DeadLetterHandler,
+        on_stop: Callable[[_MemoryDeadLetterWatch], None],
+    ) -> None:
+        self._events = events
+        self._handler = handler
+        self._on_stop = on_stop
+        self._stopping = asyncio.Event()
+        self._pump = asyncio.create_task(self._run(), name="watch dead letters")
+
+    async def _run(self) -> None:
+        events = self._events
+        while not self._stopping.is_set():
+            if not events.pending:
+                events.changed.clear()
+                await events.changed.wait()
+                continue
+            event = events.pending.popleft()
+            recorded = False
+            try:
+                recorded = await self._handle(event)
+            finally:
+                if not recorded:  # stopped (or cancelled) before it was recorded
+                    events.pending.appendleft(event)
+                    events.changed.set()
+
+    async def _handle(self, event: DeadLetterEvent) -> bool:
+        failures = 0
+        while True:
+            try:
+                await self._handler(event)
+                return True
+            except Exception:
+                failures += 1
+                log.exception(
+                    "dead_letter_handler_failed",
+                    message_id=event.letter.message.message_id,
+                    failures=failures,
+                )
+            try:
+                await asyncio.wait_for(self._stopping.wait(), redelivery_pause(failures))
+                return False
+            except TimeoutError:
+                pass
+
+    async def stop(self, grace: float | None) -> None:
+        """Let a running handler call finish (up to ``grace`` s), take no more events."""
+        self._on_stop(self)
+        self._stopping.set()
+        self._events.changed.set()  # wake an idle pump; other watchers just look again
+        _, pending = await asyncio.wait({self._pump}, timeout=grace)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    async def cancel(self) -> None:
+        await self.stop(None)
+
+
 class MemoryTransport:
     """An in-process :class:`~gateway.transport.base.Transport`."""
 
@@ -132,6 +215,9 @@ class MemoryTransport:
         self.policy = policy or QueuePolicy()
         self._queues: dict[str, _Queue] = {}
         self._subscriptions: set[_MemorySubscription] = set()
+        #: Dead-letter events not yet handled; ``None`` until the first watch.
+        self._events: _Events | None = None
+        self._watches: set[_MemoryDeadLetterWatch] = set()
         self._timers: set[asyncio.TimerHandle] = set()
         self._closing = False
         self._closed = False
@@ -141,7 +227,7 @@ class MemoryTransport:
         for participant in participants:
             for direction in Direction:
                 name = queue_name(direction, participant)
-                self._queues.setdefault(name, _Queue(name))
+                self._queues.setdefault(name, _Queue(name, direction, participant))
 
     async def publish(self, direction: Direction, participant: str, message: Message) -> None:
         queue = self._queue(direction, check_participant(participant))
@@ -199,6 +285,14 @@ class MemoryTransport:
         queue.changed.set()
         return len(wanted)
 
+    async def watch_dead_letters(self, handler: DeadLetterHandler) -> _MemoryDeadLetterWatch:
+        self._check_open()
+        if self._events is None:
+            self._events = _Events()
+        watch = _MemoryDeadLetterWatch(self._events, handler, self._watches.discard)
+        self._watches.add(watch)
+        return watch
+
     async def depth(self, direction: Direction, participant: str) -> int:
         queue = self._queue(direction, participant)
         self._expire(queue)
@@ -212,6 +306,7 @@ class MemoryTransport:
         for subscription in subscriptions:
             subscription.stop()
         await asyncio.gather(*(s.drain(grace) for s in subscriptions))
+        await asyncio.gather(*(w.stop(grace) for w in list(self._watches)))
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
@@ -236,8 +331,12 @@ class MemoryTransport:
     def _dead_letter(
         self, queue: _Queue, message: Message, reason: DeadLetterReason, detail: str
     ) -> None:
-        queue.dead.append(DeadLetter(message, reason, detail))
+        letter = DeadLetter(message, reason, detail)
+        queue.dead.append(letter)
         queue.changed.set()
+        if self._events is not None:
+            self._events.pending.append(DeadLetterEvent(queue.direction, queue.participant, letter))
+            self._events.changed.set()
 
     def _retry_after(self, queue: _Queue, entry: _Entry, delay: timedelta) -> None:
         def come_back() -> None:

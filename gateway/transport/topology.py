@@ -10,6 +10,14 @@ For each declared participant and direction there are:
 * ``smevbus.retry.<direction>.<M>.<n>``: one delay queue per retry step ``n``; its
   TTL is the step's delay and it dead-letters back to the main queue.
 
+Once someone watches dead letters (``watch_dead_letters``), one more queue,
+``smevbus.deadletter.events``, is bound to ``smevbus.dlx`` with every declared
+participant's dead-letter key, next to that participant's DLQ. A direct exchange
+hands a message to every queue bound with its key, so each dead letter (whether the
+broker or the transport dead-lettered it) is copied there: the DLQ keeps it for
+listing and replay, the events copy tells the watcher and is acked once recorded.
+The routing key of the copy, ``<direction>.<M>``, says whose it was.
+
 Queue arguments are fixed when a queue is first declared: RabbitMQ refuses a
 redeclaration with different ones, so a changed :class:`QueuePolicy` needs new
 queues (or a broker policy), not just a restart.
@@ -25,6 +33,7 @@ from typing import Any
 from gateway.transport.base import Direction
 
 DEAD_LETTER_EXCHANGE = "smevbus.dlx"
+DEAD_LETTER_EVENTS_QUEUE = "smevbus.deadletter.events"
 
 _MNEMONIC = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
@@ -81,6 +90,12 @@ def dead_letter_key(direction: Direction, participant: str) -> str:
     return f"{direction}.{check_participant(participant)}"
 
 
+def parse_dead_letter_key(key: str) -> tuple[Direction, str]:
+    """The direction and participant a dead-letter routing key names; ``ValueError`` if none."""
+    direction, _, participant = key.partition(".")
+    return Direction(direction), check_participant(participant)
+
+
 def retry_queue_name(direction: Direction, participant: str, attempt: int) -> str:
     return f"smevbus.retry.{direction}.{check_participant(participant)}.{attempt}"
 
@@ -128,6 +143,12 @@ def retry_queue_arguments(
     )
     arguments["x-message-ttl"] = int(delay.total_seconds() * 1000)
     return arguments
+
+
+def dead_letter_events_queue_arguments() -> dict[str, Any]:
+    # Classic like the DLQs: a quorum queue's delivery limit (20 by default on
+    # RabbitMQ 4) would drop an event whose handler kept failing.
+    return {"x-queue-type": "classic"}
 
 
 def dead_letter_queue_arguments() -> dict[str, Any]:

@@ -25,6 +25,7 @@ from gateway.core.clock import Clock, FakeClock, SystemClock
 from gateway.core.errors import DestinationUnknown
 from gateway.transport import (
     DeadLetter,
+    DeadLetterEvent,
     DeadLetterReason,
     Delivery,
     DeliveryNotHeld,
@@ -38,6 +39,7 @@ from gateway.transport import (
 from gateway.transport.amqp import AmqpTransport
 from gateway.transport.topology import all_queue_names
 from tests.integration.conftest import close_broker_connections
+from tests.integration.gateway_process import isolated_vhost
 
 T = TypeVar("T")
 
@@ -100,6 +102,25 @@ async def kit(request: pytest.FixtureRequest) -> AsyncIterator[Kit]:
     yield kit
     await kit.transport.close(grace=5)
     await _delete_queues(url, kit.declared)
+
+
+@pytest.fixture(params=["memory", "amqp"])
+async def watched_kit(request: pytest.FixtureRequest) -> AsyncIterator[Kit]:
+    """Like ``kit``, but on RabbitMQ in a vhost of its own.
+
+    The dead-letter events queue serves every participant of a vhost: in the shared
+    one, this test's watcher would take (and ack) other test runs' events.
+    """
+    if request.param == "memory":
+        clock = FakeClock()
+        memory = MemoryTransport(clock=clock, policy=POLICY)
+        yield Kit("memory", memory, clock, "", lifetime=timedelta(minutes=1))
+        await memory.close(grace=5)
+        return
+    with isolated_vhost(request.getfixturevalue("amqp_url")) as url:
+        amqp = await AmqpTransport.connect(url, policy=POLICY, reconnect_timeout=WAIT)
+        yield Kit("amqp", amqp, SystemClock(), "", timedelta(milliseconds=300), url)
+        await amqp.close(grace=5)
 
 
 async def _delete_queues(url: str, participants: list[str]) -> None:
@@ -461,3 +482,75 @@ async def test_reconnects_after_forced_close_and_loses_no_confirmed_message(kit:
     assert "transport_reconnected" in [entry["event"] for entry in logs]
     await eventually(lambda: asyncio.sleep(0, received >= set(confirmed)), within=WAIT * 2)
     assert await kit.transport.depth(REQ, zags) == 0  # topology usable again
+
+
+async def test_watcher_hears_of_every_dead_letter_with_where_and_why(watched_kit: Kit) -> None:
+    kit = watched_kit
+    [zags, portal] = await kit.declare("ZAGS", "PORTAL")
+    heard: asyncio.Queue[DeadLetterEvent] = asyncio.Queue()
+    await kit.transport.watch_dead_letters(heard.put)
+
+    await kit.transport.publish(REQ, zags, message(1))
+    rejected = await kit.transport.get(REQ, zags)
+    assert rejected is not None
+    await rejected.reject("schema_violation: no such element")
+
+    await kit.transport.publish(REQ, zags, message(2))
+    for _ in range(POLICY.max_deliveries):
+        failed = await eventually(lambda: kit.transport.get(REQ, zags))
+        await failed.nack(requeue=True)
+
+    await kit.transport.publish(RESP, portal, message(3, expires_at=kit.clock.now() + kit.lifetime))
+    kit.elapse(kit.lifetime * 2)
+    await kit.transport.depth(RESP, portal)  # memory expires what it looks at
+
+    events = [await asyncio.wait_for(heard.get(), WAIT) for _ in range(3)]
+    assert {(e.direction, e.participant, e.letter.message.message_id) for e in events} == {
+        (REQ, zags, "msg-1"),
+        (REQ, zags, "msg-2"),
+        (RESP, portal, "msg-3"),
+    }
+    by_id = {e.letter.message.message_id: e.letter for e in events}
+    assert by_id["msg-1"].reason is DeadLetterReason.REJECTED
+    assert by_id["msg-1"].detail == "schema_violation: no such element"
+    assert by_id["msg-2"].reason is DeadLetterReason.DELIVERY_LIMIT
+    assert by_id["msg-3"].reason is DeadLetterReason.EXPIRED
+    # Telling is not taking: the dead letters stay listable and replayable.
+    assert [d.message.message_id for d in await kit.transport.dead_letters(REQ, zags)] == [
+        "msg-1",
+        "msg-2",
+    ]
+    assert [d.message.message_id for d in await kit.transport.dead_letters(RESP, portal)] == [
+        "msg-3"
+    ]
+    assert heard.empty()
+
+
+async def test_dead_letter_events_wait_for_a_watcher_and_survive_a_failed_handler(
+    watched_kit: Kit,
+) -> None:
+    kit = watched_kit
+    [zags] = await kit.declare("ZAGS")
+    first = await kit.transport.watch_dead_letters(lambda event: asyncio.sleep(0))
+    await first.cancel()
+
+    await kit.transport.publish(REQ, zags, message(1))
+    delivery = await kit.transport.get(REQ, zags)
+    assert delivery is not None
+    await delivery.reject("nobody is watching")  # kept until someone does
+
+    calls: list[str] = []
+    recorded: asyncio.Queue[DeadLetterEvent] = asyncio.Queue()
+
+    async def flaky(event: DeadLetterEvent) -> None:
+        calls.append(event.letter.message.message_id)
+        if len(calls) == 1:
+            raise RuntimeError("journal unreachable")
+        await recorded.put(event)
+
+    with structlog.testing.capture_logs() as logs:
+        await kit.transport.watch_dead_letters(flaky)
+        event = await asyncio.wait_for(recorded.get(), WAIT)
+    assert event.letter.detail == "nobody is watching"
+    assert calls == ["msg-1", "msg-1"]
+    assert "dead_letter_handler_failed" in [entry["event"] for entry in logs]

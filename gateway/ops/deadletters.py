@@ -1,0 +1,191 @@
+"""Dead-letter tools for operators: list, show and replay a participant's DLQ.
+
+``smevbus dlq list|show|replay`` is a thin skin over :class:`DeadLetterDesk`, which
+takes an open transport and journal so tests drive it without the command line.
+
+Replay is journal-first: each message is moved ``DEAD_LETTERED -> QUEUED`` ("replayed
+by operator") and only then put back in its queue, so a provider that pulls it at
+once finds the journal ready. Only messages the journal shows as ``DEAD_LETTERED``
+are replayed; the others are skipped with the reason (an ``EXPIRED`` one would only
+expire again; one the bus has not journaled yet means its router is not running).
+If the transport fails, the journal is put back to ``DEAD_LETTERED``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Collection
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+
+from gateway.assembly import open_transport
+from gateway.config import Settings
+from gateway.core.clock import Clock, SystemClock
+from gateway.core.errors import NotFound
+from gateway.core.lifecycle import IllegalTransition, MessageState
+from gateway.router.deadletters import DeadLetterJournal
+from gateway.store.base import Store
+from gateway.store.journal import SqlStore
+from gateway.store.records import MessageRecord, TransitionRecord
+from gateway.transport.base import DeadLetter, DeadLetterReason, Direction, Transport
+
+#: How many dead letters ``show`` and ``replay`` look through in one queue.
+SCAN_LIMIT = 10_000
+
+#: Transport headers the router sets (see :mod:`gateway.router.router`).
+_SENDER, _TYPE = "sender", "message-type"
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterSummary:
+    direction: Direction
+    participant: str
+    message_id: str
+    reason: DeadLetterReason
+    detail: str
+    message_type: str | None
+    sender: str | None
+    #: Where the journal has the message (``None``: not a message the journal knows).
+    journal_state: MessageState | None
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterDetail:
+    summary: DeadLetterSummary
+    headers: dict[str, str]
+    #: The message as queued: the SOAP body the sender sent.
+    xml: bytes
+    history: tuple[TransitionRecord, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayReport:
+    replayed: tuple[str, ...]
+    #: ``(message_id, why)`` for each wanted message left where it was.
+    skipped: tuple[tuple[str, str], ...]
+
+
+class DeadLetterDesk:
+    def __init__(self, transport: Transport, store: Store, clock: Clock) -> None:
+        self.transport = transport
+        self.store = store
+        self.journal = DeadLetterJournal(store, clock)
+
+    async def listing(
+        self, direction: Direction, participant: str, *, limit: int = 100
+    ) -> list[DeadLetterSummary]:
+        """Up to ``limit`` dead letters of the queue, oldest first, left in place."""
+        letters = await self.transport.dead_letters(direction, participant, limit=limit)
+        return [await self._summary(direction, participant, letter) for letter in letters]
+
+    async def show(
+        self, direction: Direction, participant: str, message_id: str
+    ) -> DeadLetterDetail:
+        """One dead letter with its XML and journal history; ``NotFound`` if not in the DLQ."""
+        letter = await self._find(direction, participant, message_id)
+        record = await self._record(message_id)
+        history = tuple(await self.store.history(message_id)) if record is not None else ()
+        return DeadLetterDetail(
+            summary=_summarize(direction, participant, letter, record),
+            headers=dict(letter.message.headers),
+            xml=letter.message.body,
+            history=history,
+        )
+
+    async def replay(
+        self,
+        direction: Direction,
+        participant: str,
+        message_ids: Collection[str] | None = None,
+    ) -> ReplayReport:
+        """Put dead letters (these ids, or all) back in their queue; see the module docstring."""
+        letters = await self.transport.dead_letters(direction, participant, limit=SCAN_LIMIT)
+        present = list(dict.fromkeys(letter.message.message_id for letter in letters))
+        skipped = [
+            (mid, "not in the dead-letter queue") for mid in message_ids or () if mid not in present
+        ]
+        wanted = [mid for mid in present if message_ids is None or mid in message_ids]
+        journaled: list[str] = []
+        for message_id in wanted:
+            why = await self._why_not_replayable(message_id)
+            if why is None:
+                try:
+                    await self.journal.replayed(message_id)
+                    journaled.append(message_id)
+                    continue
+                except IllegalTransition:
+                    why = "moved by someone else meanwhile"
+            skipped.append((message_id, why))
+        if journaled:
+            try:
+                await self.transport.replay(direction, participant, journaled)
+            except Exception as exc:
+                for message_id in journaled:
+                    await self.journal.replay_failed(message_id, repr(exc))
+                raise
+        return ReplayReport(tuple(journaled), tuple(skipped))
+
+    async def _why_not_replayable(self, message_id: str) -> str | None:
+        record = await self._record(message_id)
+        if record is None:
+            return "not in the journal"
+        if record.state is MessageState.EXPIRED:
+            return "expired: its end of life has passed"
+        if record.state is not MessageState.DEAD_LETTERED:
+            return f"journal has it {record.state}, not DEAD_LETTERED (is the router running?)"
+        return None
+
+    async def _find(self, direction: Direction, participant: str, message_id: str) -> DeadLetter:
+        for letter in await self.transport.dead_letters(direction, participant, limit=SCAN_LIMIT):
+            if letter.message.message_id == message_id:
+                return letter
+        raise NotFound(
+            f"no dead letter {message_id} in the {direction} DLQ of {participant}",
+            message_id=message_id,
+        )
+
+    async def _summary(
+        self, direction: Direction, participant: str, letter: DeadLetter
+    ) -> DeadLetterSummary:
+        record = await self._record(letter.message.message_id)
+        return _summarize(direction, participant, letter, record)
+
+    async def _record(self, message_id: str) -> MessageRecord | None:
+        try:
+            return await self.store.get(message_id)
+        except NotFound:
+            return None
+
+
+def _summarize(
+    direction: Direction, participant: str, letter: DeadLetter, record: MessageRecord | None
+) -> DeadLetterSummary:
+    headers = letter.message.headers
+    return DeadLetterSummary(
+        direction=direction,
+        participant=participant,
+        message_id=letter.message.message_id,
+        reason=letter.reason,
+        detail=letter.detail,
+        message_type=headers.get(_TYPE, record.message_type if record else None),
+        sender=headers.get(_SENDER, record.sender if record else None),
+        journal_state=record.state if record else None,
+        expires_at=letter.message.expires_at,
+    )
+
+
+@asynccontextmanager
+async def open_desk(
+    settings: Settings, participants: Collection[str], clock: Clock | None = None
+) -> AsyncIterator[DeadLetterDesk]:
+    """A desk on the transport and journal ``settings`` name, these participants declared."""
+    clock = clock or SystemClock()
+    transport = await open_transport(settings, clock)
+    store = SqlStore.from_url(settings.database_url)
+    try:
+        await transport.declare(participants)
+        yield DeadLetterDesk(transport, store, clock)
+    finally:
+        await transport.close(grace=5)
+        await store.close()
