@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from gateway.config import Settings
+from gateway.core.admission import TimePolicy
 from gateway.core.clock import Clock, MessageIdSource, SystemClock
 from gateway.core.errors import InternalError
 from gateway.core.registry import Registry, parse_registry
@@ -36,6 +39,7 @@ def build_context(settings: Settings, clock: Clock | None = None) -> BusContext:
         clock=clock,
         ids=MessageIdSource(clock),
         max_message_bytes=settings.max_message_bytes,
+        time_policy=TimePolicy(message_id_window=timedelta(seconds=settings.message_id_window_s)),
     )
 
 

@@ -9,12 +9,9 @@ is kept as the serialized XML of the single element inside
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from enum import StrEnum
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
-
-from gateway.core.lifecycle import MessageState
 
 
 class _Frozen(BaseModel):
@@ -93,20 +90,6 @@ class SenderProvidedResponseData(_Frozen):
     def is_final(self) -> bool:
         """A processing status is interim; content or a rejection ends the exchange."""
         return self.status is None
-
-
-class MessageMetadata(_Frozen):
-    """What the bus knows about a message besides its content."""
-
-    message_id: uuid.UUID
-    kind: MessageKind
-    message_type: str
-    sender: str
-    recipient: str
-    sending_timestamp: datetime
-    in_reply_to: uuid.UUID | None = None
-    delivery_timestamp: datetime | None = None
-    status: MessageState = MessageState.ACCEPTED
 
 
 def _require_v1(message_id: uuid.UUID) -> None:

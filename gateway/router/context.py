@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, field
 
+from gateway.core.admission import TimePolicy
 from gateway.core.clock import Clock, MessageIdSource
 from gateway.core.registry import Registry
 from gateway.crypto.signer import Signer, Verifier
@@ -21,7 +21,4 @@ class BusContext:
     clock: Clock
     ids: MessageIdSource
     max_message_bytes: int = 5 * 1024 * 1024
-    #: A MessageID whose UUID v1 time is further than this from now is refused (replays).
-    message_id_window: timedelta = timedelta(days=2)
-    #: Tolerated clock skew of senders into the future.
-    clock_skew: timedelta = timedelta(minutes=5)
+    time_policy: TimePolicy = field(default_factory=TimePolicy)

@@ -1,8 +1,9 @@
 """The checks every incoming SOAP document passes, in order, each a small function.
 
 parse (hardened) -> SOAP 1.1 structure -> bus schema -> signature and certificate ->
-the certificate decides the caller (registry) -> freshness of ids and timestamps.
-Business-content schema and rights depend on the operation and live in the router.
+the certificate decides the caller (registry). Then the verified envelope becomes
+plain values (:mod:`gateway.core.envelope`) for the pure admission rules
+(:mod:`gateway.core.admission`: freshness, end of life, rights).
 """
 
 from __future__ import annotations
@@ -10,19 +11,25 @@ from __future__ import annotations
 import hashlib
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.x509 import InvalidVersion
 from lxml import etree
 
-from gateway.core.clock import uuid1_time
-from gateway.core.errors import InvalidContent, SignatureInvalid, StaleMessageId
+from gateway.core.envelope import (
+    AsyncProcessingStatus,
+    PrimaryContent,
+    RejectionCode,
+    RequestRejected,
+    SenderProvidedRequestData,
+    SenderProvidedResponseData,
+)
+from gateway.core.errors import InvalidContent, SignatureInvalid
 from gateway.core.registry import Participant
 from gateway.crypto.certificates import common_name, describe, fingerprint
 from gateway.crypto.envelope import verify_element
 from gateway.router.context import BusContext
-from gateway.xml.messages import SMEV_ID
+from gateway.xml.messages import SMEV_ID, RequestData, ResponseData
 from gateway.xml.parse import parse_secure
 from gateway.xml.schema import validate_bus_element
 from gateway.xml.soap import signature_target, unwrap_envelope
@@ -70,40 +77,41 @@ def authenticate(body: etree._Element, ctx: BusContext) -> Participant:
     return ctx.registry.identify(cn, fingerprint(cert))
 
 
-def check_message_id(message_id: uuid.UUID, ctx: BusContext) -> None:
-    """A MessageID must be a UUID v1 made recently: an old one is a replay or a bad clock."""
-    try:
-        made = uuid1_time(message_id)
-    except ValueError:
-        raise InvalidContent(
-            f"MessageID {message_id} is not a UUID version 1 (time-based), as SMEV 3 requires",
-            reason="message_id",
-        ) from None
-    _check_window(made, ctx, what=f"MessageID {message_id}", past=ctx.message_id_window)
+def request_model(data: RequestData, message_type: str) -> SenderProvidedRequestData:
+    """The verified request as plain values for the pure admission rules."""
+    return SenderProvidedRequestData(
+        message_id=data.message_id,
+        content=_content(data.content, message_type),
+        test_message=data.test,
+        eol=data.eol,
+        reference_message_id=data.reference_message_id,
+        transaction_code=data.transaction_code,
+    )
 
 
-def check_timestamp(timestamp: datetime, ctx: BusContext, *, what: str) -> None:
-    """A signed selector timestamp must be close to now (a replayed poll is refused)."""
-    _check_window(timestamp, ctx, what=what, past=ctx.clock_skew)
+def response_model(data: ResponseData, message_type: str | None) -> SenderProvidedResponseData:
+    return SenderProvidedResponseData(
+        message_id=data.message_id,
+        to=uuid.UUID(data.to),
+        content=None
+        if data.content is None or message_type is None
+        else _content(data.content, message_type),
+        rejections=tuple(
+            RequestRejected(code=RejectionCode(r.code), description=r.description)
+            for r in data.rejections
+        ),
+        status=None
+        if data.status is None
+        else AsyncProcessingStatus(category=data.status.category, details=data.status.details),
+    )
 
 
-def _check_window(when: datetime, ctx: BusContext, *, what: str, past: timedelta) -> None:
-    now = ctx.clock.now()
-    if when < now - past or when > now + ctx.clock_skew:
-        raise StaleMessageId(
-            f"{what} carries time {when.isoformat()}, outside the accepted window "
-            f"({now - past:%Y-%m-%dT%H:%M:%SZ} .. {now + ctx.clock_skew:%Y-%m-%dT%H:%M:%SZ}); "
-            "generate a new one and check the sender's clock",
-            at=when.isoformat(),
-        )
-
-
-def check_eol(eol: datetime | None, ctx: BusContext) -> None:
-    if eol is not None and eol <= ctx.clock.now():
-        raise InvalidContent(
-            f"end of life {eol.isoformat()} has already passed; send with a later EOL",
-            reason="eol",
-        )
+def _content(element: etree._Element, message_type: str) -> PrimaryContent:
+    return PrimaryContent(
+        message_type=message_type,
+        root=etree.QName(element).localname,
+        xml=etree.tostring(element),
+    )
 
 
 def content_digest(signed: etree._Element) -> str:

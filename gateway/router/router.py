@@ -23,7 +23,9 @@ from datetime import datetime
 import structlog
 from lxml import etree
 
-from gateway.core.errors import AccessDenied, InvalidContent, NotFound, SchemaViolation
+from gateway.core.admission import AnsweredRequest, admit_request, admit_response, check_timestamp
+from gateway.core.envelope import MessageKind
+from gateway.core.errors import InvalidContent, NotFound
 from gateway.core.faults import fault_of
 from gateway.core.lifecycle import IllegalTransition, MessageState
 from gateway.core.registry import Participant
@@ -33,7 +35,7 @@ from gateway.router.context import BusContext
 from gateway.router.deadletters import DeadLetterJournal
 from gateway.router.pulls import PulledMessages
 from gateway.store.base import Store
-from gateway.store.records import AcceptOutcome, MessageKind, MessageRecord, NewMessage
+from gateway.store.records import AcceptOutcome, MessageRecord, NewMessage
 from gateway.transport.base import Delivery, Direction, Message, Transport
 from gateway.xml import messages as m
 from gateway.xml.faults import soap_fault
@@ -133,40 +135,46 @@ class Router:
 
     async def send_request(self, body: etree._Element, sender: Participant) -> etree._Element:
         data = read_send_request(body)
-        intake.check_message_id(data.message_id, self.ctx)
-        intake.check_eol(data.eol, self.ctx)
         message_type = self.ctx.catalog.validate(data.content, expect="request").namespace
-        provider = self.ctx.registry.authorize_request(sender, message_type)
+        request = intake.request_model(data, message_type)
+        provider = admit_request(
+            request, sender, self.ctx.registry, self.ctx.clock.now(), self.ctx.time_policy
+        )
         new = NewMessage(
-            message_id=str(data.message_id),
+            message_id=str(request.message_id),
             kind=MessageKind.REQUEST,
             sender=sender.mnemonic,
             recipient=provider.mnemonic,
             message_type=message_type,
             content_sha256=intake.content_digest(data.element),
             xml=etree.tostring(body),
-            expires_at=data.eol,
-            test_message=data.test,
+            expires_at=request.eol,
+            test_message=request.test_message,
         )
         record = await self._journal_and_publish(new, Direction.REQUESTS)
         return self._signed_send_result("SendRequestResponse", record, sender, provider)
 
     async def send_response(self, body: etree._Element, provider: Participant) -> etree._Element:
         data = read_send_response(body)
-        intake.check_message_id(data.message_id, self.ctx)
-        request = await self._request_answered_by(data.to, provider)
-        if data.content is not None:
-            message_type = self.ctx.catalog.validate(data.content, expect="response").namespace
-            if message_type != request.message_type:
-                raise SchemaViolation(
-                    f"response content is of type {message_type} but the request "
-                    f"{request.message_id} asked for {request.message_type}",
-                    expected=request.message_type,
-                )
-        self.ctx.registry.authorize_response(provider, request.message_type)
-        consumer = self.ctx.registry.get(request.sender)
+        request = await self._request_answered_by(data.to)
+        message_type = (
+            None
+            if data.content is None
+            else self.ctx.catalog.validate(data.content, expect="response").namespace
+        )
+        response = intake.response_model(data, message_type)
+        consumer = admit_response(
+            response,
+            provider,
+            AnsweredRequest(
+                request.message_id, request.sender, request.recipient, request.message_type
+            ),
+            self.ctx.registry,
+            self.ctx.clock.now(),
+            self.ctx.time_policy,
+        )
         new = NewMessage(
-            message_id=str(data.message_id),
+            message_id=str(response.message_id),
             kind=MessageKind.RESPONSE,
             sender=provider.mnemonic,
             recipient=consumer.mnemonic,
@@ -178,22 +186,18 @@ class Router:
             test_message=request.test_message,
         )
         record = await self._journal_and_publish(new, Direction.RESPONSES)
-        if data.status is None and request.state in (MessageState.DELIVERED, MessageState.ACKED):
+        if response.is_final and request.state in (MessageState.DELIVERED, MessageState.ACKED):
             await self._move(request.message_id, MessageState.RESPONDED, f"by {record.message_id}")
         return self._signed_send_result("SendResponseResponse", record, provider, consumer)
 
-    async def _request_answered_by(self, to: str, provider: Participant) -> MessageRecord:
+    async def _request_answered_by(self, to: str) -> MessageRecord:
         try:
-            request_id = str(uuid.UUID(to))
-            request = await self.store.get(request_id)
+            request = await self.store.get(str(uuid.UUID(to)))
         except (ValueError, NotFound):
+            request = None
+        if request is None or request.kind is not MessageKind.REQUEST:
             raise NotFound(
                 f"To={to!r} names no request on the bus; copy ReplyTo from the request",
-                to=to,
-            ) from None
-        if request.kind is not MessageKind.REQUEST or request.recipient != provider.mnemonic:
-            raise AccessDenied(
-                f"{provider.mnemonic} did not receive request {request_id} and may not answer it",
                 to=to,
             )
         return request
@@ -235,7 +239,12 @@ class Router:
         self, body: etree._Element, caller: Participant, direction: Direction
     ) -> etree._Element:
         selector = read_selector(body)
-        intake.check_timestamp(selector.timestamp, self.ctx, what="MessageTypeSelector/Timestamp")
+        check_timestamp(
+            selector.timestamp,
+            self.ctx.clock.now(),
+            self.ctx.time_policy,
+            what="MessageTypeSelector/Timestamp",
+        )
         building = (
             m.build_get_request_response
             if direction is Direction.REQUESTS

@@ -5,6 +5,7 @@ in-memory) and PostgreSQL; Alembic migrations (``await store.migrate()``) are th
 only way its schema is created.
 """
 
+from gateway.core.envelope import MessageKind
 from gateway.store.base import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Store, TransitionConflict
 from gateway.store.engine import async_url, create_engine
 from gateway.store.journal import SqlStore
@@ -12,7 +13,6 @@ from gateway.store.migrate import current_revision, head_revision, upgrade
 from gateway.store.records import (
     AcceptOutcome,
     AcceptResult,
-    MessageKind,
     MessageRecord,
     NewMessage,
     Page,

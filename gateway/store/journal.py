@@ -28,6 +28,7 @@ from sqlalchemy import URL, ColumnElement, Row, and_, insert, or_, select, updat
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from gateway.core.envelope import MessageKind
 from gateway.core.errors import InvalidContent, MessageAlreadySent, NotFound
 from gateway.core.lifecycle import MessageState, check_transition
 from gateway.store.base import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, TransitionConflict
@@ -37,7 +38,6 @@ from gateway.store.paging import decode_cursor, encode_cursor
 from gateway.store.records import (
     AcceptOutcome,
     AcceptResult,
-    MessageKind,
     MessageRecord,
     NewMessage,
     Page,

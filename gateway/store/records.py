@@ -8,15 +8,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from gateway.core.envelope import MessageKind
 from gateway.core.errors import InvalidContent
 from gateway.core.lifecycle import MessageState
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
-
-
-class MessageKind(StrEnum):
-    REQUEST = "request"
-    RESPONSE = "response"
 
 
 class AcceptOutcome(StrEnum):

@@ -82,6 +82,10 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 
+#: Longest wait for the broker's answer to one basic.get before it is tried again (s).
+GET_ATTEMPT_TIMEOUT = 5.0
+
+
 class AmqpTransport:
     """A :class:`~gateway.transport.base.Transport` on RabbitMQ; make one with :meth:`connect`."""
 
@@ -240,7 +244,12 @@ class AmqpTransport:
         queue = await self._puller.get_queue(name, ensure=False)
 
         async def get_one(seconds_left: float) -> AbstractIncomingMessage | None:
-            return await queue.get(no_ack=False, fail=False, timeout=seconds_left)
+            # A basic.get in flight when the connection drops may never be answered; cap
+            # each attempt so it is retried on the reopened channel instead of stalling
+            # the caller for the whole reconnect budget.
+            return await queue.get(
+                no_ack=False, fail=False, timeout=min(seconds_left, GET_ATTEMPT_TIMEOUT)
+            )
 
         while True:
             incoming = await self._ride_out(self._puller, get_one, f"get from {name}")
