@@ -17,6 +17,7 @@ from datetime import datetime
 from lxml import etree
 
 from gateway.core.clock import Clock, MessageIdSource
+from gateway.core.envelope import MessageMetadata
 from gateway.core.errors import ALL_ERRORS, InternalError, SignatureInvalid, SmevbusError
 from gateway.crypto.certificates import common_name, describe
 from gateway.crypto.envelope import sign_element, verify_element
@@ -59,7 +60,7 @@ class ParticipantClient:
         message_id: uuid.UUID | None = None,
         eol: datetime | None = None,
         test: bool = False,
-    ) -> m.MessageMetadata:
+    ) -> MessageMetadata:
         body = m.build_send_request(message_id or self.ids.new(), content, eol=eol, test=test)
         reply = await self._exchange(body)
         self._check_bus_signature(reply)
@@ -95,7 +96,7 @@ class ParticipantClient:
         rejections: Sequence[m.Rejection] = (),
         status: m.AsyncStatus | None = None,
         message_id: uuid.UUID | None = None,
-    ) -> m.MessageMetadata:
+    ) -> MessageMetadata:
         body = m.build_send_response(
             message_id or self.ids.new(), to, content=content, rejections=rejections, status=status
         )

@@ -92,6 +92,29 @@ class SenderProvidedResponseData(_Frozen):
         return self.status is None
 
 
+class ParticipantRef(_Frozen):
+    """A participant as a message names it: mnemonic and, optionally, a readable name."""
+
+    mnemonic: str = Field(min_length=1)
+    name: str | None = None
+
+
+class MessageMetadata(_Frozen):
+    """What the bus says about a message besides its content (SMEV's MessageMetadata).
+
+    ``message_type`` is the namespace URI of the content's root element; ``status`` is
+    the message's lifecycle state when the metadata was written.
+    """
+
+    message_id: uuid.UUID
+    message_type: str = Field(min_length=1)
+    sender: ParticipantRef
+    sending_timestamp: AwareDatetime
+    recipient: ParticipantRef | None = None
+    delivery_timestamp: AwareDatetime | None = None
+    status: str | None = None
+
+
 def _require_v1(message_id: uuid.UUID) -> None:
     if message_id.version != 1:
         raise ValueError(f"MessageID {message_id} must be a UUID version 1 (time-based)")

@@ -24,7 +24,7 @@ import structlog
 from lxml import etree
 
 from gateway.core.admission import AnsweredRequest, admit_request, admit_response, check_timestamp
-from gateway.core.envelope import MessageKind
+from gateway.core.envelope import MessageKind, MessageMetadata, ParticipantRef
 from gateway.core.errors import InvalidContent, NotFound
 from gateway.core.faults import fault_of
 from gateway.core.lifecycle import IllegalTransition, MessageState
@@ -396,12 +396,12 @@ class Router:
         sent: datetime,
         *,
         delivered: datetime | None = None,
-    ) -> m.MessageMetadata:
-        return m.MessageMetadata(
+    ) -> MessageMetadata:
+        return MessageMetadata(
             message_id=uuid.UUID(record.message_id),
             message_type=record.message_type,
-            sender=m.Participant(sender.mnemonic, sender.name),
-            recipient=m.Participant(recipient.mnemonic, recipient.name),
+            sender=ParticipantRef(mnemonic=sender.mnemonic, name=sender.name),
+            recipient=ParticipantRef(mnemonic=recipient.mnemonic, name=recipient.name),
             sending_timestamp=sent,
             delivery_timestamp=delivered,
             status=str(record.state),

@@ -1,5 +1,9 @@
 """Plain values of the message-exchange Body elements, and builders for all of them.
 
+``MessageMetadata`` and ``ParticipantRef`` are the core's pydantic models
+(:mod:`gateway.core.envelope`); the rest hold lxml elements (signed parts must stay
+the very elements that were verified) and so live here.
+
 Builders return a fresh Body element (wrap it with :func:`gateway.xml.soap.wrap_envelope`);
 elements passed in (business content, signed parts, ``ds:Signature``) are copied, so the
 caller's trees are never modified. Readers live in :mod:`gateway.xml.readers`.
@@ -17,6 +21,7 @@ from datetime import datetime
 
 from lxml import etree
 
+from gateway.core.envelope import MessageMetadata, ParticipantRef
 from gateway.xml.namespaces import SMEV_BASIC, SMEV_TYPES, qname
 from gateway.xml.soap import SignatureContainer, attach_signature
 
@@ -26,26 +31,6 @@ CALLER_ID = "SIGNED_BY_CALLER"
 SMEV_ID = "SIGNED_BY_SMEV"
 
 _NSMAP = {"smev": SMEV_TYPES, "basic": SMEV_BASIC}
-
-
-@dataclass(frozen=True)
-class Participant:
-    mnemonic: str
-    name: str | None = None
-
-
-@dataclass(frozen=True)
-class MessageMetadata:
-    """What the bus knows about a message; ``message_type`` is the content namespace URI."""
-
-    message_id: uuid.UUID
-    message_type: str
-    sender: Participant
-    sending_timestamp: datetime
-    recipient: Participant | None = None
-    delivery_timestamp: datetime | None = None
-    status: str | None = None
-    """An SMEV InteractionStatusType value, e.g. ``requestIsQueued``."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -171,7 +156,7 @@ def _sign(
         attach_signature(parent, copy.deepcopy(signature), container)
 
 
-def _participant(parent: etree._Element, name: str, who: Participant) -> None:
+def _participant(parent: etree._Element, name: str, who: ParticipantRef) -> None:
     el = _sub(parent, SMEV_TYPES, name)
     _sub(el, SMEV_TYPES, "Mnemonic", who.mnemonic)
     if who.name is not None:

@@ -15,12 +15,11 @@ from datetime import datetime
 
 from lxml import etree
 
+from gateway.core.envelope import MessageMetadata, ParticipantRef
 from gateway.core.errors import InvalidContent
 from gateway.xml.messages import (
     AckTarget,
     AsyncStatus,
-    MessageMetadata,
-    Participant,
     Rejection,
     RequestData,
     RequestDelivery,
@@ -106,8 +105,10 @@ def _single_content(holder: etree._Element) -> etree._Element:
     return elements[0]
 
 
-def _participant(el: etree._Element) -> Participant:
-    return Participant(_text(el, T, "Mnemonic"), _opt_text(el, T, "HumanReadableName"))
+def _participant(el: etree._Element) -> ParticipantRef:
+    return ParticipantRef(
+        mnemonic=_text(el, T, "Mnemonic"), name=_opt_text(el, T, "HumanReadableName")
+    )
 
 
 def read_metadata(el: etree._Element) -> MessageMetadata:

@@ -20,6 +20,7 @@ from lxml import etree
 
 from gateway.client.participant import Call, ParticipantClient
 from gateway.core.clock import Clock
+from gateway.core.envelope import MessageMetadata
 from gateway.core.errors import InternalError, NotFound, SmevbusError
 from gateway.crypto.certificates import common_name
 from gateway.crypto.envelope import sign_element, verify_element
@@ -67,7 +68,7 @@ class Retryable(Exception):
     """The bus answered with a fault a client retries (``internal``)."""
 
 
-def read_send_reply(raw: bytes, verifier: Verifier, bus: str = "SMEVBUS") -> m.MessageMetadata:
+def read_send_reply(raw: bytes, verifier: Verifier, bus: str = "SMEVBUS") -> MessageMetadata:
     """The metadata of a SendRequest reply whose bus signature verifies; raise on a fault."""
     root = parse_secure(raw, max_bytes=16 * 1024 * 1024)
     fault = parse_fault(root)

@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
+from gateway.core.envelope import MessageMetadata, ParticipantRef
 from gateway.core.errors import ALL_ERRORS
 from gateway.crypto.signer import RSA_SHA256
 from gateway.transport.base import Direction
@@ -319,10 +320,10 @@ async def operation_in_foreign_namespace(bus: Bus) -> bytes:
 
 @case("invalid_content", "is a reply")
 async def reply_element_sent_as_request(bus: Bus) -> bytes:
-    meta = m.MessageMetadata(
+    meta = MessageMetadata(
         message_id=uuid1_at(START),
         message_type=BIRTH,
-        sender=m.Participant("PORTAL"),
+        sender=ParticipantRef(mnemonic="PORTAL"),
         sending_timestamp=START,
     )
     return soap(m.build_send_request_response(meta))

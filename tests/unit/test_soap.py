@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
+from gateway.core.envelope import MessageMetadata, ParticipantRef
 from gateway.core.errors import InvalidContent
 from gateway.xml import messages as m
 from gateway.xml import readers as r
@@ -46,18 +47,20 @@ def fake_signature(reference: str = "#SIGNED_BY_CONSUMER") -> etree._Element:
     return sig
 
 
-def metadata(**overrides: object) -> m.MessageMetadata:
+def metadata(**overrides: object) -> MessageMetadata:
     values: dict[str, object] = {
         "message_id": MSG_ID,
         "message_type": MVD_PASSPORT_VALIDITY,
-        "sender": m.Participant("PORTAL71", "Региональный портал госуслуг Тульской области"),
+        "sender": ParticipantRef(
+            mnemonic="PORTAL71", name="Региональный портал госуслуг Тульской области"
+        ),
         "sending_timestamp": NOW,
-        "recipient": m.Participant("MVD_MIGR"),
+        "recipient": ParticipantRef(mnemonic="MVD_MIGR"),
         "delivery_timestamp": NOW + timedelta(seconds=2),
         "status": "requestIsQueued",
     }
     values.update(overrides)
-    return m.MessageMetadata(**values)  # type: ignore[arg-type]
+    return MessageMetadata.model_validate(values)
 
 
 def round_trip(element: etree._Element, operation: str) -> etree._Element:
