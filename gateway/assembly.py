@@ -16,6 +16,7 @@ from gateway.store.journal import SqlStore
 from gateway.transport.amqp import AmqpTransport
 from gateway.transport.base import Transport
 from gateway.transport.memory import MemoryTransport
+from gateway.transport.topology import QueuePolicy
 from gateway.xml.schema import type_catalog
 
 
@@ -44,9 +45,13 @@ def build_context(settings: Settings, clock: Clock | None = None) -> BusContext:
 
 
 async def open_transport(settings: Settings, clock: Clock) -> Transport:
+    policy = QueuePolicy(
+        visibility_timeout=timedelta(seconds=settings.visibility_timeout_s),
+        prefetch=settings.prefetch,
+    )
     if settings.transport == "memory":
-        return MemoryTransport(clock=clock)
-    return await AmqpTransport.connect(settings.amqp_url, clock=clock)
+        return MemoryTransport(clock=clock, policy=policy)
+    return await AmqpTransport.connect(settings.amqp_url, clock=clock, policy=policy)
 
 
 async def open_router(settings: Settings, clock: Clock | None = None) -> Router:

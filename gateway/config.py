@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = 8080
     prefetch: int = Field(default=32, ge=1)
+    #: How long a pulled message stays invisible, waiting for its Ack, before it comes
+    #: back to the queue (seconds).
+    visibility_timeout_s: float = Field(default=60.0, gt=0)
     #: Largest accepted document, bytes (SMEV 3 inline limit).
     max_message_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
     #: How far a MessageID's UUID v1 time may lie from now (replay window), seconds.

@@ -27,7 +27,7 @@ from gateway.core.admission import AnsweredRequest, admit_request, admit_respons
 from gateway.core.envelope import MessageKind, MessageMetadata, ParticipantRef
 from gateway.core.errors import InvalidContent, NotFound
 from gateway.core.faults import fault_of
-from gateway.core.lifecycle import IllegalTransition, MessageState
+from gateway.core.lifecycle import TERMINAL, IllegalTransition, MessageState
 from gateway.core.registry import Participant
 from gateway.crypto.envelope import sign_element
 from gateway.router import intake
@@ -253,6 +253,17 @@ class Router:
         delivery = await self._pull(direction, caller)
         if delivery is None:
             return building(None)
+        try:
+            return await self._hand_out(delivery, caller, direction)
+        except BaseException:
+            # Whatever went wrong, the message goes straight back to the queue instead of
+            # staying invisible for the whole visibility timeout.
+            await delivery.lapse()
+            raise
+
+    async def _hand_out(
+        self, delivery: Delivery, caller: Participant, direction: Direction
+    ) -> etree._Element:
         message_id = delivery.message.message_id
         record = await self.store.get(message_id)
         if record.state is MessageState.ACCEPTED:  # delivered before the sender journaled it
@@ -348,7 +359,12 @@ class Router:
             if delivery is None:
                 return None
             message_id = delivery.message.message_id
-            state = (await self.store.get(message_id)).state
+            try:
+                state = (await self.store.get(message_id)).state
+            except NotFound:
+                # Not journaled: nothing the bus accepted; park it where an operator sees it.
+                await delivery.reject("not in the journal")
+                continue
             in_hand = self._pulled.take(caller.mnemonic, message_id) is not None
             if state not in _SETTLED and not (state is MessageState.DELIVERED and in_hand):
                 return delivery
@@ -409,7 +425,7 @@ class Router:
 
 
 #: States in which a message's delivery is over: a further copy of it is redundant.
-_SETTLED = frozenset({MessageState.ACKED, MessageState.RESPONDED, MessageState.RESPONSE_DELIVERED})
+_SETTLED = frozenset({MessageState.ACKED, MessageState.RESPONDED}) | TERMINAL
 
 
 def _required(element: etree._Element | None) -> etree._Element:

@@ -95,6 +95,8 @@ def bus(keys: Path, amqp_url: str, postgres_url: str, tmp_path: Path) -> Iterato
                 "SMEVBUS_DATABASE_URL": db_url,
                 "SMEVBUS_KEYS_DIR": str(keys),
                 "SMEVBUS_LOG_LEVEL": "INFO",
+                # A pull whose reply was lost in the fault comes back within the sweep.
+                "SMEVBUS_VISIBILITY_TIMEOUT_S": "5",
                 "PYTHONUNBUFFERED": "1",  # the test counts log lines while it runs
             },
             log_path=tmp_path / "gateway.log",
@@ -137,7 +139,7 @@ async def journal_rows(database_url: str) -> dict[str, Journaled]:
 
 
 async def settled_depths(
-    vhost: str, *, sweep: Callable[[], Awaitable[None]], within: float = 20.0
+    vhost: str, *, sweep: Callable[[], Awaitable[None]], within: float = 30.0
 ) -> dict[str, int]:
     """ZAGS's request queue and DLQ depths, polled until both are 0 or ``within`` s passed.
 
