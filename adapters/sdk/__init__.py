@@ -1,0 +1,45 @@
+"""The adapter kit: write one async handler per message type; the kit does the rest.
+
+See :mod:`adapters.sdk.adapter` for the contract, :mod:`adapters.sdk.runner` for the
+loop, :mod:`adapters.sdk.native_calls` for classifying agency failures and
+:mod:`adapters.sdk.conformance` for the checks every adapter's tests run.
+"""
+
+from adapters.sdk.adapter import (
+    Adapter,
+    AgencyError,
+    AgencyUnavailable,
+    Answer,
+    Handler,
+    Processing,
+    Reject,
+    RequestContext,
+)
+from adapters.sdk.metrics import AdapterMetrics, NoMetrics, RecordingMetrics
+from adapters.sdk.native_calls import agency_call
+from adapters.sdk.policies import PollPolicy, RetryPolicy
+from adapters.sdk.runner import AdapterRunner, Outcome, OutcomeKind
+from adapters.sdk.sources import InboundRequest, PullSource, RequestSource
+
+__all__ = [
+    "Adapter",
+    "AdapterMetrics",
+    "AdapterRunner",
+    "AgencyError",
+    "AgencyUnavailable",
+    "Answer",
+    "Handler",
+    "InboundRequest",
+    "NoMetrics",
+    "Outcome",
+    "OutcomeKind",
+    "PollPolicy",
+    "Processing",
+    "PullSource",
+    "RecordingMetrics",
+    "Reject",
+    "RequestContext",
+    "RequestSource",
+    "RetryPolicy",
+    "agency_call",
+]
