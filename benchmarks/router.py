@@ -227,21 +227,28 @@ async def smevbus_pipeline(
     pid = gateway.process.pid
 
     async def provider() -> None:
+        idle = 0
         while not done.is_set():
             delivery = await zags.get_request()
             if delivery is None:
-                await asyncio.sleep(0.002)  # pull protocol: an empty poll, try again
+                # Pull protocol: an empty poll; back off as a real client does.
+                idle += 1
+                await asyncio.sleep(min(0.001 * 2**idle, 0.05))
                 continue
+            idle = 0
             await zags.send_response(delivery.reply_to, content=answer)
             await zags.ack(delivery.metadata.message_id)
 
     async def consumer() -> None:
         nonlocal completed
+        idle = 0
         while not done.is_set():
             delivery = await portal.get_response()
             if delivery is None:
-                await asyncio.sleep(0.002)
+                idle += 1
+                await asyncio.sleep(min(0.001 * 2**idle, 0.05))
                 continue
+            idle = 0
             await portal.ack(delivery.metadata.message_id)
             future = waiting.pop(str(delivery.original_message_id), None)
             if future is not None and not future.done():

@@ -250,11 +250,12 @@ class Router:
             if direction is Direction.REQUESTS
             else m.build_get_response_response
         )
-        delivery = await self._pull(direction, caller)
-        if delivery is None:
+        pulled = await self._pull(direction, caller)
+        if pulled is None:
             return building(None)
+        delivery, record = pulled
         try:
-            return await self._hand_out(delivery, caller, direction)
+            return await self._hand_out(delivery, record, caller, direction)
         except BaseException:
             # Whatever went wrong, the message goes straight back to the queue instead of
             # staying invisible for the whole visibility timeout.
@@ -262,10 +263,9 @@ class Router:
             raise
 
     async def _hand_out(
-        self, delivery: Delivery, caller: Participant, direction: Direction
+        self, delivery: Delivery, record: MessageRecord, caller: Participant, direction: Direction
     ) -> etree._Element:
         message_id = delivery.message.message_id
-        record = await self.store.get(message_id)
         if record.state is MessageState.ACCEPTED:  # delivered before the sender journaled it
             record = await self._mark_queued(record, f"seen in {direction}.{caller.mnemonic}")
         if record.state is MessageState.DELIVERED:  # the visibility timeout lapsed before
@@ -345,7 +345,9 @@ class Router:
 
     # --- helpers --------------------------------------------------------------------
 
-    async def _pull(self, direction: Direction, caller: Participant) -> Delivery | None:
+    async def _pull(
+        self, direction: Direction, caller: Participant
+    ) -> tuple[Delivery, MessageRecord] | None:
         """The next delivery for ``caller`` that is not a redundant copy.
 
         At-least-once publishing can queue a message twice: a resubmission republishes
@@ -360,14 +362,15 @@ class Router:
                 return None
             message_id = delivery.message.message_id
             try:
-                state = (await self.store.get(message_id)).state
+                record = await self.store.get(message_id)
             except NotFound:
                 # Not journaled: nothing the bus accepted; park it where an operator sees it.
                 await delivery.reject("not in the journal")
                 continue
+            state = record.state
             in_hand = self._pulled.take(caller.mnemonic, message_id) is not None
             if state not in _SETTLED and not (state is MessageState.DELIVERED and in_hand):
-                return delivery
+                return delivery, record
             log.info("redundant_copy_dropped", message_id=message_id, state=str(state))
             await delivery.ack()
 

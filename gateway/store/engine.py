@@ -61,7 +61,11 @@ def create_engine(url: str | URL, *, schema: str | None = None, echo: bool = Fal
         return engine
     if schema is not None:
         kwargs["connect_args"] = {"server_settings": {"search_path": schema}}
-    kwargs["pool_pre_ping"] = True
+    # No pre-ping: on asyncpg it costs three round trips per checkout, more than most
+    # journal operations themselves. A connection the server dropped fails its statement,
+    # SQLAlchemy invalidates the pool, and the caller's operation fails with ``internal``
+    # (transient): the client retries and gets a fresh connection.
+    kwargs["pool_recycle"] = 1800
     return create_async_engine(target, **kwargs)
 
 
