@@ -299,3 +299,32 @@ def dlq_replay(
         console.print(f"[yellow]skipped[/] {message_id}: {why}", highlight=False)
     console.print(f"{len(report.replayed)} replayed, {len(report.skipped)} skipped")
     raise typer.Exit(code=1 if report.skipped and not replay_all else 0)
+
+
+@app.command()
+def adapter(
+    name: Annotated[str, typer.Argument(help="zags or mvd_migration.")],
+    gateway_url: Annotated[
+        str, typer.Option(help="The gateway whose /ws the adapter polls.")
+    ] = "http://127.0.0.1:8080",
+    agency_url: Annotated[
+        str | None, typer.Option(help="The agency's own interface (see the adapter).")
+    ] = None,
+    pull: Annotated[
+        bool, typer.Option("--pull/--push", help="SOAP polling of /ws (push: not yet).")
+    ] = True,
+) -> None:
+    """Run one agency adapter: take its requests from the bus, ask the agency, answer signed."""
+    from adapters.catalog import ADAPTERS
+    from adapters.process import run_adapter
+    from gateway.logs import configure_logging
+
+    if name not in ADAPTERS:
+        raise typer.BadParameter(f"unknown adapter {name!r}; known: {', '.join(ADAPTERS)}")
+    if not pull:
+        err.print("push mode (consuming from RabbitMQ) is not implemented yet; use --pull")
+        raise typer.Exit(2)
+    settings = Settings()
+    configure_logging(fmt=settings.log_format, level=settings.log_level)
+    url = agency_url or ADAPTERS[name].default_agency_url
+    asyncio.run(run_adapter(name, settings, gateway_url, url))

@@ -122,3 +122,45 @@ class GatewayProcess:
                 self.process.wait(timeout=40)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+@dataclass
+class ServiceProcess:
+    """Any of our processes (mock agency, adapter) started as compose starts it."""
+
+    argv: list[str]
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+    ready_url: str | None = None
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self, ready_within: float = 60.0) -> None:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                self.argv,
+                env={**os.environ, **self.env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        if self.ready_url is None:
+            return
+        deadline = time.monotonic() + ready_within
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.argv} exited:\n{self.log_path.read_text()[-3000:]}")
+            try:
+                if httpx.get(self.ready_url, timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"{self.argv} not ready:\n{self.log_path.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=30)

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 import httpx
 from lxml import etree
 
-from gateway.client.participant import Call, ParticipantClient
+from gateway.client.http import http_call
+from gateway.client.participant import ParticipantClient
 from gateway.core.clock import Clock
 from gateway.core.envelope import MessageMetadata
 from gateway.core.errors import InternalError, NotFound, SmevbusError
@@ -32,18 +33,6 @@ from gateway.xml.soap import parse_fault, unwrap_envelope, wrap_envelope
 
 #: Fault codes after which a client sends the same bytes again.
 RETRYABLE_CODES = frozenset({"internal"})
-
-
-def http_call(client: httpx.AsyncClient, url: str) -> Call:
-    """A :data:`~gateway.client.participant.Call` that POSTs SOAP to ``url``."""
-
-    async def call(soap: bytes) -> tuple[int, bytes]:
-        response = await client.post(
-            url, content=soap, headers={"Content-Type": "text/xml; charset=utf-8"}
-        )
-        return response.status_code, response.content
-
-    return call
 
 
 @dataclass(frozen=True)

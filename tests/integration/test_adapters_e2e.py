@@ -1,0 +1,163 @@
+"""The whole chain as separate processes, as docker-compose runs it.
+
+``smevbus serve`` (RabbitMQ + PostgreSQL) + mock ZAGS + mock MVD + ``smevbus adapter zags``
+and ``smevbus adapter mvd_migration`` (pull mode over /ws): the portal's SendRequests are
+answered with the mock registries' data, signed by the agency, verified by the bus and
+by the portal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from lxml import etree
+
+from gateway.client.http import http_call
+from gateway.client.participant import ParticipantClient
+from gateway.core.clock import SystemClock
+from gateway.crypto.devpki import init_dev_pki
+from gateway.crypto.keystore import load_signer, load_verifier
+from gateway.xml.parse import parse_secure
+from gateway.xml.readers import read_response_data
+from tests.integration import store_fixtures
+from tests.integration.gateway_process import (
+    SMEVBUS,
+    GatewayProcess,
+    ServiceProcess,
+    free_port,
+    fresh_database,
+    isolated_vhost,
+)
+
+postgres_url = store_fixtures.postgres_url
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+CONTENT = ROOT / "tests" / "data" / "content"
+PARTICIPANTS = {"PORTAL": "portal", "ZAGS": "zags", "MVD_MIGR": "mvd", "FNS": "fns"}
+
+
+@dataclass
+class Chain:
+    gateway: GatewayProcess
+    keys: Path
+
+
+@pytest.fixture(scope="module")
+def chain(
+    amqp_url: str, postgres_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Chain]:
+    keys = tmp_path_factory.mktemp("keys")
+    logs = tmp_path_factory.mktemp("logs")
+    init_dev_pki(keys, {**PARTICIPANTS, "SMEVBUS": "bus"}, clock=SystemClock())
+    env = {"SMEVBUS_KEYS_DIR": str(keys)}
+    zags_port, mvd_port = free_port(), free_port()
+    started: list[ServiceProcess] = []
+    with isolated_vhost(amqp_url) as vhost_url, fresh_database() as db_url:
+        gateway = GatewayProcess(
+            env={
+                **env,
+                "SMEVBUS_TRANSPORT": "amqp",
+                "SMEVBUS_AMQP_URL": vhost_url,
+                "SMEVBUS_DATABASE_URL": db_url,
+            },
+            log_path=logs / "gateway.log",
+        )
+        gateway.start()
+        python = sys.executable
+        services = [
+            ServiceProcess(
+                [python, "-m", "adapters.zags.mock_service", "--port", str(zags_port)],
+                logs / "mock-zags.log",
+                ready_url=f"http://127.0.0.1:{zags_port}/_health",
+            ),
+            ServiceProcess(
+                [python, "-m", "adapters.mvd_migration.mock_service", "--port", str(mvd_port)],
+                logs / "mock-mvd.log",
+                ready_url=f"http://127.0.0.1:{mvd_port}/health",
+            ),
+            ServiceProcess(
+                [
+                    str(SMEVBUS),
+                    "adapter",
+                    "zags",
+                    "--pull",
+                    "--gateway-url",
+                    gateway.base_url,
+                    "--agency-url",
+                    f"http://127.0.0.1:{zags_port}/zags?wsdl",
+                ],
+                logs / "adapter-zags.log",
+                env=env,
+            ),
+            ServiceProcess(
+                [
+                    str(SMEVBUS),
+                    "adapter",
+                    "mvd_migration",
+                    "--pull",
+                    "--gateway-url",
+                    gateway.base_url,
+                    "--agency-url",
+                    f"http://127.0.0.1:{mvd_port}",
+                ],
+                logs / "adapter-mvd.log",
+                env=env,
+            ),
+        ]
+        try:
+            for service in services:
+                service.start()
+                started.append(service)
+            yield Chain(gateway, keys)
+        finally:
+            for service in reversed(started):
+                service.stop()
+            gateway.stop()
+
+
+async def ask(chain: Chain, content_file: str) -> tuple[str, etree._Element]:
+    """PORTAL sends one request and pulls until its answer arrives (bounded)."""
+    clock = SystemClock()
+    async with httpx.AsyncClient(timeout=30) as http:
+        portal = ParticipantClient(
+            signer=load_signer(chain.keys, "PORTAL"),
+            verifier=load_verifier(chain.keys, clock),
+            clock=clock,
+            call=http_call(http, f"{chain.gateway.base_url}/ws"),
+        )
+        sent = await portal.send_request(parse_secure((CONTENT / content_file).read_bytes()))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 60
+        while loop.time() < deadline:
+            delivery = await portal.get_response()
+            if delivery is None:
+                await asyncio.sleep(0.2)  # the adapter works on it: poll, bounded
+                continue
+            await portal.ack(delivery.metadata.message_id)
+            assert delivery.original_message_id == sent.message_id
+            answer = read_response_data(delivery.response_data)
+            assert answer.content is not None, f"rejected: {answer.rejections}"
+            return delivery.metadata.sender.mnemonic, answer.content
+    raise AssertionError(f"no answer to {content_file} within 60 s")
+
+
+async def test_zags_answers_a_birth_record_from_its_registry(chain: Chain) -> None:
+    signer, content = await ask(chain, "zags-birth-record.request.xml")
+    assert signer == "ZAGS"
+    assert content.findtext(".//{*}ActRecord/{*}Number") == "120197100000101234005"
+    assert content.findtext(".//{*}RegistryOffice/{*}Code") == "R7100033"
+    assert content.findtext(".//{*}Mother/{*}FirstName") == "Елена"
+
+
+async def test_mvd_answers_passport_validity(chain: Chain) -> None:
+    signer, content = await ask(chain, "mvd-passport-validity.request.xml")
+    assert signer == "MVD_MIGR"
+    assert etree.QName(content).localname == "PassportValidityResponse"
+    assert content.findtext(".//{*}Status") == "VALID"
