@@ -1,14 +1,18 @@
-"""The walking skeleton: a signed birth-record request and its answer, in one process.
+"""``smevbus demo``: a portal asks two agencies, in one process, on the embedded default.
 
-PORTAL signs a SendRequest; the router checks it (schema, signature, certificate,
-registry) and queues it for ZAGS; the stand-in ZAGS pulls it, answers with a signed
-response; the router checks that too and queues it for PORTAL, which pulls it,
-verifies it and acks. Every call goes through ``Router.handle`` as SOAP bytes, the
-same path the HTTP endpoint uses; transport in memory, journal in SQLite.
+PORTAL signs two SendRequests: the birth record of a child (ZAGS) and the validity of
+the mother's passport (MVD migration). The router checks each (schema, signature,
+certificate, registry) and queues it; the real ZAGS and MVD adapters pull them, ask
+the mock agencies over HTTP (ZAGS over SOAP with zeep, MVD with XML over HTTP), and
+answer with responses signed by the agencies; the router checks those too and queues
+them for PORTAL, which pulls them, verifies them and acks. Every bus call goes through
+``Router.handle`` as SOAP bytes, the same path as the HTTP endpoint; the transport is in
+memory and the journal SQLite.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -24,18 +28,21 @@ from rich.table import Table
 from gateway.assembly import open_router
 from gateway.client.participant import ParticipantClient
 from gateway.config import Settings
+from gateway.crypto.certificates import common_name
 from gateway.crypto.keystore import load_signer
-from gateway.demo.zags_standin import BIRTH, answer_one
+from gateway.demo.agencies import DemoAdapters, mock_agencies
 from gateway.router.router import Router
 from gateway.xml.namespaces import qname
 from gateway.xml.readers import read_response_data
 
 T = TypeVar("T")
 
+BIRTH = "urn://smevbus/types/zags/birth-record/1.0"
+PASSPORT = "urn://smevbus/types/mvd/passport-validity/1.0"
+
 
 @dataclass
 class Timeline:
-    start: float = field(default_factory=time.perf_counter)
     steps: list[tuple[str, str, float]] = field(default_factory=list)
 
     async def step(self, who: str, what: str, action: Callable[[], Awaitable[T]]) -> T:
@@ -45,17 +52,34 @@ class Timeline:
         return result
 
 
+def _element(namespace: str, root: str, tree: dict[str, dict[str, str]]) -> etree._Element:
+    element = etree.Element(qname(namespace, root), nsmap={"t": namespace})
+    for group, fields in tree.items():
+        holder = etree.SubElement(element, qname(namespace, group))
+        for name, value in fields.items():
+            etree.SubElement(holder, qname(namespace, name)).text = value
+    return element
+
+
 def birth_record_request() -> etree._Element:
-    root = etree.Element(qname(BIRTH, "BirthRecordRequest"), nsmap={"z": BIRTH})
-    child = etree.SubElement(root, qname(BIRTH, "Child"))
-    for name, value in (
-        ("LastName", "Смирнова"),
-        ("FirstName", "Анна"),
-        ("MiddleName", "Сергеевна"),
-        ("BirthDate", "2019-03-14"),
-    ):
-        etree.SubElement(child, qname(BIRTH, name)).text = value
-    return root
+    child = {
+        "LastName": "Смирнова",
+        "FirstName": "Анна",
+        "MiddleName": "Сергеевна",
+        "BirthDate": "2019-03-14",
+    }
+    return _element(BIRTH, "BirthRecordRequest", {"Child": child})
+
+
+def passport_validity_request() -> etree._Element:
+    holder = {
+        "LastName": "Смирнова",
+        "FirstName": "Елена",
+        "MiddleName": "Викторовна",
+        "BirthDate": "1991-07-02",
+    }
+    passport = {"Series": "7011", "Number": "123456"}
+    return _element(PASSPORT, "PassportValidityRequest", {"Passport": passport, "Holder": holder})
 
 
 def _client(router: Router, settings: Settings, mnemonic: str) -> ParticipantClient:
@@ -76,52 +100,68 @@ def _xml(element: etree._Element) -> Syntax:
 async def run_demo(settings: Settings, console: Console) -> int:
     router = await open_router(settings)
     try:
-        return await _scenario(router, settings, console)
+        with mock_agencies() as agencies:
+            clients = {m: _client(router, settings, m) for m in ("PORTAL", "ZAGS", "MVD_MIGR")}
+            adapters = DemoAdapters(agencies, clients)
+            try:
+                console.rule("[bold]smevbus demo: a portal asks ZAGS and MVD, signed round trips")
+                console.print(
+                    f"transport [bold]{settings.transport}[/], journal "
+                    f"[bold]{settings.database_url}[/], signature profile "
+                    f"[bold]{settings.signature_profile}[/], keys {settings.keys_dir}"
+                )
+                for agency in agencies.values():
+                    console.print(f"mock agency: {agency.name} at {agency.url}")
+                return await _scenario(router, clients["PORTAL"], adapters, console)
+            finally:
+                await adapters.aclose()
     finally:
         await router.close()
 
 
-async def _scenario(router: Router, settings: Settings, console: Console) -> int:
-    portal = _client(router, settings, "PORTAL")
-    zags = _client(router, settings, "ZAGS")
+async def _scenario(
+    router: Router, portal: ParticipantClient, adapters: DemoAdapters, console: Console
+) -> int:
     timeline = Timeline()
-    console.rule("[bold]smevbus demo: ZAGS birth record, signed round trip")
-    console.print(
-        f"transport [bold]{settings.transport}[/], journal [bold]{settings.database_url}[/], "
-        f"signature profile [bold]{settings.signature_profile}[/], keys {settings.keys_dir}"
-    )
-    content = birth_record_request()
-    console.print(Panel(_xml(content), title="PORTAL asks (MessagePrimaryContent)"))
-
-    sent = await timeline.step(
-        "PORTAL", "SendRequest (signed)", lambda: portal.send_request(content)
-    )
-    request_id = sent.message_id
-    to = sent.recipient.mnemonic if sent.recipient else "?"
-    console.print(f"bus accepted MessageID [bold]{request_id}[/] for {to}")
-
-    answered = await timeline.step(
-        "ZAGS", "GetRequest, SendResponse, Ack", lambda: answer_one(zags)
-    )
-    if answered is None:
-        console.print("[red]ZAGS found no request in its queue[/]")
-        return 1
-
-    delivery = await timeline.step("PORTAL", "GetResponse (verified)", portal.get_response)
-    if delivery is None:
-        console.print("[red]no response reached PORTAL[/]")
-        return 1
-    await timeline.step("PORTAL", "Ack", lambda: portal.ack(delivery.metadata.message_id))
-    answer = read_response_data(delivery.response_data)
-    if answer.content is None:
-        console.print(f"[red]ZAGS did not answer with data: {answer.rejections}[/]")
-        return 1
-    console.print(
-        Panel(
-            _xml(answer.content),
-            title=f"ZAGS answers (signed by {delivery.metadata.sender.mnemonic}, verified)",
+    asks = {"zags": birth_record_request(), "mvd_migration": passport_validity_request()}
+    sent: dict[uuid.UUID, str] = {}
+    for name, content in asks.items():
+        console.print(Panel(_xml(content), title=f"PORTAL asks ({name})"))
+        meta = await timeline.step(
+            "PORTAL",
+            f"SendRequest {etree.QName(content).localname}",
+            functools.partial(portal.send_request, content),
         )
-    )
+        sent[meta.message_id] = name
+        to = meta.recipient.mnemonic if meta.recipient else "?"
+        console.print(f"bus accepted MessageID [bold]{meta.message_id}[/] for {to}")
+
+    for name, runner in adapters.runners.items():
+        outcome = await timeline.step(
+            common_name(runner.client.signer.certificate) or name,
+            f"{name} adapter: GetRequest, ask the agency, SendResponse, Ack",
+            runner.run_once,
+        )
+        if outcome is None or not outcome.acked:
+            console.print(f"[red]{name} adapter did not answer: {outcome}[/]")
+            return 1
+
+    answered: list[uuid.UUID] = []
+    while len(answered) < len(sent):
+        delivery = await timeline.step("PORTAL", "GetResponse (verified)", portal.get_response)
+        if delivery is None:
+            console.print("[red]a response did not reach PORTAL[/]")
+            return 1
+        await timeline.step(
+            "PORTAL", "Ack", functools.partial(portal.ack, delivery.metadata.message_id)
+        )
+        answer = read_response_data(delivery.response_data)
+        who = delivery.metadata.sender.mnemonic
+        if answer.content is None:
+            console.print(f"[red]{who} did not answer with data: {answer.rejections}[/]")
+            return 1
+        console.print(Panel(_xml(answer.content), title=f"{who} answers (signed, verified)"))
+        answered.append(delivery.original_message_id)
 
     steps = Table(title="calls (each a signed SOAP exchange through Router.handle)")
     for column in ("who", "what", "ms"):
@@ -130,12 +170,10 @@ async def _scenario(router: Router, settings: Settings, console: Console) -> int
         steps.add_row(who, what, f"{ms:.1f}")
     console.print(steps)
 
-    for label, message_id in (
-        ("request", str(request_id)),
-        ("response", str(delivery.metadata.message_id)),
-    ):
-        report = await portal.get_status(uuid.UUID(message_id))
-        table = Table(title=f"lifecycle of the {label} {message_id} (GetStatus)")
+    ok = True
+    for request_id in answered:
+        report = await portal.get_status(request_id)
+        table = Table(title=f"lifecycle of request {request_id} ({sent[request_id]}, GetStatus)")
         for column in ("state", "at", "+ms", "reason"):
             table.add_column(column)
         first = report.history[0].timestamp
@@ -143,6 +181,6 @@ async def _scenario(router: Router, settings: Settings, console: Console) -> int
             offset = (tr.timestamp - first).total_seconds() * 1000
             table.add_row(tr.state, tr.timestamp.isoformat(), f"{offset:.1f}", tr.reason or "")
         console.print(table)
-    ok = report.status == "ACKED"
-    console.print("[bold green]round trip complete[/]" if ok else f"[red]ended {report.status}[/]")
+        ok = ok and report.status == "RESPONSE_DELIVERED"
+    console.print("[bold green]round trip complete[/]" if ok else "[red]round trip incomplete[/]")
     return 0 if ok else 1
