@@ -7,13 +7,14 @@ testing less.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import socket
 from urllib.parse import urlsplit
 
 import pytest
+
+from tests.integration.gateway_process import rabbitmqctl
 
 AMQP_URL = os.environ.get("SMEVBUS_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
@@ -44,25 +45,12 @@ async def close_broker_connections(connection_name: str) -> int:
     """
     if shutil.which("rabbitmqctl") is None:
         _unavailable("rabbitmqctl not found; cannot force-close broker connections")
-    listing = await _rabbitmqctl("list_connections", "pid", "client_properties")
+    listing = await rabbitmqctl(
+        "list_connections", "pid", "client_properties", "--no-table-headers"
+    )
     pids = [
         line.split("\t", 1)[0] for line in listing.splitlines() if f'"{connection_name}"' in line
     ]
     for pid in pids:
-        await _rabbitmqctl("close_connection", pid, "smevbus test: forced close")
+        await rabbitmqctl("close_connection", pid, "smevbus test: forced close")
     return len(pids)
-
-
-async def _rabbitmqctl(*args: str) -> str:
-    process = await asyncio.create_subprocess_exec(
-        "rabbitmqctl",
-        "-q",
-        *args,
-        *(["--no-table-headers"] if args[0].startswith("list_") else []),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), timeout=30)
-    if process.returncode != 0:
-        raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed: {err.decode()}")
-    return out.decode()

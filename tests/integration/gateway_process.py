@@ -41,6 +41,21 @@ def _rabbitmqctl(*args: str) -> None:
     subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
 
 
+async def rabbitmqctl(*args: str) -> str:
+    """Run ``rabbitmqctl -q ARGS`` without blocking the event loop; its output."""
+    process = await asyncio.create_subprocess_exec(
+        "rabbitmqctl",
+        "-q",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    if process.returncode != 0:
+        raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed: {err.decode()}")
+    return out.decode()
+
+
 @contextmanager
 def isolated_vhost(base_url: str = "amqp://guest:guest@127.0.0.1:5672/") -> Iterator[str]:
     """A fresh vhost for this run; yields its AMQP URL."""

@@ -30,6 +30,7 @@ from gateway.xml import messages as m
 from gateway.xml import readers
 from gateway.xml.parse import parse_secure
 from gateway.xml.soap import parse_fault, unwrap_envelope, wrap_envelope
+from tests.integration.gateway_process import rabbitmqctl
 
 #: Fault codes after which a client sends the same bytes again.
 RETRYABLE_CODES = frozenset({"internal"})
@@ -212,34 +213,20 @@ async def close_vhost_connections(vhost: str) -> int:
     Only the test's own isolated vhost is named, so other users of a shared broker
     are never touched.
     """
-    listing = await _rabbitmqctl("list_connections", "pid", "vhost", "--no-table-headers")
+    listing = await rabbitmqctl("list_connections", "pid", "vhost", "--no-table-headers")
     pids = [
         pid
         for pid, _, on in (line.partition("\t") for line in listing.splitlines())
         if on.strip() == vhost
     ]
     for pid in pids:
-        await _rabbitmqctl("close_connection", pid, "smevbus fault test: forced close")
+        await rabbitmqctl("close_connection", pid, "smevbus fault test: forced close")
     return len(pids)
-
-
-async def _rabbitmqctl(*args: str) -> str:
-    process = await asyncio.create_subprocess_exec(
-        "rabbitmqctl",
-        "-q",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
-    if process.returncode != 0:
-        raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed: {err.decode()}")
-    return out.decode()
 
 
 async def queue_depths(vhost: str) -> dict[str, int]:
     """Queue name -> messages in it (ready and unacknowledged), on ``vhost``."""
-    listing = await _rabbitmqctl(
+    listing = await rabbitmqctl(
         "list_queues", "-p", vhost, "name", "messages", "--no-table-headers"
     )
     depths: dict[str, int] = {}
