@@ -33,6 +33,13 @@ def _mvd(url: str) -> tuple[Adapter, Callable[[], object]]:
     return adapter, adapter.aclose
 
 
+def _fns(url: str) -> tuple[Adapter, Callable[[], object]]:
+    from adapters.fns.adapter import build_fns_adapter
+
+    adapter = build_fns_adapter(url)
+    return adapter, adapter.aclose
+
+
 ADAPTERS: dict[str, AdapterSpec] = {
     "zags": AdapterSpec(
         "ZAGS", "WSDL of the ZAGS registry", "http://127.0.0.1:8091/zags?wsdl", _zags
@@ -40,6 +47,7 @@ ADAPTERS: dict[str, AdapterSpec] = {
     "mvd_migration": AdapterSpec(
         "MVD_MIGR", "base URL of the MVD migration service", "http://127.0.0.1:8701", _mvd
     ),
+    "fns": AdapterSpec("FNS", "base URL of the FNS INN service", "http://127.0.0.1:8702", _fns),
 }
 
 

@@ -303,7 +303,7 @@ def dlq_replay(
 
 @app.command()
 def adapter(
-    name: Annotated[str, typer.Argument(help="zags or mvd_migration.")],
+    name: Annotated[str, typer.Argument(help="zags, mvd_migration or fns.")],
     gateway_url: Annotated[
         str, typer.Option(help="The gateway whose /ws the adapter polls.")
     ] = "http://127.0.0.1:8080",
