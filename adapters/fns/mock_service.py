@@ -10,7 +10,7 @@
 * 500 ``INTERNAL`` - injected by ``error_rate``;
 * 503 ``UNAVAILABLE`` - injected by ``outage`` (with ``Retry-After``).
 
-The knobs are the MVD mock's (:mod:`adapters.mvd_migration.knobs`: ``latency_ms``,
+The knobs are the shared mock knobs (:mod:`adapters.mocks.knobs`: ``latency_ms``,
 ``error_rate``, ``outage``, ``malformed``, ``seed``): ``GET /_control`` shows them,
 ``POST /_control`` changes them on the running process. ``GET /health`` answers 200
 while the process runs. "Connection refused" is the process stopped.
@@ -42,8 +42,7 @@ from adapters.fns.native import (
     q,
     to_bytes,
 )
-from adapters.mvd_migration.knobs import ControlUpdate, Knobs
-from adapters.mvd_migration.knobs import MockMvdConfig as MockConfig
+from adapters.mocks.knobs import ControlUpdate, Knobs, MockConfig
 from gateway.core.errors import InvalidContent, SmevbusError
 from gateway.xml.parse import parse_secure
 

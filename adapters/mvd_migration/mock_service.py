@@ -12,7 +12,7 @@
 
 ``GET /health`` answers 200 while the process runs, whatever the knobs say (it
 reports them). ``GET /_control`` shows the knobs and the number of queries received;
-``POST /_control`` with JSON (:class:`~adapters.mvd_migration.knobs.ControlUpdate`)
+``POST /_control`` with JSON (:class:`~adapters.mocks.knobs.ControlUpdate`)
 changes them on the running process. "Connection refused" is the process stopped.
 
 Run it as a process::
@@ -33,9 +33,10 @@ import uvicorn
 from fastapi import FastAPI, Request, Response
 from lxml import etree
 
+from adapters.mocks.knobs import ControlUpdate, Knobs
+from adapters.mocks.knobs import MockConfig as MockMvdConfig
 from adapters.mvd_migration.answers import answer_query, error_answer
 from adapters.mvd_migration.dataset import Dataset, build_dataset
-from adapters.mvd_migration.knobs import ControlUpdate, Knobs, MockMvdConfig
 from adapters.mvd_migration.native import CONTENT_TYPE, ErrorCode, native_schema, q, to_bytes
 from gateway.core.errors import InvalidContent, SmevbusError
 from gateway.xml.parse import parse_secure

@@ -15,12 +15,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 @dataclass(frozen=True)
-class MockMvdConfig:
+class MockConfig:
     """How the mock behaves.
 
-    * ``latency_ms``: delay before every ``/query`` answer;
-    * ``error_rate``: share of queries answered HTTP 500 ``SYSTEM_ERROR`` (0..1);
-    * ``outage``: every query answered HTTP 503 ``SERVICE_UNAVAILABLE``;
+    * ``latency_ms``: delay before every a query answer;
+    * ``error_rate``: share of queries answered HTTP 500 (0..1);
+    * ``outage``: every query answered HTTP 503;
     * ``malformed``: successful answers cut in half (not well-formed XML);
     * ``seed``: seed of the error-rate RNG.
     """
@@ -55,13 +55,13 @@ class ControlUpdate(BaseModel):
 class Knobs:
     """The live config of a running mock, its RNG and a query counter."""
 
-    def __init__(self, initial: MockMvdConfig) -> None:
+    def __init__(self, initial: MockConfig) -> None:
         self.initial = initial
         self.config = initial
         self.rng = random.Random(initial.seed)  # noqa: S311 - failure injection, not security
         self.queries = 0
 
-    def update(self, change: ControlUpdate) -> MockMvdConfig:
+    def update(self, change: ControlUpdate) -> MockConfig:
         """Apply ``change``; a new ``seed`` (or ``reset``) restarts the RNG sequence."""
         if change.reset:
             self.config = self.initial

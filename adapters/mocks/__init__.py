@@ -1,0 +1,1 @@
+"""What the mock agencies share: the failure switches tests and the demo flip."""
