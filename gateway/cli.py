@@ -305,14 +305,19 @@ def dlq_replay(
 def adapter(
     name: Annotated[str, typer.Argument(help="zags, mvd_migration or fns.")],
     gateway_url: Annotated[
-        str, typer.Option(help="The gateway whose /ws the adapter polls.")
+        str, typer.Option(help="The gateway whose /ws takes the answers (and the pulls).")
     ] = "http://127.0.0.1:8080",
     agency_url: Annotated[
         str | None, typer.Option(help="The agency's own interface (see the adapter).")
     ] = None,
     pull: Annotated[
-        bool, typer.Option("--pull/--push", help="SOAP polling of /ws (push: not yet).")
-    ] = True,
+        bool,
+        typer.Option(
+            "--pull/--push",
+            help="Push: consume the participant's queue on RabbitMQ (SMEVBUS_AMQP_URL); "
+            "pull: SOAP GetRequest polling of /ws.",
+        ),
+    ] = False,
 ) -> None:
     """Run one agency adapter: take its requests from the bus, ask the agency, answer signed."""
     from adapters.catalog import ADAPTERS
@@ -321,10 +326,7 @@ def adapter(
 
     if name not in ADAPTERS:
         raise typer.BadParameter(f"unknown adapter {name!r}; known: {', '.join(ADAPTERS)}")
-    if not pull:
-        err.print("push mode (consuming from RabbitMQ) is not implemented yet; use --pull")
-        raise typer.Exit(2)
     settings = Settings()
     configure_logging(fmt=settings.log_format, level=settings.log_level)
     url = agency_url or ADAPTERS[name].default_agency_url
-    asyncio.run(run_adapter(name, settings, gateway_url, url))
+    asyncio.run(run_adapter(name, settings, gateway_url, url, pull=pull))

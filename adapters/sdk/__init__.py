@@ -2,7 +2,8 @@
 
 See :mod:`adapters.sdk.adapter` for the contract, :mod:`adapters.sdk.runner` for the
 loop, :mod:`adapters.sdk.native_calls` for classifying agency failures and
-:mod:`adapters.sdk.conformance` for the checks every adapter's tests run.
+:mod:`adapters.sdk.conformance` for the checks every adapter's tests run, and
+:mod:`adapters.sdk.sources` / :mod:`adapters.sdk.push` for pull and push.
 """
 
 from adapters.sdk.adapter import (
@@ -18,6 +19,7 @@ from adapters.sdk.adapter import (
 from adapters.sdk.metrics import AdapterMetrics, NoMetrics, RecordingMetrics
 from adapters.sdk.native_calls import agency_call
 from adapters.sdk.policies import PollPolicy, RetryPolicy
+from adapters.sdk.push import PushSource
 from adapters.sdk.runner import AdapterRunner, Outcome, OutcomeKind
 from adapters.sdk.sources import InboundRequest, PullSource, RequestSource
 
@@ -36,6 +38,7 @@ __all__ = [
     "PollPolicy",
     "Processing",
     "PullSource",
+    "PushSource",
     "RecordingMetrics",
     "Reject",
     "RequestContext",

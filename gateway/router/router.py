@@ -12,7 +12,9 @@ SendResponse: intake -> the request exists and went to this caller -> content XS
 GetResponse / Ack / GetStatus: the consumer's side of the same.
 
 A pulled message stays invisible until the caller Acks it; unacked, it comes back
-after the transport's visibility timeout (and is journaled QUEUED again).
+after the transport's visibility timeout (and is journaled QUEUED again). A request
+an adapter consumed straight from its queue (push) is journaled DELIVERED ("delivered
+by push") when its answer arrives, then RESPONDED as usual.
 """
 
 from __future__ import annotations
@@ -186,6 +188,10 @@ class Router:
             test_message=request.test_message,
         )
         record = await self._journal_and_publish(new, Direction.RESPONSES)
+        if request.state is MessageState.QUEUED:  # consumed from its queue (push), never pulled
+            request = await self._move(
+                request.message_id, MessageState.DELIVERED, "delivered by push"
+            )
         if response.is_final and request.state in (MessageState.DELIVERED, MessageState.ACKED):
             await self._move(request.message_id, MessageState.RESPONDED, f"by {record.message_id}")
         return self._signed_send_result("SendResponseResponse", record, provider, consumer)

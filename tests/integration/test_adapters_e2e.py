@@ -1,9 +1,10 @@
 """The whole chain as separate processes, as docker-compose runs it.
 
-``smevbus serve`` (RabbitMQ + PostgreSQL) + mock ZAGS + mock MVD + ``smevbus adapter zags``
-and ``smevbus adapter mvd_migration`` (pull mode over /ws): the portal's SendRequests are
-answered with the mock registries' data, signed by the agency, verified by the bus and
-by the portal.
+``smevbus serve`` (RabbitMQ + PostgreSQL) + mock ZAGS + mock MVD + ``smevbus adapter zags
+--pull`` (SOAP polling of /ws) and ``smevbus adapter mvd_migration`` (push, the default:
+consuming requests.MVD_MIGR from the gateway's RabbitMQ vhost): the portal's
+SendRequests are answered with the mock registries' data, signed by the agency, verified
+by the bus and by the portal; the journal tells how each request was delivered.
 """
 
 from __future__ import annotations
@@ -101,14 +102,13 @@ def chain(
                     str(SMEVBUS),
                     "adapter",
                     "mvd_migration",
-                    "--pull",
                     "--gateway-url",
                     gateway.base_url,
                     "--agency-url",
                     f"http://127.0.0.1:{mvd_port}",
                 ],
                 logs / "adapter-mvd.log",
-                env=env,
+                env={**env, "SMEVBUS_AMQP_URL": vhost_url},
             ),
         ]
         try:
@@ -122,7 +122,15 @@ def chain(
             gateway.stop()
 
 
-async def ask(chain: Chain, content_file: str) -> tuple[str, etree._Element]:
+@dataclass
+class Answered:
+    signer: str
+    content: etree._Element
+    #: The request's journal: (state, reason) per transition.
+    history: list[tuple[str, str | None]]
+
+
+async def ask(chain: Chain, content_file: str) -> Answered:
     """PORTAL sends one request and pulls until its answer arrives (bounded)."""
     clock = SystemClock()
     async with httpx.AsyncClient(timeout=30) as http:
@@ -144,20 +152,31 @@ async def ask(chain: Chain, content_file: str) -> tuple[str, etree._Element]:
             assert delivery.original_message_id == sent.message_id
             answer = read_response_data(delivery.response_data)
             assert answer.content is not None, f"rejected: {answer.rejections}"
-            return delivery.metadata.sender.mnemonic, answer.content
+            report = await portal.get_status(sent.message_id)
+            return Answered(
+                delivery.metadata.sender.mnemonic,
+                answer.content,
+                [(t.state, t.reason) for t in report.history],
+            )
     raise AssertionError(f"no answer to {content_file} within 60 s")
 
 
 async def test_zags_answers_a_birth_record_from_its_registry(chain: Chain) -> None:
-    signer, content = await ask(chain, "zags-birth-record.request.xml")
+    answered = await ask(chain, "zags-birth-record.request.xml")
+    signer, content = answered.signer, answered.content
     assert signer == "ZAGS"
+    assert ("DELIVERED", "attempt 1") in answered.history  # pulled by GetRequest
     assert content.findtext(".//{*}ActRecord/{*}Number") == "120197100000101234005"
     assert content.findtext(".//{*}RegistryOffice/{*}Code") == "R7100033"
     assert content.findtext(".//{*}Mother/{*}FirstName") == "Елена"
 
 
 async def test_mvd_answers_passport_validity(chain: Chain) -> None:
-    signer, content = await ask(chain, "mvd-passport-validity.request.xml")
+    answered = await ask(chain, "mvd-passport-validity.request.xml")
+    signer, content = answered.signer, answered.content
     assert signer == "MVD_MIGR"
+    states = [state for state, _ in answered.history]
+    assert states == ["ACCEPTED", "QUEUED", "DELIVERED", "RESPONDED", "RESPONSE_DELIVERED"]
+    assert ("DELIVERED", "delivered by push") in answered.history  # consumed from RabbitMQ
     assert etree.QName(content).localname == "PassportValidityResponse"
     assert content.findtext(".//{*}Status") == "VALID"
