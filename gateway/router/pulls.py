@@ -1,8 +1,34 @@
-"""Deliveries handed out by GetRequest/GetResponse and waiting for the caller's Ack."""
+"""Handing out queued messages by pull (GetRequest/GetResponse) and settling them (Ack).
+
+A pulled message stays invisible until the caller Acks it; unacked, it comes back
+after the transport's visibility timeout (and is journaled QUEUED again). The
+delivery waits for its Ack in :class:`PulledMessages`.
+"""
 
 from __future__ import annotations
 
-from gateway.transport.base import Delivery
+import uuid
+
+import structlog
+from lxml import etree
+
+from gateway.core.admission import check_timestamp
+from gateway.core.envelope import MessageKind
+from gateway.core.errors import InvalidContent, NotFound
+from gateway.core.lifecycle import TERMINAL, MessageState
+from gateway.core.registry import Participant
+from gateway.crypto.envelope import sign_element
+from gateway.router.context import BusContext
+from gateway.router.moves import Moves, metadata
+from gateway.store.base import Store
+from gateway.store.records import MessageRecord
+from gateway.transport.base import Delivery, Direction, Transport
+from gateway.xml import messages as m
+from gateway.xml.namespaces import SMEV_TYPES
+from gateway.xml.parse import parse_secure
+from gateway.xml.readers import read_ack, read_selector
+
+log = structlog.get_logger(__name__)
 
 
 class PulledMessages:
@@ -30,3 +56,152 @@ class PulledMessages:
 
     def __len__(self) -> int:
         return len(self._held)
+
+
+class Pulls:
+    """GetRequest, GetResponse and Ack: handing out queued messages and settling them."""
+
+    def __init__(self, ctx: BusContext, transport: Transport, store: Store, moves: Moves) -> None:
+        self.ctx = ctx
+        self.transport = transport
+        self.store = store
+        self.moves = moves
+        self._pulled = PulledMessages()
+
+    async def get(
+        self, body: etree._Element, caller: Participant, direction: Direction
+    ) -> etree._Element:
+        selector = read_selector(body)
+        check_timestamp(
+            selector.timestamp,
+            self.ctx.clock.now(),
+            self.ctx.time_policy,
+            what="MessageTypeSelector/Timestamp",
+        )
+        building = (
+            m.build_get_request_response
+            if direction is Direction.REQUESTS
+            else m.build_get_response_response
+        )
+        pulled = await self._pull(direction, caller)
+        if pulled is None:
+            return building(None)
+        delivery, record = pulled
+        try:
+            return await self._hand_out(delivery, record, caller, direction)
+        except BaseException:
+            # Whatever went wrong, the message goes straight back to the queue instead of
+            # staying invisible for the whole visibility timeout.
+            await delivery.lapse()
+            raise
+
+    async def _hand_out(
+        self, delivery: Delivery, record: MessageRecord, caller: Participant, direction: Direction
+    ) -> etree._Element:
+        message_id = delivery.message.message_id
+        if record.state is MessageState.ACCEPTED:  # delivered before the sender journaled it
+            record = await self.moves.mark_queued(record, f"seen in {direction}.{caller.mnemonic}")
+        if record.state is MessageState.DELIVERED:  # the visibility timeout lapsed before
+            await self.moves.move(message_id, MessageState.QUEUED, "not acknowledged in time")
+        record = await self.moves.move(
+            message_id, MessageState.DELIVERED, f"attempt {delivery.delivery_count}"
+        )
+        self._pulled.hold(caller.mnemonic, delivery)
+        stored = parse_secure(delivery.message.body, max_bytes=2 * self.ctx.max_message_bytes)
+        sender = self.ctx.registry.get(record.sender)
+        meta = metadata(record, sender, caller, record.created_at, delivered=record.updated_at)
+        if direction is Direction.REQUESTS:
+            request_data = stored.find(f"{{{SMEV_TYPES}}}SenderProvidedRequestData")
+            reply: etree._Element = m.build_get_request_response(
+                m.RequestDelivery(
+                    request_data=_required(request_data),
+                    metadata=meta,
+                    reply_to=record.message_id,
+                    sender_signature=_caller_signature(stored),
+                )
+            )
+        else:
+            response_data = stored.find(f"{{{SMEV_TYPES}}}SenderProvidedResponseData")
+            reply = m.build_get_response_response(
+                m.ResponseDelivery(
+                    original_message_id=uuid.UUID(_required_text(record.in_reply_to)),
+                    response_data=_required(response_data),
+                    metadata=meta,
+                    sender_signature=_caller_signature(stored),
+                )
+            )
+        return sign_element(reply, self.ctx.bus_signer, "SMEVSignature")
+
+    async def ack(self, body: etree._Element, caller: Participant) -> etree._Element:
+        target = read_ack(body)
+        message_id = str(target.message_id)
+        delivery = self._pulled.take(caller.mnemonic, message_id)
+        if delivery is None:
+            raise NotFound(
+                f"{caller.mnemonic} holds no unacknowledged message {message_id}: it was "
+                "acknowledged already, or not within the visibility timeout (then pull it again)",
+                message_id=message_id,
+            )
+        record = await self.store.get(message_id)
+        if record.state is MessageState.DELIVERED:  # a provider may answer before it acks
+            record = await self.moves.move(
+                message_id,
+                MessageState.ACKED,
+                None if target.accepted else "recipient could not verify the bus signature",
+            )
+        await delivery.ack()
+        if record.kind is MessageKind.RESPONSE and record.in_reply_to is not None:
+            request = await self.store.get(record.in_reply_to)
+            if request.state is MessageState.RESPONDED:
+                await self.moves.move(request.message_id, MessageState.RESPONSE_DELIVERED, None)
+        return m.build_ack_response()
+
+    async def _pull(
+        self, direction: Direction, caller: Participant
+    ) -> tuple[Delivery, MessageRecord] | None:
+        """The next delivery for ``caller`` that is not a redundant copy.
+
+        At-least-once publishing can queue a message twice: a resubmission republishes
+        a message whose first publish was confirmed just before the bus died, short of
+        journaling QUEUED. A copy of a message already acknowledged (or answered), or
+        of one this caller holds right now, carries nothing new: it is acked and
+        skipped, so the provider never sees it and it cannot loop to the dead letters.
+        """
+        while True:
+            delivery = await self.transport.get(direction, caller.mnemonic)
+            if delivery is None:
+                return None
+            message_id = delivery.message.message_id
+            try:
+                record = await self.store.get(message_id)
+            except NotFound:
+                # Not journaled: nothing the bus accepted; park it where an operator sees it.
+                await delivery.reject("not in the journal")
+                continue
+            state = record.state
+            in_hand = self._pulled.take(caller.mnemonic, message_id) is not None
+            if state not in _SETTLED and not (state is MessageState.DELIVERED and in_hand):
+                return delivery, record
+            log.info("redundant_copy_dropped", message_id=message_id, state=str(state))
+            await delivery.ack()
+
+
+#: States in which a message's delivery is over: a further copy of it is redundant.
+_SETTLED = frozenset({MessageState.ACKED, MessageState.RESPONDED}) | TERMINAL
+
+
+def _required(element: etree._Element | None) -> etree._Element:
+    if element is None:
+        raise InvalidContent("a stored message lost its signed part")
+    return element
+
+
+def _required_text(value: str | None) -> str:
+    if value is None:
+        raise InvalidContent("a stored response lost the id of its request")
+    return value
+
+
+def _caller_signature(stored: etree._Element) -> etree._Element:
+    holder = stored.find(f"{{{SMEV_TYPES}}}CallerInformationSystemSignature")
+    return _required(None if holder is None else holder[0])

@@ -11,8 +11,8 @@ SendResponse: intake -> the request exists and went to this caller -> content XS
               the same type -> journal the response -> publish responses.<consumer>
 GetResponse / Ack / GetStatus: the consumer's side of the same.
 
-A pulled message stays invisible until the caller Acks it; unacked, it comes back
-after the transport's visibility timeout (and is journaled QUEUED again). A request
+Pulls and Acks live in :mod:`gateway.router.pulls`, the bus's own journal moves in
+:mod:`gateway.router.moves`. A request
 an adapter consumed straight from its queue (push) is journaled DELIVERED ("delivered
 by push") when its answer arrives, then RESPONDED as usual.
 """
@@ -20,33 +20,29 @@ by push") when its answer arrives, then RESPONDED as usual.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 
 import structlog
 from lxml import etree
 
-from gateway.core.admission import AnsweredRequest, admit_request, admit_response, check_timestamp
-from gateway.core.envelope import MessageKind, MessageMetadata, ParticipantRef
+from gateway.core.admission import AnsweredRequest, admit_request, admit_response
+from gateway.core.envelope import MessageKind
 from gateway.core.errors import InvalidContent, NotFound
 from gateway.core.faults import fault_of
-from gateway.core.lifecycle import TERMINAL, IllegalTransition, MessageState
+from gateway.core.lifecycle import MessageState
 from gateway.core.registry import Participant
 from gateway.crypto.envelope import sign_element
 from gateway.router import intake
 from gateway.router.context import BusContext
 from gateway.router.deadletters import DeadLetterJournal
-from gateway.router.pulls import PulledMessages
+from gateway.router.moves import Moves, metadata
+from gateway.router.pulls import Pulls
 from gateway.store.base import Store
 from gateway.store.records import AcceptOutcome, MessageRecord, NewMessage
-from gateway.transport.base import Delivery, Direction, Message, Transport
+from gateway.transport.base import Direction, Message, Transport
 from gateway.xml import messages as m
 from gateway.xml.faults import soap_fault
-from gateway.xml.namespaces import SMEV_TYPES
-from gateway.xml.parse import parse_secure
 from gateway.xml.readers import (
-    read_ack,
     read_get_status,
-    read_selector,
     read_send_request,
     read_send_response,
 )
@@ -63,7 +59,8 @@ class Router:
         self.ctx = ctx
         self.transport = transport
         self.store = store
-        self._pulled = PulledMessages()
+        self.moves = Moves(store, ctx.clock)
+        self.pulls = Pulls(ctx, transport, store, self.moves)
 
     async def start(self) -> None:
         await self.store.migrate()
@@ -122,13 +119,13 @@ class Router:
             case "SendRequest":
                 return await self.send_request(body, caller)
             case "GetRequest":
-                return await self._get(body, caller, Direction.REQUESTS)
+                return await self.pulls.get(body, caller, Direction.REQUESTS)
             case "SendResponse":
                 return await self.send_response(body, caller)
             case "GetResponse":
-                return await self._get(body, caller, Direction.RESPONSES)
+                return await self.pulls.get(body, caller, Direction.RESPONSES)
             case "Ack":
-                return await self.ack(body, caller)
+                return await self.pulls.ack(body, caller)
             case "GetStatus":
                 return await self.get_status(body, caller)
         raise InvalidContent(f"unknown operation {operation}")  # unwrap_envelope prevents this
@@ -189,11 +186,13 @@ class Router:
         )
         record = await self._journal_and_publish(new, Direction.RESPONSES)
         if request.state is MessageState.QUEUED:  # consumed from its queue (push), never pulled
-            request = await self._move(
+            request = await self.moves.move(
                 request.message_id, MessageState.DELIVERED, "delivered by push"
             )
         if response.is_final and request.state in (MessageState.DELIVERED, MessageState.ACKED):
-            await self._move(request.message_id, MessageState.RESPONDED, f"by {record.message_id}")
+            await self.moves.move(
+                request.message_id, MessageState.RESPONDED, f"by {record.message_id}"
+            )
         return self._signed_send_result("SendResponseResponse", record, provider, consumer)
 
     async def _request_answered_by(self, to: str) -> MessageRecord:
@@ -226,110 +225,18 @@ class Router:
                 expires_at=new.expires_at,
             ),
         )
-        return await self._mark_queued(record, f"to {direction}.{new.recipient}")
+        return await self.moves.mark_queued(record, f"to {direction}.{new.recipient}")
 
     def _signed_send_result(
         self, name: str, record: MessageRecord, sender: Participant, recipient: Participant
     ) -> etree._Element:
-        meta = self._metadata(record, sender, recipient, record.updated_at)
+        meta = metadata(record, sender, recipient, record.updated_at)
         build = (
             m.build_send_request_response
             if name == "SendRequestResponse"
             else (m.build_send_response_response)
         )
         return sign_element(build(meta), self.ctx.bus_signer, "SMEVSignature")
-
-    # --- pulls ----------------------------------------------------------------------
-
-    async def _get(
-        self, body: etree._Element, caller: Participant, direction: Direction
-    ) -> etree._Element:
-        selector = read_selector(body)
-        check_timestamp(
-            selector.timestamp,
-            self.ctx.clock.now(),
-            self.ctx.time_policy,
-            what="MessageTypeSelector/Timestamp",
-        )
-        building = (
-            m.build_get_request_response
-            if direction is Direction.REQUESTS
-            else m.build_get_response_response
-        )
-        pulled = await self._pull(direction, caller)
-        if pulled is None:
-            return building(None)
-        delivery, record = pulled
-        try:
-            return await self._hand_out(delivery, record, caller, direction)
-        except BaseException:
-            # Whatever went wrong, the message goes straight back to the queue instead of
-            # staying invisible for the whole visibility timeout.
-            await delivery.lapse()
-            raise
-
-    async def _hand_out(
-        self, delivery: Delivery, record: MessageRecord, caller: Participant, direction: Direction
-    ) -> etree._Element:
-        message_id = delivery.message.message_id
-        if record.state is MessageState.ACCEPTED:  # delivered before the sender journaled it
-            record = await self._mark_queued(record, f"seen in {direction}.{caller.mnemonic}")
-        if record.state is MessageState.DELIVERED:  # the visibility timeout lapsed before
-            await self._move(message_id, MessageState.QUEUED, "not acknowledged in time")
-        record = await self._move(
-            message_id, MessageState.DELIVERED, f"attempt {delivery.delivery_count}"
-        )
-        self._pulled.hold(caller.mnemonic, delivery)
-        stored = parse_secure(delivery.message.body, max_bytes=2 * self.ctx.max_message_bytes)
-        sender = self.ctx.registry.get(record.sender)
-        meta = self._metadata(
-            record, sender, caller, record.created_at, delivered=record.updated_at
-        )
-        if direction is Direction.REQUESTS:
-            request_data = stored.find(f"{{{SMEV_TYPES}}}SenderProvidedRequestData")
-            reply: etree._Element = m.build_get_request_response(
-                m.RequestDelivery(
-                    request_data=_required(request_data),
-                    metadata=meta,
-                    reply_to=record.message_id,
-                    sender_signature=_caller_signature(stored),
-                )
-            )
-        else:
-            response_data = stored.find(f"{{{SMEV_TYPES}}}SenderProvidedResponseData")
-            reply = m.build_get_response_response(
-                m.ResponseDelivery(
-                    original_message_id=uuid.UUID(_required_text(record.in_reply_to)),
-                    response_data=_required(response_data),
-                    metadata=meta,
-                    sender_signature=_caller_signature(stored),
-                )
-            )
-        return sign_element(reply, self.ctx.bus_signer, "SMEVSignature")
-
-    async def ack(self, body: etree._Element, caller: Participant) -> etree._Element:
-        target = read_ack(body)
-        message_id = str(target.message_id)
-        delivery = self._pulled.take(caller.mnemonic, message_id)
-        if delivery is None:
-            raise NotFound(
-                f"{caller.mnemonic} holds no unacknowledged message {message_id}: it was "
-                "acknowledged already, or not within the visibility timeout (then pull it again)",
-                message_id=message_id,
-            )
-        record = await self.store.get(message_id)
-        if record.state is MessageState.DELIVERED:  # a provider may answer before it acks
-            record = await self._move(
-                message_id,
-                MessageState.ACKED,
-                None if target.accepted else "recipient could not verify the bus signature",
-            )
-        await delivery.ack()
-        if record.kind is MessageKind.RESPONSE and record.in_reply_to is not None:
-            request = await self.store.get(record.in_reply_to)
-            if request.state is MessageState.RESPONDED:
-                await self._move(request.message_id, MessageState.RESPONSE_DELIVERED, None)
-        return m.build_ack_response()
 
     async def get_status(self, body: etree._Element, caller: Participant) -> etree._Element:
         message_id = str(read_get_status(body))
@@ -348,107 +255,3 @@ class Router:
                 history=tuple(m.Transition(str(t.to_state), t.at, t.reason) for t in history),
             )
         )
-
-    # --- helpers --------------------------------------------------------------------
-
-    async def _pull(
-        self, direction: Direction, caller: Participant
-    ) -> tuple[Delivery, MessageRecord] | None:
-        """The next delivery for ``caller`` that is not a redundant copy.
-
-        At-least-once publishing can queue a message twice: a resubmission republishes
-        a message whose first publish was confirmed just before the bus died, short of
-        journaling QUEUED. A copy of a message already acknowledged (or answered), or
-        of one this caller holds right now, carries nothing new: it is acked and
-        skipped, so the provider never sees it and it cannot loop to the dead letters.
-        """
-        while True:
-            delivery = await self.transport.get(direction, caller.mnemonic)
-            if delivery is None:
-                return None
-            message_id = delivery.message.message_id
-            try:
-                record = await self.store.get(message_id)
-            except NotFound:
-                # Not journaled: nothing the bus accepted; park it where an operator sees it.
-                await delivery.reject("not in the journal")
-                continue
-            state = record.state
-            in_hand = self._pulled.take(caller.mnemonic, message_id) is not None
-            if state not in _SETTLED and not (state is MessageState.DELIVERED and in_hand):
-                return delivery, record
-            log.info("redundant_copy_dropped", message_id=message_id, state=str(state))
-            await delivery.ack()
-
-    async def _mark_queued(self, accepted: MessageRecord, reason: str) -> MessageRecord:
-        """ACCEPTED -> QUEUED once the broker has the message.
-
-        Two parties may get here first: the publisher after the broker's confirm, and a
-        fast consumer that pulled the message before that; whoever is second finds the
-        move made and carries on. The move is conditional on the version read while the
-        message was ACCEPTED: a publisher second must not take a DELIVERED message back
-        to QUEUED (a legal move on its own), or the consumer's Ack would find it QUEUED
-        and the journal would never say ACKED.
-        """
-        message_id = accepted.message_id
-        try:
-            return await self.store.transition(
-                message_id,
-                MessageState.QUEUED,
-                at=self.ctx.clock.now(),
-                reason=reason,
-                actor="bus",
-                expected_version=accepted.version,
-            )
-        except IllegalTransition:  # TransitionConflict included
-            record = await self.store.get(message_id)
-            if record.state is MessageState.ACCEPTED:
-                raise
-            return record
-
-    async def _move(
-        self, message_id: str, state: MessageState, reason: str | None
-    ) -> MessageRecord:
-        return await self.store.transition(
-            message_id, state, at=self.ctx.clock.now(), reason=reason, actor="bus"
-        )
-
-    def _metadata(
-        self,
-        record: MessageRecord,
-        sender: Participant,
-        recipient: Participant,
-        sent: datetime,
-        *,
-        delivered: datetime | None = None,
-    ) -> MessageMetadata:
-        return MessageMetadata(
-            message_id=uuid.UUID(record.message_id),
-            message_type=record.message_type,
-            sender=ParticipantRef(mnemonic=sender.mnemonic, name=sender.name),
-            recipient=ParticipantRef(mnemonic=recipient.mnemonic, name=recipient.name),
-            sending_timestamp=sent,
-            delivery_timestamp=delivered,
-            status=str(record.state),
-        )
-
-
-#: States in which a message's delivery is over: a further copy of it is redundant.
-_SETTLED = frozenset({MessageState.ACKED, MessageState.RESPONDED}) | TERMINAL
-
-
-def _required(element: etree._Element | None) -> etree._Element:
-    if element is None:
-        raise InvalidContent("a stored message lost its signed part")
-    return element
-
-
-def _required_text(value: str | None) -> str:
-    if value is None:
-        raise InvalidContent("a stored response lost the id of its request")
-    return value
-
-
-def _caller_signature(stored: etree._Element) -> etree._Element:
-    holder = stored.find(f"{{{SMEV_TYPES}}}CallerInformationSystemSignature")
-    return _required(None if holder is None else holder[0])

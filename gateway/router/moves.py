@@ -1,0 +1,69 @@
+"""The router's writes to the journal: lifecycle moves made by the bus itself."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from gateway.core.clock import Clock
+from gateway.core.envelope import MessageMetadata, ParticipantRef
+from gateway.core.lifecycle import IllegalTransition, MessageState
+from gateway.core.registry import Participant
+from gateway.store.base import Store
+from gateway.store.records import MessageRecord
+
+
+class Moves:
+    def __init__(self, store: Store, clock: Clock) -> None:
+        self.store = store
+        self.clock = clock
+
+    async def move(self, message_id: str, state: MessageState, reason: str | None) -> MessageRecord:
+        return await self.store.transition(
+            message_id, state, at=self.clock.now(), reason=reason, actor="bus"
+        )
+
+    async def mark_queued(self, accepted: MessageRecord, reason: str) -> MessageRecord:
+        """ACCEPTED -> QUEUED once the broker has the message.
+
+        Two parties may get here first: the publisher after the broker's confirm, and a
+        fast consumer that pulled the message before that; whoever is second finds the
+        move made and carries on. The move is conditional on the version read while the
+        message was ACCEPTED: a publisher second must not take a DELIVERED message back
+        to QUEUED (a legal move on its own), or the consumer's Ack would find it QUEUED
+        and the journal would never say ACKED.
+        """
+        message_id = accepted.message_id
+        try:
+            return await self.store.transition(
+                message_id,
+                MessageState.QUEUED,
+                at=self.clock.now(),
+                reason=reason,
+                actor="bus",
+                expected_version=accepted.version,
+            )
+        except IllegalTransition:  # TransitionConflict included
+            record = await self.store.get(message_id)
+            if record.state is MessageState.ACCEPTED:
+                raise
+            return record
+
+
+def metadata(
+    record: MessageRecord,
+    sender: Participant,
+    recipient: Participant,
+    sent: datetime,
+    *,
+    delivered: datetime | None = None,
+) -> MessageMetadata:
+    return MessageMetadata(
+        message_id=uuid.UUID(record.message_id),
+        message_type=record.message_type,
+        sender=ParticipantRef(mnemonic=sender.mnemonic, name=sender.name),
+        recipient=ParticipantRef(mnemonic=recipient.mnemonic, name=recipient.name),
+        sending_timestamp=sent,
+        delivery_timestamp=delivered,
+        status=str(record.state),
+    )
