@@ -31,6 +31,16 @@ class _Anchor:
     crls: list[x509.CertificateRevocationList] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class _Facts:
+    anchor: _Anchor
+    ca_from: datetime
+    ca_until: datetime
+    valid_from: datetime
+    valid_until: datetime
+    revocations: tuple[tuple[x509.CertificateRevocationList, datetime], ...]
+
+
 class TrustStore:
     def __init__(
         self,
@@ -48,6 +58,7 @@ class TrustStore:
         # cert -> the anchor whose signature on it checked out; the signature check is
         # the costly part and cannot change, unlike validity and revocation.
         self._issuer_cache: dict[x509.Certificate, _Anchor] = {}
+        self._facts: dict[x509.Certificate, _Facts] = {}
 
     @classmethod
     def from_dir(cls, keys_dir: Path, clock: Clock) -> TrustStore:
@@ -65,38 +76,55 @@ class TrustStore:
 
     def check(self, cert: x509.Certificate) -> None:
         """Raise CertificateUntrusted or CertificateExpired unless ``cert`` is trusted now."""
-        anchor = self._issuer(cert)
+        facts = self._facts.get(cert)
+        if facts is None:
+            facts = self._facts[cert] = self._facts_of(cert)
         now = self._clock.now()
-        ca = anchor.cert
-        if not ca.not_valid_before_utc <= now <= ca.not_valid_after_utc:
+        ca = facts.anchor.cert
+        if not facts.ca_from <= now <= facts.ca_until:
             raise CertificateUntrusted(
                 f"the issuing CA {format_name(ca.subject)!r} is valid only from "
-                f"{_iso(ca.not_valid_before_utc)} to {_iso(ca.not_valid_after_utc)}; "
-                f"now is {_iso(now)}",
+                f"{_iso(facts.ca_from)} to {_iso(facts.ca_until)}; now is {_iso(now)}",
                 certificate=describe(cert),
             )
-        if now < cert.not_valid_before_utc:
+        if now < facts.valid_from:
             raise CertificateExpired(
-                f"certificate is not valid before {_iso(cert.not_valid_before_utc)}; "
+                f"certificate is not valid before {_iso(facts.valid_from)}; "
                 f"now is {_iso(now)} ({describe(cert)})",
-                not_before=_iso(cert.not_valid_before_utc),
+                not_before=_iso(facts.valid_from),
             )
-        if now > cert.not_valid_after_utc:
+        if now > facts.valid_until:
             raise CertificateExpired(
-                f"certificate expired at {_iso(cert.not_valid_after_utc)}; now is {_iso(now)}; "
+                f"certificate expired at {_iso(facts.valid_until)}; now is {_iso(now)}; "
                 f"renew it ({describe(cert)})",
-                not_after=_iso(cert.not_valid_after_utc),
+                not_after=_iso(facts.valid_until),
             )
-        for crl in anchor.crls:
-            revoked = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
-            if revoked is not None and revoked.revocation_date_utc <= now:
+        for crl, revoked_at in facts.revocations:
+            if revoked_at <= now:
                 raise CertificateUntrusted(
                     f"certificate serial {cert.serial_number:x} was revoked on "
-                    f"{_iso(revoked.revocation_date_utc)} by {format_name(crl.issuer)!r} "
-                    f"({describe(cert)})",
+                    f"{_iso(revoked_at)} by {format_name(crl.issuer)!r} ({describe(cert)})",
                     serial=f"{cert.serial_number:x}",
-                    revoked_at=_iso(revoked.revocation_date_utc),
+                    revoked_at=_iso(revoked_at),
                 )
+
+    def _facts_of(self, cert: x509.Certificate) -> _Facts:
+        """What never changes for a certificate in this store: its issuer (the costly
+        signature check), its and the CA's validity windows, its revocations."""
+        anchor = self._issuer(cert)
+        revocations = []
+        for crl in anchor.crls:
+            revoked = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+            if revoked is not None:
+                revocations.append((crl, revoked.revocation_date_utc))
+        return _Facts(
+            anchor=anchor,
+            ca_from=anchor.cert.not_valid_before_utc,
+            ca_until=anchor.cert.not_valid_after_utc,
+            valid_from=cert.not_valid_before_utc,
+            valid_until=cert.not_valid_after_utc,
+            revocations=tuple(revocations),
+        )
 
     def _issuer(self, cert: x509.Certificate) -> _Anchor:
         cached = self._issuer_cache.get(cert)

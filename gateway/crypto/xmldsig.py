@@ -178,7 +178,8 @@ class _Parsed:
     profile: SignatureProfile
     digest: bytes
     signature_value: bytes
-    cert_der: bytes
+    #: The X509Certificate's base64 text, whitespace removed (the cache key).
+    cert_b64: str
     signed_info: etree._Element
 
 
@@ -187,7 +188,7 @@ class XmlsecVerifier:
 
     def __init__(self, trust_store: TrustStore) -> None:
         self._trust = trust_store
-        self._certs: dict[bytes, tuple[x509.Certificate, xmlsec.Key]] = {}
+        self._certs: dict[str, tuple[x509.Certificate, xmlsec.Key]] = {}
 
     def verify(self, target: etree._Element, signature: etree._Element) -> x509.Certificate:
         ref_id = target.get("Id")
@@ -199,7 +200,7 @@ class XmlsecVerifier:
             raise SignatureInvalid("the signature is not in the signed element's document")
         parsed = _parse_signature(signature, ref_id)
         _require_unique_id(target, ref_id)
-        cert, key = self._certificate(parsed.cert_der)
+        cert, key = self._certificate(parsed.cert_b64)
         expected_method = _signature_method(cert)
         if parsed.method != expected_method:
             raise SignatureInvalid(
@@ -248,11 +249,12 @@ class XmlsecVerifier:
         except xmlsec.Error as exc:
             raise _bad_signature_value() from exc
 
-    def _certificate(self, der: bytes) -> tuple[x509.Certificate, xmlsec.Key]:
-        cached = self._certs.get(der)
+    def _certificate(self, b64: str) -> tuple[x509.Certificate, xmlsec.Key]:
+        cached = self._certs.get(b64)
         if cached is not None:
             return cached
         try:
+            der = base64.b64decode(b64, validate=True)
             cert = x509.load_der_x509_certificate(der)
             # From the bare public key: a key loaded from the certificate carries the
             # certificate along, and SignatureContext copies it on every use (~100 us).
@@ -260,13 +262,13 @@ class XmlsecVerifier:
                 Encoding.PEM, PublicFormat.SubjectPublicKeyInfo
             )
             key = xmlsec.Key.from_memory(public_pem, _xc.KeyDataFormatPem)
-        except (ValueError, xmlsec.Error) as exc:
+        except (ValueError, binascii.Error, xmlsec.Error) as exc:
             raise SignatureInvalid(
                 f"X509Certificate in KeyInfo is not a valid certificate: {exc}"
             ) from exc
         if len(self._certs) >= _CERT_CACHE_LIMIT:
             self._certs.clear()
-        self._certs[der] = (cert, key)
+        self._certs[b64] = (cert, key)
         return cert, key
 
 
@@ -398,6 +400,6 @@ def _parse_signature(signature: etree._Element, ref_id: str) -> _Parsed:
         profile=profile,
         digest=_base64(digest_value),
         signature_value=_base64(value_node),
-        cert_der=_base64(certs[0]),
+        cert_b64="".join((certs[0].text or "").split()),
         signed_info=signed_info,
     )
