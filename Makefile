@@ -24,6 +24,7 @@ test: setup
 
 bench: setup
 	$(BIN)/python benchmarks/crypto.py
+	$(BIN)/python benchmarks/adapters.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
