@@ -1,4 +1,4 @@
-"""Table definitions of the journal, for queries (SQLAlchemy Core).
+"""Table definitions of the journal and of service requests, for queries (SQLAlchemy Core).
 
 The schema itself is only ever created by the Alembic migrations in
 ``gateway/store/migrations``; a test checks that they and these tables agree.
@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     CheckConstraint,
@@ -23,7 +24,9 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import TypeDecorator
 
 NAMING_CONVENTION = {
@@ -106,4 +109,45 @@ transitions = Table(
     Column("reason", Text(), nullable=True),
     Column("actor", String(255), nullable=True),
     Index("ix_transitions_message_id_id", "message_id", "id"),
+)
+
+# JSONB on PostgreSQL, JSON text on SQLite.
+_JSON = JSON().with_variant(JSONB(), "postgresql")
+
+# One row per service request (gateway.store.service_requests): the serialized
+# ServiceRequestState in ``state``; status, completed_by and next_deadline are copies
+# of it kept in columns for queries. ``version`` is the compare-and-set counter.
+service_requests = Table(
+    "service_requests",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("service", String(255), nullable=False),
+    Column("participant", String(255), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("completed_by", String(32), nullable=True),
+    Column("idempotency_key", String(255), nullable=True),
+    Column("state", _JSON, nullable=False),
+    Column("next_deadline", UtcDateTime(), nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Column("version", Integer(), nullable=False),
+    UniqueConstraint("participant", "idempotency_key"),
+    Index("ix_service_requests_next_deadline", "next_deadline"),
+    Index("ix_service_requests_status_created_at_id", "status", "created_at", "id"),
+    Index("ix_service_requests_created_at_id", "created_at", "id"),
+)
+
+# The bus MessageID of each part's request -> the service request and part it serves.
+service_request_messages = Table(
+    "service_request_messages",
+    metadata,
+    Column("message_id", String(36), primary_key=True),
+    Column(
+        "service_request_id",
+        String(36),
+        ForeignKey("service_requests.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("part_id", String(255), nullable=False),
+    Index("ix_service_request_messages_service_request_id", "service_request_id"),
 )
