@@ -35,3 +35,7 @@ class Settings(BaseSettings):
     message_id_window_s: int = Field(default=2 * 24 * 3600, ge=60)
     log_format: str = Field(default="console", pattern="^(console|json)$")
     log_level: str = "INFO"
+    #: REST API bearer tokens -> the participant (mnemonic) each one authenticates, as
+    #: JSON in ``SMEVBUS_API_TOKENS='{"token": "PORTAL"}'``. Empty: the REST API refuses
+    #: every call. Kept out of ``repr`` so tokens never reach a log.
+    api_tokens: dict[str, str] = Field(default_factory=dict, repr=False)

@@ -2,7 +2,7 @@
 
 The pure parts live in :mod:`gateway.core` (catalogue, service lifecycle,
 scatter-gather state); this package holds what touches XML (building each part's
-request) and, later, the process that sends, correlates and persists.
+request) and the process that sends, correlates and persists (:class:`Aggregator`).
 """
 
 from __future__ import annotations
@@ -12,10 +12,17 @@ from gateway.aggregator.requests_builder import (
     build_request,
     check_catalogue,
 )
+from gateway.aggregator.service import Aggregator
 from gateway.core.catalogue import Catalogue, parse_catalogue
 from gateway.xml.schema import TypeCatalog, type_catalog
 
-__all__ = ["ApplicantDataInvalid", "build_request", "check_catalogue", "load_catalogue"]
+__all__ = [
+    "Aggregator",
+    "ApplicantDataInvalid",
+    "build_request",
+    "check_catalogue",
+    "load_catalogue",
+]
 
 
 def load_catalogue(

@@ -1,0 +1,345 @@
+"""The aggregator process: send each part's request, correlate replies, persist, finish.
+
+:class:`Aggregator` drives the pure scatter-gather state of
+:mod:`gateway.core.aggregation` over the bus and the
+:class:`~gateway.store.service_requests.ServiceRequestStore`:
+
+* :meth:`Aggregator.submit` resolves the service (``NotFound``), builds and
+  XSD-validates *every* part's request from the applicant data before anything is
+  sent (``ApplicantDataInvalid`` / ``SchemaViolation``), creates the record
+  (idempotent per ``(participant, idempotency_key)``: a retry gets the existing record
+  and sends nothing) and then sends one signed ``SendRequest`` per part.
+* :meth:`Aggregator.pump_responses` pulls the participant's responses
+  (``GetResponse`` until empty), correlates each by its ``OriginalMessageId``
+  (:meth:`~gateway.store.service_requests.ServiceRequestStore.by_message`), applies it
+  (:func:`gateway.aggregator.responses.apply_event`), saves, and only then acks it,
+  so a crash between the two redelivers the reply (which then changes nothing: the
+  first outcome of a part stands). A reply for a request that is already final is
+  journaled as ``late_reply`` and does not change the result.
+* :meth:`Aggregator.fire_deadlines` applies
+  :func:`~gateway.core.aggregation.on_deadline` to every pending request due now.
+* :meth:`Aggregator.resume` counts the pending requests after a restart: their state
+  and deadlines live in the store, so nothing else is needed; the caller keeps calling
+  :meth:`~Aggregator.pump_responses` and :meth:`~Aggregator.fire_deadlines`.
+
+The class starts no background task: the API process (or the demo, or a test)
+schedules ``pump_responses`` and ``fire_deadlines`` (sleeping until
+``store.next_due()``), which keeps it deterministic under a ``FakeClock``.
+
+**Concurrency.** Every write is a compare-and-set on the record's version. On
+:class:`~gateway.store.service_requests.ServiceRequestConflict` (another aggregator
+process saved first) the record is re-read and the *event* is applied again to the
+fresh state, so two processes side by side never lose each other's changes.
+
+**Correlation before sending.** Each part's MessageID is chosen (UUID v1 from the
+portal client's id source) and recorded with ``on_sent`` in the state that
+:meth:`ServiceRequestStore.create` stores, which links the MessageIDs in the same
+transaction. So by the time a request is on the bus its reply is already
+correlatable, by this or any other aggregator process. A part whose ``SendRequest``
+fails (the bus refuses it, or the transport is down) is recorded as rejected with
+code ``SEND_FAILED`` rather than left to time out (a required part fails the request
+fast). If the process dies between ``create`` and the sends, the unsent parts time
+out at their deadlines.
+
+**Who signs.** The portal calls the REST API authenticated by a token mapped to a
+registered participant; it does not hold an XML signing key or speak SOAP. The
+gateway therefore signs each part's ``SendRequest`` on the portal's behalf with that
+participant's key, held server-side (``clients(participant)`` returns a
+:class:`~gateway.client.participant.ParticipantClient` with it): one service request
+fans out into several bus messages whose content the gateway builds from the
+applicant JSON, so there is nothing the portal could have pre-signed. The bus still
+checks that signature like any other, and the journal names the portal as sender.
+Participants that want to sign themselves use the SOAP endpoint directly. A
+participant served by the aggregator should not also pull its responses over SOAP:
+:meth:`~Aggregator.pump_responses` acks (and logs as ``uncorrelated_reply``) any
+response it cannot correlate.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, Final
+
+import structlog
+from lxml import etree
+
+from gateway.aggregator.requests_builder import build_request
+from gateway.aggregator.responses import apply_event, to_event
+from gateway.client.participant import ParticipantClient
+from gateway.core.aggregation import (
+    Effect,
+    Outcome,
+    ServiceRequestState,
+    new_service_request,
+    on_cancel,
+    on_deadline,
+    on_rejection,
+    on_sent,
+)
+from gateway.core.catalogue import Catalogue
+from gateway.core.clock import Clock
+from gateway.core.errors import NotFound, SchemaViolation, SmevbusError
+from gateway.store.service_requests import (
+    ServiceRequestConflict,
+    ServiceRequestPage,
+    ServiceRequestRecord,
+    ServiceRequestStore,
+)
+from gateway.xml.readers import read_response_data
+
+__all__ = ["SEND_FAILED", "Aggregator"]
+
+log = structlog.get_logger(__name__)
+
+#: Rejection code recorded for a part whose SendRequest did not reach the bus.
+SEND_FAILED: Final = "SEND_FAILED"
+#: Compare-and-set attempts before a conflict is given up (each re-reads the record).
+MAX_SAVE_ATTEMPTS: Final = 20
+
+
+class Aggregator:
+    """Scatter-gather of service requests over the bus, persisted in the store."""
+
+    def __init__(
+        self,
+        *,
+        catalogue: Catalogue,
+        store: ServiceRequestStore,
+        clients: Callable[[str], ParticipantClient],
+        clock: Clock,
+        ids: Callable[[], str] = lambda: str(uuid.uuid4()),
+    ) -> None:
+        self.catalogue = catalogue
+        self.store = store
+        self.clients = clients
+        self.clock = clock
+        self.ids = ids
+
+    # --- portal operations ------------------------------------------------------------
+
+    async def submit(
+        self,
+        *,
+        service: str,
+        applicant: dict[str, Any],
+        participant: str,
+        idempotency_key: str | None = None,
+        deadline_s: float | None = None,
+    ) -> tuple[ServiceRequestRecord, bool]:
+        """Create and send a service request; ``(record, True)`` when newly created.
+
+        Raises ``NotFound`` (unknown service) and ``SchemaViolation`` /
+        ``ApplicantDataInvalid`` (bad applicant data or ``deadline_s``) before anything
+        is stored or sent. A repeated ``idempotency_key`` returns the existing record
+        with ``False`` and sends nothing.
+        """
+        svc = self.catalogue.get(service)
+        if deadline_s is not None and not deadline_s > 0:
+            raise SchemaViolation(
+                f"deadline_s must be a positive number of seconds, got {deadline_s}",
+                field="deadline_s",
+            )
+        contents = [(part.id, build_request(svc, part, applicant)) for part in svc.parts]
+        client = self.clients(participant)
+        now = self.clock.now()
+        state = new_service_request(uuid.UUID(self.ids()), svc, now)
+        if deadline_s is not None:
+            state = _with_deadline(state, timedelta(seconds=deadline_s))
+        message_ids: dict[str, uuid.UUID] = {}
+        for part_id, _ in contents:
+            message_ids[part_id] = client.ids.new()
+            state = on_sent(state, part_id, message_ids[part_id], now)
+        record, created = await self.store.create(state, participant, idempotency_key)
+        if not created:
+            log.info(
+                "service_request_exists",
+                service_request_id=str(record.id),
+                idempotency_key=idempotency_key,
+            )
+            return record, False
+        log.info(
+            "service_request_created",
+            service_request_id=str(record.id),
+            service=service,
+            participant=participant,
+        )
+        for part_id, content in contents:
+            record = await self._send(record, client, part_id, content, message_ids[part_id])
+        return record, True
+
+    async def get(self, id: str) -> ServiceRequestRecord:
+        return await self.store.get(id)
+
+    async def find(self, **filters: Any) -> ServiceRequestPage:
+        return await self.store.find(**filters)
+
+    async def cancel(self, id: str, participant: str) -> ServiceRequestRecord:
+        """Cancel a pending request of ``participant``; a final one is returned unchanged."""
+        record = await self.store.get(id)
+        if record.participant != participant:
+            raise NotFound(f"no service request {id}", service_request_id=id)
+        now = self.clock.now()
+        record, outcome = await self._update(record, lambda s: on_cancel(s, now))
+        if outcome.became_final:
+            log.info("service_request_cancelled", service_request_id=str(record.id))
+        return record
+
+    # --- the caller's loop ------------------------------------------------------------
+
+    async def pump_responses(self, participant: str) -> int:
+        """GetResponse + Ack until the participant's queue is empty; apply each reply.
+
+        Returns how many replies changed a service request (late, repeated, interim and
+        uncorrelated replies count 0).
+        """
+        client = self.clients(participant)
+        applied = 0
+        while True:
+            delivery = await client.get_response()
+            if delivery is None:
+                return applied
+            if await self._apply_reply(delivery.original_message_id, delivery.response_data):
+                applied += 1
+            await client.ack(delivery.metadata.message_id)
+
+    async def fire_deadlines(self) -> int:
+        """Apply ``on_deadline`` to every pending request due now; how many changed."""
+        now = self.clock.now()
+        seen: set[uuid.UUID] = set()
+        changed = 0
+        while True:
+            due = [r for r in await self.store.pending_due(now) if r.id not in seen]
+            if not due:
+                return changed
+            for record in due:
+                seen.add(record.id)
+                record, outcome = await self._update(record, lambda s: on_deadline(s, now))
+                if outcome.effect is Effect.APPLIED:
+                    changed += 1
+                if outcome.became_final:
+                    log.info(
+                        "service_request_final",
+                        service_request_id=str(record.id),
+                        status=record.status.value,
+                        completed_by=_value(record),
+                    )
+
+    async def resume(self) -> int:
+        """After a restart: how many requests are pending (their deadlines are stored)."""
+        pending = await self.store.pending()
+        log.info("aggregator_resumed", pending=len(pending))
+        return len(pending)
+
+    # --- internals --------------------------------------------------------------------
+
+    async def _send(
+        self,
+        record: ServiceRequestRecord,
+        client: ParticipantClient,
+        part_id: str,
+        content: etree._Element,
+        message_id: uuid.UUID,
+    ) -> ServiceRequestRecord:
+        try:
+            await client.send_request(content, message_id=message_id)
+        except Exception as exc:  # any failure to hand the request to the bus
+            code = exc.code if isinstance(exc, SmevbusError) else type(exc).__name__
+            description = f"SendRequest failed ({code}): {exc}"
+            log.warning(
+                "send_failed",
+                service_request_id=str(record.id),
+                part=part_id,
+                message_id=str(message_id),
+                error=description,
+            )
+            now = self.clock.now()
+            record, _ = await self._update(
+                record, lambda s: on_rejection(s, part_id, SEND_FAILED, description, now)
+            )
+            return record
+        log.info(
+            "part_sent",
+            service_request_id=str(record.id),
+            part=part_id,
+            message_id=str(message_id),
+        )
+        return record
+
+    async def _apply_reply(self, original: uuid.UUID, response_data: etree._Element) -> bool:
+        """Apply one reply to its part; True when it changed the service request."""
+        link = await self.store.by_message(original)
+        if link is None:
+            log.warning("uncorrelated_reply", original_message_id=str(original))
+            return False
+        try:
+            event = to_event(read_response_data(response_data))
+        except SmevbusError as exc:
+            log.warning(
+                "unreadable_reply",
+                service_request_id=str(link.service_request_id),
+                part=link.part_id,
+                original_message_id=str(original),
+                error=exc.message,
+            )
+            return False
+        now = self.clock.now()
+        record = await self.store.get(link.service_request_id)
+        record, outcome = await self._update(
+            record, lambda s: apply_event(s, link.part_id, event, now)
+        )
+        fields = {
+            "service_request_id": str(record.id),
+            "part": link.part_id,
+            "original_message_id": str(original),
+            "reply": event.kind,
+        }
+        if outcome.effect is Effect.LATE:
+            log.info("late_reply", status=record.status.value, **fields)
+            return False
+        if outcome.effect is Effect.NO_CHANGE:
+            log.info("reply_ignored", **fields)
+            return False
+        log.info("reply_applied", **fields)
+        if outcome.became_final:
+            log.info(
+                "service_request_final",
+                status=record.status.value,
+                completed_by=_value(record),
+                **fields,
+            )
+        return True
+
+    async def _update(
+        self,
+        record: ServiceRequestRecord,
+        event: Callable[[ServiceRequestState], Outcome],
+    ) -> tuple[ServiceRequestRecord, Outcome]:
+        """Apply ``event`` to ``record`` and save it, re-reading and re-applying on conflict."""
+        for _ in range(MAX_SAVE_ATTEMPTS - 1):
+            outcome = event(record.state)
+            if outcome.state is record.state:
+                return record, outcome
+            try:
+                saved = await self.store.save(outcome.state, record.version, at=self.clock.now())
+            except ServiceRequestConflict:
+                log.info("save_conflict", service_request_id=str(record.id), version=record.version)
+                record = await self.store.get(record.id)
+                continue
+            return saved, outcome
+        outcome = event(record.state)
+        if outcome.state is record.state:
+            return record, outcome
+        return await self.store.save(outcome.state, record.version, at=self.clock.now()), outcome
+
+
+def _with_deadline(state: ServiceRequestState, deadline: timedelta) -> ServiceRequestState:
+    """``state`` with the service deadline ``deadline`` after creation (no part after it)."""
+    at = state.created_at + deadline
+    parts = tuple(p.model_copy(update={"deadline_at": min(p.deadline_at, at)}) for p in state.parts)
+    return state.model_copy(update={"deadline_at": at, "parts": parts})
+
+
+def _value(record: ServiceRequestRecord) -> str | None:
+    return None if record.completed_by is None else record.completed_by.value

@@ -1,0 +1,523 @@
+"""The REST API (``/api/v1``): service requests and message traces, JSON over HTTP.
+
+``rest_router`` builds an :class:`~fastapi.APIRouter`; the app includes it next to
+``/ws``. Every caller is a portal authenticated by :class:`~gateway.api.auth.TokenAuth`
+and sees only its own service requests and the bus messages it sent or received: any
+other id is answered ``404`` exactly as an unknown one, so ids cannot be probed.
+
+Every error, request validation included, is ``application/problem+json`` made by
+:func:`gateway.core.faults.problem_json`; a few codes the bus-wide table does not know
+(``unauthenticated`` 401, ``conflict`` 409) carry their status on the error class.
+
+``POST /api/v1/service-requests`` answers ``202 Accepted`` for a new request and
+``200 OK`` with the same body when an ``Idempotency-Key`` the caller already used is
+presented again (the first request under a key wins; a retry naming another service
+is a ``409`` conflict).
+"""
+
+# No ``from __future__ import annotations``: FastAPI resolves the endpoints'
+# ``Annotated[..., Depends(...)]`` aliases, which are local to ``rest_router``, at
+# definition time.
+
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Annotated, Any, ClassVar, Protocol
+
+import structlog
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from gateway.api.auth import TokenAuth
+from gateway.core.aggregation import PartStatus, ServiceRequestState
+from gateway.core.errors import (
+    InvalidContent,
+    NotFound,
+    Origin,
+    SchemaViolation,
+    SmevbusError,
+)
+from gateway.core.faults import problem_json
+from gateway.core.service_lifecycle import CompletedBy, ServiceState
+from gateway.store.base import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Store
+from gateway.store.records import canonical_message_id
+from gateway.store.service_requests import ServiceRequestPage, ServiceRequestRecord
+
+log = structlog.get_logger(__name__)
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+PREFIX = "/api/v1"
+
+
+class ServiceRequests(Protocol):
+    """What the REST API needs of :class:`gateway.aggregator.service.Aggregator`."""
+
+    async def submit(
+        self,
+        *,
+        service: str,
+        applicant: dict[str, Any],
+        participant: str,
+        idempotency_key: str | None = None,
+        deadline_s: float | None = None,
+    ) -> tuple[ServiceRequestRecord, bool]: ...
+
+    async def get(self, id: str) -> ServiceRequestRecord: ...
+
+    async def find(self, **filters: Any) -> ServiceRequestPage: ...
+
+    async def cancel(self, id: str, participant: str) -> ServiceRequestRecord: ...
+
+
+AggregatorProvider = Callable[[Request], ServiceRequests]
+JournalProvider = Callable[[Request], Store]
+
+
+class Conflict(SmevbusError):
+    """The request clashes with the resource's current state (HTTP 409)."""
+
+    code = "conflict"
+    origin = Origin.CLIENT
+    http_status: ClassVar[int] = 409
+
+
+# --- problem+json -----------------------------------------------------------------
+
+
+def problem_response(error: BaseException, *, instance: str | None = None) -> JSONResponse:
+    body = problem_json(error, instance=instance)
+    status = getattr(error, "http_status", None)
+    if isinstance(error, SmevbusError) and isinstance(status, int):
+        body["status"] = status
+    headers = {"WWW-Authenticate": "Bearer"} if body["status"] == 401 else None
+    return JSONResponse(
+        body, status_code=body["status"], media_type=PROBLEM_MEDIA_TYPE, headers=headers
+    )
+
+
+def _validation_error(exc: RequestValidationError) -> SmevbusError:
+    errors: Sequence[Any] = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return InvalidContent("the request body is not valid JSON")
+    first = errors[0] if errors else {}
+    field = ".".join(str(p) for p in first.get("loc", ()))
+    message = str(first.get("msg", "invalid request"))
+    return SchemaViolation(
+        f"{field}: {message}" if field else message,
+        field=field,
+        errors=[
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in errors
+        ],
+    )
+
+
+class ProblemRoute(APIRoute):
+    """A route whose every failure (validation, auth, domain, bug) is problem+json."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:
+                return problem_response(_validation_error(exc), instance=request.url.path)
+            except SmevbusError as exc:
+                return problem_response(exc, instance=request.url.path)
+            except Exception as exc:  # a bug: never leak it, always answer problem+json
+                log.exception("rest_api_error", path=request.url.path)
+                return problem_response(exc, instance=request.url.path)
+
+        return route
+
+
+# --- wire models ------------------------------------------------------------------
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details (``application/problem+json``)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    origin: str
+    transient: bool
+    instance: str | None = None
+    #: Machine-readable facts, e.g. ``field`` (the JSON path at fault).
+    context: dict[str, Any] | None = None
+
+
+class SubmitServiceRequest(_Model):
+    service: str = Field(min_length=1, max_length=63, examples=["child-birth-benefit"])
+    applicant: dict[str, Any] = Field(description="Applicant data, as the service describes")
+    callback_url: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="Not supported yet: a request naming one is refused (422).",
+    )
+    deadline_s: float | None = Field(
+        default=None, gt=0, le=30 * 24 * 3600, description="Overall deadline, seconds"
+    )
+
+
+class Links(_Model):
+    self_: str = Field(alias="self")
+
+
+class PageLinks(_Model):
+    self_: str = Field(alias="self")
+    next: str | None = None
+
+
+class Submitted(_Model):
+    id: uuid.UUID
+    status: ServiceState
+    links: Links
+
+
+class RejectionView(_Model):
+    code: str
+    description: str
+
+
+class PartTimings(_Model):
+    deadline_at: AwareDatetime
+    sent_at: AwareDatetime | None
+    replied_at: AwareDatetime | None
+
+
+class PartView(_Model):
+    id: str
+    message_type: str
+    required: bool
+    status: PartStatus
+    message_id: uuid.UUID | None
+    data: dict[str, Any] | None
+    rejection: RejectionView | None
+    timings: PartTimings
+
+
+class ServiceRequestView(_Model):
+    id: uuid.UUID
+    service: str
+    status: ServiceState
+    completed_by: CompletedBy | None
+    failed_part: str | None
+    created_at: AwareDatetime
+    deadline_at: AwareDatetime
+    completed_at: AwareDatetime | None
+    parts: list[PartView]
+    result: dict[str, Any] | None
+    links: Links
+
+
+class ServiceRequestList(_Model):
+    items: list[ServiceRequestView]
+    next_cursor: str | None
+    links: PageLinks
+
+
+class TransitionView(_Model):
+    from_state: str | None
+    to_state: str
+    at: AwareDatetime
+    reason: str | None
+    actor: str | None
+
+
+class MessageTrace(_Model):
+    message_id: str
+    kind: str
+    sender: str
+    recipient: str
+    message_type: str
+    in_reply_to: str | None
+    state: str
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+    expires_at: AwareDatetime | None
+    test_message: bool
+    transitions: list[TransitionView]
+    #: For a request: the MessageIDs of the responses to it, oldest first.
+    responses: list[str]
+
+
+def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {
+        s: {"model": Problem, "content": {PROBLEM_MEDIA_TYPE: {}}, "description": "Problem"}
+        for s in statuses
+    }
+
+
+def _view(state: ServiceRequestState, self_url: str) -> ServiceRequestView:
+    return ServiceRequestView(
+        id=state.id,
+        service=state.service,
+        status=state.status,
+        completed_by=state.completed_by,
+        failed_part=state.failed_part,
+        created_at=state.created_at,
+        deadline_at=state.deadline_at,
+        completed_at=state.completed_at,
+        parts=[
+            PartView(
+                id=p.id,
+                message_type=p.message_type,
+                required=p.required,
+                status=p.status,
+                message_id=p.message_id,
+                data=p.data,
+                rejection=(
+                    RejectionView(code=p.rejection.code, description=p.rejection.description)
+                    if p.rejection is not None
+                    else None
+                ),
+                timings=PartTimings(
+                    deadline_at=p.deadline_at, sent_at=p.sent_at, replied_at=p.replied_at
+                ),
+            )
+            for p in state.parts
+        ],
+        result=state.result,
+        links=Links(self_=self_url),
+    )
+
+
+RequestId = Annotated[uuid.UUID, Path(description="The service request id")]
+
+
+# --- the router -------------------------------------------------------------------
+
+
+def _default_aggregator(request: Request) -> ServiceRequests:
+    aggregator: ServiceRequests = request.app.state.aggregator
+    return aggregator
+
+
+def _default_journal(request: Request) -> Store:
+    store: Store = request.app.state.router.store
+    return store
+
+
+def rest_router(
+    auth: Callable[..., Awaitable[str]] | TokenAuth,
+    *,
+    aggregator_provider: AggregatorProvider = _default_aggregator,
+    journal_provider: JournalProvider = _default_journal,
+) -> APIRouter:
+    """The ``/api/v1`` routes; ``auth`` is a dependency returning the caller's participant.
+
+    The providers find the aggregator and the journal per request (by default on
+    ``app.state.aggregator`` and ``app.state.router.store``).
+    """
+    api = APIRouter(prefix=PREFIX, route_class=ProblemRoute, tags=["service requests"])
+    Caller = Annotated[str, Depends(auth)]  # noqa: N806
+
+    def aggregator_of(request: Request) -> ServiceRequests:
+        return aggregator_provider(request)
+
+    def journal_of(request: Request) -> Store:
+        return journal_provider(request)
+
+    Aggregator = Annotated[ServiceRequests, Depends(aggregator_of)]  # noqa: N806
+    Journal = Annotated[Store, Depends(journal_of)]  # noqa: N806
+
+    def self_url(request: Request, request_id: uuid.UUID) -> str:
+        return str(request.url_for("get_service_request", request_id=str(request_id)))
+
+    async def owned(
+        aggregator: ServiceRequests, request_id: uuid.UUID, caller: str
+    ) -> ServiceRequestRecord:
+        record = await aggregator.get(str(request_id))
+        if record.participant != caller:
+            raise NotFound(f"no service request {request_id}", id=str(request_id))
+        return record
+
+    @api.post(
+        "/service-requests",
+        status_code=202,
+        response_model=Submitted,
+        summary="Submit a service request (fan-out to agencies)",
+        responses={
+            200: {"model": Submitted, "description": "Retry under a known Idempotency-Key"},
+            **_problems(400, 401, 403, 404, 409, 422),
+        },
+    )
+    async def submit_service_request(
+        body: SubmitServiceRequest,
+        request: Request,
+        response: Response,
+        caller: Caller,
+        aggregator: Aggregator,
+        idempotency_key: Annotated[
+            str | None,
+            Header(
+                alias="Idempotency-Key",
+                min_length=1,
+                max_length=255,
+                description="Makes a retried POST return the same service request",
+            ),
+        ] = None,
+    ) -> Submitted:
+        if body.callback_url is not None:
+            raise SchemaViolation(
+                "callback_url is not supported by this gateway yet; poll the request",
+                field="callback_url",
+            )
+        record, created = await aggregator.submit(
+            service=body.service,
+            applicant=body.applicant,
+            participant=caller,
+            idempotency_key=idempotency_key,
+            deadline_s=body.deadline_s,
+        )
+        if not created and record.service != body.service:
+            raise Conflict(
+                f"Idempotency-Key {idempotency_key!r} was already used for service "
+                f"{record.service}, not {body.service}",
+                field="Idempotency-Key",
+                id=str(record.id),
+            )
+        url = self_url(request, record.id)
+        response.status_code = 202 if created else 200
+        response.headers["Location"] = url
+        return Submitted(id=record.id, status=record.status, links=Links(self_=url))
+
+    @api.get(
+        "/service-requests",
+        response_model=ServiceRequestList,
+        summary="The caller's service requests, oldest first, keyset-paged",
+        responses=_problems(400, 401, 403, 422),
+    )
+    async def list_service_requests(
+        request: Request,
+        caller: Caller,
+        aggregator: Aggregator,
+        status: ServiceState | None = None,
+        service: Annotated[str | None, Query(min_length=1, max_length=63)] = None,
+        since: AwareDatetime | None = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
+        after: Annotated[str | None, Query(min_length=1, max_length=512)] = None,
+    ) -> ServiceRequestList:
+        filters: dict[str, Any] = {"participant": caller, "limit": limit}
+        if status is not None:
+            filters["status"] = status
+        if service is not None:
+            filters["service"] = service
+        if since is not None:
+            filters["since"] = since
+        if after is not None:
+            filters["after"] = after
+        try:
+            page = await aggregator.find(**filters)
+        except ValueError as exc:  # a malformed cursor
+            raise InvalidContent(str(exc), field="after") from None
+        next_url = (
+            str(request.url.include_query_params(after=page.next_cursor))
+            if page.next_cursor is not None
+            else None
+        )
+        return ServiceRequestList(
+            items=[_view(r.state, self_url(request, r.id)) for r in page.items],
+            next_cursor=page.next_cursor,
+            links=PageLinks(self_=str(request.url), next=next_url),
+        )
+
+    @api.get(
+        "/service-requests/{request_id}",
+        response_model=ServiceRequestView,
+        summary="One service request: status, parts and the aggregated result",
+        responses=_problems(401, 403, 404, 422),
+    )
+    async def get_service_request(
+        request_id: RequestId, request: Request, caller: Caller, aggregator: Aggregator
+    ) -> ServiceRequestView:
+        record = await owned(aggregator, request_id, caller)
+        return _view(record.state, self_url(request, record.id))
+
+    @api.delete(
+        "/service-requests/{request_id}",
+        response_model=ServiceRequestView,
+        summary="Cancel a pending service request",
+        responses=_problems(401, 403, 404, 409, 422),
+    )
+    async def cancel_service_request(
+        request_id: RequestId, request: Request, caller: Caller, aggregator: Aggregator
+    ) -> ServiceRequestView:
+        record = await owned(aggregator, request_id, caller)
+        if record.state.final:
+            raise _already_final(record)
+        record = await aggregator.cancel(str(request_id), caller)
+        if record.status is not ServiceState.CANCELLED:  # became final meanwhile
+            raise _already_final(record)
+        return _view(record.state, self_url(request, record.id))
+
+    @api.get(
+        "/messages/{message_id}",
+        response_model=MessageTrace,
+        summary="The lifecycle trace of one bus message the caller sent or received",
+        tags=["messages"],
+        responses=_problems(400, 401, 403, 404),
+    )
+    async def get_message_trace(
+        message_id: Annotated[str, Path(max_length=64)], caller: Caller, journal: Journal
+    ) -> MessageTrace:
+        message_id = canonical_message_id(message_id)
+        message = await journal.get(message_id)
+        if caller not in (message.sender, message.recipient):
+            raise NotFound(f"no message {message_id}", message_id=message_id)
+        history = await journal.history(message_id)
+        responses = await journal.responses_to(message_id)
+        return MessageTrace(
+            message_id=message.message_id,
+            kind=str(message.kind),
+            sender=message.sender,
+            recipient=message.recipient,
+            message_type=message.message_type,
+            in_reply_to=message.in_reply_to,
+            state=str(message.state),
+            created_at=message.created_at,
+            updated_at=message.updated_at,
+            expires_at=message.expires_at,
+            test_message=message.test_message,
+            transitions=[
+                TransitionView(
+                    from_state=str(t.from_state) if t.from_state is not None else None,
+                    to_state=str(t.to_state),
+                    at=t.at,
+                    reason=t.reason,
+                    actor=t.actor,
+                )
+                for t in history
+            ],
+            responses=[r.message_id for r in responses],
+        )
+
+    return api
+
+
+def _already_final(record: ServiceRequestRecord) -> Conflict:
+    return Conflict(
+        f"service request {record.id} is already {record.status} and cannot be cancelled",
+        id=str(record.id),
+        status=str(record.status),
+    )
+
+
+__all__ = [
+    "AggregatorProvider",
+    "Conflict",
+    "JournalProvider",
+    "Problem",
+    "ServiceRequests",
+    "problem_response",
+    "rest_router",
+]

@@ -1,0 +1,367 @@
+"""The aggregator over a whole in-process bus: memory transport, SQLite, a FakeClock.
+
+Agencies are tiny in-test providers on the ZAGS / MVD_MIGR / FNS clients: GetRequest,
+SendResponse of a shipped sample answer (or a rejection), Ack. Nothing sleeps; time
+moves only by advancing the bus's FakeClock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.aggregator import Aggregator, ApplicantDataInvalid, load_catalogue
+from gateway.aggregator.service import SEND_FAILED
+from gateway.client.participant import ParticipantClient
+from gateway.core.aggregation import PartStatus, ServiceRequestState
+from gateway.core.catalogue import Catalogue
+from gateway.core.errors import NotFound, SchemaViolation
+from gateway.core.service_lifecycle import CompletedBy, ServiceState
+from gateway.store.service_requests import ServiceRequestRecord, ServiceRequestStore
+from gateway.transport.base import Direction
+from gateway.xml import messages as m
+from tests.unit.bus_fixtures import Bus, content, open_bus
+
+ROOT = Path(__file__).resolve().parents[2]
+CATALOGUE: Catalogue = load_catalogue((ROOT / "config" / "services.toml").read_text("utf-8"))
+SERVICE = "child-birth-benefit"
+APPLICANT: dict[str, Any] = copy.deepcopy(CATALOGUE.get(SERVICE).example)
+PORTAL = "PORTAL"
+#: Which provider answers which part, and its sample answer.
+AGENCIES = {
+    "birth-record": ("ZAGS", "zags-birth-record.response"),
+    "parent-registration": ("MVD_MIGR", "mvd-residence-registration.response"),
+    "parent-inn": ("FNS", "fns-inn.response"),
+}
+
+
+@dataclass
+class World:
+    bus: Bus
+    store: ServiceRequestStore
+    agg: Aggregator
+
+    def aggregator(self, store: ServiceRequestStore | None = None) -> Aggregator:
+        """Another aggregator process on the same bus and (by default) the same store."""
+        return Aggregator(
+            catalogue=CATALOGUE,
+            store=store or self.store,
+            clients=self.bus.client,
+            clock=self.bus.clock,
+        )
+
+    async def answer(self, part: str) -> None:
+        """The agency of ``part`` answers its one pending request with its sample."""
+        agency, sample = AGENCIES[part]
+        await self._reply(
+            agency, lambda client, to: client.send_response(to, content=content(sample))
+        )
+
+    async def reject(self, part: str, code: str = "NO_DATA") -> None:
+        agency, _ = AGENCIES[part]
+        rejection = m.Rejection(code, "no such record")
+        await self._reply(
+            agency, lambda client, to: client.send_response(to, rejections=[rejection])
+        )
+
+    async def _reply(
+        self, agency: str, send: Callable[[ParticipantClient, str], Awaitable[Any]]
+    ) -> None:
+        client = self.bus.client(agency)
+        delivery = await client.get_request()
+        assert delivery is not None, f"{agency} has no request"
+        await send(client, delivery.reply_to)
+        await client.ack(delivery.metadata.message_id)
+
+    async def answer_all(self) -> None:
+        for part in AGENCIES:
+            await self.answer(part)
+
+    def advance(self, delta: timedelta) -> None:
+        self.bus.clock.advance(delta)
+
+
+@pytest.fixture
+async def world() -> AsyncIterator[World]:
+    bus = await open_bus()
+    store = ServiceRequestStore.from_url("sqlite://")
+    await store.migrate()
+    agg = Aggregator(catalogue=CATALOGUE, store=store, clients=bus.client, clock=bus.clock)
+    try:
+        yield World(bus, store, agg)
+    finally:
+        await store.close()
+        await bus.close()
+
+
+async def submit(w: World, agg: Aggregator | None = None, **kw: Any) -> ServiceRequestRecord:
+    record, created = await (agg or w.agg).submit(
+        service=SERVICE, applicant=APPLICANT, participant=PORTAL, **kw
+    )
+    assert created
+    return record
+
+
+def parts(state: ServiceRequestState) -> dict[str, PartStatus]:
+    return {p.id: p.status for p in state.parts}
+
+
+# --- submit ---------------------------------------------------------------------------
+
+
+async def test_submit_sends_one_signed_request_per_part(world: World) -> None:
+    record = await submit(world)
+    assert record.status is ServiceState.PENDING
+    assert all(p.message_id is not None and p.sent_at is not None for p in record.state.parts)
+    for agency, _ in AGENCIES.values():
+        assert await world.bus.depth(Direction.REQUESTS, agency) == 1
+    # Every part's MessageID correlates back to its part.
+    for p in record.state.parts:
+        assert p.message_id is not None
+        link = await world.store.by_message(p.message_id)
+        assert link is not None
+        assert (link.service_request_id, link.part_id) == (record.id, p.id)
+
+
+async def test_bad_input_is_refused_before_anything_is_sent(world: World) -> None:
+    with pytest.raises(NotFound):
+        await world.agg.submit(service="no-such-service", applicant=APPLICANT, participant=PORTAL)
+    bad = copy.deepcopy(APPLICANT)
+    del bad["parent"]["passport"]  # needed by the 2nd and 3rd parts, not the 1st
+    with pytest.raises(ApplicantDataInvalid) as err:
+        await world.agg.submit(service=SERVICE, applicant=bad, participant=PORTAL)
+    assert err.value.detail["field"] == "parent.passport.series"
+    with pytest.raises(SchemaViolation):
+        await world.agg.submit(
+            service=SERVICE, applicant=APPLICANT, participant=PORTAL, deadline_s=0
+        )
+    assert all(v == 0 for v in (await world.bus.depths()).values())
+    assert (await world.agg.find()).items == ()
+
+
+async def test_idempotency_key_returns_the_same_request_and_sends_nothing_twice(
+    world: World,
+) -> None:
+    first, created = await world.agg.submit(
+        service=SERVICE, applicant=APPLICANT, participant=PORTAL, idempotency_key="k-1"
+    )
+    again, created_again = await world.agg.submit(
+        service=SERVICE, applicant=APPLICANT, participant=PORTAL, idempotency_key="k-1"
+    )
+    assert created
+    assert not created_again
+    assert again.id == first.id
+    for agency, _ in AGENCIES.values():
+        assert await world.bus.depth(Direction.REQUESTS, agency) == 1
+    assert len((await world.agg.find(participant=PORTAL)).items) == 1
+
+
+# --- outcomes -------------------------------------------------------------------------
+
+
+async def test_all_three_parts_answer_completed(world: World) -> None:
+    record = await submit(world)
+    await world.answer_all()
+    assert await world.agg.pump_responses(PORTAL) == 3
+    done = await world.agg.get(str(record.id))
+    assert done.status is ServiceState.COMPLETED
+    assert done.completed_by is CompletedBy.ALL_ANSWERED
+    assert done.next_deadline is None
+    assert set(parts(done.state).values()) == {PartStatus.ANSWERED}
+    result = done.state.result
+    assert result is not None
+    for name in ("birth_act_number", "birth_act_date", "parent_registrations", "parent_inn"):
+        assert result[name] is not None, name
+    assert result["birth_not_found"] is None
+    assert await world.bus.depth(Direction.RESPONSES, PORTAL) == 0
+    page = await world.agg.find(status=ServiceState.COMPLETED, service=SERVICE)
+    assert [r.id for r in page.items] == [record.id]
+
+
+async def test_optional_part_silent_until_deadline_is_partial(world: World) -> None:
+    record = await submit(world)
+    await world.answer("birth-record")
+    await world.answer("parent-registration")
+    assert await world.agg.pump_responses(PORTAL) == 2
+    assert (await world.agg.get(str(record.id))).status is ServiceState.PENDING
+    assert await world.agg.fire_deadlines() == 0  # nothing due yet
+    world.advance(timedelta(minutes=2))  # the FNS part's deadline
+    assert await world.agg.fire_deadlines() == 1
+    done = await world.agg.get(str(record.id))
+    assert done.status is ServiceState.PARTIAL
+    assert done.completed_by is CompletedBy.DEADLINE
+    assert parts(done.state)["parent-inn"] is PartStatus.TIMED_OUT
+    assert done.state.result is not None
+    assert done.state.result["parent_inn"] is None
+    assert done.state.result["birth_act_number"] is not None
+
+
+async def test_required_part_rejected_fails_fast_naming_it(world: World) -> None:
+    record = await submit(world)
+    await world.reject("birth-record")
+    assert await world.agg.pump_responses(PORTAL) == 1
+    done = await world.agg.get(str(record.id))
+    assert done.status is ServiceState.FAILED
+    assert done.completed_by is CompletedBy.REQUIRED_REJECTED
+    assert done.state.failed_part == "birth-record"
+    rejection = done.state.part("birth-record").rejection
+    assert rejection is not None
+    assert rejection.code == "NO_DATA"
+
+
+async def test_required_part_timing_out_is_timed_out(world: World) -> None:
+    record = await submit(world)
+    await world.answer("birth-record")
+    await world.answer("parent-inn")
+    assert await world.agg.pump_responses(PORTAL) == 2
+    world.advance(timedelta(minutes=5))  # MVD never answered within its deadline
+    assert await world.agg.fire_deadlines() == 1
+    done = await world.agg.get(str(record.id))
+    assert done.status is ServiceState.TIMED_OUT
+    assert done.completed_by is CompletedBy.DEADLINE
+    assert parts(done.state)["parent-registration"] is PartStatus.TIMED_OUT
+    assert parts(done.state)["birth-record"] is PartStatus.ANSWERED
+
+
+async def test_service_deadline_override_times_everything_out(world: World) -> None:
+    record = await submit(world, deadline_s=30)
+    assert record.next_deadline == record.created_at + timedelta(seconds=30)
+    world.advance(timedelta(seconds=30))
+    assert await world.agg.fire_deadlines() == 1
+    assert (await world.agg.get(str(record.id))).status is ServiceState.TIMED_OUT
+
+
+async def test_cancel_then_replies_are_late(world: World) -> None:
+    record = await submit(world)
+    with pytest.raises(NotFound):
+        await world.agg.cancel(str(record.id), "SOMEONE_ELSE")
+    with pytest.raises(NotFound):
+        await world.agg.cancel(str(uuid.uuid4()), PORTAL)
+    cancelled = await world.agg.cancel(str(record.id), PORTAL)
+    assert cancelled.status is ServiceState.CANCELLED
+    assert cancelled.completed_by is CompletedBy.CANCELLED
+    # Cancelling again returns the final record unchanged.
+    assert (await world.agg.cancel(str(record.id), PORTAL)).version == cancelled.version
+    await world.answer_all()
+    assert await world.agg.pump_responses(PORTAL) == 0
+    assert (await world.agg.get(str(record.id))).version == cancelled.version
+
+
+async def test_late_reply_after_final_does_not_change_the_result(world: World) -> None:
+    record = await submit(world)
+    await world.answer("birth-record")
+    await world.answer("parent-registration")
+    await world.agg.pump_responses(PORTAL)
+    world.advance(timedelta(minutes=2))
+    await world.agg.fire_deadlines()
+    final = await world.agg.get(str(record.id))
+    assert final.status is ServiceState.PARTIAL
+    await world.answer("parent-inn")  # FNS finally answers
+    assert await world.agg.pump_responses(PORTAL) == 0
+    after = await world.agg.get(str(record.id))
+    assert after.state == final.state
+    assert after.version == final.version
+    assert await world.bus.depth(Direction.RESPONSES, PORTAL) == 0  # acked all the same
+
+
+async def test_send_failure_rejects_the_part(world: World) -> None:
+    calls = 0
+    real = world.bus.client(PORTAL)
+
+    class Flaky(ParticipantClient):
+        async def send_request(self, *args: Any, **kw: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            if calls == 2:
+                raise ConnectionError("bus unreachable")
+            return await real.send_request(*args, **kw)
+
+    flaky = Flaky(
+        signer=real.signer, verifier=real.verifier, clock=real.clock, call=world.bus.handle
+    )
+    agg = Aggregator(
+        catalogue=CATALOGUE, store=world.store, clients=lambda _: flaky, clock=world.bus.clock
+    )
+    record = await submit(world, agg)
+    assert record.status is ServiceState.FAILED
+    assert record.state.failed_part == "parent-registration"
+    rejection = record.state.part("parent-registration").rejection
+    assert rejection is not None
+    assert rejection.code == SEND_FAILED
+
+
+# --- several processes, restarts --------------------------------------------------------
+
+
+async def test_two_aggregators_applying_concurrently_stay_consistent(world: World) -> None:
+    other = world.aggregator()
+    records = [await submit(world) for _ in range(3)]
+    for _ in records:
+        await world.answer_all()
+    counts = await asyncio.gather(world.agg.pump_responses(PORTAL), other.pump_responses(PORTAL))
+    assert sum(counts) == 9
+    for r in records:
+        done = await world.agg.get(str(r.id))
+        assert done.status is ServiceState.COMPLETED
+        assert set(parts(done.state).values()) == {PartStatus.ANSWERED}
+        assert done.version == 4  # created + three applied replies, none lost
+
+
+async def test_conflicting_save_is_reapplied_on_the_fresh_state(world: World) -> None:
+    record = await submit(world)
+    other = world.aggregator()
+
+    class RacingStore(ServiceRequestStore):
+        raced = False
+
+        async def save(
+            self, state: ServiceRequestState, expected_version: int, *, at: datetime
+        ) -> ServiceRequestRecord:
+            if not self.raced:
+                # Another process applies its reply between our read and our save.
+                self.raced = True
+                await world.answer("parent-registration")
+                assert await other.pump_responses(PORTAL) == 1
+            return await super().save(state, expected_version, at=at)
+
+    racing = RacingStore(world.store.engine)
+    agg = world.aggregator(racing)
+    await world.answer("birth-record")
+    # Our aggregator pulls only the ZAGS reply; the racer's MVD reply is sent after.
+    assert await agg.pump_responses(PORTAL) == 1
+    done = await world.agg.get(str(record.id))
+    assert parts(done.state)["birth-record"] is PartStatus.ANSWERED
+    assert parts(done.state)["parent-registration"] is PartStatus.ANSWERED
+    assert done.version == 3
+
+
+async def test_resume_after_restart_completes_a_pending_request(world: World) -> None:
+    record = await submit(world)
+    await world.answer("birth-record")
+    await world.agg.pump_responses(PORTAL)
+    del world.agg  # the process dies
+    restarted = world.aggregator()
+    assert await restarted.resume() == 1
+    await world.answer("parent-registration")
+    await world.answer("parent-inn")
+    assert await restarted.pump_responses(PORTAL) == 2
+    done = await restarted.get(str(record.id))
+    assert done.status is ServiceState.COMPLETED
+    assert await restarted.resume() == 0
+
+
+async def test_resume_after_restart_honours_stored_deadlines(world: World) -> None:
+    record = await submit(world)
+    restarted = world.aggregator()
+    assert await restarted.resume() == 1
+    world.advance(timedelta(minutes=10))
+    assert await restarted.fire_deadlines() == 1
+    assert (await restarted.get(str(record.id))).status is ServiceState.TIMED_OUT
