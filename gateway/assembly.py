@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from gateway.aggregator import Aggregator, load_catalogue
+from gateway.client.participant import ParticipantClient
 from gateway.config import Settings
 from gateway.core.admission import TimePolicy
 from gateway.core.clock import Clock, MessageIdSource, SystemClock
@@ -13,6 +15,7 @@ from gateway.crypto.keystore import load_signer, load_verifier
 from gateway.router.context import BusContext
 from gateway.router.router import Router
 from gateway.store.journal import SqlStore
+from gateway.store.service_requests import ServiceRequestStore
 from gateway.transport.amqp import AmqpTransport
 from gateway.transport.base import Transport
 from gateway.transport.memory import MemoryTransport
@@ -61,3 +64,34 @@ async def open_router(settings: Settings, clock: Clock | None = None) -> Router:
     router = Router(ctx, transport, SqlStore.from_url(settings.database_url))
     await router.start()
     return router
+
+
+def open_aggregator(settings: Settings, router: Router) -> Aggregator:
+    """The service-request aggregator on the router's journal; it signs for portals with
+    their keys held server-side (see :mod:`gateway.aggregator.service`)."""
+    path = settings.services_file
+    if not path.is_file():
+        raise InternalError(f"service catalogue {path} does not exist; set SMEVBUS_SERVICES_FILE")
+    catalogue = load_catalogue(
+        path.read_text(encoding="utf-8"), types=router.ctx.catalog, source=str(path)
+    )
+    store = router.store
+    if not isinstance(store, SqlStore):
+        raise InternalError("the aggregator needs the SQL journal")
+
+    def client(participant: str) -> ParticipantClient:
+        return ParticipantClient(
+            signer=load_signer(settings.keys_dir, participant, settings.signature_profile),
+            verifier=router.ctx.verifier,
+            clock=router.ctx.clock,
+            call=router.handle,
+            bus_mnemonic=router.ctx.registry.bus_mnemonic,
+            ids=router.ctx.ids,
+        )
+
+    return Aggregator(
+        catalogue=catalogue,
+        store=ServiceRequestStore.for_journal(store),
+        clients=client,
+        clock=router.ctx.clock,
+    )

@@ -21,6 +21,10 @@ class Settings(BaseSettings):
     transport: str = Field(default="memory", pattern="^(memory|amqp)$")
     keys_dir: Path = REPO_ROOT / "keys"
     registry_file: Path = REPO_ROOT / "config" / "registry.toml"
+    #: The service catalogue of the REST service-request API.
+    services_file: Path = REPO_ROOT / "config" / "services.toml"
+    #: How often the aggregator pulls replies and checks deadlines (seconds).
+    aggregator_interval_s: float = Field(default=0.2, gt=0)
     xsd_dir: Path = REPO_ROOT / "xsd"
     signature_profile: SignatureProfile = SignatureProfile.SMEV
     http_host: str = "127.0.0.1"

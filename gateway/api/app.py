@@ -7,6 +7,8 @@ refused from ``Content-Length`` or while streaming, before anything is parsed.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,7 +16,10 @@ import structlog
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
+from gateway.aggregator import Aggregator
 from gateway.api import wsdl
+from gateway.api.auth import TokenAuth
+from gateway.api.rest import rest_router
 from gateway.config import Settings
 from gateway.core.errors import MessageTooLarge, SmevbusError
 from gateway.router.router import Router
@@ -27,29 +32,54 @@ SOAP_MEDIA_TYPE = "text/xml; charset=utf-8"
 ENVELOPE_OVERHEAD = 64 * 1024
 
 
-def create_app(settings: Settings, router: Router | None = None) -> FastAPI:
-    """The app; with ``router`` None it opens one from ``settings`` at startup."""
+def create_app(
+    settings: Settings, router: Router | None = None, aggregator: Aggregator | None = None
+) -> FastAPI:
+    """The app; with ``router`` None it opens one (and the aggregator) from ``settings``
+    at startup. A caller handing in ``router`` and ``aggregator`` drives the aggregator's
+    pumping itself (tests)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from gateway.assembly import open_router
+        from gateway.assembly import open_aggregator, open_router
 
-        owned = router is None
-        app.state.router = router or await open_router(settings)
+        if router is not None:
+            yield
+            return
+        app.state.router = await open_router(settings)
+        app.state.aggregator = open_aggregator(settings, app.state.router)
+        portals = sorted(set(settings.api_tokens.values()))
+        pumping = asyncio.create_task(
+            _aggregate(app.state.aggregator, portals, settings.aggregator_interval_s)
+        )
         try:
             yield
         finally:
-            if owned:
-                await app.state.router.close()
+            pumping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pumping
+            await app.state.router.close()
 
     app = FastAPI(
         title="smevbus",
-        summary="Interagency message bus: SOAP message exchange at /ws (WSDL at /ws?wsdl)",
+        summary=(
+            "Interagency message bus: SOAP message exchange at /ws (WSDL at /ws?wsdl), "
+            "service requests at /api/v1"
+        ),
         version="0.1.0",
         lifespan=lifespan,
     )
     if router is not None:
         app.state.router = router
+        app.state.aggregator = aggregator
+    app.include_router(
+        rest_router(
+            TokenAuth(
+                settings.api_tokens,
+                allowed=lambda participant: participant in app.state.router.ctx.registry.mnemonics,
+            )
+        )
+    )
     limit = settings.max_message_bytes + ENVELOPE_OVERHEAD
 
     def base_url(request: Request) -> str:
@@ -90,6 +120,25 @@ def create_app(settings: Settings, router: Router | None = None) -> FastAPI:
         )
 
     return app
+
+
+async def _aggregate(aggregator: Aggregator, portals: list[str], interval: float) -> None:
+    """Pull the portals' replies into their service requests and fire deadlines, forever.
+
+    Monitoring-style loop: a failure is logged and retried next round; it never stops
+    the gateway or loses a reply (replies are acked only after they are saved).
+    """
+    while True:
+        for portal in portals:
+            try:
+                await aggregator.pump_responses(portal)
+            except Exception:
+                log.exception("aggregator_pump_failed", participant=portal)
+        try:
+            await aggregator.fire_deadlines()
+        except Exception:
+            log.exception("aggregator_deadlines_failed")
+        await asyncio.sleep(interval)
 
 
 async def _read_limited(request: Request, limit: int) -> bytes:

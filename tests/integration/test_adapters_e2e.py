@@ -1,6 +1,6 @@
 """The whole chain as separate processes, as docker-compose runs it.
 
-``smevbus serve`` (RabbitMQ + PostgreSQL) + mock ZAGS + mock MVD + ``smevbus adapter zags
+``smevbus serve`` (RabbitMQ + PostgreSQL) + the mock agencies + ``smevbus adapter zags
 --pull`` (SOAP polling of /ws) and ``smevbus adapter mvd_migration`` (push, the default:
 consuming requests.MVD_MIGR from the gateway's RabbitMQ vhost): the portal's
 SendRequests are answered with the mock registries' data, signed by the agency, verified
@@ -10,7 +10,6 @@ by the bus and by the portal; the journal tells how each request was delivered.
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,19 +21,11 @@ from lxml import etree
 from gateway.client.http import http_call
 from gateway.client.participant import ParticipantClient
 from gateway.core.clock import SystemClock
-from gateway.crypto.devpki import init_dev_pki
 from gateway.crypto.keystore import load_signer, load_verifier
 from gateway.xml.parse import parse_secure
 from gateway.xml.readers import read_response_data
 from tests.integration import store_fixtures
-from tests.integration.gateway_process import (
-    SMEVBUS,
-    GatewayProcess,
-    ServiceProcess,
-    free_port,
-    fresh_database,
-    isolated_vhost,
-)
+from tests.integration.chain import Chain, running_chain
 
 postgres_url = store_fixtures.postgres_url
 pytestmark = pytest.mark.integration
@@ -44,82 +35,14 @@ CONTENT = ROOT / "tests" / "data" / "content"
 PARTICIPANTS = {"PORTAL": "portal", "ZAGS": "zags", "MVD_MIGR": "mvd", "FNS": "fns"}
 
 
-@dataclass
-class Chain:
-    gateway: GatewayProcess
-    keys: Path
-
-
 @pytest.fixture(scope="module")
 def chain(
     amqp_url: str, postgres_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Chain]:
-    keys = tmp_path_factory.mktemp("keys")
-    logs = tmp_path_factory.mktemp("logs")
-    init_dev_pki(keys, {**PARTICIPANTS, "SMEVBUS": "bus"}, clock=SystemClock())
-    env = {"SMEVBUS_KEYS_DIR": str(keys)}
-    zags_port, mvd_port = free_port(), free_port()
-    started: list[ServiceProcess] = []
-    with isolated_vhost(amqp_url) as vhost_url, fresh_database() as db_url:
-        gateway = GatewayProcess(
-            env={
-                **env,
-                "SMEVBUS_TRANSPORT": "amqp",
-                "SMEVBUS_AMQP_URL": vhost_url,
-                "SMEVBUS_DATABASE_URL": db_url,
-            },
-            log_path=logs / "gateway.log",
-        )
-        gateway.start()
-        python = sys.executable
-        services = [
-            ServiceProcess(
-                [python, "-m", "adapters.zags.mock_service", "--port", str(zags_port)],
-                logs / "mock-zags.log",
-                ready_url=f"http://127.0.0.1:{zags_port}/_health",
-            ),
-            ServiceProcess(
-                [python, "-m", "adapters.mvd_migration.mock_service", "--port", str(mvd_port)],
-                logs / "mock-mvd.log",
-                ready_url=f"http://127.0.0.1:{mvd_port}/health",
-            ),
-            ServiceProcess(
-                [
-                    str(SMEVBUS),
-                    "adapter",
-                    "zags",
-                    "--pull",
-                    "--gateway-url",
-                    gateway.base_url,
-                    "--agency-url",
-                    f"http://127.0.0.1:{zags_port}/zags?wsdl",
-                ],
-                logs / "adapter-zags.log",
-                env=env,
-            ),
-            ServiceProcess(
-                [
-                    str(SMEVBUS),
-                    "adapter",
-                    "mvd_migration",
-                    "--gateway-url",
-                    gateway.base_url,
-                    "--agency-url",
-                    f"http://127.0.0.1:{mvd_port}",
-                ],
-                logs / "adapter-mvd.log",
-                env={**env, "SMEVBUS_AMQP_URL": vhost_url},
-            ),
-        ]
-        try:
-            for service in services:
-                service.start()
-                started.append(service)
-            yield Chain(gateway, keys)
-        finally:
-            for service in reversed(started):
-                service.stop()
-            gateway.stop()
+    with running_chain(
+        amqp_url, tmp_path_factory.mktemp("keys"), tmp_path_factory.mktemp("logs")
+    ) as running:
+        yield running
 
 
 @dataclass

@@ -1,0 +1,102 @@
+"""The whole bus as separate processes, as docker-compose runs it, for end-to-end tests.
+
+``smevbus serve`` on its own RabbitMQ vhost and PostgreSQL database, the mock agencies,
+and their adapters: ZAGS with ``--pull`` (SOAP polling of /ws), MVD and FNS in push
+mode (consuming their queues on the gateway's vhost).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway.core.clock import SystemClock
+from gateway.crypto.devpki import init_dev_pki
+from tests.integration.gateway_process import (
+    SMEVBUS,
+    GatewayProcess,
+    ServiceProcess,
+    free_port,
+    fresh_database,
+    isolated_vhost,
+)
+
+PARTICIPANTS = {"PORTAL": "portal", "ZAGS": "zags", "MVD_MIGR": "mvd", "FNS": "fns"}
+
+
+@dataclass
+class Chain:
+    gateway: GatewayProcess
+    keys: Path
+
+
+def _adapter(name: str, gateway: GatewayProcess, agency: str) -> list[str]:
+    pull = ["--pull"] if name == "zags" else []
+    return [
+        str(SMEVBUS),
+        "adapter",
+        name,
+        *pull,
+        "--gateway-url",
+        gateway.base_url,
+        "--agency-url",
+        agency,
+    ]
+
+
+@contextmanager
+def running_chain(
+    amqp_url: str, keys: Path, logs: Path, *, api_tokens: dict[str, str] | None = None
+) -> Iterator[Chain]:
+    init_dev_pki(keys, {**PARTICIPANTS, "SMEVBUS": "bus"}, clock=SystemClock())
+    env = {"SMEVBUS_KEYS_DIR": str(keys)}
+    ports = {"zags": free_port(), "mvd_migration": free_port(), "fns": free_port()}
+    python = sys.executable
+    started: list[ServiceProcess] = []
+    with isolated_vhost(amqp_url) as vhost_url, fresh_database() as db_url:
+        gateway = GatewayProcess(
+            env={
+                **env,
+                "SMEVBUS_TRANSPORT": "amqp",
+                "SMEVBUS_AMQP_URL": vhost_url,
+                "SMEVBUS_DATABASE_URL": db_url,
+                "SMEVBUS_API_TOKENS": json.dumps(api_tokens or {}),
+            },
+            log_path=logs / "gateway.log",
+        )
+        gateway.start()
+        mocks = {
+            "zags": ("adapters.zags.mock_service", "/_health", "/zags?wsdl"),
+            "mvd_migration": ("adapters.mvd_migration.mock_service", "/health", ""),
+            "fns": ("adapters.fns.mock_service", "/health", ""),
+        }
+        services = []
+        for name, (module, health, path) in mocks.items():
+            base = f"http://127.0.0.1:{ports[name]}"
+            services.append(
+                ServiceProcess(
+                    [python, "-m", module, "--port", str(ports[name])],
+                    logs / f"mock-{name}.log",
+                    ready_url=base + health,
+                )
+            )
+            services.append(
+                ServiceProcess(
+                    _adapter(name, gateway, base + path),
+                    logs / f"adapter-{name}.log",
+                    env={**env, "SMEVBUS_AMQP_URL": vhost_url},
+                )
+            )
+        try:
+            for service in services:
+                service.start()
+                started.append(service)
+            yield Chain(gateway, keys)
+        finally:
+            for service in reversed(started):
+                service.stop()
+            gateway.stop()
