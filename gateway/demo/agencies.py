@@ -19,6 +19,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from adapters.catalog import ADAPTERS, close_quietly
+from adapters.fns.mock_service import create_mock_fns
 from adapters.mvd_migration.mock_service import create_mock_mvd
 from adapters.sdk import AdapterRunner
 from adapters.zags.mock_service import create_mock_zags
@@ -60,11 +61,16 @@ def _serving(app: FastAPI) -> Iterator[int]:
 
 @contextmanager
 def mock_agencies() -> Iterator[dict[str, MockAgency]]:
-    """Mock ZAGS (SOAP) and mock MVD (XML over HTTP), keyed by adapter name."""
-    with _serving(create_mock_zags()) as zags, _serving(create_mock_mvd()) as mvd:
+    """Mock ZAGS (SOAP), MVD and FNS (XML over HTTP), keyed by adapter name."""
+    with (
+        _serving(create_mock_zags()) as zags,
+        _serving(create_mock_mvd()) as mvd,
+        _serving(create_mock_fns()) as fns,
+    ):
         yield {
             "zags": MockAgency("ZAGS registry (SOAP)", f"http://127.0.0.1:{zags}/zags?wsdl"),
             "mvd_migration": MockAgency("MVD migration (XML/HTTP)", f"http://127.0.0.1:{mvd}"),
+            "fns": MockAgency("FNS INN (XML/HTTP)", f"http://127.0.0.1:{fns}"),
         }
 
 

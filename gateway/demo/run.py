@@ -1,4 +1,4 @@
-"""``smevbus demo``: a portal asks two agencies, in one process, on the embedded default.
+"""``smevbus demo``: a portal asks agencies, in one process, on the embedded default.
 
 PORTAL signs two SendRequests: the birth record of a child (ZAGS) and the validity of
 the mother's passport (MVD migration). The router checks each (schema, signature,
@@ -8,6 +8,9 @@ answer with responses signed by the agencies; the router checks those too and qu
 them for PORTAL, which pulls them, verifies them and acks. Every bus call goes through
 ``Router.handle`` as SOAP bytes, the same path as the HTTP endpoint; the transport is in
 memory and the journal SQLite.
+
+Then the portal submits the service request ``child-birth-benefit``: the aggregator
+fans it out to ZAGS, MVD and FNS, correlates the three answers and prints the result.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from rich.panel import Panel
 from rich.syntax import Syntax
 from rich.table import Table
 
-from gateway.assembly import open_router
+from gateway.aggregator import Aggregator
+from gateway.assembly import open_aggregator, open_router
 from gateway.client.participant import ParticipantClient
 from gateway.config import Settings
 from gateway.crypto.certificates import common_name
@@ -101,7 +105,9 @@ async def run_demo(settings: Settings, console: Console) -> int:
     router = await open_router(settings)
     try:
         with mock_agencies() as agencies:
-            clients = {m: _client(router, settings, m) for m in ("PORTAL", "ZAGS", "MVD_MIGR")}
+            clients = {
+                m: _client(router, settings, m) for m in ("PORTAL", "ZAGS", "MVD_MIGR", "FNS")
+            }
             adapters = DemoAdapters(agencies, clients)
             try:
                 console.rule("[bold]smevbus demo: a portal asks ZAGS and MVD, signed round trips")
@@ -112,7 +118,12 @@ async def run_demo(settings: Settings, console: Console) -> int:
                 )
                 for agency in agencies.values():
                     console.print(f"mock agency: {agency.name} at {agency.url}")
-                return await _scenario(router, clients["PORTAL"], adapters, console)
+                code = await _scenario(router, clients["PORTAL"], adapters, console)
+                if code == 0:
+                    code = await _service_request(
+                        open_aggregator(settings, router), adapters, console
+                    )
+                return code
             finally:
                 await adapters.aclose()
     finally:
@@ -124,6 +135,7 @@ async def _scenario(
 ) -> int:
     timeline = Timeline()
     asks = {"zags": birth_record_request(), "mvd_migration": passport_validity_request()}
+    runners = {name: adapters.runners[name] for name in asks}
     sent: dict[uuid.UUID, str] = {}
     for name, content in asks.items():
         console.print(Panel(_xml(content), title=f"PORTAL asks ({name})"))
@@ -136,7 +148,7 @@ async def _scenario(
         to = meta.recipient.mnemonic if meta.recipient else "?"
         console.print(f"bus accepted MessageID [bold]{meta.message_id}[/] for {to}")
 
-    for name, runner in adapters.runners.items():
+    for name, runner in runners.items():
         outcome = await timeline.step(
             common_name(runner.client.signer.certificate) or name,
             f"{name} adapter: GetRequest, ask the agency, SendResponse, Ack",
@@ -183,4 +195,62 @@ async def _scenario(
         console.print(table)
         ok = ok and report.status == "RESPONSE_DELIVERED"
     console.print("[bold green]round trip complete[/]" if ok else "[red]round trip incomplete[/]")
+    return 0 if ok else 1
+
+
+APPLICANT = {
+    "child": {
+        "last_name": "Смирнова",
+        "first_name": "Анна",
+        "middle_name": "Сергеевна",
+        "birth_date": "2019-03-14",
+    },
+    "parent": {
+        "last_name": "Смирнова",
+        "first_name": "Елена",
+        "middle_name": "Викторовна",
+        "birth_date": "1991-07-02",
+        "passport": {"series": "7011", "number": "123456"},
+    },
+}
+
+
+async def _service_request(aggregator: Aggregator, adapters: DemoAdapters, console: Console) -> int:
+    """The portal's service request: one submission, three agencies, one result."""
+    console.rule("[bold]service request child-birth-benefit: fan-out to ZAGS, MVD and FNS")
+    record, _ = await aggregator.submit(
+        service="child-birth-benefit", applicant=APPLICANT, participant="PORTAL"
+    )
+    console.print(f"submitted service request [bold]{record.id}[/]; parts sent:")
+    for part in record.state.parts:
+        console.print(f"  {part.id:<22} {part.message_type}  MessageID {part.message_id}")
+    announced: set[str] = set()
+    for _round in range(10):  # each round: every agency answers what it has, replies pulled
+        for runner in adapters.runners.values():
+            await runner.run_once()
+        await aggregator.pump_responses("PORTAL")
+        record = await aggregator.get(str(record.id))
+        for part in record.state.parts:
+            if part.replied_at is not None and part.id not in announced:
+                announced.add(part.id)
+                console.print(f"  part {part.id} arrived: {part.status}")
+        if record.state.final:
+            break
+    state = record.state
+    parts = Table(title=f"service request {state.id}: {state.status} ({state.completed_by})")
+    for column in ("part", "required", "status", "message id"):
+        parts.add_column(column)
+    for part in state.parts:
+        parts.add_row(part.id, str(part.required), str(part.status), str(part.message_id))
+    console.print(parts)
+    result = Table(title="aggregated result")
+    result.add_column("field")
+    result.add_column("value")
+    for name, value in (state.result or {}).items():
+        result.add_row(name, str(value))
+    console.print(result)
+    ok = state.status == "COMPLETED"
+    console.print(
+        "[bold green]service request complete[/]" if ok else f"[red]ended {state.status}[/]"
+    )
     return 0 if ok else 1
