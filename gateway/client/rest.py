@@ -1,0 +1,241 @@
+"""A typed async client of the REST API (``/api/v1``): service requests and traces.
+
+Responses are parsed with the REST module's own pydantic models, so client and
+server cannot drift apart. Every ``application/problem+json`` answer is raised as
+the matching :class:`~gateway.core.errors.SmevbusError` subclass (found by the
+problem's ``code``; an unknown code becomes :class:`~gateway.core.errors.InternalError`),
+with the problem's ``context`` as the error's ``detail``. A gateway that cannot be
+reached, or answers something that is not the API's, is an ``InternalError`` too.
+
+    async with ServiceRequestsClient("http://gateway:8080", token) as api:
+        view = await api.submit("child-birth-benefit", applicant)
+        final = await api.wait(view.id, timeout=120)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from gateway.api.auth import Unauthenticated
+from gateway.api.rest import (
+    PREFIX,
+    PROBLEM_MEDIA_TYPE,
+    Conflict,
+    MessageTrace,
+    PartView,
+    Problem,
+    ServiceRequestList,
+    ServiceRequestView,
+    Submitted,
+    TransitionView,
+)
+from gateway.core.errors import ALL_ERRORS, InternalError, SmevbusError
+from gateway.core.service_lifecycle import FINAL, ServiceState
+
+M = TypeVar("M", bound=BaseModel)
+
+#: Problem ``code`` -> the error class raised for it.
+_KNOWN: tuple[type[SmevbusError], ...] = (*ALL_ERRORS, Unauthenticated, Conflict)
+ERRORS_BY_CODE: dict[str, type[SmevbusError]] = {cls.code: cls for cls in _KNOWN}
+
+ProgressCallback = Callable[[ServiceRequestView], Awaitable[None] | None]
+
+
+def error_from_problem(problem: Problem) -> SmevbusError:
+    """The typed error a problem+json body stands for (its ``context`` as ``detail``)."""
+    cls = ERRORS_BY_CODE.get(problem.code)
+    context = dict(problem.context or {})
+    if cls is None:
+        return InternalError(problem.detail, problem_code=problem.code, **context)
+    return cls(problem.detail, **context)
+
+
+def is_final(view: ServiceRequestView) -> bool:
+    return view.status in FINAL
+
+
+def _progress_key(view: ServiceRequestView) -> tuple[object, ...]:
+    return (view.status, *((p.id, p.status) for p in view.parts))
+
+
+class ServiceRequestsClient:
+    """The REST API of one gateway, as one portal (bearer ``token``).
+
+    ``transport`` replaces the network (``httpx.ASGITransport(app=...)`` in tests).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        self.base_url = base_url
+        self._http = httpx.AsyncClient(
+            base_url=base_url,
+            transport=transport,
+            timeout=timeout,
+            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # --- the API ----------------------------------------------------------------
+
+    async def submit(
+        self,
+        service: str,
+        applicant: dict[str, Any],
+        *,
+        idempotency_key: str | None = None,
+        deadline_s: float | None = None,
+    ) -> ServiceRequestView:
+        """Submit a service request and return its current view.
+
+        Retrying under the same ``idempotency_key`` returns the first request.
+        """
+        body: dict[str, Any] = {"service": service, "applicant": applicant}
+        if deadline_s is not None:
+            body["deadline_s"] = deadline_s
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key is not None else {}
+        submitted = await self._call(
+            Submitted, "POST", f"{PREFIX}/service-requests", json=body, headers=headers
+        )
+        return await self.get(submitted.id)
+
+    async def get(self, id: str | uuid.UUID) -> ServiceRequestView:
+        return await self._call(ServiceRequestView, "GET", f"{PREFIX}/service-requests/{id}")
+
+    async def list(
+        self,
+        *,
+        status: ServiceState | str | None = None,
+        service: str | None = None,
+        since: datetime | None = None,
+        limit: int | None = None,
+        after: str | None = None,
+    ) -> ServiceRequestList:
+        """One page of the caller's service requests, oldest first (``after`` = cursor)."""
+        params: dict[str, str] = {}
+        if status is not None:
+            params["status"] = str(status)
+        if service is not None:
+            params["service"] = service
+        if since is not None:
+            params["since"] = since.isoformat()
+        if limit is not None:
+            params["limit"] = str(limit)
+        if after is not None:
+            params["after"] = after
+        return await self._call(
+            ServiceRequestList, "GET", f"{PREFIX}/service-requests", params=params
+        )
+
+    async def cancel(self, id: str | uuid.UUID) -> ServiceRequestView:
+        """Cancel a pending request; a final one is a ``conflict`` error."""
+        return await self._call(ServiceRequestView, "DELETE", f"{PREFIX}/service-requests/{id}")
+
+    async def trace(self, message_id: str | uuid.UUID) -> MessageTrace:
+        """The lifecycle of one bus message the caller sent or received."""
+        return await self._call(MessageTrace, "GET", f"{PREFIX}/messages/{message_id}")
+
+    async def wait(
+        self,
+        id: str | uuid.UUID,
+        *,
+        timeout: float,  # noqa: ASYNC109 - a polling budget, not a cancel scope
+        poll_interval: float = 1.0,
+        on_progress: ProgressCallback | None = None,
+    ) -> ServiceRequestView:
+        """Poll until the request is final and return that view.
+
+        ``on_progress`` gets the first view and then every view in which the status
+        or a part's status changed (it may be a coroutine function). Raises
+        :class:`TimeoutError` when ``timeout`` seconds pass first.
+        """
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + timeout
+        seen: tuple[object, ...] | None = None
+        while True:
+            view = await self.get(id)
+            key = _progress_key(view)
+            if on_progress is not None and key != seen:
+                outcome = on_progress(view)
+                if outcome is not None:
+                    await outcome
+            seen = key
+            if is_final(view):
+                return view
+            if loop.time() >= give_up:
+                raise TimeoutError(
+                    f"service request {id} is still {view.status} after {timeout:g}s"
+                )
+            await asyncio.sleep(max(0.0, min(poll_interval, give_up - loop.time())))
+
+    # --- plumbing ---------------------------------------------------------------
+
+    async def _call(self, model: type[M], method: str, url: str, **kwargs: Any) -> M:
+        try:
+            response = await self._http.request(method, url, **kwargs)
+        except httpx.HTTPError as exc:
+            raise InternalError(
+                f"cannot reach the gateway at {self.base_url}: {exc}", url=self.base_url
+            ) from exc
+        if response.is_success:
+            try:
+                return model.model_validate_json(response.content)
+            except ValidationError as exc:
+                raise InternalError(
+                    f"the gateway answered {method} {url} with an unexpected body",
+                    status=response.status_code,
+                ) from exc
+        raise _error_of(response)
+
+
+def _error_of(response: httpx.Response) -> SmevbusError:
+    media_type = response.headers.get("content-type", "").split(";")[0].strip()
+    if media_type in (PROBLEM_MEDIA_TYPE, "application/json"):
+        try:
+            return error_from_problem(Problem.model_validate_json(response.content))
+        except ValidationError:
+            pass
+    return InternalError(
+        f"the gateway answered HTTP {response.status_code} without a problem report",
+        status=response.status_code,
+    )
+
+
+__all__ = [
+    "ERRORS_BY_CODE",
+    "MessageTrace",
+    "PartView",
+    "ProgressCallback",
+    "ServiceRequestList",
+    "ServiceRequestView",
+    "ServiceRequestsClient",
+    "TransitionView",
+    "error_from_problem",
+    "is_final",
+]
