@@ -29,10 +29,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.api.auth import TokenAuth
 from gateway.core.aggregation import PartStatus, ServiceRequestState
 from gateway.core.errors import (
+    InternalError,
     InvalidContent,
     NotFound,
     Origin,
@@ -126,6 +128,14 @@ class ProblemRoute(APIRoute):
                 return problem_response(_validation_error(exc), instance=request.url.path)
             except SmevbusError as exc:
                 return problem_response(exc, instance=request.url.path)
+            except StarletteHTTPException as exc:
+                # FastAPI's own refusals, e.g. a body that is not UTF-8 JSON (400).
+                error: SmevbusError = (
+                    InvalidContent(f"the request could not be read: {exc.detail}")
+                    if exc.status_code < 500
+                    else InternalError("the bus failed to process the request; retry later")
+                )
+                return problem_response(error, instance=request.url.path)
             except Exception as exc:  # a bug: never leak it, always answer problem+json
                 log.exception("rest_api_error", path=request.url.path)
                 return problem_response(exc, instance=request.url.path)

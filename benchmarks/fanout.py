@@ -1,0 +1,390 @@
+"""Fan-out: child-birth-benefit through the aggregator next to each of its single requests.
+
+In one process, as ``smevbus demo``: the router on the memory transport with a SQLite
+journal (a file in a temp dir unless ``--database``), a fresh ECDSA (P-256) dev PKI in
+a temp dir (``init_dev_pki``), the mock ZAGS / MVD / FNS agencies served by uvicorn on
+threads with latency 0 (``gateway.demo.agencies``), the real adapters
+(``DemoAdapters``) and the aggregator (``gateway.assembly.open_aggregator``). Every bus
+call is a signed SOAP exchange through ``Router.handle``, verified on both sides.
+
+Rows, each as p50/p99 latency and requests/s:
+
+1. each single part alone (birth record -> ZAGS, residence registration -> MVD,
+   INN -> FNS): portal SendRequest of that part's content (built from the catalogue
+   and the demo applicant, exactly what the aggregator sends) -> its adapter's
+   ``run_once`` answers it -> portal GetResponse + Ack;
+2. ``child-birth-benefit`` sequentially (C = 1): ``Aggregator.submit`` (three signed
+   SendRequests, state in the store) -> the three adapters' ``run_once`` together
+   (``asyncio.gather``: in production they are separate processes working in
+   parallel) -> ``pump_responses`` -> until the record is final (COMPLETED checked);
+   the C = 1 rows of 1 and 2 are measured interleaved (one call of each per step) so
+   load from elsewhere hits them alike;
+3. ``child-birth-benefit`` with ``--concurrency`` C submissions in flight: C workers
+   submit and wait; one driver task loops over the adapters (drained together) and
+   the pump and resolves the records that became final. Latency is submit -> final.
+
+Then, per part inside the fan-out, p50 of sent -> replied as recorded in the service
+request state; the ratio fan-out p50 / slowest single-part p50 against the issue's
+target (<= 1.5x) and the service requests/s against the target (>= 100/s).
+
+Run: .venv/bin/python benchmarks/fanout.py [--requests 100] [--concurrency 8]
+     [--budget 45] [--database sqlite:///path | sqlite://]
+
+``--budget`` caps each phase (the interleaved C = 1 rows, then the concurrent row) in
+seconds so the default run stays near 2 minutes on a loaded machine; the ``n`` column
+says how many were done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import copy
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from lxml import etree
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from adapters.sdk import AdapterRunner  # noqa: E402
+from gateway.aggregator import Aggregator, build_request  # noqa: E402
+from gateway.assembly import load_registry, open_aggregator, open_router  # noqa: E402
+from gateway.client.participant import ParticipantClient  # noqa: E402
+from gateway.config import Settings  # noqa: E402
+from gateway.core.clock import SystemClock  # noqa: E402
+from gateway.crypto.devpki import init_dev_pki  # noqa: E402
+from gateway.crypto.keystore import load_signer  # noqa: E402
+from gateway.demo.agencies import DemoAdapters, mock_agencies  # noqa: E402
+from gateway.demo.run import APPLICANT  # noqa: E402
+from gateway.logs import configure_logging  # noqa: E402
+from gateway.router.router import Router  # noqa: E402
+from gateway.store.service_requests import ServiceRequestRecord  # noqa: E402
+from gateway.xml.readers import read_response_data  # noqa: E402
+
+SERVICE = "child-birth-benefit"
+PORTAL = "PORTAL"
+TARGET_RATIO = 1.5
+"""Issue #6: fan-out p50 <= 1.5x the slowest single part's p50."""
+TARGET_RATE = 100.0
+"""Issue #6: >= 100 service requests/s on the 2-core machine with ECDSA keys."""
+MAX_ROUNDS = 20
+
+
+# --- measuring -----------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    name: str
+    concurrency: int
+    latencies_ms: list[float]
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return len(self.latencies_ms) / self.seconds if self.seconds else 0.0
+
+    def pct(self, p: float) -> float:
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+    def line(self) -> str:
+        rate = f"{self.rate:>11.1f}" if self.seconds else f"{'-':>11}"
+        return (
+            f"{self.name:<52}{self.concurrency:>4}{len(self.latencies_ms):>6}"
+            f"{self.pct(50):>10.2f}{self.pct(99):>10.2f}{rate}"
+        )
+
+
+async def interleaved(
+    names: list[str], n: int, ones: list[Callable[[], Awaitable[None]]], budget: float
+) -> list[Result]:
+    """Sequential rows measured in turn, one call of each per step (after a warm-up);
+    no new step once ``budget`` seconds have gone by."""
+    for _ in range(min(5, n)):
+        for one in ones:
+            await one()
+    latencies: list[list[float]] = [[] for _ in ones]
+    spent = [0.0 for _ in ones]
+    deadline = time.perf_counter() + budget
+    for _ in range(n):
+        if time.perf_counter() > deadline:
+            break
+        for i, one in enumerate(ones):
+            began = time.perf_counter()
+            await one()
+            took = time.perf_counter() - began
+            latencies[i].append(took * 1000)
+            spent[i] += took
+    return [
+        Result(name, 1, lat, sec) for name, lat, sec in zip(names, latencies, spent, strict=True)
+    ]
+
+
+# --- the bench in one process ------------------------------------------------------------
+
+
+def _client(router: Router, settings: Settings, mnemonic: str) -> ParticipantClient:
+    return ParticipantClient(
+        signer=load_signer(settings.keys_dir, mnemonic, settings.signature_profile),
+        verifier=router.ctx.verifier,
+        clock=router.ctx.clock,
+        call=router.handle,
+        bus_mnemonic=router.ctx.registry.bus_mnemonic,
+        ids=router.ctx.ids,
+    )
+
+
+@dataclass
+class Bench:
+    aggregator: Aggregator
+    portal: ParticipantClient
+    runners: list[AdapterRunner]
+    #: part id -> (its request content, the runner answering its message type)
+    parts: dict[str, tuple[etree._Element, AdapterRunner]]
+    #: sent -> replied of each part inside the fan-out, per part id
+    in_fanout: dict[str, list[float]]
+
+    def single(self, part_id: str) -> Callable[[], Awaitable[None]]:
+        content, runner = self.parts[part_id]
+        portal = self.portal
+        checked = False
+
+        async def one() -> None:
+            nonlocal checked
+            meta = await portal.send_request(copy.deepcopy(content))
+            outcome = await runner.run_once()
+            if outcome is None or not outcome.acked:
+                raise RuntimeError(f"{part_id}: the adapter did not answer: {outcome}")
+            delivery = await portal.get_response()
+            if delivery is None or delivery.original_message_id != meta.message_id:
+                raise RuntimeError(f"{part_id}: no response for {meta.message_id}")
+            if not checked:
+                if read_response_data(delivery.response_data).content is None:
+                    raise RuntimeError(f"{part_id}: answered without data")
+                checked = True
+            await portal.ack(delivery.metadata.message_id)
+
+        return one
+
+    async def drain(self, runner: AdapterRunner) -> int:
+        """Answer every request queued for ``runner``; how many."""
+        done = 0
+        while (outcome := await runner.run_once()) is not None:
+            if not outcome.acked:
+                raise RuntimeError(f"{runner.participant}: an answer was not acked: {outcome}")
+            done += 1
+        return done
+
+    async def run_adapters(self) -> int:
+        counts = await asyncio.gather(*(self.drain(r) for r in self.runners))
+        return sum(counts)
+
+    def finished(self, record: ServiceRequestRecord) -> None:
+        state = record.state
+        if state.status != "COMPLETED":
+            raise RuntimeError(
+                f"service request {state.id} ended {state.status} ({state.completed_by})"
+            )
+        for part in state.parts:
+            if part.sent_at is not None and part.replied_at is not None:
+                took = (part.replied_at - part.sent_at).total_seconds() * 1000
+                self.in_fanout.setdefault(part.id, []).append(took)
+
+    async def fanout(self) -> None:
+        """One service request, alone: submit, adapters, pump, until final."""
+        aggregator = self.aggregator
+        record, _ = await aggregator.submit(
+            service=SERVICE, applicant=APPLICANT, participant=PORTAL
+        )
+        for _round in range(MAX_ROUNDS):
+            await self.run_adapters()
+            await aggregator.pump_responses(PORTAL)
+            record = await aggregator.get(str(record.id))
+            if record.state.final:
+                self.finished(record)
+                return
+        raise RuntimeError(f"service request {record.id} not final after {MAX_ROUNDS} rounds")
+
+    async def fanout_concurrent(self, n: int, concurrency: int, budget: float) -> Result:
+        """``n`` service requests, ``concurrency`` in flight, one driver task; no new
+        submission once ``budget`` seconds have gone by."""
+        aggregator = self.aggregator
+        loop = asyncio.get_running_loop()
+        waiting: dict[str, asyncio.Future[ServiceRequestRecord]] = {}
+        fresh: set[str] = set()
+        stop = asyncio.Event()
+
+        async def driver() -> None:
+            while not stop.is_set():
+                answered = await self.run_adapters()
+                applied = await aggregator.pump_responses(PORTAL)
+                check = list(waiting) if applied else [i for i in waiting if i in fresh]
+                fresh.clear()
+                for id in check:
+                    record = await aggregator.get(id)
+                    if record.state.final:
+                        waiting.pop(id).set_result(record)
+                if not answered and not applied:
+                    await asyncio.sleep(0.0005)  # nothing to do: let the submitters run
+
+        latencies: list[float] = []
+        left = n
+        deadline = time.perf_counter() + budget
+
+        async def worker() -> None:
+            nonlocal left
+            while left > 0 and time.perf_counter() < deadline:
+                left -= 1
+                began = time.perf_counter()
+                record, _ = await aggregator.submit(
+                    service=SERVICE, applicant=APPLICANT, participant=PORTAL
+                )
+                future: asyncio.Future[ServiceRequestRecord] = loop.create_future()
+                waiting[str(record.id)] = future
+                fresh.add(str(record.id))
+                self.finished(await asyncio.wait_for(future, timeout=60))
+                latencies.append((time.perf_counter() - began) * 1000)
+
+        task = asyncio.create_task(driver())
+        try:
+            start = time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            seconds = time.perf_counter() - start
+        finally:
+            stop.set()
+            await task
+        return Result(f"{SERVICE} (3 parts)", concurrency, latencies, seconds)
+
+
+async def run(
+    settings: Settings, n: int, concurrency: int, budget: float
+) -> tuple[list[Result], dict[str, list[float]], dict[str, list[float]]]:
+    """The rows, then sent -> replied per part inside the fan-out at C = 1 and at C."""
+    router = await open_router(settings)
+    try:
+        with mock_agencies() as agencies:
+            clients = {m: _client(router, settings, m) for m in ("ZAGS", "MVD_MIGR", "FNS")}
+            adapters = DemoAdapters(agencies, clients)
+            try:
+                aggregator = open_aggregator(settings, router)
+                service = aggregator.catalogue.get(SERVICE)
+                runners = list(adapters.runners.values())
+                parts = {
+                    part.id: (
+                        build_request(service, part, APPLICANT),
+                        next(r for r in runners if part.message_type in r.message_types),
+                    )
+                    for part in service.parts
+                }
+                bench = Bench(aggregator, _client(router, settings, PORTAL), runners, parts, {})
+                names = [f"single: {p} ({r.participant})" for p, (_, r) in parts.items()]
+                ones = [bench.single(p) for p in parts]
+                names.append(f"{SERVICE} (3 parts)")
+                ones.append(bench.fanout)
+                rows = await interleaved(names, n, ones, budget)
+                sequential = dict(bench.in_fanout)
+                bench.in_fanout.clear()
+                if concurrency > 1:
+                    for _ in range(min(concurrency, n)):  # warm-up of the driver path
+                        await bench.fanout()
+                    bench.in_fanout.clear()
+                    rows.append(await bench.fanout_concurrent(n, concurrency, budget))
+                return rows, sequential, bench.in_fanout
+            finally:
+                await adapters.aclose()
+    finally:
+        await router.close()
+
+
+# --- report ------------------------------------------------------------------------------
+
+
+def report(
+    rows: list[Result], sequential: dict[str, list[float]], concurrent: dict[str, list[float]]
+) -> None:
+    header = f"{'pipeline':<52}{'C':>4}{'n':>6}{'p50 ms':>10}{'p99 ms':>10}{'requests/s':>11}"
+    print()
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        print(row.line())
+    for label, per_part in (("C=1", sequential), (f"C={rows[-1].concurrency}", concurrent)):
+        for part_id, lat in per_part.items():
+            print(Result(f"  in fan-out {label}: {part_id} sent->replied", 0, lat, 0).line())
+    print("-" * len(header))
+
+    singles = [r for r in rows if r.name.startswith("single:")]
+    fan_seq = next(r for r in rows if r.name.startswith(SERVICE) and r.concurrency == 1)
+    slowest = max(singles, key=lambda r: r.pct(50))
+    ratio = fan_seq.pct(50) / slowest.pct(50)
+    verdict = "OK" if ratio <= TARGET_RATIO else "OVER TARGET"
+    print(
+        f"fan-out p50 / slowest single-part p50 (C=1): {fan_seq.pct(50):.2f} / "
+        f"{slowest.pct(50):.2f} ({slowest.name.removeprefix('single: ')}) = {ratio:.2f}x"
+        f"  [target <= {TARGET_RATIO}x: {verdict}]"
+    )
+    print(
+        f"  sum of the single-part p50s: {sum(r.pct(50) for r in singles):.2f} ms "
+        f"(what a portal asking the three agencies one after another would pay)"
+    )
+    for row in rows:
+        if row.name.startswith(SERVICE):
+            verdict = "OK" if row.rate >= TARGET_RATE else "UNDER TARGET"
+            print(
+                f"service requests/s at C={row.concurrency}: {row.rate:.1f}"
+                f"  [target >= {TARGET_RATE:.0f}/s: {verdict}]"
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=100, help="per row")
+    parser.add_argument(
+        "--concurrency", type=int, default=8, help="service requests in flight (1: none)"
+    )
+    parser.add_argument(
+        "--database", help="journal URL (default: a SQLite file in the temp dir; sqlite:// = RAM)"
+    )
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=45,
+        help="seconds per phase (C=1 rows, then the concurrent row): no new request after it",
+    )
+    args = parser.parse_args()
+    configure_logging(level="WARNING")
+    work = Path(tempfile.mkdtemp(prefix="smevbus-bench-fanout-"))
+    keys_dir = work / "keys"
+    settings = Settings(
+        transport="memory",
+        database_url=args.database or f"sqlite:///{work / 'journal.db'}",
+        keys_dir=keys_dir,
+    )
+    registry = load_registry(settings)
+    participants = {p.mnemonic: p.name for p in registry.participants}
+    participants[registry.bus_mnemonic] = "smevbus"
+    init_dev_pki(keys_dir, participants, key_type="ec", clock=SystemClock())
+    print(
+        f"{args.requests} requests per row; in one process: memory transport, journal "
+        f"{settings.database_url}, ECDSA P-256 dev keys in {keys_dir};\nmock agencies on "
+        "threads, latency 0; real adapters; every bus call signed and verified; "
+        f"C=1 rows measured interleaved; at most {args.budget:.0f} s per phase (n = done)"
+    )
+    started = time.perf_counter()
+    concurrency = max(1, args.concurrency)
+    rows, sequential, concurrent = asyncio.run(
+        run(settings, max(1, args.requests), concurrency, args.budget)
+    )
+    report(rows, sequential, concurrent)
+    print(f"\ntotal {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
