@@ -18,6 +18,7 @@ import structlog
 from adapters.catalog import ADAPTERS, close_quietly
 from adapters.sdk import AdapterRunner, PollPolicy
 from adapters.sdk.push import PushSource
+from adapters.sdk.runner import BUS_UNREACHABLE_ATTEMPTS
 from gateway.assembly import open_transport
 from gateway.client.http import http_call
 from gateway.client.participant import ParticipantClient
@@ -64,7 +65,14 @@ async def run_adapter(
             stack.push_async_callback(source.close)
             await source.start()
             runner = AdapterRunner(
-                adapter, client, source=source, poll=PUSH_POLL, participant=spec.mnemonic
+                adapter,
+                client,
+                source=source,
+                poll=PUSH_POLL,
+                participant=spec.mnemonic,
+                # Hold a delivery while the gateway restarts rather than spend its
+                # delivery limit on requeues.
+                bus_unreachable_attempts=BUS_UNREACHABLE_ATTEMPTS,
             )
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):

@@ -65,6 +65,10 @@ MAX_DESCRIPTION = 4000
 """RejectionReasonDescription is a string-4000 in the bus schema."""
 #: Bus refusals that are about the answer's content: answered with a FAILURE instead.
 _CONTENT_REFUSALS = frozenset({"schema_violation", "invalid_content", "message_too_large"})
+#: SendResponse tries while the bus is unreachable that push mode makes (with
+#: :data:`BUS_BACKOFF` between them: about a minute) before leaving the request unsettled.
+BUS_UNREACHABLE_ATTEMPTS = 10
+BUS_BACKOFF = PollPolicy()
 
 
 class OutcomeKind(StrEnum):
@@ -125,6 +129,7 @@ class AdapterRunner:
         monotonic: Callable[[], float] = time.perf_counter,
         participant: str | None = None,
         max_remembered: int = 10_000,
+        bus_unreachable_attempts: int = 1,
     ) -> None:
         self.adapter = adapter
         self.client = client
@@ -139,6 +144,7 @@ class AdapterRunner:
         self._monotonic = monotonic
         self._answers: OrderedDict[str, _Prepared] = OrderedDict()
         self._max_remembered = max_remembered
+        self.bus_unreachable_attempts = bus_unreachable_attempts
         self._stopping = asyncio.Event()
 
     @property
@@ -338,14 +344,34 @@ class AdapterRunner:
     async def _send(
         self, reply_to: str, request_id: str, prepared: _Prepared, attempts: int, resent: bool
     ) -> Outcome:
-        """SendResponse; on a content refusal by the bus, once more as a FAILURE rejection."""
-        try:
-            await self._send_response(reply_to, prepared)
-        except Exception as exc:
-            if not (resent and isinstance(exc, MessageAlreadySent)):
+        """SendResponse; on a content refusal by the bus, once more as a FAILURE rejection.
+
+        While the bus cannot be reached (connection refused or cut: the gateway is
+        restarting), the request is held and SendResponse tried up to
+        ``bus_unreachable_attempts`` times with :data:`BUS_BACKOFF` (push mode: releasing
+        it would count each try towards the queue's delivery limit and dead-letter a
+        request nobody refused).
+        """
+        tried = 0
+        while True:
+            tried += 1
+            try:
+                await self._send_response(reply_to, prepared)
+            except Exception as exc:
+                if (resent or tried > 1) and isinstance(exc, MessageAlreadySent):
+                    # This MessageID is on the bus already: an earlier try got there.
+                    log.info("answer_already_sent", response_id=str(prepared.response_id))
+                    break
+                if (
+                    unreachable_reason(exc) is not None
+                    and tried < self.bus_unreachable_attempts
+                    and not self._stopping.is_set()
+                ):
+                    log.warning("bus_unreachable", error=str(exc), attempt=tried)
+                    await self._pause(BUS_BACKOFF.delay(tried))
+                    continue
                 return await self._refused(exc, reply_to, request_id, prepared, attempts, resent)
-            # This MessageID is on the bus already: the earlier delivery's answer got there.
-            log.info("answer_already_sent", response_id=str(prepared.response_id))
+            break
         return Outcome(
             prepared.kind,
             request_id,

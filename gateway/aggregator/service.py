@@ -38,8 +38,10 @@ transaction. So by the time a request is on the bus its reply is already
 correlatable, by this or any other aggregator process. A part whose ``SendRequest``
 fails (the bus refuses it, or the transport is down) is recorded as rejected with
 code ``SEND_FAILED`` rather than left to time out (a required part fails the request
-fast). If the process dies between ``create`` and the sends, the unsent parts time
-out at their deadlines.
+fast). If the process dies between ``create`` and the sends, the portal's retry under
+the same ``Idempotency-Key`` sends every still-pending part again under its recorded
+MessageID (the bus deduplicates); without a retry the unsent parts time out at their
+deadlines.
 
 **Who signs.** The portal calls the REST API authenticated by a token mapped to a
 registered participant; it does not hold an XML signing key or speak SOAP. The
@@ -71,6 +73,7 @@ from gateway.client.participant import ParticipantClient
 from gateway.core.aggregation import (
     Effect,
     Outcome,
+    PartStatus,
     ServiceRequestState,
     new_service_request,
     on_cancel,
@@ -80,7 +83,7 @@ from gateway.core.aggregation import (
 )
 from gateway.core.catalogue import Catalogue
 from gateway.core.clock import Clock
-from gateway.core.errors import NotFound, SchemaViolation, SmevbusError
+from gateway.core.errors import MessageAlreadySent, NotFound, SchemaViolation, SmevbusError
 from gateway.store.service_requests import (
     ServiceRequestConflict,
     ServiceRequestPage,
@@ -158,6 +161,8 @@ class Aggregator:
                 service_request_id=str(record.id),
                 idempotency_key=idempotency_key,
             )
+            if record.service == service and not record.state.final:
+                record = await self._resend_pending(record, client, dict(contents))
             return record, False
         log.info(
             "service_request_created",
@@ -234,6 +239,24 @@ class Aggregator:
 
     # --- internals --------------------------------------------------------------------
 
+    async def _resend_pending(
+        self,
+        record: ServiceRequestRecord,
+        client: ParticipantClient,
+        contents: dict[str, etree._Element],
+    ) -> ServiceRequestRecord:
+        """A retried submit: send every still-pending part again under its MessageID.
+
+        The first submit may have died between ``create`` and its sends (its caller saw
+        the failure and retried): without this those parts would only time out. The bus
+        deduplicates by MessageID, so a part that did reach it is not sent twice.
+        """
+        for part in record.state.parts:
+            content = contents.get(part.id)
+            if part.status is PartStatus.PENDING and part.message_id and content is not None:
+                record = await self._send(record, client, part.id, content, part.message_id)
+        return record
+
     async def _send(
         self,
         record: ServiceRequestRecord,
@@ -244,6 +267,11 @@ class Aggregator:
     ) -> ServiceRequestRecord:
         try:
             await client.send_request(content, message_id=message_id)
+        except MessageAlreadySent:
+            # A resend of a part that is on the bus already (with other signature
+            # bytes): the first send stands.
+            log.info("part_already_sent", service_request_id=str(record.id), part=part_id)
+            return record
         except Exception as exc:  # any failure to hand the request to the bus
             code = exc.code if isinstance(exc, SmevbusError) else type(exc).__name__
             description = f"SendRequest failed ({code}): {exc}"

@@ -11,7 +11,7 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway.core.clock import SystemClock
@@ -32,6 +32,11 @@ PARTICIPANTS = {"PORTAL": "portal", "ZAGS": "zags", "MVD_MIGR": "mvd", "FNS": "f
 class Chain:
     gateway: GatewayProcess
     keys: Path
+    #: The started mocks and adapters by name ("mock-fns", "adapter-mvd_migration", ...),
+    #: so a fault test can stop one agency and start it again.
+    services: dict[str, ServiceProcess] = field(default_factory=dict)
+    #: The gateway's own database (its journal), for tests that inspect it.
+    database_url: str = ""
 
 
 def _adapter(name: str, gateway: GatewayProcess, agency: str) -> list[str]:
@@ -74,28 +79,24 @@ def running_chain(
             "mvd_migration": ("adapters.mvd_migration.mock_service", "/health", ""),
             "fns": ("adapters.fns.mock_service", "/health", ""),
         }
-        services = []
+        services: dict[str, ServiceProcess] = {}
         for name, (module, health, path) in mocks.items():
             base = f"http://127.0.0.1:{ports[name]}"
-            services.append(
-                ServiceProcess(
-                    [python, "-m", module, "--port", str(ports[name])],
-                    logs / f"mock-{name}.log",
-                    ready_url=base + health,
-                )
+            services[f"mock-{name}"] = ServiceProcess(
+                [python, "-m", module, "--port", str(ports[name])],
+                logs / f"mock-{name}.log",
+                ready_url=base + health,
             )
-            services.append(
-                ServiceProcess(
-                    _adapter(name, gateway, base + path),
-                    logs / f"adapter-{name}.log",
-                    env={**env, "SMEVBUS_AMQP_URL": vhost_url},
-                )
+            services[f"adapter-{name}"] = ServiceProcess(
+                _adapter(name, gateway, base + path),
+                logs / f"adapter-{name}.log",
+                env={**env, "SMEVBUS_AMQP_URL": vhost_url},
             )
         try:
-            for service in services:
+            for service in services.values():
                 service.start()
                 started.append(service)
-            yield Chain(gateway, keys)
+            yield Chain(gateway, keys, services, db_url)
         finally:
             for service in reversed(started):
                 service.stop()
