@@ -242,7 +242,8 @@ async def test_fns_down_ends_partial_at_the_deadline(chain: Chain) -> None:
     adapter = chain.services["adapter-fns"]
     adapter.stop()
     try:
-        view = await one_request(chain, "fns-down", deadline_s=5)
+        # Long enough for the required parts on a loaded machine; FNS never answers.
+        view = await one_request(chain, "fns-down", deadline_s=20)
     finally:
         adapter.start()
     parts = {p["id"]: p for p in view["parts"]}
