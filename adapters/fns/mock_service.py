@@ -23,13 +23,11 @@ Run it as a process::
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI, Request, Response
 from lxml import etree
 
@@ -43,6 +41,7 @@ from adapters.fns.native import (
     to_bytes,
 )
 from adapters.mocks.knobs import ControlUpdate, Knobs, MockConfig
+from adapters.mocks.serve import run_mock
 from gateway.core.errors import InvalidContent, SmevbusError
 from gateway.xml.parse import parse_secure
 
@@ -168,41 +167,13 @@ def create_mock_fns(config: MockConfig | None = None, dataset: Dataset | None = 
     return app
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def main(argv: Sequence[str] | None = None) -> None:
+    run_mock(
         prog="python -m adapters.fns.mock_service",
         description="Mock FNS INN service (native XML over HTTP).",
-    )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8702)
-    parser.add_argument("--latency-ms", type=int, default=0)
-    parser.add_argument("--error-rate", type=float, default=0.0)
-    parser.add_argument("--outage", action="store_true")
-    parser.add_argument("--malformed", action="store_true")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the error-rate RNG")
-    parser.add_argument("--log-level", default="warning")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    args = _parser().parse_args(argv)
-    try:
-        config = MockConfig(
-            latency_ms=args.latency_ms,
-            error_rate=args.error_rate,
-            outage=args.outage,
-            malformed=args.malformed,
-            seed=args.seed,
-        )
-    except ValueError as exc:
-        _parser().error(str(exc))
-    uvicorn.run(
-        create_mock_fns(config),
-        host=args.host,
-        port=args.port,
-        log_level=args.log_level,
-        access_log=False,
-        timeout_graceful_shutdown=5,
+        default_port=8702,
+        make_app=create_mock_fns,
+        argv=argv,
     )
 
 

@@ -23,18 +23,17 @@ Run it as a process::
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI, Request, Response
 from lxml import etree
 
 from adapters.mocks.knobs import ControlUpdate, Knobs
 from adapters.mocks.knobs import MockConfig as MockMvdConfig
+from adapters.mocks.serve import run_mock
 from adapters.mvd_migration.answers import answer_query, error_answer
 from adapters.mvd_migration.dataset import Dataset, build_dataset
 from adapters.mvd_migration.native import CONTENT_TYPE, ErrorCode, native_schema, q, to_bytes
@@ -118,41 +117,13 @@ def create_mock_mvd(config: MockMvdConfig | None = None, dataset: Dataset | None
     return app
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def main(argv: Sequence[str] | None = None) -> None:
+    run_mock(
         prog="python -m adapters.mvd_migration.mock_service",
         description="Mock MVD migration service (native XML over HTTP).",
-    )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8701)
-    parser.add_argument("--latency-ms", type=int, default=0)
-    parser.add_argument("--error-rate", type=float, default=0.0)
-    parser.add_argument("--outage", action="store_true")
-    parser.add_argument("--malformed", action="store_true")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the error-rate RNG")
-    parser.add_argument("--log-level", default="warning")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    args = _parser().parse_args(argv)
-    try:
-        config = MockMvdConfig(
-            latency_ms=args.latency_ms,
-            error_rate=args.error_rate,
-            outage=args.outage,
-            malformed=args.malformed,
-            seed=args.seed,
-        )
-    except ValueError as exc:
-        _parser().error(str(exc))
-    uvicorn.run(
-        create_mock_mvd(config),
-        host=args.host,
-        port=args.port,
-        log_level=args.log_level,
-        access_log=False,
-        timeout_graceful_shutdown=5,
+        default_port=8701,
+        make_app=create_mock_mvd,
+        argv=argv,
     )
 
 
