@@ -365,3 +365,46 @@ async def test_resume_after_restart_honours_stored_deadlines(world: World) -> No
     world.advance(timedelta(minutes=10))
     assert await restarted.fire_deadlines() == 1
     assert (await restarted.get(str(record.id))).status is ServiceState.TIMED_OUT
+
+
+class _Died(BaseException):
+    """The gateway process dying mid-submit (not an error the aggregator handles)."""
+
+
+async def test_a_retried_submit_sends_the_parts_a_dead_process_never_sent(
+    world: World,
+) -> None:
+    class DyingClient:
+        ids = world.bus.client(PORTAL).ids
+
+        async def send_request(self, *_: Any, **__: Any) -> Any:
+            raise _Died
+
+    dying = Aggregator(
+        catalogue=CATALOGUE,
+        store=world.store,
+        clients=lambda _participant: DyingClient(),  # type: ignore[arg-type, return-value]
+        clock=world.bus.clock,
+    )
+    with pytest.raises(_Died):
+        await dying.submit(
+            service=SERVICE, applicant=APPLICANT, participant=PORTAL, idempotency_key="k-9"
+        )
+    # Created and linked, but nothing reached the bus.
+    assert all(v == 0 for v in (await world.bus.depths()).values())
+
+    again, created = await world.agg.submit(
+        service=SERVICE, applicant=APPLICANT, participant=PORTAL, idempotency_key="k-9"
+    )
+    assert not created
+    for agency, _ in AGENCIES.values():
+        assert await world.bus.depth(Direction.REQUESTS, agency) == 1
+    # A second retry finds every part on the bus already: nothing is queued twice.
+    await world.agg.submit(
+        service=SERVICE, applicant=APPLICANT, participant=PORTAL, idempotency_key="k-9"
+    )
+    for agency, _ in AGENCIES.values():
+        assert await world.bus.depth(Direction.REQUESTS, agency) == 1
+    await world.answer_all()
+    await world.agg.pump_responses(PORTAL)
+    assert (await world.agg.get(str(again.id))).status is ServiceState.COMPLETED
