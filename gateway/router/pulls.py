@@ -15,7 +15,7 @@ from lxml import etree
 from gateway.core.admission import check_timestamp
 from gateway.core.envelope import MessageKind
 from gateway.core.errors import InvalidContent, NotFound
-from gateway.core.lifecycle import TERMINAL, MessageState
+from gateway.core.lifecycle import TERMINAL, IllegalTransition, MessageState
 from gateway.core.registry import Participant
 from gateway.crypto.envelope import sign_element
 from gateway.router.context import BusContext
@@ -83,17 +83,31 @@ class Pulls:
             if direction is Direction.REQUESTS
             else m.build_get_response_response
         )
-        pulled = await self._pull(direction, caller)
-        if pulled is None:
-            return building(None)
-        delivery, record = pulled
-        try:
-            return await self._hand_out(delivery, record, caller, direction)
-        except BaseException:
-            # Whatever went wrong, the message goes straight back to the queue instead of
-            # staying invisible for the whole visibility timeout.
-            await delivery.lapse()
-            raise
+        while True:
+            pulled = await self._pull(direction, caller)
+            if pulled is None:
+                return building(None)
+            delivery, record = pulled
+            try:
+                return await self._hand_out(delivery, record, caller, direction)
+            except IllegalTransition:
+                # Two copies of one message (at-least-once publishing) pulled at once:
+                # the other one was handed out first, so this copy is redundant.
+                current = await self.store.get(delivery.message.message_id)
+                if current.state not in _SETTLED and current.state is not MessageState.DELIVERED:
+                    await delivery.lapse()
+                    raise
+                log.info(
+                    "redundant_copy_dropped",
+                    message_id=delivery.message.message_id,
+                    state=str(current.state),
+                )
+                await delivery.ack()
+            except BaseException:
+                # Whatever went wrong, the message goes straight back to the queue
+                # instead of staying invisible for the whole visibility timeout.
+                await delivery.lapse()
+                raise
 
     async def _hand_out(
         self, delivery: Delivery, record: MessageRecord, caller: Participant, direction: Direction
