@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
-from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from lxml import etree
@@ -40,7 +39,8 @@ from adapters.fns.native import (
     q,
     to_bytes,
 )
-from adapters.mocks.knobs import ControlUpdate, Knobs, MockConfig
+from adapters.mocks.app import mock_app
+from adapters.mocks.knobs import Knobs, MockConfig
 from adapters.mocks.serve import run_mock
 from gateway.core.errors import InvalidContent, SmevbusError
 from gateway.xml.parse import parse_secure
@@ -123,22 +123,8 @@ def create_mock_fns(config: MockConfig | None = None, dataset: Dataset | None = 
     knobs = Knobs(config or MockConfig())
     records = dataset if dataset is not None else build_dataset()
     native_schema()  # compile at start-up, not on the first query
-    app = FastAPI(title="Mock FNS INN service", docs_url=None, redoc_url=None)
-    app.state.knobs = knobs
+    app = mock_app("Mock FNS INN service", knobs, len(records))
     app.state.dataset = records
-
-    @app.get("/health")
-    async def health() -> dict[str, Any]:
-        return {"status": "ok", "records": len(records), **knobs.snapshot()}
-
-    @app.get("/_control")
-    async def show_control() -> dict[str, Any]:
-        return knobs.snapshot()
-
-    @app.post("/_control")
-    async def control(change: ControlUpdate) -> dict[str, Any]:
-        knobs.update(change)
-        return knobs.snapshot()
 
     @app.post("/inn")
     async def inn(request: Request) -> Response:

@@ -26,12 +26,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from lxml import etree
 
-from adapters.mocks.knobs import ControlUpdate, Knobs
+from adapters.mocks.app import mock_app
+from adapters.mocks.knobs import Knobs
 from adapters.mocks.knobs import MockConfig as MockMvdConfig
 from adapters.mocks.serve import run_mock
 from adapters.mvd_migration.answers import answer_query, error_answer
@@ -70,22 +70,8 @@ def create_mock_mvd(config: MockMvdConfig | None = None, dataset: Dataset | None
     knobs = Knobs(config or MockMvdConfig())
     records = dataset if dataset is not None else build_dataset()
     native_schema()  # compile at start-up, not on the first query
-    app = FastAPI(title="Mock MVD migration service", docs_url=None, redoc_url=None)
-    app.state.knobs = knobs
+    app = mock_app("Mock MVD migration service", knobs, len(records))
     app.state.dataset = records
-
-    @app.get("/health")
-    async def health() -> dict[str, Any]:
-        return {"status": "ok", "records": len(records), **knobs.snapshot()}
-
-    @app.get("/_control")
-    async def show_control() -> dict[str, Any]:
-        return knobs.snapshot()
-
-    @app.post("/_control")
-    async def control(change: ControlUpdate) -> dict[str, Any]:
-        knobs.update(change)
-        return knobs.snapshot()
 
     @app.post("/query")
     async def query(request: Request) -> Response:
