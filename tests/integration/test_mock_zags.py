@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import functools
 import re
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -32,6 +29,7 @@ from adapters.zags.mock import LATENCY_HEADER, MockZagsConfig, create_mock_zags
 from adapters.zags.mock.dataset import Registry, build_registry, fixed_registry
 from adapters.zags.mock.schema import NAMESPACE, compiled_schema, wsdl_path
 from adapters.zags.mock.search import Act
+from tests.integration.gateway_process import ServiceProcess, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 CONTENT = REPO / "tests" / "data" / "content"
@@ -40,50 +38,21 @@ SOAP11 = "http://schemas.xmlsoap.org/soap/envelope/"
 DEFAULT_KNOBS = {"latency_ms": 0, "error_rate": 0.0, "outage": False, "malformed": False}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _wait_ready(base_url: str, process: subprocess.Popen[bytes], log: Path, within: float) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"mock ZAGS exited early:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{base_url}/_health", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    raise TimeoutError(f"mock ZAGS not ready in {within}s:\n{log.read_text()[-3000:]}")
-
-
 @pytest.fixture(scope="module")
 def mock_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The mock as a separate process; yields its base URL."""
-    port = _free_port()
-    log = tmp_path_factory.mktemp("mock_zags") / "mock_zags.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "adapters.zags.mock_service", "--port", str(port)],
-            cwd=REPO,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    port = free_port()
     base_url = f"http://127.0.0.1:{port}"
+    mock = ServiceProcess(
+        [sys.executable, "-m", "adapters.zags.mock_service", "--port", str(port)],
+        tmp_path_factory.mktemp("mock_zags") / "mock_zags.log",
+        ready_url=f"{base_url}/_health",
+    )
+    mock.start(ready_within=30)
     try:
-        _wait_ready(base_url, process, log, within=30)
         yield base_url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=15)
+        mock.stop()
 
 
 @pytest.fixture
@@ -355,7 +324,7 @@ def test_outage_answers_503_until_it_ends(mock_url: str, client: zeep.Client) ->
 
 def test_unreachable_registry_is_a_connection_error(client: zeep.Client) -> None:
     dead = client.create_service(
-        f"{ZR}ZagsRegistrySoapBinding", f"http://127.0.0.1:{_free_port()}/zags"
+        f"{ZR}ZagsRegistrySoapBinding", f"http://127.0.0.1:{free_port()}/zags"
     )
     with pytest.raises(requests.exceptions.ConnectionError):
         dead.FindBirthRecord(child=ANNA)

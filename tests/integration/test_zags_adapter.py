@@ -11,10 +11,7 @@ Nothing here needs RabbitMQ or PostgreSQL.
 
 from __future__ import annotations
 
-import socket
-import subprocess
 import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -37,6 +34,7 @@ from gateway.crypto.certificates import common_name
 from gateway.crypto.envelope import verify_element
 from gateway.xml.readers import read_response_data
 from gateway.xml.schema import type_catalog
+from tests.integration.gateway_process import ServiceProcess, free_port
 from tests.unit.bus_fixtures import content, open_bus
 
 REPO = Path(__file__).resolve().parents[2]
@@ -46,50 +44,21 @@ SLOW_MS = 50
 RETRY = RetryPolicy(attempts=3, delays=(0.5, 2.0), call_timeout=10.0)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _wait_ready(base_url: str, process: subprocess.Popen[bytes], log: Path, within: float) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"mock ZAGS exited early:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{base_url}/_health", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)  # polling interval of a bounded readiness wait
-    raise TimeoutError(f"mock ZAGS not ready in {within}s:\n{log.read_text()[-3000:]}")
-
-
 @pytest.fixture(scope="module")
 def mock_zags(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The mock registry as a separate process; yields its base URL."""
-    port = _free_port()
-    log = tmp_path_factory.mktemp("zags_adapter") / "mock_zags.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "adapters.zags.mock_service", "--port", str(port)],
-            cwd=REPO,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    port = free_port()
     base_url = f"http://127.0.0.1:{port}"
+    mock = ServiceProcess(
+        [sys.executable, "-m", "adapters.zags.mock_service", "--port", str(port)],
+        tmp_path_factory.mktemp("zags_adapter") / "mock_zags.log",
+        ready_url=f"{base_url}/_health",
+    )
+    mock.start(ready_within=30)
     try:
-        _wait_ready(base_url, process, log, within=30)
         yield base_url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=15)
+        mock.stop()
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +76,7 @@ class MockZagsKnob:
         self.base_url = base_url
         self.adapter = adapter
         self.endpoint = f"{base_url}/zags"
-        self.dead_endpoint = f"http://127.0.0.1:{_free_port()}/zags"
+        self.dead_endpoint = f"http://127.0.0.1:{free_port()}/zags"
 
     async def control(self, **knobs: Any) -> dict[str, Any]:
         async with httpx.AsyncClient(timeout=5) as http:
