@@ -9,7 +9,7 @@ from gateway.core.clock import Clock
 from gateway.core.envelope import MessageMetadata, ParticipantRef
 from gateway.core.lifecycle import IllegalTransition, MessageState
 from gateway.core.registry import Participant
-from gateway.store.base import Store
+from gateway.store.base import Store, TransitionConflict
 from gateway.store.records import MessageRecord
 
 
@@ -18,7 +18,32 @@ class Moves:
         self.store = store
         self.clock = clock
 
-    async def move(self, message_id: str, state: MessageState, reason: str | None) -> MessageRecord:
+    async def move(
+        self,
+        message_id: str,
+        state: MessageState,
+        reason: str | None,
+        *,
+        seen: MessageRecord | None = None,
+    ) -> MessageRecord:
+        """Move the message from whatever state it is in now.
+
+        ``seen``, the record as the caller just read it, spares the journal a read;
+        if the message moved since, the move is decided again on a fresh read.
+        """
+        if seen is not None:
+            try:
+                return await self.store.transition(
+                    message_id,
+                    state,
+                    at=self.clock.now(),
+                    reason=reason,
+                    actor="bus",
+                    expected_version=seen.version,
+                    expected_state=seen.state,
+                )
+            except TransitionConflict:
+                pass
         return await self.store.transition(
             message_id, state, at=self.clock.now(), reason=reason, actor="bus"
         )
@@ -42,6 +67,7 @@ class Moves:
                 reason=reason,
                 actor="bus",
                 expected_version=accepted.version,
+                expected_state=accepted.state,
             )
         except IllegalTransition:  # TransitionConflict included
             record = await self.store.get(message_id)

@@ -116,9 +116,11 @@ class Pulls:
         if record.state is MessageState.ACCEPTED:  # delivered before the sender journaled it
             record = await self.moves.mark_queued(record, f"seen in {direction}.{caller.mnemonic}")
         if record.state is MessageState.DELIVERED:  # the visibility timeout lapsed before
-            await self.moves.move(message_id, MessageState.QUEUED, "not acknowledged in time")
+            record = await self.moves.move(
+                message_id, MessageState.QUEUED, "not acknowledged in time", seen=record
+            )
         record = await self.moves.move(
-            message_id, MessageState.DELIVERED, f"attempt {delivery.delivery_count}"
+            message_id, MessageState.DELIVERED, f"attempt {delivery.delivery_count}", seen=record
         )
         self._pulled.hold(caller.mnemonic, delivery)
         stored = parse_secure(delivery.message.body, max_bytes=2 * self.ctx.max_message_bytes)
@@ -162,12 +164,15 @@ class Pulls:
                 message_id,
                 MessageState.ACKED,
                 None if target.accepted else "recipient could not verify the bus signature",
+                seen=record,
             )
         await delivery.ack()
         if record.kind is MessageKind.RESPONSE and record.in_reply_to is not None:
             request = await self.store.get(record.in_reply_to)
             if request.state is MessageState.RESPONDED:
-                await self.moves.move(request.message_id, MessageState.RESPONSE_DELIVERED, None)
+                await self.moves.move(
+                    request.message_id, MessageState.RESPONSE_DELIVERED, None, seen=request
+                )
         return m.build_ack_response()
 
     async def _pull(

@@ -187,11 +187,11 @@ class Router:
         record = await self._journal_and_publish(new, Direction.RESPONSES)
         if request.state is MessageState.QUEUED:  # consumed from its queue (push), never pulled
             request = await self.moves.move(
-                request.message_id, MessageState.DELIVERED, "delivered by push"
+                request.message_id, MessageState.DELIVERED, "delivered by push", seen=request
             )
         if response.is_final and request.state in (MessageState.DELIVERED, MessageState.ACKED):
             await self.moves.move(
-                request.message_id, MessageState.RESPONDED, f"by {record.message_id}"
+                request.message_id, MessageState.RESPONDED, f"by {record.message_id}", seen=request
             )
         return self._signed_send_result("SendResponseResponse", record, provider, consumer)
 

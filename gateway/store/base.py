@@ -72,11 +72,14 @@ class Store(Protocol):
         reason: str | None = None,
         actor: str | None = None,
         expected_version: int | None = None,
+        expected_state: MessageState | None = None,
     ) -> MessageRecord:
         """Move the message to ``to_state``; return it as it stands after the move.
 
         ``expected_version`` makes the move conditional on the version the caller
-        last saw (raises :class:`TransitionConflict` if it moved since).
+        last saw (raises :class:`TransitionConflict` if it moved since); with
+        ``expected_state`` too (the state at that version) the store need not read
+        the message first.
         Raises :class:`~gateway.core.errors.NotFound` for an unknown id.
         """
         ...

@@ -46,7 +46,20 @@ def is_sqlite_memory(url: URL) -> bool:
     )
 
 
-def create_engine(url: str | URL, *, schema: str | None = None, echo: bool = False) -> AsyncEngine:
+#: PostgreSQL connections kept open per engine. Every concurrent journal operation
+#: holds one; overflow connections are opened and closed per operation, which on
+#: asyncpg costs more than the operation itself, so the pool must cover the usual
+#: concurrency of a gateway process.
+DEFAULT_POOL_SIZE = 20
+
+
+def create_engine(
+    url: str | URL,
+    *,
+    schema: str | None = None,
+    echo: bool = False,
+    pool_size: int = DEFAULT_POOL_SIZE,
+) -> AsyncEngine:
     """An async engine for the journal at ``url`` (see the module docstring)."""
     target = async_url(url)
     kwargs: dict[str, Any] = {"echo": echo}
@@ -66,6 +79,8 @@ def create_engine(url: str | URL, *, schema: str | None = None, echo: bool = Fal
     # SQLAlchemy invalidates the pool, and the caller's operation fails with ``internal``
     # (transient): the client retries and gets a fresh connection.
     kwargs["pool_recycle"] = 1800
+    kwargs["pool_size"] = pool_size
+    kwargs["max_overflow"] = pool_size
     return create_async_engine(target, **kwargs)
 
 

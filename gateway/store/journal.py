@@ -2,14 +2,19 @@
 
 How the guarantees of :mod:`gateway.store.base` are kept, identically on both:
 
-* ``accept`` inserts the message and its first transition in one transaction; the
-  primary key on ``message_id`` settles a race between two identical submissions
-  (the loser re-reads and reports ``DUPLICATE`` or ``MessageAlreadySent``).
-* ``transition`` reads (state, version), checks the move against the lifecycle
-  table, then ``UPDATE ... WHERE version = <read version>``. Only one writer can
-  match that version, on PostgreSQL (row lock, re-checked after the winner commits)
-  and on SQLite (one writer at a time). Zero rows updated means someone else moved
-  the message first: :class:`~gateway.store.base.TransitionConflict`.
+* ``accept`` inserts the message and its first transition atomically; the primary
+  key on ``message_id`` settles a race between two identical submissions (the loser
+  re-reads and reports ``DUPLICATE`` or ``MessageAlreadySent``).
+* ``transition`` reads (state, version) — or takes them from the caller, who read the
+  message just before — checks the move against the lifecycle table, then
+  ``UPDATE ... WHERE version = <read version> AND state = <read state>`` and writes
+  the history row atomically with it. Only one writer can match that version, on
+  PostgreSQL (row lock, re-checked after the winner commits) and on SQLite (one
+  writer at a time). Zero rows updated means someone else moved the message first:
+  :class:`~gateway.store.base.TransitionConflict`.
+* Round trips matter on PostgreSQL (the journal is most of the bus's work): each
+  write is one statement (a data-modifying CTE writes the history row with it) in
+  autocommit, so ``accept`` and a transition from a known state cost one round trip.
 * On SQLite the store additionally serializes its own operations with an asyncio
   lock: an in-memory database is a single shared connection, and a file database
   has one writer anyway. Several processes on one file still work (SQLite locks).
@@ -24,9 +29,21 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
 
-from sqlalchemy import URL, ColumnElement, Row, and_, insert, or_, select, update
+from sqlalchemy import (
+    URL,
+    ColumnElement,
+    Row,
+    String,
+    Text,
+    and_,
+    bindparam,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.core.envelope import MessageKind
 from gateway.core.errors import InvalidContent, MessageAlreadySent, NotFound
@@ -46,7 +63,7 @@ from gateway.store.records import (
     require_aware,
     require_name,
 )
-from gateway.store.schema import messages, transitions
+from gateway.store.schema import UtcDateTime, messages, transitions
 
 
 class SqlStore:
@@ -54,7 +71,14 @@ class SqlStore:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        self._lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+        self._pg = engine.dialect.name == "postgresql"
+        self._lock = None if self._pg else asyncio.Lock()
+        # On PostgreSQL every operation is a single statement (a write and its history
+        # row in one, through a data-modifying CTE): atomic by itself, so it runs in
+        # autocommit and spends no round trips on BEGIN and COMMIT.
+        self._autocommit = (
+            engine.execution_options(isolation_level="AUTOCOMMIT") if self._pg else engine
+        )
 
     @classmethod
     def from_url(cls, url: str | URL, *, schema: str | None = None) -> SqlStore:
@@ -94,17 +118,15 @@ class SqlStore:
         require_aware("at", at)
         require_name("actor", actor)
         async with self._serialized():
-            existing = await self._get_or_none(message.message_id)
-            if existing is None:
-                try:
-                    return AcceptResult(
-                        AcceptOutcome.ACCEPTED, await self._insert(message, at, reason, actor)
-                    )
-                except IntegrityError:
-                    # A concurrent submission of the same MessageID won the insert.
-                    existing = await self._get_or_none(message.message_id)
-                    if existing is None:
-                        raise
+            try:
+                return AcceptResult(
+                    AcceptOutcome.ACCEPTED, await self._insert(message, at, reason, actor)
+                )
+            except IntegrityError:
+                # The MessageID is journaled: a resubmission, or a concurrent twin won.
+                existing = await self._get_or_none(message.message_id)
+                if existing is None:
+                    raise
         if existing.content_sha256 != message.content_sha256:
             raise MessageAlreadySent(
                 f"message {message.message_id} was already sent with different content",
@@ -121,36 +143,26 @@ class SqlStore:
         reason: str | None = None,
         actor: str | None = None,
         expected_version: int | None = None,
+        expected_state: MessageState | None = None,
     ) -> MessageRecord:
         require_aware("at", at)
         require_name("actor", actor)
         message_id = _lookup_id(message_id)
         target = MessageState(to_state)
-        async with self._serialized(), self._engine.begin() as conn:
-            current = (
-                await conn.execute(
-                    select(messages.c.state, messages.c.version).where(
-                        messages.c.message_id == message_id
-                    )
-                )
-            ).one_or_none()
-            if current is None:
-                raise _not_found(message_id)
-            state, version = MessageState(current.state), int(current.version)
-            if expected_version is not None and version != expected_version:
-                raise _conflict(message_id, state, target, version)
+        async with self._serialized():
+            if expected_version is not None and expected_state is not None:
+                state, version = MessageState(expected_state), expected_version
+            else:
+                state, version = await self._state_of(message_id)
+                if expected_version is not None and version != expected_version:
+                    raise _conflict(message_id, state, target, version)
             check_transition(state, target)
-            row = (
-                await conn.execute(
-                    update(messages)
-                    .where(messages.c.message_id == message_id, messages.c.version == version)
-                    .values(state=target.value, version=version + 1, updated_at=at)
-                    .returning(*messages.c)
-                )
-            ).one_or_none()
+            move = _move_params(message_id, state, target, version, at, reason, actor)
+            row = await (self._move_pg(move) if self._pg else self._move_sqlite(move))
             if row is None:
+                if expected_state is not None:
+                    await self._state_of(message_id)  # NotFound for an unknown id
                 raise _conflict(message_id, state, target, version)
-            await _record_transition(conn, message_id, state, target, at, reason, actor)
             return _message(row)
 
     async def get(self, message_id: str) -> MessageRecord:
@@ -237,15 +249,33 @@ class SqlStore:
             yield
 
     async def _select_messages(self, query: Any) -> list[MessageRecord]:
-        async with self._serialized(), self._engine.connect() as conn:
+        async with self._serialized(), self._autocommit.connect() as conn:
             rows: Sequence[Row[Any]] = (await conn.execute(query)).all()
         return [_message(row) for row in rows]
 
     async def _get_or_none(self, message_id: str) -> MessageRecord | None:
-        query = select(messages).where(messages.c.message_id == message_id)
-        async with self._engine.connect() as conn:
-            row = (await conn.execute(query)).one_or_none()
+        async with self._autocommit.connect() as conn:
+            row = (await conn.execute(_BY_ID, {"id": message_id})).one_or_none()
         return None if row is None else _message(row)
+
+    async def _state_of(self, message_id: str) -> tuple[MessageState, int]:
+        async with self._autocommit.connect() as conn:
+            row = (await conn.execute(_STATE_BY_ID, {"id": message_id})).one_or_none()
+        if row is None:
+            raise _not_found(message_id)
+        return MessageState(row.state), int(row.version)
+
+    async def _move_pg(self, move: dict[str, Any]) -> Row[Any] | None:
+        async with self._autocommit.connect() as conn:
+            return (await conn.execute(_MOVE_LOGGED, move)).one_or_none()
+
+    async def _move_sqlite(self, move: dict[str, Any]) -> Row[Any] | None:
+        # SQLite has no data-modifying CTEs; a local transaction costs no round trips.
+        async with self._engine.begin() as conn:
+            row = (await conn.execute(_MOVE, move)).one_or_none()
+            if row is not None:
+                await conn.execute(_HISTORY_ROW, move)
+            return row
 
     async def _insert(
         self, message: NewMessage, at: datetime, reason: str | None, actor: str | None
@@ -266,34 +296,88 @@ class SqlStore:
             test_message=message.test_message,
             version=1,
         )
-        values = {column.name: getattr(record, column.name) for column in messages.c}
-        values["kind"] = record.kind.value
-        values["state"] = record.state.value
+        values = {f"a_{c.name}": getattr(record, c.name) for c in messages.c}
+        values["a_kind"] = record.kind.value
+        values["a_state"] = record.state.value
+        first = _move_params(record.message_id, None, record.state, 0, at, reason, actor)
+        if self._pg:
+            async with self._autocommit.connect() as conn:
+                await conn.execute(_ACCEPT_LOGGED, values | first)
+            return record
         async with self._engine.begin() as conn:
-            await conn.execute(insert(messages).values(**values))
-            await _record_transition(conn, record.message_id, None, record.state, at, reason, actor)
+            await conn.execute(_ACCEPT, values)
+            await conn.execute(_HISTORY_ROW, first)
         return record
 
 
-async def _record_transition(
-    conn: AsyncConnection,
+def _move_params(
     message_id: str,
-    from_state: MessageState | None,
-    to_state: MessageState,
+    state: MessageState | None,
+    target: MessageState,
+    version: int,
     at: datetime,
     reason: str | None,
     actor: str | None,
-) -> None:
-    await conn.execute(
-        insert(transitions).values(
-            message_id=message_id,
-            from_state=None if from_state is None else from_state.value,
-            to_state=to_state.value,
-            at=at,
-            reason=reason,
-            actor=actor,
-        )
+) -> dict[str, Any]:
+    return {
+        "m_id": message_id,
+        "m_state": None if state is None else state.value,
+        "m_target": target.value,
+        "m_version": version,
+        "m_next": version + 1,
+        "m_at": at,
+        "m_reason": reason,
+        "m_actor": actor,
+    }
+
+
+_BY_ID = select(messages).where(messages.c.message_id == bindparam("id"))
+_STATE_BY_ID = select(messages.c.state, messages.c.version).where(
+    messages.c.message_id == bindparam("id")
+)
+
+# The journal's writes, built once (their SQL is compiled once and cached). A move is
+# a compare-and-set on (version, state) plus its history row.
+_HISTORY_COLUMNS = ["message_id", "from_state", "to_state", "at", "reason", "actor"]
+_HISTORY_VALUES = [
+    bindparam("m_state", type_=String()),
+    bindparam("m_target", type_=String()),
+    bindparam("m_at", type_=UtcDateTime()),
+    bindparam("m_reason", type_=Text()),
+    bindparam("m_actor", type_=String()),
+]
+_MOVE = (
+    update(messages)
+    .where(
+        messages.c.message_id == bindparam("m_id"),
+        messages.c.version == bindparam("m_version"),
+        messages.c.state == bindparam("m_state"),
     )
+    .values(state=bindparam("m_target"), version=bindparam("m_next"), updated_at=bindparam("m_at"))
+    .returning(*messages.c)
+)
+_HISTORY_ROW = insert(transitions).values(
+    dict(zip(_HISTORY_COLUMNS, [bindparam("m_id", type_=String()), *_HISTORY_VALUES], strict=True))
+)
+_ACCEPT = insert(messages).values(
+    {c.name: bindparam(f"a_{c.name}", type_=c.type) for c in messages.c}
+)
+
+
+# On PostgreSQL the write and its history row go as one statement: the write in a
+# data-modifying CTE, the history row inserted from what it returned.
+_moved = _MOVE.cte("moved")
+_MOVE_LOGGED = select(_moved).add_cte(
+    insert(transitions)
+    .from_select(_HISTORY_COLUMNS, select(_moved.c.message_id, *_HISTORY_VALUES))
+    .cte("logged")
+)
+_added = _ACCEPT.returning(messages.c.message_id).cte("added")
+_ACCEPT_LOGGED = (
+    insert(transitions)
+    .from_select(_HISTORY_COLUMNS, select(_added.c.message_id, *_HISTORY_VALUES))
+    .add_cte(_added)
+)
 
 
 def _lookup_id(message_id: str) -> str:

@@ -41,7 +41,10 @@ def xsd_dir(override: str | Path | None = None) -> Path:
     """The folder holding the bus WSDL/XSDs: ``override`` if given, else the repo's ``xsd/``."""
     if override is not None:
         return Path(override).resolve()
-    return (Path(__file__).resolve().parents[2] / "xsd").resolve()
+    return _DEFAULT_XSD_DIR
+
+
+_DEFAULT_XSD_DIR = (Path(__file__).resolve().parents[2] / "xsd").resolve()
 
 
 def wsdl_path(override: str | Path | None = None) -> Path:
