@@ -71,6 +71,7 @@ class Pulls:
     async def get(
         self, body: etree._Element, caller: Participant, direction: Direction
     ) -> etree._Element:
+        """GetRequest / GetResponse: the next message for ``caller``, signed by the bus."""
         selector = read_selector(body)
         check_timestamp(
             selector.timestamp,
@@ -78,15 +79,25 @@ class Pulls:
             self.ctx.time_policy,
             what="MessageTypeSelector/Timestamp",
         )
-        building = (
-            m.build_get_request_response
-            if direction is Direction.REQUESTS
-            else m.build_get_response_response
-        )
+        delivered = await self.take(caller, direction)
+        if isinstance(delivered, m.RequestDelivery):
+            reply = m.build_get_request_response(delivered)
+        elif isinstance(delivered, m.ResponseDelivery):
+            reply = m.build_get_response_response(delivered)
+        elif direction is Direction.REQUESTS:
+            return m.build_get_request_response(None)
+        else:
+            return m.build_get_response_response(None)
+        return sign_element(reply, self.ctx.bus_signer, "SMEVSignature")
+
+    async def take(
+        self, caller: Participant, direction: Direction
+    ) -> m.RequestDelivery | m.ResponseDelivery | None:
+        """The next message for ``caller``, journaled DELIVERED and held for its Ack."""
         while True:
             pulled = await self._pull(direction, caller)
             if pulled is None:
-                return building(None)
+                return None
             delivery, record = pulled
             try:
                 return await self._hand_out(delivery, record, caller, direction)
@@ -111,7 +122,7 @@ class Pulls:
 
     async def _hand_out(
         self, delivery: Delivery, record: MessageRecord, caller: Participant, direction: Direction
-    ) -> etree._Element:
+    ) -> m.RequestDelivery | m.ResponseDelivery:
         message_id = delivery.message.message_id
         if record.state is MessageState.ACCEPTED:  # delivered before the sender journaled it
             record = await self.moves.mark_queued(record, f"seen in {direction}.{caller.mnemonic}")
@@ -128,29 +139,27 @@ class Pulls:
         meta = metadata(record, sender, caller, record.created_at, delivered=record.updated_at)
         if direction is Direction.REQUESTS:
             request_data = stored.find(f"{{{SMEV_TYPES}}}SenderProvidedRequestData")
-            reply: etree._Element = m.build_get_request_response(
-                m.RequestDelivery(
-                    request_data=_required(request_data),
-                    metadata=meta,
-                    reply_to=record.message_id,
-                    sender_signature=_caller_signature(stored),
-                )
+            return m.RequestDelivery(
+                request_data=_required(request_data),
+                metadata=meta,
+                reply_to=record.message_id,
+                sender_signature=_caller_signature(stored),
             )
-        else:
-            response_data = stored.find(f"{{{SMEV_TYPES}}}SenderProvidedResponseData")
-            reply = m.build_get_response_response(
-                m.ResponseDelivery(
-                    original_message_id=uuid.UUID(_required_text(record.in_reply_to)),
-                    response_data=_required(response_data),
-                    metadata=meta,
-                    sender_signature=_caller_signature(stored),
-                )
-            )
-        return sign_element(reply, self.ctx.bus_signer, "SMEVSignature")
+        response_data = stored.find(f"{{{SMEV_TYPES}}}SenderProvidedResponseData")
+        return m.ResponseDelivery(
+            original_message_id=uuid.UUID(_required_text(record.in_reply_to)),
+            response_data=_required(response_data),
+            metadata=meta,
+            sender_signature=_caller_signature(stored),
+        )
 
     async def ack(self, body: etree._Element, caller: Participant) -> etree._Element:
         target = read_ack(body)
-        message_id = str(target.message_id)
+        await self.settle(caller, str(target.message_id), accepted=target.accepted)
+        return m.build_ack_response()
+
+    async def settle(self, caller: Participant, message_id: str, *, accepted: bool) -> None:
+        """Ack a message ``caller`` holds: journal ACKED and remove it from its queue."""
         delivery = self._pulled.take(caller.mnemonic, message_id)
         if delivery is None:
             raise NotFound(
@@ -163,7 +172,7 @@ class Pulls:
             record = await self.moves.move(
                 message_id,
                 MessageState.ACKED,
-                None if target.accepted else "recipient could not verify the bus signature",
+                None if accepted else "recipient could not verify the bus signature",
                 seen=record,
             )
         await delivery.ack()
@@ -173,7 +182,6 @@ class Pulls:
                 await self.moves.move(
                     request.message_id, MessageState.RESPONSE_DELIVERED, None, seen=request
                 )
-        return m.build_ack_response()
 
     async def _pull(
         self, direction: Direction, caller: Participant

@@ -133,6 +133,13 @@ class Router:
     # --- consumer sends -------------------------------------------------------------
 
     async def send_request(self, body: etree._Element, sender: Participant) -> etree._Element:
+        record, provider = await self.submit_request(body, sender)
+        return self._signed_send_result("SendRequestResponse", record, sender, provider)
+
+    async def submit_request(
+        self, body: etree._Element, sender: Participant
+    ) -> tuple[MessageRecord, Participant]:
+        """SendRequest of an authenticated ``sender``: the queued record and its provider."""
         data = read_send_request(body)
         message_type = self.ctx.catalog.validate(data.content, expect="request").namespace
         request = intake.request_model(data, message_type)
@@ -150,8 +157,7 @@ class Router:
             expires_at=request.eol,
             test_message=request.test_message,
         )
-        record = await self._journal_and_publish(new, Direction.REQUESTS)
-        return self._signed_send_result("SendRequestResponse", record, sender, provider)
+        return await self._journal_and_publish(new, Direction.REQUESTS), provider
 
     async def send_response(self, body: etree._Element, provider: Participant) -> etree._Element:
         data = read_send_response(body)
