@@ -37,16 +37,20 @@ from gateway.core.errors import SmevbusError
 from gateway.crypto.certificates import common_name, describe
 from gateway.crypto.envelope import verify_element
 from gateway.crypto.signer import Verifier
-from gateway.transport.base import Delivery, Direction, Subscription, Transport
+from gateway.transport.base import (
+    HEADER_SENDER,
+    HEADER_TYPE,
+    Delivery,
+    Direction,
+    Subscription,
+    Transport,
+)
 from gateway.xml import messages as m
 from gateway.xml.namespaces import SMEV_TYPES
 from gateway.xml.parse import parse_secure
 from gateway.xml.readers import read_send_request
 
 log = structlog.get_logger(__name__)
-
-#: Transport header names the router sets on what it publishes.
-_H_SENDER, _H_TYPE = "sender", "message-type"
 
 
 class PushedRequest:
@@ -207,7 +211,7 @@ class PushSource:
             cert = verify_element(body, self.verifier)
         except SmevbusError as exc:
             raise Refused(f"the consumer's signature does not verify: {exc.message}") from exc
-        signer, sender = common_name(cert), message.headers.get(_H_SENDER)
+        signer, sender = common_name(cert), message.headers.get(HEADER_SENDER)
         if sender is None or signer != sender:
             raise Refused(f"signed by {describe(cert)}, not by the sender {sender!r}")
         holder = body.find(f"{{{SMEV_TYPES}}}CallerInformationSystemSignature")
@@ -218,7 +222,7 @@ class PushSource:
         try:
             metadata = MessageMetadata(
                 message_id=uuid.UUID(message.message_id),
-                message_type=message.headers.get(_H_TYPE)
+                message_type=message.headers.get(HEADER_TYPE)
                 or (etree.QName(data.content).namespace or ""),
                 sender=ParticipantRef(mnemonic=sender),
                 recipient=ParticipantRef(mnemonic=self.participant),

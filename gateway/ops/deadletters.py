@@ -27,13 +27,17 @@ from gateway.router.deadletters import DeadLetterJournal
 from gateway.store.base import Store
 from gateway.store.journal import SqlStore
 from gateway.store.records import MessageRecord, TransitionRecord
-from gateway.transport.base import DeadLetter, DeadLetterReason, Direction, Transport
+from gateway.transport.base import (
+    HEADER_SENDER,
+    HEADER_TYPE,
+    DeadLetter,
+    DeadLetterReason,
+    Direction,
+    Transport,
+)
 
 #: How many dead letters ``show`` and ``replay`` look through in one queue.
 SCAN_LIMIT = 10_000
-
-#: Transport headers the router sets (see :mod:`gateway.router.router`).
-_SENDER, _TYPE = "sender", "message-type"
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,8 +172,8 @@ def _summarize(
         message_id=letter.message.message_id,
         reason=letter.reason,
         detail=letter.detail,
-        message_type=headers.get(_TYPE, record.message_type if record else None),
-        sender=headers.get(_SENDER, record.sender if record else None),
+        message_type=headers.get(HEADER_TYPE, record.message_type if record else None),
+        sender=headers.get(HEADER_SENDER, record.sender if record else None),
         journal_state=record.state if record else None,
         expires_at=letter.message.expires_at,
     )

@@ -3,6 +3,14 @@
 A pulled message stays invisible until the caller Acks it; unacked, it comes back
 after the transport's visibility timeout (and is journaled QUEUED again). The
 delivery waits for its Ack in :class:`PulledMessages`.
+
+A pull may ask for one message type (``MessageTypeSelector/NamespaceURI``). A queue
+holds every type for its participant, so messages of other types taken from it on the
+way are *parked* in this process, not handed out and not journaled as delivered: the
+next pull that wants them gets them first, in queue order, and whatever nobody wants
+within the visibility timeout goes back to the queue. At most :data:`PARK_LIMIT`
+messages are parked per queue; a filtered pull that finds none of its type among them
+answers "no message" even if one lies deeper in the queue.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from gateway.router.context import BusContext
 from gateway.router.moves import Moves, metadata
 from gateway.store.base import Store
 from gateway.store.records import MessageRecord
-from gateway.transport.base import Delivery, Direction, Transport
+from gateway.transport.base import HEADER_TYPE, Delivery, Direction, Transport
 from gateway.xml import messages as m
 from gateway.xml.namespaces import SMEV_TYPES
 from gateway.xml.parse import parse_secure
@@ -58,6 +66,46 @@ class PulledMessages:
         return len(self._held)
 
 
+#: Most messages of other types a filtered pull sets aside per participant's queue.
+PARK_LIMIT = 64
+
+
+class ParkedMessages:
+    """Deliveries taken from a queue by a filtered pull and not wanted by it, oldest first.
+
+    An entry disappears when it is taken or settled (the visibility timeout gives it
+    back to the queue).
+    """
+
+    def __init__(self) -> None:
+        self._parked: dict[tuple[Direction, str], list[Delivery]] = {}
+
+    def park(self, key: tuple[Direction, str], delivery: Delivery) -> None:
+        parked = self._parked.setdefault(key, [])
+        parked.append(delivery)
+        delivery.on_settle(lambda: _discard(parked, delivery))
+
+    def take(self, key: tuple[Direction, str], namespace: str | None) -> Delivery | None:
+        parked = self._parked.get(key, [])
+        for delivery in parked:
+            if not delivery.settled and _of_type(delivery, namespace):
+                parked.remove(delivery)
+                return delivery
+        return None
+
+    def count(self, key: tuple[Direction, str]) -> int:
+        return len(self._parked.get(key, ()))
+
+
+def _discard(parked: list[Delivery], delivery: Delivery) -> None:
+    if delivery in parked:
+        parked.remove(delivery)
+
+
+def _of_type(delivery: Delivery, namespace: str | None) -> bool:
+    return namespace is None or delivery.message.headers.get(HEADER_TYPE) == namespace
+
+
 class Pulls:
     """GetRequest, GetResponse and Ack: handing out queued messages and settling them."""
 
@@ -67,6 +115,7 @@ class Pulls:
         self.store = store
         self.moves = moves
         self._pulled = PulledMessages()
+        self._parked = ParkedMessages()
 
     async def get(
         self, body: etree._Element, caller: Participant, direction: Direction
@@ -79,7 +128,7 @@ class Pulls:
             self.ctx.time_policy,
             what="MessageTypeSelector/Timestamp",
         )
-        delivered = await self.take(caller, direction)
+        delivered = await self.take(caller, direction, selector.namespace_uri)
         if isinstance(delivered, m.RequestDelivery):
             reply = m.build_get_request_response(delivered)
         elif isinstance(delivered, m.ResponseDelivery):
@@ -91,11 +140,12 @@ class Pulls:
         return sign_element(reply, self.ctx.bus_signer, "SMEVSignature")
 
     async def take(
-        self, caller: Participant, direction: Direction
+        self, caller: Participant, direction: Direction, namespace: str | None = None
     ) -> m.RequestDelivery | m.ResponseDelivery | None:
-        """The next message for ``caller``, journaled DELIVERED and held for its Ack."""
+        """The next message for ``caller`` (of type ``namespace`` if given), journaled
+        DELIVERED and held for its Ack."""
         while True:
-            pulled = await self._pull(direction, caller)
+            pulled = await self._pull(direction, caller, namespace)
             if pulled is None:
                 return None
             delivery, record = pulled
@@ -184,7 +234,7 @@ class Pulls:
                 )
 
     async def _pull(
-        self, direction: Direction, caller: Participant
+        self, direction: Direction, caller: Participant, namespace: str | None
     ) -> tuple[Delivery, MessageRecord] | None:
         """The next delivery for ``caller`` that is not a redundant copy.
 
@@ -194,10 +244,18 @@ class Pulls:
         of one this caller holds right now, carries nothing new: it is acked and
         skipped, so the provider never sees it and it cannot loop to the dead letters.
         """
+        key = (direction, caller.mnemonic)
         while True:
-            delivery = await self.transport.get(direction, caller.mnemonic)
+            delivery = self._parked.take(key, namespace)
             if delivery is None:
-                return None
+                if self._parked.count(key) >= PARK_LIMIT:
+                    return None
+                delivery = await self.transport.get(direction, caller.mnemonic)
+                if delivery is None:
+                    return None
+                if not _of_type(delivery, namespace):
+                    self._parked.park(key, delivery)
+                    continue
             message_id = delivery.message.message_id
             try:
                 record = await self.store.get(message_id)

@@ -38,7 +38,14 @@ from gateway.router.moves import Moves, metadata
 from gateway.router.pulls import Pulls
 from gateway.store.base import Store
 from gateway.store.records import AcceptOutcome, MessageRecord, NewMessage
-from gateway.transport.base import Direction, Message, Transport
+from gateway.transport.base import (
+    HEADER_KIND,
+    HEADER_SENDER,
+    HEADER_TYPE,
+    Direction,
+    Message,
+    Transport,
+)
 from gateway.xml import messages as m
 from gateway.xml.faults import soap_fault
 from gateway.xml.readers import (
@@ -49,9 +56,6 @@ from gateway.xml.readers import (
 from gateway.xml.soap import wrap_envelope
 
 log = structlog.get_logger(__name__)
-
-#: Names of the transport headers the router sets.
-H_SENDER, H_TYPE, H_KIND = "sender", "message-type", "kind"
 
 
 class Router:
@@ -227,7 +231,11 @@ class Router:
             Message(
                 message_id=new.message_id,
                 body=new.xml,
-                headers={H_SENDER: new.sender, H_TYPE: new.message_type, H_KIND: str(new.kind)},
+                headers={
+                    HEADER_SENDER: new.sender,
+                    HEADER_TYPE: new.message_type,
+                    HEADER_KIND: str(new.kind),
+                },
                 expires_at=new.expires_at,
             ),
         )

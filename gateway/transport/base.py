@@ -39,6 +39,10 @@ class Direction(StrEnum):
 RESERVED_HEADER_PREFIX = "x-"
 
 
+#: Headers the router sets on every message it publishes (adapters and ops tools read them).
+HEADER_SENDER, HEADER_TYPE, HEADER_KIND = "sender", "message-type", "kind"
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
     """What travels on the bus: opaque bytes plus a few string headers."""

@@ -360,3 +360,68 @@ async def test_bus_signature_covers_the_metadata_it_reports(bus: Bus) -> None:
     recipient.text = "FNS"
     with pytest.raises(SignatureInvalid, match="changed after signing"):
         verify_element(reply, bus.router.ctx.verifier, "SMEVSignature")
+
+
+MARRIAGE = "urn://smevbus/types/zags/marriage-record/1.0"
+
+
+async def test_get_request_filtered_by_type_sets_other_types_aside_in_order(bus: Bus) -> None:
+    birth = await bus.portal.send_request(birth_request())
+    marriage = await bus.portal.send_request(content("zags-marriage-record.request"))
+
+    # Asked for marriage records only: the birth record queued ahead is not handed out.
+    got = await bus.zags.get_request(MARRIAGE)
+    assert got is not None
+    assert got.metadata.message_id == marriage.message_id
+    assert await bus.zags.get_request(MARRIAGE) is None
+    assert await bus.zags.get_request(PASSPORT) is None
+    # ... nor journaled as delivered: it waits, first in line for the next pull.
+    assert (await bus.portal.get_status(birth.message_id)).status == "QUEUED"
+    first = await bus.zags.get_request()
+    assert first is not None
+    assert first.metadata.message_id == birth.message_id
+    for delivery in (got, first):
+        await bus.zags.ack(delivery.metadata.message_id)
+    assert await bus.zags.get_request() is None
+    assert await bus.depths() == dict.fromkeys(await bus.depths(), 0)
+
+
+async def test_set_aside_message_goes_back_to_the_queue_after_the_visibility_timeout() -> None:
+    bus = await open_bus(policy=QueuePolicy(visibility_timeout=timedelta(milliseconds=50)))
+    try:
+        sent = await bus.portal.send_request(birth_request())
+        assert await bus.zags.get_request(MARRIAGE) is None
+        assert await bus.depth(Direction.REQUESTS, "ZAGS") == 0
+        lapsed = await asyncio.wait_for(bus.transport.settled.get(), timeout=10)
+        assert lapsed.message.message_id == str(sent.message_id)
+        assert await bus.depth(Direction.REQUESTS, "ZAGS") == 1
+        bus.transport.policy = QueuePolicy(visibility_timeout=timedelta(minutes=5))
+        again = await bus.zags.get_request(BIRTH)
+        assert again is not None
+        assert again.metadata.message_id == sent.message_id
+        await bus.zags.ack(again.metadata.message_id)
+        history = states((await bus.portal.get_status(sent.message_id)).history)
+        assert history == ["ACCEPTED", "QUEUED", "DELIVERED", "ACKED"]
+    finally:
+        await bus.close()
+
+
+async def test_get_response_filtered_by_type(bus: Bus) -> None:
+    birth = await bus.portal.send_request(birth_request())
+    passport = await bus.portal.send_request(content("mvd-passport-validity.request"))
+    mvd = bus.client("MVD_MIGR")
+    for provider, answer in ((bus.zags, birth_response()), (mvd, None)):
+        delivery = await provider.get_request()
+        assert delivery is not None
+        reply = answer if answer is not None else content("mvd-passport-validity.response")
+        await provider.send_response(delivery.reply_to, content=reply)
+        await provider.ack(delivery.metadata.message_id)
+
+    got = await bus.portal.get_response(PASSPORT)
+    assert got is not None
+    assert got.original_message_id == passport.message_id
+    await bus.portal.ack(got.metadata.message_id)
+    rest = await bus.portal.get_response()
+    assert rest is not None
+    assert rest.original_message_id == birth.message_id
+    await bus.portal.ack(rest.metadata.message_id)
