@@ -442,6 +442,10 @@ def submit(
     idempotency_key: Annotated[
         str | None, typer.Option(help="Makes a retried submit return the same request.")
     ] = None,
+    callback_url: Annotated[
+        str | None,
+        typer.Option(help="http(s) URL the gateway POSTs the final result to."),
+    ] = None,
     gateway_url: GatewayUrl = DEFAULT_GATEWAY_URL,
     token: ApiToken = None,
 ) -> None:
@@ -461,7 +465,13 @@ def submit(
         raise _fail(InvalidContent(f"{applicant}: the applicant must be a JSON object"))
 
     async def go(api: ServiceRequestsClient) -> ServiceRequestView:
-        view = await api.submit(service, data, idempotency_key=idempotency_key, deadline_s=deadline)
+        view = await api.submit(
+            service,
+            data,
+            idempotency_key=idempotency_key,
+            deadline_s=deadline,
+            callback_url=callback_url,
+        )
         console.print(str(view.id), markup=False, highlight=False)
         if not wait:
             return view

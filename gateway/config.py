@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from gateway.crypto.signer import SignatureProfile
 
@@ -43,3 +45,34 @@ class Settings(BaseSettings):
     #: JSON in ``SMEVBUS_API_TOKENS='{"token": "PORTAL"}'``. Empty: the REST API refuses
     #: every call. Kept out of ``repr`` so tokens never reach a log.
     api_tokens: dict[str, str] = Field(default_factory=dict, repr=False)
+    #: The gateway's base URL as portals reach it (``https://bus.region.example``), for
+    #: the ``self`` links in result callbacks. Default: ``http://HTTP_HOST:HTTP_PORT``.
+    public_url: str | None = None
+    #: Hosts a ``callback_url`` may name, against SSRF: ``portal.example.org`` or
+    #: ``*.example.org`` (any subdomain); a JSON list or comma-separated in
+    #: ``SMEVBUS_CALLBACK_HOSTS``. Empty: any host.
+    callback_hosts: Annotated[tuple[str, ...], NoDecode] = ()
+    #: Key of the ``X-Smevbus-Signature`` HMAC-SHA256 on each callback; unset: unsigned.
+    callback_secret: SecretStr | None = None
+    #: POST attempts per callback before it is given up as ``failed``.
+    callback_max_attempts: int = Field(default=8, ge=1, le=100)
+    #: Wait after the first failed attempt; it doubles per attempt up to the maximum.
+    callback_backoff_s: float = Field(default=1.0, gt=0)
+    callback_backoff_max_s: float = Field(default=300.0, gt=0)
+    #: Timeout of one whole callback POST, seconds.
+    callback_timeout_s: float = Field(default=10.0, gt=0)
+
+    @field_validator("callback_hosts", mode="before")
+    @classmethod
+    def _host_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [h.strip() for h in text.split(",") if h.strip()]
+        return value
+
+    @property
+    def base_url(self) -> str:
+        """Where portals reach this gateway (``public_url``, else host and port)."""
+        return (self.public_url or f"http://{self.http_host}:{self.http_port}").rstrip("/")

@@ -2,7 +2,8 @@
 
 The pure parts live in :mod:`gateway.core` (catalogue, service lifecycle,
 scatter-gather state); this package holds what touches XML (building each part's
-request) and the process that sends, correlates and persists (:class:`Aggregator`).
+request), the process that sends, correlates and persists (:class:`Aggregator`), and
+the result callbacks to portals (:mod:`gateway.aggregator.callbacks`).
 """
 
 from __future__ import annotations

@@ -18,6 +18,10 @@
   journaled as ``late_reply`` and does not change the result.
 * :meth:`Aggregator.fire_deadlines` applies
   :func:`~gateway.core.aggregation.on_deadline` to every pending request due now.
+* A request may name a ``callback_url``: the store keeps it and marks the callback due
+  in the same save that makes the request final; the
+  :class:`~gateway.aggregator.callbacks.CallbackDispatcher` POSTs it. Nothing here waits
+  for a callback, so a failing one can never hold up or change a result.
 * :meth:`Aggregator.resume` counts the pending requests after a restart: their state
   and deadlines live in the store, so nothing else is needed; the caller keeps calling
   :meth:`~Aggregator.pump_responses` and :meth:`~Aggregator.fire_deadlines`.
@@ -67,6 +71,7 @@ from typing import Any, Final
 import structlog
 from lxml import etree
 
+from gateway.aggregator.callback_url import check_callback_url
 from gateway.aggregator.requests_builder import build_request
 from gateway.aggregator.responses import apply_event, to_event
 from gateway.client.participant import ParticipantClient
@@ -130,13 +135,15 @@ class Aggregator:
         participant: str,
         idempotency_key: str | None = None,
         deadline_s: float | None = None,
+        callback_url: str | None = None,
     ) -> tuple[ServiceRequestRecord, bool]:
         """Create and send a service request; ``(record, True)`` when newly created.
 
         Raises ``NotFound`` (unknown service) and ``SchemaViolation`` /
-        ``ApplicantDataInvalid`` (bad applicant data or ``deadline_s``) before anything
-        is stored or sent. A repeated ``idempotency_key`` returns the existing record
-        with ``False`` and sends nothing.
+        ``ApplicantDataInvalid`` (bad applicant data, ``deadline_s`` or ``callback_url``;
+        the API also checks the latter against the allowed hosts) before anything is
+        stored or sent. A repeated ``idempotency_key`` returns the existing record with
+        ``False`` and sends nothing.
         """
         svc = self.catalogue.get(service)
         if deadline_s is not None and not deadline_s > 0:
@@ -144,6 +151,8 @@ class Aggregator:
                 f"deadline_s must be a positive number of seconds, got {deadline_s}",
                 field="deadline_s",
             )
+        if callback_url is not None:
+            check_callback_url(callback_url)
         contents = [(part.id, build_request(svc, part, applicant)) for part in svc.parts]
         client = self.clients(participant)
         now = self.clock.now()
@@ -154,7 +163,9 @@ class Aggregator:
         for part_id, _ in contents:
             message_ids[part_id] = client.ids.new()
             state = on_sent(state, part_id, message_ids[part_id], now)
-        record, created = await self.store.create(state, participant, idempotency_key)
+        record, created = await self.store.create(
+            state, participant, idempotency_key, callback_url=callback_url
+        )
         if not created:
             log.info(
                 "service_request_exists",

@@ -3,6 +3,10 @@
 ``POST /ws`` hands the body to :meth:`Router.handle` unchanged: the SOAP endpoint
 is a thin skin over the same code path the demo and tests drive. Oversize bodies are
 refused from ``Content-Length`` or while streaming, before anything is parsed.
+
+Opened from settings, the app runs two background loops: the aggregator's (pull the
+portals' replies, fire deadlines) and the result callbacks' (POST due callbacks). They
+are separate tasks so that a slow or dead callback receiver never delays a reply.
 """
 
 from __future__ import annotations
@@ -11,18 +15,23 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 import structlog
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from gateway.aggregator import Aggregator
+from gateway.aggregator.callbacks import CallbackDispatcher, HttpxSender, RetryPolicy
 from gateway.api import wsdl
 from gateway.api.auth import TokenAuth
+from gateway.api.models import callback_body
 from gateway.api.rest import rest_router
 from gateway.config import Settings
 from gateway.core.errors import MessageTooLarge, SmevbusError
 from gateway.router.router import Router
+from gateway.store.callback_outbox import CallbackOutbox
+from gateway.store.service_requests import ServiceRequestRecord
 from gateway.xml.faults import soap_fault
 
 log = structlog.get_logger(__name__)
@@ -49,15 +58,23 @@ def create_app(
         app.state.router = await open_router(settings)
         app.state.aggregator = open_aggregator(settings, app.state.router)
         portals = sorted(set(settings.api_tokens.values()))
-        pumping = asyncio.create_task(
-            _aggregate(app.state.aggregator, portals, settings.aggregator_interval_s)
-        )
+        sender = HttpxSender(timeout=settings.callback_timeout_s)
+        dispatcher = callback_dispatcher(settings, app.state.aggregator, sender)
+        tasks = [
+            asyncio.create_task(
+                _aggregate(app.state.aggregator, portals, settings.aggregator_interval_s)
+            ),
+            asyncio.create_task(_deliver_callbacks(dispatcher, settings.aggregator_interval_s)),
+        ]
         try:
             yield
         finally:
-            pumping.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pumping
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await sender.aclose()
             await app.state.router.close()
 
     app = FastAPI(
@@ -77,7 +94,8 @@ def create_app(
             TokenAuth(
                 settings.api_tokens,
                 allowed=lambda participant: participant in app.state.router.ctx.registry.mnemonics,
-            )
+            ),
+            callback_hosts=settings.callback_hosts,
         )
     )
     limit = settings.max_message_bytes + ENVELOPE_OVERHEAD
@@ -138,6 +156,45 @@ async def _aggregate(aggregator: Aggregator, portals: list[str], interval: float
             await aggregator.fire_deadlines()
         except Exception:
             log.exception("aggregator_deadlines_failed")
+        await asyncio.sleep(interval)
+
+
+def callback_dispatcher(
+    settings: Settings, aggregator: Aggregator, sender: HttpxSender
+) -> CallbackDispatcher:
+    """The result-callback dispatcher on the aggregator's store, as ``settings`` say."""
+    base_url = settings.base_url
+    secret = settings.callback_secret
+
+    def render(record: ServiceRequestRecord) -> bytes:
+        return callback_body(record, base_url)
+
+    timeout = timedelta(seconds=settings.callback_timeout_s)
+    return CallbackDispatcher(
+        CallbackOutbox(aggregator.store),
+        sender,
+        render,
+        clock=aggregator.clock,
+        policy=RetryPolicy(
+            max_attempts=settings.callback_max_attempts,
+            first_delay=timedelta(seconds=settings.callback_backoff_s),
+            max_delay=timedelta(seconds=settings.callback_backoff_max_s),
+            # A POST ends by its timeout; the lease outlasts it with room to settle.
+            lease=2 * timeout + timedelta(seconds=30),
+        ),
+        secret=None if secret is None else secret.get_secret_value().encode(),
+        allowed_hosts=settings.callback_hosts,
+    )
+
+
+async def _deliver_callbacks(dispatcher: CallbackDispatcher, interval: float) -> None:
+    """POST due result callbacks, forever. A failing store is logged and retried next
+    round (receivers' failures are the dispatcher's to record, never raised)."""
+    while True:
+        try:
+            await dispatcher.deliver_due()
+        except Exception:
+            log.exception("callback_delivery_failed")
         await asyncio.sleep(interval)
 
 

@@ -12,7 +12,12 @@ Every error, request validation included, is ``application/problem+json`` made b
 ``POST /api/v1/service-requests`` answers ``202 Accepted`` for a new request and
 ``200 OK`` with the same body when an ``Idempotency-Key`` the caller already used is
 presented again (the first request under a key wins; a retry naming another service
-is a ``409`` conflict).
+is a ``409`` conflict). A ``callback_url`` is checked here
+(:func:`gateway.aggregator.callback_url.check_callback_url`, against the operator's
+allowed hosts) before the aggregator sees the request.
+
+The wire models live in :mod:`gateway.api.models`, shared with the client and with
+the result callbacks.
 """
 
 # No ``from __future__ import annotations``: FastAPI resolves the endpoints'
@@ -28,11 +33,24 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from gateway.aggregator.callback_url import check_callback_url
 from gateway.api.auth import TokenAuth
-from gateway.core.aggregation import PartStatus, ServiceRequestState
+from gateway.api.models import (
+    PREFIX,
+    Links,
+    MessageTrace,
+    PageLinks,
+    Problem,
+    ServiceRequestList,
+    ServiceRequestView,
+    SubmitServiceRequest,
+    Submitted,
+    TransitionView,
+    service_request_view,
+)
 from gateway.core.errors import (
     InternalError,
     InvalidContent,
@@ -42,7 +60,7 @@ from gateway.core.errors import (
     SmevbusError,
 )
 from gateway.core.faults import problem_json
-from gateway.core.service_lifecycle import CompletedBy, ServiceState
+from gateway.core.service_lifecycle import ServiceState
 from gateway.store.base import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Store
 from gateway.store.records import canonical_message_id
 from gateway.store.service_requests import ServiceRequestPage, ServiceRequestRecord
@@ -50,7 +68,6 @@ from gateway.store.service_requests import ServiceRequestPage, ServiceRequestRec
 log = structlog.get_logger(__name__)
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
-PREFIX = "/api/v1"
 
 
 class ServiceRequests(Protocol):
@@ -64,6 +81,7 @@ class ServiceRequests(Protocol):
         participant: str,
         idempotency_key: str | None = None,
         deadline_s: float | None = None,
+        callback_url: str | None = None,
     ) -> tuple[ServiceRequestRecord, bool]: ...
 
     async def get(self, id: str) -> ServiceRequestRecord: ...
@@ -143,162 +161,11 @@ class ProblemRoute(APIRoute):
         return route
 
 
-# --- wire models ------------------------------------------------------------------
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-
-class Problem(BaseModel):
-    """RFC 9457 problem details (``application/problem+json``)."""
-
-    type: str
-    title: str
-    status: int
-    detail: str
-    code: str
-    origin: str
-    transient: bool
-    instance: str | None = None
-    #: Machine-readable facts, e.g. ``field`` (the JSON path at fault).
-    context: dict[str, Any] | None = None
-
-
-class SubmitServiceRequest(_Model):
-    service: str = Field(min_length=1, max_length=63, examples=["child-birth-benefit"])
-    applicant: dict[str, Any] = Field(description="Applicant data, as the service describes")
-    callback_url: str | None = Field(
-        default=None,
-        max_length=2048,
-        description="Not supported yet: a request naming one is refused (422).",
-    )
-    deadline_s: float | None = Field(
-        default=None, gt=0, le=30 * 24 * 3600, description="Overall deadline, seconds"
-    )
-
-
-class Links(_Model):
-    self_: str = Field(alias="self")
-
-
-class PageLinks(_Model):
-    self_: str = Field(alias="self")
-    next: str | None = None
-
-
-class Submitted(_Model):
-    id: uuid.UUID
-    status: ServiceState
-    links: Links
-
-
-class RejectionView(_Model):
-    code: str
-    description: str
-
-
-class PartTimings(_Model):
-    deadline_at: AwareDatetime
-    sent_at: AwareDatetime | None
-    replied_at: AwareDatetime | None
-
-
-class PartView(_Model):
-    id: str
-    message_type: str
-    required: bool
-    status: PartStatus
-    message_id: uuid.UUID | None
-    data: dict[str, Any] | None
-    rejection: RejectionView | None
-    timings: PartTimings
-
-
-class ServiceRequestView(_Model):
-    id: uuid.UUID
-    service: str
-    status: ServiceState
-    completed_by: CompletedBy | None
-    failed_part: str | None
-    created_at: AwareDatetime
-    deadline_at: AwareDatetime
-    completed_at: AwareDatetime | None
-    parts: list[PartView]
-    result: dict[str, Any] | None
-    links: Links
-
-
-class ServiceRequestList(_Model):
-    items: list[ServiceRequestView]
-    next_cursor: str | None
-    links: PageLinks
-
-
-class TransitionView(_Model):
-    from_state: str | None
-    to_state: str
-    at: AwareDatetime
-    reason: str | None
-    actor: str | None
-
-
-class MessageTrace(_Model):
-    message_id: str
-    kind: str
-    sender: str
-    recipient: str
-    message_type: str
-    in_reply_to: str | None
-    state: str
-    created_at: AwareDatetime
-    updated_at: AwareDatetime
-    expires_at: AwareDatetime | None
-    test_message: bool
-    transitions: list[TransitionView]
-    #: For a request: the MessageIDs of the responses to it, oldest first.
-    responses: list[str]
-
-
 def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {
         s: {"model": Problem, "content": {PROBLEM_MEDIA_TYPE: {}}, "description": "Problem"}
         for s in statuses
     }
-
-
-def _view(state: ServiceRequestState, self_url: str) -> ServiceRequestView:
-    return ServiceRequestView(
-        id=state.id,
-        service=state.service,
-        status=state.status,
-        completed_by=state.completed_by,
-        failed_part=state.failed_part,
-        created_at=state.created_at,
-        deadline_at=state.deadline_at,
-        completed_at=state.completed_at,
-        parts=[
-            PartView(
-                id=p.id,
-                message_type=p.message_type,
-                required=p.required,
-                status=p.status,
-                message_id=p.message_id,
-                data=p.data,
-                rejection=(
-                    RejectionView(code=p.rejection.code, description=p.rejection.description)
-                    if p.rejection is not None
-                    else None
-                ),
-                timings=PartTimings(
-                    deadline_at=p.deadline_at, sent_at=p.sent_at, replied_at=p.replied_at
-                ),
-            )
-            for p in state.parts
-        ],
-        result=state.result,
-        links=Links(self_=self_url),
-    )
 
 
 RequestId = Annotated[uuid.UUID, Path(description="The service request id")]
@@ -322,12 +189,15 @@ def rest_router(
     *,
     aggregator_provider: AggregatorProvider = _default_aggregator,
     journal_provider: JournalProvider = _default_journal,
+    callback_hosts: Sequence[str] = (),
 ) -> APIRouter:
     """The ``/api/v1`` routes; ``auth`` is a dependency returning the caller's participant.
 
     The providers find the aggregator and the journal per request (by default on
-    ``app.state.aggregator`` and ``app.state.router.store``).
+    ``app.state.aggregator`` and ``app.state.router.store``). ``callback_hosts`` are the
+    hosts a ``callback_url`` may name (empty: any).
     """
+    allowed_hosts = tuple(callback_hosts)
     api = APIRouter(prefix=PREFIX, route_class=ProblemRoute, tags=["service requests"])
     Caller = Annotated[str, Depends(auth)]  # noqa: N806
 
@@ -378,16 +248,14 @@ def rest_router(
         ] = None,
     ) -> Submitted:
         if body.callback_url is not None:
-            raise SchemaViolation(
-                "callback_url is not supported by this gateway yet; poll the request",
-                field="callback_url",
-            )
+            check_callback_url(body.callback_url, allowed_hosts)
         record, created = await aggregator.submit(
             service=body.service,
             applicant=body.applicant,
             participant=caller,
             idempotency_key=idempotency_key,
             deadline_s=body.deadline_s,
+            callback_url=body.callback_url,
         )
         if not created and record.service != body.service:
             raise Conflict(
@@ -436,7 +304,7 @@ def rest_router(
             else None
         )
         return ServiceRequestList(
-            items=[_view(r.state, self_url(request, r.id)) for r in page.items],
+            items=[service_request_view(r, self_url(request, r.id)) for r in page.items],
             next_cursor=page.next_cursor,
             links=PageLinks(self_=str(request.url), next=next_url),
         )
@@ -451,7 +319,7 @@ def rest_router(
         request_id: RequestId, request: Request, caller: Caller, aggregator: Aggregator
     ) -> ServiceRequestView:
         record = await owned(aggregator, request_id, caller)
-        return _view(record.state, self_url(request, record.id))
+        return service_request_view(record, self_url(request, record.id))
 
     @api.delete(
         "/service-requests/{request_id}",
@@ -468,7 +336,7 @@ def rest_router(
         record = await aggregator.cancel(str(request_id), caller)
         if record.status is not ServiceState.CANCELLED:  # became final meanwhile
             raise _already_final(record)
-        return _view(record.state, self_url(request, record.id))
+        return service_request_view(record, self_url(request, record.id))
 
     @api.get(
         "/messages/{message_id}",
@@ -523,6 +391,7 @@ def _already_final(record: ServiceRequestRecord) -> Conflict:
 
 
 __all__ = [
+    "PREFIX",
     "AggregatorProvider",
     "Conflict",
     "JournalProvider",

@@ -25,10 +25,9 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from gateway.api.auth import Unauthenticated
-from gateway.api.rest import (
+from gateway.api.models import (
     PREFIX,
-    PROBLEM_MEDIA_TYPE,
-    Conflict,
+    CallbackView,
     MessageTrace,
     PartView,
     Problem,
@@ -37,6 +36,7 @@ from gateway.api.rest import (
     Submitted,
     TransitionView,
 )
+from gateway.api.rest import PROBLEM_MEDIA_TYPE, Conflict
 from gateway.core.errors import ALL_ERRORS, InternalError, SmevbusError
 from gateway.core.service_lifecycle import FINAL, ServiceState
 
@@ -111,14 +111,18 @@ class ServiceRequestsClient:
         *,
         idempotency_key: str | None = None,
         deadline_s: float | None = None,
+        callback_url: str | None = None,
     ) -> ServiceRequestView:
         """Submit a service request and return its current view.
 
-        Retrying under the same ``idempotency_key`` returns the first request.
+        Retrying under the same ``idempotency_key`` returns the first request. With
+        ``callback_url`` the gateway POSTs the final view there (see ``view.callback``).
         """
         body: dict[str, Any] = {"service": service, "applicant": applicant}
         if deadline_s is not None:
             body["deadline_s"] = deadline_s
+        if callback_url is not None:
+            body["callback_url"] = callback_url
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key is not None else {}
         submitted = await self._call(
             Submitted, "POST", f"{PREFIX}/service-requests", json=body, headers=headers
@@ -229,6 +233,7 @@ def _error_of(response: httpx.Response) -> SmevbusError:
 
 __all__ = [
     "ERRORS_BY_CODE",
+    "CallbackView",
     "MessageTrace",
     "PartView",
     "ProgressCallback",

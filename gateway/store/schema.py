@@ -117,6 +117,9 @@ _JSON = JSON().with_variant(JSONB(), "postgresql")
 # One row per service request (gateway.store.service_requests): the serialized
 # ServiceRequestState in ``state``; status, completed_by and next_deadline are copies
 # of it kept in columns for queries. ``version`` is the compare-and-set counter.
+# The ``callback_*`` columns are the result-callback outbox (gateway.store.callbacks):
+# NULL ``callback_state`` means no callback; the save that makes the request final
+# moves ``pending`` to ``due`` in the same UPDATE. Outbox writes leave ``version`` alone.
 service_requests = Table(
     "service_requests",
     metadata,
@@ -131,10 +134,17 @@ service_requests = Table(
     Column("created_at", UtcDateTime(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
     Column("version", Integer(), nullable=False),
+    Column("callback_url", String(2048), nullable=True),
+    Column("callback_state", String(16), nullable=True),
+    Column("callback_attempts", Integer(), nullable=False, server_default="0"),
+    Column("callback_next_at", UtcDateTime(), nullable=True),
+    Column("callback_last_error", Text(), nullable=True),
+    Column("callback_delivered_at", UtcDateTime(), nullable=True),
     UniqueConstraint("participant", "idempotency_key"),
     Index("ix_service_requests_next_deadline", "next_deadline"),
     Index("ix_service_requests_status_created_at_id", "status", "created_at", "id"),
     Index("ix_service_requests_created_at_id", "created_at", "id"),
+    Index("ix_service_requests_callback_next_at", "callback_next_at"),
 )
 
 # The bus MessageID of each part's request -> the service request and part it serves.

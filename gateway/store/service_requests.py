@@ -26,6 +26,11 @@ How the guarantees are kept, identically on SQLite and PostgreSQL:
 * ``pending`` (every ``PENDING`` request, for resuming after a restart) and
   ``pending_due`` (those whose next deadline is at or before ``now``) drive the
   deadline timer; a final request has no next deadline.
+* A request may carry a result callback (``callback_url``). Its outbox state lives in
+  the request's row: ``pending`` until final; the ``save`` that stores the final state
+  marks it ``due`` in the same ``UPDATE``, so a crash can never lose a due callback.
+  :class:`~gateway.store.callback_outbox.CallbackOutbox` claims and settles due callbacks
+  without touching ``version`` (a callback never conflicts with the aggregator).
 * Timestamps are always handed in; stored and returned datetimes are aware UTC.
 * On SQLite the store serializes its own operations with an asyncio lock (pass the
   journal's lock when sharing an in-memory engine with it, see :meth:`for_journal`).
@@ -50,6 +55,14 @@ from gateway.core.aggregation import ServiceRequestState, next_deadline
 from gateway.core.errors import InternalError, InvalidContent, NotFound
 from gateway.core.service_lifecycle import CompletedBy, ServiceState
 from gateway.store.base import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from gateway.store.callbacks import (
+    MAX_CALLBACK_URL,
+    Callback,
+    callback_columns,
+    callback_due,
+    callback_of,
+    new_callback,
+)
 from gateway.store.engine import create_engine
 from gateway.store.journal import SqlStore
 from gateway.store.migrate import upgrade
@@ -90,6 +103,8 @@ class ServiceRequestRecord:
     created_at: datetime
     updated_at: datetime
     version: int
+    #: The result callback, if the request was submitted with a ``callback_url``.
+    callback: Callback | None = None
 
     @property
     def id(self) -> uuid.UUID:
@@ -173,21 +188,27 @@ class ServiceRequestStore:
         state: ServiceRequestState,
         participant: str,
         idempotency_key: str | None = None,
+        *,
+        callback_url: str | None = None,
     ) -> tuple[ServiceRequestRecord, bool]:
         """Store a new request (version 1, ``created_at`` = ``state.created_at``).
 
         Returns ``(record, True)``, or ``(existing, False)`` when ``participant`` already
-        created a request under ``idempotency_key`` (see the module docstring).
+        created a request under ``idempotency_key`` (see the module docstring; the first
+        request's ``callback_url`` stands too). ``callback_url`` is stored as given: the
+        caller checks it (:func:`gateway.aggregator.callback_url.check_callback_url`).
         """
         require_name("participant", participant)
         require_name("idempotency_key", idempotency_key)
         require_name("service", state.service)
+        require_name("callback_url", callback_url, MAX_CALLBACK_URL)
         async with self._serialized():
             if idempotency_key is not None:
                 existing = await self._by_key(participant, idempotency_key)
                 if existing is not None:
                     return existing, False
             created_at = state.created_at.astimezone(UTC)
+            callback = new_callback(callback_url, state, created_at)
             record = ServiceRequestRecord(
                 state=state,
                 participant=participant,
@@ -196,6 +217,7 @@ class ServiceRequestStore:
                 created_at=created_at,
                 updated_at=created_at,
                 version=1,
+                callback=callback,
             )
             try:
                 async with self._engine.begin() as conn:
@@ -207,6 +229,7 @@ class ServiceRequestStore:
                             idempotency_key=idempotency_key,
                             created_at=record.created_at,
                             **_state_columns(state, record.updated_at, version=1),
+                            **callback_columns(callback),
                         )
                     )
                     await _link_parts(conn, state)
@@ -237,7 +260,8 @@ class ServiceRequestStore:
 
         Returns the record at ``expected_version + 1``. Raises :class:`NotFound` for an
         unknown id and :class:`ServiceRequestConflict` when another writer saved first.
-        Part MessageIDs not linked yet are linked in the same transaction.
+        Part MessageIDs not linked yet are linked in the same transaction. A final
+        ``state`` makes a ``pending`` callback ``due`` at ``at``, in the same ``UPDATE``.
         """
         require_aware("at", at)
         sr_id = str(state.id)
@@ -251,14 +275,17 @@ class ServiceRequestStore:
                             _SR.c.version == expected_version,
                             _SR.c.service == state.service,
                         )
-                        .values(**_state_columns(state, at, version=expected_version + 1))
+                        .values(
+                            **_state_columns(state, at, version=expected_version + 1),
+                            **(callback_due(at) if state.final else {}),
+                        )
                         .returning(*_SR.c)
                     )
                 ).one_or_none()
                 if row is not None:
                     await _link_parts(conn, state)
             if row is not None:
-                return _record(row)
+                return record_of_row(row)
             current = await self._get_or_none(sr_id)
         if current is None:
             raise _not_found(sr_id)
@@ -416,18 +443,18 @@ class ServiceRequestStore:
     async def _select(self, query: Any) -> list[ServiceRequestRecord]:
         async with self._serialized(), self._engine.connect() as conn:
             rows: Sequence[Row[Any]] = (await conn.execute(query)).all()
-        return [_record(row) for row in rows]
+        return [record_of_row(row) for row in rows]
 
     async def _get_or_none(self, sr_id: str) -> ServiceRequestRecord | None:
         async with self._engine.connect() as conn:
             row = (await conn.execute(select(_SR).where(_SR.c.id == sr_id))).one_or_none()
-        return None if row is None else _record(row)
+        return None if row is None else record_of_row(row)
 
     async def _by_key(self, participant: str, key: str) -> ServiceRequestRecord | None:
         query = select(_SR).where(_SR.c.participant == participant, _SR.c.idempotency_key == key)
         async with self._engine.connect() as conn:
             row = (await conn.execute(query)).one_or_none()
-        return None if row is None else _record(row)
+        return None if row is None else record_of_row(row)
 
     async def _link(self, mid: str) -> MessageLink | None:
         query = select(_LINKS.c.service_request_id, _LINKS.c.part_id).where(
@@ -494,7 +521,8 @@ def _not_found(sr_id: str) -> NotFound:
     return NotFound(f"no service request {sr_id}", service_request_id=sr_id)
 
 
-def _record(row: Row[Any]) -> ServiceRequestRecord:
+def record_of_row(row: Row[Any]) -> ServiceRequestRecord:
+    """The record a whole ``service_requests`` row stands for."""
     m = row._mapping
     return ServiceRequestRecord(
         state=ServiceRequestState.model_validate(m["state"]),
@@ -504,4 +532,5 @@ def _record(row: Row[Any]) -> ServiceRequestRecord:
         created_at=m["created_at"],
         updated_at=m["updated_at"],
         version=int(m["version"]),
+        callback=callback_of(m),
     )

@@ -55,8 +55,14 @@ def _adapter(name: str, gateway: GatewayProcess, agency: str) -> list[str]:
 
 @contextmanager
 def running_chain(
-    amqp_url: str, keys: Path, logs: Path, *, api_tokens: dict[str, str] | None = None
+    amqp_url: str,
+    keys: Path,
+    logs: Path,
+    *,
+    api_tokens: dict[str, str] | None = None,
+    gateway_env: dict[str, str] | None = None,
 ) -> Iterator[Chain]:
+    """The chain running; ``gateway_env`` adds SMEVBUS_* settings of the gateway."""
     init_dev_pki(keys, {**PARTICIPANTS, "SMEVBUS": "bus"}, clock=SystemClock())
     env = {"SMEVBUS_KEYS_DIR": str(keys)}
     ports = {"zags": free_port(), "mvd_migration": free_port(), "fns": free_port()}
@@ -70,6 +76,7 @@ def running_chain(
                 "SMEVBUS_AMQP_URL": vhost_url,
                 "SMEVBUS_DATABASE_URL": db_url,
                 "SMEVBUS_API_TOKENS": json.dumps(api_tokens or {}),
+                **(gateway_env or {}),
             },
             log_path=logs / "gateway.log",
         )

@@ -402,7 +402,7 @@ def _schema_differences(connection: Connection) -> list[object]:
 
 
 async def test_migrations_are_idempotent_and_match_the_tables(backend: Backend) -> None:
-    assert head_revision() == "0002"
+    assert head_revision() == "0003"
     await upgrade(backend.url, "0001", schema=backend.schema)
     async with open_store(backend) as store:
         assert await current_revision(store.engine) == "0001"
@@ -412,10 +412,22 @@ async def test_migrations_are_idempotent_and_match_the_tables(backend: Backend) 
         await upgrade(backend.url, schema=backend.schema)
         await upgrade(backend.url, schema=backend.schema)
 
-        assert await current_revision(store.engine) == "0002"
+        assert await current_revision(store.engine) == "0003"
         assert (await store.get(rid(1))).state == new_request(1)
         async with store.engine.connect() as connection:
             assert await connection.run_sync(_schema_differences) == []
+
+
+async def test_requests_from_before_callbacks_have_none(backend: Backend) -> None:
+    await upgrade(backend.url, "0002", schema=backend.schema)
+    async with open_store(backend) as store:
+        await store.create(new_request(1), PORTAL)  # names only the 0002 columns
+        await store.migrate()
+
+        assert await current_revision(store.engine) == head_revision()
+        assert (await store.get(rid(1))).callback is None
+        done = on_cancel((await store.get(rid(1))).state, T0).state
+        assert (await store.save(done, 1, at=T0)).callback is None
 
 
 async def test_shares_the_journal_engine_in_memory() -> None:

@@ -5,8 +5,9 @@ The app under test is the real one, :func:`gateway.api.app.create_app`, on a rea
 :class:`~gateway.router.router.Router` (memory transport, in-memory SQLite, the test PKI
 of :mod:`tests.unit.bus_fixtures`) and a real :class:`~gateway.aggregator.Aggregator`;
 the portal authenticates with an API token sent as ``Authorization: Bearer``. One
-``child-birth-benefit`` request is seeded and fully answered, and one is left pending,
-so list responses carry real parts, data and results.
+``child-birth-benefit`` request is seeded and fully answered (with a result callback,
+now due), and one is left pending, so list responses carry real parts, data, results
+and a callback.
 
 Fuzzed: every ``/api/v1`` operation, ``/health``, ``/ready`` and ``/ws/xsd/{name}``.
 Not fuzzed: ``/ws`` itself (``POST`` takes a SOAP envelope, ``GET`` serves the WSDL; the
@@ -80,7 +81,12 @@ class GatewayUnderTest:
         agg = Aggregator(catalogue=CATALOGUE, store=store, clients=bus.client, clock=bus.clock)
         world = World(bus, store, agg)
         # One answered (COMPLETED, with data and a result) and one PENDING request.
-        done, _ = await agg.submit(service=SERVICE, applicant=APPLICANT, participant=PORTAL)
+        done, _ = await agg.submit(
+            service=SERVICE,
+            applicant=APPLICANT,
+            participant=PORTAL,
+            callback_url="https://portal.example/smevbus/results",  # its view: a due callback
+        )
         await world.answer_all()
         await agg.pump_responses(PORTAL)
         pending, _ = await agg.submit(service=SERVICE, applicant=APPLICANT, participant=PORTAL)

@@ -20,6 +20,7 @@ from gateway.core.aggregation import PartState, ServiceRequestState, on_answer, 
 from gateway.core.envelope import MessageKind
 from gateway.core.errors import NotFound
 from gateway.core.lifecycle import MessageState
+from gateway.store.callbacks import Callback, CallbackState
 from gateway.store.journal import SqlStore
 from gateway.store.records import NewMessage
 from gateway.store.service_requests import ServiceRequestPage, ServiceRequestRecord
@@ -51,8 +52,11 @@ class FakeAggregator:
         participant: str,
         idempotency_key: str | None = None,
         deadline_s: float | None = None,
+        callback_url: str | None = None,
     ) -> tuple[ServiceRequestRecord, bool]:
-        self.calls.append({"service": service, "deadline_s": deadline_s})
+        self.calls.append(
+            {"service": service, "deadline_s": deadline_s, "callback_url": callback_url}
+        )
         if service not in ("passport-check", "child-birth-benefit"):
             raise NotFound(f"no service {service}", service=service)
         if not isinstance(applicant.get("passport"), dict) or "number" not in applicant["passport"]:
@@ -79,13 +83,18 @@ class FakeAggregator:
                 ),
             ),
         )
-        record = self._record(state, participant, idempotency_key)
+        callback = None if callback_url is None else Callback(callback_url, CallbackState.PENDING)
+        record = self._record(state, participant, idempotency_key, callback)
         if idempotency_key is not None:
             self.keys[(participant, idempotency_key)] = str(state.id)
         return record, True
 
     def _record(
-        self, state: ServiceRequestState, participant: str, key: str | None
+        self,
+        state: ServiceRequestState,
+        participant: str,
+        key: str | None,
+        callback: Callback | None = None,
     ) -> ServiceRequestRecord:
         record = ServiceRequestRecord(
             state=state,
@@ -95,6 +104,7 @@ class FakeAggregator:
             created_at=state.created_at,
             updated_at=state.created_at,
             version=1,
+            callback=callback,
         )
         self.records[str(state.id)] = record
         return record
@@ -146,17 +156,25 @@ def aggregator() -> FakeAggregator:
     return FakeAggregator()
 
 
-@pytest.fixture
-async def client(aggregator: FakeAggregator, journal: SqlStore) -> AsyncIterator[httpx.AsyncClient]:
+def _client(
+    aggregator: FakeAggregator, journal: SqlStore, callback_hosts: tuple[str, ...] = ()
+) -> httpx.AsyncClient:
     app = FastAPI()
     auth = TokenAuth(TOKENS, allowed=lambda p: p != "BANNED")
     app.include_router(
         rest_router(
-            auth, aggregator_provider=lambda _: aggregator, journal_provider=lambda _: journal
+            auth,
+            aggregator_provider=lambda _: aggregator,
+            journal_provider=lambda _: journal,
+            callback_hosts=callback_hosts,
         )
     )
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+
+
+@pytest.fixture
+async def client(aggregator: FakeAggregator, journal: SqlStore) -> AsyncIterator[httpx.AsyncClient]:
+    async with _client(aggregator, journal) as c:
         yield c
 
 
@@ -301,13 +319,91 @@ async def test_request_validation_is_problem_naming_the_field(
     assert field in body["detail"]
 
 
-async def test_callback_url_is_refused_until_supported(client: httpx.AsyncClient) -> None:
+async def test_callback_url_is_passed_on_and_shown_on_the_request(
+    client: httpx.AsyncClient, aggregator: FakeAggregator
+) -> None:
+    url = "https://portal.example/smevbus/results?tenant=71"
     resp = await client.post(
-        "/api/v1/service-requests",
-        json={**BODY, "callback_url": "https://portal.example/cb"},
-        headers=AUTH,
+        "/api/v1/service-requests", json={**BODY, "callback_url": url}, headers=AUTH
     )
-    assert assert_problem(resp, 422, "schema_violation")["context"]["field"] == "callback_url"
+    assert resp.status_code == 202, resp.text
+    assert aggregator.calls[-1]["callback_url"] == url
+    view = (await client.get(resp.json()["links"]["self"], headers=AUTH)).json()
+    assert view["callback"] == {
+        "url": url,
+        "state": "pending",
+        "attempts": 0,
+        "next_attempt_at": None,
+        "last_error": None,
+        "delivered_at": None,
+    }
+    plain = await client.post("/api/v1/service-requests", json=BODY, headers=AUTH)
+    assert (await client.get(plain.json()["links"]["self"], headers=AUTH)).json()[
+        "callback"
+    ] is None
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("ftp://portal.example/cb", "absolute http or https URL"),
+        ("/relative/cb", "absolute http or https URL"),
+        ("portal.example/cb", "absolute http or https URL"),
+        ("https:///no-host", "absolute http or https URL"),
+        ("javascript:alert(1)", "absolute http or https URL"),
+        ("https://user:secret@portal.example/cb", "user name or password"),
+        ("https://portal.example:99999/cb", "port"),
+        ("https://portal.example/c b", "spaces or control characters"),
+        (" https://portal.example/cb", "spaces or control characters"),
+        ("https://portal.example/" + "x" * 2048, "at most 2048"),
+    ],
+)
+async def test_bad_callback_url_is_422_naming_the_field(
+    client: httpx.AsyncClient, aggregator: FakeAggregator, url: str, says: str
+) -> None:
+    resp = await client.post(
+        "/api/v1/service-requests", json={**BODY, "callback_url": url}, headers=AUTH
+    )
+    body = assert_problem(resp, 422, "schema_violation")
+    assert body["context"]["field"] == "callback_url"
+    assert says in body["detail"]
+    assert "secret" not in body["detail"]  # credentials are never echoed
+    assert aggregator.calls == []
+
+
+async def test_callback_hosts_allow_list_refuses_other_hosts(
+    aggregator: FakeAggregator, journal: SqlStore
+) -> None:
+    async with _client(aggregator, journal, ("portal.example", "*.gov71.example")) as client:
+        for url in ("https://PORTAL.example/cb", "http://mfc.gov71.example:8443/cb"):
+            resp = await client.post(
+                "/api/v1/service-requests", json={**BODY, "callback_url": url}, headers=AUTH
+            )
+            assert resp.status_code == 202, (url, resp.text)
+        for url in (
+            "http://169.254.169.254/latest/meta-data",
+            "https://gov71.example/cb",  # *.gov71.example is its subdomains only
+            "https://portal.example.evil.example/cb",
+        ):
+            resp = await client.post(
+                "/api/v1/service-requests", json={**BODY, "callback_url": url}, headers=AUTH
+            )
+            body = assert_problem(resp, 422, "schema_violation")
+            assert body["context"]["field"] == "callback_url"
+            assert "SMEVBUS_CALLBACK_HOSTS" in body["detail"]
+    assert [c["callback_url"] for c in aggregator.calls] == [
+        "https://PORTAL.example/cb",
+        "http://mfc.gov71.example:8443/cb",
+    ]
+
+
+def test_settings_parse_callback_hosts_as_a_list_or_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SMEVBUS_CALLBACK_HOSTS", "portal.example, *.gov71.example")
+    assert Settings().callback_hosts == ("portal.example", "*.gov71.example")
+    monkeypatch.setenv("SMEVBUS_CALLBACK_HOSTS", '["portal.example"]')
+    assert Settings().callback_hosts == ("portal.example",)
+    monkeypatch.setenv("SMEVBUS_CALLBACK_SECRET", "k3y")
+    assert "k3y" not in repr(Settings())
 
 
 async def test_malformed_json_is_400(client: httpx.AsyncClient) -> None:
@@ -532,6 +628,18 @@ async def test_openapi_documents_the_endpoints(client: httpx.AsyncClient) -> Non
     assert any(p["name"] == "Idempotency-Key" for p in post["parameters"])
     assert "bearerToken" in spec["components"]["securitySchemes"]
     assert "SubmitServiceRequest" in spec["components"]["schemas"]
+    callback = spec["components"]["schemas"]["CallbackView"]
+    assert set(callback["properties"]) == {
+        "url",
+        "state",
+        "attempts",
+        "next_attempt_at",
+        "last_error",
+        "delivered_at",
+    }
+    assert all(p.get("description") for p in callback["properties"].values())
+    submit = spec["components"]["schemas"]["SubmitServiceRequest"]["properties"]
+    assert "X-Smevbus-Signature" in submit["callback_url"]["description"]
 
 
 # --- with the real Aggregator -------------------------------------------------------

@@ -29,6 +29,7 @@ from gateway.core.envelope import MessageKind
 from gateway.core.errors import InternalError, NotFound, SchemaViolation
 from gateway.core.lifecycle import MessageState
 from gateway.core.service_lifecycle import ServiceState
+from gateway.store.callbacks import CallbackState
 from gateway.store.records import MessageRecord, TransitionRecord
 from gateway.store.service_requests import ServiceRequestRecord
 from tests.unit.test_rest_api import (
@@ -81,6 +82,24 @@ async def test_submit_returns_the_view_and_get_reads_it(
     assert aggregator.calls[-1]["deadline_s"] == 5
     assert await api.get(view.id) == view
     assert await api.get(str(view.id)) == view
+    assert view.callback is None
+
+
+async def test_submit_with_a_callback_url_shows_the_callback(
+    api: ServiceRequestsClient, aggregator: FakeAggregator
+) -> None:
+    url = "https://portal.example/smevbus/results"
+    view = await api.submit("passport-check", APPLICANT, callback_url=url)
+    assert aggregator.calls[-1]["callback_url"] == url
+    assert view.callback is not None
+    assert (view.callback.url, view.callback.state, view.callback.attempts) == (
+        url,
+        CallbackState.PENDING,
+        0,
+    )
+    with pytest.raises(SchemaViolation) as refused:
+        await api.submit("passport-check", APPLICANT, callback_url="ftp://portal.example/x")
+    assert refused.value.detail["field"] == "callback_url"
 
 
 async def test_list_pages_and_filters(api: ServiceRequestsClient) -> None:
@@ -346,6 +365,30 @@ def test_cli_submit_without_wait_prints_only_the_id(
     result = runner.invoke(cli.app, ["submit", "passport-check", "--applicant", str(applicant)])
     assert result.exit_code == 0, result.output
     assert result.output.strip() == next(iter(fake.records))
+    assert fake.calls[-1]["callback_url"] is None
+
+
+def test_cli_submit_passes_the_callback_url(
+    cli_world: tuple[AnsweringAggregator, MemoryJournal], tmp_path: Path
+) -> None:
+    fake, _ = cli_world
+    applicant = tmp_path / "applicant.json"
+    applicant.write_text(json.dumps(APPLICANT))
+    url = "https://portal.example/smevbus/results"
+    result = runner.invoke(
+        cli.app,
+        ["submit", "passport-check", "--applicant", str(applicant), "--callback-url", url],
+    )
+    assert result.exit_code == 0, result.output
+    (record,) = fake.records.values()
+    assert record.callback is not None
+    assert record.callback.url == url
+    refused = runner.invoke(
+        cli.app,
+        ["submit", "passport-check", "--applicant", str(applicant), "--callback-url", "x"],
+    )
+    assert refused.exit_code == 1
+    assert "schema_violation" in refused.output
 
 
 def test_cli_status_shows_the_request(

@@ -1,0 +1,262 @@
+"""Result callbacks: POST each final service request to its portal's ``callback_url``.
+
+:class:`CallbackDispatcher` works the durable outbox
+(:class:`~gateway.store.callback_outbox.CallbackOutbox`). Each
+:meth:`~CallbackDispatcher.deliver_due` claims the callbacks due now (a claim counts the
+attempt and leases it, so two gateway processes never make the same attempt) and POSTs
+each one:
+
+* the body is the request's REST representation, the JSON that
+  ``GET /api/v1/service-requests/{id}`` answers (``render``, see
+  :func:`gateway.api.models.callback_body`); its ``callback`` shows the attempt made;
+* headers ``Content-Type: application/json``, ``X-Smevbus-Service-Request: <id>``,
+  ``X-Smevbus-Attempt: <n>`` and, with a secret, ``X-Smevbus-Signature:
+  sha256=<hex HMAC-SHA256 of the body>`` (:func:`signature`);
+* a 2xx answer delivers it; any other status, a network error or a timeout schedules
+  attempt ``n + 1`` after :meth:`RetryPolicy.delay` (doubling, capped), and the last
+  allowed attempt failing gives it up as ``failed`` with the error. A URL whose host
+  the operator no longer allows is given up without a POST.
+
+A callback is a notification about a result that is already saved: nothing here
+touches a request's status or result, and no receiver failure raises out of
+:meth:`~CallbackDispatcher.deliver_due`. Delivery is at least once: a process that dies
+mid-POST leaves its lease to run out and the attempt is made again; receivers
+deduplicate by ``X-Smevbus-Service-Request``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Final, Protocol
+
+import httpx
+import structlog
+
+from gateway.aggregator.callback_url import check_callback_url
+from gateway.core.clock import Clock
+from gateway.core.errors import SchemaViolation
+from gateway.store.callback_outbox import CallbackOutbox
+from gateway.store.service_requests import ServiceRequestRecord
+
+__all__ = [
+    "ATTEMPT_HEADER",
+    "SERVICE_REQUEST_HEADER",
+    "SIGNATURE_HEADER",
+    "CallbackDispatcher",
+    "CallbackSender",
+    "HttpxSender",
+    "RetryPolicy",
+    "signature",
+]
+
+log = structlog.get_logger(__name__)
+
+SERVICE_REQUEST_HEADER: Final = "X-Smevbus-Service-Request"
+ATTEMPT_HEADER: Final = "X-Smevbus-Attempt"
+SIGNATURE_HEADER: Final = "X-Smevbus-Signature"
+#: Longest error text kept in ``last_error``.
+MAX_ERROR: Final = 500
+
+#: The JSON body of a request's callback.
+Render = Callable[[ServiceRequestRecord], bytes]
+
+
+class CallbackSender(Protocol):
+    """The one network call of callbacks."""
+
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> int:
+        """POST ``body`` to ``url``; the HTTP status. Raises on a network error or timeout."""
+        ...
+
+
+class HttpxSender:
+    """:class:`CallbackSender` on :class:`httpx.AsyncClient`.
+
+    Redirects are not followed (the allowed host is the one POSTed to) and the answer's
+    body is never read: only its status counts. ``timeout`` bounds the whole POST, not
+    just each network read, so a receiver that trickles bytes cannot outlast the lease.
+    """
+
+    def __init__(
+        self, *, timeout: float = 10.0, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        self._timeout = timeout
+        self._client = httpx.AsyncClient(
+            timeout=timeout, transport=transport, follow_redirects=False
+        )
+
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> int:
+        async with (
+            asyncio.timeout(self._timeout),
+            self._client.stream("POST", url, content=body, headers=dict(headers)) as reply,
+        ):
+            return reply.status_code
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently a callback is tried."""
+
+    max_attempts: int = 8
+    #: Wait after the first failed attempt; it doubles with each further one...
+    first_delay: timedelta = timedelta(seconds=1)
+    #: ... up to this.
+    max_delay: timedelta = timedelta(minutes=5)
+    #: How long a claimed attempt belongs to its process; longer than a POST can take.
+    lease: timedelta = timedelta(seconds=60)
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be at least 1, got {self.max_attempts}")
+        for name in ("first_delay", "max_delay", "lease"):
+            if getattr(self, name) <= timedelta(0):
+                raise ValueError(f"{name} must be positive")
+
+    def delay(self, attempt: int) -> timedelta:
+        """The wait after failed attempt ``attempt`` (1-based) before the next one."""
+        doublings = min(max(attempt - 1, 0), 64)  # 2**64 s outlasts any cap
+        seconds = self.first_delay.total_seconds() * 2.0**doublings
+        return timedelta(seconds=min(seconds, self.max_delay.total_seconds()))
+
+
+def signature(body: bytes, secret: bytes) -> str:
+    """The ``X-Smevbus-Signature`` value of ``body``: ``sha256=<hex HMAC-SHA256>``."""
+    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+class CallbackDispatcher:
+    """Delivers due result callbacks from the outbox through ``sender``."""
+
+    def __init__(
+        self,
+        outbox: CallbackOutbox,
+        sender: CallbackSender,
+        render: Render,
+        *,
+        clock: Clock,
+        policy: RetryPolicy | None = None,
+        secret: bytes | None = None,
+        allowed_hosts: Sequence[str] = (),
+        batch: int = 16,
+    ) -> None:
+        self.outbox = outbox
+        self.sender = sender
+        self.render = render
+        self.clock = clock
+        self.policy = policy or RetryPolicy()
+        self._secret = secret
+        self.allowed_hosts = tuple(allowed_hosts)
+        self.batch = batch
+
+    async def deliver_due(self) -> int:
+        """Make one attempt of every callback due now; how many attempts were made.
+
+        A batch of claimed callbacks is POSTed concurrently; batches follow until none
+        is due. A failing receiver is recorded, never raised; only a failing store
+        (claiming) raises, and the caller's loop tries again later.
+        """
+        made = 0
+        while True:
+            claimed = await self.outbox.claim_due(
+                self.clock.now(), lease=self.policy.lease, limit=self.batch
+            )
+            await asyncio.gather(*(self._attempt(record) for record in claimed))
+            made += len(claimed)
+            if len(claimed) < self.batch:
+                return made
+
+    def headers(self, record: ServiceRequestRecord, attempt: int, body: bytes) -> dict[str, str]:
+        """The headers of attempt ``attempt`` to POST ``body`` for ``record``."""
+        headers = {
+            "Content-Type": "application/json",
+            SERVICE_REQUEST_HEADER: str(record.id),
+            ATTEMPT_HEADER: str(attempt),
+        }
+        if self._secret is not None:
+            headers[SIGNATURE_HEADER] = signature(body, self._secret)
+        return headers
+
+    # --- one attempt ------------------------------------------------------------------
+
+    async def _attempt(self, record: ServiceRequestRecord) -> None:
+        try:
+            await self._settle(record)
+        except Exception:
+            # The outbox could not record the outcome: the lease runs out and the
+            # callback is attempted again (at least once, never lost).
+            log.exception("callback_settle_failed", service_request_id=str(record.id))
+
+    async def _settle(self, record: ServiceRequestRecord) -> None:
+        callback = record.callback
+        assert callback is not None, "the outbox claims only requests with a callback"
+        attempt = callback.attempts
+        fields: dict[str, Any] = {
+            "service_request_id": str(record.id),
+            "attempt": attempt,
+            "host": _host(callback.url),  # never the whole URL: it may hold a token
+        }
+        refusal = self._refusal(callback.url)
+        if refusal is not None:
+            await self.outbox.fail(record.id, attempt, error=_clip(refusal), made=attempt - 1)
+            log.error("callback_failed", error=refusal, **fields)
+            return
+        if attempt > self.policy.max_attempts:
+            # The last allowed attempt was cut off (its process died mid-POST): this
+            # claim makes no POST and does not count.
+            last = callback.last_error or "the last attempt was interrupted"
+            await self.outbox.fail(record.id, attempt, error=last, made=attempt - 1)
+            log.error("callback_failed", error=last, **fields)
+            return
+        error = await self._post(record, callback.url, attempt)
+        now = self.clock.now()
+        if error is None:
+            await self.outbox.delivered(record.id, at=now)
+            log.info("callback_delivered", **fields)
+        elif attempt >= self.policy.max_attempts:
+            await self.outbox.fail(record.id, attempt, error=error)
+            log.error("callback_failed", error=error, **fields)
+        else:
+            at = now + self.policy.delay(attempt)
+            await self.outbox.retry(record.id, attempt, error=error, at=at)
+            log.warning(
+                "callback_retry_scheduled", error=error, next_attempt_at=at.isoformat(), **fields
+            )
+
+    def _refusal(self, url: str) -> str | None:
+        """Why ``url`` may not be called (any more), else ``None``."""
+        try:
+            check_callback_url(url, self.allowed_hosts)
+        except SchemaViolation as exc:
+            return exc.message
+        return None
+
+    async def _post(self, record: ServiceRequestRecord, url: str, attempt: int) -> str | None:
+        """POST the callback; ``None`` when answered 2xx, else what went wrong."""
+        try:
+            body = self.render(record)
+            status = await self.sender.post(url, body, self.headers(record, attempt, body))
+        except Exception as exc:  # network, timeout, or a sender's bug: all retried
+            text = str(exc)
+            return _clip(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
+        if 200 <= status < 300:
+            return None
+        return f"HTTP {status}"
+
+
+def _host(url: str) -> str | None:
+    try:
+        return httpx.URL(url).host
+    except (httpx.InvalidURL, ValueError):
+        return None
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_ERROR else text[: MAX_ERROR - 3] + "..."

@@ -1,0 +1,230 @@
+"""The REST API's wire models (``/api/v1``), shared by the server, its client and callbacks.
+
+:func:`service_request_view` is the one representation of a service request: the body
+of ``GET /api/v1/service-requests/{id}``, of list pages and cancels, and of the result
+callback POSTed to a portal's ``callback_url`` (:func:`callback_body`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from gateway.core.aggregation import PartStatus
+from gateway.core.service_lifecycle import CompletedBy, ServiceState
+from gateway.store.callbacks import MAX_CALLBACK_URL, CallbackState
+from gateway.store.service_requests import ServiceRequestRecord
+
+PREFIX = "/api/v1"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details (``application/problem+json``)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    origin: str
+    transient: bool
+    instance: str | None = None
+    #: Machine-readable facts, e.g. ``field`` (the JSON path at fault).
+    context: dict[str, Any] | None = None
+
+
+class SubmitServiceRequest(_Model):
+    service: str = Field(min_length=1, max_length=63, examples=["child-birth-benefit"])
+    applicant: dict[str, Any] = Field(description="Applicant data, as the service describes")
+    callback_url: str | None = Field(
+        default=None,
+        description=(
+            f"Absolute http(s) URL (at most {MAX_CALLBACK_URL} characters, no user name or "
+            "password, on a host the gateway allows) to which the final result is POSTed: "
+            "the same JSON as GET of the request, with headers `X-Smevbus-Service-Request`, "
+            "`X-Smevbus-Attempt` and, when the gateway has a callback secret, "
+            "`X-Smevbus-Signature: sha256=<hex HMAC-SHA256 of the body>`. Retried with "
+            "exponential backoff until a 2xx; a failing callback never changes the result."
+        ),
+        examples=["https://portal.example.org/smevbus/results"],
+    )
+    deadline_s: float | None = Field(
+        default=None, gt=0, le=30 * 24 * 3600, description="Overall deadline, seconds"
+    )
+
+
+class Links(_Model):
+    self_: str = Field(alias="self")
+
+
+class PageLinks(_Model):
+    self_: str = Field(alias="self")
+    next: str | None = None
+
+
+class Submitted(_Model):
+    id: uuid.UUID
+    status: ServiceState
+    links: Links
+
+
+class RejectionView(_Model):
+    code: str
+    description: str
+
+
+class PartTimings(_Model):
+    deadline_at: AwareDatetime
+    sent_at: AwareDatetime | None
+    replied_at: AwareDatetime | None
+
+
+class PartView(_Model):
+    id: str
+    message_type: str
+    required: bool
+    status: PartStatus
+    message_id: uuid.UUID | None
+    data: dict[str, Any] | None
+    rejection: RejectionView | None
+    timings: PartTimings
+
+
+class CallbackView(_Model):
+    """How the result callback to the portal's ``callback_url`` went so far."""
+
+    url: str = Field(description="Where the final result is POSTed")
+    state: CallbackState = Field(
+        description=(
+            "`pending`: the request is not final yet; `due`: the result is to be POSTed "
+            "(retried with exponential backoff); `delivered`: the receiver answered 2xx; "
+            "`failed`: every attempt failed, see `last_error`"
+        )
+    )
+    attempts: int = Field(ge=0, description="POST attempts made so far")
+    next_attempt_at: AwareDatetime | None = Field(
+        description="When the next attempt is due (only while `due`)"
+    )
+    last_error: str | None = Field(
+        description="Why the latest failed attempt failed (an HTTP status or a network error)"
+    )
+    delivered_at: AwareDatetime | None = Field(description="When a POST was answered 2xx")
+
+
+class ServiceRequestView(_Model):
+    id: uuid.UUID
+    service: str
+    status: ServiceState
+    completed_by: CompletedBy | None
+    failed_part: str | None
+    created_at: AwareDatetime
+    deadline_at: AwareDatetime
+    completed_at: AwareDatetime | None
+    parts: list[PartView]
+    result: dict[str, Any] | None
+    callback: CallbackView | None = Field(
+        default=None,
+        description=(
+            "The result callback, when the request was submitted with a `callback_url`; "
+            "in a callback's own body it shows the attempt being made"
+        ),
+    )
+    links: Links
+
+
+class ServiceRequestList(_Model):
+    items: list[ServiceRequestView]
+    next_cursor: str | None
+    links: PageLinks
+
+
+class TransitionView(_Model):
+    from_state: str | None
+    to_state: str
+    at: AwareDatetime
+    reason: str | None
+    actor: str | None
+
+
+class MessageTrace(_Model):
+    message_id: str
+    kind: str
+    sender: str
+    recipient: str
+    message_type: str
+    in_reply_to: str | None
+    state: str
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+    expires_at: AwareDatetime | None
+    test_message: bool
+    transitions: list[TransitionView]
+    #: For a request: the MessageIDs of the responses to it, oldest first.
+    responses: list[str]
+
+
+def service_request_view(record: ServiceRequestRecord, self_url: str) -> ServiceRequestView:
+    """The API's representation of ``record``, linking to itself at ``self_url``."""
+    state = record.state
+    callback = record.callback
+    return ServiceRequestView(
+        id=state.id,
+        service=state.service,
+        status=state.status,
+        completed_by=state.completed_by,
+        failed_part=state.failed_part,
+        created_at=state.created_at,
+        deadline_at=state.deadline_at,
+        completed_at=state.completed_at,
+        parts=[
+            PartView(
+                id=p.id,
+                message_type=p.message_type,
+                required=p.required,
+                status=p.status,
+                message_id=p.message_id,
+                data=p.data,
+                rejection=(
+                    RejectionView(code=p.rejection.code, description=p.rejection.description)
+                    if p.rejection is not None
+                    else None
+                ),
+                timings=PartTimings(
+                    deadline_at=p.deadline_at, sent_at=p.sent_at, replied_at=p.replied_at
+                ),
+            )
+            for p in state.parts
+        ],
+        result=state.result,
+        callback=(
+            CallbackView(
+                url=callback.url,
+                state=callback.state,
+                attempts=callback.attempts,
+                next_attempt_at=callback.next_attempt_at,
+                last_error=callback.last_error,
+                delivered_at=callback.delivered_at,
+            )
+            if callback is not None
+            else None
+        ),
+        links=Links(self_=self_url),
+    )
+
+
+def service_request_url(base_url: str, request_id: uuid.UUID) -> str:
+    """The absolute URL of a service request on a gateway reached at ``base_url``."""
+    return f"{base_url.rstrip('/')}{PREFIX}/service-requests/{request_id}"
+
+
+def callback_body(record: ServiceRequestRecord, base_url: str) -> bytes:
+    """The JSON POSTed to the callback: the document GET of the request answers (same
+    model, aliases and ISO times), its ``self`` link under ``base_url``."""
+    view = service_request_view(record, service_request_url(base_url, record.id))
+    return view.model_dump_json(by_alias=True).encode()
