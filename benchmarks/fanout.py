@@ -28,7 +28,11 @@ request state; the ratio fan-out p50 / slowest single-part p50 against the issue
 target (<= 1.5x) and the service requests/s against the target (>= 100/s).
 
 Run: .venv/bin/python benchmarks/fanout.py [--requests 100] [--concurrency 8]
-     [--budget 45] [--database sqlite:///path | sqlite://]
+     [--budget 45] [--database sqlite:///path | sqlite://] [--agency-latency-ms 0]
+
+``--agency-latency-ms`` makes every mock agency wait before answering, as real
+registries do: then the parts wait in parallel and the fan-out's price is its own
+overhead, not the sum of three parts' CPU on one core.
 
 ``--budget`` caps each phase (the interleaved C = 1 rows, then the concurrent row) in
 seconds so the default run stays near 2 minutes on a loaded machine; the ``n`` column
@@ -47,6 +51,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 from lxml import etree
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,7 +65,7 @@ from gateway.config import Settings  # noqa: E402
 from gateway.core.clock import SystemClock  # noqa: E402
 from gateway.crypto.devpki import init_dev_pki  # noqa: E402
 from gateway.crypto.keystore import load_signer  # noqa: E402
-from gateway.demo.agencies import DemoAdapters, mock_agencies  # noqa: E402
+from gateway.demo.agencies import DemoAdapters, MockAgency, mock_agencies  # noqa: E402
 from gateway.demo.run import APPLICANT  # noqa: E402
 from gateway.logs import configure_logging  # noqa: E402
 from gateway.router.router import Router  # noqa: E402
@@ -263,13 +268,21 @@ class Bench:
         return Result(f"{SERVICE} (3 parts)", concurrency, latencies, seconds)
 
 
+def slow_down(agencies: dict[str, MockAgency], latency_ms: int) -> None:
+    """Make every mock agency wait ``latency_ms`` before each answer (its knob)."""
+    for agency in agencies.values():
+        control = httpx.URL(agency.url).copy_with(path="/_control", query=None)
+        httpx.post(control, json={"latency_ms": latency_ms}, timeout=10).raise_for_status()
+
+
 async def run(
-    settings: Settings, n: int, concurrency: int, budget: float
+    settings: Settings, n: int, concurrency: int, budget: float, latency_ms: int = 0
 ) -> tuple[list[Result], dict[str, list[float]], dict[str, list[float]]]:
     """The rows, then sent -> replied per part inside the fan-out at C = 1 and at C."""
     router = await open_router(settings)
     try:
         with mock_agencies() as agencies:
+            slow_down(agencies, latency_ms)
             clients = {m: _client(router, settings, m) for m in ("ZAGS", "MVD_MIGR", "FNS")}
             adapters = DemoAdapters(agencies, clients)
             try:
@@ -353,6 +366,12 @@ def main() -> None:
         "--database", help="journal URL (default: a SQLite file in the temp dir; sqlite:// = RAM)"
     )
     parser.add_argument(
+        "--agency-latency-ms",
+        type=int,
+        default=0,
+        help="every mock agency waits this long before answering (0: instantly)",
+    )
+    parser.add_argument(
         "--budget",
         type=float,
         default=45,
@@ -374,13 +393,14 @@ def main() -> None:
     print(
         f"{args.requests} requests per row; in one process: memory transport, journal "
         f"{settings.database_url}, ECDSA P-256 dev keys in {keys_dir};\nmock agencies on "
-        "threads, latency 0; real adapters; every bus call signed and verified; "
+        f"threads, latency {args.agency_latency_ms} ms; real adapters; every bus call signed "
+        "and verified; "
         f"C=1 rows measured interleaved; at most {args.budget:.0f} s per phase (n = done)"
     )
     started = time.perf_counter()
     concurrency = max(1, args.concurrency)
     rows, sequential, concurrent = asyncio.run(
-        run(settings, max(1, args.requests), concurrency, args.budget)
+        run(settings, max(1, args.requests), concurrency, args.budget, args.agency_latency_ms)
     )
     report(rows, sequential, concurrent)
     print(f"\ntotal {time.perf_counter() - started:.0f} s")

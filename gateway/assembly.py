@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 from gateway.aggregator import Aggregator, load_catalogue
-from gateway.client.participant import ParticipantClient
 from gateway.config import Settings
 from gateway.core.admission import TimePolicy
 from gateway.core.clock import Clock, MessageIdSource, SystemClock
@@ -13,6 +12,7 @@ from gateway.core.errors import InternalError
 from gateway.core.registry import Registry, parse_registry
 from gateway.crypto.keystore import load_signer, load_verifier
 from gateway.router.context import BusContext
+from gateway.router.local import LocalParticipant
 from gateway.router.router import Router
 from gateway.store.journal import SqlStore
 from gateway.store.service_requests import ServiceRequestStore
@@ -79,15 +79,16 @@ def open_aggregator(settings: Settings, router: Router) -> Aggregator:
     if not isinstance(store, SqlStore):
         raise InternalError("the aggregator needs the SQL journal")
 
-    def client(participant: str) -> ParticipantClient:
-        return ParticipantClient(
-            signer=load_signer(settings.keys_dir, participant, settings.signature_profile),
-            verifier=router.ctx.verifier,
-            clock=router.ctx.clock,
-            call=router.handle,
-            bus_mnemonic=router.ctx.registry.bus_mnemonic,
-            ids=router.ctx.ids,
-        )
+    consumers: dict[str, LocalParticipant] = {}
+
+    def client(participant: str) -> LocalParticipant:
+        if participant not in consumers:
+            consumers[participant] = LocalParticipant(
+                router,
+                router.ctx.registry.get(participant),
+                load_signer(settings.keys_dir, participant, settings.signature_profile),
+            )
+        return consumers[participant]
 
     return Aggregator(
         catalogue=catalogue,

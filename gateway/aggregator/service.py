@@ -51,7 +51,10 @@ deadlines.
 registered participant; it does not hold an XML signing key or speak SOAP. The
 gateway therefore signs each part's ``SendRequest`` on the portal's behalf with that
 participant's key, held server-side (``clients(participant)`` returns a
-:class:`~gateway.client.participant.ParticipantClient` with it): one service request
+:class:`BusConsumer` with it: in the gateway a
+:class:`~gateway.router.local.LocalParticipant`, which skips the SOAP round trip the
+gateway would make to itself; any :class:`~gateway.client.participant.ParticipantClient`
+does too): one service request
 fans out into several bus messages whose content the gateway builds from the
 applicant JSON, so there is nothing the portal could have pre-signed. The bus still
 checks that signature like any other, and the journal names the portal as sender.
@@ -66,7 +69,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import structlog
 from lxml import etree
@@ -74,7 +77,6 @@ from lxml import etree
 from gateway.aggregator.callback_url import check_callback_url
 from gateway.aggregator.requests_builder import build_request
 from gateway.aggregator.responses import apply_event, to_event
-from gateway.client.participant import ParticipantClient
 from gateway.core.aggregation import (
     Effect,
     Outcome,
@@ -87,7 +89,8 @@ from gateway.core.aggregation import (
     on_sent,
 )
 from gateway.core.catalogue import Catalogue
-from gateway.core.clock import Clock
+from gateway.core.clock import Clock, MessageIdSource
+from gateway.core.envelope import MessageMetadata
 from gateway.core.errors import MessageAlreadySent, NotFound, SchemaViolation, SmevbusError
 from gateway.store.service_requests import (
     ServiceRequestConflict,
@@ -95,9 +98,10 @@ from gateway.store.service_requests import (
     ServiceRequestRecord,
     ServiceRequestStore,
 )
+from gateway.xml import messages as m
 from gateway.xml.readers import read_response_data
 
-__all__ = ["SEND_FAILED", "Aggregator"]
+__all__ = ["SEND_FAILED", "Aggregator", "BusConsumer"]
 
 log = structlog.get_logger(__name__)
 
@@ -105,6 +109,20 @@ log = structlog.get_logger(__name__)
 SEND_FAILED: Final = "SEND_FAILED"
 #: Compare-and-set attempts before a conflict is given up (each re-reads the record).
 MAX_SAVE_ATTEMPTS: Final = 20
+
+
+class BusConsumer(Protocol):
+    """The consumer's side of the bus the aggregator needs, for one participant."""
+
+    ids: MessageIdSource
+
+    async def send_request(
+        self, content: etree._Element, *, message_id: uuid.UUID | None = None
+    ) -> MessageMetadata: ...
+
+    async def get_response(self) -> m.ResponseDelivery | None: ...
+
+    async def ack(self, message_id: uuid.UUID, *, accepted: bool = True) -> None: ...
 
 
 class Aggregator:
@@ -115,7 +133,7 @@ class Aggregator:
         *,
         catalogue: Catalogue,
         store: ServiceRequestStore,
-        clients: Callable[[str], ParticipantClient],
+        clients: Callable[[str], BusConsumer],
         clock: Clock,
         ids: Callable[[], str] = lambda: str(uuid.uuid4()),
     ) -> None:
@@ -253,7 +271,7 @@ class Aggregator:
     async def _resend_pending(
         self,
         record: ServiceRequestRecord,
-        client: ParticipantClient,
+        client: BusConsumer,
         contents: dict[str, etree._Element],
     ) -> ServiceRequestRecord:
         """A retried submit: send every still-pending part again under its MessageID.
@@ -271,7 +289,7 @@ class Aggregator:
     async def _send(
         self,
         record: ServiceRequestRecord,
-        client: ParticipantClient,
+        client: BusConsumer,
         part_id: str,
         content: etree._Element,
         message_id: uuid.UUID,
