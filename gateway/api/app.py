@@ -62,7 +62,12 @@ def create_app(
         dispatcher = callback_dispatcher(settings, app.state.aggregator, sender)
         tasks = [
             asyncio.create_task(
-                _aggregate(app.state.aggregator, portals, settings.aggregator_interval_s)
+                _aggregate(
+                    app.state.aggregator,
+                    portals,
+                    settings.aggregator_interval_s,
+                    app.state.router.response_queued,
+                )
             ),
             asyncio.create_task(_deliver_callbacks(dispatcher, settings.aggregator_interval_s)),
         ]
@@ -140,13 +145,18 @@ def create_app(
     return app
 
 
-async def _aggregate(aggregator: Aggregator, portals: list[str], interval: float) -> None:
+async def _aggregate(
+    aggregator: Aggregator, portals: list[str], interval: float, wake: asyncio.Event
+) -> None:
     """Pull the portals' replies into their service requests and fire deadlines, forever.
 
+    A round starts as soon as this process queues a response (``wake``), and every
+    ``interval`` seconds anyway (responses queued by other gateway processes, deadlines).
     Monitoring-style loop: a failure is logged and retried next round; it never stops
     the gateway or loses a reply (replies are acked only after they are saved).
     """
     while True:
+        wake.clear()
         for portal in portals:
             try:
                 await aggregator.pump_responses(portal)
@@ -156,7 +166,8 @@ async def _aggregate(aggregator: Aggregator, portals: list[str], interval: float
             await aggregator.fire_deadlines()
         except Exception:
             log.exception("aggregator_deadlines_failed")
-        await asyncio.sleep(interval)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), timeout=interval)
 
 
 def callback_dispatcher(

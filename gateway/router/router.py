@@ -19,6 +19,7 @@ by push") when its answer arrives, then RESPONDED as usual.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import structlog
@@ -65,6 +66,9 @@ class Router:
         self.store = store
         self.moves = Moves(store, ctx.clock)
         self.pulls = Pulls(ctx, transport, store, self.moves)
+        #: Set whenever this router queues a response: an in-process consumer (the
+        #: aggregator) waits on it instead of only polling.
+        self.response_queued = asyncio.Event()
 
     async def start(self) -> None:
         await self.store.migrate()
@@ -239,7 +243,10 @@ class Router:
                 expires_at=new.expires_at,
             ),
         )
-        return await self.moves.mark_queued(record, f"to {direction}.{new.recipient}")
+        record = await self.moves.mark_queued(record, f"to {direction}.{new.recipient}")
+        if direction is Direction.RESPONSES:
+            self.response_queued.set()
+        return record
 
     def _signed_send_result(
         self, name: str, record: MessageRecord, sender: Participant, recipient: Participant

@@ -425,3 +425,12 @@ async def test_get_response_filtered_by_type(bus: Bus) -> None:
     assert rest is not None
     assert rest.original_message_id == birth.message_id
     await bus.portal.ack(rest.metadata.message_id)
+
+
+async def test_queuing_a_response_wakes_in_process_consumers(bus: Bus) -> None:
+    await bus.portal.send_request(birth_request())
+    assert not bus.router.response_queued.is_set()  # a request wakes nobody
+    delivery = await bus.zags.get_request()
+    assert delivery is not None
+    await bus.zags.send_response(delivery.reply_to, content=birth_response())
+    assert bus.router.response_queued.is_set()
