@@ -48,6 +48,20 @@ class Moves:
             message_id, state, at=self.clock.now(), reason=reason, actor="bus"
         )
 
+    async def move_from(
+        self, message_id: str, from_state: MessageState, to_state: MessageState, reason: str | None
+    ) -> MessageRecord:
+        """Move the message if it is in ``from_state`` (one journal statement);
+        :class:`~gateway.store.base.TransitionConflict` if it is not."""
+        return await self.store.transition(
+            message_id,
+            to_state,
+            at=self.clock.now(),
+            reason=reason,
+            actor="bus",
+            expected_state=from_state,
+        )
+
     async def mark_queued(self, accepted: MessageRecord, reason: str) -> MessageRecord:
         """ACCEPTED -> QUEUED once the broker has the message.
 

@@ -15,6 +15,7 @@ answers "no message" even if one lies deeper in the queue.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 
 import structlog
@@ -28,7 +29,7 @@ from gateway.core.registry import Participant
 from gateway.crypto.envelope import sign_element
 from gateway.router.context import BusContext
 from gateway.router.moves import Moves, metadata
-from gateway.store.base import Store
+from gateway.store.base import Store, TransitionConflict
 from gateway.store.records import MessageRecord
 from gateway.transport.base import HEADER_TYPE, Delivery, Direction, Transport
 from gateway.xml import messages as m
@@ -145,12 +146,15 @@ class Pulls:
         """The next message for ``caller`` (of type ``namespace`` if given), journaled
         DELIVERED and held for its Ack."""
         while True:
-            pulled = await self._pull(direction, caller, namespace)
-            if pulled is None:
+            delivery = await self._next(direction, caller, namespace)
+            if delivery is None:
                 return None
-            delivery, record = pulled
             try:
-                return await self._hand_out(delivery, record, caller, direction)
+                record = await self._deliver(delivery, caller, direction)
+                if record is None:
+                    continue
+                self._pulled.hold(caller.mnemonic, delivery)
+                return self._delivery_of(delivery, record, caller, direction)
             except IllegalTransition:
                 # Two copies of one message (at-least-once publishing) pulled at once:
                 # the other one was handed out first, so this copy is redundant.
@@ -170,20 +174,64 @@ class Pulls:
                 await delivery.lapse()
                 raise
 
-    async def _hand_out(
-        self, delivery: Delivery, record: MessageRecord, caller: Participant, direction: Direction
-    ) -> m.RequestDelivery | m.ResponseDelivery:
+    async def _next(
+        self, direction: Direction, caller: Participant, namespace: str | None
+    ) -> Delivery | None:
+        """The next delivery of the wanted type: set aside earlier, else from the queue."""
+        key = (direction, caller.mnemonic)
+        while True:
+            delivery = self._parked.take(key, namespace)
+            if delivery is not None:
+                return delivery
+            if self._parked.count(key) >= PARK_LIMIT:
+                return None
+            delivery = await self.transport.get(direction, caller.mnemonic)
+            if delivery is None or _of_type(delivery, namespace):
+                return delivery
+            self._parked.park(key, delivery)
+
+    async def _deliver(
+        self, delivery: Delivery, caller: Participant, direction: Direction
+    ) -> MessageRecord | None:
+        """Journal ``delivery`` DELIVERED; None when it is not to be handed out.
+
+        At-least-once publishing can queue a message twice: a resubmission republishes
+        a message whose first publish was confirmed just before the bus died, short of
+        journaling QUEUED. A copy of a message already acknowledged (or answered), or
+        of one this caller holds right now, carries nothing new: it is acked and
+        skipped, so the provider never sees it and it cannot loop to the dead letters.
+        """
         message_id = delivery.message.message_id
-        if record.state is MessageState.ACCEPTED:  # delivered before the sender journaled it
+        attempt = f"attempt {delivery.delivery_count}"
+        try:
+            # The usual case, in one statement: a QUEUED message is handed out.
+            return await self.moves.move_from(
+                message_id, MessageState.QUEUED, MessageState.DELIVERED, attempt
+            )
+        except TransitionConflict:
+            pass
+        except NotFound:
+            # Not journaled: nothing the bus accepted; park it where an operator sees it.
+            await delivery.reject("not in the journal")
+            return None
+        record = await self.store.get(message_id)
+        state = record.state
+        in_hand = self._pulled.take(caller.mnemonic, message_id) is not None
+        if state in _SETTLED or (state is MessageState.DELIVERED and in_hand):
+            log.info("redundant_copy_dropped", message_id=message_id, state=str(state))
+            await delivery.ack()
+            return None
+        if state is MessageState.ACCEPTED:  # delivered before the sender journaled it
             record = await self.moves.mark_queued(record, f"seen in {direction}.{caller.mnemonic}")
         if record.state is MessageState.DELIVERED:  # the visibility timeout lapsed before
             record = await self.moves.move(
                 message_id, MessageState.QUEUED, "not acknowledged in time", seen=record
             )
-        record = await self.moves.move(
-            message_id, MessageState.DELIVERED, f"attempt {delivery.delivery_count}", seen=record
-        )
-        self._pulled.hold(caller.mnemonic, delivery)
+        return await self.moves.move(message_id, MessageState.DELIVERED, attempt, seen=record)
+
+    def _delivery_of(
+        self, delivery: Delivery, record: MessageRecord, caller: Participant, direction: Direction
+    ) -> m.RequestDelivery | m.ResponseDelivery:
         stored = parse_secure(delivery.message.body, max_bytes=2 * self.ctx.max_message_bytes)
         sender = self.ctx.registry.get(record.sender)
         meta = metadata(record, sender, caller, record.created_at, delivered=record.updated_at)
@@ -217,58 +265,25 @@ class Pulls:
                 "acknowledged already, or not within the visibility timeout (then pull it again)",
                 message_id=message_id,
             )
-        record = await self.store.get(message_id)
-        if record.state is MessageState.DELIVERED:  # a provider may answer before it acks
-            record = await self.moves.move(
+        try:
+            record = await self.moves.move_from(
                 message_id,
+                MessageState.DELIVERED,
                 MessageState.ACKED,
                 None if accepted else "recipient could not verify the bus signature",
-                seen=record,
             )
+        except TransitionConflict:  # a provider may answer before it acks: leave it so
+            record = await self.store.get(message_id)
         await delivery.ack()
         if record.kind is MessageKind.RESPONSE and record.in_reply_to is not None:
-            request = await self.store.get(record.in_reply_to)
-            if request.state is MessageState.RESPONDED:
-                await self.moves.move(
-                    request.message_id, MessageState.RESPONSE_DELIVERED, None, seen=request
+            # A final answer delivered: its request is done (an interim status is not).
+            with contextlib.suppress(TransitionConflict):
+                await self.moves.move_from(
+                    record.in_reply_to,
+                    MessageState.RESPONDED,
+                    MessageState.RESPONSE_DELIVERED,
+                    None,
                 )
-
-    async def _pull(
-        self, direction: Direction, caller: Participant, namespace: str | None
-    ) -> tuple[Delivery, MessageRecord] | None:
-        """The next delivery for ``caller`` that is not a redundant copy.
-
-        At-least-once publishing can queue a message twice: a resubmission republishes
-        a message whose first publish was confirmed just before the bus died, short of
-        journaling QUEUED. A copy of a message already acknowledged (or answered), or
-        of one this caller holds right now, carries nothing new: it is acked and
-        skipped, so the provider never sees it and it cannot loop to the dead letters.
-        """
-        key = (direction, caller.mnemonic)
-        while True:
-            delivery = self._parked.take(key, namespace)
-            if delivery is None:
-                if self._parked.count(key) >= PARK_LIMIT:
-                    return None
-                delivery = await self.transport.get(direction, caller.mnemonic)
-                if delivery is None:
-                    return None
-                if not _of_type(delivery, namespace):
-                    self._parked.park(key, delivery)
-                    continue
-            message_id = delivery.message.message_id
-            try:
-                record = await self.store.get(message_id)
-            except NotFound:
-                # Not journaled: nothing the bus accepted; park it where an operator sees it.
-                await delivery.reject("not in the journal")
-                continue
-            state = record.state
-            in_hand = self._pulled.take(caller.mnemonic, message_id) is not None
-            if state not in _SETTLED and not (state is MessageState.DELIVERED and in_hand):
-                return delivery, record
-            log.info("redundant_copy_dropped", message_id=message_id, state=str(state))
-            await delivery.ack()
 
 
 #: States in which a message's delivery is over: a further copy of it is redundant.

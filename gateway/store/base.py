@@ -77,9 +77,11 @@ class Store(Protocol):
         """Move the message to ``to_state``; return it as it stands after the move.
 
         ``expected_version`` makes the move conditional on the version the caller
-        last saw (raises :class:`TransitionConflict` if it moved since); with
-        ``expected_state`` too (the state at that version) the store need not read
-        the message first.
+        last saw (raises :class:`TransitionConflict` if it moved since).
+        ``expected_state`` makes it conditional on the message being in that state
+        (with ``expected_version``: the state at that version), raising
+        :class:`TransitionConflict` otherwise; the store then need not read the
+        message first.
         Raises :class:`~gateway.core.errors.NotFound` for an unknown id.
         """
         ...

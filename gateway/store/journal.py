@@ -32,11 +32,13 @@ from typing import Any, Self
 from sqlalchemy import (
     URL,
     ColumnElement,
+    Integer,
     Row,
     String,
     Text,
     and_,
     bindparam,
+    func,
     insert,
     or_,
     select,
@@ -149,8 +151,9 @@ class SqlStore:
         require_name("actor", actor)
         message_id = _lookup_id(message_id)
         target = MessageState(to_state)
+        version: int | None
         async with self._serialized():
-            if expected_version is not None and expected_state is not None:
+            if expected_state is not None:
                 state, version = MessageState(expected_state), expected_version
             else:
                 state, version = await self._state_of(message_id)
@@ -314,7 +317,7 @@ def _move_params(
     message_id: str,
     state: MessageState | None,
     target: MessageState,
-    version: int,
+    version: int | None,
     at: datetime,
     reason: str | None,
     actor: str | None,
@@ -324,7 +327,6 @@ def _move_params(
         "m_state": None if state is None else state.value,
         "m_target": target.value,
         "m_version": version,
-        "m_next": version + 1,
         "m_at": at,
         "m_reason": reason,
         "m_actor": actor,
@@ -337,7 +339,8 @@ _STATE_BY_ID = select(messages.c.state, messages.c.version).where(
 )
 
 # The journal's writes, built once (their SQL is compiled once and cached). A move is
-# a compare-and-set on (version, state) plus its history row.
+# a compare-and-set on the state (and the version, unless it is NULL) plus its history
+# row.
 _HISTORY_COLUMNS = ["message_id", "from_state", "to_state", "at", "reason", "actor"]
 _HISTORY_VALUES = [
     bindparam("m_state", type_=String()),
@@ -350,10 +353,15 @@ _MOVE = (
     update(messages)
     .where(
         messages.c.message_id == bindparam("m_id"),
-        messages.c.version == bindparam("m_version"),
         messages.c.state == bindparam("m_state"),
+        messages.c.version
+        == func.coalesce(bindparam("m_version", type_=Integer()), messages.c.version),
     )
-    .values(state=bindparam("m_target"), version=bindparam("m_next"), updated_at=bindparam("m_at"))
+    .values(
+        state=bindparam("m_target"),
+        version=messages.c.version + 1,
+        updated_at=bindparam("m_at"),
+    )
     .returning(*messages.c)
 )
 _HISTORY_ROW = insert(transitions).values(
@@ -393,7 +401,7 @@ def _not_found(message_id: str) -> NotFound:
 
 
 def _conflict(
-    message_id: str, state: MessageState, target: MessageState, version: int
+    message_id: str, state: MessageState, target: MessageState, version: int | None
 ) -> TransitionConflict:
     return TransitionConflict(
         f"message {message_id} was moved by another writer while going {state} -> {target}",

@@ -326,6 +326,29 @@ async def test_move_from_a_stale_version_is_a_conflict(
     assert (await store.get(message_id(1))).state is S.QUEUED
 
 
+async def test_move_conditional_on_the_state_alone(store: SqlStore, clock: FakeClock) -> None:
+    await store.accept(new_message(1), at=clock.now())
+    moved = await store.transition(
+        message_id(1), S.QUEUED, at=clock.now(), reason="r", expected_state=S.ACCEPTED
+    )
+    assert (moved.state, moved.version) == (S.QUEUED, 2)
+    # The message is QUEUED now: a move that expects it ACCEPTED is a conflict.
+    with pytest.raises(TransitionConflict):
+        await store.transition(message_id(1), S.REJECTED, at=clock.now(), expected_state=S.ACCEPTED)
+    with pytest.raises(TransitionConflict):
+        await store.transition(
+            message_id(1), S.DELIVERED, at=clock.now(), expected_state=S.QUEUED, expected_version=1
+        )
+    with pytest.raises(NotFound):
+        await store.transition(message_id(2), S.QUEUED, at=clock.now(), expected_state=S.ACCEPTED)
+    history = await store.history(message_id(1))
+    assert [(t.from_state, t.to_state, t.reason) for t in history] == [
+        (None, S.ACCEPTED, None),
+        (S.ACCEPTED, S.QUEUED, "r"),
+    ]
+    assert (await store.get(message_id(1))).version == 2
+
+
 async def test_repeated_transition_is_refused_not_repeated(
     store: SqlStore, clock: FakeClock
 ) -> None:
