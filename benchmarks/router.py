@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import tempfile
@@ -38,11 +39,13 @@ from lxml import etree
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from adapters.sdk.push import PushSource  # noqa: E402
 from gateway.client.participant import ParticipantClient  # noqa: E402
 from gateway.core.clock import SystemClock  # noqa: E402
 from gateway.crypto.devpki import init_dev_pki  # noqa: E402
 from gateway.crypto.keystore import load_signer, load_verifier  # noqa: E402
 from gateway.crypto.signer import Signer, Verifier  # noqa: E402
+from gateway.transport.amqp import AmqpTransport  # noqa: E402
 from gateway.xml import messages  # noqa: E402
 from gateway.xml.namespaces import SMEV_TYPES  # noqa: E402
 from gateway.xml.parse import parse_secure  # noqa: E402
@@ -63,6 +66,14 @@ class Result:
     name: str
     latencies_ms: list[float]
     seconds: float
+    #: CPU seconds this (client) process spent on the run.
+    cpu_s: float = 0.0
+    #: CPU seconds the gateway process spent on it (smevbus only).
+    gateway_cpu_s: float = 0.0
+
+    def cpu_ms(self, seconds: float) -> float:
+        """``seconds`` of CPU per round trip, in ms."""
+        return seconds * 1000 / len(self.latencies_ms)
 
     @property
     def rate(self) -> float:
@@ -94,9 +105,9 @@ async def drive(
             await one(i)
             latencies.append((time.perf_counter() - began) * 1000)
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return Result(name, latencies, time.perf_counter() - start)
+    return Result(name, latencies, time.perf_counter() - start, time.process_time() - cpu)
 
 
 # --- raw aio-pika ----------------------------------------------------------------------
@@ -191,6 +202,12 @@ async def raw_pipeline(
 # --- smevbus -----------------------------------------------------------------------------
 
 
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _rss_kb(pid: int) -> tuple[int, int]:
     fields = dict(
         line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
@@ -199,8 +216,16 @@ def _rss_kb(pid: int) -> tuple[int, int]:
 
 
 async def smevbus_pipeline(
-    gateway: GatewayProcess, keys: Path, n: int, concurrency: int, checkpoints: list[int]
+    gateway: GatewayProcess,
+    keys: Path,
+    n: int,
+    concurrency: int,
+    checkpoints: list[int],
+    push_from: str | None = None,
 ) -> tuple[Result, list[tuple[int, int, int]]]:
+    """Round trips through ``gateway``; with ``push_from`` (the broker URL) the provider
+    consumes its queue by push, as ``smevbus adapter`` does by default, instead of
+    GetRequest + Ack."""
     clock = SystemClock()
     verifier = load_verifier(keys, clock)
     http = httpx.AsyncClient(
@@ -223,16 +248,35 @@ async def smevbus_pipeline(
     done = asyncio.Event()
     memory: list[tuple[int, int, int]] = []
     completed = 0
+    empty_polls = 0
     assert gateway.process is not None
     pid = gateway.process.pid
 
+    transport = None if push_from is None else await AmqpTransport.connect(push_from)
+    if transport is not None:
+        await transport.declare(["ZAGS"])  # as the gateway did: a no-op, needed to consume
+
+    async def pushed_provider() -> None:
+        assert transport is not None
+        source = PushSource(transport, "ZAGS", verifier, clock=clock, wait=0.05)
+        try:
+            while not done.is_set():
+                inbound = await source.next()
+                if inbound is not None:
+                    await zags.send_response(inbound.delivery.reply_to, content=answer)
+                    await inbound.ack()
+        finally:
+            await source.close()
+
     async def provider() -> None:
+        nonlocal empty_polls
         idle = 0
         while not done.is_set():
             delivery = await zags.get_request()
             if delivery is None:
                 # Pull protocol: an empty poll; back off as a real client does.
                 idle += 1
+                empty_polls += 1
                 await asyncio.sleep(min(0.001 * 2**idle, 0.05))
                 continue
             idle = 0
@@ -240,12 +284,13 @@ async def smevbus_pipeline(
             await zags.ack(delivery.metadata.message_id)
 
     async def consumer() -> None:
-        nonlocal completed
+        nonlocal completed, empty_polls
         idle = 0
         while not done.is_set():
             delivery = await portal.get_response()
             if delivery is None:
                 idle += 1
+                empty_polls += 1
                 await asyncio.sleep(min(0.001 * 2**idle, 0.05))
                 continue
             idle = 0
@@ -265,12 +310,19 @@ async def smevbus_pipeline(
         await portal.send_request(content, message_id=message_id)
         await future
 
-    pumps = [asyncio.create_task(provider()) for _ in range(max(2, concurrency // 2))]
+    gateway_cpu = _cpu_s(pid)
+    serve = provider if transport is None else pushed_provider
+    pumps = [asyncio.create_task(serve()) for _ in range(max(2, concurrency // 2))]
     pumps += [asyncio.create_task(consumer()) for _ in range(max(2, concurrency // 2))]
-    result = await drive("smevbus (SOAP over HTTP)", n, concurrency, one)
+    name = "smevbus (SOAP over HTTP)" if transport is None else "smevbus, provider by push"
+    result = await drive(name, n, concurrency, one)
+    result.gateway_cpu_s = _cpu_s(pid) - gateway_cpu
     done.set()
     await asyncio.gather(*pumps)
+    if transport is not None:
+        await transport.close()
     await http.aclose()
+    print(f"empty polls (GetRequest/GetResponse answered 'no message'): {empty_polls}")
     return result, memory
 
 
@@ -316,6 +368,9 @@ def main() -> None:
             ours, memory = asyncio.run(
                 smevbus_pipeline(gateway, keys, args.messages, conc, sorted(checkpoints))
             )
+            pushed, _ = asyncio.run(
+                smevbus_pipeline(gateway, keys, args.raw_messages, conc, [], push_from=vhost)
+            )
         finally:
             gateway.stop()
 
@@ -323,7 +378,7 @@ def main() -> None:
     print(f"concurrency {conc}; persistent messages, publisher confirms, quorum queues")
     print(header)
     print("-" * len(header))
-    for result in (raw, signed, ours):
+    for result in (raw, signed, ours, pushed):
         print(result.line())
     print("-" * len(header))
     print(
@@ -331,6 +386,10 @@ def main() -> None:
         f"p50 {ours.pct(50) / signed.pct(50):.1f}x (target <= 2x)"
     )
     print(f"smevbus / raw aio-pika: throughput {ours.rate / raw.rate:.0%}")
+    print(
+        f"smevbus with a push provider / raw signed: throughput {pushed.rate / signed.rate:.0%}, "
+        f"p50 {pushed.pct(50) / signed.pct(50):.1f}x"
+    )
     for count, rss, peak in memory:
         print(
             f"gateway RSS after {count} round trips: {rss / 1024:.1f} MiB (peak {peak / 1024:.1f})"
@@ -341,6 +400,13 @@ def main() -> None:
             f"RSS growth {memory[0][0]} -> {memory[-1][0]} round trips: "
             f"{(last - first) / first:+.1%} (target < 10 %)"
         )
+    print(
+        f"CPU per round trip: raw signed {signed.cpu_ms(signed.cpu_s):.1f} ms (both ends, one "
+        f"process); smevbus: gateway {ours.cpu_ms(ours.gateway_cpu_s):.1f} ms + its clients "
+        f"{ours.cpu_ms(ours.cpu_s):.1f} ms (6 signed SOAP calls, every reply checked); "
+        f"push provider: gateway {pushed.cpu_ms(pushed.gateway_cpu_s):.1f} ms + clients "
+        f"{pushed.cpu_ms(pushed.cpu_s):.1f} ms (4 SOAP calls)"
+    )
     print(f"median latency check: {statistics.median(ours.latencies_ms):.2f} ms")
 
 
