@@ -2,7 +2,7 @@
 
 A pulled message stays invisible until the caller Acks it; unacked, it comes back
 after the transport's visibility timeout (and is journaled QUEUED again). The
-delivery waits for its Ack in :class:`PulledMessages`.
+delivery waits for its Ack in :class:`~gateway.router.held.PulledMessages`.
 
 A pull may ask for one message type (``MessageTypeSelector/NamespaceURI``). A queue
 holds every type for its participant, so messages of other types taken from it on the
@@ -28,83 +28,17 @@ from gateway.core.lifecycle import TERMINAL, IllegalTransition, MessageState
 from gateway.core.registry import Participant
 from gateway.crypto.envelope import sign_element
 from gateway.router.context import BusContext
+from gateway.router.held import PARK_LIMIT, ParkedMessages, PulledMessages, of_type
 from gateway.router.moves import Moves, metadata
 from gateway.store.base import Store, TransitionConflict
 from gateway.store.records import MessageRecord
-from gateway.transport.base import HEADER_TYPE, Delivery, Direction, Transport
+from gateway.transport.base import Delivery, Direction, Transport
 from gateway.xml import messages as m
 from gateway.xml.namespaces import SMEV_TYPES
 from gateway.xml.parse import parse_secure
 from gateway.xml.readers import read_ack, read_selector
 
 log = structlog.get_logger(__name__)
-
-
-class PulledMessages:
-    """Unsettled pulled deliveries by (participant, MessageID).
-
-    An entry disappears when the delivery is settled in any way, including the
-    transport's visibility timeout giving it back to the queue.
-    """
-
-    def __init__(self) -> None:
-        self._held: dict[tuple[str, str], Delivery] = {}
-
-    def hold(self, participant: str, delivery: Delivery) -> None:
-        key = (participant, delivery.message.message_id)
-        self._held[key] = delivery
-        delivery.on_settle(lambda: self._forget(key, delivery))
-
-    def take(self, participant: str, message_id: str) -> Delivery | None:
-        delivery = self._held.get((participant, message_id))
-        return None if delivery is None or delivery.settled else delivery
-
-    def _forget(self, key: tuple[str, str], delivery: Delivery) -> None:
-        if self._held.get(key) is delivery:
-            del self._held[key]
-
-    def __len__(self) -> int:
-        return len(self._held)
-
-
-#: Most messages of other types a filtered pull sets aside per participant's queue.
-PARK_LIMIT = 64
-
-
-class ParkedMessages:
-    """Deliveries taken from a queue by a filtered pull and not wanted by it, oldest first.
-
-    An entry disappears when it is taken or settled (the visibility timeout gives it
-    back to the queue).
-    """
-
-    def __init__(self) -> None:
-        self._parked: dict[tuple[Direction, str], list[Delivery]] = {}
-
-    def park(self, key: tuple[Direction, str], delivery: Delivery) -> None:
-        parked = self._parked.setdefault(key, [])
-        parked.append(delivery)
-        delivery.on_settle(lambda: _discard(parked, delivery))
-
-    def take(self, key: tuple[Direction, str], namespace: str | None) -> Delivery | None:
-        parked = self._parked.get(key, [])
-        for delivery in parked:
-            if not delivery.settled and _of_type(delivery, namespace):
-                parked.remove(delivery)
-                return delivery
-        return None
-
-    def count(self, key: tuple[Direction, str]) -> int:
-        return len(self._parked.get(key, ()))
-
-
-def _discard(parked: list[Delivery], delivery: Delivery) -> None:
-    if delivery in parked:
-        parked.remove(delivery)
-
-
-def _of_type(delivery: Delivery, namespace: str | None) -> bool:
-    return namespace is None or delivery.message.headers.get(HEADER_TYPE) == namespace
 
 
 class Pulls:
@@ -186,7 +120,7 @@ class Pulls:
             if self._parked.count(key) >= PARK_LIMIT:
                 return None
             delivery = await self.transport.get(direction, caller.mnemonic)
-            if delivery is None or _of_type(delivery, namespace):
+            if delivery is None or of_type(delivery, namespace):
                 return delivery
             self._parked.park(key, delivery)
 
