@@ -147,6 +147,12 @@ class ServiceRequestStore:
         if lock is None and engine.dialect.name == "sqlite":
             lock = asyncio.Lock()
         self._lock = lock
+        # Reads are single statements: on PostgreSQL they need no BEGIN/ROLLBACK.
+        self._reads = (
+            engine.execution_options(isolation_level="AUTOCOMMIT")
+            if engine.dialect.name == "postgresql"
+            else engine
+        )
 
     @classmethod
     def from_url(cls, url: str | URL, *, schema: str | None = None) -> ServiceRequestStore:
@@ -389,7 +395,7 @@ class ServiceRequestStore:
             _SR.c.status == ServiceState.PENDING.value, _SR.c.next_deadline.is_not(None)
         )
         query = query.order_by(_SR.c.next_deadline).limit(1)
-        async with self._serialized(), self._engine.connect() as conn:
+        async with self._serialized(), self._reads.connect() as conn:
             value: datetime | None = (await conn.execute(query)).scalar_one_or_none()
         return value
 
@@ -441,18 +447,18 @@ class ServiceRequestStore:
             yield
 
     async def _select(self, query: Any) -> list[ServiceRequestRecord]:
-        async with self._serialized(), self._engine.connect() as conn:
+        async with self._serialized(), self._reads.connect() as conn:
             rows: Sequence[Row[Any]] = (await conn.execute(query)).all()
         return [record_of_row(row) for row in rows]
 
     async def _get_or_none(self, sr_id: str) -> ServiceRequestRecord | None:
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             row = (await conn.execute(select(_SR).where(_SR.c.id == sr_id))).one_or_none()
         return None if row is None else record_of_row(row)
 
     async def _by_key(self, participant: str, key: str) -> ServiceRequestRecord | None:
         query = select(_SR).where(_SR.c.participant == participant, _SR.c.idempotency_key == key)
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             row = (await conn.execute(query)).one_or_none()
         return None if row is None else record_of_row(row)
 
@@ -460,7 +466,7 @@ class ServiceRequestStore:
         query = select(_LINKS.c.service_request_id, _LINKS.c.part_id).where(
             _LINKS.c.message_id == mid
         )
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             row = (await conn.execute(query)).one_or_none()
         if row is None:
             return None
