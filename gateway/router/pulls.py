@@ -191,24 +191,26 @@ class Pulls:
         return m.build_ack_response()
 
     async def settle(self, caller: Participant, message_id: str, *, accepted: bool) -> None:
-        """Ack a message ``caller`` holds: journal ACKED and remove it from its queue."""
+        """Ack a message handed out to ``caller``: journal ACKED, remove it from its queue.
+
+        The delivery is held by the gateway process that handed it out. An Ack that
+        reaches another process (several behind a balancer), or arrives after the
+        visibility timeout, is journaled all the same; the copy still in the queue is
+        dropped as redundant when it comes back (:meth:`_deliver`), never handed out
+        again.
+        """
+        reason = None if accepted else "recipient could not verify the bus signature"
         delivery = self._pulled.take(caller.mnemonic, message_id)
         if delivery is None:
-            raise NotFound(
-                f"{caller.mnemonic} holds no unacknowledged message {message_id}: it was "
-                "acknowledged already, or not within the visibility timeout (then pull it again)",
-                message_id=message_id,
-            )
-        try:
-            record = await self.moves.move_from(
-                message_id,
-                MessageState.DELIVERED,
-                MessageState.ACKED,
-                None if accepted else "recipient could not verify the bus signature",
-            )
-        except TransitionConflict:  # a provider may answer before it acks: leave it so
-            record = await self.store.get(message_id)
-        await delivery.ack()
+            record = await self._ack_elsewhere(caller, message_id, reason)
+        else:
+            try:
+                record = await self.moves.move_from(
+                    message_id, MessageState.DELIVERED, MessageState.ACKED, reason
+                )
+            except TransitionConflict:  # a provider may answer before it acks: leave it so
+                record = await self.store.get(message_id)
+            await delivery.ack()
         if record.kind is MessageKind.RESPONSE and record.in_reply_to is not None:
             # A final answer delivered: its request is done (an interim status is not).
             with contextlib.suppress(TransitionConflict):
@@ -218,6 +220,31 @@ class Pulls:
                     MessageState.RESPONSE_DELIVERED,
                     None,
                 )
+
+    async def _ack_elsewhere(
+        self, caller: Participant, message_id: str, reason: str | None
+    ) -> MessageRecord:
+        """Journal the Ack of a message ``caller`` was handed but this process does not
+        hold (``NotFound`` unless it is DELIVERED to ``caller``)."""
+        not_held = NotFound(
+            f"{caller.mnemonic} has no unacknowledged message {message_id}: it was "
+            "acknowledged already, or never handed out to it",
+            message_id=message_id,
+        )
+        try:
+            record = await self.store.get(message_id)
+        except NotFound:
+            raise not_held from None
+        if record.recipient != caller.mnemonic or record.state is not MessageState.DELIVERED:
+            raise not_held
+        try:
+            record = await self.moves.move_from(
+                message_id, MessageState.DELIVERED, MessageState.ACKED, reason
+            )
+        except TransitionConflict:
+            raise not_held from None
+        log.info("acked_elsewhere", message_id=message_id)
+        return record
 
 
 #: States in which a message's delivery is over: a further copy of it is redundant.

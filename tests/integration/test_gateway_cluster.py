@@ -1,0 +1,109 @@
+"""Two ``smevbus serve`` processes on one broker and one journal, behind no balancer.
+
+A participant may pull from one gateway process and Ack at another: the Ack is
+journaled where it lands; the copy the first process still holds comes back after its
+visibility timeout and is dropped as redundant, never handed out again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import httpx
+import pytest
+
+from gateway.client.http import http_call
+from gateway.client.participant import ParticipantClient
+from gateway.core.clock import SystemClock
+from gateway.crypto.devpki import init_dev_pki
+from gateway.crypto.keystore import load_signer, load_verifier
+from gateway.xml.parse import parse_secure
+from tests.integration import store_fixtures
+from tests.integration.gateway_process import GatewayProcess, fresh_database, isolated_vhost
+from tests.integration.load import queue_depths
+
+postgres_url = store_fixtures.postgres_url
+
+ROOT = Path(__file__).resolve().parents[2]
+CONTENT = ROOT / "tests" / "data" / "content"
+VISIBILITY_S = 2
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    keys_dir = tmp_path_factory.mktemp("keys")
+    names = {"PORTAL": "portal", "ZAGS": "zags", "MVD_MIGR": "mvd", "FNS": "fns"}
+    init_dev_pki(keys_dir, {**names, "SMEVBUS": "bus"}, clock=SystemClock())
+    return keys_dir
+
+
+@pytest.fixture(scope="module")
+def cluster(
+    keys: Path, amqp_url: str, postgres_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, GatewayProcess, GatewayProcess]]:
+    with isolated_vhost(amqp_url) as vhost_url, fresh_database() as db_url:
+        env = {
+            "SMEVBUS_TRANSPORT": "amqp",
+            "SMEVBUS_AMQP_URL": vhost_url,
+            "SMEVBUS_DATABASE_URL": db_url,
+            "SMEVBUS_KEYS_DIR": str(keys),
+            "SMEVBUS_VISIBILITY_TIMEOUT_S": str(VISIBILITY_S),
+        }
+        logs = tmp_path_factory.mktemp("logs")
+        a = GatewayProcess(env=env, log_path=logs / "a.log")
+        b = GatewayProcess(env=env, log_path=logs / "b.log")
+        a.start()
+        try:
+            b.start()
+            try:
+                yield unquote(urlsplit(vhost_url).path.lstrip("/")), a, b
+            finally:
+                b.stop()
+        finally:
+            a.stop()
+
+
+async def test_ack_at_another_process_counts_and_the_held_copy_is_dropped(
+    keys: Path, cluster: tuple[str, GatewayProcess, GatewayProcess]
+) -> None:
+    vhost, a, b = cluster
+    clock = SystemClock()
+    verifier = load_verifier(keys, clock)
+    async with httpx.AsyncClient(timeout=30) as http:
+
+        def client(who: str, gateway: GatewayProcess) -> ParticipantClient:
+            return ParticipantClient(
+                signer=load_signer(keys, who),
+                verifier=verifier,
+                clock=clock,
+                call=http_call(http, gateway.base_url + "/ws"),
+            )
+
+        portal = client("PORTAL", a)
+        zags_a, zags_b = client("ZAGS", a), client("ZAGS", b)
+        content = parse_secure((CONTENT / "zags-birth-record.request.xml").read_bytes())
+        sent = await portal.send_request(content)
+        delivery = await zags_a.get_request()
+        assert delivery is not None
+        assert delivery.metadata.message_id == sent.message_id
+
+        await zags_b.ack(sent.message_id)  # the balancer sent the Ack elsewhere
+        report = await portal.get_status(sent.message_id)
+        assert [t.state for t in report.history] == ["ACCEPTED", "QUEUED", "DELIVERED", "ACKED"]
+
+        # Process A gives its copy back after the visibility timeout; polls at either
+        # process drop it instead of handing it out again, and the queue empties.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + VISIBILITY_S + 60
+        while (await queue_depths(vhost)).get("smevbus.requests.ZAGS", 0) > 0:
+            assert loop.time() < deadline, "the acked message never left the queue"
+            for zags in (zags_a, zags_b):
+                assert await zags.get_request() is None
+        assert await zags_b.get_request() is None
+        final = await portal.get_status(sent.message_id)
+        assert [t.state for t in final.history] == ["ACCEPTED", "QUEUED", "DELIVERED", "ACKED"]
