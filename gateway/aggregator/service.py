@@ -66,6 +66,7 @@ response it cannot correlate.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
@@ -142,6 +143,9 @@ class Aggregator:
         self.clients = clients
         self.clock = clock
         self.ids = ids
+        #: Set whenever this aggregator saves a request as final: the callback
+        #: dispatcher waits on it instead of only polling.
+        self.finalized = asyncio.Event()
 
     # --- portal operations ------------------------------------------------------------
 
@@ -384,11 +388,19 @@ class Aggregator:
                 log.info("save_conflict", service_request_id=str(record.id), version=record.version)
                 record = await self.store.get(record.id)
                 continue
-            return saved, outcome
+            return self._saved(saved, outcome)
         outcome = event(record.state)
         if outcome.state is record.state:
             return record, outcome
-        return await self.store.save(outcome.state, record.version, at=self.clock.now()), outcome
+        saved = await self.store.save(outcome.state, record.version, at=self.clock.now())
+        return self._saved(saved, outcome)
+
+    def _saved(
+        self, record: ServiceRequestRecord, outcome: Outcome
+    ) -> tuple[ServiceRequestRecord, Outcome]:
+        if outcome.became_final:
+            self.finalized.set()
+        return record, outcome
 
 
 def _with_deadline(state: ServiceRequestState, deadline: timedelta) -> ServiceRequestState:

@@ -69,7 +69,11 @@ def create_app(
                     app.state.router.response_queued,
                 )
             ),
-            asyncio.create_task(_deliver_callbacks(dispatcher, settings.aggregator_interval_s)),
+            asyncio.create_task(
+                _deliver_callbacks(
+                    dispatcher, settings.aggregator_interval_s, app.state.aggregator.finalized
+                )
+            ),
         ]
         try:
             yield
@@ -198,15 +202,21 @@ def callback_dispatcher(
     )
 
 
-async def _deliver_callbacks(dispatcher: CallbackDispatcher, interval: float) -> None:
-    """POST due result callbacks, forever. A failing store is logged and retried next
-    round (receivers' failures are the dispatcher's to record, never raised)."""
+async def _deliver_callbacks(
+    dispatcher: CallbackDispatcher, interval: float, wake: asyncio.Event
+) -> None:
+    """POST due result callbacks, forever: as soon as this process finishes a request
+    (``wake``), and every ``interval`` seconds (retries, other processes' requests).
+    A failing store is logged and retried next round (receivers' failures are the
+    dispatcher's to record, never raised)."""
     while True:
+        wake.clear()
         try:
             await dispatcher.deliver_due()
         except Exception:
             log.exception("callback_delivery_failed")
-        await asyncio.sleep(interval)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), timeout=interval)
 
 
 async def _read_limited(request: Request, limit: int) -> bytes:

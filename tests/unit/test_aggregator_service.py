@@ -170,7 +170,9 @@ async def test_idempotency_key_returns_the_same_request_and_sends_nothing_twice(
 async def test_all_three_parts_answer_completed(world: World) -> None:
     record = await submit(world)
     await world.answer_all()
+    assert not world.agg.finalized.is_set()
     assert await world.agg.pump_responses(PORTAL) == 3
+    assert world.agg.finalized.is_set()  # wakes the callback dispatcher
     done = await world.agg.get(str(record.id))
     assert done.status is ServiceState.COMPLETED
     assert done.completed_by is CompletedBy.ALL_ANSWERED
