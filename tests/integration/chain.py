@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,13 +39,12 @@ class Chain:
     database_url: str = ""
 
 
-def _adapter(name: str, gateway: GatewayProcess, agency: str) -> list[str]:
-    pull = ["--pull"] if name == "zags" else []
+def _adapter(name: str, gateway: GatewayProcess, agency: str, pull: bool) -> list[str]:
     return [
         str(SMEVBUS),
         "adapter",
         name,
-        *pull,
+        *(["--pull"] if pull else []),
         "--gateway-url",
         gateway.base_url,
         "--agency-url",
@@ -61,8 +60,10 @@ def running_chain(
     *,
     api_tokens: dict[str, str] | None = None,
     gateway_env: dict[str, str] | None = None,
+    pulling: Collection[str] = ("zags",),
 ) -> Iterator[Chain]:
-    """The chain running; ``gateway_env`` adds SMEVBUS_* settings of the gateway."""
+    """The chain running; ``gateway_env`` adds SMEVBUS_* settings of the gateway;
+    the adapters named in ``pulling`` poll /ws, the others consume by push."""
     init_dev_pki(keys, {**PARTICIPANTS, "SMEVBUS": "bus"}, clock=SystemClock())
     env = {"SMEVBUS_KEYS_DIR": str(keys)}
     ports = {"zags": free_port(), "mvd_migration": free_port(), "fns": free_port()}
@@ -95,7 +96,7 @@ def running_chain(
                 ready_url=base + health,
             )
             services[f"adapter-{name}"] = ServiceProcess(
-                _adapter(name, gateway, base + path),
+                _adapter(name, gateway, base + path, name in pulling),
                 logs / f"adapter-{name}.log",
                 env={**env, "SMEVBUS_AMQP_URL": vhost_url},
             )
