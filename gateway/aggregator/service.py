@@ -203,8 +203,12 @@ class Aggregator:
             service=service,
             participant=participant,
         )
-        for part_id, content in contents:
-            record = await self._send(record, client, part_id, content, message_ids[part_id])
+        # The parts go out together: their journal writes and broker confirms overlap.
+        sent = await asyncio.gather(
+            *(self._send(record, client, p, content, message_ids[p]) for p, content in contents)
+        )
+        if any(after is not record for after in sent):  # a failed send saved a rejection
+            record = await self.store.get(record.id)
         return record, True
 
     async def get(self, id: str) -> ServiceRequestRecord:
