@@ -358,9 +358,15 @@ class AdapterRunner:
             try:
                 await self._send_response(reply_to, prepared)
             except Exception as exc:
-                if (resent or tried > 1) and isinstance(exc, MessageAlreadySent):
-                    # This MessageID is on the bus already: an earlier try got there.
-                    log.info("answer_already_sent", response_id=str(prepared.response_id))
+                if isinstance(exc, MessageAlreadySent):
+                    # An earlier try of this answer got there, or the request was
+                    # answered already (this was a redundant copy of it): either way
+                    # the bus has its answer, and the request is settled.
+                    log.info(
+                        "answer_already_on_the_bus",
+                        response_id=str(prepared.response_id),
+                        detail=exc.message,
+                    )
                     break
                 if (
                     unreachable_reason(exc) is not None

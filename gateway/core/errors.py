@@ -83,7 +83,8 @@ class AccessDenied(SmevbusError):
 
 
 class MessageAlreadySent(SmevbusError):
-    """Same MessageID resubmitted with different content (a replay or a client bug)."""
+    """Same MessageID resubmitted with different content (a replay or a client bug), or
+    a second final answer to a request that has its final answer already."""
 
     code = "message_already_sent"
     origin = Origin.CLIENT

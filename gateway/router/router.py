@@ -27,7 +27,7 @@ from lxml import etree
 
 from gateway.core.admission import AnsweredRequest, admit_request, admit_response
 from gateway.core.envelope import MessageKind
-from gateway.core.errors import InvalidContent, NotFound
+from gateway.core.errors import InvalidContent, MessageAlreadySent, NotFound
 from gateway.core.faults import fault_of
 from gateway.core.lifecycle import MessageState
 from gateway.core.registry import Participant
@@ -57,6 +57,9 @@ from gateway.xml.readers import (
 from gateway.xml.soap import wrap_envelope
 
 log = structlog.get_logger(__name__)
+
+#: Request states after its final answer.
+_ANSWERED = frozenset({MessageState.RESPONDED, MessageState.RESPONSE_DELIVERED})
 
 
 class Router:
@@ -186,6 +189,8 @@ class Router:
             self.ctx.clock.now(),
             self.ctx.time_policy,
         )
+        if response.is_final and request.state in _ANSWERED:
+            await self._refuse_second_answer(request, str(response.message_id))
         new = NewMessage(
             message_id=str(response.message_id),
             kind=MessageKind.RESPONSE,
@@ -208,6 +213,21 @@ class Router:
                 request.message_id, MessageState.RESPONDED, f"by {record.message_id}", seen=request
             )
         return self._signed_send_result("SendResponseResponse", record, provider, consumer)
+
+    async def _refuse_second_answer(self, request: MessageRecord, response_id: str) -> None:
+        """A request gets one final answer. A provider that answers again under a new
+        MessageID (it was handed a redundant copy of the request: at-least-once
+        delivery) is refused; a retry of the answer already given stays idempotent."""
+        try:
+            await self.store.get(response_id)
+        except NotFound:
+            raise MessageAlreadySent(
+                f"request {request.message_id} already has its final answer; this second "
+                f"answer {response_id} is refused (a redundant copy of the request: "
+                "acknowledge it and drop it)",
+                message_id=response_id,
+                request_id=request.message_id,
+            ) from None
 
     async def _request_answered_by(self, to: str) -> MessageRecord:
         try:

@@ -269,6 +269,34 @@ async def test_a_lost_send_response_reply_leaves_one_response_after_redelivery()
         await bus.close()
 
 
+class Copy:
+    """A redundant copy of a delivered request, as a push source hands it out."""
+
+    def __init__(self, delivery: m.RequestDelivery) -> None:
+        self.delivery = delivery
+        self.acks = 0
+
+    async def ack(self) -> None:
+        self.acks += 1
+
+
+async def test_a_redundant_copy_of_an_answered_request_is_settled_not_answered_twice(
+    bus: Bus,
+) -> None:
+    rig = Rig(bus, Agency(birth_response()))
+    request_id = await rig.request()
+    delivery = await bus.zags.get_request()
+    assert delivery is not None
+    await bus.zags.send_response(delivery.reply_to, content=birth_response())
+    await bus.zags.ack(delivery.metadata.message_id)
+
+    copy = Copy(delivery)  # at-least-once delivery: the same request once more
+    outcome = await rig.runner.process(copy)
+    assert outcome.acked
+    assert copy.acks == 1
+    assert len(await bus.router.store.responses_to(str(request_id))) == 1
+
+
 async def test_a_lost_ack_keeps_the_answer_for_the_next_delivery(bus: Bus) -> None:
     rig = Rig(bus, Agency(birth_response()))
     request_id = await rig.request()

@@ -386,7 +386,9 @@ async def test_the_gateway_loop_outlives_a_failing_store() -> None:
             return 0
 
     with structlog.testing.capture_logs() as logs:
-        loop = asyncio.create_task(_deliver_callbacks(cast(CallbackDispatcher, Flaky()), 0))
+        loop = asyncio.create_task(
+            _deliver_callbacks(cast(CallbackDispatcher, Flaky()), 0, asyncio.Event())
+        )
         try:
             await asyncio.wait_for(second.wait(), timeout=10)  # bounds only a failure
         finally:
@@ -394,6 +396,29 @@ async def test_the_gateway_loop_outlives_a_failing_store() -> None:
             with contextlib.suppress(asyncio.CancelledError):
                 await loop
     assert [e["event"] for e in logs] == ["callback_delivery_failed"]
+
+
+async def test_a_finished_request_wakes_the_loop_before_its_interval() -> None:
+    rounds: list[asyncio.Event] = [asyncio.Event(), asyncio.Event()]
+
+    class Counting:
+        async def deliver_due(self) -> int:
+            for done in rounds:
+                if not done.is_set():
+                    done.set()
+                    break
+            return 0
+
+    wake = asyncio.Event()
+    loop = asyncio.create_task(_deliver_callbacks(cast(CallbackDispatcher, Counting()), 3600, wake))
+    try:
+        await asyncio.wait_for(rounds[0].wait(), timeout=10)  # bounds only a failure
+        wake.set()  # what the aggregator does when a request becomes final
+        await asyncio.wait_for(rounds[1].wait(), timeout=10)  # not an hour later
+    finally:
+        loop.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loop
 
 
 # --- through the aggregator ---------------------------------------------------------

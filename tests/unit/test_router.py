@@ -454,3 +454,20 @@ async def test_queuing_a_response_wakes_in_process_consumers(bus: Bus) -> None:
     assert delivery is not None
     await bus.zags.send_response(delivery.reply_to, content=birth_response())
     assert bus.router.response_queued.is_set()
+
+
+async def test_a_second_final_answer_is_refused_a_retried_one_is_not(bus: Bus) -> None:
+    sent = await bus.portal.send_request(birth_request())
+    delivery = await bus.zags.get_request()
+    assert delivery is not None
+    answer_id = bus.zags.ids.new()
+    await bus.zags.send_response(delivery.reply_to, content=birth_response(), message_id=answer_id)
+    await bus.zags.ack(delivery.metadata.message_id)
+    # The same answer again (a retry after a lost reply): idempotent.
+    await bus.zags.send_response(delivery.reply_to, content=birth_response(), message_id=answer_id)
+    # Another answer (a provider handed a redundant copy of the request): refused.
+    with pytest.raises(MessageAlreadySent, match="already has its final answer"):
+        await bus.zags.send_response(delivery.reply_to, content=birth_response())
+    responses = await bus.router.store.responses_to(str(sent.message_id))
+    assert [r.message_id for r in responses] == [str(answer_id)]
+    assert await bus.depth(Direction.RESPONSES, "PORTAL") == 1
