@@ -398,6 +398,14 @@ def _print_service_request(view: ServiceRequestView) -> None:
         f"deadline at:  {ts(view.deadline_at)}",
         f"completed at: {ts(view.completed_at)}",
     ]
+    callback = view.callback
+    if callback is not None:
+        summary.append(
+            f"callback:     {callback.state} after {callback.attempts} attempt(s)"
+            + (f", delivered {ts(callback.delivered_at)}" if callback.delivered_at else "")
+            + (f", next {ts(callback.next_attempt_at)}" if callback.next_attempt_at else "")
+            + (f", last error: {callback.last_error}" if callback.last_error else "")
+        )
     console.print("\n".join(summary), markup=False, highlight=False, soft_wrap=True)
     table = Table(title="parts", title_justify="left")
     for name in ("part", "message type", "required", "status", "message id", "replied at"):

@@ -141,7 +141,7 @@ class FakeAggregator:
     def answer(self, id: str, data: dict[str, Any]) -> None:
         record = self.records[id]
         outcome = on_answer(record.state, "passport", data, T0 + timedelta(seconds=10))
-        self._record(outcome.state, record.participant, record.idempotency_key)
+        self._record(outcome.state, record.participant, record.idempotency_key, record.callback)
 
 
 @pytest.fixture

@@ -383,6 +383,9 @@ def test_cli_submit_passes_the_callback_url(
     (record,) = fake.records.values()
     assert record.callback is not None
     assert record.callback.url == url
+    shown = runner.invoke(cli.app, ["status", str(record.id)])
+    assert shown.exit_code == 0, shown.output
+    assert f"callback:     {record.callback.state} after 0 attempt(s)" in shown.output
     refused = runner.invoke(
         cli.app,
         ["submit", "passport-check", "--applicant", str(applicant), "--callback-url", "x"],
