@@ -33,7 +33,13 @@ PUSH_POLL = PollPolicy(interval=0.05, max_interval=0.5)
 
 
 async def run_adapter(
-    name: str, settings: Settings, gateway_url: str, agency_url: str, *, pull: bool = False
+    name: str,
+    settings: Settings,
+    gateway_url: str,
+    agency_url: str,
+    *,
+    pull: bool = False,
+    poll_max: float = PollPolicy.max_interval,
 ) -> None:
     """Run adapter ``name`` (push over AMQP, or ``pull`` by SOAP) until SIGTERM/SIGINT.
 
@@ -54,7 +60,8 @@ async def run_adapter(
             call=http_call(http, gateway_url.rstrip("/") + "/ws"),
         )
         if pull:
-            runner = AdapterRunner(adapter, client, participant=spec.mnemonic)
+            poll = PollPolicy(interval=min(PollPolicy.interval, poll_max), max_interval=poll_max)
+            runner = AdapterRunner(adapter, client, poll=poll, participant=spec.mnemonic)
         else:
             transport = await open_transport(
                 settings.model_copy(update={"transport": "amqp"}), clock

@@ -319,6 +319,16 @@ def adapter(
             "pull: SOAP GetRequest polling of /ws.",
         ),
     ] = False,
+    poll_max: Annotated[
+        float,
+        typer.Option(
+            "--poll-max",
+            min=0.05,
+            help="Pull mode: longest wait between polls of an empty queue, seconds (the "
+            "wait starts at 0.5 s, or this if shorter, and doubles while idle). Bounds how "
+            "late a request arriving at a quiet queue is picked up.",
+        ),
+    ] = 10.0,
 ) -> None:
     """Run one agency adapter: take its requests from the bus, ask the agency, answer signed."""
     from adapters.catalog import ADAPTERS
@@ -330,7 +340,7 @@ def adapter(
     settings = Settings()
     configure_logging(fmt=settings.log_format, level=settings.log_level)
     url = agency_url or ADAPTERS[name].default_agency_url
-    asyncio.run(run_adapter(name, settings, gateway_url, url, pull=pull))
+    asyncio.run(run_adapter(name, settings, gateway_url, url, pull=pull, poll_max=poll_max))
 
 
 # --- the REST API as a portal: submit, status, trace (gateway.client.rest) --------------

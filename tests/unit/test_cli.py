@@ -183,3 +183,28 @@ def test_demo_runs_the_round_trip(keys_dir: Path) -> None:
     text = " ".join(result.output.split())
     assert "round trip complete" in text
     assert "RESPONSE_DELIVERED" in text
+
+
+def test_adapter_command_passes_mode_and_poll_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    import adapters.process
+
+    calls: list[tuple[str, str, dict[str, object]]] = []
+
+    async def fake_run_adapter(
+        name: str, settings: Settings, gateway_url: str, agency_url: str, **kw: object
+    ) -> None:
+        calls.append((name, gateway_url, kw))
+
+    monkeypatch.setattr(adapters.process, "run_adapter", fake_run_adapter)
+    pulled = runner.invoke(
+        app, ["adapter", "zags", "--pull", "--poll-max", "2", "--gateway-url", "http://gw:8080"]
+    )
+    assert pulled.exit_code == 0, pulled.output
+    pushed = runner.invoke(app, ["adapter", "fns"])
+    assert pushed.exit_code == 0, pushed.output
+    assert calls == [
+        ("zags", "http://gw:8080", {"pull": True, "poll_max": 2.0}),
+        ("fns", "http://127.0.0.1:8080", {"pull": False, "poll_max": 10.0}),
+    ]
+    refused = runner.invoke(app, ["adapter", "zags", "--pull", "--poll-max", "0"])
+    assert refused.exit_code != 0
