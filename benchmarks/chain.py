@@ -43,13 +43,12 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.fanout import SERVICE, Result, report  # noqa: E402
 from gateway.demo.run import APPLICANT  # noqa: E402
 from tests.integration.chain import Chain, running_chain  # noqa: E402
 
 AMQP = "amqp://guest:guest@127.0.0.1:5672/"
-SERVICE = "child-birth-benefit"
 TOKEN = "bench-portal-token"
-TARGET_RATIO, TARGET_RATE = 1.5, 100.0
 
 
 # --- the catalogue: child-birth-benefit and each of its parts alone ---------------------
@@ -201,28 +200,7 @@ class Portal:
 # --- rows and report -----------------------------------------------------------------
 
 
-class Row:
-    def __init__(self, name: str, concurrency: int = 1) -> None:
-        self.name, self.concurrency = name, concurrency
-        self.latencies_ms: list[float] = []
-        self.seconds = 0.0
-
-    def pct(self, p: float) -> float:
-        ordered = sorted(self.latencies_ms)
-        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
-
-    @property
-    def rate(self) -> float:
-        return len(self.latencies_ms) / self.seconds if self.seconds else 0.0
-
-    def line(self) -> str:
-        return (
-            f"{self.name:<40}{self.concurrency:>4}{len(self.latencies_ms):>6}"
-            f"{self.pct(50):>10.1f}{self.pct(99):>10.1f}{self.rate:>11.1f}"
-        )
-
-
-async def timed(row: Row, call: Callable[[], Awaitable[object]]) -> None:
+async def timed(row: Result, call: Callable[[], Awaitable[object]]) -> None:
     began = time.perf_counter()
     await call()
     took = time.perf_counter() - began
@@ -230,21 +208,21 @@ async def timed(row: Row, call: Callable[[], Awaitable[object]]) -> None:
     row.seconds += took
 
 
-async def measure(chain: Chain, singles: list[str], n: int, concurrency: int) -> list[Row]:
+async def measure(chain: Chain, singles: list[str], n: int, concurrency: int) -> list[Result]:
     portal = Portal(chain.gateway.base_url)
     await portal.listen()
     try:
         for code in [*singles, SERVICE]:  # warm-up: every path once
             await portal.request(code)
-        rows = [Row(f"single: {code.removeprefix('single-')}") for code in singles]
-        fanout = Row(f"{SERVICE} (3 parts)")
+        rows = [Result(f"single: {code.removeprefix('single-')}", 1, [], 0.0) for code in singles]
+        fanout = Result(f"{SERVICE} (3 parts)", 1, [], 0.0)
         for _ in range(n):  # interleaved, so load from elsewhere hits all rows alike
             for row, code in zip(rows, singles, strict=True):
                 await timed(row, lambda code=code: portal.request(code))
             await timed(fanout, lambda: portal.request(SERVICE))
         rows.append(fanout)
         if concurrency > 1:
-            loaded = Row(f"{SERVICE} (3 parts)", concurrency)
+            loaded = Result(f"{SERVICE} (3 parts)", concurrency, [], 0.0)
             left = n
 
             async def worker() -> None:
@@ -269,32 +247,6 @@ def slow_down(chain: Chain, latency_ms: int) -> None:
         if name.startswith("mock-") and service.ready_url is not None:
             control = httpx.URL(service.ready_url).copy_with(path="/_control", query=None)
             httpx.post(control, json={"latency_ms": latency_ms}, timeout=10).raise_for_status()
-
-
-def report(rows: list[Row]) -> None:
-    header = f"{'pipeline':<40}{'C':>4}{'n':>6}{'p50 ms':>10}{'p99 ms':>10}{'requests/s':>11}"
-    print(header)
-    print("-" * len(header))
-    for row in rows:
-        print(row.line())
-    print("-" * len(header))
-    singles = [r for r in rows if r.name.startswith("single:")]
-    fanout = next(r for r in rows if r.name.startswith(SERVICE) and r.concurrency == 1)
-    slowest = max(singles, key=lambda r: r.pct(50))
-    ratio = fanout.pct(50) / slowest.pct(50)
-    print(
-        f"fan-out p50 / slowest single-part p50 (C=1): {fanout.pct(50):.1f} / "
-        f"{slowest.pct(50):.1f} ({slowest.name.removeprefix('single: ')}) = {ratio:.2f}x"
-        f"  [target <= {TARGET_RATIO}x: {'OK' if ratio <= TARGET_RATIO else 'OVER TARGET'}]"
-    )
-    print(f"  sum of the single-part p50s: {sum(r.pct(50) for r in singles):.1f} ms")
-    for row in rows:
-        if row.name.startswith(SERVICE):
-            verdict = "OK" if row.rate >= TARGET_RATE else "UNDER TARGET"
-            print(
-                f"service requests/s at C={row.concurrency}: {row.rate:.1f}"
-                f"  [target >= {TARGET_RATE:.0f}/s: {verdict}]"
-            )
 
 
 def main() -> None:
@@ -329,7 +281,7 @@ def main() -> None:
     ) as chain:
         slow_down(chain, args.agency_latency_ms)
         rows = asyncio.run(measure(chain, singles, args.requests, args.concurrency))
-    report(rows)
+    report(rows, {}, {})
 
 
 if __name__ == "__main__":
