@@ -84,6 +84,15 @@ def create_engine(
     return create_async_engine(target, **kwargs)
 
 
+def autocommit(engine: AsyncEngine) -> AsyncEngine:
+    """``engine`` for single statements: on PostgreSQL in autocommit (a statement is
+    atomic by itself, so BEGIN and COMMIT/ROLLBACK would only cost round trips); on
+    SQLite, where they cost nothing, ``engine`` itself. Shares ``engine``'s pool."""
+    if engine.dialect.name == "postgresql":
+        return engine.execution_options(isolation_level="AUTOCOMMIT")
+    return engine
+
+
 def _configure_sqlite(engine: AsyncEngine, *, wal: bool) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

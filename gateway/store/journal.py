@@ -51,7 +51,7 @@ from gateway.core.envelope import MessageKind
 from gateway.core.errors import InvalidContent, MessageAlreadySent, NotFound
 from gateway.core.lifecycle import MessageState, check_transition
 from gateway.store.base import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, TransitionConflict
-from gateway.store.engine import create_engine
+from gateway.store.engine import autocommit, create_engine
 from gateway.store.migrate import upgrade
 from gateway.store.paging import decode_cursor, encode_cursor
 from gateway.store.records import (
@@ -76,11 +76,8 @@ class SqlStore:
         self._pg = engine.dialect.name == "postgresql"
         self._lock = None if self._pg else asyncio.Lock()
         # On PostgreSQL every operation is a single statement (a write and its history
-        # row in one, through a data-modifying CTE): atomic by itself, so it runs in
-        # autocommit and spends no round trips on BEGIN and COMMIT.
-        self._autocommit = (
-            engine.execution_options(isolation_level="AUTOCOMMIT") if self._pg else engine
-        )
+        # row in one, through a data-modifying CTE).
+        self._autocommit = autocommit(engine)
 
     @classmethod
     def from_url(cls, url: str | URL, *, schema: str | None = None) -> SqlStore:

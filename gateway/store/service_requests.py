@@ -63,7 +63,7 @@ from gateway.store.callbacks import (
     callback_of,
     new_callback,
 )
-from gateway.store.engine import create_engine
+from gateway.store.engine import autocommit, create_engine
 from gateway.store.journal import SqlStore
 from gateway.store.migrate import upgrade
 from gateway.store.paging import decode_cursor, encode_cursor
@@ -147,12 +147,7 @@ class ServiceRequestStore:
         if lock is None and engine.dialect.name == "sqlite":
             lock = asyncio.Lock()
         self._lock = lock
-        # Reads are single statements: on PostgreSQL they need no BEGIN/ROLLBACK.
-        self._reads = (
-            engine.execution_options(isolation_level="AUTOCOMMIT")
-            if engine.dialect.name == "postgresql"
-            else engine
-        )
+        self._reads = autocommit(engine)
 
     @classmethod
     def from_url(cls, url: str | URL, *, schema: str | None = None) -> ServiceRequestStore:
