@@ -255,6 +255,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--agency-latency-ms", type=int, default=0)
     parser.add_argument(
+        "--workers", type=int, default=1, help="requests each adapter answers at once"
+    )
+    parser.add_argument(
         "--pull",
         action="store_true",
         help="the ZAGS adapter polls /ws (as docker-compose runs it) instead of push",
@@ -268,7 +271,8 @@ def main() -> None:
     print(
         f"{args.requests} requests per row; smevbus serve + 3 mock agencies + 3 adapters as "
         f"processes (logs in {logs}); adapters {'ZAGS polling, ' if args.pull else ''}"
-        f"consuming by push; agency latency {args.agency_latency_ms} ms;\nlatency = POST -> "
+        f"consuming by push, {args.workers} worker(s) each; agency latency "
+        f"{args.agency_latency_ms} ms;\nlatency = POST -> "
         "result callback received"
     )
     with running_chain(
@@ -278,6 +282,7 @@ def main() -> None:
         api_tokens={TOKEN: "PORTAL"},
         gateway_env={"SMEVBUS_SERVICES_FILE": str(services), "SMEVBUS_LOG_LEVEL": "WARNING"},
         pulling=("zags",) if args.pull else (),
+        adapter_args=("--workers", str(args.workers)),
     ) as chain:
         slow_down(chain, args.agency_latency_ms)
         rows = asyncio.run(measure(chain, singles, args.requests, args.concurrency))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +39,9 @@ class Chain:
     database_url: str = ""
 
 
-def _adapter(name: str, gateway: GatewayProcess, agency: str, pull: bool) -> list[str]:
+def _adapter(
+    name: str, gateway: GatewayProcess, agency: str, pull: bool, extra: Sequence[str]
+) -> list[str]:
     return [
         str(SMEVBUS),
         "adapter",
@@ -49,6 +51,7 @@ def _adapter(name: str, gateway: GatewayProcess, agency: str, pull: bool) -> lis
         gateway.base_url,
         "--agency-url",
         agency,
+        *extra,
     ]
 
 
@@ -61,9 +64,11 @@ def running_chain(
     api_tokens: dict[str, str] | None = None,
     gateway_env: dict[str, str] | None = None,
     pulling: Collection[str] = ("zags",),
+    adapter_args: Sequence[str] = (),
 ) -> Iterator[Chain]:
     """The chain running; ``gateway_env`` adds SMEVBUS_* settings of the gateway;
-    the adapters named in ``pulling`` poll /ws, the others consume by push."""
+    the adapters named in ``pulling`` poll /ws, the others consume by push; every
+    adapter gets ``adapter_args`` too."""
     init_dev_pki(keys, {**PARTICIPANTS, "SMEVBUS": "bus"}, clock=SystemClock())
     env = {"SMEVBUS_KEYS_DIR": str(keys)}
     ports = {"zags": free_port(), "mvd_migration": free_port(), "fns": free_port()}
@@ -96,7 +101,7 @@ def running_chain(
                 ready_url=base + health,
             )
             services[f"adapter-{name}"] = ServiceProcess(
-                _adapter(name, gateway, base + path, name in pulling),
+                _adapter(name, gateway, base + path, name in pulling, adapter_args),
                 logs / f"adapter-{name}.log",
                 env={**env, "SMEVBUS_AMQP_URL": vhost_url},
             )
