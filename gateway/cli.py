@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import Callable, Coroutine
 from datetime import datetime
@@ -143,6 +144,12 @@ def demo(
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (SMEVBUS_HTTP_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (SMEVBUS_HTTP_PORT).")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1, max=64, help="Gateway processes on the port (SMEVBUS_HTTP_WORKERS; amqp only)."
+        ),
+    ] = None,
 ) -> None:
     """Run the gateway: SOAP /ws (WSDL at /ws?wsdl), /health, /ready.
 
@@ -154,12 +161,24 @@ def serve(
     from gateway.api.app import create_app
     from gateway.logs import configure_logging
 
+    # Worker processes read their settings from the environment: put the options there.
+    for name, value in (("HTTP_HOST", host), ("HTTP_PORT", port), ("HTTP_WORKERS", workers)):
+        if value is not None:
+            os.environ[f"SMEVBUS_{name}"] = str(value)
     settings = Settings()
+    if settings.http_workers > 1 and settings.transport == "memory":
+        raise typer.BadParameter(
+            "several gateway processes need SMEVBUS_TRANSPORT=amqp: the memory transport "
+            "lives in one process",
+            param_hint="--workers",
+        )
     configure_logging(fmt=settings.log_format, level=settings.log_level)
     uvicorn.run(
-        create_app(settings),
-        host=host or settings.http_host,
-        port=port or settings.http_port,
+        create_app(settings) if settings.http_workers == 1 else "gateway.api.app:app_from_env",
+        factory=settings.http_workers > 1,
+        workers=settings.http_workers,
+        host=settings.http_host,
+        port=settings.http_port,
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=30,
     )

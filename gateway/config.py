@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     signature_profile: SignatureProfile = SignatureProfile.SMEV
     http_host: str = "127.0.0.1"
     http_port: int = 8080
+    #: Gateway processes serving the one port (``smevbus serve``); more than one needs
+    #: the amqp transport and a shared database. Each runs its own aggregator rounds
+    #: and callback deliveries; the store's compare-and-set and leases keep them apart.
+    http_workers: int = Field(default=1, ge=1, le=64)
     prefetch: int = Field(default=32, ge=1)
     #: How long a pulled message stays invisible, waiting for its Ack, before it comes
     #: back to the queue (seconds).

@@ -149,6 +149,16 @@ def create_app(
     return app
 
 
+def app_from_env() -> FastAPI:
+    """The app of one of several gateway processes (``smevbus serve --workers N``):
+    each worker process builds its own from the environment."""
+    from gateway.logs import configure_logging
+
+    settings = Settings()
+    configure_logging(fmt=settings.log_format, level=settings.log_level)
+    return create_app(settings)
+
+
 async def _aggregate(
     aggregator: Aggregator, portals: list[str], interval: float, wake: asyncio.Event
 ) -> None:

@@ -235,7 +235,11 @@ class Pulls:
             record = await self.store.get(message_id)
         except NotFound:
             raise not_held from None
-        if record.recipient != caller.mnemonic or record.state is not MessageState.DELIVERED:
+        if record.recipient != caller.mnemonic:
+            raise not_held
+        if record.state in (MessageState.RESPONDED, MessageState.RESPONSE_DELIVERED):
+            return record  # answered before the Ack: settled, as where it is held
+        if record.state is not MessageState.DELIVERED:
             raise not_held
         try:
             record = await self.moves.move_from(

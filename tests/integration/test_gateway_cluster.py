@@ -107,3 +107,71 @@ async def test_ack_at_another_process_counts_and_the_held_copy_is_dropped(
         assert await zags_b.get_request() is None
         final = await portal.get_status(sent.message_id)
         assert [t.state for t in final.history] == ["ACCEPTED", "QUEUED", "DELIVERED", "ACKED"]
+
+
+@pytest.fixture(scope="module")
+def workers(
+    keys: Path, amqp_url: str, postgres_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, GatewayProcess]]:
+    with isolated_vhost(amqp_url) as vhost_url, fresh_database() as db_url:
+        gateway = GatewayProcess(
+            env={
+                "SMEVBUS_TRANSPORT": "amqp",
+                "SMEVBUS_AMQP_URL": vhost_url,
+                "SMEVBUS_DATABASE_URL": db_url,
+                "SMEVBUS_KEYS_DIR": str(keys),
+                "SMEVBUS_VISIBILITY_TIMEOUT_S": str(VISIBILITY_S),
+                "SMEVBUS_HTTP_WORKERS": "2",
+            },
+            log_path=tmp_path_factory.mktemp("logs") / "workers.log",
+        )
+        gateway.start()
+        try:
+            yield unquote(urlsplit(vhost_url).path.lstrip("/")), gateway
+        finally:
+            gateway.stop()
+
+
+async def test_serve_with_two_worker_processes_delivers_each_message_once(
+    keys: Path, workers: tuple[str, GatewayProcess]
+) -> None:
+    _, gateway = workers
+    assert gateway.process is not None
+    children = f"/proc/{gateway.process.pid}/task/{gateway.process.pid}/children"
+    with open(children) as listing:  # noqa: ASYNC230 - procfs, never blocks
+        assert len(listing.read().split()) >= 2, "two worker processes"
+    clock = SystemClock()
+    verifier = load_verifier(keys, clock)
+    # A new connection per call: the kernel spreads them over both workers, so pulls
+    # and Acks land on either.
+    async with httpx.AsyncClient(
+        timeout=30, limits=httpx.Limits(max_keepalive_connections=0)
+    ) as http:
+
+        def client(who: str) -> ParticipantClient:
+            return ParticipantClient(
+                signer=load_signer(keys, who),
+                verifier=verifier,
+                clock=clock,
+                call=http_call(http, gateway.base_url + "/ws"),
+            )
+
+        portal, zags = client("PORTAL"), client("ZAGS")
+        content = parse_secure((CONTENT / "zags-birth-record.request.xml").read_bytes())
+        answer = parse_secure((CONTENT / "zags-birth-record.response.xml").read_bytes())
+        sent = {(await portal.send_request(content)).message_id for _ in range(10)}
+        delivered: list[object] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + VISIBILITY_S + 60
+        while len(delivered) < len(sent):
+            assert loop.time() < deadline, f"only {len(delivered)} of {len(sent)} delivered"
+            delivery = await zags.get_request()
+            if delivery is not None:
+                delivered.append(delivery.metadata.message_id)
+                await zags.send_response(delivery.reply_to, content=answer)
+                await zags.ack(delivery.metadata.message_id)
+        assert sorted(map(str, delivered)) == sorted(map(str, sent)), "each exactly once"
+        assert await zags.get_request() is None
+        for message_id in sent:
+            report = await portal.get_status(message_id)
+            assert report.status in ("RESPONDED", "RESPONSE_DELIVERED"), report

@@ -23,8 +23,10 @@ from gateway.core.errors import (
     SchemaViolation,
     SignatureInvalid,
 )
+from gateway.core.lifecycle import MessageState
 from gateway.crypto.certificates import common_name, fingerprint
 from gateway.crypto.envelope import verify_element
+from gateway.router.router import Router
 from gateway.transport.base import Direction
 from gateway.transport.topology import QueuePolicy
 from gateway.xml import messages as m
@@ -471,3 +473,17 @@ async def test_a_second_final_answer_is_refused_a_retried_one_is_not(bus: Bus) -
     responses = await bus.router.store.responses_to(str(sent.message_id))
     assert [r.message_id for r in responses] == [str(answer_id)]
     assert await bus.depth(Direction.RESPONSES, "PORTAL") == 1
+
+
+async def test_ack_at_another_router_after_the_answer_is_accepted(bus: Bus) -> None:
+    other = Router(bus.router.ctx, bus.transport, bus.router.store)  # a second process
+    sent = await bus.portal.send_request(birth_request())
+    delivery = await bus.zags.get_request()
+    assert delivery is not None
+    await bus.zags.send_response(delivery.reply_to, content=birth_response())
+    zags = bus.router.ctx.registry.get("ZAGS")
+    await other.pulls.settle(zags, str(sent.message_id), accepted=True)  # no NotFound
+    assert (await bus.router.store.get(str(sent.message_id))).state is MessageState.RESPONDED
+    portal = bus.router.ctx.registry.get("PORTAL")
+    with pytest.raises(NotFound):  # not PORTAL's to acknowledge
+        await other.pulls.settle(portal, str(sent.message_id), accepted=True)
