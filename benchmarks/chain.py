@@ -258,6 +258,9 @@ def main() -> None:
         "--workers", type=int, default=1, help="requests each adapter answers at once"
     )
     parser.add_argument(
+        "--gateway-workers", type=int, default=1, help="smevbus serve --workers (processes)"
+    )
+    parser.add_argument(
         "--pull",
         action="store_true",
         help="the ZAGS adapter polls /ws (as docker-compose runs it) instead of push",
@@ -271,7 +274,8 @@ def main() -> None:
     print(
         f"{args.requests} requests per row; smevbus serve + 3 mock agencies + 3 adapters as "
         f"processes (logs in {logs}); adapters {'ZAGS polling, ' if args.pull else ''}"
-        f"consuming by push, {args.workers} worker(s) each; agency latency "
+        f"consuming by push, {args.workers} worker(s) each; {args.gateway_workers} gateway "
+        f"process(es); agency latency "
         f"{args.agency_latency_ms} ms;\nlatency = POST -> "
         "result callback received"
     )
@@ -280,7 +284,11 @@ def main() -> None:
         work / "keys",
         logs,
         api_tokens={TOKEN: "PORTAL"},
-        gateway_env={"SMEVBUS_SERVICES_FILE": str(services), "SMEVBUS_LOG_LEVEL": "WARNING"},
+        gateway_env={
+            "SMEVBUS_SERVICES_FILE": str(services),
+            "SMEVBUS_LOG_LEVEL": "WARNING",
+            "SMEVBUS_HTTP_WORKERS": str(args.gateway_workers),
+        },
         pulling=("zags",) if args.pull else (),
         adapter_args=("--workers", str(args.workers)),
     ) as chain:
