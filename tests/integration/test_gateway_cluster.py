@@ -1,8 +1,10 @@
-"""Two ``smevbus serve`` processes on one broker and one journal, behind no balancer.
+"""Several gateway processes on one broker and one journal.
 
-A participant may pull from one gateway process and Ack at another: the Ack is
-journaled where it lands; the copy the first process still holds comes back after its
-visibility timeout and is dropped as redundant, never handed out again.
+Two ``smevbus serve`` processes: a participant may pull from one and Ack at the other;
+the Ack is journaled where it lands, and the copy the first process still holds comes
+back after its visibility timeout and is dropped as redundant, never handed out again.
+One ``smevbus serve --workers 2``: calls spread over both workers, each message is
+delivered exactly once.
 """
 
 from __future__ import annotations
@@ -42,18 +44,23 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return keys_dir
 
 
+def _env(keys: Path, vhost_url: str, db_url: str) -> dict[str, str]:
+    """A gateway on the shared broker vhost and journal, with a short visibility timeout."""
+    return {
+        "SMEVBUS_TRANSPORT": "amqp",
+        "SMEVBUS_AMQP_URL": vhost_url,
+        "SMEVBUS_DATABASE_URL": db_url,
+        "SMEVBUS_KEYS_DIR": str(keys),
+        "SMEVBUS_VISIBILITY_TIMEOUT_S": str(VISIBILITY_S),
+    }
+
+
 @pytest.fixture(scope="module")
 def cluster(
     keys: Path, amqp_url: str, postgres_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, GatewayProcess, GatewayProcess]]:
     with isolated_vhost(amqp_url) as vhost_url, fresh_database() as db_url:
-        env = {
-            "SMEVBUS_TRANSPORT": "amqp",
-            "SMEVBUS_AMQP_URL": vhost_url,
-            "SMEVBUS_DATABASE_URL": db_url,
-            "SMEVBUS_KEYS_DIR": str(keys),
-            "SMEVBUS_VISIBILITY_TIMEOUT_S": str(VISIBILITY_S),
-        }
+        env = _env(keys, vhost_url, db_url)
         logs = tmp_path_factory.mktemp("logs")
         a = GatewayProcess(env=env, log_path=logs / "a.log")
         b = GatewayProcess(env=env, log_path=logs / "b.log")
@@ -115,14 +122,7 @@ def workers(
 ) -> Iterator[tuple[str, GatewayProcess]]:
     with isolated_vhost(amqp_url) as vhost_url, fresh_database() as db_url:
         gateway = GatewayProcess(
-            env={
-                "SMEVBUS_TRANSPORT": "amqp",
-                "SMEVBUS_AMQP_URL": vhost_url,
-                "SMEVBUS_DATABASE_URL": db_url,
-                "SMEVBUS_KEYS_DIR": str(keys),
-                "SMEVBUS_VISIBILITY_TIMEOUT_S": str(VISIBILITY_S),
-                "SMEVBUS_HTTP_WORKERS": "2",
-            },
+            env={**_env(keys, vhost_url, db_url), "SMEVBUS_HTTP_WORKERS": "2"},
             log_path=tmp_path_factory.mktemp("logs") / "workers.log",
         )
         gateway.start()
