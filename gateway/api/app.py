@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
@@ -159,18 +159,27 @@ def app_from_env() -> FastAPI:
     return create_app(settings)
 
 
+async def _rounds(
+    work: Callable[[], Awaitable[None]], interval: float, wake: asyncio.Event
+) -> None:
+    """Run ``work`` forever: again as soon as ``wake`` is set (work this process made),
+    and every ``interval`` seconds anyway (work other processes left, timers).
+    ``work`` logs its own failures: a round that fails is retried by the next one."""
+    while True:
+        wake.clear()
+        await work()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), timeout=interval)
+
+
 async def _aggregate(
     aggregator: Aggregator, portals: list[str], interval: float, wake: asyncio.Event
 ) -> None:
-    """Pull the portals' replies into their service requests and fire deadlines, forever.
+    """Pull the portals' replies into their service requests and fire deadlines, forever;
+    ``wake`` is set when this process queues a response. A failure never stops the
+    gateway or loses a reply (replies are acked only after they are saved)."""
 
-    A round starts as soon as this process queues a response (``wake``), and every
-    ``interval`` seconds anyway (responses queued by other gateway processes, deadlines).
-    Monitoring-style loop: a failure is logged and retried next round; it never stops
-    the gateway or loses a reply (replies are acked only after they are saved).
-    """
-    while True:
-        wake.clear()
+    async def work() -> None:
         for portal in portals:
             try:
                 await aggregator.pump_responses(portal)
@@ -180,8 +189,8 @@ async def _aggregate(
             await aggregator.fire_deadlines()
         except Exception:
             log.exception("aggregator_deadlines_failed")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), timeout=interval)
+
+    await _rounds(work, interval, wake)
 
 
 def callback_dispatcher(
@@ -215,18 +224,17 @@ def callback_dispatcher(
 async def _deliver_callbacks(
     dispatcher: CallbackDispatcher, interval: float, wake: asyncio.Event
 ) -> None:
-    """POST due result callbacks, forever: as soon as this process finishes a request
-    (``wake``), and every ``interval`` seconds (retries, other processes' requests).
-    A failing store is logged and retried next round (receivers' failures are the
-    dispatcher's to record, never raised)."""
-    while True:
-        wake.clear()
+    """POST due result callbacks, forever; ``wake`` is set when this process finishes a
+    request. A failing store is logged (receivers' failures are the dispatcher's to
+    record, never raised)."""
+
+    async def work() -> None:
         try:
             await dispatcher.deliver_due()
         except Exception:
             log.exception("callback_delivery_failed")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), timeout=interval)
+
+    await _rounds(work, interval, wake)
 
 
 async def _read_limited(request: Request, limit: int) -> bytes:
