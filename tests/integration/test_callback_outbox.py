@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
@@ -13,7 +12,7 @@ from gateway.core.aggregation import ServiceRequestState, on_answer, on_cancel, 
 from gateway.store.callback_outbox import CallbackOutbox
 from gateway.store.callbacks import CallbackState
 from gateway.store.service_requests import ServiceRequestRecord, ServiceRequestStore
-from tests.integration import store_fixtures
+from tests.integration import store_fixtures, test_service_request_store
 from tests.integration.store_fixtures import Backend
 from tests.integration.test_service_request_store import (
     PORTAL,
@@ -26,19 +25,10 @@ from tests.integration.test_service_request_store import (
 
 postgres_url = store_fixtures.postgres_url
 backend = store_fixtures.backend
+requests = test_service_request_store.requests
 
 URL = "https://portal.example/smevbus/results"
 LEASE = timedelta(seconds=60)
-
-
-@pytest.fixture
-async def requests(backend: Backend) -> AsyncIterator[ServiceRequestStore]:
-    store = open_store(backend)
-    await store.migrate()
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 def answered(state: ServiceRequestState) -> ServiceRequestState:
