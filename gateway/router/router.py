@@ -58,9 +58,6 @@ from gateway.xml.soap import wrap_envelope
 
 log = structlog.get_logger(__name__)
 
-#: Request states after its final answer.
-_ANSWERED = frozenset({MessageState.RESPONDED, MessageState.RESPONSE_DELIVERED})
-
 
 class Router:
     def __init__(self, ctx: BusContext, transport: Transport, store: Store) -> None:
@@ -189,7 +186,9 @@ class Router:
             self.ctx.clock.now(),
             self.ctx.time_policy,
         )
-        if response.is_final and request.state in _ANSWERED:
+        if response.is_final and not await self.store.claim_answer(
+            request.message_id, str(response.message_id)
+        ):
             await self._refuse_second_answer(request, str(response.message_id))
         new = NewMessage(
             message_id=str(response.message_id),
@@ -215,9 +214,11 @@ class Router:
         return self._signed_send_result("SendResponseResponse", record, provider, consumer)
 
     async def _refuse_second_answer(self, request: MessageRecord, response_id: str) -> None:
-        """A request gets one final answer. A provider that answers again under a new
-        MessageID (it was handed a redundant copy of the request: at-least-once
-        delivery) is refused; a retry of the answer already given stays idempotent."""
+        """A request gets one final answer, claimed on the request row before it is
+        journaled, so of two answers racing only one gets through. A provider that
+        answers again under a new MessageID (it was handed a redundant copy of the
+        request: at-least-once delivery) is refused; a retry of the journaled answer
+        stays idempotent."""
         try:
             await self.store.get(response_id)
         except NotFound:

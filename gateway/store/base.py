@@ -86,6 +86,14 @@ class Store(Protocol):
         """
         ...
 
+    async def claim_answer(self, request_id: str, response_id: str) -> bool:
+        """Name ``response_id`` the final answer of request ``request_id``, atomically.
+
+        True if it now is (first claim, or the same answer claimed again: a retry);
+        False if another answer holds the claim, or ``request_id`` is no request.
+        """
+        ...
+
     async def get(self, message_id: str) -> MessageRecord:
         """Raises :class:`~gateway.core.errors.NotFound` for an unknown id."""
         ...

@@ -165,6 +165,18 @@ class SqlStore:
                 raise _conflict(message_id, state, target, version)
             return _message(row)
 
+    async def claim_answer(self, request_id: str, response_id: str) -> bool:
+        request_id = _lookup_id(request_id)
+        response_id = canonical_message_id(response_id)
+        # begin(): SQLite commits; in autocommit on PostgreSQL it adds no round trip.
+        async with self._serialized(), self._autocommit.begin() as conn:
+            row = (
+                await conn.execute(
+                    _CLAIM_ANSWER, {"request_id": request_id, "response_id": response_id}
+                )
+            ).one_or_none()
+        return row is not None
+
     async def get(self, message_id: str) -> MessageRecord:
         message_id = _lookup_id(message_id)
         async with self._serialized():
@@ -296,7 +308,7 @@ class SqlStore:
             test_message=message.test_message,
             version=1,
         )
-        values = {f"a_{c.name}": getattr(record, c.name) for c in messages.c}
+        values = {f"a_{c.name}": getattr(record, c.name) for c in _ACCEPTED_COLUMNS}
         values["a_kind"] = record.kind.value
         values["a_state"] = record.state.value
         first = _move_params(record.message_id, None, record.state, 0, at, reason, actor)
@@ -364,8 +376,22 @@ _MOVE = (
 _HISTORY_ROW = insert(transitions).values(
     dict(zip(_HISTORY_COLUMNS, [bindparam("m_id", type_=String()), *_HISTORY_VALUES], strict=True))
 )
+_ACCEPTED_COLUMNS = [c for c in messages.c if c.name != "answered_by"]
 _ACCEPT = insert(messages).values(
-    {c.name: bindparam(f"a_{c.name}", type_=c.type) for c in messages.c}
+    {c.name: bindparam(f"a_{c.name}", type_=c.type) for c in _ACCEPTED_COLUMNS}
+)
+_CLAIM_ANSWER = (
+    update(messages)
+    .where(
+        messages.c.message_id == bindparam("request_id"),
+        messages.c.kind == MessageKind.REQUEST.value,
+        or_(
+            messages.c.answered_by.is_(None),
+            messages.c.answered_by == bindparam("response_id"),
+        ),
+    )
+    .values(answered_by=bindparam("response_id"))
+    .returning(messages.c.message_id)
 )
 
 

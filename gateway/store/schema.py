@@ -86,6 +86,8 @@ messages = Table(
     Column("expires_at", UtcDateTime(), nullable=True),
     Column("test_message", Boolean(create_constraint=False), nullable=False),
     Column("version", Integer(), nullable=False),
+    # On a request: the MessageID of its final answer, claimed before it is journaled.
+    Column("answered_by", String(36), nullable=True),
     CheckConstraint("kind IN ('request', 'response')", name="kind"),
     Index("ix_messages_recipient_state", "recipient", "state"),
     Index("ix_messages_sender", "sender"),

@@ -29,7 +29,7 @@ from gateway.store import (
     head_revision,
     upgrade,
 )
-from gateway.store.schema import metadata
+from gateway.store.schema import messages, metadata
 from tests.integration import store_fixtures
 from tests.integration.store_fixtures import Backend
 
@@ -446,6 +446,52 @@ async def test_find_rejects_bad_limits_and_cursors(store: SqlStore) -> None:
     for cursor in ("garbage!", "bm90LWEtY3Vyc29y"):
         with pytest.raises(ValueError, match="cursor"):
             await store.find(after=cursor)
+
+
+# --- one final answer per request -----------------------------------------------------
+
+
+async def test_a_request_is_claimed_by_one_final_answer(store: SqlStore, clock: FakeClock) -> None:
+    await store.accept(new_message(1), at=clock.now())
+
+    assert await store.claim_answer(message_id(1), message_id(2))
+    assert await store.claim_answer(message_id(1), message_id(2))  # the same answer, retried
+    assert not await store.claim_answer(message_id(1), message_id(3))
+    assert not await store.claim_answer(message_id(9), message_id(3))  # no such message
+    await store.accept(
+        new_message(2, kind=MessageKind.RESPONSE, in_reply_to=message_id(1)), at=clock.now()
+    )
+    assert not await store.claim_answer(message_id(2), message_id(4))  # a response
+
+
+async def test_of_answers_racing_for_a_request_one_wins(store: SqlStore, clock: FakeClock) -> None:
+    await store.accept(new_message(1), at=clock.now())
+
+    claims = await asyncio.gather(
+        *(store.claim_answer(message_id(1), message_id(n)) for n in range(2, 12))
+    )
+
+    assert claims.count(True) == 1
+
+
+async def test_requests_answered_before_the_claim_column_stay_answered(
+    backend: Backend, clock: FakeClock
+) -> None:
+    await upgrade(backend.url, "0003", schema=backend.schema)
+    async with backend.open() as journal:
+        for n in (1, 2):
+            await journal.accept(new_message(n), at=clock.now())
+        async with journal.engine.begin() as connection:
+            await connection.execute(
+                messages.update()
+                .where(messages.c.message_id == message_id(1))
+                .values(state=S.RESPONDED.value)
+            )
+
+        await journal.migrate()
+
+        assert not await journal.claim_answer(message_id(1), message_id(3))
+        assert await journal.claim_answer(message_id(2), message_id(3))
 
 
 # --- schema and migrations ------------------------------------------------------------

@@ -475,6 +475,23 @@ async def test_a_second_final_answer_is_refused_a_retried_one_is_not(bus: Bus) -
     assert await bus.depth(Direction.RESPONSES, "PORTAL") == 1
 
 
+async def test_of_two_different_answers_at_once_one_is_journaled(bus: Bus) -> None:
+    sent = await bus.portal.send_request(birth_request())
+    delivery = await bus.zags.get_request()
+    assert delivery is not None
+
+    outcomes = await asyncio.gather(
+        *(bus.zags.send_response(delivery.reply_to, content=birth_response()) for _ in range(2)),
+        return_exceptions=True,
+    )
+
+    [answered] = [o for o in outcomes if not isinstance(o, BaseException)]
+    assert [type(o) for o in outcomes if isinstance(o, BaseException)] == [MessageAlreadySent]
+    [journaled] = await bus.router.store.responses_to(str(sent.message_id))
+    assert journaled.message_id == str(answered.message_id)
+    assert await bus.depth(Direction.RESPONSES, "PORTAL") == 1
+
+
 async def test_ack_at_another_router_after_the_answer_is_accepted(bus: Bus) -> None:
     other = Router(bus.router.ctx, bus.transport, bus.router.store)  # a second process
     sent = await bus.portal.send_request(birth_request())
