@@ -12,7 +12,6 @@ import asyncio
 import signal
 from contextlib import AsyncExitStack
 
-import httpx
 import structlog
 
 from adapters.catalog import ADAPTERS, close_quietly
@@ -20,7 +19,7 @@ from adapters.sdk import AdapterRunner, PollPolicy
 from adapters.sdk.push import PushSource
 from adapters.sdk.runner import BUS_UNREACHABLE_ATTEMPTS
 from gateway.assembly import open_transport
-from gateway.client.http import http_call
+from gateway.client.http import SoapHttp
 from gateway.client.participant import ParticipantClient
 from gateway.config import Settings
 from gateway.core.clock import SystemClock
@@ -56,12 +55,12 @@ async def run_adapter(
     adapter, closer = spec.build(agency_url)
     async with AsyncExitStack() as stack:
         stack.push_async_callback(close_quietly, closer)
-        http = await stack.enter_async_context(httpx.AsyncClient(timeout=60))
+        call = await stack.enter_async_context(SoapHttp(gateway_url.rstrip("/") + "/ws"))
         client = ParticipantClient(
             signer=load_signer(settings.keys_dir, spec.mnemonic, settings.signature_profile),
             verifier=verifier,
             clock=clock,
-            call=http_call(http, gateway_url.rstrip("/") + "/ws"),
+            call=call,
         )
         # ``workers`` runners answer requests side by side, each one at a time: an
         # agency that takes 200 ms per answer serves 5 requests/s per worker.

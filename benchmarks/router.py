@@ -33,13 +33,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aio_pika
-import httpx
 from lxml import etree
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from adapters.sdk.push import PushSource  # noqa: E402
+from gateway.client.http import SoapHttp  # noqa: E402
 from gateway.client.participant import ParticipantClient  # noqa: E402
 from gateway.core.clock import SystemClock  # noqa: E402
 from gateway.crypto.devpki import init_dev_pki  # noqa: E402
@@ -228,13 +228,7 @@ async def smevbus_pipeline(
     GetRequest + Ack."""
     clock = SystemClock()
     verifier = load_verifier(keys, clock)
-    http = httpx.AsyncClient(
-        base_url=gateway.base_url, timeout=60, limits=httpx.Limits(max_connections=64)
-    )
-
-    async def call(body: bytes) -> tuple[int, bytes]:
-        reply = await http.post("/ws", content=body, headers={"Content-Type": "text/xml"})
-        return reply.status_code, reply.content
+    call = SoapHttp(gateway.base_url + "/ws", max_connections=64)
 
     def client(who: str) -> ParticipantClient:
         return ParticipantClient(
@@ -321,7 +315,7 @@ async def smevbus_pipeline(
     await asyncio.gather(*pumps)
     if transport is not None:
         await transport.close()
-    await http.aclose()
+    await call.close()
     print(f"empty polls (GetRequest/GetResponse answered 'no message'): {empty_polls}")
     return result, memory
 

@@ -15,10 +15,9 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
-import httpx
 from lxml import etree
 
-from gateway.client.http import http_call
+from gateway.client.http import GatewayUnreachable, SoapHttp
 from gateway.client.participant import ParticipantClient
 from gateway.core.clock import Clock
 from gateway.core.envelope import MessageMetadata
@@ -110,7 +109,7 @@ async def submit_all(
             try:
                 _status, raw = await post(request.soap)
                 meta = read_send_reply(raw, verifier)
-            except httpx.TransportError:
+            except GatewayUnreachable:
                 stats.transport_errors += 1
             except Retryable:
                 stats.retryable_faults += 1
@@ -171,7 +170,7 @@ async def drain(
         while loop.time() < deadline:
             try:
                 delivery = await provider.get_request()
-            except httpx.TransportError:
+            except GatewayUnreachable:
                 delivery = None
             except SmevbusError as exc:
                 if exc.code not in RETRYABLE_CODES:
@@ -191,7 +190,7 @@ async def drain(
             stats.deliveries[message_id] += 1
             try:
                 await provider.ack(uuid.UUID(message_id))
-            except (httpx.TransportError, InternalError, NotFound):
+            except (GatewayUnreachable, InternalError, NotFound):
                 stats.ack_faults += 1
 
     await asyncio.gather(*(worker() for _ in range(workers)))
@@ -199,12 +198,10 @@ async def drain(
 
 
 def participant_over_http(
-    client: httpx.AsyncClient, url: str, *, signer: Signer, verifier: Verifier, clock: Clock
+    call: SoapHttp, *, signer: Signer, verifier: Verifier, clock: Clock
 ) -> ParticipantClient:
-    """A participant's client (here: the provider's) talking SOAP over HTTP to ``url``."""
-    return ParticipantClient(
-        signer=signer, verifier=verifier, clock=clock, call=http_call(client, url)
-    )
+    """A participant's client (here: the provider's) talking SOAP over HTTP."""
+    return ParticipantClient(signer=signer, verifier=verifier, clock=clock, call=call)
 
 
 async def close_vhost_connections(vhost: str) -> int:

@@ -14,11 +14,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 from lxml import etree
 
-from gateway.client.http import http_call
+from gateway.client.http import SoapHttp
 from gateway.client.participant import ParticipantClient
 from gateway.core.clock import SystemClock
 from gateway.crypto.keystore import load_signer, load_verifier
@@ -56,12 +55,12 @@ class Answered:
 async def ask(chain: Chain, content_file: str) -> Answered:
     """PORTAL sends one request and pulls until its answer arrives (bounded)."""
     clock = SystemClock()
-    async with httpx.AsyncClient(timeout=30) as http:
+    async with SoapHttp(f"{chain.gateway.base_url}/ws", timeout=30) as call:
         portal = ParticipantClient(
             signer=load_signer(chain.keys, "PORTAL"),
             verifier=load_verifier(chain.keys, clock),
             clock=clock,
-            call=http_call(http, f"{chain.gateway.base_url}/ws"),
+            call=call,
         )
         sent = await portal.send_request(parse_secure((CONTENT / content_file).read_bytes()))
         loop = asyncio.get_running_loop()

@@ -26,10 +26,10 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import asyncpg
-import httpx
 import pytest
 from lxml import etree
 
+from gateway.client.http import SoapHttp
 from gateway.client.participant import ParticipantClient
 from gateway.core.clock import MessageIdSource, SystemClock
 from gateway.crypto.devpki import init_dev_pki
@@ -43,7 +43,6 @@ from tests.integration.load import (
     SignedRequest,
     close_vhost_connections,
     drain,
-    http_call,
     participant_over_http,
     queue_depths,
     signed_send_requests,
@@ -198,14 +197,14 @@ async def submit_break_and_drain(
 
     # A provider polls with a shorter timeout than a portal waits for an answer: a pull
     # caught in a broker connection loss can stall until the transport gives up.
-    async with httpx.AsyncClient(timeout=30.0) as client, httpx.AsyncClient(timeout=8.0) as poll:
+    async with SoapHttp(url, timeout=30.0) as post, SoapHttp(url, timeout=8.0) as poll:
         zags = participant_over_http(
-            poll, url, signer=load_signer(keys, "ZAGS"), verifier=verifier, clock=SystemClock()
+            poll, signer=load_signer(keys, "ZAGS"), verifier=verifier, clock=SystemClock()
         )
         load = asyncio.create_task(
             submit_all(
                 signed,
-                http_call(client, url),
+                post,
                 verifier,
                 concurrency=CONCURRENCY,
                 give_up_after=SUBMIT_WITHIN,

@@ -14,10 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-import httpx
 import pytest
 
-from gateway.client.http import http_call
+from gateway.client.http import SoapHttp
 from gateway.client.participant import ParticipantClient
 from gateway.core.clock import SystemClock
 from gateway.crypto.devpki import init_dev_pki
@@ -81,18 +80,18 @@ async def test_ack_at_another_process_counts_and_the_held_copy_is_dropped(
     vhost, a, b = cluster
     clock = SystemClock()
     verifier = load_verifier(keys, clock)
-    async with httpx.AsyncClient(timeout=30) as http:
+    async with (
+        SoapHttp(a.base_url + "/ws", timeout=30) as to_a,
+        SoapHttp(b.base_url + "/ws", timeout=30) as to_b,
+    ):
 
-        def client(who: str, gateway: GatewayProcess) -> ParticipantClient:
+        def client(who: str, call: SoapHttp) -> ParticipantClient:
             return ParticipantClient(
-                signer=load_signer(keys, who),
-                verifier=verifier,
-                clock=clock,
-                call=http_call(http, gateway.base_url + "/ws"),
+                signer=load_signer(keys, who), verifier=verifier, clock=clock, call=call
             )
 
-        portal = client("PORTAL", a)
-        zags_a, zags_b = client("ZAGS", a), client("ZAGS", b)
+        portal = client("PORTAL", to_a)
+        zags_a, zags_b = client("ZAGS", to_a), client("ZAGS", to_b)
         content = parse_secure((CONTENT / "zags-birth-record.request.xml").read_bytes())
         sent = await portal.send_request(content)
         delivery = await zags_a.get_request()
@@ -144,16 +143,11 @@ async def test_serve_with_two_worker_processes_delivers_each_message_once(
     verifier = load_verifier(keys, clock)
     # A new connection per call: the kernel spreads them over both workers, so pulls
     # and Acks land on either.
-    async with httpx.AsyncClient(
-        timeout=30, limits=httpx.Limits(max_keepalive_connections=0)
-    ) as http:
+    async with SoapHttp(gateway.base_url + "/ws", timeout=30, keep_alive=False) as call:
 
         def client(who: str) -> ParticipantClient:
             return ParticipantClient(
-                signer=load_signer(keys, who),
-                verifier=verifier,
-                clock=clock,
-                call=http_call(http, gateway.base_url + "/ws"),
+                signer=load_signer(keys, who), verifier=verifier, clock=clock, call=call
             )
 
         portal, zags = client("PORTAL"), client("ZAGS")
