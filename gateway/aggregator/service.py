@@ -110,6 +110,8 @@ log = structlog.get_logger(__name__)
 SEND_FAILED: Final = "SEND_FAILED"
 #: Compare-and-set attempts before a conflict is given up (each re-reads the record).
 MAX_SAVE_ATTEMPTS: Final = 20
+#: Replies :meth:`Aggregator.pump_responses` applies at once.
+PUMP_WORKERS: Final = 8
 
 
 class BusConsumer(Protocol):
@@ -230,21 +232,31 @@ class Aggregator:
 
     # --- the caller's loop ------------------------------------------------------------
 
-    async def pump_responses(self, participant: str) -> int:
+    async def pump_responses(self, participant: str, *, workers: int = PUMP_WORKERS) -> int:
         """GetResponse + Ack until the participant's queue is empty; apply each reply.
+
+        ``workers`` replies are applied side by side: each waits on several journal
+        and store round trips, and one at a time they queued up behind each other
+        under load. Two replies to one service request meet in the store's
+        compare-and-set, as those of two aggregator processes do.
 
         Returns how many replies changed a service request (late, repeated, interim and
         uncorrelated replies count 0).
         """
         client = self.clients(participant)
         applied = 0
-        while True:
-            delivery = await client.get_response()
-            if delivery is None:
-                return applied
-            if await self._apply_reply(delivery.original_message_id, delivery.response_data):
-                applied += 1
-            await client.ack(delivery.metadata.message_id)
+
+        async def drain() -> None:
+            nonlocal applied
+            while (delivery := await client.get_response()) is not None:
+                if await self._apply_reply(delivery.original_message_id, delivery.response_data):
+                    applied += 1
+                await client.ack(delivery.metadata.message_id)
+
+        async with asyncio.TaskGroup() as group:
+            for _ in range(workers):
+                group.create_task(drain())
+        return applied
 
     async def fire_deadlines(self) -> int:
         """Apply ``on_deadline`` to every pending request due now; how many changed."""

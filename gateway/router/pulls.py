@@ -32,7 +32,7 @@ from gateway.router.held import PARK_LIMIT, ParkedMessages, PulledMessages, of_t
 from gateway.router.moves import Moves, metadata
 from gateway.store.base import Store, TransitionConflict
 from gateway.store.records import MessageRecord
-from gateway.transport.base import Delivery, Direction, Transport
+from gateway.transport.base import HEADER_KIND, Delivery, Direction, Transport
 from gateway.xml import messages as m
 from gateway.xml.namespaces import SMEV_TYPES
 from gateway.xml.parse import parse_secure
@@ -201,17 +201,23 @@ class Pulls:
         """
         reason = None if accepted else "recipient could not verify the bus signature"
         delivery = self._pulled.take(caller.mnemonic, message_id)
+        record: MessageRecord | None = None
         if delivery is None:
             record = await self._ack_elsewhere(caller, message_id, reason)
         else:
-            try:
+            # A provider may answer before it acks (RESPONDED): leave the request so.
+            with contextlib.suppress(TransitionConflict):
                 record = await self.moves.move_from(
                     message_id, MessageState.DELIVERED, MessageState.ACKED, reason
                 )
-            except TransitionConflict:  # a provider may answer before it acks: leave it so
-                record = await self.store.get(message_id)
             await delivery.ack()
-        if record.kind is MessageKind.RESPONSE and record.in_reply_to is not None:
+            if record is None and delivery.message.headers.get(HEADER_KIND) != MessageKind.REQUEST:
+                record = await self.store.get(message_id)
+        if (
+            record is not None
+            and record.kind is MessageKind.RESPONSE
+            and record.in_reply_to is not None
+        ):
             # A final answer delivered: its request is done (an interim status is not).
             with contextlib.suppress(TransitionConflict):
                 await self.moves.move_from(

@@ -25,7 +25,11 @@ from gateway.core.aggregation import PartStatus, ServiceRequestState
 from gateway.core.catalogue import Catalogue
 from gateway.core.errors import NotFound, SchemaViolation
 from gateway.core.service_lifecycle import CompletedBy, ServiceState
-from gateway.store.service_requests import ServiceRequestRecord, ServiceRequestStore
+from gateway.store.service_requests import (
+    MessageLink,
+    ServiceRequestRecord,
+    ServiceRequestStore,
+)
 from gateway.transport.base import Direction
 from gateway.xml import messages as m
 from tests.unit.bus_fixtures import Bus, content, open_bus
@@ -315,6 +319,32 @@ async def test_two_aggregators_applying_concurrently_stay_consistent(world: Worl
         assert done.status is ServiceState.COMPLETED
         assert set(parts(done.state).values()) == {PartStatus.ANSWERED}
         assert done.version == 4  # created + three applied replies, none lost
+
+
+async def test_one_pump_applies_replies_side_by_side_and_loses_none(world: World) -> None:
+    records = [await submit(world) for _ in range(3)]
+    for _ in records:
+        await world.answer_all()
+    second_in = asyncio.Event()
+    started = 0
+
+    class Overlapping(ServiceRequestStore):
+        async def by_message(self, message_id: str | uuid.UUID) -> MessageLink | None:
+            nonlocal started
+            started += 1
+            if started == 2:
+                second_in.set()
+            # One reply at a time would never let a second one in: fail, don't hang.
+            await asyncio.wait_for(second_in.wait(), timeout=10)
+            return await super().by_message(message_id)
+
+    agg = world.aggregator(Overlapping(world.store.engine))
+    assert await agg.pump_responses(PORTAL) == 9
+    for r in records:
+        done = await world.agg.get(str(r.id))
+        assert done.status is ServiceState.COMPLETED
+        assert done.version == 4  # created + three applied replies, none lost
+    assert await world.bus.depth(Direction.RESPONSES, PORTAL) == 0
 
 
 async def test_conflicting_save_is_reapplied_on_the_fresh_state(world: World) -> None:
