@@ -76,6 +76,7 @@ import structlog
 from lxml import etree
 
 from gateway.aggregator.callback_url import check_callback_url
+from gateway.aggregator.keyed_locks import KeyedLocks
 from gateway.aggregator.requests_builder import build_request
 from gateway.aggregator.responses import apply_event, to_event
 from gateway.core.aggregation import (
@@ -148,6 +149,7 @@ class Aggregator:
         #: Set whenever this aggregator saves a request as final: the callback
         #: dispatcher waits on it instead of only polling.
         self.finalized = asyncio.Event()
+        self._applying = KeyedLocks()  # by service request id
 
     # --- portal operations ------------------------------------------------------------
 
@@ -361,11 +363,15 @@ class Aggregator:
                 error=exc.message,
             )
             return False
-        now = self.clock.now()
-        record = await self.store.get(link.service_request_id)
-        record, outcome = await self._update(
-            record, lambda s: apply_event(s, link.part_id, event, now)
-        )
+        # Replies to one request wait for each other here rather than collide in the
+        # store's compare-and-set (kept for other processes): a collision costs a
+        # re-read and a second save.
+        async with self._applying.hold(link.service_request_id):
+            now = self.clock.now()
+            record = await self.store.get(link.service_request_id)
+            record, outcome = await self._update(
+                record, lambda s: apply_event(s, link.part_id, event, now)
+            )
         fields = {
             "service_request_id": str(record.id),
             "part": link.part_id,
