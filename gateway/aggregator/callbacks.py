@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -112,6 +113,9 @@ class RetryPolicy:
     max_delay: timedelta = timedelta(minutes=5)
     #: How long a claimed attempt belongs to its process; longer than a POST can take.
     lease: timedelta = timedelta(seconds=60)
+    #: Each wait is shortened at random by up to this fraction, so that the callbacks
+    #: held up by a receiver that was down do not all come back at the same moment.
+    jitter: float = 0.2
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -119,12 +123,17 @@ class RetryPolicy:
         for name in ("first_delay", "max_delay", "lease"):
             if getattr(self, name) <= timedelta(0):
                 raise ValueError(f"{name} must be positive")
+        if not 0 <= self.jitter < 1:
+            raise ValueError(f"jitter must be in [0, 1), got {self.jitter}")
 
-    def delay(self, attempt: int) -> timedelta:
-        """The wait after failed attempt ``attempt`` (1-based) before the next one."""
+    def delay(self, attempt: int, *, draw: Callable[[], float] = random.random) -> timedelta:
+        """The wait after failed attempt ``attempt`` (1-based) before the next one:
+        ``first_delay`` doubled per attempt, capped at ``max_delay``, less the jitter
+        (``draw`` gives a number in [0, 1))."""
         doublings = min(max(attempt - 1, 0), 64)  # 2**64 s outlasts any cap
         seconds = self.first_delay.total_seconds() * 2.0**doublings
-        return timedelta(seconds=min(seconds, self.max_delay.total_seconds()))
+        seconds = min(seconds, self.max_delay.total_seconds())
+        return timedelta(seconds=seconds * (1 - self.jitter * draw()))
 
 
 def signature(body: bytes, secret: bytes) -> str:

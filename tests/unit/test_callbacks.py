@@ -81,12 +81,25 @@ def test_allow_list_matches_hosts_and_subdomains_case_insensitively() -> None:
 
 
 def test_retry_policy_doubles_and_caps_the_delay() -> None:
-    policy = RetryPolicy(first_delay=timedelta(seconds=1), max_delay=timedelta(seconds=60))
+    policy = RetryPolicy(
+        first_delay=timedelta(seconds=1), max_delay=timedelta(seconds=60), jitter=0
+    )
     delays = [policy.delay(n).total_seconds() for n in range(1, 9)]
     assert delays == [1, 2, 4, 8, 16, 32, 60, 60]
     assert policy.delay(10_000) == timedelta(seconds=60)  # no overflow
     with pytest.raises(ValueError, match="max_attempts"):
         RetryPolicy(max_attempts=0)
+    with pytest.raises(ValueError, match="jitter"):
+        RetryPolicy(jitter=1)
+
+
+def test_retry_delays_are_shortened_at_random_by_at_most_the_jitter() -> None:
+    policy = RetryPolicy(first_delay=timedelta(seconds=10), jitter=0.2)
+    assert policy.delay(1, draw=lambda: 0.0) == timedelta(seconds=10)
+    assert policy.delay(1, draw=lambda: 0.5) == timedelta(seconds=9)
+    waits = {policy.delay(1).total_seconds() for _ in range(200)}
+    assert all(8 < w <= 10 for w in waits)
+    assert len(waits) > 100  # spread out, not one shared moment
 
 
 # --- the dispatcher ---------------------------------------------------------------
@@ -198,7 +211,7 @@ async def test_pending_requests_and_requests_without_callback_post_nothing(
 async def test_failures_are_retried_with_doubling_backoff_until_a_2xx(setup: Setup) -> None:
     setup.receiver.answers = [500, httpx.ConnectError("connection refused"), 200]
     record = await setup.final_request()
-    dispatcher = setup.dispatcher()
+    dispatcher = setup.dispatcher(policy=RetryPolicy(jitter=0))
 
     with structlog.testing.capture_logs() as logs:
         assert await dispatcher.deliver_due() == 1  # attempt 1: HTTP 500
