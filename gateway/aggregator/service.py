@@ -239,8 +239,7 @@ class Aggregator:
 
         ``workers`` replies are applied side by side: each waits on several journal
         and store round trips, and one at a time they queued up behind each other
-        under load. Two replies to one service request meet in the store's
-        compare-and-set, as those of two aggregator processes do.
+        under load. Replies to the same service request still take turns.
 
         Returns how many replies changed a service request (late, repeated, interim and
         uncorrelated replies count 0).

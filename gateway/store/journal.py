@@ -166,7 +166,10 @@ class SqlStore:
             return _message(row)
 
     async def claim_answer(self, request_id: str, response_id: str) -> bool:
-        request_id = _lookup_id(request_id)
+        try:
+            request_id = _lookup_id(request_id)
+        except NotFound:
+            return False
         response_id = canonical_message_id(response_id)
         # begin(): SQLite commits; in autocommit on PostgreSQL it adds no round trip.
         async with self._serialized(), self._autocommit.begin() as conn:

@@ -458,6 +458,7 @@ async def test_a_request_is_claimed_by_one_final_answer(store: SqlStore, clock: 
     assert await store.claim_answer(message_id(1), message_id(2))  # the same answer, retried
     assert not await store.claim_answer(message_id(1), message_id(3))
     assert not await store.claim_answer(message_id(9), message_id(3))  # no such message
+    assert not await store.claim_answer("not-a-uuid", message_id(3))
     await store.accept(
         new_message(2, kind=MessageKind.RESPONSE, in_reply_to=message_id(1)), at=clock.now()
     )
