@@ -17,8 +17,12 @@ Rows, each as p50/p99 latency and requests/s:
 2. ``child-birth-benefit`` (three parts fanned out), C = 1; rows 1 and 2 interleaved;
 3. ``child-birth-benefit`` with ``--concurrency`` C submissions in flight.
 
-Then the ratio fan-out p50 / slowest single-part p50 (target <= 1.5x) and the service
-requests/s (target >= 100/s). ``--agency-latency-ms`` makes every mock agency wait
+Then the ratio fan-out p50 / slowest single-part p50 (target <= 1.5x), the service
+requests/s (target >= 100/s), and where the CPU goes: milliseconds of CPU per
+service request of each process (gateway, adapters, mocks, RabbitMQ, PostgreSQL,
+this benchmark) over row 3, read from /proc, so the figures say which part of the
+bus to scale out (RabbitMQ and PostgreSQL are counted whole: run nothing else
+meanwhile). ``--agency-latency-ms`` makes every mock agency wait
 before it answers, as real registries do.
 
 Run: .venv/bin/python benchmarks/chain.py [--requests 40] [--concurrency 8]
@@ -30,10 +34,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import tempfile
 import time
 import tomllib
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -208,7 +214,58 @@ async def timed(row: Result, call: Callable[[], Awaitable[object]]) -> None:
     row.seconds += took
 
 
-async def measure(chain: Chain, singles: list[str], n: int, concurrency: int) -> list[Result]:
+# --- CPU per service request, by process ------------------------------------------------
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _roles(chain: Chain) -> dict[int, str]:
+    """Our processes by pid: the gateway (and its workers), adapters, mocks, this one."""
+    roles = {os.getpid(): "this benchmark (the portal)"}
+    for name, service in [("gateway", chain.gateway), *chain.services.items()]:
+        if service.process is not None:
+            roles[service.process.pid] = name
+            children = Path(f"/proc/{service.process.pid}/task/{service.process.pid}/children")
+            for child in children.read_text().split() if children.exists() else ():
+                roles[int(child)] = name  # serve --workers N
+    return roles
+
+
+def cpu_by_role(chain: Chain) -> Counter[str]:
+    """Seconds of CPU (user + system) used so far by role: our processes by pid, and
+    every RabbitMQ and PostgreSQL process (shared: run nothing else meanwhile)."""
+    roles = _roles(chain)
+    used: Counter[str] = Counter()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes()
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        role = roles.get(int(entry.name))
+        if role is None and b"beam.smp" in command:
+            role = "RabbitMQ"
+        elif role is None and command.startswith(b"postgres"):
+            role = "PostgreSQL"
+        if role is not None:
+            used[role] += (int(fields[11]) + int(fields[12])) / _TICKS
+    return used
+
+
+def report_cpu(before: Counter[str], after: Counter[str], requests: int) -> None:
+    spent = {role: after[role] - before.get(role, 0.0) for role in after}
+    print(f"CPU per service request over the last row ({requests} requests), ms:")
+    for role, seconds in sorted(spent.items(), key=lambda item: -item[1]):
+        if seconds > 0:
+            print(f"  {role:<32}{seconds / requests * 1000:8.1f}")
+    print(f"  {'all of the above':<32}{sum(spent.values()) / requests * 1000:8.1f}")
+
+
+async def measure(
+    chain: Chain, singles: list[str], n: int, concurrency: int
+) -> tuple[list[Result], Counter[str], Counter[str]]:
     portal = Portal(chain.gateway.base_url)
     await portal.listen()
     try:
@@ -233,11 +290,15 @@ async def measure(chain: Chain, singles: list[str], n: int, concurrency: int) ->
                     await portal.request(SERVICE)
                     loaded.latencies_ms.append((time.perf_counter() - began) * 1000)
 
+            before = cpu_by_role(chain)
             start = time.perf_counter()
             await asyncio.gather(*(worker() for _ in range(concurrency)))
             loaded.seconds = time.perf_counter() - start
+            after = cpu_by_role(chain)
             rows.append(loaded)
-        return rows
+        else:
+            before = after = Counter()
+        return rows, before, after
     finally:
         await portal.close()
 
@@ -293,8 +354,10 @@ def main() -> None:
         adapter_args=("--workers", str(args.workers)),
     ) as chain:
         slow_down(chain, args.agency_latency_ms)
-        rows = asyncio.run(measure(chain, singles, args.requests, args.concurrency))
+        rows, before, after = asyncio.run(measure(chain, singles, args.requests, args.concurrency))
     report(rows, {}, {})
+    if after:
+        report_cpu(before, after, args.requests)
 
 
 if __name__ == "__main__":
