@@ -13,7 +13,9 @@ Prints, in one run against the local RabbitMQ (and PostgreSQL for smevbus):
 
 each as p50/p99 round-trip latency and round trips per second at the same
 concurrency, the ratios smevbus/raw-signed, and the gateway's resident memory
-(peak, and at checkpoints) to show whether it grows with the message count.
+(peak, and at checkpoints) to show whether it grows with the message count. Last,
+the p50 of raw signed and of smevbus one round trip at a time (clients polling every
+2 ms at most): the latency the bus adds, without queueing behind other round trips.
 
 Run: .venv/bin/python benchmarks/router.py [--messages 2000] [--concurrency 16]
 """
@@ -55,6 +57,8 @@ from tests.integration.gateway_process import (  # noqa: E402
     isolated_vhost,
 )
 
+#: Round trips of the one-at-a-time latency rows.
+ALONE = 300
 AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 CONTENT = ROOT / "tests" / "data" / "content"
 SPRD = f"{{{SMEV_TYPES}}}SenderProvidedRequestData"
@@ -222,6 +226,7 @@ async def smevbus_pipeline(
     concurrency: int,
     checkpoints: list[int],
     push_from: str | None = None,
+    idle_cap: float = 0.05,
 ) -> tuple[Result, list[tuple[int, int, int]]]:
     """Round trips through ``gateway``; with ``push_from`` (the broker URL) the provider
     consumes its queue by push, as ``smevbus adapter`` does by default, instead of
@@ -271,7 +276,7 @@ async def smevbus_pipeline(
                 # Pull protocol: an empty poll; back off as a real client does.
                 idle += 1
                 empty_polls += 1
-                await asyncio.sleep(min(0.001 * 2**idle, 0.05))
+                await asyncio.sleep(min(0.001 * 2**idle, idle_cap))
                 continue
             idle = 0
             await zags.send_response(delivery.reply_to, content=answer)
@@ -285,7 +290,7 @@ async def smevbus_pipeline(
             if delivery is None:
                 idle += 1
                 empty_polls += 1
-                await asyncio.sleep(min(0.001 * 2**idle, 0.05))
+                await asyncio.sleep(min(0.001 * 2**idle, idle_cap))
                 continue
             idle = 0
             await portal.ack(delivery.metadata.message_id)
@@ -345,6 +350,7 @@ def main() -> None:
     conc = args.concurrency
     raw = asyncio.run(raw_pipeline(AMQP, args.raw_messages, conc, None))
     signed = asyncio.run(raw_pipeline(AMQP, args.raw_messages, conc, crypto))
+    signed_alone = asyncio.run(raw_pipeline(AMQP, ALONE, 1, crypto))
 
     with isolated_vhost(AMQP) as vhost, fresh_database() as database:
         gateway = GatewayProcess(
@@ -364,6 +370,11 @@ def main() -> None:
             )
             pushed, _ = asyncio.run(
                 smevbus_pipeline(gateway, keys, args.raw_messages, conc, [], push_from=vhost)
+            )
+            # One at a time, polling every 2 ms at most: the bus's own latency, without
+            # queueing behind other round trips or a poller's back-off.
+            alone, _ = asyncio.run(
+                smevbus_pipeline(gateway, keys, ALONE, 1, [], push_from=vhost, idle_cap=0.002)
             )
         finally:
             gateway.stop()
@@ -400,6 +411,10 @@ def main() -> None:
         f"{ours.cpu_ms(ours.cpu_s):.1f} ms (6 signed SOAP calls, every reply checked); "
         f"push provider: gateway {pushed.cpu_ms(pushed.gateway_cpu_s):.1f} ms + clients "
         f"{pushed.cpu_ms(pushed.cpu_s):.1f} ms (4 SOAP calls)"
+    )
+    print(
+        f"one at a time: raw signed p50 {signed_alone.pct(50):.2f} ms, smevbus (push provider) "
+        f"p50 {alone.pct(50):.2f} ms = {alone.pct(50) / signed_alone.pct(50):.1f}x"
     )
     print(f"median latency check: {statistics.median(ours.latencies_ms):.2f} ms")
 
