@@ -254,9 +254,12 @@ class Aggregator:
                     applied += 1
                 await client.ack(delivery.metadata.message_id)
 
-        async with asyncio.TaskGroup() as group:
-            for _ in range(workers):
-                group.create_task(drain())
+        # Not a TaskGroup: one worker failing must not cancel the others halfway
+        # through taking a reply; each stops on its own (an empty queue, or the error).
+        outcomes = await asyncio.gather(*(drain() for _ in range(workers)), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
         return applied
 
     async def fire_deadlines(self) -> int:

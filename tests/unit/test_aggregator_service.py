@@ -24,6 +24,7 @@ from gateway.client.participant import ParticipantClient
 from gateway.core.aggregation import PartStatus, ServiceRequestState
 from gateway.core.catalogue import Catalogue
 from gateway.core.errors import NotFound, SchemaViolation
+from gateway.core.lifecycle import MessageState
 from gateway.core.service_lifecycle import CompletedBy, ServiceState
 from gateway.store.service_requests import (
     MessageLink,
@@ -345,6 +346,32 @@ async def test_one_pump_applies_replies_side_by_side_and_loses_none(world: World
         assert done.status is ServiceState.COMPLETED
         assert done.version == 4  # created + three applied replies, none lost
     assert await world.bus.depth(Direction.RESPONSES, PORTAL) == 0
+
+
+async def test_a_reply_that_fails_to_apply_stops_no_other_and_stays_unacked(
+    world: World,
+) -> None:
+    broken, *fine = [await submit(world) for _ in range(3)]
+    for _ in range(3):
+        await world.answer_all()
+
+    class Failing(ServiceRequestStore):
+        async def get(self, id: str | uuid.UUID) -> ServiceRequestRecord:
+            if str(id) == str(broken.id):
+                raise OSError("database connection lost")
+            return await super().get(id)
+
+    agg = world.aggregator(Failing(world.store.engine))
+    with pytest.raises(OSError, match="connection lost"):
+        await agg.pump_responses(PORTAL)
+
+    for r in fine:
+        done = await world.agg.get(str(r.id))
+        assert done.status is ServiceState.COMPLETED
+    assert (await world.agg.get(str(broken.id))).status is ServiceState.PENDING
+    # Its three replies were not acked: they come back after the visibility timeout.
+    unacked = await world.bus.router.store.find(recipient=PORTAL, state=MessageState.DELIVERED)
+    assert len(unacked.items) == 3
 
 
 async def test_conflicting_save_is_reapplied_on_the_fresh_state(world: World) -> None:
