@@ -3,8 +3,8 @@
 Two hand-written people match the MVD mock's (same names, birth dates and passports),
 so one portal scenario can ask both agencies about them; :func:`build_dataset` adds
 generated taxpayers from a seeded RNG, so the same seed always gives the same records.
-INNs are 12 digits (the bus type's pattern); the mock does not check their control
-digits, which the seeded INN of Смирнова (710512345678) does not satisfy.
+INNs are those of natural persons: 12 digits, the last two the control digits FNS
+computes from the first ten (:func:`personal_inn`), so they pass real INN checks.
 """
 
 from __future__ import annotations
@@ -21,6 +21,23 @@ GENERATED_PEOPLE: Final = 20
 def name_key(name: str | None) -> str:
     """How the tax service compares names: case-insensitive, ``ё`` as ``е``, trimmed."""
     return (name or "").strip().casefold().replace("ё", "е")
+
+
+# Weights of the two control digits of a 12-digit INN (FNS order of 2012).
+_INN_WEIGHTS_11: Final = (7, 2, 4, 10, 3, 5, 9, 4, 6, 8)
+_INN_WEIGHTS_12: Final = (3, 7, 2, 4, 10, 3, 5, 9, 4, 6, 8)
+
+
+def _control_digit(digits: str, weights: tuple[int, ...]) -> str:
+    return str(sum(int(d) * w for d, w in zip(digits, weights, strict=True)) % 11 % 10)
+
+
+def personal_inn(first_ten: str) -> str:
+    """The 12-digit INN of a person from its first ten digits (region, office, number)."""
+    if len(first_ten) != 10 or not first_ten.isdigit():
+        raise ValueError(f"an INN starts with ten digits, got {first_ten!r}")
+    eleven = first_ten + _control_digit(first_ten, _INN_WEIGHTS_11)
+    return eleven + _control_digit(eleven, _INN_WEIGHTS_12)
 
 
 @dataclass(frozen=True)
@@ -57,7 +74,7 @@ FIXED_PEOPLE: Final = (
         date(1991, 7, 2),
         "7011",
         "123456",
-        inn="710512345678",
+        inn=personal_inn("7105123456"),
         tax_office="7105",
         assigned=date(2005, 9, 14),
     ),
@@ -68,7 +85,7 @@ FIXED_PEOPLE: Final = (
         date(1989, 11, 23),
         "7009",
         "654321",
-        inn="710400236591",
+        inn=personal_inn("7104002365"),
         tax_office="7104",
         assigned=date(2004, 3, 1),
     ),
@@ -127,7 +144,7 @@ def _generated(rng: random.Random, index: int) -> Taxpayer:
         born,
         f"70{passport_year:02d}",
         f"{rng.randrange(10**6):06d}",
-        inn=f"{office}{index:06d}{rng.randrange(100):02d}",
+        inn=personal_inn(f"{office}{index:06d}"),
         tax_office=office,
         assigned=born + timedelta(days=365 * 16 + rng.randrange(365 * 10)),
     )

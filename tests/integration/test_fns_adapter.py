@@ -25,7 +25,7 @@ from lxml import etree
 
 from adapters.fns import mapping
 from adapters.fns.adapter import build_fns_adapter
-from adapters.fns.dataset import FIXED_PEOPLE, build_dataset
+from adapters.fns.dataset import FIXED_PEOPLE, build_dataset, personal_inn
 from adapters.fns.mapping import INN
 from adapters.fns.native import FaultCode, inn_query, native_schema, q, to_bytes
 from adapters.sdk import conformance as kit
@@ -225,7 +225,7 @@ async def test_smirnova_inn(mock_fns: MockFnsProcess) -> None:
     async with harness_of(mock_fns.base_url)() as h:
         data = await ask(h, inn_request())
     assert not data.rejections
-    assert text(data.content, "Inn") == "710512345678"
+    assert text(data.content, "Inn") == "710512345645"
     assert text(data.content, "TaxAuthorityCode") == "7105"
     assert text(data.content, "AssignmentDate") == "2005-09-14"
 
@@ -298,6 +298,14 @@ def reply_of(response: httpx.Response) -> etree._Element:
     native_schema().validate(root, "reply")
     assert root.tag == q("InnReply")
     return root
+
+
+def test_every_seeded_inn_has_valid_control_digits() -> None:
+    assert personal_inn("5001007322") == "500100732259"  # a published example
+    for person in build_dataset().people:
+        assert person.inn == personal_inn(person.inn[:10]), person
+    with pytest.raises(ValueError, match="ten digits"):
+        personal_inn("71051234")
 
 
 def test_mock_answers_every_seeded_taxpayer(fns: httpx.Client) -> None:

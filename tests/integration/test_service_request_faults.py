@@ -195,7 +195,7 @@ async def test_sigkill_with_service_requests_pending_loses_and_duplicates_none(
         assert view["completed_at"] <= view["deadline_at"], view
         assert {p["id"] for p in view["parts"]} == PARTS
         assert {p["status"] for p in view["parts"]} == {"ANSWERED"}, view
-        assert view["result"]["parent_inn"] == "710512345678"
+        assert view["result"]["parent_inn"] == "710512345645"
     part_ids = [p["message_id"] for v in views.values() for p in v["parts"]]
     assert len(set(part_ids)) == len(part_ids) == 3 * REQUESTS, "one MessageID per part"
 

@@ -106,7 +106,7 @@ async def test_child_birth_benefit_is_assembled_from_three_agencies(chain: Chain
         assert {p["status"] for p in parts.values()} == {"ANSWERED"}
         result = view["result"]
         assert result["birth_act_number"] == "120197100000101234005"
-        assert result["parent_inn"] == "710512345678"
+        assert result["parent_inn"] == "710512345645"
 
         trace = await http.get(f"/api/v1/messages/{parts['birth-record']['message_id']}")
         states = [t["to_state"] for t in trace.json()["transitions"]]
