@@ -50,6 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.fanout import SERVICE, Result, report  # noqa: E402
+from benchmarks.router import cpu_seconds  # noqa: E402
 from gateway.demo.run import APPLICANT  # noqa: E402
 from tests.integration.chain import Chain, running_chain  # noqa: E402
 
@@ -216,8 +217,6 @@ async def timed(row: Result, call: Callable[[], Awaitable[object]]) -> None:
 
 # --- CPU per service request, by process ------------------------------------------------
 
-_TICKS = os.sysconf("SC_CLK_TCK")
-
 
 def _roles(chain: Chain) -> dict[int, str]:
     """Our processes by pid: the gateway (and its workers), adapters, mocks, this one."""
@@ -241,16 +240,15 @@ def cpu_by_role(chain: Chain) -> Counter[str]:
             continue
         try:
             command = (entry / "cmdline").read_bytes()
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            role = roles.get(int(entry.name))
+            if role is None and b"beam.smp" in command:
+                role = "RabbitMQ"
+            elif role is None and command.startswith(b"postgres"):
+                role = "PostgreSQL"
+            if role is not None:
+                used[role] += cpu_seconds(int(entry.name))
         except OSError:  # gone meanwhile
             continue
-        role = roles.get(int(entry.name))
-        if role is None and b"beam.smp" in command:
-            role = "RabbitMQ"
-        elif role is None and command.startswith(b"postgres"):
-            role = "PostgreSQL"
-        if role is not None:
-            used[role] += (int(fields[11]) + int(fields[12])) / _TICKS
     return used
 
 

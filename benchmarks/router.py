@@ -206,7 +206,7 @@ async def raw_pipeline(
 # --- smevbus -----------------------------------------------------------------------------
 
 
-def _cpu_s(pid: int) -> float:
+def cpu_seconds(pid: int) -> float:
     """CPU seconds (user + system) process ``pid`` has used so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -309,13 +309,13 @@ async def smevbus_pipeline(
         await portal.send_request(content, message_id=message_id)
         await future
 
-    gateway_cpu = _cpu_s(pid)
+    gateway_cpu = cpu_seconds(pid)
     serve = provider if transport is None else pushed_provider
     pumps = [asyncio.create_task(serve()) for _ in range(max(2, concurrency // 2))]
     pumps += [asyncio.create_task(consumer()) for _ in range(max(2, concurrency // 2))]
     name = "smevbus (SOAP over HTTP)" if transport is None else "smevbus, provider by push"
     result = await drive(name, n, concurrency, one)
-    result.gateway_cpu_s = _cpu_s(pid) - gateway_cpu
+    result.gateway_cpu_s = cpu_seconds(pid) - gateway_cpu
     done.set()
     await asyncio.gather(*pumps)
     if transport is not None:
