@@ -142,6 +142,8 @@ service_requests = Table(
     Column("callback_next_at", UtcDateTime(), nullable=True),
     Column("callback_last_error", Text(), nullable=True),
     Column("callback_delivered_at", UtcDateTime(), nullable=True),
+    # SHA-256 of the canonical JSON body first submitted under ``idempotency_key``.
+    Column("request_digest", String(64), nullable=True),
     UniqueConstraint("participant", "idempotency_key"),
     Index("ix_service_requests_next_deadline", "next_deadline"),
     Index("ix_service_requests_status_created_at_id", "status", "created_at", "id"),
@@ -162,4 +164,15 @@ service_request_messages = Table(
     ),
     Column("part_id", String(255), nullable=False),
     Index("ix_service_request_messages_service_request_id", "service_request_id"),
+)
+
+# Digests of signed pull requests seen within their timestamp window (replay guard),
+# shared by every gateway process; rows past ``expires_at`` are dead and may go.
+replay_guard = Table(
+    "replay_guard",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("participant", String(255), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False),
+    Index("ix_replay_guard_expires_at", "expires_at"),
 )
