@@ -3,6 +3,7 @@ FROM python:3.11-slim-bookworm
 
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libxmlsec1-openssl xmlsec1 \
+    libengine-gost-openssl \
  && rm -rf /var/lib/apt/lists/*
 
 RUN useradd --create-home --uid 10001 smevbus

@@ -9,9 +9,10 @@ VENV=${VENV:-.venv}
 
 # xmlsec1 (the command-line tool) is the independent verifier the tests check our
 # signatures against; pkg-config and libxmlsec1-dev let pip build the xmlsec binding
-# from source where no wheel fits the platform.
+# from source where no wheel fits the platform. libengine-gost-openssl is OpenSSL's gost
+# engine: GOST R 34.10-2012 signatures and Streebog (gateway/crypto/gost).
 need=()
-for pkg in xmlsec1 pkg-config libxmlsec1-dev libxml2-dev; do
+for pkg in xmlsec1 pkg-config libxmlsec1-dev libxml2-dev libengine-gost-openssl; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if ((${#need[@]})); then
