@@ -44,6 +44,11 @@ GOSTCRYPTO_CURVE = {
     Curve.CRYPTOPRO_A: "id-tc26-gost-3410-2012-256-paramSetB",
     Curve.TC26_A: "id-tc26-gost-3410-2012-256-paramSetA",
 }
+# DER of each curve's parameter-set OID, as it appears in SubjectPublicKeyInfo.
+CURVE_OID_DER = {
+    Curve.CRYPTOPRO_A: bytes.fromhex("06072a850302022301"),  # 1.2.643.2.2.35.1
+    Curve.TC26_A: bytes.fromhex("06092a8503070102010101"),  # 1.2.643.7.1.2.1.1.1
+}
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
@@ -99,6 +104,7 @@ def test_streebog256_agrees_with_gostcrypto(data: bytes) -> None:
 def test_sign_verify_roundtrip_and_tampering(curve: Curve) -> None:
     key = gost.generate_key(curve)
     public = key.public_key()
+    assert CURVE_OID_DER[curve] in public.der()
     data = b"<SignedInfo>canonical bytes</SignedInfo>"
     signature = key.sign(data)
     assert len(signature) == gost.SIGNATURE_SIZE

@@ -41,12 +41,12 @@ SIGNATURE_SIZE = 64
 
 
 class Curve(StrEnum):
-    """256-bit parameter sets offered for new keys (any 256-bit set verifies)."""
+    """256-bit parameter sets offered for new keys."""
 
-    #: id-GostR3410-2001-CryptoPro-A-ParamSet (1.2.643.2.2.35.1); the same curve as
-    #: id-tc26-gost-3410-2012-256-paramSetB. The most widely deployed 256-bit set: the
-    #: one of libxmlsec1's GOST 2012-256 test certificate and of most certificates
-    #: Russian CAs issue for 256-bit GOST 2012 keys.
+    #: id-GostR3410-2001-CryptoPro-A-ParamSet (1.2.643.2.2.35.1), the default: the same
+    #: curve as id-tc26-gost-3410-2012-256-paramSetB, in use since GOST R 34.10-2001 and
+    #: so understood by old and new verifiers alike; libxmlsec1's GOST 2012-256 test
+    #: certificate uses it.
     CRYPTOPRO_A = "cryptopro-a"
     #: id-tc26-gost-3410-2012-256-paramSetA (1.2.643.7.1.2.1.1.1), the TC26 twisted
     #: Edwards curve of R 1323565.1.024-2019.
@@ -105,14 +105,14 @@ class GostPublicKey(_Pkey):
     def from_der(cls, spki: bytes) -> GostPublicKey:
         """From a DER SubjectPublicKeyInfo."""
         b = backend()
-        return cls(b, from_der(b, b.lib.d2i_PUBKEY, spki, "GOST public key"))
+        return cls(b, from_der(b, b.lib.d2i_PUBKEY, b.lib.EVP_PKEY_free, spki, "GOST public key"))
 
     @classmethod
     def from_certificate(cls, certificate: bytes) -> GostPublicKey:
         """The subject key of an X.509 certificate (DER or PEM)."""
         b = backend()
         der = der_of(certificate, "CERTIFICATE")
-        x509 = from_der(b, b.lib.d2i_X509, der, "X.509 certificate")
+        x509 = from_der(b, b.lib.d2i_X509, b.lib.X509_free, der, "X.509 certificate")
         try:
             pkey = check_ptr(b, b.lib.X509_get_pubkey(x509), "reading the certificate's key")
         finally:
@@ -168,7 +168,13 @@ class GostPrivateKey(_Pkey):
         """From an unencrypted PKCS#8 key (PEM ``PRIVATE KEY`` or DER)."""
         b = backend()
         der = der_of(pem, "PRIVATE KEY")
-        p8 = from_der(b, b.lib.d2i_PKCS8_PRIV_KEY_INFO, der, "PKCS#8 private key")
+        p8 = from_der(
+            b,
+            b.lib.d2i_PKCS8_PRIV_KEY_INFO,
+            b.lib.PKCS8_PRIV_KEY_INFO_free,
+            der,
+            "PKCS#8 private key",
+        )
         try:
             pkey = check_ptr(b, b.lib.EVP_PKCS82PKEY(p8), "reading the PKCS#8 private key")
         finally:
@@ -230,7 +236,9 @@ def verify_certificate_signature(certificate: bytes, issuer_certificate: bytes) 
     """
     issuer = GostPublicKey.from_certificate(issuer_certificate)
     b = backend()
-    x509 = from_der(b, b.lib.d2i_X509, der_of(certificate, "CERTIFICATE"), "X.509 certificate")
+    x509 = from_der(
+        b, b.lib.d2i_X509, b.lib.X509_free, der_of(certificate, "CERTIFICATE"), "X.509 certificate"
+    )
     try:
         result = b.lib.X509_verify(x509, issuer.evp_pkey)
     finally:
@@ -243,7 +251,9 @@ def verify_crl_signature(crl: bytes, issuer_certificate: bytes) -> bool:
     """Whether ``crl`` (DER or PEM) is signed with the GOST key of ``issuer_certificate``."""
     issuer = GostPublicKey.from_certificate(issuer_certificate)
     b = backend()
-    x509_crl = from_der(b, b.lib.d2i_X509_CRL, der_of(crl, "X509 CRL"), "X.509 CRL")
+    x509_crl = from_der(
+        b, b.lib.d2i_X509_CRL, b.lib.X509_CRL_free, der_of(crl, "X509 CRL"), "X.509 CRL"
+    )
     try:
         result = b.lib.X509_CRL_verify(x509_crl, issuer.evp_pkey)
     finally:

@@ -226,8 +226,11 @@ def check_ok(b: Backend, result: int, what: str) -> None:
         raise GostError(f"{what} failed: {_drain(b.lib)}")
 
 
-def from_der(b: Backend, d2i: Callable[..., int | None], data: bytes, what: str) -> int:
-    """Decode DER with a ``d2i_*`` function; trailing bytes after the object are refused."""
+def from_der(
+    b: Backend, d2i: Callable[..., int | None], free: Callable[[int], None], data: bytes, what: str
+) -> int:
+    """Decode DER with a ``d2i_*`` function; trailing bytes after the object are refused
+    (and the object freed with ``free``)."""
     src = ctypes.c_char_p(data)
     start = ctypes.cast(src, ctypes.c_void_p).value or 0
     cursor = ctypes.c_void_p(start)
@@ -235,6 +238,7 @@ def from_der(b: Backend, d2i: Callable[..., int | None], data: bytes, what: str)
     if not obj:
         raise GostError(f"cannot decode {what}: {_drain(b.lib)}")
     if (cursor.value or 0) - start != len(data):
+        free(obj)
         raise GostError(f"cannot decode {what}: trailing bytes after the DER object")
     return obj
 
@@ -266,7 +270,7 @@ def der_of(data: bytes, label: str) -> bytes:
 
 
 def pem_of(der: bytes, label: str) -> bytes:
-    body = base64.encodebytes(der).replace(b"\n", b"")
+    body = base64.b64encode(der)
     lines = [body[i : i + 64] for i in range(0, len(body), 64)]
     return b"\n".join(
         [f"-----BEGIN {label}-----".encode(), *lines, f"-----END {label}-----".encode(), b""]

@@ -79,11 +79,8 @@ def issue_certificate(
     """A participant certificate (CN = ``common_name``, O = ``organization``) issued by
     the CA (``ca_certificate`` DER or PEM, signed with ``ca_key``), as PEM."""
     b = backend()
-    ca_der = der_of(ca_certificate, "CERTIFICATE")
     with (
-        _owned(
-            b, from_der(b, b.lib.d2i_X509, ca_der, "CA certificate"), b.lib.X509_free, "d2i_X509"
-        ) as ca,
+        _x509(b, ca_certificate) as ca,
         _owned(b, b.lib.X509_new(), b.lib.X509_free, "X509_new") as cert,
     ):
         _set_common_fields(
@@ -106,11 +103,8 @@ def make_crl(
     """A v2 CRL from the CA listing ``revoked`` (serial -> revocation date), as PEM."""
     b = backend()
     lib = b.lib
-    ca_der = der_of(ca_certificate, "CERTIFICATE")
     with (
-        _owned(
-            b, from_der(b, lib.d2i_X509, ca_der, "CA certificate"), lib.X509_free, "d2i_X509"
-        ) as ca,
+        _x509(b, ca_certificate) as ca,
         _owned(b, lib.X509_CRL_new(), lib.X509_CRL_free, "X509_CRL_new") as crl,
     ):
         check_ok(b, lib.X509_CRL_set_version(crl, _X509_CRL_VERSION_2), "X509_CRL_set_version")
@@ -157,6 +151,17 @@ def _owned(b: Backend, ptr: int | None, free: Callable[[int], None], what: str) 
         yield obj
     finally:
         free(obj)
+
+
+@contextmanager
+def _x509(b: Backend, certificate: bytes) -> Iterator[int]:
+    """A parsed ``X509 *`` from DER or PEM."""
+    der = der_of(certificate, "CERTIFICATE")
+    x509 = from_der(b, b.lib.d2i_X509, b.lib.X509_free, der, "CA certificate")
+    try:
+        yield x509
+    finally:
+        b.lib.X509_free(x509)
 
 
 @contextmanager
