@@ -17,6 +17,7 @@ from ipaddress import ip_address, ip_network
 
 import pytest
 import structlog
+import yaml
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from gateway.aggregator.callback_addresses import AddressPolicy, special_use
@@ -28,7 +29,7 @@ from gateway.aggregator.callback_guard import (
 from gateway.aggregator.callbacks import CallbackDispatcher, HttpSender
 from gateway.api.models import callback_body
 from gateway.assembly import callback_guard
-from gateway.config import Settings
+from gateway.config import REPO_ROOT, Settings
 from gateway.store.callback_outbox import CallbackOutbox
 from gateway.store.callbacks import Callback, CallbackState
 from gateway.store.journal import SqlStore
@@ -437,3 +438,15 @@ async def test_by_default_nothing_reaches_a_loopback_listener_and_listed_it_does
     (request,) = setup.receiver.received
     assert request.target == "/smevbus/results"
     assert request.json()["status"] == "COMPLETED"
+
+
+def test_docker_compose_ships_no_open_allow_list() -> None:
+    compose = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
+    env = compose["services"]["gateway"]["environment"]
+    (subnet,) = (c["subnet"] for c in compose["networks"]["default"]["ipam"]["config"])
+    settings = Settings(
+        callback_hosts=env["SMEVBUS_CALLBACK_HOSTS"],
+        callback_networks=env["SMEVBUS_CALLBACK_NETWORKS"],
+    )
+    assert settings.callback_hosts == ("portal",)  # a name list, not "" (any host)
+    assert settings.callback_networks == (ip_network(subnet),)  # the compose network only
