@@ -347,6 +347,8 @@ def main() -> None:
             "SMEVBUS_SERVICES_FILE": str(services),
             "SMEVBUS_LOG_LEVEL": "WARNING",
             "SMEVBUS_HTTP_WORKERS": str(args.gateway_workers),
+            # The portal's callback listener is on loopback: callbacks reach it only listed.
+            "SMEVBUS_CALLBACK_NETWORKS": "127.0.0.0/8",
         },
         pulling=("zags",) if args.pull else (),
         adapter_args=("--workers", str(args.workers)),

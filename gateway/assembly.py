@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import socket
 from datetime import timedelta
 
+import yarl
+from aiohttp.abc import AbstractResolver
+
 from gateway.aggregator import Aggregator, load_catalogue
+from gateway.aggregator.callback_guard import CallbackGuard
 from gateway.config import Settings
 from gateway.core.admission import TimePolicy
 from gateway.core.clock import Clock, MessageIdSource, SystemClock
@@ -95,4 +100,32 @@ def open_aggregator(settings: Settings, router: Router) -> Aggregator:
         store=ServiceRequestStore.for_journal(store),
         clients=client,
         clock=router.ctx.clock,
+    )
+
+
+#: Bind addresses meaning "every interface".
+_WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "[::]"})  # noqa: S104 (recognised, not bound)
+
+
+def callback_guard(settings: Settings, resolver: AbstractResolver | None = None) -> CallbackGuard:
+    """The result callbacks' SSRF guard as ``settings`` say. The gateway's own endpoints
+    are its listening address (bound to every interface: this machine's name and
+    ``localhost``) at ``http_port``, and the host and port of ``public_url``.
+    ``resolver``: where names are looked up (default: the operating system)."""
+    hosts = (
+        [socket.gethostname(), "localhost"]
+        if settings.http_host in _WILDCARD_HOSTS
+        else [settings.http_host]
+    )
+    own = [(host, settings.http_port) for host in hosts]
+    if settings.public_url is not None:
+        public = yarl.URL(settings.public_url)
+        if public.raw_host and public.port:
+            own.append((public.raw_host, public.port))
+    return CallbackGuard(
+        allowed_hosts=settings.callback_hosts,
+        networks=settings.callback_networks,
+        own=own,
+        resolver=resolver,
+        timeout=settings.callback_resolve_timeout_s,
     )

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from gateway.crypto.signer import SignatureProfile
@@ -54,8 +54,16 @@ class Settings(BaseSettings):
     public_url: str | None = None
     #: Hosts a ``callback_url`` may name, against SSRF: ``portal.example.org`` or
     #: ``*.example.org`` (any subdomain); a JSON list or comma-separated in
-    #: ``SMEVBUS_CALLBACK_HOSTS``. Empty: any host.
+    #: ``SMEVBUS_CALLBACK_HOSTS``. Empty: any name (its addresses are still checked).
     callback_hosts: Annotated[tuple[str, ...], NoDecode] = ()
+    #: Networks callbacks may reach although they are loopback, private, link-local or
+    #: otherwise special-use (``10.20.0.0/16``, ``127.0.0.0/8`` for tests); a JSON list or
+    #: comma-separated. Empty: only public addresses. The gateway's own address stays
+    #: refused unless listed alone (``/32``, ``/128``). See
+    #: :mod:`gateway.aggregator.callback_addresses`.
+    callback_networks: Annotated[tuple[IPvAnyNetwork, ...], NoDecode] = ()
+    #: How long a ``callback_url``'s host may take to resolve at submit, seconds.
+    callback_resolve_timeout_s: float = Field(default=5.0, gt=0)
     #: Key of the ``X-Smevbus-Signature`` HMAC-SHA256 on each callback; unset: unsigned.
     callback_secret: SecretStr | None = None
     #: POST attempts per callback before it is given up as ``failed``.
@@ -66,7 +74,7 @@ class Settings(BaseSettings):
     #: Timeout of one whole callback POST, seconds.
     callback_timeout_s: float = Field(default=10.0, gt=0)
 
-    @field_validator("callback_hosts", mode="before")
+    @field_validator("callback_hosts", "callback_networks", mode="before")
     @classmethod
     def _host_list(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -1,10 +1,12 @@
 """Which ``callback_url`` a portal may name: an absolute http(s) URL, on an allowed host.
 
 The gateway POSTs results to these URLs from inside the bus's network, so the check is
-also the guard against server-side request forgery: the operator lists the portals'
-callback hosts in ``SMEVBUS_CALLBACK_HOSTS`` (an entry ``*.example.org`` allows every
-subdomain of ``example.org``); an empty list allows any host. Credentials in the URL
-are refused: the receiver authenticates the gateway by ``X-Smevbus-Signature``.
+the first half of the guard against server-side request forgery: the operator lists the
+portals' callback hosts in ``SMEVBUS_CALLBACK_HOSTS`` (an entry ``*.example.org`` allows
+every subdomain of ``example.org``); an empty list allows any name. The second half,
+the addresses a name resolves to, is :mod:`gateway.aggregator.callback_guard`'s.
+Credentials in the URL are refused: the receiver authenticates the gateway by
+``X-Smevbus-Signature``.
 """
 
 from __future__ import annotations

@@ -15,7 +15,12 @@ each one:
 * a 2xx answer delivers it; any other status, a network error or a timeout schedules
   attempt ``n + 1`` after :meth:`RetryPolicy.delay` (doubling, capped), and the last
   allowed attempt failing gives it up as ``failed`` with the error. A URL whose host
-  the operator no longer allows is given up without a POST.
+  the operator no longer allows is given up without a POST;
+* an address the SSRF guard refuses when the sender connects
+  (:class:`~gateway.aggregator.callback_guard.CallbackRefused`: a name that now
+  resolves inside the bus's network, say) fails that attempt with ``last_error``
+  ``refused: ...`` and gives the callback up as ``failed`` at once: nothing was sent,
+  and retrying would reach the same address or wait on the same operator decision.
 
 A callback is a notification about a result that is already saved: nothing here
 touches a request's status or result, and no receiver failure raises out of
@@ -35,9 +40,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Final, Protocol
 
+import aiohttp
 import httpx
 import structlog
+import yarl
+from aiohttp.helpers import is_ip_address
 
+from gateway.aggregator.callback_guard import CallbackGuard, CallbackRefused
 from gateway.aggregator.callback_url import check_callback_url
 from gateway.core.clock import Clock
 from gateway.core.errors import SchemaViolation
@@ -50,7 +59,7 @@ __all__ = [
     "SIGNATURE_HEADER",
     "CallbackDispatcher",
     "CallbackSender",
-    "HttpxSender",
+    "HttpSender",
     "RetryPolicy",
     "signature",
 ]
@@ -75,31 +84,48 @@ class CallbackSender(Protocol):
         ...
 
 
-class HttpxSender:
-    """:class:`CallbackSender` on :class:`httpx.AsyncClient`.
+class HttpSender:
+    """:class:`CallbackSender` on aiohttp that connects only where ``guard`` allows.
 
-    Redirects are not followed (the allowed host is the one POSTed to) and the answer's
-    body is never read: only its status counts. ``timeout`` bounds the whole POST, not
+    ``guard`` is the connector's resolver: every connection goes to addresses it has
+    just resolved and checked, with the name kept for ``Host`` and TLS; an IP literal
+    host is checked before the request. A refused address raises
+    :class:`~gateway.aggregator.callback_guard.CallbackRefused` and nothing is sent.
+    Redirects are not followed (the checked host is the one POSTed to), no proxy from
+    the environment is used, no cookies are kept, and the answer's body is never read:
+    only its status counts. ``timeout`` bounds the whole POST, resolution included, not
     just each network read, so a receiver that trickles bytes cannot outlast the lease.
     """
 
-    def __init__(
-        self, *, timeout: float = 10.0, transport: httpx.AsyncBaseTransport | None = None
-    ) -> None:
+    def __init__(self, guard: CallbackGuard, *, timeout: float = 10.0) -> None:
+        self._guard = guard
         self._timeout = timeout
-        self._client = httpx.AsyncClient(
-            timeout=timeout, transport=transport, follow_redirects=False
-        )
+        self._session: aiohttp.ClientSession | None = None
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> int:
-        async with (
-            asyncio.timeout(self._timeout),
-            self._client.stream("POST", url, content=body, headers=dict(headers)) as reply,
-        ):
-            return reply.status_code
+        target = yarl.URL(url)
+        async with asyncio.timeout(self._timeout):
+            if target.raw_host is not None and is_ip_address(target.raw_host):
+                # aiohttp connects to a literal without asking its resolver.
+                await self._guard.check_literal(target.raw_host, target.port or 0)
+            async with self._client().post(
+                target, data=body, headers=dict(headers), allow_redirects=False
+            ) as reply:
+                return reply.status
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:  # made here: a session belongs to the running loop
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(resolver=self._guard, use_dns_cache=False),
+                timeout=aiohttp.ClientTimeout(total=None),  # asyncio.timeout bounds the POST
+                cookie_jar=aiohttp.DummyCookieJar(),
+            )
+        return self._session
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
 
 @dataclass(frozen=True)
@@ -224,12 +250,12 @@ class CallbackDispatcher:
             await self.outbox.fail(record.id, attempt, error=last, made=attempt - 1)
             log.error("callback_failed", error=last, **fields)
             return
-        error = await self._post(record, callback.url, attempt)
+        error, hopeless = await self._post(record, callback.url, attempt)
         now = self.clock.now()
         if error is None:
             await self.outbox.delivered(record.id, at=now)
             log.info("callback_delivered", **fields)
-        elif attempt >= self.policy.max_attempts:
+        elif hopeless or attempt >= self.policy.max_attempts:
             await self.outbox.fail(record.id, attempt, error=error)
             log.error("callback_failed", error=error, **fields)
         else:
@@ -247,17 +273,22 @@ class CallbackDispatcher:
             return exc.message
         return None
 
-    async def _post(self, record: ServiceRequestRecord, url: str, attempt: int) -> str | None:
-        """POST the callback; ``None`` when answered 2xx, else what went wrong."""
+    async def _post(
+        self, record: ServiceRequestRecord, url: str, attempt: int
+    ) -> tuple[str | None, bool]:
+        """POST the callback: (``None`` when answered 2xx, else what went wrong; whether
+        trying again is hopeless)."""
         try:
             body = self.render(record)
             status = await self.sender.post(url, body, self.headers(record, attempt, body))
+        except CallbackRefused as exc:  # the address is refused: it stays refused
+            return _clip(f"refused: {exc}"), True
         except Exception as exc:  # network, timeout, or a sender's bug: all retried
             text = str(exc)
-            return _clip(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
+            return _clip(f"{type(exc).__name__}: {text}" if text else type(exc).__name__), False
         if 200 <= status < 300:
-            return None
-        return f"HTTP {status}"
+            return None, False
+        return f"HTTP {status}", False
 
 
 def _host(url: str) -> str | None:

@@ -22,7 +22,13 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from gateway.aggregator import Aggregator
-from gateway.aggregator.callbacks import CallbackDispatcher, HttpxSender, RetryPolicy
+from gateway.aggregator.callback_guard import CallbackGuard
+from gateway.aggregator.callbacks import (
+    CallbackDispatcher,
+    CallbackSender,
+    HttpSender,
+    RetryPolicy,
+)
 from gateway.api import wsdl
 from gateway.api.auth import TokenAuth
 from gateway.api.models import callback_body
@@ -42,11 +48,18 @@ ENVELOPE_OVERHEAD = 64 * 1024
 
 
 def create_app(
-    settings: Settings, router: Router | None = None, aggregator: Aggregator | None = None
+    settings: Settings,
+    router: Router | None = None,
+    aggregator: Aggregator | None = None,
+    callback_guard: CallbackGuard | None = None,
 ) -> FastAPI:
     """The app; with ``router`` None it opens one (and the aggregator) from ``settings``
     at startup. A caller handing in ``router`` and ``aggregator`` drives the aggregator's
-    pumping itself (tests)."""
+    pumping itself (tests). ``callback_guard`` decides where result callbacks may go
+    (default: as ``settings`` say, names resolved by the operating system)."""
+    from gateway.assembly import callback_guard as guard_of
+
+    guard = callback_guard or guard_of(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -58,7 +71,7 @@ def create_app(
         app.state.router = await open_router(settings)
         app.state.aggregator = open_aggregator(settings, app.state.router)
         portals = sorted(set(settings.api_tokens.values()))
-        sender = HttpxSender(timeout=settings.callback_timeout_s)
+        sender = HttpSender(guard, timeout=settings.callback_timeout_s)
         dispatcher = callback_dispatcher(settings, app.state.aggregator, sender)
         tasks = [
             asyncio.create_task(
@@ -104,7 +117,7 @@ def create_app(
                 settings.api_tokens,
                 allowed=lambda participant: participant in app.state.router.ctx.registry.mnemonics,
             ),
-            callback_hosts=settings.callback_hosts,
+            callback_guard=guard,
         )
     )
     limit = settings.max_message_bytes + ENVELOPE_OVERHEAD
@@ -194,7 +207,7 @@ async def _aggregate(
 
 
 def callback_dispatcher(
-    settings: Settings, aggregator: Aggregator, sender: HttpxSender
+    settings: Settings, aggregator: Aggregator, sender: CallbackSender
 ) -> CallbackDispatcher:
     """The result-callback dispatcher on the aggregator's store, as ``settings`` say."""
     base_url = settings.base_url

@@ -46,7 +46,8 @@ class SubmitServiceRequest(_Model):
         default=None,
         description=(
             f"Absolute http(s) URL (at most {MAX_CALLBACK_URL} characters, no user name or "
-            "password, on a host the gateway allows) to which the final result is POSTed: "
+            "password, on a host the gateway allows, resolving to public addresses or to "
+            "networks the operator allows) to which the final result is POSTed: "
             "the same JSON as GET of the request, with headers `X-Smevbus-Service-Request`, "
             "`X-Smevbus-Attempt` and, when the gateway has a callback secret, "
             "`X-Smevbus-Signature: sha256=<hex HMAC-SHA256 of the body>`. Retried with "

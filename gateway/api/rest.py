@@ -13,8 +13,9 @@ Every error, request validation included, is ``application/problem+json`` made b
 ``200 OK`` with the same body when an ``Idempotency-Key`` the caller already used is
 presented again (the first request under a key wins; a retry naming another service
 is a ``409`` conflict). A ``callback_url`` is checked here
-(:func:`gateway.aggregator.callback_url.check_callback_url`, against the operator's
-allowed hosts) before the aggregator sees the request.
+(:meth:`gateway.aggregator.callback_guard.CallbackGuard.check`: its syntax, the
+operator's allowed hosts, and every address its host resolves to) before the aggregator
+sees the request.
 
 The wire models live in :mod:`gateway.api.models`, shared with the client and with
 the result callbacks.
@@ -36,7 +37,7 @@ from fastapi.routing import APIRoute
 from pydantic import AwareDatetime
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gateway.aggregator.callback_url import check_callback_url
+from gateway.aggregator.callback_guard import CallbackGuard
 from gateway.api.auth import TokenAuth
 from gateway.api.models import (
     PREFIX,
@@ -189,15 +190,15 @@ def rest_router(
     *,
     aggregator_provider: AggregatorProvider = _default_aggregator,
     journal_provider: JournalProvider = _default_journal,
-    callback_hosts: Sequence[str] = (),
+    callback_guard: CallbackGuard | None = None,
 ) -> APIRouter:
     """The ``/api/v1`` routes; ``auth`` is a dependency returning the caller's participant.
 
     The providers find the aggregator and the journal per request (by default on
-    ``app.state.aggregator`` and ``app.state.router.store``). ``callback_hosts`` are the
-    hosts a ``callback_url`` may name (empty: any).
+    ``app.state.aggregator`` and ``app.state.router.store``). ``callback_guard`` decides
+    where a ``callback_url`` may point (default: public addresses, any host name).
     """
-    allowed_hosts = tuple(callback_hosts)
+    guard = callback_guard or CallbackGuard()
     api = APIRouter(prefix=PREFIX, route_class=ProblemRoute, tags=["service requests"])
     Caller = Annotated[str, Depends(auth)]  # noqa: N806
 
@@ -248,7 +249,7 @@ def rest_router(
         ] = None,
     ) -> Submitted:
         if body.callback_url is not None:
-            check_callback_url(body.callback_url, allowed_hosts)
+            await guard.check(body.callback_url)
         record, created = await aggregator.submit(
             service=body.service,
             applicant=body.applicant,

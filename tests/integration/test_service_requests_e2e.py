@@ -69,6 +69,8 @@ def chain(
         gateway_env={
             "SMEVBUS_CALLBACK_SECRET": CALLBACK_SECRET,
             "SMEVBUS_CALLBACK_HOSTS": "127.0.0.1",
+            # The receiver listens on loopback, which callbacks reach only when listed.
+            "SMEVBUS_CALLBACK_NETWORKS": "127.0.0.0/8",
         },
     ) as running:
         yield running
@@ -221,6 +223,12 @@ async def test_the_result_is_posted_to_the_callback_url_and_retried_after_a_500(
             )
             assert refused.status_code == 422
             assert refused.json()["context"]["field"] == "callback_url"
+            itself = await http.post(  # loopback is listed, the gateway's own port is not
+                "/api/v1/service-requests",
+                json={**body, "callback_url": f"{chain.gateway.base_url}/ws"},
+            )
+            assert itself.status_code == 422
+            assert "this gateway itself" in itself.json()["detail"]
 
             view = await wait_callback_settled(http, created.json()["links"]["self"])
             posts = receiver.posts()

@@ -1,8 +1,10 @@
 """Result callbacks: URL checks, and the dispatcher over an in-memory store.
 
-The receiver is an :class:`httpx.MockTransport` behind the real :class:`HttpxSender`;
-time is a :class:`FakeClock`, so backoff is checked to the microsecond and nothing
-sleeps.
+The receiver is a real HTTP listener on 127.0.0.1 (:mod:`tests.unit.callback_receiver`)
+behind the real :class:`HttpSender`, which reaches it as ``portal.example`` through a
+:class:`StaticResolver` and only because its guard lists ``127.0.0.0/8`` (by default
+loopback is refused, see ``test_callback_guard.py``); time is a :class:`FakeClock`, so
+backoff is checked to the microsecond and nothing sleeps.
 """
 
 from __future__ import annotations
@@ -13,19 +15,20 @@ import hashlib
 import hmac
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from ipaddress import ip_network
 from typing import Any, cast
 
-import httpx
 import pytest
 import structlog
 
+from gateway.aggregator.callback_guard import CallbackGuard, StaticResolver
 from gateway.aggregator.callback_url import check_callback_url, host_allowed
 from gateway.aggregator.callbacks import (
     CallbackDispatcher,
-    HttpxSender,
+    HttpSender,
     RetryPolicy,
     signature,
 )
@@ -38,15 +41,24 @@ from gateway.core.service_lifecycle import ServiceState
 from gateway.store.callback_outbox import CallbackOutbox
 from gateway.store.callbacks import CallbackState
 from gateway.store.service_requests import ServiceRequestRecord, ServiceRequestStore
+from tests.unit.callback_fixtures import CallbackReceiver
 from tests.unit.test_aggregator_service import APPLICANT, CATALOGUE, PORTAL, SERVICE, World
 from tests.unit.test_aggregator_service import world as world
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
-URL = "https://portal.example/smevbus/results?token=t0p"
+PATH = "/smevbus/results?token=t0p"
 BASE_URL = "https://bus.example"
 SECRET = b"callback-secret"
 
-Handler = Callable[[httpx.Request], httpx.Response]
+
+def loopback_sender(timeout: float = 10.0) -> HttpSender:
+    """The real sender, allowed to reach 127.0.0.0/8 (the explicit setting), resolving
+    ``portal.example`` to 127.0.0.1."""
+    guard = CallbackGuard(
+        networks=[ip_network("127.0.0.0/8")],
+        resolver=StaticResolver({"portal.example": ["127.0.0.1"]}),
+    )
+    return HttpSender(guard, timeout=timeout)
 
 
 # --- the URL check ----------------------------------------------------------------
@@ -106,29 +118,15 @@ def test_retry_delays_are_shortened_at_random_by_at_most_the_jitter() -> None:
 
 
 @dataclass
-class Receiver:
-    """The portal's callback endpoint: answers from a script, records every POST."""
-
-    answers: list[int | Exception] = field(default_factory=list)
-    received: list[httpx.Request] = field(default_factory=list)
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.received.append(request)
-        answer = self.answers.pop(0) if self.answers else 200
-        if isinstance(answer, Exception):
-            raise answer
-        return httpx.Response(answer, text="ignored")
-
-    def bodies(self) -> list[dict[str, Any]]:
-        return [json.loads(r.content) for r in self.received]
-
-
-@dataclass
 class Setup:
     store: ServiceRequestStore
     clock: FakeClock
-    receiver: Receiver
-    sender: HttpxSender
+    receiver: CallbackReceiver
+    sender: HttpSender
+
+    @property
+    def url(self) -> str:
+        return self.receiver.url("portal.example", PATH)
 
     def dispatcher(self, **kw: Any) -> CallbackDispatcher:
         return CallbackDispatcher(
@@ -139,9 +137,11 @@ class Setup:
             **kw,
         )
 
-    async def final_request(self, n: int = 1, url: str | None = URL) -> ServiceRequestRecord:
-        """A passport check with ``url`` as its callback, answered (COMPLETED) at now."""
+    async def final_request(self, n: int = 1, url: str | None = "") -> ServiceRequestRecord:
+        """A passport check with ``url`` (default: the receiver) as its callback, answered
+        (COMPLETED) at now."""
         state = new_service_request(uuid.UUID(int=n), CATALOGUE.get("passport-check"), T0)
+        url = self.url if url == "" else url
         record, _ = await self.store.create(state, PORTAL, callback_url=url)
         (part,) = state.parts
         done = on_answer(state, part.id, {"Valid": "true"}, self.clock.now()).state
@@ -152,10 +152,10 @@ class Setup:
 async def setup() -> AsyncIterator[Setup]:
     store = ServiceRequestStore.from_url("sqlite://")
     await store.migrate()
-    receiver = Receiver()
-    sender = HttpxSender(transport=httpx.MockTransport(receiver))
+    sender = loopback_sender()
     try:
-        yield Setup(store, FakeClock(T0), receiver, sender)
+        async with CallbackReceiver() as receiver:
+            yield Setup(store, FakeClock(T0), receiver, sender)
     finally:
         await sender.aclose()
         await store.close()
@@ -172,14 +172,15 @@ async def test_a_final_request_is_posted_once_as_its_get_representation(setup: S
 
     (request,) = setup.receiver.received
     assert request.method == "POST"
-    assert str(request.url) == URL
+    assert request.target == PATH
+    assert request.headers["host"] == f"portal.example:{setup.receiver.port}"
     assert request.headers["content-type"] == "application/json"
     assert request.headers["x-smevbus-service-request"] == str(record.id)
     assert request.headers["x-smevbus-attempt"] == "1"
     assert "x-smevbus-signature" not in request.headers  # no secret set
     after = await setup.store.get(record.id)
     expected = service_request_view(after, service_request_url(BASE_URL, record.id))
-    body = json.loads(request.content)
+    body = request.json()
     assert body["links"]["self"] == f"{BASE_URL}/api/v1/service-requests/{record.id}"
     assert {k: v for k, v in body.items() if k != "callback"} == expected.model_dump(
         mode="json", by_alias=True, exclude={"callback"}
@@ -198,7 +199,7 @@ async def test_pending_requests_and_requests_without_callback_post_nothing(
     setup: Setup,
 ) -> None:
     state = new_service_request(uuid.UUID(int=7), CATALOGUE.get("passport-check"), T0)
-    pending, _ = await setup.store.create(state, PORTAL, callback_url=URL)
+    pending, _ = await setup.store.create(state, PORTAL, callback_url=setup.url)
     assert pending.callback is not None
     assert pending.callback.state is CallbackState.PENDING
     no_callback = await setup.final_request(8, url=None)
@@ -209,7 +210,7 @@ async def test_pending_requests_and_requests_without_callback_post_nothing(
 
 
 async def test_failures_are_retried_with_doubling_backoff_until_a_2xx(setup: Setup) -> None:
-    setup.receiver.answers = [500, httpx.ConnectError("connection refused"), 200]
+    setup.receiver.answers = [500, "drop", 200]
     record = await setup.final_request()
     dispatcher = setup.dispatcher(policy=RetryPolicy(jitter=0))
 
@@ -230,7 +231,7 @@ async def test_failures_are_retried_with_doubling_backoff_until_a_2xx(setup: Set
         assert await dispatcher.deliver_due() == 1  # attempt 2: connection refused
         second = (await setup.store.get(record.id)).callback
         assert second is not None
-        assert second.last_error == "ConnectError: connection refused"
+        assert second.last_error == "ServerDisconnectedError: Server disconnected"
         assert second.next_attempt_at == T0 + timedelta(seconds=1 + 2)
 
         setup.clock.advance(timedelta(seconds=2))
@@ -252,7 +253,7 @@ async def test_failures_are_retried_with_doubling_backoff_until_a_2xx(setup: Set
 async def test_gives_up_after_the_last_attempt_and_never_changes_the_result(
     setup: Setup,
 ) -> None:
-    setup.receiver.answers = [500, httpx.ReadTimeout("timed out"), 503, 200]
+    setup.receiver.answers = [500, "drop", 503, 200]
     record = await setup.final_request()
     dispatcher = setup.dispatcher(
         policy=RetryPolicy(max_attempts=3, first_delay=timedelta(seconds=5))
@@ -285,10 +286,10 @@ async def test_signature_is_the_hmac_sha256_of_the_exact_body(setup: Setup) -> N
     assert await setup.dispatcher(secret=SECRET).deliver_due() == 1
 
     (request,) = setup.receiver.received
-    digest = hmac.new(SECRET, request.content, hashlib.sha256).hexdigest()
+    digest = hmac.new(SECRET, request.body, hashlib.sha256).hexdigest()
     assert request.headers["x-smevbus-signature"] == f"sha256={digest}"
-    assert signature(request.content, SECRET) == f"sha256={digest}"
-    assert signature(request.content + b" ", SECRET) != f"sha256={digest}"
+    assert signature(request.body, SECRET) == f"sha256={digest}"
+    assert signature(request.body + b" ", SECRET) != f"sha256={digest}"
 
 
 async def test_a_sender_that_raises_anything_is_retried_not_raised(setup: Setup) -> None:
@@ -363,13 +364,9 @@ async def test_a_backlog_is_drained_in_batches(setup: Setup) -> None:
 
 
 async def test_a_post_is_bounded_as_a_whole_by_the_timeout(setup: Setup) -> None:
-    class Trickling(httpx.AsyncBaseTransport):
-        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-            await asyncio.Event().wait()  # never answers: only the overall timeout ends it
-            raise AssertionError("unreachable")
-
+    setup.receiver.answers = ["hang"]  # never answers: only the overall timeout ends it
     record = await setup.final_request()
-    sender = HttpxSender(timeout=0.01, transport=Trickling())
+    sender = loopback_sender(timeout=0.01)
     try:
         dispatcher = CallbackDispatcher(
             CallbackOutbox(setup.store),
@@ -438,29 +435,32 @@ async def test_a_finished_request_wakes_the_loop_before_its_interval() -> None:
 
 
 async def test_the_aggregator_makes_the_callback_due_with_the_final_save(world: World) -> None:
-    record, _ = await world.agg.submit(
-        service=SERVICE, applicant=APPLICANT, participant=PORTAL, callback_url=URL
-    )
-    assert record.callback is not None
-    assert record.callback.state is CallbackState.PENDING
-    receiver = Receiver()
-    sender = HttpxSender(transport=httpx.MockTransport(receiver))
-    dispatcher = CallbackDispatcher(
-        CallbackOutbox(world.store),
-        sender,
-        lambda r: callback_body(r, BASE_URL),
-        clock=world.bus.clock,
-    )
-    try:
-        await world.answer("birth-record")
-        await world.agg.pump_responses(PORTAL)
-        assert await dispatcher.deliver_due() == 0  # not final yet
-        await world.answer("parent-registration")
-        await world.answer("parent-inn")
-        await world.agg.pump_responses(PORTAL)
-        assert await dispatcher.deliver_due() == 1
-    finally:
-        await sender.aclose()
+    sender = loopback_sender()
+    async with CallbackReceiver() as receiver:
+        record, _ = await world.agg.submit(
+            service=SERVICE,
+            applicant=APPLICANT,
+            participant=PORTAL,
+            callback_url=receiver.url("portal.example"),
+        )
+        assert record.callback is not None
+        assert record.callback.state is CallbackState.PENDING
+        dispatcher = CallbackDispatcher(
+            CallbackOutbox(world.store),
+            sender,
+            lambda r: callback_body(r, BASE_URL),
+            clock=world.bus.clock,
+        )
+        try:
+            await world.answer("birth-record")
+            await world.agg.pump_responses(PORTAL)
+            assert await dispatcher.deliver_due() == 0  # not final yet
+            await world.answer("parent-registration")
+            await world.answer("parent-inn")
+            await world.agg.pump_responses(PORTAL)
+            assert await dispatcher.deliver_due() == 1
+        finally:
+            await sender.aclose()
     (body,) = receiver.bodies()
     assert body["status"] == "COMPLETED"
     assert body["result"]["parent_inn"] is not None

@@ -34,6 +34,7 @@ from gateway.api.app import create_app
 from gateway.config import Settings
 from gateway.store.service_requests import ServiceRequestStore
 from tests.unit.bus_fixtures import Bus, open_bus
+from tests.unit.callback_fixtures import public_guard
 from tests.unit.test_aggregator_service import APPLICANT, CATALOGUE, PORTAL, SERVICE, World
 
 TOKEN = "fuzz-portal-token"
@@ -93,7 +94,9 @@ class GatewayUnderTest:
         self.completed, self.pending = str(done.id), str(pending.id)
         self.message_id = str(done.state.parts[0].message_id)
         self.world = world
-        self.app = create_app(Settings(api_tokens={TOKEN: PORTAL}), bus.router, agg)
+        self.app = create_app(
+            Settings(api_tokens={TOKEN: PORTAL}), bus.router, agg, callback_guard=public_guard()
+        )
 
     async def _close(self) -> None:
         if self.world is not None:

@@ -13,6 +13,7 @@ import pytest
 from fastapi import FastAPI
 
 from gateway.aggregator import ApplicantDataInvalid
+from gateway.aggregator.callback_guard import CallbackGuard
 from gateway.api.auth import TokenAuth
 from gateway.api.rest import rest_router
 from gateway.config import Settings
@@ -24,6 +25,7 @@ from gateway.store.callbacks import Callback, CallbackState
 from gateway.store.journal import SqlStore
 from gateway.store.records import NewMessage
 from gateway.store.service_requests import ServiceRequestPage, ServiceRequestRecord
+from tests.unit.callback_fixtures import public_guard
 from tests.unit.test_aggregator_service import APPLICANT as REAL_APPLICANT
 from tests.unit.test_aggregator_service import World, world
 
@@ -157,8 +159,10 @@ def aggregator() -> FakeAggregator:
 
 
 def _client(
-    aggregator: FakeAggregator, journal: SqlStore, callback_hosts: tuple[str, ...] = ()
+    aggregator: FakeAggregator, journal: SqlStore, guard: CallbackGuard | None = None
 ) -> httpx.AsyncClient:
+    """The REST API; callback URLs are checked by ``guard`` (default: the test portals'
+    names resolve to public addresses, without DNS)."""
     app = FastAPI()
     auth = TokenAuth(TOKENS, allowed=lambda p: p != "BANNED")
     app.include_router(
@@ -166,7 +170,7 @@ def _client(
             auth,
             aggregator_provider=lambda _: aggregator,
             journal_provider=lambda _: journal,
-            callback_hosts=callback_hosts,
+            callback_guard=guard or public_guard(),
         )
     )
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
@@ -374,7 +378,8 @@ async def test_bad_callback_url_is_422_naming_the_field(
 async def test_callback_hosts_allow_list_refuses_other_hosts(
     aggregator: FakeAggregator, journal: SqlStore
 ) -> None:
-    async with _client(aggregator, journal, ("portal.example", "*.gov71.example")) as client:
+    guard = public_guard(allowed_hosts=("portal.example", "*.gov71.example"))
+    async with _client(aggregator, journal, guard) as client:
         for url in ("https://PORTAL.example/cb", "http://mfc.gov71.example:8443/cb"):
             resp = await client.post(
                 "/api/v1/service-requests", json={**BODY, "callback_url": url}, headers=AUTH

@@ -32,6 +32,7 @@ from gateway.core.service_lifecycle import ServiceState
 from gateway.store.callbacks import CallbackState
 from gateway.store.records import MessageRecord, TransitionRecord
 from gateway.store.service_requests import ServiceRequestRecord
+from tests.unit.callback_fixtures import public_guard
 from tests.unit.test_rest_api import (
     PORTAL,
     T0,
@@ -52,7 +53,10 @@ def make_app(aggregator: Any, journal: Any) -> FastAPI:
     auth = TokenAuth(TOKENS, allowed=lambda p: p != "BANNED")
     app.include_router(
         rest_router(
-            auth, aggregator_provider=lambda _: aggregator, journal_provider=lambda _: journal
+            auth,
+            aggregator_provider=lambda _: aggregator,
+            journal_provider=lambda _: journal,
+            callback_guard=public_guard(),
         )
     )
     return app
