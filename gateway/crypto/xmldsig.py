@@ -18,8 +18,10 @@ raw ``r||s`` form that XMLDSig requires, so no DER conversion is needed.
 
 Verification first checks the signature's structure against a strict allow-list
 (one Reference to ``#`` + the target's Id, known transforms and algorithms only, a
-certificate in KeyInfo) and that the Id occurs exactly once in the document; then
-the cryptography; then the certificate against the trust store.
+certificate in KeyInfo) and that the Id occurs exactly once in the document; then the
+certificate against the trust store; then the cryptography, the signature over
+SignedInfo before the digest of the signed element: the digest is the one step whose
+cost grows with the document, so a forged or untrusted signature is refused without it.
 """
 
 from __future__ import annotations
@@ -207,11 +209,11 @@ class XmlsecVerifier:
                 f"SignatureMethod is {parsed.method} but the certificate's key needs "
                 f"{expected_method} ({describe(cert)})"
             )
+        self._trust.check(cert)
         if parsed.profile is SignatureProfile.EXC_C14N:
             self._verify_with_xmlsec(target, signature, parsed, key)
         else:
             self._verify_smev(target, parsed, key)
-        self._trust.check(cert)
         return cert
 
     def _verify_with_xmlsec(
@@ -237,7 +239,6 @@ class XmlsecVerifier:
             raise _bad_signature_value() from exc
 
     def _verify_smev(self, target: etree._Element, parsed: _Parsed, key: xmlsec.Key) -> None:
-        _check_digest(target, parsed)
         ctx = xmlsec.SignatureContext()
         ctx.key = key
         try:
@@ -248,6 +249,7 @@ class XmlsecVerifier:
             )
         except xmlsec.Error as exc:
             raise _bad_signature_value() from exc
+        _check_digest(target, parsed)
 
     def _certificate(self, b64: str) -> tuple[x509.Certificate, xmlsec.Key]:
         cached = self._certs.get(b64)
