@@ -50,7 +50,7 @@ def build_context(settings: Settings, clock: Clock | None = None) -> BusContext:
             max_attributes=settings.xml_max_attributes,
             max_namespaces=settings.xml_max_namespaces,
             max_namespaces_in_scope=settings.xml_max_namespaces_in_scope,
-            max_text_length=settings.xml_max_text_length,
+            max_text_bytes=settings.xml_max_text_bytes,
         ),
         thread_above_bytes=settings.xml_thread_above_bytes,
         time_policy=TimePolicy(message_id_window=timedelta(seconds=settings.message_id_window_s)),

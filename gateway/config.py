@@ -47,15 +47,16 @@ class Settings(BaseSettings):
     #: Element nesting; libxml2 stops at 256 whatever this says.
     xml_max_depth: int = Field(default=64, ge=8, le=256)
     #: Elements in one document: one per 26 bytes of a 5 MB document.
-    xml_max_elements: int = Field(default=200_000, ge=100)
+    xml_max_elements: int = Field(default=50_000, ge=100)
     #: Attributes of one element (namespace declarations not counted).
     xml_max_attributes: int = Field(default=64, ge=8)
     #: Namespace declarations in one document.
     xml_max_namespaces: int = Field(default=1024, ge=16)
     #: Namespace declarations on one element and its ancestors together.
     xml_max_namespaces_in_scope: int = Field(default=128, ge=16)
-    #: Characters of one text node or attribute value.
-    xml_max_text_length: int = Field(default=1024 * 1024, ge=1024)
+    #: Bytes the parser may read between two start tags: one text, one comment, or
+    #: one start tag with all its attributes (to within 16 KiB).
+    xml_max_text_bytes: int = Field(default=1024 * 1024, ge=64 * 1024)
     #: Documents larger than this (bytes) are read, checked and verified in a worker
     #: thread, so the event loop keeps answering meanwhile; smaller ones inline (a
     #: thread hop costs more than they do).

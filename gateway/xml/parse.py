@@ -6,19 +6,23 @@ Refused, each with a typed error (``invalid_content`` with a ``reason`` unless s
 * a DOCTYPE, in any encoding (``doctype``): so no DTD, no entity, no billion laughs.
   libxml2 itself finds it: a first pass over the prolog stops at the DOCTYPE, before a
   single declaration in it is read, or at the root element;
-* more than :class:`XmlLimits` allows: nesting (``depth``), elements (``elements``),
-  attributes of one element (``attributes``), namespace declarations in the document or
-  in scope at one element (``namespaces``), characters in one text node or attribute
-  value (``text``);
+* more than :class:`XmlLimits` allows: elements (``elements``), attributes of one
+  element (``attributes``), namespace declarations in the document or in scope at one
+  element (``namespaces``), bytes between two start tags, i.e. one text, comment, or
+  start tag with its attributes (``text``), nesting (``depth``; past 256 levels
+  libxml2 stops first, ``syntax``);
 * not well-formed (``syntax``), or in an encoding lxml cannot read (``encoding``).
 
-The limits are what keeps every later step (XSD, signature, serialization) linear in
-the size of the document: libxml2 copies every namespace in scope at an element it
-validates or serializes on its own, so 100 000 declarations on the Envelope cost tens
-of seconds of XSD validation, and they are counted here before any of that runs. The
-count is one linear pass over the parser's events; a document larger than
-:data:`STREAM_ABOVE` is fed to the parser in chunks and refused as soon as a limit is
-passed, without being read (or held in memory) to its end.
+The limits keep every later step (XSD, signature, serialization) linear in the size of
+the document. libxml2 copies every namespace in scope at an element it validates or
+serializes on its own, so 100 000 declarations on the Envelope once cost tens of
+seconds of XSD validation; here they are counted before any of that runs. Counting is
+one linear pass over the parser's events (never ``nsmap``, which collects every
+namespace in scope on each call) and one XPath over the finished tree for the depth.
+A document larger than :data:`STREAM_ABOVE` is fed to libxml2 :data:`CHUNK` bytes at a
+time and refused as soon as a limit is passed, neither read to its end nor held in
+memory: one element with 500 000 attributes is refused after ``max_text_bytes`` of
+it, before libxml2 parses any of them.
 
 Comments and processing instructions are dropped while parsing and the text around
 them joined, so whatever reads the tree reads exactly what a signature covers
@@ -29,6 +33,8 @@ expands an entity.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -39,28 +45,30 @@ from lxml import etree
 from gateway.core.errors import InvalidContent, MessageTooLarge
 
 MAX_BYTES = 5 * 1024 * 1024
-#: Documents larger than this are parsed in chunks of :data:`CHUNK` bytes and checked as
-#: they come; smaller ones are parsed whole and checked after, which costs less.
+#: Documents larger than this are fed to the parser :data:`CHUNK` bytes at a time and
+#: checked as they come; smaller ones are parsed whole and checked after (cheaper).
 STREAM_ABOVE = 64 * 1024
 CHUNK = 8 * 1024
 
 
 @dataclass(frozen=True)
 class XmlLimits:
-    """What one document may carry (see the settings ``SMEVBUS_XML_MAX_*``)."""
+    """What one document may carry (the settings ``SMEVBUS_XML_MAX_*``)."""
 
     #: Element nesting.
     max_depth: int = 64
     #: Elements in the document.
-    max_elements: int = 200_000
+    max_elements: int = 50_000
     #: Attributes of one element (namespace declarations not counted).
     max_attributes: int = 64
     #: Namespace declarations (``xmlns``, ``xmlns:p``) in the whole document.
     max_namespaces: int = 1024
     #: Namespace declarations on one element and its ancestors together.
     max_namespaces_in_scope: int = 128
-    #: Characters of one text node or attribute value.
-    max_text_length: int = 1024 * 1024
+    #: Bytes the parser may read between two start tags: one text (comments in it
+    #: included), or one start tag with its attributes. It reads :data:`CHUNK` bytes at
+    #: a time: runs up to this pass, runs longer than it by two chunks do not.
+    max_text_bytes: int = 1024 * 1024
 
 
 LIMITS = XmlLimits()
@@ -75,12 +83,9 @@ _OPTIONS: dict[str, Any] = {
     "remove_pis": True,
     "collect_ids": False,
 }
-_EVENTS: tuple[Literal["start", "end", "start-ns", "end-ns"], ...] = (
-    "start",
-    "end",
-    "start-ns",
-    "end-ns",
-)
+# No "end" events: they cost more than all the others together (lxml makes a Python
+# object for each), so depth is measured on the finished tree instead.
+_EVENTS: tuple[Literal["start", "start-ns", "end-ns"], ...] = ("start", "start-ns", "end-ns")
 
 
 def parse_secure(
@@ -99,32 +104,38 @@ def parse_secure(
     if not data.strip():
         raise InvalidContent("document is empty")
     data = bytes(data)
-    _refuse_doctype(data)
+    # Whole, a document cannot hold a run longer than itself.
+    whole = len(data) <= min(STREAM_ABOVE, limits.max_text_bytes)
+    _refuse_doctype(data, whole, limits.max_text_bytes)
     census = _Census(limits)
     try:
-        if len(data) <= STREAM_ABOVE:
+        if whole:
             root = etree.fromstring(data, _parsers.tree)
             census.take(etree.iterwalk(root, events=_EVENTS))
         else:
-            root = _stream(data, census)
+            root = _stream(data, census, limits.max_text_bytes)
     except etree.XMLSyntaxError as exc:
         raise _syntax_error(exc) from None
     except ValueError as exc:  # e.g. an encoding declaration lxml cannot honour
         raise InvalidContent(f"document cannot be read: {exc}", reason="encoding") from None
-    if len(data) > limits.max_text_length:  # each character takes at least one byte
-        _check_text(root, limits.max_text_length)
+    _check_depth(root, limits.max_depth)
     return root
 
 
-def _stream(data: bytes, census: _Census) -> etree._Element:
+def _stream(data: bytes, census: _Census, max_run: int) -> etree._Element:
     """Feed ``data`` to the parser a chunk at a time, counting as it goes."""
     parser = etree.XMLPullParser(_EVENTS, **_OPTIONS)
+    quiet = 0  # bytes fed since the last chunk in which an element started
     for start in range(0, len(data), CHUNK):
         try:
             parser.feed(data[start : start + CHUNK])
         finally:
             # A limit passed before a syntax error is the more useful answer.
-            census.take(parser.read_events())
+            events = list(parser.read_events())
+            census.take(events)
+        quiet = 0 if events else quiet + CHUNK
+        if quiet > max_run:
+            raise _long_run(max_run)
     root: etree._Element = parser.close()
     return root
 
@@ -134,6 +145,15 @@ def _syntax_error(exc: etree.XMLSyntaxError) -> InvalidContent:
     message = exc.msg.replace(", use XML_PARSE_HUGE option", "")
     return InvalidContent(
         f"document is not well-formed XML: {message}", reason="syntax", line=exc.lineno
+    )
+
+
+def _long_run(limit: int) -> InvalidContent:
+    return InvalidContent(
+        f"document holds more than {limit} bytes between two start tags (one text, "
+        f"comment, or start tag with its attributes); at most {limit} are allowed",
+        reason="text",
+        limit=limit,
     )
 
 
@@ -176,9 +196,19 @@ class _Parsers(threading.local):
 _parsers = _Parsers()
 
 
-def _refuse_doctype(data: bytes) -> None:
+def _refuse_doctype(data: bytes, whole: bool, max_run: int) -> None:
+    """Run the prolog parser up to the root element: over ``data`` at once if
+    ``whole``, else fed a chunk at a time (as the document will be)."""
+    parser = _parsers.prolog
     try:
-        etree.fromstring(data, _parsers.prolog)
+        if whole:
+            etree.fromstring(data, parser)
+        else:
+            for start in range(0, len(data), CHUNK):
+                if start > max_run:  # no root yet: a huge prolog or root start tag
+                    raise _long_run(max_run)
+                parser.feed(data[start : start + CHUNK])
+            parser.close()
     except _RootFound:
         return
     except _DoctypeFound:
@@ -190,7 +220,15 @@ def _refuse_doctype(data: bytes) -> None:
         raise _syntax_error(exc) from None
     except ValueError as exc:
         raise InvalidContent(f"document cannot be read: {exc}", reason="encoding") from None
+    finally:
+        _reset(parser)
     raise InvalidContent("document has no root element", reason="syntax")
+
+
+def _reset(parser: etree.XMLParser) -> None:
+    """Ready a feed parser stopped half way for its next document."""
+    with contextlib.suppress(etree.XMLSyntaxError, _RootFound, _DoctypeFound):
+        parser.close()
 
 
 # --- counting what the parser reports ----------------------------------------------------
@@ -204,34 +242,28 @@ class _Census:
     ``nsmap``, which builds all the namespaces in scope on every call.
     """
 
-    __slots__ = ("depth", "elements", "in_scope", "limits", "namespaces")
+    __slots__ = ("elements", "in_scope", "limits", "namespaces")
 
     def __init__(self, limits: XmlLimits) -> None:
         self.limits = limits
-        self.depth = 0
         self.elements = 0
         self.namespaces = 0
         self.in_scope = 0
 
     def take(self, events: Iterable[tuple[str, Any]]) -> None:
         limits = self.limits
-        max_depth, max_elements = limits.max_depth, limits.max_elements
-        max_attributes, max_in_scope = limits.max_attributes, limits.max_namespaces_in_scope
-        depth, elements, in_scope = self.depth, self.elements, self.in_scope
-        namespaces = self.namespaces
+        max_elements, max_attributes = limits.max_elements, limits.max_attributes
+        max_in_scope = limits.max_namespaces_in_scope
+        elements, in_scope, namespaces = self.elements, self.in_scope, self.namespaces
         for event, item in events:
             if event == "start":
-                depth += 1
                 elements += 1
                 if (
-                    depth > max_depth
-                    or elements > max_elements
+                    elements > max_elements
                     or in_scope > max_in_scope
                     or len(item.attrib) > max_attributes
                 ):
-                    raise self._refusal(item, depth, elements, in_scope)
-            elif event == "end":
-                depth -= 1
+                    raise self._refusal(item, elements, in_scope)
             elif event == "start-ns":
                 namespaces += 1
                 in_scope += 1
@@ -245,21 +277,12 @@ class _Census:
                     )
             else:  # end-ns: one per declaration of the element that ends
                 in_scope -= 1
-        self.depth, self.elements, self.in_scope = depth, elements, in_scope
-        self.namespaces = namespaces
+        self.elements, self.in_scope, self.namespaces = elements, in_scope, namespaces
 
-    def _refusal(
-        self, element: etree._Element, depth: int, elements: int, in_scope: int
-    ) -> InvalidContent:
+    def _refusal(self, element: etree._Element, elements: int, in_scope: int) -> InvalidContent:
         """Which limit the element at ``start`` passed, in words."""
         limits = self.limits
         name = f"<{etree.QName(element).localname}>"
-        if depth > limits.max_depth:
-            return _refused(
-                f"document nests deeper than {limits.max_depth} levels (at {name})",
-                "depth",
-                limits.max_depth,
-            )
         if elements > limits.max_elements:
             return _refused(
                 f"document has more than {limits.max_elements} elements; at most "
@@ -287,26 +310,22 @@ def _refused(message: str, reason: str, limit: int) -> InvalidContent:
     return InvalidContent(message, reason=reason, limit=limit)
 
 
-_LONG_TEXT = etree.XPath("(//text()[string-length() > $n])[1]")
-_LONG_VALUE = etree.XPath("(//@*[string-length() > $n])[1]")
+@functools.cache
+def _deeper_than(levels: int) -> etree.XPath:
+    """The first element ``levels`` + 1 deep: one step per level, each visiting the
+    children of the step before, so all of them visit every element at most once."""
+    return etree.XPath("(/*" + "/*" * levels + ")[1]")
 
 
-def _check_text(root: etree._Element, limit: int) -> None:
-    """Refuse a text node or attribute value over ``limit`` characters (two passes of
-    libxml2's XPath, run only for documents large enough to hold one)."""
-    for xpath in (_LONG_TEXT, _LONG_VALUE):
-        found = xpath(root, n=limit)
-        assert isinstance(found, list)
-        if not found:
-            continue
-        value = found[0]
-        assert isinstance(value, etree._ElementUnicodeResult)
-        owner = value.getparent()
-        if value.is_tail and owner is not None:  # text after an element is its parent's
-            owner = owner.getparent()
-        where = "" if owner is None else f"<{etree.QName(owner).localname}>"
-        name = value.attrname
-        what = f"attribute {etree.QName(name).localname} of {where}" if name else f"text in {where}"
+def _check_depth(root: etree._Element, max_depth: int) -> None:
+    """Refuse nesting deeper than ``max_depth`` (libxml2 itself stops at 256)."""
+    found = _deeper_than(max_depth)(root)
+    assert isinstance(found, list)
+    if found:
+        assert isinstance(found[0], etree._Element)
         raise _refused(
-            f"{what} is {len(value)} characters long; at most {limit} are allowed", "text", limit
+            f"document nests deeper than {max_depth} levels "
+            f"(at <{etree.QName(found[0]).localname}>)",
+            "depth",
+            max_depth,
         )

@@ -65,7 +65,7 @@ def inject(raw: bytes, after: bytes, what: bytes) -> bytes:
 
 
 @pytest.mark.parametrize("where", [ENVELOPE, SIGNED], ids=["envelope", "signed_element"])
-@pytest.mark.parametrize("count", [2_000, 50_000])
+@pytest.mark.parametrize("count", [2_000, 30_000])
 async def test_namespace_bomb_is_refused_before_xsd_and_signature(
     bus: Bus, costly_steps: list[str], where: bytes, count: int
 ) -> None:

@@ -13,7 +13,7 @@ import pytest
 from lxml import etree
 
 from gateway.core.errors import InvalidContent, MessageTooLarge
-from gateway.xml.parse import LIMITS, STREAM_ABOVE, XmlLimits, parse_secure
+from gateway.xml.parse import CHUNK, LIMITS, STREAM_ABOVE, XmlLimits, parse_secure
 
 
 def whole(doc: bytes) -> bytes:
@@ -109,6 +109,26 @@ def test_the_same_documents_without_doctype_parse(encoding: str) -> None:
     assert (root.get("a"), root.text) == ("Ж", "текст")
 
 
+@pytest.mark.parametrize(
+    ("encoding", "declared"),
+    [("utf-16", "UTF-16"), ("utf-16-be", "UTF-16BE"), ("cp1251", "windows-1251")],
+)
+def test_large_documents_in_other_encodings_are_read_and_checked(
+    encoding: str, declared: str
+) -> None:
+    text = "Ж" * STREAM_ABOVE
+    doc = f'<?xml version="1.0" encoding="{declared}"?><r a="Ж"><a>{text}</a></r>'
+    assert parse_secure(doc.encode(encoding)).findtext("a") == text
+    doctype = doc.replace("<r ", '<!-- <a --><!DOCTYPE r [<!ENTITY e "X">]><r b="&e;" ')
+    refused(doctype.encode(encoding), "doctype")
+
+
+def test_a_large_document_in_utf32_is_not_read() -> None:
+    """libxml2 reads UTF-32 only whole, not in chunks: a large one is refused."""
+    doc = '<?xml version="1.0" encoding="UTF-32"?><r>' + "x" * STREAM_ABOVE + "</r>"
+    refused(doc.encode("utf-32"), "syntax")
+
+
 def test_lowercase_doctype_is_not_xml() -> None:
     refused(b'<!doctype r SYSTEM "http://evil.example/x.dtd"><r/>', "syntax")
 
@@ -190,31 +210,54 @@ def test_namespace_declarations_in_scope(way: Way) -> None:
     assert "11 namespace declarations are in scope at <b>" in error.message
 
 
-@pytest.mark.parametrize("count", [2_000, 50_000])  # read whole, in chunks
+@pytest.mark.parametrize("count", [2_000, 30_000])  # read whole, in chunks
 def test_namespace_bomb_on_the_root_is_refused_by_the_parser(count: int) -> None:
     error = refused(b"<r%s/>" % declaring(count), "namespaces")
     assert f"more than {LIMITS.max_namespaces} namespaces" in error.message
 
 
-def test_text_length_limit() -> None:
-    limits = XmlLimits(max_text_length=1024)
-    text = b"<r><a>" + b"x" * 1024 + b"</a>" + b"y" * 1024 + b"</r>"
-    assert parse_secure(text, limits=limits).findtext("a") == "x" * 1024
-    assert "text in <a>" in refused(text.replace(b"</a>", b"x</a>"), "text", limits).message
-    assert "text in <r>" in refused(text.replace(b"</r>", b"y</r>"), "text", limits).message
+RUN = 3 * CHUNK  # a max_text_bytes for the tests: larger than a chunk, small to build
+RUNS = XmlLimits(
+    max_text_bytes=RUN, max_attributes=10**6, max_namespaces=10**6, max_namespaces_in_scope=10**6
+)
+#: Runs of ``size`` bytes between two start tags, as the content of an element.
+LONG_RUNS: dict[str, Callable[[int], bytes]] = {
+    "text": lambda size: b"x" * size,
+    "text_split_by_comments": lambda size: b"x<!---->" * (size // 8),
+    "comment": lambda size: b"<!--" + b"x" * (size - 7) + b"-->",
+    "attribute_value": lambda size: b'<e a="' + b"x" * (size - 9) + b'"/>',
+    "attributes": lambda size: (
+        b"<e" + b"".join(b' a%05d=""' % i for i in range(size // 10)) + b"/>"
+    ),
+    "namespace_declarations": lambda size: (b"<e" + declaring(size // 32)).ljust(size - 2) + b"/>",
+}
 
 
-def test_text_length_counts_characters_not_bytes() -> None:
-    limits = XmlLimits(max_text_length=1024)
-    assert parse_secure("<r>{}</r>".format("Ж" * 1024).encode(), limits=limits) is not None
-    refused("<r>{}</r>".format("Ж" * 1025).encode(), "text", limits)
+def among_tags(run: bytes) -> bytes:
+    """``run`` inside a document that has tags before and after it (so it is streamed)."""
+    tags = b"<t/>" * (2 * CHUNK // 4)
+    return b"<r>" + tags + run + tags + b"</r>"
 
 
-def test_attribute_value_length_limit() -> None:
-    limits = XmlLimits(max_text_length=1024)
-    assert parse_secure(b'<r a="' + b"x" * 1024 + b'"/>', limits=limits) is not None
-    error = refused(b'<r a="' + b"x" * 1025 + b'"/>', "text", limits)
-    assert "attribute a of <r> is 1025 characters long" in error.message
+@pytest.mark.parametrize("run", LONG_RUNS)
+def test_bytes_without_a_tag_are_limited(run: str) -> None:
+    """Text, comments, or a start tag with its attributes: what libxml2 reads between
+    two tags. Refused after the limit, before such a start tag is parsed at all."""
+    parse_secure(among_tags(LONG_RUNS[run](RUN - 64)), limits=RUNS)
+    error = refused(among_tags(LONG_RUNS[run](RUN + 2 * CHUNK + 64)), "text", RUNS)
+    assert f"more than {RUN} bytes between two start tags" in error.message
+
+
+def test_a_long_prolog_is_limited() -> None:
+    refused(b"<!--" + b"x" * (RUN + 2 * CHUNK) + b"--><r/>", "text", RUNS)
+
+
+@pytest.mark.parametrize("size", [STREAM_ABOVE // 2, STREAM_ABOVE * 2])
+def test_text_up_to_the_limit_is_read_whole(size: int) -> None:
+    text = "Ж" * size
+    root = parse_secure(f"<r><a>{text}</a>{text}</r>".encode())
+    assert root.findtext("a") == text
+    assert root[0].tail == text
 
 
 def test_a_large_document_reads_as_it_would_whole() -> None:
