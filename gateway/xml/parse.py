@@ -204,11 +204,7 @@ def _refuse_doctype(data: bytes, whole: bool, max_run: int) -> None:
         if whole:
             etree.fromstring(data, parser)
         else:
-            for start in range(0, len(data), CHUNK):
-                if start > max_run:  # no root yet: a huge prolog or root start tag
-                    raise _long_run(max_run)
-                parser.feed(data[start : start + CHUNK])
-            parser.close()
+            _feed_prolog(parser, data, max_run)
     except _RootFound:
         return
     except _DoctypeFound:
@@ -220,15 +216,20 @@ def _refuse_doctype(data: bytes, whole: bool, max_run: int) -> None:
         raise _syntax_error(exc) from None
     except ValueError as exc:
         raise InvalidContent(f"document cannot be read: {exc}", reason="encoding") from None
-    finally:
-        _reset(parser)
     raise InvalidContent("document has no root element", reason="syntax")
 
 
-def _reset(parser: etree.XMLParser) -> None:
-    """Ready a feed parser stopped half way for its next document."""
-    with contextlib.suppress(etree.XMLSyntaxError, _RootFound, _DoctypeFound):
+def _feed_prolog(parser: etree.XMLParser, data: bytes, max_run: int) -> None:
+    try:
+        for start in range(0, len(data), CHUNK):
+            if start > max_run:  # no root yet: a huge prolog or root start tag
+                raise _long_run(max_run)
+            parser.feed(data[start : start + CHUNK])
         parser.close()
+    finally:
+        # Stopped half way (at the root, say): ready the parser for the next document.
+        with contextlib.suppress(etree.XMLSyntaxError, _RootFound, _DoctypeFound):
+            parser.close()
 
 
 # --- counting what the parser reports ----------------------------------------------------
