@@ -25,6 +25,7 @@ from gateway.transport.amqp import AmqpTransport
 from gateway.transport.base import Transport
 from gateway.transport.memory import MemoryTransport
 from gateway.transport.topology import QueuePolicy
+from gateway.xml.parse import XmlLimits
 from gateway.xml.schema import type_catalog
 
 
@@ -48,6 +49,15 @@ def build_context(settings: Settings, clock: Clock | None = None) -> BusContext:
         clock=clock,
         ids=MessageIdSource(clock),
         max_message_bytes=settings.max_message_bytes,
+        xml_limits=XmlLimits(
+            max_depth=settings.xml_max_depth,
+            max_elements=settings.xml_max_elements,
+            max_attributes=settings.xml_max_attributes,
+            max_namespaces=settings.xml_max_namespaces,
+            max_namespaces_in_scope=settings.xml_max_namespaces_in_scope,
+            max_text_bytes=settings.xml_max_text_bytes,
+        ),
+        thread_above_bytes=settings.xml_thread_above_bytes,
         time_policy=TimePolicy(message_id_window=timedelta(seconds=settings.message_id_window_s)),
     )
 

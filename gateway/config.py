@@ -41,6 +41,27 @@ class Settings(BaseSettings):
     visibility_timeout_s: float = Field(default=60.0, gt=0)
     #: Largest accepted document, bytes (SMEV 3 inline limit).
     max_message_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
+    #: What one XML document may carry (gateway.xml.parse.XmlLimits); past any of these
+    #: it is refused as invalid_content before anything else reads it, so that every
+    #: later step (XSD, signature, serialization) stays linear in its size.
+    #: Element nesting; libxml2 stops at 256 whatever this says.
+    xml_max_depth: int = Field(default=64, ge=8, le=256)
+    #: Elements in one document. 5 MB of typical SMEV XML holds fewer; refusing a
+    #: document at the limit costs about 100 ms of CPU, growing with the limit.
+    xml_max_elements: int = Field(default=50_000, ge=100)
+    #: Attributes of one element (namespace declarations not counted).
+    xml_max_attributes: int = Field(default=64, ge=8)
+    #: Namespace declarations in one document.
+    xml_max_namespaces: int = Field(default=1024, ge=16)
+    #: Namespace declarations on one element and its ancestors together.
+    xml_max_namespaces_in_scope: int = Field(default=128, ge=16)
+    #: Bytes the parser may read between two start tags: one text, one comment, or
+    #: one start tag with all its attributes (to within 16 KiB).
+    xml_max_text_bytes: int = Field(default=1024 * 1024, ge=64 * 1024)
+    #: Documents larger than this (bytes) are read, checked and verified in a worker
+    #: thread, so the event loop keeps answering meanwhile; smaller ones inline (a
+    #: thread hop costs more than they do).
+    xml_thread_above_bytes: int = Field(default=64 * 1024, ge=0)
     #: How far a MessageID's UUID v1 time may lie from now (replay window), seconds.
     message_id_window_s: int = Field(default=2 * 24 * 3600, ge=60)
     log_format: str = Field(default="console", pattern="^(console|json)$")

@@ -35,6 +35,7 @@ from adapters.sdk import (
 from gateway.core.envelope import RejectionCode
 from gateway.core.errors import SmevbusError
 from gateway.xml.parse import parse_secure
+from gateway.xml.text import text_of
 
 INN_PATH: Final = "/inn"
 #: Native replies are a few hundred bytes; anything larger is not an FNS reply.
@@ -98,7 +99,7 @@ def _read_reply(response: httpx.Response) -> etree._Element:
         raise AgencyError(f"{OPERATION}: the agency answered <{reply.tag}>, not <InnReply>")
     fault = reply.find(q("Fault"))
     if fault is not None:
-        code, text = fault.get("code", ""), (fault.text or "").strip()
+        code, text = fault.get("code", ""), text_of(fault).strip()
         message = f"{OPERATION}: HTTP {response.status_code} {code}: {text}"
         if response.status_code >= 500 or code != FaultCode.BAD_QUERY:
             raise AgencyUnavailable(message, status=response.status_code, fault=code)

@@ -22,6 +22,7 @@ from typing import Any, Final
 from lxml import etree
 
 from adapters.fns.native import inn_query, q
+from gateway.xml.text import find_text, text_of
 
 INN: Final = "urn://smevbus/types/fns/inn/1.0"
 """The bus message type FNS provides (``xsd/types/fns-inn.xsd``)."""
@@ -47,7 +48,7 @@ def _b(local: str) -> str:
 
 
 def _text(parent: etree._Element, path: str) -> str | None:
-    value = parent.findtext(path)
+    value = find_text(parent, path)
     return value.strip() if value is not None else None
 
 
@@ -85,7 +86,7 @@ def response(reply: etree._Element) -> etree._Element | NoRecord:
         raise MappingError(f"expected <Inn> or <NotFound/> in the reply, got {got}")
     nsmap: dict[Any, str] = {None: INN}  # lxml-stubs: None is the default namespace
     root = etree.Element(_b("InnResponse"), nsmap=nsmap)
-    etree.SubElement(root, _b("Inn")).text = (inn.text or "").strip()
+    etree.SubElement(root, _b("Inn")).text = text_of(inn).strip()
     for attribute, local in (("taxOffice", "TaxAuthorityCode"), ("assigned", "AssignmentDate")):
         value = inn.get(attribute)
         if value:

@@ -44,6 +44,7 @@ from adapters.mocks.knobs import Knobs, MockConfig
 from adapters.mocks.serve import run_mock
 from gateway.core.errors import InvalidContent, SmevbusError
 from gateway.xml.parse import parse_secure
+from gateway.xml.text import find_text
 
 MAX_QUERY_BYTES = 64 * 1024
 """A query is a few hundred bytes; anything past this is refused as BAD_QUERY."""
@@ -73,17 +74,17 @@ def answer_query(
 ) -> etree._Element:
     """The ``<InnReply>`` to a schema-valid ``<InnQuery>``: ``<Inn>`` or ``<NotFound/>``."""
     root = _reply(query.get("queryId"), now)
-    series, _, number = query.findtext(q("Doc"), "").replace(" ", "", 1).partition(" ")
+    series, _, number = find_text(query, q("Doc"), "").replace(" ", "", 1).partition(" ")
     try:
-        born: date | None = date.fromisoformat(query.findtext(q("DataRozhd"), "")[:10])
+        born: date | None = date.fromisoformat(find_text(query, q("DataRozhd"), "")[:10])
     except ValueError:  # xs:date beyond what Python holds: nobody is born then
         born = None
     fio = f"{q('FIO')}/"
     person = (
         dataset.find(
-            query.findtext(fio + q("Familiya"), ""),
-            query.findtext(fio + q("Imya"), ""),
-            query.findtext(fio + q("Otchestvo")),
+            find_text(query, fio + q("Familiya"), ""),
+            find_text(query, fio + q("Imya"), ""),
+            find_text(query, fio + q("Otchestvo")),
             born,
             series,
             number,

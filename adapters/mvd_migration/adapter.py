@@ -40,6 +40,7 @@ from adapters.sdk.native_calls import agency_call
 from gateway.core.envelope import RejectionCode
 from gateway.core.errors import SmevbusError
 from gateway.xml.parse import parse_secure
+from gateway.xml.text import text_of
 
 QUERY_PATH: Final = "/query"
 #: Native answers are a few KiB; anything larger is not a migration-service answer.
@@ -132,7 +133,7 @@ def _read_answer(operation: str, response: httpx.Response) -> etree._Element:
 
 
 def _raise_error(operation: str, status: int, error: etree._Element) -> None:
-    code, text = error.get("code", ""), (error.text or "").strip()
+    code, text = error.get("code", ""), text_of(error).strip()
     message = f"{operation}: the agency answered HTTP {status} {code}: {text}"
     if status >= 500 or code in (ErrorCode.SYSTEM_ERROR, ErrorCode.SERVICE_UNAVAILABLE):
         raise AgencyUnavailable(message, status=status, error_code=code)

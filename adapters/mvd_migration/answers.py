@@ -11,6 +11,7 @@ from lxml import etree
 
 from adapters.mvd_migration.dataset import Address, Dataset, Passport, Residence
 from adapters.mvd_migration.native import NSMAP, REASON_TEXT, ErrorCode, StatusCode, q
+from gateway.xml.text import find_text
 
 
 def _answer(query_id: str | None, now: datetime | None) -> etree._Element:
@@ -48,9 +49,9 @@ def error_answer(
 
 
 def _passport_status(parent: etree._Element, check: etree._Element, dataset: Dataset) -> None:
-    series = check.findtext(q("DocSeries"), "")
-    number = check.findtext(q("DocNumber"), "")
-    issued_text = check.findtext(q("DocIssued"))
+    series = find_text(check, q("DocSeries"), "")
+    number = find_text(check, q("DocNumber"), "")
+    issued_text = find_text(check, q("DocIssued"))
     passport = dataset.passport(series, number)
     if (
         passport is not None
@@ -102,15 +103,15 @@ def _residence(parent: etree._Element, residence: Residence) -> None:
 
 
 def _residences(parent: etree._Element, lookup: etree._Element, dataset: Dataset) -> None:
-    born = _xs_date(lookup.findtext(q("Born")))
+    born = _xs_date(find_text(lookup, q("Born")))
     person = (
         dataset.person(
-            surname=lookup.findtext(q("Surname"), ""),
-            given_name=lookup.findtext(q("GivenName"), ""),
-            patronymic=lookup.findtext(q("Patronymic")),
+            surname=find_text(lookup, q("Surname"), ""),
+            given_name=find_text(lookup, q("GivenName"), ""),
+            patronymic=find_text(lookup, q("Patronymic")),
             born=born,
-            series=lookup.findtext(q("DocSeries"), ""),
-            number=lookup.findtext(q("DocNumber"), ""),
+            series=find_text(lookup, q("DocSeries"), ""),
+            number=find_text(lookup, q("DocNumber"), ""),
         )
         if born
         else None

@@ -34,6 +34,7 @@ from adapters.mvd_migration.native import (
     q,
     residence_lookup,
 )
+from gateway.xml.text import find_text
 
 PASSPORT: Final = "urn://smevbus/types/mvd/passport-validity/1.0"
 RESIDENCE: Final = "urn://smevbus/types/mvd/residence-registration/1.0"
@@ -77,7 +78,7 @@ def _b(ns: str, local: str) -> str:
 
 
 def _text(parent: etree._Element, path: str) -> str | None:
-    value = parent.findtext(path)
+    value = find_text(parent, path)
     return value.strip() if value is not None else None
 
 

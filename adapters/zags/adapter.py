@@ -43,6 +43,7 @@ from adapters.zags.mapping import (
     response_content,
 )
 from gateway.core.envelope import RejectionCode
+from gateway.xml.text import find_text
 
 REGISTRY_NS = "urn://zags.example/registry/1.0"
 BINDING = f"{{{REGISTRY_NS}}}ZagsRegistrySoapBinding"
@@ -114,7 +115,7 @@ def _fault_code(fault: zeep.exceptions.Fault) -> str | None:
     detail: Any = fault.detail
     if detail is None:
         return None
-    code = detail.findtext(f"{{{REGISTRY_NS}}}registryFault/{{{REGISTRY_NS}}}code")
+    code = find_text(detail, f"{{{REGISTRY_NS}}}registryFault/{{{REGISTRY_NS}}}code")
     return code if isinstance(code, str) else None
 
 

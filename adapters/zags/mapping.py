@@ -38,6 +38,8 @@ from typing import Any, Literal
 
 from lxml import etree
 
+from gateway.xml.text import text_of
+
 BIRTH = "urn://smevbus/types/zags/birth-record/1.0"
 MARRIAGE = "urn://smevbus/types/zags/marriage-record/1.0"
 DEATH = "urn://smevbus/types/zags/death-record/1.0"
@@ -78,9 +80,9 @@ class TypeMapping:
 
 def _text(parent: etree._Element, ns: str, path: str) -> str | None:
     found = parent.find("/".join(f"{{{ns}}}{step}" for step in path.split("/")))
-    if found is None or found.text is None:
+    if found is None:
         return None
-    return found.text.strip() or None
+    return text_of(found).strip() or None
 
 
 def _date(value: str | None) -> date | None:

@@ -57,6 +57,7 @@ from lxml import etree
 from gateway.core.aggregation import Effect, Outcome, ServiceRequestState, on_answer, on_rejection
 from gateway.core.errors import InvalidContent
 from gateway.xml.messages import ResponseData
+from gateway.xml.text import text_of
 
 __all__ = [
     "NOT_FOUND_ELEMENT",
@@ -133,12 +134,12 @@ def _value(el: etree._Element) -> Any:
     for key, val in sorted((_attr_key(k), str(v)) for k, v in el.attrib.items()):
         attributes.setdefault(f"@{key[0]}", val)
     if not children and not attributes:
-        return el.text or ""
+        return text_of(el)
     value: dict[str, Any] = dict(attributes)
     if children:
         text = "".join([el.text or "", *(c.tail or "" for c in el)]).strip()
     else:
-        text = el.text or ""
+        text = text_of(el)
     if text:
         value[TEXT_KEY] = text
     for child in children:

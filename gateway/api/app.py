@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -70,6 +71,9 @@ def create_app(
             return
         app.state.router = await open_router(settings)
         app.state.aggregator = open_aggregator(settings, app.state.router)
+        # What start-up built lives as long as the process: out of every collection, so
+        # that a full one (its GIL held, the event loop stalled) costs milliseconds.
+        gc.freeze()
         portals = sorted(set(settings.api_tokens.values()))
         sender = HttpSender(guard, timeout=settings.callback_timeout_s)
         dispatcher = callback_dispatcher(settings, app.state.aggregator, sender)

@@ -18,8 +18,10 @@ raw ``r||s`` form that XMLDSig requires, so no DER conversion is needed.
 
 Verification first checks the signature's structure against a strict allow-list
 (one Reference to ``#`` + the target's Id, known transforms and algorithms only, a
-certificate in KeyInfo) and that the Id occurs exactly once in the document; then
-the cryptography; then the certificate against the trust store.
+certificate in KeyInfo) and that the Id occurs exactly once in the document; then the
+certificate against the trust store; then the cryptography, the signature over
+SignedInfo before the digest of the signed element: the digest is the one step whose
+cost grows with the document, so a forged or untrusted signature is refused without it.
 """
 
 from __future__ import annotations
@@ -207,11 +209,11 @@ class XmlsecVerifier:
                 f"SignatureMethod is {parsed.method} but the certificate's key needs "
                 f"{expected_method} ({describe(cert)})"
             )
+        self._trust.check(cert)
         if parsed.profile is SignatureProfile.EXC_C14N:
             self._verify_with_xmlsec(target, signature, parsed, key)
         else:
             self._verify_smev(target, parsed, key)
-        self._trust.check(cert)
         return cert
 
     def _verify_with_xmlsec(
@@ -237,7 +239,6 @@ class XmlsecVerifier:
             raise _bad_signature_value() from exc
 
     def _verify_smev(self, target: etree._Element, parsed: _Parsed, key: xmlsec.Key) -> None:
-        _check_digest(target, parsed)
         ctx = xmlsec.SignatureContext()
         ctx.key = key
         try:
@@ -248,6 +249,7 @@ class XmlsecVerifier:
             )
         except xmlsec.Error as exc:
             raise _bad_signature_value() from exc
+        _check_digest(target, parsed)
 
     def _certificate(self, b64: str) -> tuple[x509.Certificate, xmlsec.Key]:
         cached = self._certs.get(b64)
@@ -290,18 +292,20 @@ def _check_digest(target: etree._Element, parsed: _Parsed) -> None:
         )
 
 
-_ELEMENTS_WITH_ID = etree.XPath("//*[@Id=$id or @xml:id=$id]")
+# Counted in libxml2: a list of the elements would cost a Python object each.
+_ELEMENTS_WITH_ID = etree.XPath("count(//*[@Id=$id or @xml:id=$id])")
 
 
 def _require_unique_id(target: etree._Element, ref_id: str) -> None:
+    """``ref_id`` (the target's own ``Id``) is on no other element of the document."""
     found = _ELEMENTS_WITH_ID(target, id=ref_id)
-    assert isinstance(found, list)
-    if len(found) != 1 or found[0] is not target:
+    assert isinstance(found, float)
+    if found != 1:
         raise SignatureInvalid(
-            f"Id {ref_id!r} occurs {len(found)} times in the document, expected exactly once "
+            f"Id {ref_id!r} occurs {found:.0f} times in the document, expected exactly once "
             "on the signed element (duplicate Ids allow signature wrapping)",
             id=ref_id,
-            occurrences=len(found),
+            occurrences=int(found),
         )
 
 

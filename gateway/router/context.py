@@ -8,6 +8,7 @@ from gateway.core.admission import TimePolicy
 from gateway.core.clock import Clock, MessageIdSource
 from gateway.core.registry import Registry
 from gateway.crypto.signer import Signer, Verifier
+from gateway.xml.parse import LIMITS, XmlLimits
 from gateway.xml.schema import TypeCatalog
 
 
@@ -21,4 +22,7 @@ class BusContext:
     clock: Clock
     ids: MessageIdSource
     max_message_bytes: int = 5 * 1024 * 1024
+    xml_limits: XmlLimits = LIMITS
+    #: Documents larger than this (bytes) are read and checked in a worker thread.
+    thread_above_bytes: int = 64 * 1024
     time_policy: TimePolicy = field(default_factory=TimePolicy)

@@ -43,7 +43,7 @@ class Incoming:
 
 def read_envelope(raw: bytes, ctx: BusContext) -> Incoming:
     """Parse and structurally validate a SOAP request to the bus."""
-    root = parse_secure(raw, max_bytes=ctx.max_message_bytes)
+    root = parse_secure(raw, max_bytes=ctx.max_message_bytes, limits=ctx.xml_limits)
     operation, body = unwrap_envelope(root)
     if not etree.QName(body).localname.endswith("Request"):
         raise InvalidContent(

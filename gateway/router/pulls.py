@@ -166,7 +166,11 @@ class Pulls:
     def _delivery_of(
         self, delivery: Delivery, record: MessageRecord, caller: Participant, direction: Direction
     ) -> m.RequestDelivery | m.ResponseDelivery:
-        stored = parse_secure(delivery.message.body, max_bytes=2 * self.ctx.max_message_bytes)
+        stored = parse_secure(
+            delivery.message.body,
+            max_bytes=2 * self.ctx.max_message_bytes,
+            limits=self.ctx.xml_limits,
+        )
         sender = self.ctx.registry.get(record.sender)
         meta = metadata(record, sender, caller, record.created_at, delivered=record.updated_at)
         if direction is Direction.REQUESTS:

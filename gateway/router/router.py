@@ -21,12 +21,18 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
 
 import structlog
 from lxml import etree
 
 from gateway.core.admission import AnsweredRequest, admit_request, admit_response
-from gateway.core.envelope import MessageKind
+from gateway.core.envelope import (
+    MessageKind,
+    SenderProvidedRequestData,
+    SenderProvidedResponseData,
+)
 from gateway.core.errors import InvalidContent, MessageAlreadySent, NotFound
 from gateway.core.faults import fault_of
 from gateway.core.lifecycle import MessageState
@@ -57,6 +63,18 @@ from gateway.xml.readers import (
 from gateway.xml.soap import wrap_envelope
 
 log = structlog.get_logger(__name__)
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+async def _work(large: bool, fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+    """``fn(*args)``, in a worker thread when the document is large: lxml and xmlsec let
+    go of the GIL while they parse, validate and canonicalize, and the event loop goes on
+    serving other requests meanwhile. A small document costs less than the thread hop."""
+    if large:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+    return fn(*args, **kwargs)
 
 
 class Router:
@@ -97,14 +115,18 @@ class Router:
         return checks
 
     async def handle(self, raw: bytes) -> tuple[int, bytes]:
-        """Serve one SOAP request: ``(http_status, soap_reply)``; never raises."""
+        """Serve one SOAP request: ``(http_status, soap_reply)``; never raises.
+
+        A request larger than ``ctx.thread_above_bytes`` is parsed, validated and
+        verified in a worker thread (:func:`_work`)."""
         operation = "?"
+        large = len(raw) > self.ctx.thread_above_bytes
         try:
-            incoming = intake.read_envelope(raw, self.ctx)
+            incoming = await _work(large, intake.read_envelope, raw, self.ctx)
             operation = incoming.operation
-            caller = intake.authenticate(incoming.body, self.ctx)
+            caller = await _work(large, intake.authenticate, incoming.body, self.ctx)
             with structlog.contextvars.bound_contextvars(participant=caller.mnemonic):
-                reply = await self._dispatch(operation, incoming.body, caller)
+                reply = await self._dispatch(operation, incoming.body, caller, large)
             return 200, wrap_envelope(reply)
         except Exception as exc:  # every failure becomes a Fault with a stable code
             fault = fault_of(exc)
@@ -121,15 +143,15 @@ class Router:
             return 500, soap_fault(exc)
 
     async def _dispatch(
-        self, operation: str, body: etree._Element, caller: Participant
+        self, operation: str, body: etree._Element, caller: Participant, large: bool
     ) -> etree._Element:
         match operation:
             case "SendRequest":
-                return await self.send_request(body, caller)
+                return await self.send_request(body, caller, large=large)
             case "GetRequest":
                 return await self.pulls.get(body, caller, Direction.REQUESTS)
             case "SendResponse":
-                return await self.send_response(body, caller)
+                return await self.send_response(body, caller, large=large)
             case "GetResponse":
                 return await self.pulls.get(body, caller, Direction.RESPONSES)
             case "Ack":
@@ -140,17 +162,19 @@ class Router:
 
     # --- consumer sends -------------------------------------------------------------
 
-    async def send_request(self, body: etree._Element, sender: Participant) -> etree._Element:
-        record, provider = await self.submit_request(body, sender)
+    async def send_request(
+        self, body: etree._Element, sender: Participant, *, large: bool = False
+    ) -> etree._Element:
+        record, provider = await self.submit_request(body, sender, large=large)
         return self._signed_send_result("SendRequestResponse", record, sender, provider)
 
     async def submit_request(
-        self, body: etree._Element, sender: Participant
+        self, body: etree._Element, sender: Participant, *, large: bool = False
     ) -> tuple[MessageRecord, Participant]:
-        """SendRequest of an authenticated ``sender``: the queued record and its provider."""
+        """SendRequest of an authenticated ``sender``: the queued record and its provider.
+        ``large``: read the content in a worker thread."""
         data = read_send_request(body)
-        message_type = self.ctx.catalog.validate(data.content, expect="request").namespace
-        request = intake.request_model(data, message_type)
+        request, message_type, digest, xml = await _work(large, self._read_request, data, body)
         provider = admit_request(
             request, sender, self.ctx.registry, self.ctx.clock.now(), self.ctx.time_policy
         )
@@ -160,22 +184,46 @@ class Router:
             sender=sender.mnemonic,
             recipient=provider.mnemonic,
             message_type=message_type,
-            content_sha256=intake.content_digest(data.element),
-            xml=etree.tostring(body),
+            content_sha256=digest,
+            xml=xml,
             expires_at=request.eol,
             test_message=request.test_message,
         )
         return await self._journal_and_publish(new, Direction.REQUESTS), provider
 
-    async def send_response(self, body: etree._Element, provider: Participant) -> etree._Element:
-        data = read_send_response(body)
-        request = await self._request_answered_by(data.to)
+    def _read_request(
+        self, data: m.RequestData, body: etree._Element
+    ) -> tuple[SenderProvidedRequestData, str, str, bytes]:
+        """The request's values, message type, content digest and journal form."""
+        message_type = self.ctx.catalog.validate(data.content, expect="request").namespace
+        return (
+            intake.request_model(data, message_type),
+            message_type,
+            intake.content_digest(data.element),
+            etree.tostring(body),
+        )
+
+    def _read_response(
+        self, data: m.ResponseData, body: etree._Element
+    ) -> tuple[SenderProvidedResponseData, str, bytes]:
+        """The response's values, content digest and journal form."""
         message_type = (
             None
             if data.content is None
             else self.ctx.catalog.validate(data.content, expect="response").namespace
         )
-        response = intake.response_model(data, message_type)
+        return (
+            intake.response_model(data, message_type),
+            intake.content_digest(data.element),
+            etree.tostring(body),
+        )
+
+    async def send_response(
+        self, body: etree._Element, provider: Participant, *, large: bool = False
+    ) -> etree._Element:
+        data = read_send_response(body)
+        request = await self._request_answered_by(data.to)
+        response, digest, xml = await _work(large, self._read_response, data, body)
         consumer = admit_response(
             response,
             provider,
@@ -196,8 +244,8 @@ class Router:
             sender=provider.mnemonic,
             recipient=consumer.mnemonic,
             message_type=request.message_type,
-            content_sha256=intake.content_digest(data.element),
-            xml=etree.tostring(body),
+            content_sha256=digest,
+            xml=xml,
             in_reply_to=request.message_id,
             expires_at=request.expires_at,
             test_message=request.test_message,

@@ -31,6 +31,7 @@ from gateway.xml.messages import (
 )
 from gateway.xml.namespaces import DS, SMEV_BASIC, SMEV_TYPES, qname
 from gateway.xml.soap import find_signature
+from gateway.xml.text import find_text, text_of
 
 T, B = SMEV_TYPES, SMEV_BASIC
 
@@ -54,17 +55,15 @@ def _child(el: etree._Element, ns: str, name: str) -> etree._Element:
 
 
 def _text(el: etree._Element, ns: str, name: str) -> str:
-    text = _child(el, ns, name).text
-    if text is None or not text.strip():
+    text = text_of(_child(el, ns, name)).strip()
+    if not text:
         raise InvalidContent(f"<{_name(el)}/{name}> is empty", reason="structure")
-    return text.strip()
+    return text
 
 
 def _opt_text(el: etree._Element, ns: str, name: str) -> str | None:
-    found = el.find(qname(ns, name))
-    if found is None or found.text is None:
-        return None
-    return found.text.strip()
+    text = find_text(el, qname(ns, name))
+    return text.strip() if text else None
 
 
 def _uuid(value: str, where: str) -> uuid.UUID:
@@ -249,7 +248,7 @@ def read_ack(el: etree._Element) -> AckTarget:
     if raw not in ("true", "false", "1", "0"):
         raise InvalidContent(f"AckTargetMessage/@accepted is not a boolean: {raw!r}")
     return AckTarget(
-        message_id=_uuid((target.text or "").strip(), "AckTargetMessage"),
+        message_id=_uuid(text_of(target).strip(), "AckTargetMessage"),
         accepted=raw in ("true", "1"),
     )
 

@@ -21,6 +21,7 @@ from lxml import etree
 
 from gateway.core.errors import InvalidContent
 from gateway.xml.namespaces import DS, SMEV_BASIC, SMEV_FAULTS, SMEV_TYPES, SOAP_ENV, qname
+from gateway.xml.text import find_text
 
 OPERATIONS: tuple[str, ...] = (
     "SendRequest",
@@ -176,17 +177,17 @@ def parse_fault(root: etree._Element) -> SoapFault | None:
     child = _body(root)
     if child.tag != qname(SOAP_ENV, "Fault"):
         return None
-    faultcode = child.findtext("faultcode")
+    faultcode = find_text(child, "faultcode")
     if faultcode is None:
         raise InvalidContent("SOAP Fault has no faultcode", reason="fault")
     bus_fault = child.find(f"detail/{qname(SMEV_FAULTS, 'BusFault')}")
 
     def field(name: str) -> str | None:
-        return None if bus_fault is None else bus_fault.findtext(qname(SMEV_FAULTS, name))
+        return None if bus_fault is None else find_text(bus_fault, qname(SMEV_FAULTS, name))
 
     return SoapFault(
         faultcode=faultcode.strip(),
-        faultstring=(child.findtext("faultstring") or "").strip(),
+        faultstring=(find_text(child, "faultstring") or "").strip(),
         code=field("Code"),
         origin=field("Origin"),
         description=field("Description"),

@@ -19,6 +19,7 @@ from adapters.zags.mock.schema import NAMESPACE, compiled_schema
 from adapters.zags.mock.search import BirthQuery, DeathQuery, MarriageQuery, PersonKey, Query
 from gateway.core.errors import SmevbusError
 from gateway.xml.parse import parse_secure
+from gateway.xml.text import text_of
 
 SOAP11_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 MAX_REQUEST_BYTES = 1024 * 1024
@@ -110,7 +111,7 @@ def _child(parent: etree._Element, name: str) -> etree._Element | None:
 
 def _text(parent: etree._Element, name: str) -> str | None:
     element = _child(parent, name)
-    return None if element is None or element.text is None else element.text.strip()
+    return None if element is None else text_of(element).strip()
 
 
 def _date(parent: etree._Element, name: str) -> date | None:
