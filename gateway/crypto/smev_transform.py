@@ -41,6 +41,18 @@ _ATTR_ESCAPES = str.maketrans(
 )
 
 
+def _qname(name: str, what: str) -> etree.QName:
+    # libxml2 reports an undeclared prefix as a non-fatal error and lxml lets some such
+    # documents through, leaving a name like "p:x" without a namespace.
+    try:
+        return etree.QName(name)
+    except ValueError:
+        raise InvalidContent(
+            f"{what} name {name!r} has a prefix that no namespace declaration binds",
+            reason="namespace",
+        ) from None
+
+
 def smev_transform(source: etree._Element | bytes) -> bytes:
     """The transformed form of ``source`` (an element, or a serialized document), UTF-8."""
     element = parse_secure(source) if isinstance(source, bytes | bytearray) else source
@@ -68,13 +80,13 @@ class _Writer:
     def element(self, el: etree._Element) -> None:
         out = self.out
         declared: list[tuple[str, str]] = []
-        qname = etree.QName(el)
+        qname = _qname(el.tag, "element")
         uri, local = qname.namespace, qname.localname
         name = f"{self._prefix(uri, declared)}:{local}" if uri else local
 
         attrs: list[tuple[bool, str, str, str]] = []
         for key, value in el.attrib.items():
-            a_qname = etree.QName(key)
+            a_qname = _qname(key, "attribute")
             a_uri = a_qname.namespace or ""
             # unqualified attributes sort after all qualified ones
             attrs.append((not a_uri, a_uri, a_qname.localname, str(value)))

@@ -151,3 +151,18 @@ def test_element_equals_its_c14n_form(root: etree._Element, special: str) -> Non
     c14n = etree.tostring(root, method="c14n", exclusive=True)
     assert smev_transform(root) == smev_transform(c14n)
     etree.fromstring(smev_transform(root))  # and the output is well-formed XML
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        # Found by fuzzing: libxml2's undeclared-prefix error is not fatal, and lxml lets the
+        # document through when a later namespace warning (a relative URI) follows it.
+        b'<a><p:b/><c xmlns="rel"/></a>',
+        b'<a q:x="1"><c xmlns="rel"/></a>',
+    ],
+)
+def test_undeclared_prefix_is_invalid_content(document: bytes) -> None:
+    root = etree.fromstring(document)
+    with pytest.raises(InvalidContent, match="no namespace declaration binds"):
+        smev_transform(root)
