@@ -6,7 +6,8 @@ change the digest:
 
 1. the XML declaration, processing instructions and comments are dropped;
 2. text nodes that are only whitespace (space, tab, CR, LF) are dropped, other
-   text is kept as is (including inner line breaks);
+   text is kept as is (including inner line breaks); text on both sides of a comment
+   is one text node, as in the exclusive c14n (without comments) the transform follows;
 3. empty elements are written as a start tag and an end tag;
 4. namespace declarations are written only where a name first needs them, so
    unused declarations disappear;
@@ -101,20 +102,26 @@ class _Writer:
         out.extend(rendered)
         out.append(">")
 
-        self._text(el.text)
+        # A comment is not there at all (exc-c14n without comments runs first and joins
+        # the text around it); a PI stays between two text nodes (c14n keeps it).
+        text = el.text or ""
         for child in el:
             if isinstance(child, etree._Entity):
                 raise InvalidContent(
                     f"entity reference {child.text} in <{local}>; entities are not allowed"
                 )
-            if not isinstance(child, etree._Comment | etree._ProcessingInstruction):
-                self.element(child)
-            self._text(child.tail)
+            if not isinstance(child, etree._Comment):
+                self._text(text)
+                text = ""
+                if not isinstance(child, etree._ProcessingInstruction):
+                    self.element(child)
+            text += child.tail or ""
+        self._text(text)
 
         out.append(f"</{name}>")
         for ns, _prefix in declared:
             del self.scope[ns]
 
-    def _text(self, text: str | None) -> None:
-        if text and text.strip(_WHITESPACE):
+    def _text(self, text: str) -> None:
+        if text.strip(_WHITESPACE):
             self.out.append(text.translate(_TEXT_ESCAPES))
