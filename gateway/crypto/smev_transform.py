@@ -42,7 +42,7 @@ _ATTR_ESCAPES = str.maketrans(
 )
 
 
-def _qname(name: str, what: str) -> etree.QName:
+def _qname(name: str | bytes, what: str) -> etree.QName:
     # libxml2 reports an undeclared prefix as a non-fatal error and lxml lets some such
     # documents through, leaving a name like "p:x" without a namespace.
     try:
