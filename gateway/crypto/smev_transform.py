@@ -6,7 +6,8 @@ change the digest:
 
 1. the XML declaration, processing instructions and comments are dropped;
 2. text nodes that are only whitespace (space, tab, CR, LF) are dropped, other
-   text is kept as is (including inner line breaks);
+   text is kept as is (including inner line breaks); text on both sides of a comment
+   is one text node, as in the exclusive c14n (without comments) the transform follows;
 3. empty elements are written as a start tag and an end tag;
 4. namespace declarations are written only where a name first needs them, so
    unused declarations disappear;
@@ -41,6 +42,18 @@ _ATTR_ESCAPES = str.maketrans(
 )
 
 
+def _qname(name: str | bytes, what: str) -> etree.QName:
+    # libxml2 reports an undeclared prefix as a non-fatal error and lxml lets some such
+    # documents through, leaving a name like "p:x" without a namespace.
+    try:
+        return etree.QName(name)
+    except ValueError:
+        raise InvalidContent(
+            f"{what} name {name!r} has a prefix that no namespace declaration binds",
+            reason="namespace",
+        ) from None
+
+
 def smev_transform(source: etree._Element | bytes) -> bytes:
     """The transformed form of ``source`` (an element, or a serialized document), UTF-8."""
     element = parse_secure(source) if isinstance(source, bytes | bytearray) else source
@@ -68,13 +81,13 @@ class _Writer:
     def element(self, el: etree._Element) -> None:
         out = self.out
         declared: list[tuple[str, str]] = []
-        qname = etree.QName(el)
+        qname = _qname(el.tag, "element")
         uri, local = qname.namespace, qname.localname
         name = f"{self._prefix(uri, declared)}:{local}" if uri else local
 
         attrs: list[tuple[bool, str, str, str]] = []
         for key, value in el.attrib.items():
-            a_qname = etree.QName(key)
+            a_qname = _qname(key, "attribute")
             a_uri = a_qname.namespace or ""
             # unqualified attributes sort after all qualified ones
             attrs.append((not a_uri, a_uri, a_qname.localname, str(value)))
@@ -89,20 +102,26 @@ class _Writer:
         out.extend(rendered)
         out.append(">")
 
-        self._text(el.text)
+        # A comment is not there at all (exc-c14n without comments runs first and joins
+        # the text around it); a PI stays between two text nodes (c14n keeps it).
+        text = el.text or ""
         for child in el:
             if isinstance(child, etree._Entity):
                 raise InvalidContent(
                     f"entity reference {child.text} in <{local}>; entities are not allowed"
                 )
-            if not isinstance(child, etree._Comment | etree._ProcessingInstruction):
-                self.element(child)
-            self._text(child.tail)
+            if not isinstance(child, etree._Comment):
+                self._text(text)
+                text = ""
+                if not isinstance(child, etree._ProcessingInstruction):
+                    self.element(child)
+            text += child.tail or ""
+        self._text(text)
 
         out.append(f"</{name}>")
         for ns, _prefix in declared:
             del self.scope[ns]
 
-    def _text(self, text: str | None) -> None:
-        if text and text.strip(_WHITESPACE):
+    def _text(self, text: str) -> None:
+        if text.strip(_WHITESPACE):
             self.out.append(text.translate(_TEXT_ESCAPES))

@@ -208,7 +208,7 @@ def signature_target(element: etree._Element) -> etree._Element:
         raise InvalidContent(f"<{tag.text}> is not a signed bus element", reason="structure")
     target = element.find(path)
     if target is None:
-        name = etree.QName(path.rsplit("/", 1)[-1]).localname
+        name = path.rsplit("}", 1)[-1]  # the last step's local name (URIs hold "/")
         raise InvalidContent(f"<{tag.localname}> has no <{name}> to sign", reason="structure")
     return target
 

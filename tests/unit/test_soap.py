@@ -468,6 +468,23 @@ def test_attach_signature_replaces_and_checks() -> None:
     validate_bus_element(el)
 
 
+@pytest.mark.parametrize(
+    ("body", "missing"),
+    [
+        (m.build_ack(MSG_ID), "AckTargetMessage"),
+        (m.build_get_request(m.TypeSelector(NOW)), "MessageTypeSelector"),
+        (m.build_get_request_response(None), "Request"),
+    ],
+)
+def test_signature_target_missing_is_invalid_content(body: etree._Element, missing: str) -> None:
+    """Found by fuzzing: the target's name was cut out of its path at the last "/", which
+    falls inside the namespace URI, and etree.QName raised ValueError."""
+    for child in list(body):
+        body.remove(child)
+    with pytest.raises(InvalidContent, match=f"has no <{missing}> to sign"):
+        signature_target(body)
+
+
 def test_empty_signature_container_fails_schema() -> None:
     el = m.build_send_request(MSG_ID, content("fns-inn.request.xml"))
     etree.SubElement(
