@@ -40,6 +40,7 @@ from gateway.aggregator.callback_url import check_callback_url
 from gateway.api.auth import TokenAuth
 from gateway.api.models import (
     PREFIX,
+    XML_CHAR_ERROR,
     Links,
     MessageTrace,
     PageLinks,
@@ -61,6 +62,7 @@ from gateway.core.errors import (
 )
 from gateway.core.faults import problem_json
 from gateway.core.service_lifecycle import ServiceState
+from gateway.core.xml_text import escape_forbidden, forbidden_char
 from gateway.store.base import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Store
 from gateway.store.records import canonical_message_id
 from gateway.store.service_requests import ServiceRequestPage, ServiceRequestRecord
@@ -121,16 +123,48 @@ def _validation_error(exc: RequestValidationError) -> SmevbusError:
     errors: Sequence[Any] = exc.errors()
     if any(e.get("type") == "json_invalid" for e in errors):
         return InvalidContent("the request body is not valid JSON")
-    first = errors[0] if errors else {}
-    field = ".".join(str(p) for p in first.get("loc", ()))
-    message = str(first.get("msg", "invalid request"))
+    described = [_described(e) for e in errors] or [("", "invalid request")]
+    field, message = described[0]
     return SchemaViolation(
         f"{field}: {message}" if field else message,
         field=field,
-        errors=[
-            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in errors
-        ],
+        errors=[f"{f}: {m}" for f, m in described],
     )
+
+
+def _described(error: Any) -> tuple[str, str]:
+    """(field, message) of one validation error: the field is its location (``body.x``),
+    within a free-form object down to the string at fault; both safe to echo."""
+    loc = [str(p) for p in error.get("loc", ())]
+    message = str(error.get("msg", ""))
+    path = (error.get("ctx") or {}).get("path")
+    if error.get("type") == XML_CHAR_ERROR and path:
+        loc.append(str(path))
+        message = message.removeprefix(f"{path}: ")
+    return escape_forbidden(".".join(loc)), escape_forbidden(message)
+
+
+async def _xml_safe_parameters(request: Request) -> None:
+    """Refuse (422) a query, path or header value (or name) holding a character XML 1.0
+    cannot carry, naming it: such a value may reach the journal (PostgreSQL refuses NUL)
+    or a message. Bodies are checked by their models (:data:`models.XmlText`)."""
+    sources = (
+        ("query", request.query_params.multi_items()),
+        ("path", list(request.path_params.items())),
+        ("header", request.headers.items()),
+    )
+    for where, items in sources:
+        for name, value in items:
+            char = forbidden_char(name) or forbidden_char(str(value))
+            if char is not None:
+                if where == "header":  # as the API names its headers: Idempotency-Key
+                    name = "-".join(part.capitalize() for part in name.split("-"))
+                field = f"{where}.{escape_forbidden(name)}"
+                raise SchemaViolation(
+                    f"{field}: contains {char}, which XML 1.0 cannot carry; "
+                    "remove control characters",
+                    field=field,
+                )
 
 
 class ProblemRoute(APIRoute):
@@ -198,7 +232,12 @@ def rest_router(
     hosts a ``callback_url`` may name (empty: any).
     """
     allowed_hosts = tuple(callback_hosts)
-    api = APIRouter(prefix=PREFIX, route_class=ProblemRoute, tags=["service requests"])
+    api = APIRouter(
+        prefix=PREFIX,
+        route_class=ProblemRoute,
+        tags=["service requests"],
+        dependencies=[Depends(_xml_safe_parameters)],
+    )
     Caller = Annotated[str, Depends(auth)]  # noqa: N806
 
     def aggregator_of(request: Request) -> ServiceRequests:
