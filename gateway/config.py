@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     visibility_timeout_s: float = Field(default=60.0, gt=0)
     #: Largest accepted document, bytes (SMEV 3 inline limit).
     max_message_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
+    #: Largest REST (``/api/v1``) request body, bytes; a larger one is refused (413)
+    #: before it is parsed.
+    api_max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     #: How far a MessageID's UUID v1 time may lie from now (replay window), seconds.
     message_id_window_s: int = Field(default=2 * 24 * 3600, ge=60)
     log_format: str = Field(default="console", pattern="^(console|json)$")

@@ -25,7 +25,8 @@ from gateway.aggregator import Aggregator
 from gateway.aggregator.callbacks import CallbackDispatcher, HttpxSender, RetryPolicy
 from gateway.api import wsdl
 from gateway.api.auth import TokenAuth
-from gateway.api.models import callback_body
+from gateway.api.body_limit import BodyLimit
+from gateway.api.models import PREFIX, callback_body
 from gateway.api.rest import rest_router
 from gateway.config import Settings
 from gateway.core.errors import MessageTooLarge, SmevbusError
@@ -107,6 +108,7 @@ def create_app(
             callback_hosts=settings.callback_hosts,
         )
     )
+    app.add_middleware(BodyLimit, limit=settings.api_max_body_bytes, prefix=PREFIX)
     limit = settings.max_message_bytes + ENVELOPE_OVERHEAD
 
     def base_url(request: Request) -> str:

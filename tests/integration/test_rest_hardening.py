@@ -193,3 +193,79 @@ async def test_plain_unicode_and_allowed_controls_are_accepted(api: Api) -> None
     resp = await api.http.post(REQUESTS, json=body, headers=AUTH)
     assert resp.status_code == 202, resp.text
     assert (await api.rows())[0] == 1
+
+
+# --- body size limit: 413 before the body is parsed ----------------------------------
+
+LIMIT = Settings().api_max_body_bytes
+
+
+def _padded(size: int) -> bytes:
+    """A valid submission of exactly ``size`` bytes (padded inside the applicant)."""
+    body = _submission()
+    body["applicant"]["note"] = ""
+    short = len(json.dumps(body).encode())
+    body["applicant"]["note"] = "x" * (size - short)
+    raw = json.dumps(body).encode()
+    assert len(raw) == size
+    return raw
+
+
+def test_the_default_limit_is_one_mebibyte() -> None:
+    assert LIMIT == 1024 * 1024
+
+
+async def test_a_body_at_the_limit_is_taken(api: Api) -> None:
+    resp = await api.http.post(
+        REQUESTS, content=_padded(LIMIT), headers={**AUTH, "Content-Type": "application/json"}
+    )
+    assert resp.status_code == 202, resp.text
+
+
+async def test_a_declared_length_over_the_limit_is_413_unread(api: Api) -> None:
+    reads = 0
+
+    async def body() -> AsyncIterator[bytes]:
+        nonlocal reads
+        reads += 1
+        yield b"{" + b" " * LIMIT + b"}"
+
+    resp = await api.http.post(
+        REQUESTS,
+        content=body(),
+        headers={**AUTH, "Content-Type": "application/json", "Content-Length": str(LIMIT + 2)},
+    )
+    problem = assert_refused(resp, 413, "message_too_large")
+    assert problem["context"]["limit"] == LIMIT
+    assert reads == 0  # refused from the header alone
+    assert await api.rows() == (0, 0)
+
+
+async def test_a_chunked_body_over_the_limit_is_413_while_streaming(api: Api) -> None:
+    """No Content-Length, a long stream that is not even JSON: refused once it passes the
+    limit (413, not a JSON error: nothing parsed it), without reading on."""
+    chunk = b"x" * 65536
+    sent = 0
+
+    async def stream() -> AsyncIterator[bytes]:
+        nonlocal sent
+        while sent < 8 * LIMIT:
+            sent += len(chunk)
+            yield chunk
+
+    resp = await api.http.post(
+        REQUESTS, content=stream(), headers={**AUTH, "Content-Type": "application/json"}
+    )
+    assert "content-length" not in resp.request.headers
+    assert_refused(resp, 413, "message_too_large")
+    assert sent <= LIMIT + len(chunk)
+    assert await api.rows() == (0, 0)
+
+
+async def test_a_valid_submission_over_the_limit_is_not_stored(api: Api) -> None:
+    resp = await api.http.post(
+        REQUESTS, content=_padded(LIMIT + 1), headers={**AUTH, "Content-Type": "application/json"}
+    )
+    assert_refused(resp, 413, "message_too_large")
+    assert await api.rows() == (0, 0)
+    assert await api.queued() == 0
