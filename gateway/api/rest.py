@@ -11,8 +11,9 @@ Every error, request validation included, is ``application/problem+json`` made b
 
 ``POST /api/v1/service-requests`` answers ``202 Accepted`` for a new request and
 ``200 OK`` with the same body when an ``Idempotency-Key`` the caller already used is
-presented again (the first request under a key wins; a retry naming another service
-is a ``409`` conflict). A ``callback_url`` is checked here
+presented again with the same body; the same key with another body (any of
+``service``, ``applicant``, ``callback_url``, ``deadline_s``) is ``422``
+``idempotency_key_reused`` and the first request stands. A ``callback_url`` is checked here
 (:func:`gateway.aggregator.callback_url.check_callback_url`, against the operator's
 allowed hosts) before the aggregator sees the request.
 
@@ -296,13 +297,6 @@ def rest_router(
             deadline_s=body.deadline_s,
             callback_url=body.callback_url,
         )
-        if not created and record.service != body.service:
-            raise Conflict(
-                f"Idempotency-Key {idempotency_key!r} was already used for service "
-                f"{record.service}, not {body.service}",
-                field="Idempotency-Key",
-                id=str(record.id),
-            )
         url = self_url(request, record.id)
         response.status_code = 202 if created else 200
         response.headers["Location"] = url

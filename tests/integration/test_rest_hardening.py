@@ -269,3 +269,68 @@ async def test_a_valid_submission_over_the_limit_is_not_stored(api: Api) -> None
     assert_refused(resp, 413, "message_too_large")
     assert await api.rows() == (0, 0)
     assert await api.queued() == 0
+
+
+# --- Idempotency-Key: the same body is a retry, another body is 422 ---------------------
+
+PARTS = 3  # child-birth-benefit fans out to ZAGS, MVD and FNS
+PASSPORT_APPLICANT = CATALOGUE.get("passport-check").example
+
+
+async def _post(api: Api, body: dict[str, Any] | bytes, key: str) -> httpx.Response:
+    headers = {**AUTH, "Idempotency-Key": key, "Content-Type": "application/json"}
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return await api.http.post(REQUESTS, content=raw, headers=headers)
+
+
+async def test_the_same_body_again_is_the_same_request(api: Api) -> None:
+    body = _submission(deadline_s=600, callback_url="https://portal.example/cb")
+    first = await _post(api, body, "k-1")
+    assert first.status_code == 202, first.text
+    # the same JSON, spelled differently: other key order, whitespace, 600.0 for 600
+    respelled = dict(reversed(list({**body, "deadline_s": 600.0}.items())))
+    again = await _post(api, json.dumps(respelled, indent=2).encode(), "k-1")
+    assert (again.status_code, again.json()) == (200, first.json())
+    assert await api.rows() == (1, PARTS)
+    assert await api.queued() == PARTS
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"applicant": _applicant_with(("parent", "passport", "number"), "654321")["applicant"]},
+        {"applicant": {**_submission()["applicant"], "note": "one more key"}},
+        {"service": "passport-check", "applicant": PASSPORT_APPLICANT},
+        {"callback_url": "https://portal.example/other"},
+        {"deadline_s": 60},
+    ],
+    ids=["applicant-value", "applicant-key", "service", "callback_url", "deadline_s"],
+)
+async def test_another_body_under_a_used_key_is_422_and_changes_nothing(
+    api: Api, change: dict[str, Any]
+) -> None:
+    first = await _post(api, _submission(), "k-2")
+    assert first.status_code == 202, first.text
+    resp = await _post(api, {**_submission(), **change}, "k-2")
+    problem = assert_refused(resp, 422, "idempotency_key_reused")
+    assert problem["context"] == {"field": "Idempotency-Key", "id": first.json()["id"]}
+    assert await api.rows() == (1, PARTS)
+    assert await api.queued() == PARTS
+    # the first request stands, and its own retry still works
+    again = await _post(api, _submission(), "k-2")
+    assert (again.status_code, again.json()["id"]) == (200, first.json()["id"])
+
+
+async def test_a_request_stored_without_a_digest_compares_by_service(api: Api) -> None:
+    """Rows from before migration 0005 keep no digest: as before, a retry naming the same
+    service is the same request; another service is refused like any other body."""
+    first = await _post(api, _submission(), "k-3")
+    assert first.status_code == 202, first.text
+    async with api.journal.engine.begin() as conn:
+        await conn.execute(service_requests.update().values(request_digest=None))
+    other_applicant = _applicant_with(("parent", "passport", "number"), "654321")
+    again = await _post(api, other_applicant, "k-3")
+    assert (again.status_code, again.json()["id"]) == (200, first.json()["id"])
+    other_service = {"service": "passport-check", "applicant": PASSPORT_APPLICANT}
+    assert_refused(await _post(api, other_service, "k-3"), 422, "idempotency_key_reused")
+    assert await api.rows() == (1, PARTS)
