@@ -101,6 +101,7 @@ from gateway.core.errors import (
     SmevbusError,
 )
 from gateway.core.idempotency import request_digest
+from gateway.core.registry import Registry
 from gateway.store.service_requests import (
     ServiceRequestConflict,
     ServiceRequestPage,
@@ -143,12 +144,14 @@ class Aggregator:
         self,
         *,
         catalogue: Catalogue,
+        registry: Registry,
         store: ServiceRequestStore,
         clients: Callable[[str], BusConsumer],
         clock: Clock,
         ids: Callable[[], str] = lambda: str(uuid.uuid4()),
     ) -> None:
         self.catalogue = catalogue
+        self.registry = registry
         self.store = store
         self.clients = clients
         self.clock = clock
@@ -172,7 +175,8 @@ class Aggregator:
     ) -> tuple[ServiceRequestRecord, bool]:
         """Create and send a service request; ``(record, True)`` when newly created.
 
-        Raises ``NotFound`` (unknown service) and ``SchemaViolation`` /
+        Raises ``NotFound`` (unknown service), ``AccessDenied`` (the registry does not
+        let ``participant`` request every part's message type) and ``SchemaViolation`` /
         ``ApplicantDataInvalid`` (bad applicant data, ``deadline_s`` or ``callback_url``;
         the API also checks the latter against the allowed hosts) before anything is
         stored or sent. A repeated ``idempotency_key`` returns the existing record with
@@ -181,6 +185,7 @@ class Aggregator:
         ``IdempotencyKeyReused``.
         """
         svc = self.catalogue.get(service)
+        self.registry.authorize_requests(participant, (part.message_type for part in svc.parts))
         if deadline_s is not None and not deadline_s > 0:
             raise SchemaViolation(
                 f"deadline_s must be a positive number of seconds, got {deadline_s}",

@@ -196,11 +196,42 @@ class ProblemRoute(APIRoute):
         return route
 
 
-def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+def _problems(*statuses: int, **described: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI responses: a problem+json per status; ``described`` says when, by status
+    (``_413="..."``)."""
     return {
-        s: {"model": Problem, "content": {PROBLEM_MEDIA_TYPE: {}}, "description": "Problem"}
+        s: {
+            "model": Problem,
+            "content": {PROBLEM_MEDIA_TYPE: {}},
+            "description": described.get(f"_{s}", "Problem"),
+        }
         for s in statuses
     }
+
+
+_SUBMIT_PROBLEMS = _problems(
+    400,
+    401,
+    403,
+    404,
+    413,
+    422,
+    _400="`invalid_content`: the body is not JSON",
+    _401="`unauthenticated`: no or an unknown bearer token",
+    _403=(
+        "`access_denied`: the token's participant may not use the API, or may not request "
+        "every message type the service fans out to (the registry decides); nothing is "
+        "stored or sent"
+    ),
+    _404="`not_found`: no such service in the catalogue",
+    _413="`message_too_large`: the body is over the gateway's limit (1 MiB by default)",
+    _422=(
+        "`schema_violation`: a field is missing or invalid (`context.field` names it, "
+        "e.g. `body.applicant.child.last_name`), including any string with a character "
+        "XML 1.0 cannot carry; `idempotency_key_reused`: the Idempotency-Key was used "
+        "before with another body"
+    ),
+)
 
 
 RequestId = Annotated[uuid.UUID, Path(description="The service request id")]
@@ -266,9 +297,22 @@ def rest_router(
         status_code=202,
         response_model=Submitted,
         summary="Submit a service request (fan-out to agencies)",
+        description=(
+            "Builds one signed bus message per part of the service from the applicant "
+            "data and sends them; the answers are aggregated into one result (poll the "
+            "`Location`, or name a `callback_url`).\n\n"
+            "**Idempotency-Key**: a POST presenting a key the caller used before, with the "
+            "same body (`service`, `applicant`, `callback_url`, `deadline_s`, compared as "
+            "canonical JSON), answers `200` with the first request and sends nothing new; "
+            "with any other body it is `422 idempotency_key_reused` and the first request "
+            "stands (as the IETF httpapi Idempotency-Key draft says)."
+        ),
         responses={
-            200: {"model": Submitted, "description": "Retry under a known Idempotency-Key"},
-            **_problems(400, 401, 403, 404, 409, 422),
+            200: {
+                "model": Submitted,
+                "description": "A retry: the request first made under this Idempotency-Key",
+            },
+            **_SUBMIT_PROBLEMS,
         },
     )
     async def submit_service_request(
@@ -283,7 +327,10 @@ def rest_router(
                 alias="Idempotency-Key",
                 min_length=1,
                 max_length=255,
-                description="Makes a retried POST return the same service request",
+                description=(
+                    "Makes a retried POST (same body) return the same service request; "
+                    "the key with another body is refused (422)"
+                ),
             ),
         ] = None,
     ) -> Submitted:
@@ -376,7 +423,7 @@ def rest_router(
         response_model=MessageTrace,
         summary="The lifecycle trace of one bus message the caller sent or received",
         tags=["messages"],
-        responses=_problems(400, 401, 403, 404),
+        responses=_problems(400, 401, 403, 404, 422),
     )
     async def get_message_trace(
         message_id: Annotated[str, Path(max_length=64)], caller: Caller, journal: Journal

@@ -38,6 +38,7 @@ backend = store_fixtures.backend
 postgres_url = store_fixtures.postgres_url
 
 TOKEN = "portal-hardening-token"
+PROVIDER_TOKEN = "zags-hardening-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 REQUESTS = "/api/v1/service-requests"
 #: Characters XML 1.0 cannot carry: NUL, another C0 control, a non-character, a lone
@@ -71,8 +72,15 @@ async def api(backend: Backend) -> AsyncIterator[Api]:
     journal = backend.open()
     bus = await open_bus(journal=journal)  # migrates the journal
     store = ServiceRequestStore.for_journal(journal)
-    aggregator = Aggregator(catalogue=CATALOGUE, store=store, clients=bus.client, clock=bus.clock)
-    app = create_app(Settings(api_tokens={TOKEN: PORTAL}), bus.router, aggregator)
+    aggregator = Aggregator(
+        catalogue=CATALOGUE,
+        registry=bus.router.ctx.registry,
+        store=store,
+        clients=bus.client,
+        clock=bus.clock,
+    )
+    settings = Settings(api_tokens={TOKEN: PORTAL, PROVIDER_TOKEN: "ZAGS"})
+    app = create_app(settings, bus.router, aggregator)
     transport = httpx.ASGITransport(app=app)
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
@@ -334,3 +342,21 @@ async def test_a_request_stored_without_a_digest_compares_by_service(api: Api) -
     other_service = {"service": "passport-check", "applicant": PASSPORT_APPLICANT}
     assert_refused(await _post(api, other_service, "k-3"), 422, "idempotency_key_reused")
     assert await api.rows() == (1, PARTS)
+
+
+# --- only a participant allowed every part's message type may submit a service --------
+
+
+async def test_a_provider_token_cannot_submit_a_service_request(api: Api) -> None:
+    """ZAGS provides birth records and may request nothing: 403 at once, not a 202 that
+    fails later; nothing stored, nothing sent."""
+    resp = await api.http.post(
+        REQUESTS,
+        json=_submission(),
+        headers={"Authorization": f"Bearer {PROVIDER_TOKEN}", "Idempotency-Key": "k-4"},
+    )
+    problem = assert_refused(resp, 403, "access_denied")
+    assert problem["context"]["participant"] == "ZAGS"
+    assert "urn://smevbus/types/zags/birth-record/1.0" in problem["context"]["message_types"]
+    assert await api.rows() == (0, 0)
+    assert await api.queued() == 0

@@ -58,6 +58,7 @@ class World:
         """Another aggregator process on the same bus and (by default) the same store."""
         return Aggregator(
             catalogue=CATALOGUE,
+            registry=self.bus.router.ctx.registry,
             store=store or self.store,
             clients=self.bus.client,
             clock=self.bus.clock,
@@ -99,7 +100,13 @@ async def world() -> AsyncIterator[World]:
     bus = await open_bus()
     store = ServiceRequestStore.from_url("sqlite://")
     await store.migrate()
-    agg = Aggregator(catalogue=CATALOGUE, store=store, clients=bus.client, clock=bus.clock)
+    agg = Aggregator(
+        catalogue=CATALOGUE,
+        registry=bus.router.ctx.registry,
+        store=store,
+        clients=bus.client,
+        clock=bus.clock,
+    )
     try:
         yield World(bus, store, agg)
     finally:
@@ -295,7 +302,11 @@ async def test_send_failure_rejects_the_part(world: World) -> None:
         signer=real.signer, verifier=real.verifier, clock=real.clock, call=world.bus.handle
     )
     agg = Aggregator(
-        catalogue=CATALOGUE, store=world.store, clients=lambda _: flaky, clock=world.bus.clock
+        catalogue=CATALOGUE,
+        registry=world.bus.router.ctx.registry,
+        store=world.store,
+        clients=lambda _: flaky,
+        clock=world.bus.clock,
     )
     record = await submit(world, agg)
     assert record.status is ServiceState.FAILED
@@ -441,6 +452,7 @@ async def test_a_retried_submit_sends_the_parts_a_dead_process_never_sent(
 
     dying = Aggregator(
         catalogue=CATALOGUE,
+        registry=world.bus.router.ctx.registry,
         store=world.store,
         clients=lambda _participant: DyingClient(),  # type: ignore[arg-type, return-value]
         clock=world.bus.clock,

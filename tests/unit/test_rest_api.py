@@ -621,8 +621,12 @@ async def test_openapi_documents_the_endpoints(client: httpx.AsyncClient) -> Non
     assert set(paths["/api/v1/service-requests/{request_id}"]) == {"get", "delete"}
     assert "get" in paths["/api/v1/messages/{message_id}"]
     post = paths["/api/v1/service-requests"]["post"]
-    assert {"200", "202", "404", "422"} <= set(post["responses"])
+    assert {"200", "202", "403", "404", "413", "422"} <= set(post["responses"])
     assert "application/problem+json" in post["responses"]["422"]["content"]
+    assert "idempotency_key_reused" in post["responses"]["422"]["description"]
+    assert "message_too_large" in post["responses"]["413"]["description"]
+    assert "may not request" in post["responses"]["403"]["description"]
+    assert "idempotency_key_reused" in post["description"]
     assert any(p["name"] == "Idempotency-Key" for p in post["parameters"])
     assert "bearerToken" in spec["components"]["securitySchemes"]
     assert "SubmitServiceRequest" in spec["components"]["schemas"]
