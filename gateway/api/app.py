@@ -1,8 +1,10 @@
 """The HTTP face of the bus (FastAPI): SOAP ``/ws``, its WSDL, ``/health``, ``/ready``.
 
 ``POST /ws`` hands the body to :meth:`Router.handle` unchanged: the SOAP endpoint
-is a thin skin over the same code path the demo and tests drive. Oversize bodies are
-refused from ``Content-Length`` or while streaming, before anything is parsed.
+is a thin skin over the same code path the demo and tests drive. A body that is not
+SOAP by its ``Content-Type`` (``text/xml`` for SOAP 1.1, ``application/soap+xml``; a
+missing one too) is refused with 415 before it is read; oversize bodies are refused
+from ``Content-Length`` or while streaming, before anything is parsed.
 
 Opened from settings, the app runs two background loops: the aggregator's (pull the
 portals' replies, fire deadlines) and the result callbacks' (POST due callbacks). They
@@ -29,7 +31,8 @@ from gateway.api.body_limit import BodyLimit
 from gateway.api.models import PREFIX, callback_body
 from gateway.api.rest import rest_router
 from gateway.config import Settings
-from gateway.core.errors import MessageTooLarge, SmevbusError
+from gateway.core.errors import MessageTooLarge, SmevbusError, UnsupportedMediaType
+from gateway.core.xml_text import escape_forbidden
 from gateway.router.router import Router
 from gateway.store.callback_outbox import CallbackOutbox
 from gateway.store.service_requests import ServiceRequestRecord
@@ -38,6 +41,8 @@ from gateway.xml.faults import soap_fault
 log = structlog.get_logger(__name__)
 
 SOAP_MEDIA_TYPE = "text/xml; charset=utf-8"
+#: What ``POST /ws`` takes: SOAP 1.1 (``text/xml``) and SOAP 1.2's media type.
+SOAP_MEDIA_TYPES = ("text/xml", "application/soap+xml")
 #: Room for the SOAP envelope and signature around the largest accepted content.
 ENVELOPE_OVERHEAD = 64 * 1024
 
@@ -116,6 +121,10 @@ def create_app(
 
     @app.post("/ws", response_class=Response, summary="SOAP 1.1 message exchange")
     async def ws(request: Request) -> Response:
+        try:
+            _require_soap(request.headers.get("content-type"))
+        except SmevbusError as exc:
+            return Response(soap_fault(exc), status_code=415, media_type=SOAP_MEDIA_TYPE)
         try:
             body = await _read_limited(request, limit)
         except SmevbusError as exc:
@@ -237,6 +246,18 @@ async def _deliver_callbacks(
             log.exception("callback_delivery_failed")
 
     await _rounds(work, interval, wake)
+
+
+def _require_soap(content_type: str | None) -> None:
+    """Raise ``UnsupportedMediaType`` unless ``content_type`` is a SOAP media type
+    (parameters such as charset and action allowed, any case)."""
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    if media_type not in SOAP_MEDIA_TYPES:
+        shown = escape_forbidden(content_type[:100]) if content_type else "missing"
+        raise UnsupportedMediaType(
+            f"Content-Type {shown} is not SOAP; send text/xml (SOAP 1.1) or application/soap+xml",
+            accepted=list(SOAP_MEDIA_TYPES),
+        )
 
 
 async def _read_limited(request: Request, limit: int) -> bytes:
