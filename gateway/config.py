@@ -80,6 +80,15 @@ class Settings(BaseSettings):
         return value
 
     @property
+    def secrets(self) -> tuple[str, ...]:
+        """The secret values this process holds (API tokens, the callback secret): the
+        log redactor masks them wherever they appear."""
+        callback = (
+            () if self.callback_secret is None else (self.callback_secret.get_secret_value(),)
+        )
+        return (*self.api_tokens, *callback)
+
+    @property
     def base_url(self) -> str:
         """Where portals reach this gateway (``public_url``, else host and port)."""
         return (self.public_url or f"http://{self.http_host}:{self.http_port}").rstrip("/")

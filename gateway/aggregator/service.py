@@ -100,6 +100,7 @@ from gateway.core.errors import (
     SchemaViolation,
     SmevbusError,
 )
+from gateway.core.faults import fault_of
 from gateway.core.idempotency import request_digest
 from gateway.core.registry import Registry
 from gateway.store.service_requests import (
@@ -350,14 +351,17 @@ class Aggregator:
             log.info("part_already_sent", service_request_id=str(record.id), part=part_id)
             return record
         except Exception as exc:  # any failure to hand the request to the bus
-            code = exc.code if isinstance(exc, SmevbusError) else type(exc).__name__
-            description = f"SendRequest failed ({code}): {exc}"
+            # The portal reads the description: a bus's own failure is "internal",
+            # its details (a driver's message) go only to the log.
+            fault = fault_of(exc)
+            description = f"SendRequest failed ({fault.code}): {fault.message}"
             log.warning(
                 "send_failed",
                 service_request_id=str(record.id),
                 part=part_id,
                 message_id=str(message_id),
                 error=description,
+                exc_info=not isinstance(exc, SmevbusError),
             )
             now = self.clock.now()
             record, _ = await self._update(

@@ -166,7 +166,7 @@ def app_from_env() -> FastAPI:
     from gateway.logs import configure_logging
 
     settings = Settings()
-    configure_logging(fmt=settings.log_format, level=settings.log_level)
+    configure_logging(fmt=settings.log_format, level=settings.log_level, secrets=settings.secrets)
     return create_app(settings)
 
 

@@ -295,7 +295,7 @@ async def test_send_failure_rejects_the_part(world: World) -> None:
             nonlocal calls
             calls += 1
             if calls == 2:
-                raise ConnectionError("bus unreachable")
+                raise ConnectionError("asyncpg: relation messages does not exist")
             return await real.send_request(*args, **kw)
 
     flaky = Flaky(
@@ -314,6 +314,10 @@ async def test_send_failure_rejects_the_part(world: World) -> None:
     rejection = record.state.part("parent-registration").rejection
     assert rejection is not None
     assert rejection.code == SEND_FAILED
+    # the portal sees it; the bus's own failure is named, never its internals
+    assert rejection.description == (
+        "SendRequest failed (internal): the bus failed to process the message; retry later"
+    )
 
 
 # --- several processes, restarts --------------------------------------------------------
