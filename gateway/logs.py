@@ -170,7 +170,6 @@ def configure_logging(
     """Log to ``stream`` (stdout) as ``fmt`` (``console`` or ``json``) from ``level`` up:
     structlog's events and, through the same processors, the standard library's records
     (WARNING and up, uvicorn's INFO too). ``secrets`` are masked wherever they appear."""
-    out = stream if stream is not None else sys.stdout
     renderer: Processor = (
         structlog.processors.JSONRenderer()
         if fmt == "json"
@@ -192,10 +191,12 @@ def configure_logging(
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
         ),
-        logger_factory=structlog.PrintLoggerFactory(out),
+        # file None: the stdout of the process (a test's captured stream is closed
+        # when the test ends, and structlog keeps the loggers it made)
+        logger_factory=structlog.PrintLoggerFactory(stream),
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler(out)
+    handler = logging.StreamHandler(stream if stream is not None else sys.stdout)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[_standard_library_record, *shared],

@@ -235,10 +235,13 @@ class ServiceRequestStore:
                             service=state.service,
                             participant=participant,
                             idempotency_key=idempotency_key,
-                            request_digest=request_digest,
                             created_at=record.created_at,
                             **_state_columns(state, record.updated_at, version=1),
                             **callback_columns(callback),
+                            # named only when given, as the callback's columns
+                            **(
+                                {} if request_digest is None else {"request_digest": request_digest}
+                            ),
                         )
                     )
                     await _link_parts(conn, state)

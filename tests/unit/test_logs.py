@@ -22,12 +22,17 @@ FORMATS = ["console", "json"]
 
 @pytest.fixture
 def access_logger() -> Iterator[logging.Logger]:
-    """uvicorn's access logger at INFO, as ``uvicorn.run`` sets it."""
-    logger = logging.getLogger("uvicorn.access")
-    level = logger.level
-    logger.setLevel(logging.INFO)
-    yield logger
-    logger.setLevel(level)
+    """uvicorn's loggers as ``smevbus serve`` leaves them (no handlers of their own, the
+    access logger at INFO), whatever uvicorn servers of other tests configured."""
+    loggers = [logging.getLogger(n) for n in ("uvicorn", "uvicorn.error", "uvicorn.access")]
+    saved = [(lg.handlers[:], lg.propagate, lg.level) for lg in loggers]
+    for logger in loggers:
+        logger.handlers, logger.propagate = [], True
+    loggers[2].setLevel(logging.INFO)
+    yield loggers[2]
+    for logger, (handlers, propagate, level) in zip(loggers, saved, strict=True):
+        logger.handlers, logger.propagate = handlers, propagate
+        logger.setLevel(level)
 
 
 def configured(fmt: str) -> io.StringIO:
