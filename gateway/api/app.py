@@ -121,10 +121,9 @@ def create_app(
 
     @app.post("/ws", response_class=Response, summary="SOAP 1.1 message exchange")
     async def ws(request: Request) -> Response:
-        try:
-            _require_soap(request.headers.get("content-type"))
-        except SmevbusError as exc:
-            return Response(soap_fault(exc), status_code=415, media_type=SOAP_MEDIA_TYPE)
+        refusal = _not_soap(request.headers.get("content-type"))
+        if refusal is not None:
+            return Response(soap_fault(refusal), status_code=415, media_type=SOAP_MEDIA_TYPE)
         try:
             body = await _read_limited(request, limit)
         except SmevbusError as exc:
@@ -248,16 +247,17 @@ async def _deliver_callbacks(
     await _rounds(work, interval, wake)
 
 
-def _require_soap(content_type: str | None) -> None:
-    """Raise ``UnsupportedMediaType`` unless ``content_type`` is a SOAP media type
-    (parameters such as charset and action allowed, any case)."""
+def _not_soap(content_type: str | None) -> UnsupportedMediaType | None:
+    """The refusal of a ``content_type`` that is no SOAP media type (parameters such as
+    charset and action are allowed, in any case); ``None`` for a SOAP one."""
     media_type = (content_type or "").split(";", 1)[0].strip().lower()
-    if media_type not in SOAP_MEDIA_TYPES:
-        shown = escape_forbidden(content_type[:100]) if content_type else "missing"
-        raise UnsupportedMediaType(
-            f"Content-Type {shown} is not SOAP; send text/xml (SOAP 1.1) or application/soap+xml",
-            accepted=list(SOAP_MEDIA_TYPES),
-        )
+    if media_type in SOAP_MEDIA_TYPES:
+        return None
+    shown = escape_forbidden(content_type[:100]) if content_type else "missing"
+    return UnsupportedMediaType(
+        f"Content-Type {shown} is not SOAP; send text/xml (SOAP 1.1) or application/soap+xml",
+        accepted=list(SOAP_MEDIA_TYPES),
+    )
 
 
 async def _read_limited(request: Request, limit: int) -> bytes:

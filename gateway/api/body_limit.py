@@ -28,7 +28,7 @@ class BodyLimit:
             return
         declared = dict(scope["headers"]).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.limit:
-            await self._refuse(scope, receive, send, f"{int(declared)} bytes, ")
+            await self._refuse(scope, receive, send, declared=int(declared))
             return
         received: list[Message] = []
         size = 0
@@ -49,7 +49,10 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send, size: str = "") -> None:
+    async def _refuse(
+        self, scope: Scope, receive: Receive, send: Send, *, declared: int | None = None
+    ) -> None:
+        size = "" if declared is None else f"{declared} bytes, "
         error = MessageTooLarge(
             f"the request body is {size}over the limit of {self.limit} bytes", limit=self.limit
         )
