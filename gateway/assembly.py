@@ -107,6 +107,7 @@ def open_aggregator(settings: Settings, router: Router) -> Aggregator:
 
     return Aggregator(
         catalogue=catalogue,
+        registry=router.ctx.registry,
         store=ServiceRequestStore.for_journal(store),
         clients=client,
         clock=router.ctx.clock,

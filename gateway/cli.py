@@ -172,7 +172,7 @@ def serve(
             "lives in one process",
             param_hint="--workers",
         )
-    configure_logging(fmt=settings.log_format, level=settings.log_level)
+    configure_logging(fmt=settings.log_format, level=settings.log_level, secrets=settings.secrets)
     uvicorn.run(
         create_app(settings) if settings.http_workers == 1 else "gateway.api.app:app_from_env",
         factory=settings.http_workers > 1,
@@ -180,6 +180,7 @@ def serve(
         host=settings.http_host,
         port=settings.http_port,
         log_level=settings.log_level.lower(),
+        log_config=None,  # uvicorn logs through configure_logging's redacting pipeline
         timeout_graceful_shutdown=30,
     )
 

@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     #: thread, so the event loop keeps answering meanwhile; smaller ones inline (a
     #: thread hop costs more than they do).
     xml_thread_above_bytes: int = Field(default=64 * 1024, ge=0)
+    #: Largest REST (``/api/v1``) request body, bytes; a larger one is refused (413)
+    #: before it is parsed.
+    api_max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     #: How far a MessageID's UUID v1 time may lie from now (replay window), seconds.
     message_id_window_s: int = Field(default=2 * 24 * 3600, ge=60)
     log_format: str = Field(default="console", pattern="^(console|json)$")
@@ -104,6 +107,15 @@ class Settings(BaseSettings):
                 return json.loads(text)
             return [h.strip() for h in text.split(",") if h.strip()]
         return value
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The secret values this process holds (API tokens, the callback secret): the
+        log redactor masks them wherever they appear."""
+        callback = (
+            () if self.callback_secret is None else (self.callback_secret.get_secret_value(),)
+        )
+        return (*self.api_tokens, *callback)
 
     @property
     def base_url(self) -> str:

@@ -93,7 +93,16 @@ from gateway.core.aggregation import (
 from gateway.core.catalogue import Catalogue
 from gateway.core.clock import Clock, MessageIdSource
 from gateway.core.envelope import MessageMetadata
-from gateway.core.errors import MessageAlreadySent, NotFound, SchemaViolation, SmevbusError
+from gateway.core.errors import (
+    IdempotencyKeyReused,
+    MessageAlreadySent,
+    NotFound,
+    SchemaViolation,
+    SmevbusError,
+)
+from gateway.core.faults import fault_of
+from gateway.core.idempotency import request_digest
+from gateway.core.registry import Registry
 from gateway.store.service_requests import (
     ServiceRequestConflict,
     ServiceRequestPage,
@@ -136,12 +145,14 @@ class Aggregator:
         self,
         *,
         catalogue: Catalogue,
+        registry: Registry,
         store: ServiceRequestStore,
         clients: Callable[[str], BusConsumer],
         clock: Clock,
         ids: Callable[[], str] = lambda: str(uuid.uuid4()),
     ) -> None:
         self.catalogue = catalogue
+        self.registry = registry
         self.store = store
         self.clients = clients
         self.clock = clock
@@ -165,13 +176,17 @@ class Aggregator:
     ) -> tuple[ServiceRequestRecord, bool]:
         """Create and send a service request; ``(record, True)`` when newly created.
 
-        Raises ``NotFound`` (unknown service) and ``SchemaViolation`` /
+        Raises ``NotFound`` (unknown service), ``AccessDenied`` (the registry does not
+        let ``participant`` request every part's message type) and ``SchemaViolation`` /
         ``ApplicantDataInvalid`` (bad applicant data, ``deadline_s`` or ``callback_url``;
         the API also checks the latter against the allowed hosts) before anything is
         stored or sent. A repeated ``idempotency_key`` returns the existing record with
-        ``False`` and sends nothing.
+        ``False`` and sends nothing new, when the body is the same
+        (:func:`~gateway.core.idempotency.request_digest`); with another body it raises
+        ``IdempotencyKeyReused``.
         """
         svc = self.catalogue.get(service)
+        self.registry.authorize_requests(participant, (part.message_type for part in svc.parts))
         if deadline_s is not None and not deadline_s > 0:
             raise SchemaViolation(
                 f"deadline_s must be a positive number of seconds, got {deadline_s}",
@@ -189,8 +204,11 @@ class Aggregator:
         for part_id, _ in contents:
             message_ids[part_id] = client.ids.new()
             state = on_sent(state, part_id, message_ids[part_id], now)
+        digest = request_digest(
+            service=service, applicant=applicant, callback_url=callback_url, deadline_s=deadline_s
+        )
         record, created = await self.store.create(
-            state, participant, idempotency_key, callback_url=callback_url
+            state, participant, idempotency_key, callback_url=callback_url, request_digest=digest
         )
         if not created:
             log.info(
@@ -198,7 +216,14 @@ class Aggregator:
                 service_request_id=str(record.id),
                 idempotency_key=idempotency_key,
             )
-            if record.service == service and not record.state.final:
+            if not _same_request(record, service, digest):
+                raise IdempotencyKeyReused(
+                    f"this Idempotency-Key was already used for another request (service "
+                    f"request {record.id}); send a new request under a new key",
+                    field="Idempotency-Key",
+                    id=str(record.id),
+                )
+            if not record.state.final:
                 record = await self._resend_pending(record, client, dict(contents))
             return record, False
         log.info(
@@ -326,14 +351,17 @@ class Aggregator:
             log.info("part_already_sent", service_request_id=str(record.id), part=part_id)
             return record
         except Exception as exc:  # any failure to hand the request to the bus
-            code = exc.code if isinstance(exc, SmevbusError) else type(exc).__name__
-            description = f"SendRequest failed ({code}): {exc}"
+            # The portal reads the description: a bus's own failure is "internal",
+            # its details (a driver's message) go only to the log.
+            fault = fault_of(exc)
+            description = f"SendRequest failed ({fault.code}): {fault.message}"
             log.warning(
                 "send_failed",
                 service_request_id=str(record.id),
                 part=part_id,
                 message_id=str(message_id),
                 error=description,
+                exc_info=not isinstance(exc, SmevbusError),
             )
             now = self.clock.now()
             record, _ = await self._update(
@@ -436,3 +464,11 @@ def _with_deadline(state: ServiceRequestState, deadline: timedelta) -> ServiceRe
 
 def _value(record: ServiceRequestRecord) -> str | None:
     return None if record.completed_by is None else record.completed_by.value
+
+
+def _same_request(record: ServiceRequestRecord, service: str, digest: str) -> bool:
+    """Whether a retry under a known Idempotency-Key asks what ``record`` asked. A record
+    stored before the digests were kept (migration 0005) compares by service alone."""
+    if record.request_digest is None:
+        return record.service == service
+    return record.request_digest == digest

@@ -1,8 +1,10 @@
 """The HTTP face of the bus (FastAPI): SOAP ``/ws``, its WSDL, ``/health``, ``/ready``.
 
 ``POST /ws`` hands the body to :meth:`Router.handle` unchanged: the SOAP endpoint
-is a thin skin over the same code path the demo and tests drive. Oversize bodies are
-refused from ``Content-Length`` or while streaming, before anything is parsed.
+is a thin skin over the same code path the demo and tests drive. A body that is not
+SOAP by its ``Content-Type`` (``text/xml`` for SOAP 1.1, ``application/soap+xml``; a
+missing one too) is refused with 415 before it is read; oversize bodies are refused
+from ``Content-Length`` or while streaming, before anything is parsed.
 
 Opened from settings, the app runs two background loops: the aggregator's (pull the
 portals' replies, fire deadlines) and the result callbacks' (POST due callbacks). They
@@ -32,10 +34,12 @@ from gateway.aggregator.callbacks import (
 )
 from gateway.api import wsdl
 from gateway.api.auth import TokenAuth
-from gateway.api.models import callback_body
+from gateway.api.body_limit import BodyLimit
+from gateway.api.models import PREFIX, callback_body
 from gateway.api.rest import rest_router
 from gateway.config import Settings
-from gateway.core.errors import MessageTooLarge, SmevbusError
+from gateway.core.errors import MessageTooLarge, SmevbusError, UnsupportedMediaType
+from gateway.core.xml_text import escape_forbidden
 from gateway.router.router import Router
 from gateway.store.callback_outbox import CallbackOutbox
 from gateway.store.service_requests import ServiceRequestRecord
@@ -44,6 +48,8 @@ from gateway.xml.faults import soap_fault
 log = structlog.get_logger(__name__)
 
 SOAP_MEDIA_TYPE = "text/xml; charset=utf-8"
+#: What ``POST /ws`` takes: SOAP 1.1 (``text/xml``) and SOAP 1.2's media type.
+SOAP_MEDIA_TYPES = ("text/xml", "application/soap+xml")
 #: Room for the SOAP envelope and signature around the largest accepted content.
 ENVELOPE_OVERHEAD = 64 * 1024
 
@@ -124,6 +130,7 @@ def create_app(
             callback_guard=guard,
         )
     )
+    app.add_middleware(BodyLimit, limit=settings.api_max_body_bytes, prefix=PREFIX)
     limit = settings.max_message_bytes + ENVELOPE_OVERHEAD
 
     def base_url(request: Request) -> str:
@@ -131,6 +138,9 @@ def create_app(
 
     @app.post("/ws", response_class=Response, summary="SOAP 1.1 message exchange")
     async def ws(request: Request) -> Response:
+        refusal = _not_soap(request.headers.get("content-type"))
+        if refusal is not None:
+            return Response(soap_fault(refusal), status_code=415, media_type=SOAP_MEDIA_TYPE)
         try:
             body = await _read_limited(request, limit)
         except SmevbusError as exc:
@@ -172,7 +182,7 @@ def app_from_env() -> FastAPI:
     from gateway.logs import configure_logging
 
     settings = Settings()
-    configure_logging(fmt=settings.log_format, level=settings.log_level)
+    configure_logging(fmt=settings.log_format, level=settings.log_level, secrets=settings.secrets)
     return create_app(settings)
 
 
@@ -252,6 +262,19 @@ async def _deliver_callbacks(
             log.exception("callback_delivery_failed")
 
     await _rounds(work, interval, wake)
+
+
+def _not_soap(content_type: str | None) -> UnsupportedMediaType | None:
+    """The refusal of a ``content_type`` that is no SOAP media type (parameters such as
+    charset and action are allowed, in any case); ``None`` for a SOAP one."""
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    if media_type in SOAP_MEDIA_TYPES:
+        return None
+    shown = escape_forbidden(content_type[:100]) if content_type else "missing"
+    return UnsupportedMediaType(
+        f"Content-Type {shown} is not SOAP; send text/xml (SOAP 1.1) or application/soap+xml",
+        accepted=list(SOAP_MEDIA_TYPES),
+    )
 
 
 async def _read_limited(request: Request, limit: int) -> bytes:

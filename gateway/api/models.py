@@ -8,12 +8,14 @@ callback POSTed to a portal's ``callback_url`` (:func:`callback_body`).
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from gateway.core.aggregation import PartStatus
 from gateway.core.service_lifecycle import CompletedBy, ServiceState
+from gateway.core.xml_text import find_forbidden, forbidden_char
 from gateway.store.callbacks import MAX_CALLBACK_URL, CallbackState
 from gateway.store.service_requests import ServiceRequestRecord
 
@@ -22,6 +24,32 @@ PREFIX = "/api/v1"
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+#: The validation error type of a string XML 1.0 cannot carry; its ``ctx`` has ``char``
+#: (``U+0000``) and, inside a free-form object, ``path`` (``child.last_name``).
+XML_CHAR_ERROR = "xml_char"
+
+
+def _xml_char_error(char: str, path: str | None = None) -> PydanticCustomError:
+    where = f"{path}: " if path else ""
+    return PydanticCustomError(
+        XML_CHAR_ERROR,
+        f"{where}contains {{char}}, which XML 1.0 cannot carry; remove control characters",
+        {"char": char, **({"path": path} if path else {})},
+    )
+
+
+def _xml_text(value: str) -> str:
+    char = forbidden_char(value)
+    if char is not None:
+        raise _xml_char_error(char)
+    return value
+
+
+#: A string that may reach XML or the journal: refused (422) with a character XML 1.0
+#: cannot carry (see :mod:`gateway.core.xml_text`).
+XmlText = Annotated[str, AfterValidator(_xml_text)]
 
 
 class Problem(BaseModel):
@@ -40,9 +68,15 @@ class Problem(BaseModel):
 
 
 class SubmitServiceRequest(_Model):
-    service: str = Field(min_length=1, max_length=63, examples=["child-birth-benefit"])
-    applicant: dict[str, Any] = Field(description="Applicant data, as the service describes")
-    callback_url: str | None = Field(
+    service: XmlText = Field(min_length=1, max_length=63, examples=["child-birth-benefit"])
+    applicant: dict[str, Any] = Field(
+        description=(
+            "Applicant data, as the service describes; no string in it (key or value) may "
+            "hold a character XML 1.0 cannot carry (C0 controls but TAB, LF and CR; "
+            "U+FFFE, U+FFFF; lone surrogates)"
+        )
+    )
+    callback_url: XmlText | None = Field(
         default=None,
         description=(
             f"Absolute http(s) URL (at most {MAX_CALLBACK_URL} characters, no user name or "
@@ -58,6 +92,15 @@ class SubmitServiceRequest(_Model):
     deadline_s: float | None = Field(
         default=None, gt=0, le=30 * 24 * 3600, description="Overall deadline, seconds"
     )
+
+    @field_validator("applicant")
+    @classmethod
+    def _applicant_text(cls, value: dict[str, Any]) -> dict[str, Any]:
+        found = find_forbidden(value)
+        if found is not None:
+            path, char = found
+            raise _xml_char_error(char, path)
+        return value
 
 
 class Links(_Model):

@@ -11,9 +11,10 @@ Every error, request validation included, is ``application/problem+json`` made b
 
 ``POST /api/v1/service-requests`` answers ``202 Accepted`` for a new request and
 ``200 OK`` with the same body when an ``Idempotency-Key`` the caller already used is
-presented again (the first request under a key wins; a retry naming another service
-is a ``409`` conflict). A ``callback_url`` is checked here
-(:meth:`gateway.aggregator.callback_guard.CallbackGuard.check`: its syntax, the
+presented again with the same body; the same key with another body (any of
+``service``, ``applicant``, ``callback_url``, ``deadline_s``) is ``422``
+``idempotency_key_reused`` and the first request stands. A ``callback_url`` is checked
+here (:meth:`gateway.aggregator.callback_guard.CallbackGuard.check`: its syntax, the
 operator's allowed hosts, and every address its host resolves to) before the aggregator
 sees the request.
 
@@ -41,6 +42,7 @@ from gateway.aggregator.callback_guard import CallbackGuard
 from gateway.api.auth import TokenAuth
 from gateway.api.models import (
     PREFIX,
+    XML_CHAR_ERROR,
     Links,
     MessageTrace,
     PageLinks,
@@ -62,6 +64,7 @@ from gateway.core.errors import (
 )
 from gateway.core.faults import problem_json
 from gateway.core.service_lifecycle import ServiceState
+from gateway.core.xml_text import escape_forbidden, forbidden_char
 from gateway.store.base import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Store
 from gateway.store.records import canonical_message_id
 from gateway.store.service_requests import ServiceRequestPage, ServiceRequestRecord
@@ -122,16 +125,48 @@ def _validation_error(exc: RequestValidationError) -> SmevbusError:
     errors: Sequence[Any] = exc.errors()
     if any(e.get("type") == "json_invalid" for e in errors):
         return InvalidContent("the request body is not valid JSON")
-    first = errors[0] if errors else {}
-    field = ".".join(str(p) for p in first.get("loc", ()))
-    message = str(first.get("msg", "invalid request"))
+    described = [_described(e) for e in errors] or [("", "invalid request")]
+    field, message = described[0]
     return SchemaViolation(
         f"{field}: {message}" if field else message,
         field=field,
-        errors=[
-            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in errors
-        ],
+        errors=[f"{f}: {m}" for f, m in described],
     )
+
+
+def _described(error: Any) -> tuple[str, str]:
+    """(field, message) of one validation error: the field is its location (``body.x``),
+    within a free-form object down to the string at fault; both safe to echo."""
+    loc = [str(p) for p in error.get("loc", ())]
+    message = str(error.get("msg", ""))
+    path = (error.get("ctx") or {}).get("path")
+    if error.get("type") == XML_CHAR_ERROR and path:
+        loc.append(str(path))
+        message = message.removeprefix(f"{path}: ")
+    return escape_forbidden(".".join(loc)), escape_forbidden(message)
+
+
+async def _xml_safe_parameters(request: Request) -> None:
+    """Refuse (422) a query, path or header value (or name) holding a character XML 1.0
+    cannot carry, naming it: such a value may reach the journal (PostgreSQL refuses NUL)
+    or a message. Bodies are checked by their models (:data:`models.XmlText`)."""
+    sources = (
+        ("query", request.query_params.multi_items()),
+        ("path", list(request.path_params.items())),
+        ("header", request.headers.items()),
+    )
+    for where, items in sources:
+        for name, value in items:
+            char = forbidden_char(name) or forbidden_char(str(value))
+            if char is not None:
+                if where == "header":  # as the API names its headers: Idempotency-Key
+                    name = "-".join(part.capitalize() for part in name.split("-"))
+                field = f"{where}.{escape_forbidden(name)}"
+                raise SchemaViolation(
+                    f"{field}: contains {char}, which XML 1.0 cannot carry; "
+                    "remove control characters",
+                    field=field,
+                )
 
 
 class ProblemRoute(APIRoute):
@@ -162,11 +197,42 @@ class ProblemRoute(APIRoute):
         return route
 
 
-def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+def _problems(*statuses: int, **described: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI responses: a problem+json per status; ``described`` says when, by status
+    (``_413="..."``)."""
     return {
-        s: {"model": Problem, "content": {PROBLEM_MEDIA_TYPE: {}}, "description": "Problem"}
+        s: {
+            "model": Problem,
+            "content": {PROBLEM_MEDIA_TYPE: {}},
+            "description": described.get(f"_{s}", "Problem"),
+        }
         for s in statuses
     }
+
+
+_SUBMIT_PROBLEMS = _problems(
+    400,
+    401,
+    403,
+    404,
+    413,
+    422,
+    _400="`invalid_content`: the body is not JSON",
+    _401="`unauthenticated`: no or an unknown bearer token",
+    _403=(
+        "`access_denied`: the token's participant may not use the API, or may not request "
+        "every message type the service fans out to (the registry decides); nothing is "
+        "stored or sent"
+    ),
+    _404="`not_found`: no such service in the catalogue",
+    _413="`message_too_large`: the body is over the gateway's limit (1 MiB by default)",
+    _422=(
+        "`schema_violation`: a field is missing or invalid (`context.field` names it, "
+        "e.g. `body.applicant.child.last_name`), including any string with a character "
+        "XML 1.0 cannot carry; `idempotency_key_reused`: the Idempotency-Key was used "
+        "before with another body"
+    ),
+)
 
 
 RequestId = Annotated[uuid.UUID, Path(description="The service request id")]
@@ -199,7 +265,12 @@ def rest_router(
     where a ``callback_url`` may point (default: public addresses, any host name).
     """
     guard = callback_guard or CallbackGuard()
-    api = APIRouter(prefix=PREFIX, route_class=ProblemRoute, tags=["service requests"])
+    api = APIRouter(
+        prefix=PREFIX,
+        route_class=ProblemRoute,
+        tags=["service requests"],
+        dependencies=[Depends(_xml_safe_parameters)],
+    )
     Caller = Annotated[str, Depends(auth)]  # noqa: N806
 
     def aggregator_of(request: Request) -> ServiceRequests:
@@ -227,9 +298,22 @@ def rest_router(
         status_code=202,
         response_model=Submitted,
         summary="Submit a service request (fan-out to agencies)",
+        description=(
+            "Builds one signed bus message per part of the service from the applicant "
+            "data and sends them; the answers are aggregated into one result (poll the "
+            "`Location`, or name a `callback_url`).\n\n"
+            "**Idempotency-Key**: a POST presenting a key the caller used before, with the "
+            "same body (`service`, `applicant`, `callback_url`, `deadline_s`, compared as "
+            "canonical JSON), answers `200` with the first request and sends nothing new; "
+            "with any other body it is `422 idempotency_key_reused` and the first request "
+            "stands (as the IETF httpapi Idempotency-Key draft says)."
+        ),
         responses={
-            200: {"model": Submitted, "description": "Retry under a known Idempotency-Key"},
-            **_problems(400, 401, 403, 404, 409, 422),
+            200: {
+                "model": Submitted,
+                "description": "A retry: the request first made under this Idempotency-Key",
+            },
+            **_SUBMIT_PROBLEMS,
         },
     )
     async def submit_service_request(
@@ -244,7 +328,10 @@ def rest_router(
                 alias="Idempotency-Key",
                 min_length=1,
                 max_length=255,
-                description="Makes a retried POST return the same service request",
+                description=(
+                    "Makes a retried POST (same body) return the same service request; "
+                    "the key with another body is refused (422)"
+                ),
             ),
         ] = None,
     ) -> Submitted:
@@ -258,13 +345,6 @@ def rest_router(
             deadline_s=body.deadline_s,
             callback_url=body.callback_url,
         )
-        if not created and record.service != body.service:
-            raise Conflict(
-                f"Idempotency-Key {idempotency_key!r} was already used for service "
-                f"{record.service}, not {body.service}",
-                field="Idempotency-Key",
-                id=str(record.id),
-            )
         url = self_url(request, record.id)
         response.status_code = 202 if created else 200
         response.headers["Location"] = url
@@ -344,7 +424,7 @@ def rest_router(
         response_model=MessageTrace,
         summary="The lifecycle trace of one bus message the caller sent or received",
         tags=["messages"],
-        responses=_problems(400, 401, 403, 404),
+        responses=_problems(400, 401, 403, 404, 422),
     )
     async def get_message_trace(
         message_id: Annotated[str, Path(max_length=64)], caller: Caller, journal: Journal

@@ -109,6 +109,21 @@ class MessageTooLarge(SmevbusError):
     origin = Origin.CLIENT
 
 
+class UnsupportedMediaType(SmevbusError):
+    """A request body of a media type the endpoint does not take (``/ws``: SOAP only)."""
+
+    code = "unsupported_media_type"
+    origin = Origin.CLIENT
+
+
+class IdempotencyKeyReused(SmevbusError):
+    """An ``Idempotency-Key`` presented again with another request body (HTTP 422, as the
+    IETF httpapi Idempotency-Key draft says): the first request under the key stands."""
+
+    code = "idempotency_key_reused"
+    origin = Origin.CLIENT
+
+
 class QuotaExceeded(SmevbusError):
     code = "quota_exceeded"
     origin = Origin.CLIENT
@@ -148,6 +163,8 @@ ALL_ERRORS: tuple[type[SmevbusError], ...] = (
     StaleMessageId,
     DestinationUnknown,
     MessageTooLarge,
+    UnsupportedMediaType,
+    IdempotencyKeyReused,
     QuotaExceeded,
     NotFound,
     ProviderFailure,

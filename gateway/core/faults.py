@@ -24,6 +24,8 @@ HTTP_STATUS: dict[str, int] = {
     "stale_message_id": 409,
     "destination_unknown": 404,
     "message_too_large": 413,
+    "unsupported_media_type": 415,
+    "idempotency_key_reused": 422,
     "quota_exceeded": 429,
     "not_found": 404,
     "provider_failure": 502,

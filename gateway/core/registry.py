@@ -8,6 +8,7 @@ is the caller's business, so this module stays pure.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Iterable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -104,6 +105,19 @@ class Registry(BaseModel):
                 message_type=message_type,
             )
         return provider
+
+    def authorize_requests(self, mnemonic: str, message_types: Iterable[str]) -> None:
+        """Check ``mnemonic`` may ask for every one of ``message_types`` (the parts of a
+        service request), before anything of it is stored or sent."""
+        sender = self.get(mnemonic)
+        denied = sorted(set(message_types) - sender.may_request)
+        if denied:
+            raise AccessDenied(
+                f"{mnemonic} is not allowed to request {', '.join(denied)}; "
+                "ask the bus operator to grant it in the registry",
+                participant=mnemonic,
+                message_types=denied,
+            )
 
     def authorize_response(self, provider: Participant, message_type: str) -> None:
         if message_type not in provider.provides:

@@ -62,7 +62,9 @@ def create_engine(
 ) -> AsyncEngine:
     """An async engine for the journal at ``url`` (see the module docstring)."""
     target = async_url(url)
-    kwargs: dict[str, Any] = {"echo": echo}
+    # A failed statement's error names its SQL, never its values (message content,
+    # personal data): the error may end up in a log.
+    kwargs: dict[str, Any] = {"echo": echo, "hide_parameters": True}
     if target.get_backend_name() == "sqlite":
         if schema is not None:
             raise ValueError("schema is only supported on PostgreSQL")

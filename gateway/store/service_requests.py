@@ -11,10 +11,11 @@ How the guarantees are kept, identically on SQLite and PostgreSQL:
 
 * ``create`` is idempotent per ``(participant, idempotency_key)``: the unique
   constraint settles a race between two identical POSTs, and the loser gets the
-  winner's record with ``created=False``. The *first* request with a key wins: a
-  retry under the same key with another service or other applicant data still gets
-  the existing record (the store keeps no request body to compare; the API may
-  compare ``record.service`` with what it was asked for and refuse the mismatch).
+  winner's record with ``created=False``. The *first* request with a key wins; the
+  store keeps the digest of its body (``request_digest``,
+  :func:`gateway.core.idempotency.request_digest`) so that the caller can tell a
+  retry from another request reusing the key (rows from before migration 0005 have
+  none).
   Without a key every ``create`` is a new request (a repeated id with the same
   participant and service is returned as the existing one).
 * ``save`` is a compare-and-set: ``UPDATE ... WHERE id = ? AND version = ?``. Of two
@@ -105,6 +106,9 @@ class ServiceRequestRecord:
     version: int
     #: The result callback, if the request was submitted with a ``callback_url``.
     callback: Callback | None = None
+    #: SHA-256 of the submitted body (:func:`gateway.core.idempotency.request_digest`);
+    #: ``None`` for requests stored before it was kept.
+    request_digest: str | None = None
 
     @property
     def id(self) -> uuid.UUID:
@@ -191,13 +195,15 @@ class ServiceRequestStore:
         idempotency_key: str | None = None,
         *,
         callback_url: str | None = None,
+        request_digest: str | None = None,
     ) -> tuple[ServiceRequestRecord, bool]:
         """Store a new request (version 1, ``created_at`` = ``state.created_at``).
 
         Returns ``(record, True)``, or ``(existing, False)`` when ``participant`` already
         created a request under ``idempotency_key`` (see the module docstring; the first
-        request's ``callback_url`` stands too). ``callback_url`` is stored as given: the
-        caller checks it (:func:`gateway.aggregator.callback_url.check_callback_url`).
+        request's ``callback_url`` and ``request_digest`` stand too). ``callback_url``
+        is stored as given: the caller checks it
+        (:func:`gateway.aggregator.callback_url.check_callback_url`).
         """
         require_name("participant", participant)
         require_name("idempotency_key", idempotency_key)
@@ -219,6 +225,7 @@ class ServiceRequestStore:
                 updated_at=created_at,
                 version=1,
                 callback=callback,
+                request_digest=request_digest,
             )
             try:
                 async with self._engine.begin() as conn:
@@ -231,6 +238,10 @@ class ServiceRequestStore:
                             created_at=record.created_at,
                             **_state_columns(state, record.updated_at, version=1),
                             **callback_columns(callback),
+                            # named only when given, as the callback's columns
+                            **(
+                                {} if request_digest is None else {"request_digest": request_digest}
+                            ),
                         )
                     )
                     await _link_parts(conn, state)
@@ -534,4 +545,5 @@ def record_of_row(row: Row[Any]) -> ServiceRequestRecord:
         updated_at=m["updated_at"],
         version=int(m["version"]),
         callback=callback_of(m),
+        request_digest=m["request_digest"],
     )

@@ -16,6 +16,7 @@ with the element, line and libxml2's words, and the first errors in ``detail["er
 from __future__ import annotations
 
 import functools
+import re
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -101,11 +102,27 @@ class CompiledSchema:
             # lxml-stubs do not type the error log; it is a list of _LogEntry.
             entries = list(cast("Iterable[Any]", self.schema.error_log))
         errors = [
-            {"line": e.line, "column": e.column, "path": e.path, "message": e.message}
+            {"line": e.line, "column": e.column, "path": e.path, "message": _unquoted(e.message)}
             for e in entries[:MAX_REPORTED_ERRORS]
         ]
         total = len(entries)
         raise _violation(element, what, self.path.name, errors, total)
+
+
+#: libxml2 quotes the refused value in these messages (``The value '123 45' is not
+#: accepted by the pattern ...``, ``'x' is not a valid value of the atomic type ...``);
+#: the value is message content (a passport number), so faults and logs name the
+#: element and the rule without it.
+_QUOTED_VALUES = (
+    (re.compile(r"The value '.*' (?=(?:is not|has) )"), "The value "),
+    (re.compile(r": '.*' (?=is not a valid value)"), ": the value "),
+)
+
+
+def _unquoted(message: str) -> str:
+    for pattern, replacement in _QUOTED_VALUES:
+        message = pattern.sub(replacement, message)
+    return message
 
 
 def _violation(

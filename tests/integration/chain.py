@@ -63,14 +63,16 @@ def running_chain(
     *,
     api_tokens: dict[str, str] | None = None,
     gateway_env: dict[str, str] | None = None,
+    shared_env: dict[str, str] | None = None,
     pulling: Collection[str] = ("zags",),
     adapter_args: Sequence[str] = (),
 ) -> Iterator[Chain]:
-    """The chain running; ``gateway_env`` adds SMEVBUS_* settings of the gateway;
-    the adapters named in ``pulling`` poll /ws, the others consume by push; every
-    adapter gets ``adapter_args`` too."""
+    """The chain running; ``shared_env`` adds SMEVBUS_* settings of every process
+    (``SMEVBUS_LOG_FORMAT``, say), ``gateway_env`` those of the gateway; the adapters
+    named in ``pulling`` poll /ws, the others consume by push; every adapter gets
+    ``adapter_args`` too. Each process's stdout and stderr go to ``logs/<name>.log``."""
     init_dev_pki(keys, {**PARTICIPANTS, "SMEVBUS": "bus"}, clock=SystemClock())
-    env = {"SMEVBUS_KEYS_DIR": str(keys)}
+    env = {**(shared_env or {}), "SMEVBUS_KEYS_DIR": str(keys)}
     ports = {"zags": free_port(), "mvd_migration": free_port(), "fns": free_port()}
     python = sys.executable
     started: list[ServiceProcess] = []
@@ -98,6 +100,7 @@ def running_chain(
             services[f"mock-{name}"] = ServiceProcess(
                 [python, "-m", module, "--port", str(ports[name])],
                 logs / f"mock-{name}.log",
+                env=env,
                 ready_url=base + health,
             )
             services[f"adapter-{name}"] = ServiceProcess(

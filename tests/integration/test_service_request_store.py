@@ -146,6 +146,18 @@ async def test_idempotency_key_returns_the_existing_request(
     assert [r.id for r in page.items] == [rid(1), rid(4)]
 
 
+async def test_the_first_body_digest_under_a_key_is_kept(
+    requests: ServiceRequestStore,
+) -> None:
+    first, _ = await requests.create(new_request(1), PORTAL, "key-1", request_digest="a" * 64)
+    again, created = await requests.create(new_request(2), PORTAL, "key-1", request_digest="b" * 64)
+    legacy, _ = await requests.create(new_request(3), PORTAL, "key-2")
+    assert not created
+    assert first.request_digest == again.request_digest == "a" * 64
+    assert (await requests.get(rid(1))).request_digest == "a" * 64
+    assert (await requests.get(rid(3))).request_digest is None is legacy.request_digest
+
+
 async def test_concurrent_posts_with_one_key_create_once(
     backend: Backend, requests: ServiceRequestStore
 ) -> None:

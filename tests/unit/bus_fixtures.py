@@ -240,8 +240,10 @@ async def open_bus(
     *,
     policy: QueuePolicy | None = None,
     max_message_bytes: int = 5 * 1024 * 1024,
+    journal: SqlStore | None = None,
 ) -> Bus:
-    """A started router on memory transport and in-memory SQLite, plus a client each."""
+    """A started router on memory transport and ``journal`` (default: in-memory SQLite),
+    plus a client each."""
     pki = bus_pki()
     clock = FakeClock(START)
     reg = registry()
@@ -256,7 +258,7 @@ async def open_bus(
         max_message_bytes=max_message_bytes,
     )
     transport = WatchedTransport(clock=clock, policy=policy)
-    router = Router(ctx, transport, SqlStore.from_url("sqlite://"))
+    router = Router(ctx, transport, journal or SqlStore.from_url("sqlite://"))
     await router.start()
     bus = Bus(router=router, transport=transport, clock=clock, pki=pki)
     for mnemonic in PARTICIPANTS:

@@ -58,6 +58,7 @@ class World:
         """Another aggregator process on the same bus and (by default) the same store."""
         return Aggregator(
             catalogue=CATALOGUE,
+            registry=self.bus.router.ctx.registry,
             store=store or self.store,
             clients=self.bus.client,
             clock=self.bus.clock,
@@ -99,7 +100,13 @@ async def world() -> AsyncIterator[World]:
     bus = await open_bus()
     store = ServiceRequestStore.from_url("sqlite://")
     await store.migrate()
-    agg = Aggregator(catalogue=CATALOGUE, store=store, clients=bus.client, clock=bus.clock)
+    agg = Aggregator(
+        catalogue=CATALOGUE,
+        registry=bus.router.ctx.registry,
+        store=store,
+        clients=bus.client,
+        clock=bus.clock,
+    )
     try:
         yield World(bus, store, agg)
     finally:
@@ -288,14 +295,18 @@ async def test_send_failure_rejects_the_part(world: World) -> None:
             nonlocal calls
             calls += 1
             if calls == 2:
-                raise ConnectionError("bus unreachable")
+                raise ConnectionError("asyncpg: relation messages does not exist")
             return await real.send_request(*args, **kw)
 
     flaky = Flaky(
         signer=real.signer, verifier=real.verifier, clock=real.clock, call=world.bus.handle
     )
     agg = Aggregator(
-        catalogue=CATALOGUE, store=world.store, clients=lambda _: flaky, clock=world.bus.clock
+        catalogue=CATALOGUE,
+        registry=world.bus.router.ctx.registry,
+        store=world.store,
+        clients=lambda _: flaky,
+        clock=world.bus.clock,
     )
     record = await submit(world, agg)
     assert record.status is ServiceState.FAILED
@@ -303,6 +314,10 @@ async def test_send_failure_rejects_the_part(world: World) -> None:
     rejection = record.state.part("parent-registration").rejection
     assert rejection is not None
     assert rejection.code == SEND_FAILED
+    # the portal sees it; the bus's own failure is named, never its internals
+    assert rejection.description == (
+        "SendRequest failed (internal): the bus failed to process the message; retry later"
+    )
 
 
 # --- several processes, restarts --------------------------------------------------------
@@ -441,6 +456,7 @@ async def test_a_retried_submit_sends_the_parts_a_dead_process_never_sent(
 
     dying = Aggregator(
         catalogue=CATALOGUE,
+        registry=world.bus.router.ctx.registry,
         store=world.store,
         clients=lambda _participant: DyingClient(),  # type: ignore[arg-type, return-value]
         clock=world.bus.clock,

@@ -79,7 +79,13 @@ class GatewayUnderTest:
         bus: Bus = await open_bus()
         store = ServiceRequestStore.from_url("sqlite://")
         await store.migrate()
-        agg = Aggregator(catalogue=CATALOGUE, store=store, clients=bus.client, clock=bus.clock)
+        agg = Aggregator(
+            catalogue=CATALOGUE,
+            registry=bus.router.ctx.registry,
+            store=store,
+            clients=bus.client,
+            clock=bus.clock,
+        )
         world = World(bus, store, agg)
         # One answered (COMPLETED, with data and a result) and one PENDING request.
         done, _ = await agg.submit(

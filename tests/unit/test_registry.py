@@ -34,6 +34,16 @@ def test_provider_may_not_request(registry: Registry) -> None:
         registry.authorize_request(registry.get("MVD_MIGR"), BIRTH)
 
 
+def test_a_service_needs_every_part_type_allowed(registry: Registry) -> None:
+    inn = "urn://smevbus/types/fns/inn/1.0"
+    registry.authorize_requests("PORTAL", [BIRTH, inn])
+    with pytest.raises(AccessDenied) as denied:
+        registry.authorize_requests("FNS", [inn, BIRTH, BIRTH])
+    assert denied.value.detail == {"participant": "FNS", "message_types": [inn, BIRTH]}
+    with pytest.raises(SenderNotRegistered):
+        registry.authorize_requests("NOBODY", [BIRTH])
+
+
 def test_only_the_provider_may_answer(registry: Registry) -> None:
     registry.authorize_response(registry.get("ZAGS"), BIRTH)
     with pytest.raises(AccessDenied):

@@ -19,7 +19,8 @@ from gateway.api.rest import rest_router
 from gateway.config import Settings
 from gateway.core.aggregation import PartState, ServiceRequestState, on_answer, on_cancel
 from gateway.core.envelope import MessageKind
-from gateway.core.errors import NotFound
+from gateway.core.errors import IdempotencyKeyReused, NotFound
+from gateway.core.idempotency import request_digest
 from gateway.core.lifecycle import MessageState
 from gateway.store.callbacks import Callback, CallbackState
 from gateway.store.journal import SqlStore
@@ -65,8 +66,16 @@ class FakeAggregator:
             raise ApplicantDataInvalid(
                 "applicant field 'passport.number' is required", field="passport.number"
             )
+        digest = request_digest(
+            service=service, applicant=applicant, callback_url=callback_url, deadline_s=deadline_s
+        )
         if idempotency_key is not None and (participant, idempotency_key) in self.keys:
-            return self.records[self.keys[(participant, idempotency_key)]], False
+            record = self.records[self.keys[(participant, idempotency_key)]]
+            if record.request_digest != digest:
+                raise IdempotencyKeyReused(
+                    "another body", field="Idempotency-Key", id=str(record.id)
+                )
+            return record, False
         self.n += 1
         created = T0 + timedelta(seconds=self.n)
         state = ServiceRequestState(
@@ -86,7 +95,7 @@ class FakeAggregator:
             ),
         )
         callback = None if callback_url is None else Callback(callback_url, CallbackState.PENDING)
-        record = self._record(state, participant, idempotency_key, callback)
+        record = self._record(state, participant, idempotency_key, callback, digest)
         if idempotency_key is not None:
             self.keys[(participant, idempotency_key)] = str(state.id)
         return record, True
@@ -97,6 +106,7 @@ class FakeAggregator:
         participant: str,
         key: str | None,
         callback: Callback | None = None,
+        digest: str | None = None,
     ) -> ServiceRequestRecord:
         record = ServiceRequestRecord(
             state=state,
@@ -107,6 +117,7 @@ class FakeAggregator:
             updated_at=state.created_at,
             version=1,
             callback=callback,
+            request_digest=digest,
         )
         self.records[str(state.id)] = record
         return record
@@ -262,19 +273,6 @@ async def test_idempotency_key_returns_the_same_request_with_200(
     )
     assert other.status_code == 202
     assert other.json()["id"] != first.json()["id"]
-
-
-async def test_idempotency_key_reused_for_another_service_is_409(
-    client: httpx.AsyncClient,
-) -> None:
-    headers = {**AUTH, "Idempotency-Key": "k-2"}
-    await client.post("/api/v1/service-requests", json=BODY, headers=headers)
-    resp = await client.post(
-        "/api/v1/service-requests",
-        json={**BODY, "service": "child-birth-benefit"},
-        headers=headers,
-    )
-    assert_problem(resp, 409, "conflict")
 
 
 async def test_deadline_is_passed_to_the_aggregator(
@@ -628,8 +626,12 @@ async def test_openapi_documents_the_endpoints(client: httpx.AsyncClient) -> Non
     assert set(paths["/api/v1/service-requests/{request_id}"]) == {"get", "delete"}
     assert "get" in paths["/api/v1/messages/{message_id}"]
     post = paths["/api/v1/service-requests"]["post"]
-    assert {"200", "202", "404", "422"} <= set(post["responses"])
+    assert {"200", "202", "403", "404", "413", "422"} <= set(post["responses"])
     assert "application/problem+json" in post["responses"]["422"]["content"]
+    assert "idempotency_key_reused" in post["responses"]["422"]["description"]
+    assert "message_too_large" in post["responses"]["413"]["description"]
+    assert "may not request" in post["responses"]["403"]["description"]
+    assert "idempotency_key_reused" in post["description"]
     assert any(p["name"] == "Idempotency-Key" for p in post["parameters"])
     assert "bearerToken" in spec["components"]["securitySchemes"]
     assert "SubmitServiceRequest" in spec["components"]["schemas"]

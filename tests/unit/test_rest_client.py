@@ -26,7 +26,7 @@ from gateway.client.rest import (
 )
 from gateway.core.aggregation import PartStatus
 from gateway.core.envelope import MessageKind
-from gateway.core.errors import InternalError, NotFound, SchemaViolation
+from gateway.core.errors import IdempotencyKeyReused, InternalError, NotFound, SchemaViolation
 from gateway.core.lifecycle import MessageState
 from gateway.core.service_lifecycle import ServiceState
 from gateway.store.callbacks import CallbackState
@@ -136,9 +136,9 @@ async def test_idempotency_key_returns_the_first_request(
     again = await api.submit("passport-check", APPLICANT, idempotency_key="k-1")
     assert again.id == first.id
     assert len(aggregator.records) == 1
-    with pytest.raises(Conflict) as caught:
+    with pytest.raises(IdempotencyKeyReused) as caught:
         await api.submit("child-birth-benefit", APPLICANT, idempotency_key="k-1")
-    assert caught.value.code == "conflict"
+    assert caught.value.code == "idempotency_key_reused"
     assert caught.value.detail == {"field": "Idempotency-Key", "id": str(first.id)}
 
 

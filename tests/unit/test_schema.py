@@ -99,6 +99,24 @@ def test_invalid_content_is_refused(path: Path) -> None:
     assert err.detail["errors"][0]["message"] in err.message
 
 
+def test_refused_values_are_not_quoted() -> None:
+    """libxml2 quotes the value it refuses; that is message content (a passport number,
+    a name), which reaches faults and logs: the message names the element and the rule
+    only."""
+    text = (CONTENT / "mvd-passport-validity.request.xml").read_text("utf-8")
+    bad = text.replace("482913", "48291X").replace("1995-05-28", "Сидоров")
+    with pytest.raises(SchemaViolation) as info:
+        validate_content(etree.fromstring(bad.encode()))
+    err = info.value
+    shown = err.message + repr(err.detail["errors"])
+    assert "48291X" not in shown
+    assert "Сидоров" not in shown
+    assert "Number" in err.message
+    assert "pattern" in err.message
+    assert "BirthDate" in shown
+    assert "xs:date" in shown
+
+
 def test_many_errors_are_summarised() -> None:
     element = load(CONTENT / "invalid" / "mvd-residence-registration.bad-region.xml")
     with pytest.raises(SchemaViolation) as info:
