@@ -1,8 +1,9 @@
 """The HTTP face of the bus (FastAPI): SOAP ``/ws``, its WSDL, ``/health``, ``/ready``.
 
-``POST /ws`` hands the body to :meth:`Router.handle` unchanged: the SOAP endpoint
-is a thin skin over the same code path the demo and tests drive. Oversize bodies are
-refused from ``Content-Length`` or while streaming, before anything is parsed.
+``POST /ws`` hands the body to :meth:`Router.handle` unchanged (with the TLS client
+certificate, if the connection has one): the SOAP endpoint is a thin skin over the
+same code path the demo and tests drive. Oversize bodies are refused from
+``Content-Length`` or while streaming, before anything is parsed.
 
 Opened from settings, the app runs two background loops: the aggregator's (pull the
 portals' replies, fire deadlines) and the result callbacks' (POST due callbacks). They
@@ -27,6 +28,7 @@ from gateway.api import wsdl
 from gateway.api.auth import TokenAuth
 from gateway.api.models import callback_body
 from gateway.api.rest import rest_router
+from gateway.api.tls import client_certificate
 from gateway.config import Settings
 from gateway.core.errors import MessageTooLarge, SmevbusError
 from gateway.router.router import Router
@@ -118,7 +120,9 @@ def create_app(
             body = await _read_limited(request, limit)
         except SmevbusError as exc:
             return Response(soap_fault(exc), status_code=500, media_type=SOAP_MEDIA_TYPE)
-        status, reply = await request.app.state.router.handle(body)
+        status, reply = await request.app.state.router.handle(
+            body, tls_client=client_certificate(request.scope)
+        )
         return Response(reply, status_code=status, media_type=SOAP_MEDIA_TYPE)
 
     @app.get("/ws", response_class=Response, summary="WSDL of the message exchange (?wsdl)")

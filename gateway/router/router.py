@@ -23,6 +23,7 @@ import asyncio
 import uuid
 
 import structlog
+from cryptography import x509
 from lxml import etree
 
 from gateway.core.admission import AnsweredRequest, admit_request, admit_response
@@ -96,13 +97,19 @@ class Router:
             checks["transport"] = f"unavailable: {type(exc).__name__}"
         return checks
 
-    async def handle(self, raw: bytes) -> tuple[int, bytes]:
-        """Serve one SOAP request: ``(http_status, soap_reply)``; never raises."""
+    async def handle(
+        self, raw: bytes, *, tls_client: x509.Certificate | None = None
+    ) -> tuple[int, bytes]:
+        """Serve one SOAP request: ``(http_status, soap_reply)``; never raises.
+
+        ``tls_client`` is the TLS client certificate the request came with, if any: it
+        must belong to the participant that signed the request."""
         operation = "?"
         try:
             incoming = intake.read_envelope(raw, self.ctx)
             operation = incoming.operation
             caller = intake.authenticate(incoming.body, self.ctx)
+            intake.check_tls_client(caller, tls_client, self.ctx.registry)
             with structlog.contextvars.bound_contextvars(participant=caller.mnemonic):
                 reply = await self._dispatch(operation, incoming.body, caller)
             return 200, wrap_envelope(reply)
