@@ -12,8 +12,9 @@ before anything is taken from a queue: a refused replay moves nothing.
 ``Ack`` and ``GetStatus`` are not guarded: neither carries a timestamp, so there is
 no window after which a digest could be forgotten, and a replay gains nothing: an
 ``Ack`` of a settled message is refused (``not_found``) or changes nothing, and
-``GetStatus`` tells only a state, to a participant whose request it is. Mutual TLS
-on ``/ws`` keeps such requests from being captured in the first place.
+``GetStatus`` tells only a state, to a participant whose request it is. TLS on
+``/ws`` keeps requests from being captured on the wire, and mutual TLS keeps anyone
+but their signer from posting them (:mod:`gateway.api.tls`).
 """
 
 from __future__ import annotations
