@@ -20,7 +20,6 @@ from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
 import aio_pika
-import httpx
 import pytest
 
 from gateway.client.http import SoapHttp
@@ -101,16 +100,12 @@ def signed_send_request(gateway: Gateway, *, eol: datetime | None = None) -> tup
     return str(message_id), wrap_envelope(body)
 
 
-def post(gateway: Gateway, soap: bytes) -> tuple[int, str | None]:
+async def post(gateway: Gateway, soap: bytes) -> tuple[int, str | None]:
     """POST to /ws: the HTTP status and the fault code (None for a reply)."""
-    reply = httpx.post(
-        gateway.process.base_url + "/ws",
-        content=soap,
-        headers={"Content-Type": "text/xml; charset=utf-8"},
-        timeout=60,
-    )
-    fault = parse_fault(parse_secure(reply.content))
-    return reply.status_code, None if fault is None else fault.code
+    async with SoapHttp(gateway.process.base_url + "/ws", timeout=60) as call:
+        status, reply = await call(soap)
+    fault = parse_fault(parse_secure(reply))
+    return status, None if fault is None else fault.code
 
 
 async def test_end_of_life_far_ahead_is_queued_with_its_exact_end_of_life(
@@ -118,7 +113,7 @@ async def test_end_of_life_far_ahead_is_queued_with_its_exact_end_of_life(
 ) -> None:
     eol = datetime(2099, 1, 1, tzinfo=UTC)
     message_id, soap = signed_send_request(gateway, eol=eol)
-    assert post(gateway, soap) == (200, None)
+    assert await post(gateway, soap) == (200, None)
     async with SoapHttp(gateway.process.base_url + "/ws", timeout=60) as call:
         zags = gateway.client("ZAGS", call)
         delivery = await zags.get_request()
@@ -189,14 +184,14 @@ async def test_a_publish_refused_by_a_full_queue_goes_through_on_the_resend_once
     )
     try:
         probes = await fill_until_refused(amqp_url, gateway.vhost)
-        assert post(gateway, soap) == (500, "internal")
+        assert await post(gateway, soap) == (500, "internal")
         async with SoapHttp(gateway.process.base_url + "/ws", timeout=60) as call:
             portal, zags = gateway.client("PORTAL", call), gateway.client("ZAGS", call)
             report = await portal.get_status(uuid.UUID(message_id))
             assert [t.state for t in report.history] == ["ACCEPTED"]
 
             await drain(amqp_url, gateway.vhost, probes)  # the provider catches up
-            assert post(gateway, soap) == (200, None)
+            assert await post(gateway, soap) == (200, None)
             report = await portal.get_status(uuid.UUID(message_id))
             assert [t.state for t in report.history] == ["ACCEPTED", "QUEUED"]
             delivery = await zags.get_request()
