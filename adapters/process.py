@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import ssl
 from contextlib import AsyncExitStack
 
 import structlog
@@ -19,7 +20,7 @@ from adapters.sdk import AdapterRunner, PollPolicy
 from adapters.sdk.push import PushSource
 from adapters.sdk.runner import BUS_UNREACHABLE_ATTEMPTS
 from gateway.assembly import open_transport
-from gateway.client.http import SoapHttp
+from gateway.client.http import SoapHttp, tls_context
 from gateway.client.participant import ParticipantClient
 from gateway.config import Settings
 from gateway.core.clock import SystemClock
@@ -32,6 +33,17 @@ log = structlog.get_logger(__name__)
 #: meanwhile waiting in its buffer. (Consuming fails only after the transport has ridden
 #: out a reconnect, so failures do not spin.)
 PUSH_POLL = PollPolicy(interval=0.001, max_interval=0.001)
+
+
+def _gateway_tls(settings: Settings) -> ssl.SSLContext | None:
+    """The TLS context for an ``https`` gateway, from ``SMEVBUS_CLIENT_TLS_*``."""
+    if settings.client_tls_ca_file is None and settings.client_tls_cert_file is None:
+        return None
+    return tls_context(
+        ca_file=settings.client_tls_ca_file,
+        cert_file=settings.client_tls_cert_file,
+        key_file=settings.client_tls_key_file,
+    )
 
 
 async def run_adapter(
@@ -55,7 +67,9 @@ async def run_adapter(
     adapter, closer = spec.build(agency_url)
     async with AsyncExitStack() as stack:
         stack.push_async_callback(close_quietly, closer)
-        call = await stack.enter_async_context(SoapHttp(gateway_url.rstrip("/") + "/ws"))
+        call = await stack.enter_async_context(
+            SoapHttp(gateway_url.rstrip("/") + "/ws", tls=_gateway_tls(settings))
+        )
         client = ParticipantClient(
             signer=load_signer(settings.keys_dir, spec.mnemonic, settings.signature_profile),
             verifier=verifier,

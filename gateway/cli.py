@@ -53,10 +53,19 @@ def keys_init(
     keys_dir: KeysDir = REPO_ROOT / "keys",
     registry: Annotated[Path | None, typer.Option(help="Registry TOML.")] = None,
     key_type: Annotated[KeyKind, typer.Option(help="EC P-256 or RSA 2048.")] = KeyKind.EC,
+    tls_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--tls-host",
+            help="A host name or address the gateway's TLS certificate is also for "
+            "(besides localhost, 127.0.0.1, ::1); repeatable.",
+        ),
+    ] = None,
 ) -> None:
-    """Make the dev PKI: root CA, CRL, one key and certificate per participant.
+    """Make the dev PKI: root CA, CRL, one key and certificate per participant (for
+    signing and as its TLS client certificate), the gateway's TLS server certificate.
 
-    Written once: existing files are kept, only missing participants are added.
+    Written once: existing files are kept, only missing certificates are added.
     """
     from gateway.assembly import load_registry
     from gateway.crypto.devpki import init_dev_pki
@@ -72,7 +81,9 @@ def keys_init(
     participants[reg.bus_mnemonic] = "smevbus"
     existed = {p for p in keys_dir.glob("*.pem")} if keys_dir.exists() else set()
     kind: Literal["ec", "rsa"] = "rsa" if key_type is KeyKind.RSA else "ec"
-    paths = init_dev_pki(keys_dir, participants, key_type=kind, clock=SystemClock())
+    paths = init_dev_pki(
+        keys_dir, participants, key_type=kind, tls_hosts=tls_host or (), clock=SystemClock()
+    )
     made = [p for p in paths if p not in existed]
     console.print(
         f"dev PKI in {keys_dir}: {len(made)} file(s) written, {len(paths) - len(made)} kept "
@@ -154,11 +165,13 @@ def serve(
     """Run the gateway: SOAP /ws (WSDL at /ws?wsdl), /health, /ready.
 
     Transport, journal, keys and registry come from SMEVBUS_* settings
-    (SMEVBUS_TRANSPORT=amqp and SMEVBUS_DATABASE_URL=postgresql://... in production).
+    (SMEVBUS_TRANSPORT=amqp and SMEVBUS_DATABASE_URL=postgresql://... in production);
+    HTTPS, with participants' TLS client certificates, from SMEVBUS_TLS_*.
     """
     import uvicorn
 
     from gateway.api.app import create_app
+    from gateway.api.tls import uvicorn_tls
     from gateway.logs import configure_logging
 
     # Worker processes read their settings from the environment: put the options there.
@@ -182,6 +195,7 @@ def serve(
         log_level=settings.log_level.lower(),
         log_config=None,  # uvicorn logs through configure_logging's redacting pipeline
         timeout_graceful_shutdown=30,
+        **uvicorn_tls(settings),
     )
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator
+from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from gateway.crypto.signer import SignatureProfile
@@ -97,6 +97,23 @@ class Settings(BaseSettings):
     callback_backoff_max_s: float = Field(default=300.0, gt=0)
     #: Timeout of one whole callback POST, seconds.
     callback_timeout_s: float = Field(default=10.0, gt=0)
+    #: TLS of ``smevbus serve``: the gateway's certificate (PEM, may hold the chain) and
+    #: private key. Unset: plain HTTP (behind a TLS-terminating proxy, say).
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    #: CA certificates (PEM) a participant's TLS client certificate must chain to.
+    tls_client_ca_file: Path | None = None
+    #: Whether a client must present a TLS certificate: ``required`` (the default: a
+    #: TLS gateway is a mutual TLS gateway unless told otherwise), ``optional`` or
+    #: ``none``. A certificate presented on /ws must belong to the participant whose
+    #: signature the message carries.
+    tls_client_cert: Literal["required", "optional", "none"] = "required"
+    #: TLS of a participant process (``smevbus adapter``) calling the gateway: CA
+    #: certificates to trust for the gateway's certificate (unset: the system's), and the
+    #: participant's own client certificate and key to present.
+    client_tls_ca_file: Path | None = None
+    client_tls_cert_file: Path | None = None
+    client_tls_key_file: Path | None = None
 
     @field_validator("callback_hosts", "callback_networks", mode="before")
     @classmethod
@@ -107,6 +124,26 @@ class Settings(BaseSettings):
                 return json.loads(text)
             return [h.strip() for h in text.split(",") if h.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _tls_complete(self) -> Settings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("set both SMEVBUS_TLS_CERT_FILE and SMEVBUS_TLS_KEY_FILE, or neither")
+        if (
+            self.tls_cert_file is not None
+            and self.tls_client_cert != "none"
+            and self.tls_client_ca_file is None
+        ):
+            raise ValueError(
+                f"SMEVBUS_TLS_CLIENT_CERT={self.tls_client_cert} needs "
+                "SMEVBUS_TLS_CLIENT_CA_FILE (the CA participants' TLS certificates chain "
+                "to); set SMEVBUS_TLS_CLIENT_CERT=none for TLS without client certificates"
+            )
+        if (self.client_tls_cert_file is None) != (self.client_tls_key_file is None):
+            raise ValueError(
+                "set both SMEVBUS_CLIENT_TLS_CERT_FILE and SMEVBUS_CLIENT_TLS_KEY_FILE, or neither"
+            )
+        return self
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -120,4 +157,5 @@ class Settings(BaseSettings):
     @property
     def base_url(self) -> str:
         """Where portals reach this gateway (``public_url``, else host and port)."""
-        return (self.public_url or f"http://{self.http_host}:{self.http_port}").rstrip("/")
+        scheme = "http" if self.tls_cert_file is None else "https"
+        return (self.public_url or f"{scheme}://{self.http_host}:{self.http_port}").rstrip("/")

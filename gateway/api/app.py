@@ -1,10 +1,11 @@
 """The HTTP face of the bus (FastAPI): SOAP ``/ws``, its WSDL, ``/health``, ``/ready``.
 
-``POST /ws`` hands the body to :meth:`Router.handle` unchanged: the SOAP endpoint
-is a thin skin over the same code path the demo and tests drive. A body that is not
-SOAP by its ``Content-Type`` (``text/xml`` for SOAP 1.1, ``application/soap+xml``; a
-missing one too) is refused with 415 before it is read; oversize bodies are refused
-from ``Content-Length`` or while streaming, before anything is parsed.
+``POST /ws`` hands the body to :meth:`Router.handle` unchanged (with the TLS client
+certificate, if the connection has one): the SOAP endpoint is a thin skin over the
+same code path the demo and tests drive. A body that is not SOAP by its
+``Content-Type`` (``text/xml`` for SOAP 1.1, ``application/soap+xml``; a missing one
+too) is refused with 415 before it is read; oversize bodies are refused from
+``Content-Length`` or while streaming, before anything is parsed.
 
 Opened from settings, the app runs two background loops: the aggregator's (pull the
 portals' replies, fire deadlines) and the result callbacks' (POST due callbacks). They
@@ -37,6 +38,7 @@ from gateway.api.auth import TokenAuth
 from gateway.api.body_limit import BodyLimit
 from gateway.api.models import PREFIX, callback_body
 from gateway.api.rest import rest_router
+from gateway.api.tls import client_certificate
 from gateway.config import Settings
 from gateway.core.errors import MessageTooLarge, SmevbusError, UnsupportedMediaType
 from gateway.core.xml_text import escape_forbidden
@@ -145,7 +147,9 @@ def create_app(
             body = await _read_limited(request, limit)
         except SmevbusError as exc:
             return Response(soap_fault(exc), status_code=500, media_type=SOAP_MEDIA_TYPE)
-        status, reply = await request.app.state.router.handle(body)
+        status, reply = await request.app.state.router.handle(
+            body, tls_client=client_certificate(request.scope)
+        )
         return Response(reply, status_code=status, media_type=SOAP_MEDIA_TYPE)
 
     @app.get("/ws", response_class=Response, summary="WSDL of the message exchange (?wsdl)")

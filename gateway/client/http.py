@@ -8,6 +8,8 @@ gateway itself.
 
 from __future__ import annotations
 
+import ssl
+from pathlib import Path
 from types import TracebackType
 from typing import Self
 
@@ -27,8 +29,10 @@ class SoapHttp:
     Keeps connections alive between calls (at most ``max_connections`` at once)
     unless ``keep_alive`` is off: then each call opens its own, which lets a layer-4
     balancer spread calls over gateway processes. A call that gets no answer within
-    ``timeout`` seconds raises :class:`GatewayUnreachable`. Use as an async context
-    manager, or ``close()``.
+    ``timeout`` seconds raises :class:`GatewayUnreachable`. ``tls`` is the TLS context
+    of an ``https`` URL (:func:`tls_context`: the CA to trust, the participant's client
+    certificate); None: the system's CAs, no client certificate. Use as an async
+    context manager, or ``close()``.
     """
 
     def __init__(
@@ -38,8 +42,10 @@ class SoapHttp:
         timeout: float = 60.0,
         max_connections: int = 100,
         keep_alive: bool = True,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.url = url
+        self._ssl: ssl.SSLContext | bool = True if tls is None else tls
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._max_connections = max_connections
         self._keep_alive = keep_alive
@@ -50,7 +56,7 @@ class SoapHttp:
             self._session = aiohttp.ClientSession(
                 timeout=self._timeout,
                 connector=aiohttp.TCPConnector(
-                    limit=self._max_connections, force_close=not self._keep_alive
+                    limit=self._max_connections, force_close=not self._keep_alive, ssl=self._ssl
                 ),
             )
         try:
@@ -75,3 +81,14 @@ class SoapHttp:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+def tls_context(
+    *, ca_file: Path | None = None, cert_file: Path | None = None, key_file: Path | None = None
+) -> ssl.SSLContext:
+    """A client TLS context: trusting ``ca_file`` (None: the system's CAs), presenting
+    ``cert_file``/``key_file`` as the participant's TLS client certificate if given."""
+    context = ssl.create_default_context(cafile=None if ca_file is None else str(ca_file))
+    if cert_file is not None:
+        context.load_cert_chain(cert_file, key_file)
+    return context

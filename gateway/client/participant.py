@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from lxml import etree
 
@@ -50,6 +50,7 @@ class ParticipantClient:
         self.ids = ids or MessageIdSource(clock)
         self._call = call
         self._bus = bus_mnemonic
+        self._last_poll: datetime | None = None
 
     # --- consumer -------------------------------------------------------------------
 
@@ -112,7 +113,13 @@ class ParticipantClient:
     # --- plumbing -------------------------------------------------------------------
 
     def _selector(self, namespace: str | None) -> m.TypeSelector:
-        return m.TypeSelector(timestamp=self.clock.now(), namespace_uri=namespace)
+        # The bus serves a signed pull once: no two of ours share a Timestamp, even
+        # when the clock has not moved since the last one.
+        now = self.clock.now()
+        if self._last_poll is not None and now <= self._last_poll:
+            now = self._last_poll + timedelta(microseconds=1)
+        self._last_poll = now
+        return m.TypeSelector(timestamp=now, namespace_uri=namespace)
 
     async def _exchange(self, body: etree._Element) -> etree._Element:
         """Sign ``body``, send it, and return the reply's Body element (or raise its fault)."""

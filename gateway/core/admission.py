@@ -97,6 +97,15 @@ def check_timestamp(when: datetime, now: datetime, policy: TimePolicy, *, what: 
     _check_window(when, now, policy.clock_skew, policy, what=what)
 
 
+def replay_window_end(when: datetime, policy: TimePolicy) -> datetime:
+    """Until when a signed poll stamped ``when`` must be remembered to refuse its replay.
+
+    :func:`check_timestamp` accepts it until ``when + clock_skew``; it is kept one skew
+    longer for the other gateway processes, whose clocks may run behind this one's.
+    """
+    return when + 2 * policy.clock_skew
+
+
 def _check_window(
     when: datetime, now: datetime, past: timedelta, policy: TimePolicy, *, what: str
 ) -> None:

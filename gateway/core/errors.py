@@ -97,6 +97,18 @@ class StaleMessageId(SmevbusError):
     origin = Origin.CLIENT
 
 
+class ReplayedRequest(SmevbusError):
+    """A signed pull request (GetRequest, GetResponse) the bus has received before.
+
+    SMEV 3 names no fault for this (its StaleMessageId is about a MessageID's age, and
+    a client reading it checks its clock, which is not the problem here): a captured
+    request posted again would hand its poster the next queued message.
+    """
+
+    code = "replayed_request"
+    origin = Origin.CLIENT
+
+
 class DestinationUnknown(SmevbusError):
     """No registered participant provides this message type."""
 
@@ -161,6 +173,7 @@ ALL_ERRORS: tuple[type[SmevbusError], ...] = (
     AccessDenied,
     MessageAlreadySent,
     StaleMessageId,
+    ReplayedRequest,
     DestinationUnknown,
     MessageTooLarge,
     UnsupportedMediaType,

@@ -22,6 +22,7 @@ HTTP_STATUS: dict[str, int] = {
     "access_denied": 403,
     "message_already_sent": 409,
     "stale_message_id": 409,
+    "replayed_request": 409,
     "destination_unknown": 404,
     "message_too_large": 413,
     "unsupported_media_type": 415,

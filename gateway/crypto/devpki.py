@@ -3,6 +3,11 @@
 Layout of the keys directory::
 
     ca.cert.pem  ca.key.pem  crl.pem  <MNEMONIC>.cert.pem  <MNEMONIC>.key.pem
+    tls-server.cert.pem  tls-server.key.pem
+
+The participant certificates serve for signing and as TLS client certificates
+(``clientAuth``); ``tls-server`` is the gateway's own TLS server certificate, for
+:data:`DEFAULT_TLS_HOSTS` and any host named when it was made.
 
 Private key files are created with mode 0600. Nothing here is meant for
 production keys; it exists so a developer (and the tests) get a working trust
@@ -11,8 +16,9 @@ setup with one command, plus the bad certificates the tests need.
 
 from __future__ import annotations
 
+import ipaddress
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -36,6 +42,9 @@ CERT_LIFETIME = timedelta(days=730)
 CRL_LIFETIME = timedelta(days=30)
 # Backdate so that a certificate made "now" is valid on a host whose clock lags a bit.
 BACKDATE = timedelta(hours=1)
+TLS_SERVER = "tls-server"
+#: The names a dev gateway's TLS certificate is valid for, besides any given.
+DEFAULT_TLS_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 
 @dataclass(frozen=True)
@@ -159,6 +168,39 @@ def issue(
     return Issued(cert, key)
 
 
+def issue_tls_server(ca: Issued, hosts: Sequence[str], clock: Clock) -> Issued:
+    """A TLS server certificate for the gateway: ``serverAuth``, valid for ``hosts``
+    (DNS names or IP addresses, as subject alternative names; the first is the CN)."""
+    if not hosts:
+        raise ValueError("a TLS server certificate needs at least one host name or address")
+    names: list[x509.GeneralName] = []
+    for host in hosts:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            names.append(x509.DNSName(host))
+    key = generate_key("ec")
+    now = clock.now()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])]))
+        .issuer_name(ca.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - BACKDATE)
+        .not_valid_after(now + CERT_LIFETIME)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()),
+            critical=False,
+        )
+        .sign(ca.key, hashes.SHA256())
+    )
+    return Issued(cert, key)
+
+
 def make_crl(
     ca: Issued,
     clock: Clock,
@@ -187,13 +229,16 @@ def init_dev_pki(
     participants: Mapping[str, str],
     *,
     key_type: KeyType = "ec",
+    tls_hosts: Sequence[str] = (),
     clock: Clock,
 ) -> list[Path]:
     """Create the dev PKI in ``keys_dir``; never overwrite an existing file.
 
     ``participants`` maps mnemonic -> human name (may be empty). If ``ca.cert.pem``
-    already exists the CA is reused and only missing participant certificates are
-    issued. Returns the paths of every file in the layout, existing or new.
+    already exists the CA is reused and only missing certificates are issued: the
+    participants', and the gateway's TLS server certificate for
+    :data:`DEFAULT_TLS_HOSTS` plus ``tls_hosts``. Returns the paths of every file in
+    the layout, existing or new.
     """
     keys_dir.mkdir(parents=True, exist_ok=True)
     if (keys_dir / CA_CERT_FILE).exists():
@@ -212,7 +257,11 @@ def init_dev_pki(
                 keys_dir, mnemonic, issue(ca, mnemonic, clock, name=name, key_type=key_type)
             )
         paths += [cpath, kpath]
-    return paths
+    cpath, kpath = cert_path(keys_dir, TLS_SERVER), key_path(keys_dir, TLS_SERVER)
+    if not cpath.exists():
+        hosts = list(dict.fromkeys([*DEFAULT_TLS_HOSTS, *tls_hosts]))
+        write_participant(keys_dir, TLS_SERVER, issue_tls_server(ca, hosts, clock))
+    return [*paths, cpath, kpath]
 
 
 def load_ca(keys_dir: Path) -> Issued:

@@ -12,7 +12,7 @@ from cryptography import x509
 from lxml import etree
 
 from gateway.core.errors import SignatureInvalid
-from gateway.crypto.signer import Signer, Verifier
+from gateway.crypto.signer import DS_NS, Signer, Verifier
 from gateway.xml.namespaces import SMEV_TYPES, qname
 from gateway.xml.soap import SignatureContainer, find_signature, signature_target
 
@@ -45,3 +45,21 @@ def verify_element(
             reason="missing",
         )
     return verifier.verify(signature_target(element), signature)
+
+
+def signed_bytes(
+    element: etree._Element, container: SignatureContainer = "CallerInformationSystemSignature"
+) -> bytes:
+    """What the (verified) signature in ``element``'s container signs: its ds:SignedInfo in
+    exclusive c14n, which holds the digest of the signed part.
+
+    The same for every copy of one signing act however it is re-serialized, and for a
+    SignatureValue changed into another valid one (an ECDSA signature ``(r, s)`` also
+    verifies as ``(r, n - s)``); different for whatever is signed anew. So it, not the
+    SignatureValue, identifies a signed request for the replay guard.
+    """
+    signature = find_signature(element, container)
+    signed_info = None if signature is None else signature.find(f"{{{DS_NS}}}SignedInfo")
+    if signed_info is None:
+        raise SignatureInvalid(f"<{container}> holds no ds:Signature/ds:SignedInfo")
+    return etree.tostring(signed_info, method="c14n", exclusive=True)

@@ -1,8 +1,9 @@
 """The checks every incoming SOAP document passes, in order, each a small function.
 
 parse (hardened) -> SOAP 1.1 structure -> bus schema -> signature and certificate ->
-the certificate decides the caller (registry). Then the verified envelope becomes
-plain values (:mod:`gateway.core.envelope`) for the pure admission rules
+the certificate decides the caller (registry) -> a TLS client certificate, if the
+caller presented one, must be the same participant's. Then the verified envelope
+becomes plain values (:mod:`gateway.core.envelope`) for the pure admission rules
 (:mod:`gateway.core.admission`: freshness, end of life, rights).
 """
 
@@ -12,6 +13,7 @@ import hashlib
 import uuid
 from dataclasses import dataclass
 
+from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.x509 import InvalidVersion
 from lxml import etree
@@ -24,8 +26,8 @@ from gateway.core.envelope import (
     SenderProvidedRequestData,
     SenderProvidedResponseData,
 )
-from gateway.core.errors import InvalidContent, SignatureInvalid
-from gateway.core.registry import Participant
+from gateway.core.errors import AccessDenied, InvalidContent, SenderNotRegistered, SignatureInvalid
+from gateway.core.registry import Participant, Registry
 from gateway.crypto.certificates import common_name, describe, fingerprint
 from gateway.crypto.envelope import verify_element
 from gateway.router.context import BusContext
@@ -75,6 +77,34 @@ def authenticate(body: etree._Element, ctx: BusContext) -> Participant:
             reason="certificate",
         ) from None
     return ctx.registry.identify(cn, fingerprint(cert))
+
+
+def check_tls_client(
+    caller: Participant, certificate: x509.Certificate | None, registry: Registry
+) -> None:
+    """A TLS client certificate (the TLS layer checked its chain) must be the signer's.
+
+    The registry names its owner exactly as it does a signature's (CN and fingerprint):
+    a connection made with one participant's certificate carries no other's messages.
+    """
+    if certificate is None:
+        return
+    try:
+        owner: Participant | None = registry.identify(
+            common_name(certificate) or "", fingerprint(certificate)
+        )
+    except SenderNotRegistered:
+        owner = None
+    if owner is not None and owner.mnemonic == caller.mnemonic:
+        return
+    whose = "no registered participant" if owner is None else owner.mnemonic
+    raise AccessDenied(
+        f"the TLS client certificate ({describe(certificate)}) belongs to {whose}, but the "
+        f"message is signed by {caller.mnemonic}: connect with {caller.mnemonic}'s own TLS "
+        "client certificate",
+        reason="tls_client_certificate",
+        participant=caller.mnemonic,
+    )
 
 
 def request_model(data: RequestData, message_type: str) -> SenderProvidedRequestData:

@@ -30,6 +30,7 @@ from gateway.crypto.envelope import sign_element
 from gateway.router.context import BusContext
 from gateway.router.held import PARK_LIMIT, ParkedMessages, PulledMessages, of_type
 from gateway.router.moves import Moves, metadata
+from gateway.router.replays import ReplayGuard
 from gateway.store.base import Store, TransitionConflict
 from gateway.store.records import MessageRecord
 from gateway.transport.base import HEADER_KIND, Delivery, Direction, Transport
@@ -51,11 +52,15 @@ class Pulls:
         self.moves = moves
         self._pulled = PulledMessages()
         self._parked = ParkedMessages()
+        self._replays = ReplayGuard(ctx, store)
 
     async def get(
         self, body: etree._Element, caller: Participant, direction: Direction
     ) -> etree._Element:
-        """GetRequest / GetResponse: the next message for ``caller``, signed by the bus."""
+        """GetRequest / GetResponse: the next message for ``caller``, signed by the bus.
+
+        A signed pull is served once (:mod:`gateway.router.replays`), checked before
+        anything is taken from the queue."""
         selector = read_selector(body)
         check_timestamp(
             selector.timestamp,
@@ -63,6 +68,8 @@ class Pulls:
             self.ctx.time_policy,
             what="MessageTypeSelector/Timestamp",
         )
+        operation = "GetRequest" if direction is Direction.REQUESTS else "GetResponse"
+        await self._replays.admit(body, caller, operation, selector.timestamp)
         delivered = await self.take(caller, direction, selector.namespace_uri)
         if isinstance(delivered, m.RequestDelivery):
             reply = m.build_get_request_response(delivered)

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
 import structlog
+from cryptography import x509
 from lxml import etree
 
 from gateway.core.admission import AnsweredRequest, admit_request, admit_response
@@ -114,17 +115,22 @@ class Router:
             checks["transport"] = f"unavailable: {type(exc).__name__}"
         return checks
 
-    async def handle(self, raw: bytes) -> tuple[int, bytes]:
+    async def handle(
+        self, raw: bytes, *, tls_client: x509.Certificate | None = None
+    ) -> tuple[int, bytes]:
         """Serve one SOAP request: ``(http_status, soap_reply)``; never raises.
 
         A request larger than ``ctx.thread_above_bytes`` is parsed, validated and
-        verified in a worker thread (:func:`_work`)."""
+        verified in a worker thread (:func:`_work`). ``tls_client`` is the TLS client
+        certificate the request came with, if any: it must belong to the participant
+        that signed the request."""
         operation = "?"
         large = len(raw) > self.ctx.thread_above_bytes
         try:
             incoming = await _work(large, intake.read_envelope, raw, self.ctx)
             operation = incoming.operation
             caller = await _work(large, intake.authenticate, incoming.body, self.ctx)
+            intake.check_tls_client(caller, tls_client, self.ctx.registry)
             with structlog.contextvars.bound_contextvars(participant=caller.mnemonic):
                 reply = await self._dispatch(operation, incoming.body, caller, large)
             return 200, wrap_envelope(reply)

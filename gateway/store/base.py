@@ -15,6 +15,10 @@ PostgreSQL alike):
   journal records each real move once, and the caller learns it lost.
 * timestamps are always handed in (``at``); the store never reads a clock. Stored and
   returned datetimes are timezone-aware UTC.
+* ``remember`` is the replay guard's memory, shared by every process on the database:
+  of any number of calls with one digest (at once, from any processes) exactly one
+  gets True until the digest is forgotten, which happens some time after its
+  ``expires_at`` and never before.
 """
 
 from __future__ import annotations
@@ -121,4 +125,14 @@ class Store(Protocol):
 
     async def responses_to(self, request_id: str) -> list[MessageRecord]:
         """Responses whose ``in_reply_to`` is ``request_id``, oldest first (maybe none)."""
+        ...
+
+    async def remember(
+        self, digest: str, participant: str, *, expires_at: datetime, now: datetime
+    ) -> bool:
+        """Remember ``digest`` (a signed request of ``participant``) until ``expires_at``.
+
+        True the first time; False while it is remembered (a replay). One statement;
+        now and then (``now`` says when) a second one forgets what expired.
+        """
         ...

@@ -15,6 +15,9 @@ How the guarantees of :mod:`gateway.store.base` are kept, identically on both:
 * Round trips matter on PostgreSQL (the journal is most of the bus's work): each
   write is one statement (a data-modifying CTE writes the history row with it) in
   autocommit, so ``accept`` and a transition from a known state cost one round trip.
+* ``remember`` (the pull replay guard) is one ``INSERT ... ON CONFLICT DO NOTHING
+  RETURNING`` on ``replay_guard``'s primary key, on both databases; at most once per
+  :data:`REPLAY_PURGE_INTERVAL` a process also deletes the rows past ``expires_at``.
 * On SQLite the store additionally serializes its own operations with an asyncio
   lock: an in-memory database is a single shared connection, and a file database
   has one writer anyway. Several processes on one file still work (SQLite locks).
@@ -25,7 +28,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
 
@@ -38,12 +41,14 @@ from sqlalchemy import (
     Text,
     and_,
     bindparam,
+    delete,
     func,
     insert,
     or_,
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -65,7 +70,11 @@ from gateway.store.records import (
     require_aware,
     require_name,
 )
-from gateway.store.schema import UtcDateTime, messages, transitions
+from gateway.store.schema import UtcDateTime, messages, replay_guard, transitions
+
+#: How often a process deletes the replay guard's expired rows (judged by the ``now``
+#: handed to ``remember``).
+REPLAY_PURGE_INTERVAL = timedelta(minutes=1)
 
 
 class SqlStore:
@@ -78,6 +87,8 @@ class SqlStore:
         # On PostgreSQL every operation is a single statement (a write and its history
         # row in one, through a data-modifying CTE).
         self._autocommit = autocommit(engine)
+        self._remember = _REMEMBER_PG if self._pg else _REMEMBER_SQLITE
+        self._next_purge: datetime | None = None
 
     @classmethod
     def from_url(cls, url: str | URL, *, schema: str | None = None) -> SqlStore:
@@ -255,6 +266,24 @@ class SqlStore:
         )
         return await self._select_messages(query)
 
+    async def remember(
+        self, digest: str, participant: str, *, expires_at: datetime, now: datetime
+    ) -> bool:
+        require_name("participant", participant)
+        require_aware("expires_at", expires_at)
+        require_aware("now", now)
+        async with self._serialized(), self._autocommit.begin() as conn:
+            if self._next_purge is None or now >= self._next_purge:
+                self._next_purge = now + REPLAY_PURGE_INTERVAL
+                await conn.execute(_FORGET_EXPIRED, {"now": now})
+            row = (
+                await conn.execute(
+                    self._remember,
+                    {"digest": digest, "participant": participant, "expires_at": expires_at},
+                )
+            ).one_or_none()
+        return row is not None
+
     @asynccontextmanager
     async def _serialized(self) -> AsyncIterator[None]:
         if self._lock is None:
@@ -395,6 +424,24 @@ _CLAIM_ANSWER = (
     )
     .values(answered_by=bindparam("response_id"))
     .returning(messages.c.message_id)
+)
+
+# The replay guard: ``INSERT ... ON CONFLICT (digest) DO NOTHING RETURNING digest`` (a
+# row back means the digest is new), the same SQL on both databases from each
+# dialect's own ``insert``; and the purge of what expired.
+_REMEMBER_PG, _REMEMBER_SQLITE = (
+    dialect.insert(replay_guard)
+    .values(
+        digest=bindparam("digest", type_=String()),
+        participant=bindparam("participant", type_=String()),
+        expires_at=bindparam("expires_at", type_=UtcDateTime()),
+    )
+    .on_conflict_do_nothing(index_elements=[replay_guard.c.digest])
+    .returning(replay_guard.c.digest)
+    for dialect in (postgresql, sqlite)
+)
+_FORGET_EXPIRED = delete(replay_guard).where(
+    replay_guard.c.expires_at < bindparam("now", type_=UtcDateTime())
 )
 
 

@@ -24,6 +24,8 @@ Reliability choices:
   and dead-letters it as ``expired``; dead-lettering strips ``expiration``, so a
   message back from a retry queue is only found expired when next delivered
   (the exact end of life travels in a header and is checked on every delivery).
+  The same goes for an end of life further ahead than the broker's TTL limit
+  (:func:`~gateway.transport.amqp_wire.broker_ttl`): it gets no TTL at all.
 """
 
 from __future__ import annotations

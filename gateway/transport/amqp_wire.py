@@ -2,7 +2,9 @@
 
 The message id goes in the ``message_id`` property, the end of life both in a
 header (exact, and kept across dead-lettering, which strips ``expiration``) and
-as the per-message ``expiration`` (so the broker expires it while it waits).
+as the per-message ``expiration`` (so the broker expires it while it waits), as
+long as the broker takes it: an end of life further ahead than
+:data:`MAX_BROKER_TTL` travels in the header alone (:func:`broker_ttl`).
 Transport bookkeeping uses ``x-smevbus-*`` headers; the broker adds
 ``x-delivery-count`` (quorum queues) and ``x-death`` (dead-lettering).
 """
@@ -30,6 +32,24 @@ DEAD_REASON = "x-smevbus-dead-reason"
 DEAD_DETAIL = "x-smevbus-dead-detail"
 DELIVERY_COUNT = "x-delivery-count"
 
+#: The longest per-message ``expiration`` every RabbitMQ takes: 2^32 - 1 ms (about 49.7
+#: days, Erlang's timer limit; 3.10 takes up to ten years). A longer one is refused with
+#: ``PRECONDITION_FAILED invalid expiration ... value_too_large``, closing the channel.
+MAX_BROKER_TTL = timedelta(milliseconds=2**32 - 1)
+
+
+def broker_ttl(expires_at: datetime, now: datetime) -> timedelta | None:
+    """The per-message TTL for an end of life: the time left, or None when that is more
+    than the broker takes.
+
+    Not clamped to :data:`MAX_BROKER_TTL`: the broker would then dead-letter as expired,
+    after 49 days, a message whose end of life is years ahead. Without a TTL the
+    message waits, and the transport's own check on delivery (the header) expires it at
+    its exact end of life, as it does for a message back from a retry queue.
+    """
+    left = max(expires_at - now, timedelta(0))
+    return None if left > MAX_BROKER_TTL else left
+
 
 def to_amqp(
     message: Message, now: datetime, *, retries: int = 0, extra: Mapping[str, str] | None = None
@@ -38,7 +58,7 @@ def to_amqp(
     expiration: timedelta | None = None
     if message.expires_at is not None:
         headers[EXPIRES_AT] = message.expires_at.isoformat()
-        expiration = max(message.expires_at - now, timedelta(0))
+        expiration = broker_ttl(message.expires_at, now)
     if retries:
         headers[RETRIES] = retries
     headers.update(extra or {})

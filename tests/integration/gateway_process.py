@@ -11,6 +11,7 @@ import asyncio
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -89,16 +90,21 @@ def fresh_database() -> Iterator[str]:
 
 @dataclass
 class GatewayProcess:
-    """``smevbus serve`` as a child process; ``base_url`` once :meth:`start` returned."""
+    """``smevbus serve`` as a child process; ``base_url`` once :meth:`start` returned.
+
+    With ``tls`` (a client context: the CA to trust, a client certificate if the
+    gateway requires one) it is reached over HTTPS, readiness probe included.
+    """
 
     env: dict[str, str]
     log_path: Path
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    tls: ssl.SSLContext | None = None
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'http' if self.tls is None else 'https'}://127.0.0.1:{self.port}"
 
     def start(self, ready_within: float = 60.0) -> None:
         env = {**os.environ, **self.env, "SMEVBUS_HTTP_PORT": str(self.port)}
@@ -117,7 +123,8 @@ class GatewayProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"gateway exited early:\n{self.log_path.read_text()[-3000:]}")
             try:
-                if httpx.get(f"{self.base_url}/ready", timeout=2).status_code == 200:
+                ready = httpx.get(f"{self.base_url}/ready", timeout=2, verify=self.tls or True)
+                if ready.status_code == 200:
                     return
             except httpx.TransportError:
                 pass

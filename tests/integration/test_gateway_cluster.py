@@ -20,8 +20,11 @@ from gateway.client.http import SoapHttp
 from gateway.client.participant import ParticipantClient
 from gateway.core.clock import SystemClock
 from gateway.crypto.devpki import init_dev_pki
+from gateway.crypto.envelope import sign_element
 from gateway.crypto.keystore import load_signer, load_verifier
+from gateway.xml import messages as m
 from gateway.xml.parse import parse_secure
+from gateway.xml.soap import parse_fault, wrap_envelope
 from tests.integration import store_fixtures
 from tests.integration.gateway_process import GatewayProcess, fresh_database, isolated_vhost
 from tests.integration.load import queue_depths
@@ -113,6 +116,45 @@ async def test_ack_at_another_process_counts_and_the_held_copy_is_dropped(
         assert await zags_b.get_request() is None
         final = await portal.get_status(sent.message_id)
         assert [t.state for t in final.history] == ["ACCEPTED", "QUEUED", "DELIVERED", "ACKED"]
+
+
+async def test_a_get_request_replayed_at_another_process_is_refused(
+    keys: Path, cluster: tuple[str, GatewayProcess, GatewayProcess]
+) -> None:
+    _, a, b = cluster
+    clock = SystemClock()
+    verifier = load_verifier(keys, clock)
+    async with (
+        SoapHttp(a.base_url + "/ws", timeout=30) as to_a,
+        SoapHttp(b.base_url + "/ws", timeout=30) as to_b,
+    ):
+        portal = ParticipantClient(
+            signer=load_signer(keys, "PORTAL"), verifier=verifier, clock=clock, call=to_a
+        )
+        zags = ParticipantClient(
+            signer=load_signer(keys, "ZAGS"), verifier=verifier, clock=clock, call=to_a
+        )
+        content = parse_secure((CONTENT / "zags-birth-record.request.xml").read_bytes())
+        first = await portal.send_request(content)
+        second = await portal.send_request(content)
+
+        # A GetRequest captured on its way to A, posted again to B.
+        body = m.build_get_request(m.TypeSelector(timestamp=clock.now()))
+        captured = wrap_envelope(sign_element(body, load_signer(keys, "ZAGS")))
+        status, reply = await to_a(captured)
+        assert status == 200
+        assert str(first.message_id).encode() in reply
+        status, reply = await to_b(captured)
+        fault = parse_fault(parse_secure(reply))
+        assert (status, fault and fault.code) == (500, "replayed_request")
+
+        report = await portal.get_status(second.message_id)
+        assert [t.state for t in report.history] == ["ACCEPTED", "QUEUED"]
+        await zags.ack(first.message_id)
+        delivery = await zags.get_request()
+        assert delivery is not None
+        assert delivery.metadata.message_id == second.message_id
+        await zags.ack(second.message_id)
 
 
 @pytest.fixture(scope="module")

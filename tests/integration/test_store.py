@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, make_url
+from sqlalchemy import Connection, event, make_url, select
 
 from gateway.core.clock import FakeClock
 from gateway.core.errors import InvalidContent, MessageAlreadySent, NotFound
@@ -29,7 +29,8 @@ from gateway.store import (
     head_revision,
     upgrade,
 )
-from gateway.store.schema import messages, metadata
+from gateway.store.journal import REPLAY_PURGE_INTERVAL
+from gateway.store.schema import messages, metadata, replay_guard
 from tests.integration import store_fixtures
 from tests.integration.store_fixtures import Backend
 
@@ -493,6 +494,84 @@ async def test_requests_answered_before_the_claim_column_stay_answered(
 
         assert not await journal.claim_answer(message_id(1), message_id(3))
         assert await journal.claim_answer(message_id(2), message_id(3))
+
+
+# --- the pull replay guard -----------------------------------------------------------
+
+
+def digest(n: int) -> str:
+    return hashlib.sha256(f"signed-info-{n}".encode()).hexdigest()
+
+
+async def guard_rows(journal: SqlStore) -> list[str]:
+    async with journal.engine.connect() as connection:
+        rows = await connection.execute(select(replay_guard.c.digest))
+        return sorted(row.digest for row in rows)
+
+
+async def test_a_digest_is_remembered_once(store: SqlStore, clock: FakeClock) -> None:
+    until = clock.now() + timedelta(minutes=10)
+    assert await store.remember(digest(1), "ZAGS", expires_at=until, now=clock.now())
+    assert not await store.remember(digest(1), "ZAGS", expires_at=until, now=clock.now())
+    assert await store.remember(digest(2), "ZAGS", expires_at=until, now=clock.now())
+    assert await guard_rows(store) == sorted([digest(1), digest(2)])
+
+
+async def test_of_processes_racing_with_one_digest_one_remembers_it_first(
+    backend: Backend, store: SqlStore, clock: FakeClock
+) -> None:
+    others = [backend.open() for _ in range(3)]  # independent engines, as separate processes
+    try:
+        until = clock.now() + timedelta(minutes=10)
+        firsts = await asyncio.gather(
+            *(
+                journal.remember(digest(1), "ZAGS", expires_at=until, now=clock.now())
+                for journal in [store, *others]
+                for _ in range(4)
+            )
+        )
+    finally:
+        for journal in others:
+            await journal.close()
+    assert firsts.count(True) == 1
+
+
+async def test_expired_digests_are_forgotten_now_and_then_never_early(
+    store: SqlStore, clock: FakeClock
+) -> None:
+    start = clock.now()
+    short, long = start + timedelta(minutes=2), start + timedelta(minutes=10)
+    await store.remember(digest(1), "ZAGS", expires_at=short, now=start)
+    await store.remember(digest(2), "MVD_MIGR", expires_at=long, now=start)
+
+    # Past digest 1's end, but within a purge interval of the last purge: kept.
+    at = start + REPLAY_PURGE_INTERVAL / 2
+    assert not await store.remember(digest(2), "MVD_MIGR", expires_at=long, now=at)
+    clock.set(short + timedelta(seconds=1))
+    assert not await store.remember(digest(2), "MVD_MIGR", expires_at=long, now=clock.now())
+    assert await guard_rows(store) == [digest(2)]  # digest 1 was forgotten, 2 was not
+
+    clock.set(long + timedelta(seconds=1))
+    assert await store.remember(digest(2), "MVD_MIGR", expires_at=long, now=clock.now())
+
+
+async def test_remembering_is_one_statement_and_the_purge_comes_now_and_then(
+    store: SqlStore, clock: FakeClock
+) -> None:
+    statements: list[str] = []
+
+    def count(*args: object) -> None:
+        statements.append(str(args[2]).split()[0].upper())
+
+    event.listen(store.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        until = clock.now() + timedelta(minutes=10)
+        for n in range(5):
+            clock.advance(REPLAY_PURGE_INTERVAL / 4)
+            await store.remember(digest(n), "ZAGS", expires_at=until, now=clock.now())
+    finally:
+        event.remove(store.engine.sync_engine, "before_cursor_execute", count)
+    assert statements == ["DELETE", "INSERT", "INSERT", "INSERT", "INSERT", "DELETE", "INSERT"]
 
 
 # --- schema and migrations ------------------------------------------------------------

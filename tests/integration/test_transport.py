@@ -13,7 +13,7 @@ import itertools
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import aio_pika
@@ -302,6 +302,61 @@ async def test_message_past_end_of_life_is_not_handed_to_a_consumer(kit: Kit) ->
     await kit.transport.consume(REQ, zags, inbox)
     assert (await inbox.next()).message.message_id == "msg-2"
     assert [d.reason for d in await kit.transport.dead_letters(REQ, zags)] == ["expired"]
+
+
+async def test_end_of_life_far_ahead_is_taken_and_kept_exactly(kit: Kit) -> None:
+    # RabbitMQ refuses a per-message TTL this long (PRECONDITION_FAILED value_too_large).
+    [zags] = await kit.declare("ZAGS")
+    eol = datetime(2099, 1, 1, tzinfo=UTC)
+    await kit.transport.publish(REQ, zags, message(expires_at=eol))
+    await kit.transport.publish(REQ, zags, message(2))  # the channel still works
+    first, second = await kit.transport.get(REQ, zags), await kit.transport.get(REQ, zags)
+    assert first is not None
+    assert second is not None
+    assert first.message == message(expires_at=eol)
+    assert second.message.message_id == "msg-2"
+    for delivery in (first, second):
+        await delivery.ack()
+
+
+@pytest.fixture(params=["memory", "amqp"])
+async def fake_time_kit(request: pytest.FixtureRequest) -> AsyncIterator[Kit]:
+    """Like ``kit``, but on a FakeClock on RabbitMQ too: for ends of life too far ahead
+    for the broker's TTL, which only the transport's own check enforces."""
+    clock = FakeClock(SystemClock().now())
+    prefix = f"t{uuid.uuid4().hex[:8]}_"
+    if request.param == "memory":
+        memory = MemoryTransport(clock=clock, policy=POLICY)
+        yield Kit("memory", memory, clock, prefix, lifetime=timedelta(minutes=1))
+        await memory.close(grace=5)
+        return
+    url: str = request.getfixturevalue("amqp_url")
+    amqp = await AmqpTransport.connect(url, policy=POLICY, clock=clock, reconnect_timeout=WAIT)
+    kit = Kit("amqp", amqp, clock, prefix, timedelta(minutes=1), url)
+    yield kit
+    await amqp.close(grace=5)
+    await _delete_queues(url, kit.declared)
+
+
+async def test_end_of_life_beyond_the_broker_ttl_still_expires_at_its_time(
+    fake_time_kit: Kit,
+) -> None:
+    kit = fake_time_kit
+    [zags] = await kit.declare("ZAGS")
+    eol = kit.clock.now() + timedelta(days=60)  # over RabbitMQ's 49.7-day TTL limit
+    await kit.transport.publish(REQ, zags, message(1, expires_at=eol))
+    await kit.transport.publish(REQ, zags, message(2, expires_at=eol))
+    kit.elapse(timedelta(days=59))
+    delivery = await kit.transport.get(REQ, zags)
+    assert delivery is not None
+    assert delivery.message.message_id == "msg-1"
+    await delivery.ack()
+
+    kit.elapse(timedelta(days=2))
+    assert await kit.transport.get(REQ, zags) is None
+    letter = await dead_letter(kit, zags)
+    assert (letter.reason, letter.message.message_id) == (DeadLetterReason.EXPIRED, "msg-2")
+    assert letter.message.expires_at == eol
 
 
 async def test_pull_get_then_ack(kit: Kit) -> None:

@@ -12,6 +12,7 @@ from gateway.core.admission import (
     admit_request,
     admit_response,
     check_timestamp,
+    replay_window_end,
 )
 from gateway.core.clock import FakeClock, MessageIdSource
 from gateway.core.envelope import (
@@ -135,3 +136,14 @@ def test_poll_timestamps_have_a_narrow_window() -> None:
     check_timestamp(NOW - timedelta(minutes=4), NOW, POLICY, what="Timestamp")
     with pytest.raises(StaleMessageId, match="Timestamp"):
         check_timestamp(NOW - timedelta(minutes=6), NOW, POLICY, what="Timestamp")
+
+
+def test_a_poll_is_remembered_for_longer_than_it_is_accepted() -> None:
+    stamp = NOW - timedelta(minutes=1)
+    end = replay_window_end(stamp, POLICY)
+    last_accepted = stamp + POLICY.clock_skew
+    check_timestamp(stamp, last_accepted, POLICY, what="Timestamp")
+    with pytest.raises(StaleMessageId):
+        check_timestamp(stamp, last_accepted + timedelta(microseconds=1), POLICY, what="Timestamp")
+    # Kept one clock skew longer, for gateway processes whose clocks run behind.
+    assert end == last_accepted + POLICY.clock_skew

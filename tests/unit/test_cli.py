@@ -46,7 +46,7 @@ def test_keys_init_writes_the_dev_pki(tmp_path: Path) -> None:
     mnemonics = expected_mnemonics()
     assert set(mnemonics) == {"PORTAL", "ZAGS", "MVD_MIGR", "FNS", "SMEVBUS"}
     expected = {"ca.cert.pem", "ca.key.pem", "crl.pem"}
-    expected |= {f"{m}.{kind}.pem" for m in mnemonics for kind in ("cert", "key")}
+    expected |= {f"{m}.{kind}.pem" for m in [*mnemonics, "tls-server"] for kind in ("cert", "key")}
     assert {p.name for p in keys.iterdir()} == expected
     assert f"{len(expected)} file(s) written, 0 kept" in output
     for path in keys.iterdir():

@@ -42,6 +42,8 @@ def test_layout_and_permissions(keys: Path) -> None:
             "ZAGS.key.pem",
             "MVD.cert.pem",
             "MVD.key.pem",
+            "tls-server.cert.pem",
+            "tls-server.key.pem",
         ]
     )
     for key in keys.glob("*.key.pem"):
@@ -63,6 +65,28 @@ def test_init_never_overwrites(keys: Path, clock: FakeClock) -> None:
     fns = x509.load_pem_x509_certificate((keys / "FNS.cert.pem").read_bytes())
     ca = x509.load_pem_x509_certificate((keys / "ca.cert.pem").read_bytes())
     fns.verify_directly_issued_by(ca)
+
+
+def test_the_gateway_tls_certificate_is_for_the_local_host_and_any_host_named(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    devpki.init_dev_pki(tmp_path, {"ZAGS": ""}, tls_hosts=["gateway", "10.0.0.7"], clock=clock)
+    cert = x509.load_pem_x509_certificate((tmp_path / "tls-server.cert.pem").read_bytes())
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.DNSName) == ["localhost", "gateway"]
+    assert [str(a) for a in names.get_values_for_type(x509.IPAddress)] == [
+        "127.0.0.1",
+        "::1",
+        "10.0.0.7",
+    ]
+    usage = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(usage) == [x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]
+    ca = x509.load_pem_x509_certificate((tmp_path / "ca.cert.pem").read_bytes())
+    cert.verify_directly_issued_by(ca)
+    # Participant certificates are TLS client certificates.
+    zags = x509.load_pem_x509_certificate((tmp_path / "ZAGS.cert.pem").read_bytes())
+    usage = zags.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH in usage
 
 
 def test_fingerprint(keys: Path) -> None:

@@ -27,7 +27,8 @@ from gateway.core.lifecycle import MessageState
 from gateway.crypto.certificates import common_name, fingerprint
 from gateway.crypto.envelope import verify_element
 from gateway.router.router import Router
-from gateway.transport.base import Direction
+from gateway.transport.base import Direction, Message
+from gateway.transport.errors import PublishRefused
 from gateway.transport.topology import QueuePolicy
 from gateway.xml import messages as m
 from gateway.xml.namespaces import SMEV_TYPES, qname
@@ -180,6 +181,35 @@ async def test_identical_resubmission_is_acknowledged_once_queued(bus: Bus) -> N
     assert await bus.depth(Direction.REQUESTS, "ZAGS") == 0
     report = await bus.portal.get_status(uuid.UUID(ids[0]))
     assert states(report.history) == ["ACCEPTED", "QUEUED", "DELIVERED"]
+
+
+async def test_a_publish_the_broker_refused_goes_through_when_resent(bus: Bus) -> None:
+    """A failed publish leaves the message ACCEPTED, not lost and not stuck: the client
+    got ``internal`` and resends the same bytes, which publish it once the broker takes
+    it (SMEV 3 clients resend on SMEVFailure)."""
+    message_id = str(uuid1_at(START))
+    raw = soap(send_request_body(bus.pki.signer("PORTAL"), message_id=uuid.UUID(message_id)))
+    publish = bus.transport.publish
+
+    async def refuse_once(direction: Direction, participant: str, message: Message) -> None:
+        bus.transport.publish = publish  # type: ignore[method-assign]
+        raise PublishRefused("broker refused the message: queue full")
+
+    bus.transport.publish = refuse_once  # type: ignore[method-assign]
+    refused = await bus.send(raw)
+    assert (refused.status, refused.code) == (500, "internal")
+    assert (await bus.router.store.get(message_id)).state is MessageState.ACCEPTED
+    assert await bus.depth(Direction.REQUESTS, "ZAGS") == 0
+
+    resent = await bus.send(raw)
+    assert resent.ok, resent.description
+    report = await bus.portal.get_status(uuid.UUID(message_id))
+    assert states(report.history) == ["ACCEPTED", "QUEUED"]
+    delivery = await bus.zags.get_request()
+    assert delivery is not None
+    assert str(delivery.metadata.message_id) == message_id
+    await bus.zags.ack(delivery.metadata.message_id)
+    assert await bus.zags.get_request() is None
 
 
 async def test_same_message_id_with_other_content_is_refused(bus: Bus) -> None:

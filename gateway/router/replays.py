@@ -1,0 +1,58 @@
+"""The replay guard of pulls: a signed GetRequest or GetResponse is served once.
+
+A pull's signed ``MessageTypeSelector`` carries a ``Timestamp`` that must lie within
+the clock skew of now (:func:`~gateway.core.admission.check_timestamp`), but within
+that window the same signed bytes would hand their poster the next queued message,
+with its personal data. So the journal remembers every pull it served, keyed by what
+its signature signs (:func:`~gateway.crypto.envelope.signed_bytes`) and who signed
+it, until the window has passed (:func:`~gateway.core.admission.replay_window_end`);
+the table is shared by every gateway process on the database. The check comes
+before anything is taken from a queue: a refused replay moves nothing.
+
+``Ack`` and ``GetStatus`` are not guarded: neither carries a timestamp, so there is
+no window after which a digest could be forgotten, and a replay gains nothing: an
+``Ack`` of a settled message is refused (``not_found``) or changes nothing, and
+``GetStatus`` tells only a state, to a participant whose request it is. TLS on
+``/ws`` keeps requests from being captured on the wire, and mutual TLS keeps anyone
+but their signer from posting them (:mod:`gateway.api.tls`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+
+from lxml import etree
+
+from gateway.core.admission import replay_window_end
+from gateway.core.errors import ReplayedRequest
+from gateway.core.registry import Participant
+from gateway.crypto.envelope import signed_bytes
+from gateway.router.context import BusContext
+from gateway.store.base import Store
+
+
+class ReplayGuard:
+    def __init__(self, ctx: BusContext, store: Store) -> None:
+        self.ctx = ctx
+        self.store = store
+
+    async def admit(
+        self, body: etree._Element, caller: Participant, operation: str, timestamp: datetime
+    ) -> None:
+        """Remember the signed pull ``body`` of ``caller`` (verified, its ``timestamp``
+        checked); raise :class:`ReplayedRequest` if it was served before."""
+        digest = hashlib.sha256(caller.mnemonic.encode() + b"\n" + signed_bytes(body))
+        first = await self.store.remember(
+            digest.hexdigest(),
+            caller.mnemonic,
+            expires_at=replay_window_end(timestamp, self.ctx.time_policy),
+            now=self.ctx.clock.now(),
+        )
+        if not first:
+            raise ReplayedRequest(
+                f"this signed {operation} (MessageTypeSelector/Timestamp "
+                f"{timestamp.isoformat()}) was already received; a signed pull is served "
+                "once: sign a new one with a fresh Timestamp",
+                timestamp=timestamp.isoformat(),
+            )
