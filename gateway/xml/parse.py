@@ -110,7 +110,9 @@ def parse_secure(
     census = _Census(limits)
     try:
         if whole:
-            root = etree.fromstring(data, _parsers.tree)
+            parser = _parsers.tree
+            root = etree.fromstring(data, parser)
+            _refuse_namespace_errors(parser.error_log)
             census.take(etree.iterwalk(root, events=_EVENTS))
         else:
             root = _stream(data, census, limits.max_text_bytes)
@@ -137,7 +139,22 @@ def _stream(data: bytes, census: _Census, max_run: int) -> etree._Element:
         if quiet > max_run:
             raise _long_run(max_run)
     root: etree._Element = parser.close()
+    _refuse_namespace_errors(parser.error_log)
     return root
+
+
+def _refuse_namespace_errors(log: etree._ListErrorLog) -> None:
+    """libxml2 reports an undeclared prefix, or a namespace name that is no URI or not
+    an absolute one, without failing the parse (lxml raises only when nothing follows
+    it): names in such a tree are not what they say, and canonicalization fails on them
+    later. Refuse them here."""
+    for entry in log:
+        if entry.domain == etree.ErrorDomains.NAMESPACE:
+            raise InvalidContent(
+                f"document has a namespace error at line {entry.line}: {entry.message}",
+                reason="namespace",
+                line=entry.line,
+            )
 
 
 def _syntax_error(exc: etree.XMLSyntaxError) -> InvalidContent:

@@ -130,12 +130,6 @@ DOCTYPES = [
 ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 11 defect 7: a comment holding '<a' before the DOCTYPE, or UTF-16, gets "
-    "past parse_secure's text match; fixed by the parser refusing DOCTYPE itself "
-    "(gateway/xml/parse.py, in progress elsewhere): then remove this mark",
-)
 @fuzz_settings(100)
 @given(st.data())
 def test_any_doctype_is_refused(data: st.DataObject) -> None:
@@ -147,12 +141,6 @@ def test_any_doctype_is_refused(data: st.DataObject) -> None:
     assert info.value.code == "invalid_content"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="found by fuzzing: libxml2 reports these namespace errors as non-fatal and lxml "
-    "raises them only when no warning follows; the fix belongs to gateway/xml/parse.py "
-    "(refuse any error in the parser's error_log): then remove this mark",
-)
 @pytest.mark.parametrize(
     "doc",
     [
