@@ -32,6 +32,7 @@ from gateway.transport.base import Direction
 from tests.integration import store_fixtures
 from tests.integration.store_fixtures import Backend
 from tests.unit.bus_fixtures import Bus, open_bus
+from tests.unit.callback_fixtures import public_guard
 from tests.unit.test_aggregator_service import APPLICANT, CATALOGUE, PORTAL, SERVICE
 
 backend = store_fixtures.backend
@@ -80,7 +81,7 @@ async def api(backend: Backend) -> AsyncIterator[Api]:
         clock=bus.clock,
     )
     settings = Settings(api_tokens={TOKEN: PORTAL, PROVIDER_TOKEN: "ZAGS"})
-    app = create_app(settings, bus.router, aggregator)
+    app = create_app(settings, bus.router, aggregator, callback_guard=public_guard())
     transport = httpx.ASGITransport(app=app)
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:

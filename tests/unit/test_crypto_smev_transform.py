@@ -183,4 +183,4 @@ def test_text_around_a_comment_is_one_text_node(document: bytes, expected: bytes
     root = etree.fromstring(document)
     c14n = etree.tostring(root, method="c14n", exclusive=True, with_comments=False)
     assert smev_transform(root) == expected
-    assert smev_transform(c14n) == expected
+    assert smev_transform(etree.fromstring(c14n)) == expected  # the parser drops PIs
