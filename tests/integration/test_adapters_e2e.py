@@ -21,10 +21,10 @@ from gateway.client.http import SoapHttp
 from gateway.client.participant import ParticipantClient
 from gateway.core.clock import SystemClock
 from gateway.crypto.keystore import load_signer, load_verifier
+from gateway.testing.chain import Chain, running_chain
 from gateway.xml.parse import parse_secure
 from gateway.xml.readers import read_response_data
 from tests.integration import store_fixtures
-from tests.integration.chain import Chain, running_chain
 
 postgres_url = store_fixtures.postgres_url
 pytestmark = pytest.mark.integration

@@ -33,6 +33,8 @@ from gateway.router.deadletters import REPLAYED, DeadLetterJournal
 from gateway.router.router import Router
 from gateway.store.journal import SqlStore
 from gateway.store.records import MessageRecord
+from gateway.testing.bus import BIRTH, START, birth_request, bus_pki, registry
+from gateway.testing.processes import isolated_vhost
 from gateway.transport import (
     DeadLetter,
     DeadLetterEvent,
@@ -45,8 +47,6 @@ from gateway.transport import (
 )
 from gateway.transport.amqp import AmqpTransport
 from gateway.xml.schema import type_catalog
-from tests.integration.gateway_process import isolated_vhost
-from tests.unit.bus_fixtures import BIRTH, START, birth_request, bus_pki, registry
 
 T = TypeVar("T")
 

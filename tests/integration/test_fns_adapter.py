@@ -34,12 +34,12 @@ from adapters.sdk.runner import AdapterRunner, OutcomeKind
 from gateway.core.envelope import RejectionCode
 from gateway.crypto.certificates import common_name
 from gateway.crypto.envelope import verify_element
+from gateway.testing.bus import content, open_bus
+from gateway.testing.processes import free_port
 from gateway.xml import messages as m
 from gateway.xml.parse import parse_secure
 from gateway.xml.readers import read_response_data
 from gateway.xml.schema import type_catalog
-from tests.integration.gateway_process import free_port
-from tests.unit.bus_fixtures import content, open_bus
 
 REPO = Path(__file__).resolve().parents[2]
 #: Mock latency in SLOW mode: far inside the runner's call timeout and httpx's.

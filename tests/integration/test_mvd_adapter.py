@@ -29,11 +29,11 @@ from adapters.sdk.runner import AdapterRunner, OutcomeKind
 from gateway.core.envelope import RejectionCode
 from gateway.crypto.certificates import common_name
 from gateway.crypto.envelope import verify_element
+from gateway.testing.bus import content, open_bus
+from gateway.testing.processes import free_port
 from gateway.xml import messages as m
 from gateway.xml.readers import read_response_data
-from tests.integration.gateway_process import free_port
 from tests.integration.test_mock_mvd import MockMvdProcess
-from tests.unit.bus_fixtures import content, open_bus
 
 #: Mock latency in SLOW mode: far inside the runner's call timeout and httpx's.
 SLOW_MS = 50

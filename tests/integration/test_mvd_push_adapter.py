@@ -17,10 +17,10 @@ from adapters.mvd_migration.adapter import build_mvd_adapter
 from adapters.sdk import conformance as kit
 from adapters.sdk.push import PushSource
 from adapters.sdk.runner import AdapterRunner
+from gateway.testing.bus import Bus, open_bus
 from gateway.transport.base import Direction
 from tests.integration.test_mock_mvd import MockMvdProcess
 from tests.integration.test_mvd_adapter import RETRY, SAMPLES, ControlKnob, passport_request
-from tests.unit.bus_fixtures import Bus, open_bus
 
 #: Bounded wait of ``next`` for a request that was just sent (memory transport: ms).
 WAIT = 10.0

@@ -28,10 +28,10 @@ from gateway.config import Settings
 from gateway.store.journal import SqlStore
 from gateway.store.schema import messages, service_requests
 from gateway.store.service_requests import ServiceRequestStore
+from gateway.testing.bus import Bus, open_bus
 from gateway.transport.base import Direction
 from tests.integration import store_fixtures
 from tests.integration.store_fixtures import Backend
-from tests.unit.bus_fixtures import Bus, open_bus
 from tests.unit.callback_fixtures import public_guard
 from tests.unit.test_aggregator_service import APPLICANT, CATALOGUE, PORTAL, SERVICE
 

@@ -35,13 +35,7 @@ from adapters.sdk.runner import AdapterRunner, Outcome, OutcomeKind
 from gateway.client.participant import ParticipantClient
 from gateway.core.envelope import RejectionCode
 from gateway.core.errors import InternalError, QuotaExceeded
-from gateway.transport.base import Direction
-from gateway.transport.topology import QueuePolicy
-from gateway.xml import messages as m
-from gateway.xml.namespaces import qname
-from gateway.xml.readers import read_response_data
-from gateway.xml.soap import unwrap_envelope
-from tests.unit.bus_fixtures import (
+from gateway.testing.bus import (
     BIRTH,
     BUS,
     Bus,
@@ -50,6 +44,12 @@ from tests.unit.bus_fixtures import (
     content,
     open_bus,
 )
+from gateway.transport.base import Direction
+from gateway.transport.topology import QueuePolicy
+from gateway.xml import messages as m
+from gateway.xml.namespaces import qname
+from gateway.xml.readers import read_response_data
+from gateway.xml.soap import unwrap_envelope
 
 DEATH = "urn://smevbus/types/zags/death-record/1.0"
 

@@ -31,9 +31,9 @@ from gateway.store.service_requests import (
     ServiceRequestRecord,
     ServiceRequestStore,
 )
+from gateway.testing.bus import Bus, content, open_bus
 from gateway.transport.base import Direction
 from gateway.xml import messages as m
-from tests.unit.bus_fixtures import Bus, content, open_bus
 
 ROOT = Path(__file__).resolve().parents[2]
 CATALOGUE: Catalogue = load_catalogue((ROOT / "config" / "services.toml").read_text("utf-8"))

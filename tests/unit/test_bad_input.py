@@ -26,11 +26,7 @@ from lxml import etree
 from gateway.core.envelope import MessageMetadata, ParticipantRef
 from gateway.core.errors import ALL_ERRORS
 from gateway.crypto.signer import RSA_SHA256
-from gateway.transport.base import Direction
-from gateway.xml import messages as m
-from gateway.xml.namespaces import SMEV_BASIC, SMEV_TYPES, SOAP_ENV, qname
-from gateway.xml.soap import SOAP12_ENV
-from tests.unit.bus_fixtures import (
+from gateway.testing.bus import (
     BIRTH,
     START,
     Bus,
@@ -44,6 +40,10 @@ from tests.unit.bus_fixtures import (
     soap,
     uuid1_at,
 )
+from gateway.transport.base import Direction
+from gateway.xml import messages as m
+from gateway.xml.namespaces import SMEV_BASIC, SMEV_TYPES, SOAP_ENV, qname
+from gateway.xml.soap import SOAP12_ENV
 
 T = f"{{{SMEV_TYPES}}}"
 KNOWN_CODES = {e.code for e in ALL_ERRORS} - {"internal"}

@@ -18,8 +18,8 @@ from lxml import etree
 from gateway.core.errors import InvalidContent
 from gateway.router import intake
 from gateway.router.context import BusContext
+from gateway.testing.bus import Bus, open_bus, send_request_body, soap
 from gateway.transport.base import Direction
-from tests.unit.bus_fixtures import Bus, open_bus, send_request_body, soap
 
 ENVELOPE = b'<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"'
 SIGNED = b'<smev:SenderProvidedRequestData Id="SIGNED_BY_CONSUMER"'

@@ -14,9 +14,9 @@ from lxml import etree
 
 from gateway.core.errors import AccessDenied, NotFound
 from gateway.router.local import LocalParticipant
+from gateway.testing.bus import BIRTH, Bus, birth_request, birth_response, content, open_bus
 from gateway.transport.base import Direction
 from gateway.xml.readers import read_request_data, read_response_data
-from tests.unit.bus_fixtures import BIRTH, Bus, birth_request, birth_response, content, open_bus
 
 
 @pytest.fixture

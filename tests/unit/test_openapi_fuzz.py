@@ -3,7 +3,7 @@ every response conforms to the schema.
 
 The app under test is the real one, :func:`gateway.api.app.create_app`, on a real
 :class:`~gateway.router.router.Router` (memory transport, in-memory SQLite, the test PKI
-of :mod:`tests.unit.bus_fixtures`) and a real :class:`~gateway.aggregator.Aggregator`;
+of :mod:`gateway.testing.bus`) and a real :class:`~gateway.aggregator.Aggregator`;
 the portal authenticates with an API token sent as ``Authorization: Bearer``. One
 ``child-birth-benefit`` request is seeded and fully answered (with a result callback,
 now due), and one is left pending, so list responses carry real parts, data, results
@@ -33,7 +33,7 @@ from gateway.aggregator import Aggregator
 from gateway.api.app import create_app
 from gateway.config import Settings
 from gateway.store.service_requests import ServiceRequestStore
-from tests.unit.bus_fixtures import Bus, open_bus
+from gateway.testing.bus import Bus, open_bus
 from tests.unit.callback_fixtures import public_guard
 from tests.unit.test_aggregator_service import APPLICANT, CATALOGUE, PORTAL, SERVICE, World
 

@@ -14,10 +14,7 @@ import pytest
 from lxml import etree
 
 from adapters.sdk.push import PushSource
-from gateway.transport.base import DeadLetterReason, Direction, Message
-from gateway.xml import messages as m
-from gateway.xml.readers import read_request_data
-from tests.unit.bus_fixtures import (
+from gateway.testing.bus import (
     BIRTH,
     Bus,
     birth_request,
@@ -26,7 +23,10 @@ from tests.unit.bus_fixtures import (
     send_request_body,
     uuid1_at,
 )
-from tests.unit.bus_fixtures import START as T0
+from gateway.testing.bus import START as T0
+from gateway.transport.base import DeadLetterReason, Direction, Message
+from gateway.xml import messages as m
+from gateway.xml.readers import read_request_data
 
 #: How long ``next`` may wait for a delivery that is expected (bounded, generous).
 FOUND = 10.0

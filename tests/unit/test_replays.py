@@ -17,10 +17,10 @@ from lxml import etree
 
 from gateway.core.lifecycle import MessageState
 from gateway.crypto.signer import DS_NS
+from gateway.testing.bus import Bus, birth_request, birth_response, open_bus, signed, soap
 from gateway.transport.base import Direction
 from gateway.xml import messages as m
 from gateway.xml.soap import find_signature
-from tests.unit.bus_fixtures import Bus, birth_request, birth_response, open_bus, signed, soap
 
 #: The order of the P-256 group: an ECDSA signature (r, s) verifies as (r, N - s) too.
 P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551

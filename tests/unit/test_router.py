@@ -27,14 +27,7 @@ from gateway.core.lifecycle import MessageState
 from gateway.crypto.certificates import common_name, fingerprint
 from gateway.crypto.envelope import verify_element
 from gateway.router.router import Router
-from gateway.transport.base import Direction, Message
-from gateway.transport.errors import PublishRefused
-from gateway.transport.topology import QueuePolicy
-from gateway.xml import messages as m
-from gateway.xml.namespaces import SMEV_TYPES, qname
-from gateway.xml.readers import read_request_data, read_response_data
-from gateway.xml.soap import find_signature, signature_target, unwrap_envelope
-from tests.unit.bus_fixtures import (
+from gateway.testing.bus import (
     BIRTH,
     BUS,
     PASSPORT,
@@ -48,6 +41,13 @@ from tests.unit.bus_fixtures import (
     soap,
     uuid1_at,
 )
+from gateway.transport.base import Direction, Message
+from gateway.transport.errors import PublishRefused
+from gateway.transport.topology import QueuePolicy
+from gateway.xml import messages as m
+from gateway.xml.namespaces import SMEV_TYPES, qname
+from gateway.xml.readers import read_request_data, read_response_data
+from gateway.xml.soap import find_signature, signature_target, unwrap_envelope
 
 
 @pytest.fixture

@@ -17,8 +17,7 @@ from pydantic import ValidationError
 from adapters.process import _gateway_tls
 from gateway.api.tls import TlsH11Protocol, client_certificate, uvicorn_tls
 from gateway.config import Settings
-from gateway.transport.base import Direction
-from tests.unit.bus_fixtures import (
+from gateway.testing.bus import (
     Bus,
     Reply,
     bus_pki,
@@ -27,6 +26,7 @@ from tests.unit.bus_fixtures import (
     send_request_body,
     soap,
 )
+from gateway.transport.base import Direction
 
 
 @pytest.fixture

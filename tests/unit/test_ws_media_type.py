@@ -10,8 +10,8 @@ import pytest
 
 from gateway.api.app import create_app
 from gateway.config import Settings
+from gateway.testing.bus import Bus, open_bus, read_reply, send_request_body, soap
 from gateway.transport.base import Direction
-from tests.unit.bus_fixtures import Bus, open_bus, read_reply, send_request_body, soap
 
 
 @pytest.fixture

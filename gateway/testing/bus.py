@@ -1,4 +1,4 @@
-"""A whole bus in one process for router tests: PKI, router, one client per participant.
+"""A whole bus in one process for tests and benchmarks: PKI, router, a client each.
 
 The PKI (registry participants, the bus SMEVBUS, and a few bad certificates) is made
 once per test session in a temporary directory, with a :class:`FakeClock` at
@@ -6,8 +6,8 @@ once per test session in a temporary directory, with a :class:`FakeClock` at
 and an in-memory SQLite journal, with its own ``FakeClock`` at ``START``: the router,
 the trust store and the clients all read that one clock.
 
-Plain functions (cached) rather than pytest fixtures, so test modules import them
-directly, as ``crypto_fixtures`` does.
+Plain functions (cached) rather than pytest fixtures, so test modules and benchmarks
+import them directly.
 """
 
 from __future__ import annotations
