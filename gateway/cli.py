@@ -67,7 +67,7 @@ def keys_init(
 
     Written once: existing files are kept, only missing certificates are added.
     """
-    from gateway.assembly import load_registry
+    from gateway.bus import load_registry
     from gateway.crypto.devpki import init_dev_pki
 
     settings = Settings(keys_dir=keys_dir)
@@ -209,7 +209,7 @@ DirectionOption = Annotated[
 
 def _dlq_settings(participant: str | None) -> tuple[Settings, list[str]]:
     """Settings, and the participants to look at (checked against the registry)."""
-    from gateway.assembly import load_registry
+    from gateway.bus import load_registry
 
     settings = Settings()
     if settings.transport != "amqp":

@@ -90,30 +90,50 @@ class Pulls:
             delivery = await self._next(direction, caller, namespace)
             if delivery is None:
                 return None
-            try:
-                record = await self._deliver(delivery, caller, direction)
-                if record is None:
-                    continue
+            delivered = await self._hand_out(delivery, caller, direction, hold=True)
+            if delivered is not None:
+                return delivered
+
+    async def receive(self, caller: Participant, delivery: Delivery) -> m.ResponseDelivery | None:
+        """A response pushed to an in-process consumer (the aggregator's subscription):
+        journaled DELIVERED like a pulled one, not held (the consumer settles it with
+        :meth:`settle_delivery`). None for a redundant copy, which is settled here."""
+        delivered = await self._hand_out(delivery, caller, Direction.RESPONSES, hold=False)
+        if delivered is not None and not isinstance(delivered, m.ResponseDelivery):
+            raise InvalidContent("a request was queued as a response")
+        return delivered
+
+    async def _hand_out(
+        self, delivery: Delivery, caller: Participant, direction: Direction, *, hold: bool
+    ) -> m.RequestDelivery | m.ResponseDelivery | None:
+        """``delivery`` journaled DELIVERED (and held for its Ack if ``hold``); None when
+        it is a copy not to be handed out (settled here)."""
+        try:
+            record = await self._deliver(delivery, caller, direction)
+            if record is None:
+                return None
+            if hold:
                 self._pulled.hold(caller.mnemonic, delivery)
-                return self._delivery_of(delivery, record, caller, direction)
-            except IllegalTransition:
-                # Two copies of one message (at-least-once publishing) pulled at once:
-                # the other one was handed out first, so this copy is redundant.
-                current = await self.store.get(delivery.message.message_id)
-                if current.state not in _SETTLED and current.state is not MessageState.DELIVERED:
-                    await delivery.lapse()
-                    raise
-                log.info(
-                    "redundant_copy_dropped",
-                    message_id=delivery.message.message_id,
-                    state=str(current.state),
-                )
-                await delivery.ack()
-            except BaseException:
-                # Whatever went wrong, the message goes straight back to the queue
-                # instead of staying invisible for the whole visibility timeout.
+            return self._delivery_of(delivery, record, caller, direction)
+        except IllegalTransition:
+            # Two copies of one message (at-least-once publishing) pulled at once:
+            # the other one was handed out first, so this copy is redundant.
+            current = await self.store.get(delivery.message.message_id)
+            if current.state not in _SETTLED and current.state is not MessageState.DELIVERED:
                 await delivery.lapse()
                 raise
+            log.info(
+                "redundant_copy_dropped",
+                message_id=delivery.message.message_id,
+                state=str(current.state),
+            )
+            await delivery.ack()
+            return None
+        except BaseException:
+            # Whatever went wrong, the message goes straight back to the queue
+            # instead of staying invisible for the whole visibility timeout.
+            await delivery.lapse()
+            raise
 
     async def _next(
         self, direction: Direction, caller: Participant, namespace: str | None
@@ -212,31 +232,38 @@ class Pulls:
         """
         reason = None if accepted else "recipient could not verify the bus signature"
         delivery = self._pulled.take(caller.mnemonic, message_id)
-        record: MessageRecord | None = None
         if delivery is None:
             record = await self._ack_elsewhere(caller, message_id, reason)
+            await self._answer_delivered(record)
         else:
-            # A provider may answer before it acks (RESPONDED): leave the request so.
-            with contextlib.suppress(TransitionConflict):
-                record = await self.moves.move_from(
-                    message_id, MessageState.DELIVERED, MessageState.ACKED, reason
-                )
-            await delivery.ack()
-            if record is None and delivery.message.headers.get(HEADER_KIND) != MessageKind.REQUEST:
-                record = await self.store.get(message_id)
-        if (
-            record is not None
-            and record.kind is MessageKind.RESPONSE
-            and record.in_reply_to is not None
-        ):
-            # A final answer delivered: its request is done (an interim status is not).
-            with contextlib.suppress(TransitionConflict):
-                await self.moves.move_from(
-                    record.in_reply_to,
-                    MessageState.RESPONDED,
-                    MessageState.RESPONSE_DELIVERED,
-                    None,
-                )
+            await self.settle_delivery(delivery, reason)
+
+    async def settle_delivery(self, delivery: Delivery, reason: str | None = None) -> None:
+        """A delivery handed out by this process is done: journal ACKED (and its request
+        RESPONSE_DELIVERED when it is an answer), then remove it from its queue."""
+        message_id = delivery.message.message_id
+        record: MessageRecord | None = None
+        # A provider may answer before it acks (RESPONDED): leave the request so.
+        with contextlib.suppress(TransitionConflict):
+            record = await self.moves.move_from(
+                message_id, MessageState.DELIVERED, MessageState.ACKED, reason
+            )
+        if record is None and delivery.message.headers.get(HEADER_KIND) != MessageKind.REQUEST:
+            record = await self.store.get(message_id)
+        await self._answer_delivered(record)
+        await delivery.ack()
+
+    async def _answer_delivered(self, record: MessageRecord | None) -> None:
+        """A final answer delivered: its request is done (an interim status is not)."""
+        if record is None or record.kind is not MessageKind.RESPONSE or record.in_reply_to is None:
+            return
+        with contextlib.suppress(TransitionConflict):
+            await self.moves.move_from(
+                record.in_reply_to,
+                MessageState.RESPONDED,
+                MessageState.RESPONSE_DELIVERED,
+                None,
+            )
 
     async def _ack_elsewhere(
         self, caller: Participant, message_id: str, reason: str | None

@@ -24,18 +24,24 @@ from pathlib import Path
 
 from lxml import etree
 
+from gateway.aggregator import Aggregator
+from gateway.aggregator.callback_guard import CallbackGuard
+from gateway.aggregator.replies import ReplyIntake
+from gateway.bus import Bus as RootBus
+from gateway.bus import assemble
 from gateway.client.participant import ParticipantClient
-from gateway.config import REPO_ROOT
+from gateway.config import REPO_ROOT, Settings
 from gateway.core.clock import FakeClock, MessageIdSource
 from gateway.core.registry import Registry, parse_registry
 from gateway.crypto import devpki
 from gateway.crypto.envelope import sign_element
-from gateway.crypto.signer import SignatureProfile, Signer
+from gateway.crypto.signer import SignatureProfile, Signer, Verifier
 from gateway.crypto.trust import TrustStore
 from gateway.crypto.xmldsig import XmlsecSigner, XmlsecVerifier
 from gateway.router.context import BusContext
 from gateway.router.router import Router
 from gateway.store.journal import SqlStore
+from gateway.store.service_requests import ServiceRequestStore
 from gateway.transport.base import Delivery, Direction
 from gateway.transport.memory import MemoryTransport
 from gateway.transport.topology import QueuePolicy
@@ -193,13 +199,47 @@ class WatchedTransport(MemoryTransport):
 
 @dataclass
 class Bus:
-    router: Router
+    """The composition root's bus (:class:`gateway.bus.Bus`, as ``root``) with what tests
+    need around it: the fake clock, the PKI, a SOAP client per participant."""
+
+    root: RootBus
     transport: WatchedTransport
     clock: FakeClock
     pki: BusPKI
     clients: dict[str, ParticipantClient] = field(default_factory=dict)
     #: Every raw exchange through :meth:`handle`: ``(request, (status, reply))``.
     exchanges: list[tuple[bytes, tuple[int, bytes]]] = field(default_factory=list)
+
+    @property
+    def router(self) -> Router:
+        return self.root.router
+
+    @property
+    def ctx(self) -> BusContext:
+        return self.root.ctx
+
+    @property
+    def registry(self) -> Registry:
+        return self.root.registry
+
+    @property
+    def verifier(self) -> Verifier:
+        return self.root.ctx.verifier
+
+    @property
+    def journal(self) -> SqlStore:
+        journal = self.root.journal
+        assert isinstance(journal, SqlStore)
+        return journal
+
+    @property
+    def aggregator(self) -> Aggregator:
+        """The root's aggregator (it sends in process, signing with the portal's key)."""
+        return self.root.aggregator
+
+    def replies(self, portal: str = "PORTAL") -> ReplyIntake:
+        """The aggregator's intake of ``portal``'s replies: ``drain()`` it in a test."""
+        return self.root.replies(portal)
 
     async def handle(self, raw: bytes) -> tuple[int, bytes]:
         result = await self.router.handle(raw)
@@ -233,7 +273,7 @@ class Bus:
         }
 
     async def close(self) -> None:
-        await self.router.close()
+        await self.root.close()
 
 
 async def open_bus(
@@ -241,9 +281,15 @@ async def open_bus(
     policy: QueuePolicy | None = None,
     max_message_bytes: int = 5 * 1024 * 1024,
     journal: SqlStore | None = None,
+    settings: Settings | None = None,
+    guard: CallbackGuard | None = None,
+    background: bool = False,
 ) -> Bus:
-    """A started router on memory transport and ``journal`` (default: in-memory SQLite),
-    plus a client each."""
+    """A started bus on memory transport and ``journal`` (default: in-memory SQLite), plus
+    a client each. ``settings`` (default: the defaults) are the root's, with the session
+    PKI's keys; ``guard`` decides where result callbacks may go. With ``background`` the
+    root runs its background tasks (reply subscriptions of ``settings.api_tokens``'
+    participants, deadlines, callbacks); by default a test drives them itself."""
     pki = bus_pki()
     clock = FakeClock(START)
     reg = registry()
@@ -258,9 +304,17 @@ async def open_bus(
         max_message_bytes=max_message_bytes,
     )
     transport = WatchedTransport(clock=clock, policy=policy)
-    router = Router(ctx, transport, journal or SqlStore.from_url("sqlite://"))
-    await router.start()
-    bus = Bus(router=router, transport=transport, clock=clock, pki=pki)
+    journal = journal or SqlStore.from_url("sqlite://")
+    root = assemble(
+        (settings or Settings()).model_copy(update={"keys_dir": pki.keys_dir}),
+        ctx=ctx,
+        transport=transport,
+        journal=journal,
+        service_requests=ServiceRequestStore.for_journal(journal),
+        guard=guard,
+    )
+    await root.start(background=background)
+    bus = Bus(root=root, transport=transport, clock=clock, pki=pki)
     for mnemonic in PARTICIPANTS:
         bus.clients[mnemonic] = ParticipantClient(
             signer=pki.signer(mnemonic),
@@ -270,6 +324,13 @@ async def open_bus(
             bus_mnemonic=reg.bus_mnemonic,
         )
     return bus
+
+
+async def pump(bus: Bus, aggregator: Aggregator, portal: str = "PORTAL") -> int:
+    """Apply the replies waiting for ``portal`` to ``aggregator``'s service requests, as
+    its subscription would (:meth:`~gateway.aggregator.replies.ReplyIntake.drain`); how
+    many changed a request."""
+    return await ReplyIntake(aggregator, bus.router, bus.transport, portal).drain()
 
 
 def send_request_body(

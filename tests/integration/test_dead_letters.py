@@ -23,8 +23,10 @@ import pytest
 import structlog.testing
 from typer.testing import CliRunner
 
+from gateway.bus import assemble
 from gateway.cli import app
 from gateway.client.participant import ParticipantClient
+from gateway.config import Settings
 from gateway.core.clock import FakeClock, MessageIdSource
 from gateway.core.lifecycle import MessageState
 from gateway.ops.deadletters import DeadLetterDesk
@@ -33,6 +35,7 @@ from gateway.router.deadletters import REPLAYED, DeadLetterJournal
 from gateway.router.router import Router
 from gateway.store.journal import SqlStore
 from gateway.store.records import MessageRecord
+from gateway.store.service_requests import ServiceRequestStore
 from gateway.testing.bus import BIRTH, START, birth_request, bus_pki, registry
 from gateway.testing.processes import isolated_vhost
 from gateway.transport import (
@@ -134,8 +137,15 @@ async def running_bus(
         )
     )
     store = SqlStore.from_url(database_url)
-    router = Router(ctx, transport, store)
-    await router.start()
+    root = assemble(
+        Settings(keys_dir=pki.keys_dir),
+        ctx=ctx,
+        transport=transport,
+        journal=store,
+        service_requests=ServiceRequestStore.for_journal(store),
+    )
+    await root.start(background=False)  # migrates, declares, watches the dead letters
+    router = root.router
 
     def client(mnemonic: str) -> ParticipantClient:
         return ParticipantClient(
@@ -149,7 +159,7 @@ async def running_bus(
     try:
         yield Bus(kind, router, transport, store, clock, client("PORTAL"), client("ZAGS"))
     finally:
-        await router.close()
+        await root.close()
 
 
 @pytest.fixture(params=["memory", "amqp"])

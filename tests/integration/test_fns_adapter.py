@@ -121,7 +121,7 @@ def harness_of(base_url: str) -> kit.HarnessFactory:
         await knob.set_mode(kit.AgencyMode.NORMAL)
         runner = AdapterRunner(adapter, bus.client("FNS"), retry=RETRY, sleep=kit.RecordingSleep())
         try:
-            yield kit.ConformanceHarness(bus.router, bus.portal, runner, knob)
+            yield kit.ConformanceHarness(bus.journal, bus.portal, runner, knob)
         finally:
             await adapter.aclose()
             await bus.close()
@@ -189,7 +189,7 @@ async def harness_of_dead_port() -> AsyncIterator[kit.ConformanceHarness]:
     adapter = build_fns_adapter(f"http://127.0.0.1:{free_port()}")
     runner = AdapterRunner(adapter, bus.client("FNS"), retry=RETRY, sleep=kit.RecordingSleep())
     try:
-        yield kit.ConformanceHarness(bus.router, bus.portal, runner, ControlKnob(""))
+        yield kit.ConformanceHarness(bus.journal, bus.portal, runner, ControlKnob(""))
     finally:
         await adapter.aclose()
         await bus.close()

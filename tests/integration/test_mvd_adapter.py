@@ -95,7 +95,7 @@ def harness_of(base_url: str, *, dead_port: bool = False) -> kit.HarnessFactory:
             adapter, bus.client("MVD_MIGR"), retry=RETRY, sleep=kit.RecordingSleep()
         )
         try:
-            yield kit.ConformanceHarness(bus.router, bus.portal, runner, knob)
+            yield kit.ConformanceHarness(bus.journal, bus.portal, runner, knob)
         finally:
             await adapter.aclose()
             await bus.close()

@@ -39,14 +39,12 @@ async def push_bus(base_url: str) -> AsyncIterator[tuple[Bus, kit.ConformanceHar
     adapter = build_mvd_adapter(base_url)
     knob = ControlKnob(base_url)
     await knob.set_mode(kit.AgencyMode.NORMAL)
-    source = PushSource(
-        bus.transport, "MVD_MIGR", bus.router.ctx.verifier, clock=bus.clock, wait=WAIT
-    )
+    source = PushSource(bus.transport, "MVD_MIGR", bus.verifier, clock=bus.clock, wait=WAIT)
     runner = AdapterRunner(
         adapter, bus.client("MVD_MIGR"), source=source, retry=RETRY, sleep=kit.RecordingSleep()
     )
     try:
-        yield bus, kit.ConformanceHarness(bus.router, bus.portal, runner, knob)
+        yield bus, kit.ConformanceHarness(bus.journal, bus.portal, runner, knob)
     finally:
         await source.close()
         await adapter.aclose()

@@ -113,7 +113,7 @@ def harness_of(knob: MockZagsKnob) -> kit.HarnessFactory:
         await knob.set_mode(kit.AgencyMode.NORMAL)
         runner = AdapterRunner(knob.adapter, bus.zags, retry=RETRY, sleep=kit.RecordingSleep())
         try:
-            yield kit.ConformanceHarness(bus.router, bus.portal, runner, knob)
+            yield kit.ConformanceHarness(bus.journal, bus.portal, runner, knob)
         finally:
             await knob.set_mode(kit.AgencyMode.NORMAL)
             await bus.close()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from gateway.assembly import load_registry
+from gateway.bus import load_registry
 from gateway.cli import app
 from gateway.config import REPO_ROOT, Settings
 

@@ -141,7 +141,7 @@ def harness_of(
             sleep=kit.RecordingSleep(),
         )
         try:
-            yield kit.ConformanceHarness(bus.router, bus.portal, built, agency)
+            yield kit.ConformanceHarness(bus.journal, bus.portal, built, agency)
         finally:
             await bus.close()
 

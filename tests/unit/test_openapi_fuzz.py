@@ -29,13 +29,11 @@ from fastapi import FastAPI
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from gateway.aggregator import Aggregator
 from gateway.api.app import create_app
 from gateway.config import Settings
-from gateway.store.service_requests import ServiceRequestStore
-from gateway.testing.bus import Bus, open_bus
+from gateway.testing.bus import Bus, open_bus, pump
 from tests.unit.callback_fixtures import public_guard
-from tests.unit.test_aggregator_service import APPLICANT, CATALOGUE, PORTAL, SERVICE, World
+from tests.unit.test_aggregator_service import APPLICANT, PORTAL, SERVICE, World
 
 TOKEN = "fuzz-portal-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -76,17 +74,9 @@ class GatewayUnderTest:
                 return
 
     async def _open(self) -> None:
-        bus: Bus = await open_bus()
-        store = ServiceRequestStore.from_url("sqlite://")
-        await store.migrate()
-        agg = Aggregator(
-            catalogue=CATALOGUE,
-            registry=bus.router.ctx.registry,
-            store=store,
-            clients=bus.client,
-            clock=bus.clock,
-        )
-        world = World(bus, store, agg)
+        bus: Bus = await open_bus(guard=public_guard())
+        agg = bus.aggregator
+        world = World(bus, agg.store, agg)
         # One answered (COMPLETED, with data and a result) and one PENDING request.
         done, _ = await agg.submit(
             service=SERVICE,
@@ -95,18 +85,15 @@ class GatewayUnderTest:
             callback_url="https://portal.example/smevbus/results",  # its view: a due callback
         )
         await world.answer_all()
-        await agg.pump_responses(PORTAL)
+        await pump(bus, agg)
         pending, _ = await agg.submit(service=SERVICE, applicant=APPLICANT, participant=PORTAL)
         self.completed, self.pending = str(done.id), str(pending.id)
         self.message_id = str(done.state.parts[0].message_id)
         self.world = world
-        self.app = create_app(
-            Settings(api_tokens={TOKEN: PORTAL}), bus.router, agg, callback_guard=public_guard()
-        )
+        self.app = create_app(Settings(api_tokens={TOKEN: PORTAL}), bus.root)
 
     async def _close(self) -> None:
         if self.world is not None:
-            await self.world.store.close()
             await self.world.bus.close()
 
 

@@ -42,9 +42,7 @@ async def bus() -> AsyncIterator[Bus]:
 
 
 def source(bus: Bus, participant: str = "ZAGS", **kwargs: float) -> PushSource:
-    return PushSource(
-        bus.transport, participant, bus.router.ctx.verifier, clock=bus.clock, **kwargs
-    )
+    return PushSource(bus.transport, participant, bus.verifier, clock=bus.clock, **kwargs)
 
 
 def states(history: tuple[m.Transition, ...]) -> list[str]:

@@ -64,7 +64,7 @@ async def test_a_get_request_posted_again_is_refused_and_hands_out_nothing(bus: 
     assert "sign a new one with a fresh Timestamp" in replay.description
     assert replay.root.findtext(".//faultcode") == "soap:Client"
     assert await bus.depth(Direction.REQUESTS, "ZAGS") == 1
-    assert (await bus.router.store.get(second)).state is MessageState.QUEUED
+    assert (await bus.journal.get(second)).state is MessageState.QUEUED
 
     bus.clock.advance(timedelta(milliseconds=1))
     fresh = await bus.zags.get_request()  # a fresh Timestamp, signed anew: served

@@ -23,7 +23,7 @@ async def bus() -> AsyncIterator[Bus]:
 
 @pytest.fixture
 async def http(bus: Bus) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(Settings(), bus.router)
+    app = create_app(Settings(), bus.root)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://bus") as client:
         yield client
