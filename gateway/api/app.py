@@ -1,11 +1,11 @@
-"""The HTTP face of the bus (FastAPI): SOAP ``/ws``, its WSDL, ``/health``, ``/ready``.
+"""The HTTP face of the bus: SOAP ``/ws``, its WSDL, REST ``/api/v1``, ``/health``, ``/ready``.
 
-``POST /ws`` hands the body to :meth:`Router.handle` unchanged (with the TLS client
-certificate, if the connection has one): the SOAP endpoint is a thin skin over the
-same code path the demo and tests drive. A body that is not SOAP by its
-``Content-Type`` (``text/xml`` for SOAP 1.1, ``application/soap+xml``; a missing one
-too) is refused with 415 before it is read; oversize bodies are refused from
-``Content-Length`` or while streaming, before anything is parsed.
+Two layers. In front, :class:`Gateway`, a bare ASGI app, sends ``POST /ws`` (every SOAP
+exchange: the hot path) straight to :class:`~gateway.api.soap_endpoint.SoapEndpoint`,
+which hands the body to :meth:`gateway.bus.Bus.handle` unchanged, with the TLS client
+certificate if the connection has one. Everything else goes to FastAPI behind it: REST,
+OpenAPI, the WSDL, health and readiness (FastAPI also lists ``POST /ws`` in the
+OpenAPI document and would serve it through the same endpoint).
 
 The app only translates HTTP: the bus it serves (router, aggregator, callbacks and
 their background tasks) is built and run by the composition root, :mod:`gateway.bus`.
@@ -20,29 +20,50 @@ from contextlib import asynccontextmanager
 import structlog
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.api import wsdl
 from gateway.api.auth import TokenAuth
 from gateway.api.body_limit import BodyLimit
 from gateway.api.models import PREFIX
 from gateway.api.rest import rest_router
-from gateway.api.tls import client_certificate
+from gateway.api.soap_endpoint import SOAP_MEDIA_TYPE, Handle, SoapEndpoint
 from gateway.bus import Bus, open_bus
 from gateway.config import Settings
-from gateway.core.errors import MessageTooLarge, SmevbusError, UnsupportedMediaType
-from gateway.core.xml_text import escape_forbidden
-from gateway.xml.faults import soap_fault
+from gateway.core.errors import SmevbusError
 
 log = structlog.get_logger(__name__)
 
-SOAP_MEDIA_TYPE = "text/xml; charset=utf-8"
-#: What ``POST /ws`` takes: SOAP 1.1 (``text/xml``) and SOAP 1.2's media type.
-SOAP_MEDIA_TYPES = ("text/xml", "application/soap+xml")
 #: Room for the SOAP envelope and signature around the largest accepted content.
 ENVELOPE_OVERHEAD = 64 * 1024
 
 
-def create_app(settings: Settings, bus: Bus | None = None) -> FastAPI:
+class Gateway:
+    """The ASGI app: ``POST /ws`` to the SOAP endpoint, everything else to FastAPI."""
+
+    def __init__(self, api: FastAPI, ws: SoapEndpoint) -> None:
+        self.api = api
+        self.ws = ws
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/ws" and scope["method"] == "POST":
+            await self.ws(scope, receive, send)
+        else:
+            await self.api(scope, receive, send)
+
+
+class _Delegated(Response):
+    """A FastAPI route's answer that is another ASGI app's (the SOAP endpoint's)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        super().__init__()
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
+def create_app(settings: Settings, bus: Bus | None = None) -> Gateway:
     """The app on ``bus``; with ``bus`` None it opens one from ``settings`` at startup and
     runs it (background tasks included) until shutdown. A caller handing in ``bus``
     starts and closes it itself (tests). ``settings`` say the HTTP side: tokens, limits,
@@ -89,22 +110,20 @@ def create_app(settings: Settings, bus: Bus | None = None) -> FastAPI:
         )
     )
     app.add_middleware(BodyLimit, limit=settings.api_max_body_bytes, prefix=PREFIX)
-    limit = settings.max_message_bytes + ENVELOPE_OVERHEAD
 
     def base_url(request: Request) -> str:
         return str(request.base_url).rstrip("/")
 
+    def handle() -> Handle:
+        return the_bus().handle
+
+    soap = SoapEndpoint(handle, limit=settings.max_message_bytes + ENVELOPE_OVERHEAD)
+
     @app.post("/ws", response_class=Response, summary="SOAP 1.1 message exchange")
-    async def ws(request: Request) -> Response:
-        refusal = _not_soap(request.headers.get("content-type"))
-        if refusal is not None:
-            return Response(soap_fault(refusal), status_code=415, media_type=SOAP_MEDIA_TYPE)
-        try:
-            body = await _read_limited(request, limit)
-        except SmevbusError as exc:
-            return Response(soap_fault(exc), status_code=500, media_type=SOAP_MEDIA_TYPE)
-        status, reply = await the_bus().handle(body, tls_client=client_certificate(request.scope))
-        return Response(reply, status_code=status, media_type=SOAP_MEDIA_TYPE)
+    async def ws() -> Response:
+        # Reached only when the app is served without its front (Gateway); listed here
+        # for the OpenAPI document.
+        return _Delegated(soap)
 
     @app.get("/ws", response_class=Response, summary="WSDL of the message exchange (?wsdl)")
     async def ws_wsdl(request: Request) -> Response:
@@ -131,10 +150,10 @@ def create_app(settings: Settings, bus: Bus | None = None) -> FastAPI:
             status_code=200 if ok else 503,
         )
 
-    return app
+    return Gateway(app, soap)
 
 
-def app_from_env() -> FastAPI:
+def app_from_env() -> Gateway:
     """The app of one of several gateway processes (``smevbus serve --workers N``):
     each worker process builds its own from the environment."""
     from gateway.logs import configure_logging
@@ -142,32 +161,3 @@ def app_from_env() -> FastAPI:
     settings = Settings()
     configure_logging(fmt=settings.log_format, level=settings.log_level, secrets=settings.secrets)
     return create_app(settings)
-
-
-def _not_soap(content_type: str | None) -> UnsupportedMediaType | None:
-    """The refusal of a ``content_type`` that is no SOAP media type (parameters such as
-    charset and action are allowed, in any case); ``None`` for a SOAP one."""
-    media_type = (content_type or "").split(";", 1)[0].strip().lower()
-    if media_type in SOAP_MEDIA_TYPES:
-        return None
-    shown = escape_forbidden(content_type[:100]) if content_type else "missing"
-    return UnsupportedMediaType(
-        f"Content-Type {shown} is not SOAP; send text/xml (SOAP 1.1) or application/soap+xml",
-        accepted=list(SOAP_MEDIA_TYPES),
-    )
-
-
-async def _read_limited(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise MessageTooLarge(
-            f"request body is {declared} bytes; the limit is {limit} bytes", limit=limit
-        )
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise MessageTooLarge(f"request body exceeds {limit} bytes", limit=limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
