@@ -4,7 +4,7 @@ Prints, for RSA-2048 and ECDSA P-256, operations per second of
 
 * raw xmlsec: template + SignatureContext.sign / .verify with the key loaded once
   (exclusive c14n reference, no certificate checks): the floor we build on;
-* smevbus, exc-c14n profile: XmlsecSigner.sign / XmlsecVerifier.verify (verify also
+* smevbus, exc-c14n profile: XmlSigner.sign / XmlVerifier.verify (verify also
   checks structure, Id uniqueness, chain, validity and CRL);
 * smevbus, SMEV profile: the same with the SMEV transform digest computed in Python.
 
@@ -42,10 +42,10 @@ sys.path.insert(0, str(ROOT))
 
 from gateway.core.clock import MessageIdSource, SystemClock  # noqa: E402
 from gateway.crypto import devpki, gost  # noqa: E402
-from gateway.crypto.signer import DS_NS, SignatureProfile  # noqa: E402
+from gateway.crypto.profiles import DS_NS, SignatureProfile  # noqa: E402
 from gateway.crypto.smev_transform import smev_transform  # noqa: E402
 from gateway.crypto.trust import TrustStore  # noqa: E402
-from gateway.crypto.xmldsig import XmlsecSigner, XmlsecVerifier  # noqa: E402
+from gateway.crypto.xmldsig import XmlSigner, XmlVerifier  # noqa: E402
 from gateway.xml import messages  # noqa: E402
 from gateway.xml.namespaces import SMEV_TYPES  # noqa: E402
 from gateway.xml.parse import parse_secure  # noqa: E402
@@ -131,7 +131,7 @@ def gost_table(keys: Path, base: etree._Element, seconds: float) -> None:
     signed = copy.deepcopy(base)
     target = signed.find(SPRD)
     assert target is not None
-    ec_signer = XmlsecSigner(
+    ec_signer = XmlSigner.from_pem(
         devpki.key_path(keys, "EC_BENCH").read_bytes(),
         devpki.cert_path(keys, "EC_BENCH").read_bytes(),
         SignatureProfile.SMEV,
@@ -202,7 +202,7 @@ def main() -> None:
     keys = Path(tempfile.mkdtemp(prefix="smevbus-bench-"))
     devpki.init_dev_pki(keys, {"EC_BENCH": "ec"}, key_type="ec", clock=clock)
     devpki.init_dev_pki(keys, {"RSA_BENCH": "rsa"}, key_type="rsa", clock=clock)
-    verifier = XmlsecVerifier(TrustStore.from_dir(keys, clock))
+    verifier = XmlVerifier(TrustStore.from_dir(keys, clock))
     base = envelope()
     print(
         f"document: SendRequest envelope, {len(etree.tostring(base))} bytes; "
@@ -224,9 +224,9 @@ def main() -> None:
         raw = RawXmlsec(key_pem, cert_pem, method)
         raw_signed = raw.sign(copy.deepcopy(base))
         for profile in SignatureProfile:
-            signer = XmlsecSigner(key_pem, cert_pem, profile)
+            signer = XmlSigner.from_pem(key_pem, cert_pem, profile)
 
-            def ours_sign(s: XmlsecSigner = signer) -> None:
+            def ours_sign(s: XmlSigner = signer) -> None:
                 doc = copy.deepcopy(base)
                 target = doc.find(SPRD)
                 assert target is not None
