@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -329,3 +331,43 @@ def test_gost_certificate_from_another_ca_is_refused(gost_dir: GostPKI, tmp_path
     rogue.signer(SignatureProfile.SMEV).sign(target, into)
     with pytest.raises(CertificateUntrusted, match="does not verify with that CA's key"):
         gost_dir.verifier().verify(*reparse(root)[1:])
+
+
+# --- python-xmlsec as the independent implementation; none of it at run time ----------------
+
+
+@pytest.mark.parametrize("mnemonic", [EC, RSA])
+def test_signature_values_interoperate_with_python_xmlsec(mnemonic: str) -> None:
+    """libxmlsec1 reads our SignatureValue (raw r||s for ECDSA) and we read its."""
+    xmlsec = pytest.importorskip("xmlsec")
+    signer = key_signer(mnemonic)
+    transform = {
+        alg.RSA_SHA256: xmlsec.constants.TransformRsaSha256,
+        alg.ECDSA_SHA256: xmlsec.constants.TransformEcdsaSha256,
+    }[signer.algorithm]
+    keys = dev_pki().keys_dir
+    key = xmlsec.Key.from_memory(
+        devpki.key_path(keys, mnemonic).read_bytes(), xmlsec.constants.KeyDataFormatPem
+    )
+    ctx = xmlsec.SignatureContext()
+    ctx.key = key
+    ctx.verify_binary(DATA, transform, signer.sign(DATA))  # raises when it does not verify
+    theirs = xmlsec.SignatureContext()
+    theirs.key = key
+    value = theirs.sign_binary(DATA, transform)
+    algorithm = alg.ALGORITHMS[signer.algorithm]
+    assert algorithm.verify(DATA, value, signer.certificate)
+    assert not algorithm.verify(DATA + b"!", value, signer.certificate)
+
+
+def test_runtime_modules_do_not_import_xmlsec() -> None:
+    probe = (
+        "import sys\n"
+        "sys.modules['xmlsec'] = None  # any import of it now fails\n"
+        "import gateway.cli, gateway.assembly, gateway.api.app, gateway.crypto.keystore\n"
+        "import adapters.process, gateway.client.zeep_signing\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "ok\n"
