@@ -12,6 +12,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -27,12 +28,17 @@ from lxml import etree
 from gateway.core.clock import FakeClock
 from gateway.core.errors import CertificateUntrusted, InternalError, SignatureInvalid
 from gateway.crypto import algorithms as alg
-from gateway.crypto import devpki, gost
+from gateway.crypto import devpki, gost, keystore
+from gateway.crypto.certificates import common_name
+from gateway.crypto.envelope import sign_element, verify_element
 from gateway.crypto.gost import Curve, GostPrivateKey, GostPublicKey
 from gateway.crypto.gost import pki as gost_pki
 from gateway.crypto.profiles import DS_NS, SignatureProfile
 from gateway.crypto.trust import CA_CERT_FILE, CRL_FILE, TrustStore
 from gateway.crypto.xmldsig import XmlSigner, XmlVerifier, reference_bytes
+from gateway.xml import messages
+from gateway.xml.parse import parse_secure
+from gateway.xml.soap import unwrap_envelope, wrap_envelope
 from tests.unit.crypto_fixtures import BUS_NS, EC, RSA, START, dev_pki, reparse, request_doc
 
 DS = f"{{{DS_NS}}}"
@@ -285,6 +291,27 @@ def test_one_verifier_for_gost_and_ecdsa_participants(gost_dir: GostPKI) -> None
         root, target, into = request_doc()
         signer.sign(target, into)
         assert verifier.verify(*reparse(root)[1:]) == signer.certificate
+
+
+@needs_gost
+def test_gost_participant_from_the_keys_directory(gost_dir: GostPKI) -> None:
+    """The key store picks GOST from the key files; a bus body signs and verifies."""
+    keys = gost_dir.keys_dir
+    devpki.key_path(keys, "GOST_AGENCY").write_bytes(gost_dir.key.pem())
+    devpki.cert_path(keys, "GOST_AGENCY").write_bytes(gost_dir.cert)
+    keystore.clear_cache()
+    try:
+        signer = keystore.load_signer(keys, "GOST_AGENCY")
+        verifier = keystore.load_verifier(keys, FakeClock(START))
+    finally:
+        keystore.clear_cache()
+    assert signer.algorithm is alg.GOST2012_256_ALGORITHM
+    body = messages.build_send_request(
+        uuid.UUID("db0486d0-3c08-11f0-9a6b-0242ac120002"), etree.fromstring(b"<x xmlns='urn:x'/>")
+    )
+    sign_element(body, signer)
+    received = unwrap_envelope(parse_secure(wrap_envelope(body)))[1]
+    assert common_name(verify_element(received, verifier)) == "GOST_AGENCY"
 
 
 @needs_gost
