@@ -122,9 +122,11 @@ def _load_private(key_pem: bytes) -> object:
         raise InternalError(f"cannot load signing key: {exc}") from exc
 
 
-def _require_pair(public: object, cert: x509.Certificate) -> None:
+def _require_pair(
+    public: rsa.RSAPublicKey | ec.EllipticCurvePublicKey, cert: x509.Certificate
+) -> None:
     fmt = serialization.PublicFormat.SubjectPublicKeyInfo
-    mine = public.public_bytes(Encoding.DER, fmt)  # type: ignore[attr-defined]
+    mine = public.public_bytes(Encoding.DER, fmt)
     if mine != cert.public_key().public_bytes(Encoding.DER, fmt):
         raise InternalError(
             f"the signing key does not belong to its certificate ({describe(cert)})"
