@@ -46,7 +46,7 @@ from gateway.client.participant import ParticipantClient  # noqa: E402
 from gateway.core.clock import SystemClock  # noqa: E402
 from gateway.crypto.devpki import init_dev_pki  # noqa: E402
 from gateway.crypto.keystore import load_signer, load_verifier  # noqa: E402
-from gateway.crypto.signer import Signer, Verifier  # noqa: E402
+from gateway.crypto.xmldsig import XmlSigner, XmlVerifier  # noqa: E402
 from gateway.transport.amqp import AmqpTransport  # noqa: E402
 from gateway.xml import messages  # noqa: E402
 from gateway.xml.namespaces import SMEV_TYPES  # noqa: E402
@@ -117,14 +117,14 @@ async def drive(
 # --- raw aio-pika ----------------------------------------------------------------------
 
 
-def _sign(signer: Signer, doc: etree._Element) -> bytes:
+def _sign(signer: XmlSigner, doc: etree._Element) -> bytes:
     target = doc.find(SPRD)
     assert target is not None
     signer.sign(target, etree.SubElement(doc, HOLDER))
     return etree.tostring(doc)
 
 
-def _verify(verifier: Verifier, body: bytes) -> None:
+def _verify(verifier: XmlVerifier, body: bytes) -> None:
     doc = parse_secure(body)
     target = doc.find(SPRD)
     signature = doc.find(f"{HOLDER}/{{http://www.w3.org/2000/09/xmldsig#}}Signature")
@@ -134,7 +134,7 @@ def _verify(verifier: Verifier, body: bytes) -> None:
 
 
 async def raw_pipeline(
-    url: str, n: int, concurrency: int, crypto: tuple[Signer, Signer, Verifier] | None
+    url: str, n: int, concurrency: int, crypto: tuple[XmlSigner, XmlSigner, XmlVerifier] | None
 ) -> Result:
     connection = await aio_pika.connect_robust(url)
     async with connection:

@@ -45,7 +45,7 @@ from gateway.core.clock import MessageIdSource, SystemClock  # noqa: E402
 from gateway.crypto.devpki import init_dev_pki  # noqa: E402
 from gateway.crypto.envelope import sign_element  # noqa: E402
 from gateway.crypto.keystore import load_signer  # noqa: E402
-from gateway.crypto.signer import Signer  # noqa: E402
+from gateway.crypto.xmldsig import XmlSigner  # noqa: E402
 from gateway.xml import messages  # noqa: E402
 from gateway.xml.parse import XmlLimits, parse_secure  # noqa: E402
 from gateway.xml.soap import parse_fault, wrap_envelope  # noqa: E402
@@ -68,7 +68,7 @@ SIGNED_INFO_END = "</ds:SignedInfo>"
 class Requests:
     """Builds SendRequests from PORTAL: each with a fresh MessageID, signed or not."""
 
-    def __init__(self, signer: Signer, limit: int, limits: XmlLimits) -> None:
+    def __init__(self, signer: XmlSigner, limit: int, limits: XmlLimits) -> None:
         self.signer = signer
         self.limit = limit
         self.limits = limits

@@ -17,7 +17,7 @@ from rich.console import Console
 from gateway.config import REPO_ROOT, Settings
 from gateway.core.clock import SystemClock
 from gateway.core.errors import InternalError, SmevbusError
-from gateway.crypto.signer import SignatureProfile
+from gateway.crypto.profiles import SignatureProfile
 from gateway.transport.base import Direction
 
 app = typer.Typer(

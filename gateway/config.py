@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from gateway.crypto.signer import SignatureProfile
+from gateway.crypto.profiles import SignatureProfile
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

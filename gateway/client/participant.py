@@ -21,7 +21,7 @@ from gateway.core.envelope import MessageMetadata
 from gateway.core.errors import ALL_ERRORS, InternalError, SignatureInvalid, SmevbusError
 from gateway.crypto.certificates import common_name, describe
 from gateway.crypto.envelope import sign_element, verify_element
-from gateway.crypto.signer import Signer, Verifier
+from gateway.crypto.xmldsig import XmlSigner, XmlVerifier
 from gateway.xml import messages as m
 from gateway.xml import readers
 from gateway.xml.namespaces import SMEV_TYPES
@@ -37,8 +37,8 @@ class ParticipantClient:
     def __init__(
         self,
         *,
-        signer: Signer,
-        verifier: Verifier,
+        signer: XmlSigner,
+        verifier: XmlVerifier,
         clock: Clock,
         call: Call,
         bus_mnemonic: str = "SMEVBUS",

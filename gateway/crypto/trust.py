@@ -6,6 +6,10 @@ validity period at the injected clock's ``now()``, and no CRL issued by that CA
 lists its serial number. CRL signatures are checked once, when the store is built.
 A CRL past its ``nextUpdate`` is still used (a stale list is better than none in a
 closed dev/regional deployment); operators replace ``crl.pem`` to refresh it.
+
+Certificates and CRLs signed with GOST R 34.10-2012 are checked by the gost engine
+(:mod:`gateway.crypto.gost`), which ``cryptography`` does not have; the rest of the
+checks read them through ``cryptography`` like any other.
 """
 
 from __future__ import annotations
@@ -15,10 +19,12 @@ from datetime import datetime
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from gateway.core.clock import Clock
 from gateway.core.errors import CertificateExpired, CertificateUntrusted, InternalError
+from gateway.crypto import gost
 from gateway.crypto.certificates import describe, format_name
 
 CA_CERT_FILE = "ca.cert.pem"
@@ -139,12 +145,9 @@ class TrustStore:
                 issuer=format_name(cert.issuer),
             )
         for anchor in candidates:
-            try:
-                cert.verify_directly_issued_by(anchor.cert)
-            except (ValueError, TypeError, InvalidSignature):
-                continue
-            self._issuer_cache[cert] = anchor
-            return anchor
+            if _issued_by(cert, anchor.cert):
+                self._issuer_cache[cert] = anchor
+                return anchor
         raise CertificateUntrusted(
             f"certificate names the trusted CA {format_name(cert.issuer)!r} as issuer, "
             f"but its signature does not verify with that CA's key; {describe(cert)}",
@@ -153,13 +156,47 @@ class TrustStore:
 
     def _attach_crl(self, crl: x509.CertificateRevocationList) -> None:
         for anchor in self._anchors.get(crl.issuer, []):
-            if crl.is_signature_valid(anchor.cert.public_key()):  # type: ignore[arg-type]
+            if _crl_signed_by(crl, anchor.cert):
                 anchor.crls.append(crl)
                 return
         raise InternalError(
             f"CRL issued by {format_name(crl.issuer)!r} is not signed by any trusted CA; "
             "replace crl.pem (run `smevbus keys init` for a dev setup)",
         )
+
+
+# GOST R 34.10 signature algorithms are under the Russian arc 1.2.643.
+_GOST_ARC = "1.2.643."
+
+
+def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
+    """Whether ``ca``'s key signed ``cert`` (the names are already known to match)."""
+    if cert.signature_algorithm_oid.dotted_string.startswith(_GOST_ARC):
+        try:
+            return gost.verify_certificate_signature(_der(cert), _der(ca))
+        except (gost.GostError, gost.GostUnavailable):
+            return False
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+        return False
+    return True
+
+
+def _crl_signed_by(crl: x509.CertificateRevocationList, ca: x509.Certificate) -> bool:
+    if crl.signature_algorithm_oid.dotted_string.startswith(_GOST_ARC):
+        try:
+            return gost.verify_crl_signature(crl.public_bytes(Encoding.DER), _der(ca))
+        except (gost.GostError, gost.GostUnavailable):
+            return False
+    try:
+        return crl.is_signature_valid(ca.public_key())  # type: ignore[arg-type]
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        return False
+
+
+def _der(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(Encoding.DER)
 
 
 def _require_ca(cert: x509.Certificate) -> None:

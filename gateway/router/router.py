@@ -70,8 +70,8 @@ _T = TypeVar("_T")
 
 
 async def _work(large: bool, fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
-    """``fn(*args)``, in a worker thread when the document is large: lxml and xmlsec let
-    go of the GIL while they parse, validate and canonicalize, and the event loop goes on
+    """``fn(*args)``, in a worker thread when the document is large: lxml lets go
+    of the GIL while they parse, validate and canonicalize, and the event loop goes on
     serving other requests meanwhile. A small document costs less than the thread hop."""
     if large:
         return await asyncio.to_thread(fn, *args, **kwargs)

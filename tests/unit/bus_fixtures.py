@@ -30,9 +30,9 @@ from gateway.core.clock import FakeClock, MessageIdSource
 from gateway.core.registry import Registry, parse_registry
 from gateway.crypto import devpki
 from gateway.crypto.envelope import sign_element
-from gateway.crypto.signer import SignatureProfile, Signer
+from gateway.crypto.profiles import SignatureProfile
 from gateway.crypto.trust import TrustStore
-from gateway.crypto.xmldsig import XmlsecSigner, XmlsecVerifier
+from gateway.crypto.xmldsig import XmlSigner, XmlVerifier
 from gateway.router.context import BusContext
 from gateway.router.router import Router
 from gateway.store.journal import SqlStore
@@ -77,11 +77,11 @@ class BusPKI:
     def cert_pem(self, mnemonic: str) -> bytes:
         return devpki.cert_path(self.keys_dir, mnemonic).read_bytes()
 
-    def signer(self, mnemonic: str) -> XmlsecSigner:
+    def signer(self, mnemonic: str) -> XmlSigner:
         return _signer(self.keys_dir, mnemonic)
 
-    def verifier(self, clock: FakeClock) -> XmlsecVerifier:
-        return XmlsecVerifier(TrustStore.from_dir(self.keys_dir, clock))
+    def verifier(self, clock: FakeClock) -> XmlVerifier:
+        return XmlVerifier(TrustStore.from_dir(self.keys_dir, clock))
 
 
 @functools.cache
@@ -108,16 +108,16 @@ def bus_pki() -> BusPKI:
 
 
 @functools.cache
-def _signer(keys_dir: Path, mnemonic: str) -> XmlsecSigner:
-    return XmlsecSigner(
+def _signer(keys_dir: Path, mnemonic: str) -> XmlSigner:
+    return XmlSigner.from_pem(
         devpki.key_path(keys_dir, mnemonic).read_bytes(),
         devpki.cert_path(keys_dir, mnemonic).read_bytes(),
         SignatureProfile.SMEV,
     )
 
 
-def signer_for(issued: devpki.Issued) -> XmlsecSigner:
-    return XmlsecSigner(issued.key_pem(), issued.cert_pem(), SignatureProfile.SMEV)
+def signer_for(issued: devpki.Issued) -> XmlSigner:
+    return XmlSigner.from_pem(issued.key_pem(), issued.cert_pem(), SignatureProfile.SMEV)
 
 
 # --- content -------------------------------------------------------------------------
@@ -144,7 +144,7 @@ def uuid1_at(when: datetime) -> uuid.UUID:
 # --- raw SOAP ----------------------------------------------------------------------
 
 
-def signed(body: etree._Element, signer: Signer) -> etree._Element:
+def signed(body: etree._Element, signer: XmlSigner) -> etree._Element:
     """``body`` signed in place by ``signer`` (the caller's signature)."""
     return sign_element(body, signer)
 
@@ -273,7 +273,7 @@ async def open_bus(
 
 
 def send_request_body(
-    signer: Signer | None,
+    signer: XmlSigner | None,
     *,
     message_id: uuid.UUID | None = None,
     business: etree._Element | None = None,

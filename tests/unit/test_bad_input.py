@@ -25,7 +25,7 @@ from lxml import etree
 
 from gateway.core.envelope import MessageMetadata, ParticipantRef
 from gateway.core.errors import ALL_ERRORS
-from gateway.crypto.signer import RSA_SHA256
+from gateway.crypto.algorithms import RSA_SHA256
 from gateway.transport.base import Direction
 from gateway.xml import messages as m
 from gateway.xml.namespaces import SMEV_BASIC, SMEV_TYPES, SOAP_ENV, qname
