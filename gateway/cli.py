@@ -16,7 +16,7 @@ from rich.console import Console
 
 from gateway.config import REPO_ROOT, Settings
 from gateway.core.clock import SystemClock
-from gateway.core.errors import InternalError, SmevbusError
+from gateway.core.errors import InternalError, SmevbusError, Unauthenticated
 from gateway.crypto.signer import SignatureProfile
 from gateway.transport.base import Direction
 
@@ -411,7 +411,6 @@ DEFAULT_GATEWAY_URL = "http://127.0.0.1:8080"
 
 def rest_client(gateway_url: str, token: str | None) -> ServiceRequestsClient:
     """The REST client the commands use (tests swap it for one over an in-process app)."""
-    from gateway.api.auth import Unauthenticated
     from gateway.client.rest import ServiceRequestsClient
 
     if not token:

@@ -8,7 +8,7 @@ each one:
 
 * the body is the request's REST representation, the JSON that
   ``GET /api/v1/service-requests/{id}`` answers (``render``, see
-  :func:`gateway.api.models.callback_body`); its ``callback`` shows the attempt made;
+  :func:`gateway.api.views.callback_body`); its ``callback`` shows the attempt made;
 * headers ``Content-Type: application/json``, ``X-Smevbus-Service-Request: <id>``,
   ``X-Smevbus-Attempt: <n>`` and, with a secret, ``X-Smevbus-Signature:
   sha256=<hex HMAC-SHA256 of the body>`` (:func:`signature`);
