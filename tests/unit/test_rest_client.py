@@ -331,8 +331,8 @@ def cli_world(monkeypatch: pytest.MonkeyPatch) -> tuple[AnsweringAggregator, Mem
         assert gateway_url == "http://gw.test"
         return client_for(app, token or "")
 
-    monkeypatch.setattr(cli, "rest_client", rest_client)
-    monkeypatch.setattr(cli, "console", Console(width=200))
+    monkeypatch.setattr(cli.portal, "rest_client", rest_client)
+    monkeypatch.setattr(cli.portal, "console", Console(width=200))
     monkeypatch.setenv("SMEVBUS_GATEWAY_URL", "http://gw.test")
     monkeypatch.setenv("SMEVBUS_API_TOKEN", "portal-token")
     return fake, memory
