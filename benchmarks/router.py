@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 from adapters.sdk.push import PushSource  # noqa: E402
 from gateway.client.http import SoapHttp  # noqa: E402
 from gateway.client.participant import ParticipantClient  # noqa: E402
+from gateway.core import backoff  # noqa: E402
 from gateway.core.clock import SystemClock  # noqa: E402
 from gateway.crypto.devpki import init_dev_pki  # noqa: E402
 from gateway.crypto.keystore import load_signer, load_verifier  # noqa: E402
@@ -234,6 +235,7 @@ async def smevbus_pipeline(
     clock = SystemClock()
     verifier = load_verifier(keys, clock)
     call = SoapHttp(gateway.base_url + "/ws", max_connections=64)
+    idle_backoff = backoff.exponential(0.002, idle_cap)
 
     def client(who: str) -> ParticipantClient:
         return ParticipantClient(
@@ -276,7 +278,7 @@ async def smevbus_pipeline(
                 # Pull protocol: an empty poll; back off as a real client does.
                 idle += 1
                 empty_polls += 1
-                await asyncio.sleep(min(0.001 * 2**idle, idle_cap))
+                await asyncio.sleep(backoff.delay(idle_backoff, idle))
                 continue
             idle = 0
             await zags.send_response(delivery.reply_to, content=answer)
@@ -290,7 +292,7 @@ async def smevbus_pipeline(
             if delivery is None:
                 idle += 1
                 empty_polls += 1
-                await asyncio.sleep(min(0.001 * 2**idle, idle_cap))
+                await asyncio.sleep(backoff.delay(idle_backoff, idle))
                 continue
             idle = 0
             await portal.ack(delivery.metadata.message_id)

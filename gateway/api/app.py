@@ -36,15 +36,16 @@ from gateway.aggregator.callbacks import (
 from gateway.api import wsdl
 from gateway.api.auth import TokenAuth
 from gateway.api.body_limit import BodyLimit
-from gateway.api.models import PREFIX, callback_body
 from gateway.api.rest import rest_router
 from gateway.api.tls import client_certificate
+from gateway.api.views import callback_body
 from gateway.config import Settings
 from gateway.core.errors import MessageTooLarge, SmevbusError, UnsupportedMediaType
 from gateway.core.xml_text import escape_forbidden
 from gateway.router.router import Router
 from gateway.store.callback_outbox import CallbackOutbox
 from gateway.store.service_requests import ServiceRequestRecord
+from gateway.wire.rest import PREFIX
 from gateway.xml.faults import soap_fault
 
 log = structlog.get_logger(__name__)

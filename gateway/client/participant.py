@@ -18,7 +18,7 @@ from lxml import etree
 
 from gateway.core.clock import Clock, MessageIdSource
 from gateway.core.envelope import MessageMetadata
-from gateway.core.errors import ALL_ERRORS, InternalError, SignatureInvalid, SmevbusError
+from gateway.core.errors import InternalError, SignatureInvalid, error_class
 from gateway.crypto.certificates import common_name, describe
 from gateway.crypto.envelope import sign_element, verify_element
 from gateway.crypto.xmldsig import XmlSigner, XmlVerifier
@@ -29,8 +29,6 @@ from gateway.xml.parse import parse_secure
 from gateway.xml.soap import SignatureContainer, parse_fault, unwrap_envelope, wrap_envelope
 
 Call = Callable[[bytes], Awaitable[tuple[int, bytes]]]
-
-_ERRORS_BY_CODE: dict[str, type[SmevbusError]] = {e.code: e for e in ALL_ERRORS}
 
 
 class ParticipantClient:
@@ -128,7 +126,7 @@ class ParticipantClient:
         root = parse_secure(raw, max_bytes=16 * 1024 * 1024)
         fault = parse_fault(root)
         if fault is not None:
-            error = _ERRORS_BY_CODE.get(fault.code or "", InternalError)
+            error = error_class(fault.code or "") or InternalError
             raise error(fault.description or fault.faultstring)
         return unwrap_envelope(root)[1]
 

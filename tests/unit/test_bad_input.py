@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from gateway.core.envelope import MessageMetadata, ParticipantRef
-from gateway.core.errors import ALL_ERRORS
+from gateway.core.errors import error_classes
 from gateway.crypto.algorithms import RSA_SHA256
 from gateway.transport.base import Direction
 from gateway.xml import messages as m
@@ -46,7 +46,7 @@ from tests.unit.bus_fixtures import (
 )
 
 T = f"{{{SMEV_TYPES}}}"
-KNOWN_CODES = {e.code for e in ALL_ERRORS} - {"internal"}
+KNOWN_CODES = {e.code for e in error_classes()} - {"internal"}
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from gateway.aggregator.callback_guard import (
     StaticResolver,
 )
 from gateway.aggregator.callbacks import CallbackDispatcher, HttpSender
-from gateway.api.models import callback_body
+from gateway.api.views import callback_body
 from gateway.assembly import callback_guard
 from gateway.config import REPO_ROOT, Settings
 from gateway.store.callback_outbox import CallbackOutbox

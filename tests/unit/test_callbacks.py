@@ -33,7 +33,7 @@ from gateway.aggregator.callbacks import (
     signature,
 )
 from gateway.api.app import _deliver_callbacks
-from gateway.api.models import callback_body, service_request_url, service_request_view
+from gateway.api.views import callback_body, service_request_url, service_request_view
 from gateway.core.aggregation import new_service_request, on_answer
 from gateway.core.clock import FakeClock
 from gateway.core.errors import SchemaViolation
