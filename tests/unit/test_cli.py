@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import base64
 import functools
+import os
 import re
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -325,3 +328,20 @@ def test_keys_init_refuses_a_bad_participant_algorithm(tmp_path: Path, pair: str
     assert result.exit_code == 2
     assert "MNEMONIC=ALGORITHM" in " ".join(result.output.split())
     assert not (tmp_path / "k").exists()
+
+
+def test_keys_init_gost_without_the_engine_names_the_package(tmp_path: Path) -> None:
+    # OPENSSL_ENGINES points OpenSSL's engine search at an empty directory.
+    run = subprocess.run(
+        [
+            *(sys.executable, "-c", "from gateway.cli import app; app()"),
+            *("keys", "init", "--dir", str(tmp_path / "k"), "--algorithm", "gost2012-256"),
+        ],
+        env={**os.environ, "OPENSSL_ENGINES": "/nonexistent", "COLUMNS": "400"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "cannot make the dev PKI" in run.stderr
+    assert "libengine-gost-openssl" in run.stderr
