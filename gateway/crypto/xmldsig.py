@@ -40,7 +40,7 @@ from lxml import etree
 from xmlsec import constants as _xc
 
 from gateway.core.errors import InternalError, SignatureInvalid
-from gateway.crypto.certificates import describe
+from gateway.crypto.certificates import describe, why_unreadable
 from gateway.crypto.signer import (
     DS_NS,
     ECDSA_SHA256,
@@ -266,7 +266,7 @@ class XmlsecVerifier:
             key = xmlsec.Key.from_memory(public_pem, _xc.KeyDataFormatPem)
         except (ValueError, binascii.Error, xmlsec.Error) as exc:
             raise SignatureInvalid(
-                f"X509Certificate in KeyInfo is not a valid certificate: {exc}"
+                f"X509Certificate in KeyInfo is not a valid certificate: {why_unreadable(exc)}"
             ) from exc
         if len(self._certs) >= _CERT_CACHE_LIMIT:
             self._certs.clear()
