@@ -30,6 +30,20 @@ from tests.unit.bus_fixtures import (
     uuid1_at,
 )
 
+#: What a refusal must never show: a stack trace, a source file, an exception class, the
+#: libraries behind the bus (or their debug output), a local file's content.
+LEAKS = re.compile(
+    r"Traceback|File \"|\.py\b|site-packages|root:x:0:0|"
+    r"\b[A-Z]\w*(?:Error|Exception)\b|"
+    r"(?i:asyncpg|sqlalchemy|aio_?pika|aiormq|pamqp|lxml|libxml|xmlsec|psycopg|"
+    r"uvicorn|starlette|fastapi|pydantic|cryptography\.)"
+)
+
+
+def assert_nothing_leaks(answer: str) -> None:
+    found = LEAKS.search(answer)
+    assert found is None, f"answer leaks {found.group(0)!r}: {answer[:600]}"
+
 
 class World(Protocol):
     @property
