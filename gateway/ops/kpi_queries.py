@@ -116,7 +116,7 @@ def _classified(dialect: str, *, by_agency: bool) -> str:
                  ELSE 'pending'
                END AS outcome
         FROM messages r
-        LEFT JOIN messages a ON a.message_id = r.answered_by
+        LEFT JOIN messages a ON a.message_id = r.answered_by AND a.kind = 'response'
         WHERE r.kind = 'request' AND r.test_message = false
           AND r.created_at >= :start AND r.created_at < :end
           AND r.state NOT IN ('REJECTED', 'FAILED') {agency}
