@@ -47,7 +47,7 @@ from gateway.crypto.algorithms import (
     algorithm_for,
     load_key_signer,
 )
-from gateway.crypto.certificates import describe
+from gateway.crypto.certificates import describe, why_unreadable
 from gateway.crypto.profiles import DS_NS, EXC_C14N, SMEV_TRANSFORM, SignatureProfile
 from gateway.crypto.smev_transform import smev_transform
 from gateway.crypto.trust import TrustStore
@@ -246,7 +246,7 @@ class XmlVerifier:
         except (ValueError, TypeError, UnsupportedAlgorithm, binascii.Error) as exc:
             # A damaged certificate may fail lazily, on first use of its parts.
             raise SignatureInvalid(
-                f"X509Certificate in KeyInfo is not a usable certificate: {exc}"
+                f"X509Certificate in KeyInfo is not a usable certificate: {why_unreadable(exc)}"
             ) from exc
         if len(self._certs) >= _CERT_CACHE_LIMIT:
             self._certs.clear()
