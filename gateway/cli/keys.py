@@ -42,14 +42,15 @@ def keys_init(
     keys_dir: KeysDir = REPO_ROOT / "keys",
     registry: Annotated[Path | None, typer.Option(help="Registry TOML.")] = None,
     algorithm: Annotated[
-        KeyKind,
+        KeyKind | None,
         typer.Option(
             "--algorithm",
             "--key-type",
-            help="Key type of a new CA and of the participants: EC P-256, RSA 2048, or "
-            "GOST R 34.10-2012 256-bit (needs OpenSSL's gost engine).",
+            help="Key type of a new CA and of the participants: EC P-256 (the default), "
+            "RSA 2048, or GOST R 34.10-2012 256-bit (needs OpenSSL's gost engine). With "
+            "an existing CA, new participants get its type unless this is given.",
         ),
-    ] = KeyKind.EC,
+    ] = None,
     participant_algorithm: Annotated[
         list[str] | None,
         typer.Option(
@@ -93,7 +94,7 @@ def keys_init(
         paths = init_dev_pki(
             keys_dir,
             participants,
-            key_type=algorithm.key_type,
+            key_type=None if algorithm is None else algorithm.key_type,
             key_types=overrides,
             tls_hosts=tls_host or (),
             clock=SystemClock(),

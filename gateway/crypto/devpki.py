@@ -306,7 +306,7 @@ def init_dev_pki(
     keys_dir: Path,
     participants: Mapping[str, str],
     *,
-    key_type: KeyType = "ec",
+    key_type: KeyType | None = None,
     key_types: Mapping[str, KeyType] | None = None,
     tls_hosts: Sequence[str] = (),
     clock: Clock,
@@ -314,17 +314,20 @@ def init_dev_pki(
     """Create the dev PKI in ``keys_dir``; never overwrite an existing file.
 
     ``participants`` maps mnemonic -> human name (may be empty). ``key_type`` is the
-    new CA's and every participant's key type, unless ``key_types`` names another for a
-    participant (a mixed registry needs a GOST CA: see the module docstring). If
-    ``ca.cert.pem`` already exists the CA is reused and only missing certificates are
-    issued: the participants', and (under an EC or RSA CA) the gateway's TLS server
-    certificate for :data:`DEFAULT_TLS_HOSTS` plus ``tls_hosts``. Returns the paths of
-    every file in the layout, existing or new.
+    new CA's and every participant's key type (default: the existing CA's, else
+    ``ec``), unless ``key_types`` names another for a participant (a mixed registry
+    needs a GOST CA: see the module docstring). If ``ca.cert.pem`` already exists the
+    CA is reused and only missing certificates are issued: the participants', and
+    (under an EC or RSA CA) the gateway's TLS server certificate for
+    :data:`DEFAULT_TLS_HOSTS` plus ``tls_hosts``. Returns the paths of every file in
+    the layout, existing or new.
     """
     keys_dir.mkdir(parents=True, exist_ok=True)
     if (keys_dir / CA_CERT_FILE).exists():
         ca = load_ca(keys_dir)
+        key_type = key_type or key_type_of(ca.cert)
     else:
+        key_type = key_type or "ec"
         ca = new_ca(clock, key_type=key_type)
         _write(keys_dir / CA_KEY_FILE, ca.key_pem(), private=True)
         _write(keys_dir / CA_CERT_FILE, ca.cert_pem())

@@ -136,3 +136,10 @@ def test_an_ec_ca_cannot_certify_a_gost_key(tmp_path: Path, clock: FakeClock) ->
     with pytest.raises(ValueError, match="cannot certify a GOST key for FNS"):
         devpki.init_dev_pki(tmp_path, {"FNS": ""}, key_type="gost2012-256", clock=clock)
     assert not devpki.cert_path(tmp_path, "FNS").exists()
+
+
+def test_new_participants_follow_the_existing_ca_unless_told(keys: Path, clock: FakeClock) -> None:
+    devpki.init_dev_pki(keys, {"LATER": ""}, clock=clock)
+    devpki.init_dev_pki(keys, {"LATER_RSA": ""}, key_type="rsa", clock=clock)
+    assert devpki.key_type_of(cert(keys, "LATER")) == "gost2012-256"
+    assert devpki.key_type_of(cert(keys, "LATER_RSA")) == "rsa"
