@@ -235,13 +235,13 @@ def signed_forged(r: Requests) -> str:
 
 
 def _attribute_content(r: Requests) -> str:
-    """A signed request whose content elements carry as many attributes as allowed,
-    filling the size: the most names and values the signature's digest must write."""
+    """A signed request whose content elements carry as many attributes as allowed (on
+    each, and in the document), padded to the size limit: the most names and values
+    the signature's digest must write."""
     doc = r.text(signed=False)
     attrs = "".join(f' a{i}=""' for i in range(r.limits.max_attributes))
-    unit = f"<Note{attrs}/>"
-    count = min(r.room, (r.budget(doc) - SIGNATURE) // len(unit))
-    return r.sign(insert(doc, BUSINESS + ">", unit * count))
+    count = (r.limits.max_attributes_in_document - 50) // r.limits.max_attributes
+    return r.sign(r.padded(doc, f"<Note{attrs}/>" * count, SIGNATURE))
 
 
 def signed_attributes_tampered(r: Requests) -> str:
@@ -276,7 +276,7 @@ SHAPES = (
     Shape("signed-forged", "the same, SignatureValue changed", signed_forged),
     Shape(
         "signed-attrs-tampered",
-        "content elements with all the attributes allowed, signed, then changed",
+        "content elements with all the attributes allowed, signed, changed",
         signed_attributes_tampered,
     ),
 )
@@ -441,6 +441,7 @@ def main() -> None:
     limits = XmlLimits(
         max_elements=settings.xml_max_elements,
         max_attributes=settings.xml_max_attributes,
+        max_attributes_in_document=settings.xml_max_attributes_in_document,
         max_text_bytes=settings.xml_max_text_bytes,
     )
     requests = Requests(load_signer(keys, "PORTAL"), args.limit_bytes, limits)
