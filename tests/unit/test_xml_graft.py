@@ -14,7 +14,7 @@ from lxml import etree
 
 from gateway.core.envelope import MessageMetadata, ParticipantRef
 from gateway.crypto.envelope import sign_element, verify_element
-from gateway.crypto.signer import SignatureProfile
+from gateway.crypto.profiles import SignatureProfile
 from gateway.xml import messages as m
 from gateway.xml.graft import Grafts
 from gateway.xml.namespaces import SMEV_TYPES
