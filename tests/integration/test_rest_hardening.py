@@ -25,9 +25,8 @@ from sqlalchemy import func, select
 from gateway.aggregator import Aggregator
 from gateway.api.app import create_app
 from gateway.config import Settings
-from gateway.store.journal import SqlStore
+from gateway.store import Journal
 from gateway.store.schema import messages, service_requests
-from gateway.store.service_requests import ServiceRequestStore
 from gateway.transport.base import Direction
 from tests.integration import store_fixtures
 from tests.integration.store_fixtures import Backend
@@ -53,7 +52,7 @@ BAD_IN_HEADER = BAD[:2]
 class Api:
     http: httpx.AsyncClient
     bus: Bus
-    journal: SqlStore
+    journal: Journal
 
     async def rows(self) -> tuple[int, int]:
         """(service requests, journaled messages) stored so far."""
@@ -72,7 +71,7 @@ class Api:
 async def api(backend: Backend) -> AsyncIterator[Api]:
     journal = backend.open()
     bus = await open_bus(journal=journal)  # migrates the journal
-    store = ServiceRequestStore.for_journal(journal)
+    store = journal.service_requests()
     aggregator = Aggregator(
         catalogue=CATALOGUE,
         registry=bus.router.ctx.registry,
