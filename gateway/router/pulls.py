@@ -15,14 +15,12 @@ answers "no message" even if one lies deeper in the queue.
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 
 import structlog
 from lxml import etree
 
 from gateway.core.admission import check_timestamp
-from gateway.core.envelope import MessageKind
 from gateway.core.errors import InvalidContent, NotFound
 from gateway.core.lifecycle import TERMINAL, IllegalTransition, MessageState
 from gateway.core.registry import Participant
@@ -33,7 +31,7 @@ from gateway.router.moves import Moves, metadata
 from gateway.router.replays import ReplayGuard
 from gateway.store.base import Store, TransitionConflict
 from gateway.store.records import MessageRecord
-from gateway.transport.base import HEADER_KIND, Delivery, Direction, Transport
+from gateway.transport.base import Delivery, Direction, Transport
 from gateway.xml import messages as m
 from gateway.xml.namespaces import SMEV_TYPES
 from gateway.xml.parse import parse_secure
@@ -212,35 +210,20 @@ class Pulls:
         """
         reason = None if accepted else "recipient could not verify the bus signature"
         delivery = self._pulled.take(caller.mnemonic, message_id)
-        record: MessageRecord | None = None
         if delivery is None:
-            record = await self._ack_elsewhere(caller, message_id, reason)
-        else:
-            # A provider may answer before it acks (RESPONDED): leave the request so.
-            with contextlib.suppress(TransitionConflict):
-                record = await self.moves.move_from(
-                    message_id, MessageState.DELIVERED, MessageState.ACKED, reason
-                )
-            await delivery.ack()
-            if record is None and delivery.message.headers.get(HEADER_KIND) != MessageKind.REQUEST:
-                record = await self.store.get(message_id)
-        if (
-            record is not None
-            and record.kind is MessageKind.RESPONSE
-            and record.in_reply_to is not None
-        ):
-            # A final answer delivered: its request is done (an interim status is not).
-            with contextlib.suppress(TransitionConflict):
-                await self.moves.move_from(
-                    record.in_reply_to,
-                    MessageState.RESPONDED,
-                    MessageState.RESPONSE_DELIVERED,
-                    None,
-                )
+            await self._ack_elsewhere(caller, message_id, reason)
+            return
+        # One statement: DELIVERED -> ACKED, and for a final answer its request
+        # RESPONDED -> RESPONSE_DELIVERED. A provider may answer before it acks
+        # (RESPONDED): the request is left so, nothing fails.
+        await self.store.acknowledge(
+            message_id, at=self.ctx.clock.now(), reason=reason, actor="bus"
+        )
+        await delivery.ack()
 
     async def _ack_elsewhere(
         self, caller: Participant, message_id: str, reason: str | None
-    ) -> MessageRecord:
+    ) -> None:
         """Journal the Ack of a message ``caller`` was handed but this process does not
         hold (``NotFound`` unless it is DELIVERED to ``caller``)."""
         not_held = NotFound(
@@ -255,17 +238,15 @@ class Pulls:
         if record.recipient != caller.mnemonic:
             raise not_held
         if record.state in (MessageState.RESPONDED, MessageState.RESPONSE_DELIVERED):
-            return record  # answered before the Ack: settled, as where it is held
+            return  # answered before the Ack: settled, as where it is held
         if record.state is not MessageState.DELIVERED:
             raise not_held
-        try:
-            record = await self.moves.move_from(
-                message_id, MessageState.DELIVERED, MessageState.ACKED, reason
-            )
-        except TransitionConflict:
-            raise not_held from None
+        acked = await self.store.acknowledge(
+            message_id, at=self.ctx.clock.now(), reason=reason, actor="bus"
+        )
+        if not acked.moved:
+            raise not_held
         log.info("acked_elsewhere", message_id=message_id)
-        return record
 
 
 #: States in which a message's delivery is over: a further copy of it is redundant.

@@ -519,6 +519,132 @@ def writes(statements: list[str]) -> list[str]:
     return [w for w in words if w in ("INSERT", "UPDATE", "DELETE", "WITH")]
 
 
+# --- SendResponse and Ack in one transaction each ----------------------------------------
+
+
+def answer_to(n: int, request: int) -> NewMessage:
+    return new_message(
+        n, content=b"<Response/>", kind=MessageKind.RESPONSE, in_reply_to=message_id(request)
+    )
+
+
+@pytest.mark.parametrize(
+    ("start", "final", "path"),
+    [
+        # answered before its sender journaled the publish (a fast push provider)
+        ([], True, [S.ACCEPTED, S.QUEUED, S.DELIVERED, S.RESPONDED]),
+        ([S.QUEUED], True, [S.ACCEPTED, S.QUEUED, S.DELIVERED, S.RESPONDED]),  # push
+        ([S.QUEUED, S.DELIVERED], True, [S.ACCEPTED, S.QUEUED, S.DELIVERED, S.RESPONDED]),
+        (
+            [S.QUEUED, S.DELIVERED, S.ACKED],
+            True,
+            [S.ACCEPTED, S.QUEUED, S.DELIVERED, S.ACKED, S.RESPONDED],
+        ),
+        ([], False, [S.ACCEPTED, S.QUEUED, S.DELIVERED]),  # an interim status
+        ([S.QUEUED, S.DELIVERED], False, [S.ACCEPTED, S.QUEUED, S.DELIVERED]),
+    ],
+)
+async def test_an_answer_moves_its_request_on_from_where_it_is_now(
+    store: Journal, clock: FakeClock, start: list[MessageState], final: bool, path: list[S]
+) -> None:
+    await store.accept(new_message(1), at=clock.now())
+    await drive(store, clock, message_id(1), start)
+
+    answered = await store.answer(answer_to(2, 1), final=final, at=clock.now(), actor="zags")
+
+    assert answered.result is not None
+    assert answered.result.outcome is AcceptOutcome.ACCEPTED
+    assert answered.request.state is path[-1]
+    assert (await store.get(message_id(2))).state is S.ACCEPTED
+    assert [t.to_state for t in await store.history(message_id(1))] == path
+    assert dataclasses.replace(await store.get(message_id(1)), xml=None) == answered.request
+
+
+async def test_a_second_final_answer_writes_nothing_and_a_retry_is_a_duplicate(
+    store: Journal, clock: FakeClock
+) -> None:
+    await store.accept(new_message(1), at=clock.now())
+    first = await store.answer(answer_to(2, 1), final=True, at=clock.now())
+
+    second = await store.answer(answer_to(3, 1), final=True, at=clock.now())
+    retry = await store.answer(answer_to(2, 1), final=True, at=clock.now())
+
+    assert first.result is not None
+    assert first.result.outcome is AcceptOutcome.ACCEPTED
+    assert second.result is None
+    assert second.request.state is S.RESPONDED
+    with pytest.raises(NotFound):
+        await store.get(message_id(3))
+    assert retry.result is not None
+    assert retry.result.outcome is AcceptOutcome.DUPLICATE
+    assert len(await store.history(message_id(1))) == 4  # moved once
+
+
+async def test_answering_an_unknown_request_is_not_found(store: Journal, clock: FakeClock) -> None:
+    with pytest.raises(NotFound):
+        await store.answer(answer_to(2, 1), final=True, at=clock.now())
+    with pytest.raises(NotFound):
+        await store.get(message_id(2))
+
+
+async def test_the_ack_of_the_final_answer_settles_its_request(
+    store: Journal, clock: FakeClock
+) -> None:
+    await store.accept(new_message(1), at=clock.now())
+    await store.answer(answer_to(2, 1), final=False, at=clock.now())  # interim
+    await store.answer(answer_to(3, 1), final=True, at=clock.now())
+    for response in (2, 3):
+        await drive(store, clock, message_id(response), [S.QUEUED, S.DELIVERED])
+
+    interim = await store.acknowledge(message_id(2), at=clock.now(), actor="bus")
+    assert (interim.moved, interim.record.state) == (True, S.ACKED)
+    assert (await store.get(message_id(1))).state is S.RESPONDED  # not by an interim one
+
+    acked = await store.acknowledge(message_id(3), at=clock.now(), actor="bus")
+    assert (acked.moved, acked.record.state) == (True, S.ACKED)
+    assert (await store.get(message_id(1))).state is S.RESPONSE_DELIVERED
+
+    again = await store.acknowledge(message_id(3), at=clock.now(), actor="bus")
+    assert (again.moved, again.record.state) == (False, S.ACKED)
+    with pytest.raises(NotFound):
+        await store.acknowledge(message_id(9), at=clock.now())
+
+
+async def test_an_ack_of_an_answered_request_changes_nothing(
+    store: Journal, clock: FakeClock
+) -> None:
+    await store.accept(new_message(1), at=clock.now())
+    await drive(store, clock, message_id(1), [S.QUEUED, S.DELIVERED])
+    await store.answer(answer_to(2, 1), final=True, at=clock.now())
+
+    acked = await store.acknowledge(message_id(1), at=clock.now(), actor="bus")
+
+    assert (acked.moved, acked.record.state) == (False, S.RESPONDED)
+    assert len(await store.history(message_id(1))) == 4
+
+
+async def test_a_refused_conditional_move_is_one_write_and_one_statement_on_postgresql(
+    backend: Backend, clock: FakeClock
+) -> None:
+    statements: list[str] = []
+    async with traced(backend, statements) as journal:
+        await journal.migrate()
+        await journal.accept(new_message(1), at=clock.now())
+        statements.clear()
+        with pytest.raises(TransitionConflict):
+            await journal.transition(
+                message_id(1), S.DELIVERED, at=clock.now(), expected_state=S.QUEUED
+            )
+        with pytest.raises(NotFound):
+            await journal.transition(
+                message_id(2), S.DELIVERED, at=clock.now(), expected_state=S.QUEUED
+            )
+    if backend.name == "postgresql":  # one statement each, the answer included
+        assert writes(statements) == ["WITH", "WITH"]
+    else:  # a local transaction: the move, then a look at why it did not match
+        assert writes(statements) == ["UPDATE", "UPDATE"]
+
+
 # --- the pull replay guard -----------------------------------------------------------
 
 
