@@ -29,7 +29,7 @@ from gateway.router.context import BusContext
 from gateway.router.held import PARK_LIMIT, ParkedMessages, PulledMessages, of_type
 from gateway.router.moves import Moves, metadata
 from gateway.router.replays import ReplayGuard
-from gateway.store.base import Store, TransitionConflict
+from gateway.store.base import PullWindow, Store, TransitionConflict
 from gateway.store.records import MessageRecord
 from gateway.transport.base import Delivery, Direction, Transport
 from gateway.xml import messages as m
@@ -67,8 +67,8 @@ class Pulls:
             what="MessageTypeSelector/Timestamp",
         )
         operation = "GetRequest" if direction is Direction.REQUESTS else "GetResponse"
-        await self._replays.admit(body, caller, operation, selector.timestamp)
-        delivered = await self.take(caller, direction, selector.namespace_uri)
+        async with self._replays.admit(body, caller, operation, selector.timestamp) as window:
+            delivered = await self.take(caller, direction, selector.namespace_uri, window)
         if isinstance(delivered, m.RequestDelivery):
             reply = m.build_get_request_response(delivered)
         elif isinstance(delivered, m.ResponseDelivery):
@@ -80,16 +80,22 @@ class Pulls:
         return sign_element(reply, self.ctx.bus_signer, "SMEVSignature")
 
     async def take(
-        self, caller: Participant, direction: Direction, namespace: str | None = None
+        self,
+        caller: Participant,
+        direction: Direction,
+        namespace: str | None = None,
+        window: PullWindow | None = None,
     ) -> m.RequestDelivery | m.ResponseDelivery | None:
         """The next message for ``caller`` (of type ``namespace`` if given), journaled
-        DELIVERED and held for its Ack."""
+        DELIVERED (through ``window``, a signed pull's transaction, if given) and held
+        for its Ack."""
         while True:
             delivery = await self._next(direction, caller, namespace)
             if delivery is None:
                 return None
             try:
-                record = await self._deliver(delivery, caller, direction)
+                record = await self._deliver(delivery, caller, direction, window)
+                window = None  # one statement rides with the pull; redundant copies don't
                 if record is None:
                     continue
                 self._pulled.hold(caller.mnemonic, delivery)
@@ -130,7 +136,11 @@ class Pulls:
             self._parked.park(key, delivery)
 
     async def _deliver(
-        self, delivery: Delivery, caller: Participant, direction: Direction
+        self,
+        delivery: Delivery,
+        caller: Participant,
+        direction: Direction,
+        window: PullWindow | None = None,
     ) -> MessageRecord | None:
         """Journal ``delivery`` DELIVERED; None when it is not to be handed out.
 
@@ -144,6 +154,10 @@ class Pulls:
         attempt = f"attempt {delivery.delivery_count}"
         try:
             # The usual case, in one statement: a QUEUED message is handed out.
+            if window is not None:
+                return await window.deliver(
+                    message_id, at=self.ctx.clock.now(), reason=attempt, actor="bus"
+                )
             return await self.moves.move_from(
                 message_id, MessageState.QUEUED, MessageState.DELIVERED, attempt
             )

@@ -31,6 +31,7 @@ PostgreSQL alike):
 from __future__ import annotations
 
 import uuid
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Protocol, Self
@@ -92,6 +93,22 @@ class Closing:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+class PullWindow(Protocol):
+    """A signed pull remembered (:meth:`Journal.pull`), and its delivery to come."""
+
+    @property
+    def first(self) -> bool:
+        """True if the pull was new; False for a replay (then deliver nothing)."""
+        ...
+
+    async def deliver(
+        self, message_id: str, *, at: datetime, reason: str | None, actor: str | None
+    ) -> MessageRecord:
+        """Move the message QUEUED -> DELIVERED (``transition`` with ``expected_state``
+        QUEUED: ``TransitionConflict`` if it is not QUEUED, ``NotFound`` if unknown)."""
+        ...
 
 
 class Journal(Protocol):
@@ -224,6 +241,19 @@ class Journal(Protocol):
         True the first time; False while it is remembered (a replay). One statement;
         now and then (``now`` says when) a second one forgets what expired.
         """
+        ...
+
+    def pull(
+        self, digest: str, participant: str, *, expires_at: datetime, now: datetime
+    ) -> AbstractAsyncContextManager[PullWindow]:
+        """``remember`` a signed pull, and the delivery it makes, in one transaction.
+
+        Inside the block, ``first`` says whether the digest was new (as ``remember``);
+        the block takes the message from the queue and journals it with ``deliver``.
+        The transaction commits when the block ends; if the block raises, nothing of
+        it stays (the digest is not remembered). On SQLite the two are separate
+        transactions (the one writer is not held while the broker answers), with the
+        same outcome."""
         ...
 
 

@@ -19,6 +19,8 @@ How the guarantees of :mod:`gateway.store.base` are kept:
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
@@ -26,7 +28,7 @@ import asyncpg
 
 from gateway.core.errors import InvalidContent, NotFound
 from gateway.core.lifecycle import MessageState, check_transition
-from gateway.store.base import Closing, ServiceRequests
+from gateway.store.base import Closing, PullWindow, ServiceRequests
 from gateway.store.journal_rules import (
     Filters,
     ReplayPurge,
@@ -219,14 +221,7 @@ class PgJournal(Closing):
                 if expected_version is not None and version != expected_version:
                     raise conflict(message_id, state, target, version)
             check_transition(state, target)
-            row = await connection.fetchrow(
-                _MOVE, message_id, state.value, target.value, version, at, reason, actor
-            )
-        if row is None:
-            raise not_found(message_id)
-        if not row["moved"]:
-            raise conflict(message_id, state, target, version)
-        return message_of(row)
+            return await _move(connection, message_id, state, target, version, at, reason, actor)
 
     async def acknowledge(
         self, message_id: str, *, at: datetime, reason: str | None = None, actor: str | None = None
@@ -346,10 +341,74 @@ class PgJournal(Closing):
         require_aware("now", now)
         pool = await self.database.pool()
         async with pool.acquire() as connection:
-            if self._purge.due(now):
-                await connection.execute(_FORGET_EXPIRED, now)
-            row = await connection.fetchrow(_REMEMBER, digest, participant, expires_at)
-        return row is not None
+            return await self._remember(connection, digest, participant, expires_at, now)
+
+    @asynccontextmanager
+    async def pull(
+        self, digest: str, participant: str, *, expires_at: datetime, now: datetime
+    ) -> AsyncIterator[PullWindow]:
+        require_name("participant", participant)
+        require_aware("expires_at", expires_at)
+        require_aware("now", now)
+        pool = await self.database.pool()
+        async with pool.acquire() as connection, connection.transaction():
+            first = await self._remember(connection, digest, participant, expires_at, now)
+            yield _PgPullWindow(connection, first)
+
+    async def _remember(
+        self,
+        connection: asyncpg.Connection,
+        digest: str,
+        participant: str,
+        expires_at: datetime,
+        now: datetime,
+    ) -> bool:
+        if self._purge.due(now):
+            await connection.execute(_FORGET_EXPIRED, now)
+        return await connection.fetchrow(_REMEMBER, digest, participant, expires_at) is not None
+
+
+class _PgPullWindow:
+    def __init__(self, connection: asyncpg.Connection, first: bool) -> None:
+        self._connection = connection
+        self.first = first
+
+    async def deliver(
+        self, message_id: str, *, at: datetime, reason: str | None, actor: str | None
+    ) -> MessageRecord:
+        require_aware("at", at)
+        require_name("actor", actor)
+        return await _move(
+            self._connection,
+            lookup_id(message_id),
+            MessageState.QUEUED,
+            MessageState.DELIVERED,
+            None,
+            at,
+            reason,
+            actor,
+        )
+
+
+async def _move(
+    connection: asyncpg.Connection,
+    message_id: str,
+    state: MessageState,
+    target: MessageState,
+    version: int | None,
+    at: datetime,
+    reason: str | None,
+    actor: str | None,
+) -> MessageRecord:
+    """One conditional move and its history row, in one statement."""
+    row = await connection.fetchrow(
+        _MOVE, message_id, state.value, target.value, version, at, reason, actor
+    )
+    if row is None:
+        raise not_found(message_id)
+    if not row["moved"]:
+        raise conflict(message_id, state, target, version)
+    return message_of(row)
 
 
 async def _accept(

@@ -8,13 +8,15 @@ trips), and the database's lock serializes this process's operations.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
 
 import aiosqlite
 
 from gateway.core.errors import InvalidContent, NotFound
 from gateway.core.lifecycle import MessageState, check_transition
-from gateway.store.base import Closing, ServiceRequests
+from gateway.store.base import Closing, PullWindow, ServiceRequests
 from gateway.store.journal_rules import (
     Filters,
     ReplayPurge,
@@ -102,6 +104,7 @@ INSERT INTO replay_guard (digest, participant, expires_at) VALUES (?, ?, ?)
 ON CONFLICT (digest) DO NOTHING RETURNING digest
 """
 _FORGET_EXPIRED = "DELETE FROM replay_guard WHERE expires_at < ?"
+_FORGET = "DELETE FROM replay_guard WHERE digest = ?"
 
 
 class SqliteJournal(Closing):
@@ -317,6 +320,40 @@ class SqliteJournal(Closing):
                 await connection.execute(_FORGET_EXPIRED, (sqlite_time(now),))
             row = await _one(connection, _REMEMBER, digest, participant, sqlite_time(expires_at))
         return row is not None
+
+    @asynccontextmanager
+    async def pull(
+        self, digest: str, participant: str, *, expires_at: datetime, now: datetime
+    ) -> AsyncIterator[PullWindow]:
+        # Two transactions: holding SQLite's one writer while the broker answers would
+        # stall every other journal operation. A failed block forgets the digest again,
+        # as a rolled-back transaction would.
+        first = await self.remember(digest, participant, expires_at=expires_at, now=now)
+        try:
+            yield _SqlitePullWindow(self, first)
+        except BaseException:
+            if first:
+                async with self.database.writing() as connection:
+                    await connection.execute(_FORGET, (digest,))
+            raise
+
+
+class _SqlitePullWindow:
+    def __init__(self, journal: SqliteJournal, first: bool) -> None:
+        self._journal = journal
+        self.first = first
+
+    async def deliver(
+        self, message_id: str, *, at: datetime, reason: str | None, actor: str | None
+    ) -> MessageRecord:
+        return await self._journal.transition(
+            message_id,
+            MessageState.DELIVERED,
+            at=at,
+            reason=reason,
+            actor=actor,
+            expected_state=MessageState.QUEUED,
+        )
 
 
 async def _one(connection: aiosqlite.Connection, sql: str, *args: object) -> Row | None:

@@ -706,6 +706,34 @@ async def test_expired_digests_are_forgotten_now_and_then_never_early(
     assert await store.remember(digest(2), "MVD_MIGR", expires_at=long, now=clock.now())
 
 
+async def test_a_pull_remembers_its_digest_and_delivers_in_one_go(
+    store: Journal, clock: FakeClock
+) -> None:
+    until = clock.now() + timedelta(minutes=10)
+    await store.accept(new_message(1), at=clock.now())
+    await store.transition(message_id(1), S.QUEUED, at=clock.now())
+
+    async with store.pull(digest(1), "ZAGS", expires_at=until, now=clock.now()) as window:
+        assert window.first
+        delivered = await window.deliver(message_id(1), at=clock.now(), reason="a", actor="bus")
+        with pytest.raises(TransitionConflict):  # not QUEUED any more
+            await window.deliver(message_id(1), at=clock.now(), reason="a", actor="bus")
+    async with store.pull(digest(1), "ZAGS", expires_at=until, now=clock.now()) as window:
+        assert not window.first  # a replay
+
+    assert delivered.state is S.DELIVERED
+    assert (await store.get(message_id(1))).state is S.DELIVERED
+
+
+async def test_a_failed_pull_remembers_nothing(store: Journal, clock: FakeClock) -> None:
+    until = clock.now() + timedelta(minutes=10)
+    with pytest.raises(NotFound):
+        async with store.pull(digest(1), "ZAGS", expires_at=until, now=clock.now()) as window:
+            await window.deliver(message_id(7), at=clock.now(), reason=None, actor="bus")
+
+    assert await store.remember(digest(1), "ZAGS", expires_at=until, now=clock.now())
+
+
 async def test_remembering_is_one_statement_and_the_purge_comes_now_and_then(
     backend: Backend, store: Journal, clock: FakeClock
 ) -> None:
