@@ -227,6 +227,10 @@ class Pulls:
         if delivery is None:
             await self._ack_elsewhere(caller, message_id, reason)
             return
+        if self._pulled.answered(caller.mnemonic, message_id):
+            # Its final answer moved the request past DELIVERED: nothing to journal.
+            await delivery.ack()
+            return
         # One statement: DELIVERED -> ACKED, and for a final answer its request
         # RESPONDED -> RESPONSE_DELIVERED. A provider may answer before it acks
         # (RESPONDED): the request is left so, nothing fails.
@@ -234,6 +238,11 @@ class Pulls:
             message_id, at=self.ctx.clock.now(), reason=reason, actor="bus"
         )
         await delivery.ack()
+
+    def answered(self, caller: Participant, request_id: str) -> None:
+        """``caller`` gave its final answer to ``request_id``, which it may hold here: its
+        Ack will have nothing to journal."""
+        self._pulled.mark_answered(caller.mnemonic, request_id)
 
     async def _ack_elsewhere(
         self, caller: Participant, message_id: str, reason: str | None

@@ -268,6 +268,8 @@ class Router:
             result = AcceptResult(AcceptOutcome.DUPLICATE, existing)
         else:
             result = answered.result
+        if answered.request.state is MessageState.RESPONDED:
+            self.pulls.answered(provider, request.message_id)
         record = await self._publish(new, result, Direction.RESPONSES)
         return self._signed_send_result("SendResponseResponse", record, provider, consumer)
 
