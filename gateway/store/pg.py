@@ -35,6 +35,14 @@ def libpq_url(url: str) -> str:
     return "postgresql://" + rest
 
 
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """What a connection goes back to the pool with: as it is. asyncpg's default reset
+    (``RESET ALL``, ``UNLISTEN *``, advisory locks released) is one more statement, and
+    one more transaction, per operation; the stores leave no session state behind (no
+    ``SET``, ``LISTEN``, advisory or open cursor) and an open transaction is still
+    rolled back by the pool itself."""
+
+
 class PgDatabase:
     """One asyncpg pool on ``url`` (created lazily, so that opening is synchronous)."""
 
@@ -69,6 +77,7 @@ class PgDatabase:
                     max_size=self._pool_size,
                     server_settings=settings,
                     init=None if self.trace is None else self._init,
+                    reset=_keep_session,
                 )
         return self._pool
 
