@@ -18,6 +18,8 @@ the p50 of raw signed and of smevbus one round trip at a time (clients polling e
 2 ms at most): the latency the bus adds, without queueing behind other round trips.
 
 Run: .venv/bin/python benchmarks/router.py [--messages 2000] [--concurrency 16]
+[--algorithm ec|rsa|gost2012-256] (the key type of every participant and of the bus;
+``gost2012-256`` needs OpenSSL's gost engine)
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from gateway.client.http import SoapHttp  # noqa: E402
 from gateway.client.participant import ParticipantClient  # noqa: E402
 from gateway.core import backoff  # noqa: E402
 from gateway.core.clock import SystemClock  # noqa: E402
-from gateway.crypto.devpki import init_dev_pki  # noqa: E402
+from gateway.crypto.devpki import KEY_TYPES, init_dev_pki  # noqa: E402
 from gateway.crypto.keystore import load_signer, load_verifier  # noqa: E402
 from gateway.crypto.xmldsig import XmlSigner, XmlVerifier  # noqa: E402
 from gateway.transport.amqp import AmqpTransport  # noqa: E402
@@ -334,6 +336,9 @@ def main() -> None:
     parser.add_argument("--raw-messages", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument(
+        "--algorithm", choices=KEY_TYPES, default="ec", help="key type of all participants"
+    )
+    parser.add_argument(
         "--checkpoints", default="", help="comma-separated counts at which to read gateway RSS"
     )
     args = parser.parse_args()
@@ -346,8 +351,10 @@ def main() -> None:
     init_dev_pki(
         keys,
         {m: m for m in ("PORTAL", "ZAGS", "MVD_MIGR", "FNS", "SMEVBUS")},
+        key_type=args.algorithm,
         clock=SystemClock(),
     )
+    print(f"keys: {args.algorithm}")
     clock = SystemClock()
     crypto = (load_signer(keys, "PORTAL"), load_signer(keys, "ZAGS"), load_verifier(keys, clock))
     conc = args.concurrency

@@ -5,20 +5,33 @@ from __future__ import annotations
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from gateway.cli.app import app, console, fail, keys_app
+from gateway.cli.app import app, console, err, fail, keys_app
 from gateway.config import REPO_ROOT, Settings
 from gateway.core.clock import SystemClock
-from gateway.core.errors import SmevbusError
+from gateway.core.errors import InternalError, SmevbusError
 from gateway.crypto.profiles import SignatureProfile
+
+if TYPE_CHECKING:
+    from gateway.crypto.devpki import KeyType
 
 
 class KeyKind(StrEnum):
     EC = "ec"
     RSA = "rsa"
+    GOST2012_256 = "gost2012-256"
+
+    @property
+    def key_type(self) -> KeyType:
+        kinds: dict[KeyKind, KeyType] = {
+            KeyKind.EC: "ec",
+            KeyKind.RSA: "rsa",
+            KeyKind.GOST2012_256: "gost2012-256",
+        }
+        return kinds[self]
 
 
 KeysDir = Annotated[Path, typer.Option("--dir", "--keys", help="Keys directory.")]
@@ -28,7 +41,25 @@ KeysDir = Annotated[Path, typer.Option("--dir", "--keys", help="Keys directory."
 def keys_init(
     keys_dir: KeysDir = REPO_ROOT / "keys",
     registry: Annotated[Path | None, typer.Option(help="Registry TOML.")] = None,
-    key_type: Annotated[KeyKind, typer.Option(help="EC P-256 or RSA 2048.")] = KeyKind.EC,
+    algorithm: Annotated[
+        KeyKind | None,
+        typer.Option(
+            "--algorithm",
+            "--key-type",
+            help="Key type of a new CA and of the participants: EC P-256 (the default), "
+            "RSA 2048, or GOST R 34.10-2012 256-bit (needs OpenSSL's gost engine). With "
+            "an existing CA, new participants get its type unless this is given.",
+        ),
+    ] = None,
+    participant_algorithm: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--participant-algorithm",
+            metavar="MNEMONIC=ALGORITHM",
+            help="Another key type for one participant (a mixed registry; GOST keys need "
+            "a GOST CA, which also certifies ec and rsa keys); repeatable.",
+        ),
+    ] = None,
     tls_host: Annotated[
         list[str] | None,
         typer.Option(
@@ -39,12 +70,14 @@ def keys_init(
     ] = None,
 ) -> None:
     """Make the dev PKI: root CA, CRL, one key and certificate per participant (for
-    signing and as its TLS client certificate), the gateway's TLS server certificate.
+    signing and as its TLS client certificate), the gateway's TLS server certificate
+    (not under a GOST CA).
 
     Written once: existing files are kept, only missing certificates are added.
     """
     from gateway.assembly import load_registry
-    from gateway.crypto.devpki import init_dev_pki
+    from gateway.crypto import gost
+    from gateway.crypto.devpki import TLS_SERVER, init_dev_pki
 
     settings = Settings(keys_dir=keys_dir)
     if registry is not None:
@@ -55,16 +88,45 @@ def keys_init(
         raise fail(exc) from None
     participants = {p.mnemonic: p.name for p in reg.participants}
     participants[reg.bus_mnemonic] = "smevbus"
+    overrides = _participant_algorithms(participant_algorithm or [], participants)
     existed = {p for p in keys_dir.glob("*.pem")} if keys_dir.exists() else set()
-    kind: Literal["ec", "rsa"] = "rsa" if key_type is KeyKind.RSA else "ec"
-    paths = init_dev_pki(
-        keys_dir, participants, key_type=kind, tls_hosts=tls_host or (), clock=SystemClock()
-    )
+    try:
+        paths = init_dev_pki(
+            keys_dir,
+            participants,
+            key_type=None if algorithm is None else algorithm.key_type,
+            key_types=overrides,
+            tls_hosts=tls_host or (),
+            clock=SystemClock(),
+        )
+    except (ValueError, gost.GostError) as exc:
+        raise fail(InternalError(f"cannot make the dev PKI: {exc}")) from None
     made = [p for p in paths if p not in existed]
     console.print(
         f"dev PKI in {keys_dir}: {len(made)} file(s) written, {len(paths) - len(made)} kept "
         f"({', '.join(sorted(participants))})"
     )
+    if all(p.stem != f"{TLS_SERVER}.cert" for p in paths):
+        err.print(
+            "no TLS server certificate under a GOST CA (Python's TLS has no GOST); "
+            "terminate TLS in front of the gateway, or use an ec/rsa keys directory for TLS"
+        )
+
+
+def _participant_algorithms(pairs: list[str], participants: dict[str, str]) -> dict[str, KeyType]:
+    """``MNEMONIC=ALGORITHM`` options as a mapping; unknown names and types refused."""
+    known = {k.value: k.key_type for k in KeyKind}
+    out: dict[str, KeyType] = {}
+    for pair in pairs:
+        mnemonic, _, kind = pair.partition("=")
+        if mnemonic not in participants or kind not in known:
+            raise typer.BadParameter(
+                f"{pair!r}: want MNEMONIC=ALGORITHM with MNEMONIC one of "
+                f"{', '.join(sorted(participants))} and ALGORITHM one of {', '.join(known)}",
+                param_hint="--participant-algorithm",
+            )
+        out[mnemonic] = known[kind]
+    return out
 
 
 @app.command()

@@ -241,10 +241,11 @@ async def open_bus(
     policy: QueuePolicy | None = None,
     max_message_bytes: int = 5 * 1024 * 1024,
     journal: Journal | None = None,
+    pki: BusPKI | None = None,
 ) -> Bus:
     """A started router on memory transport and ``journal`` (default: in-memory SQLite),
-    plus a client each."""
-    pki = bus_pki()
+    plus a client each; ``pki`` defaults to the session's EC one (:func:`bus_pki`)."""
+    pki = pki or bus_pki()
     clock = FakeClock(START)
     reg = registry()
     verifier = pki.verifier(clock)

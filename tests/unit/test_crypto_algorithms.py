@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import subprocess
 import sys
 import uuid
@@ -31,7 +30,7 @@ from gateway.crypto import algorithms as alg
 from gateway.crypto import devpki, gost, keystore
 from gateway.crypto.certificates import common_name
 from gateway.crypto.envelope import sign_element, verify_element
-from gateway.crypto.gost import Curve, GostPrivateKey, GostPublicKey
+from gateway.crypto.gost import Curve, GostPrivateKey
 from gateway.crypto.gost import pki as gost_pki
 from gateway.crypto.profiles import DS_NS, SignatureProfile
 from gateway.crypto.trust import CA_CERT_FILE, CRL_FILE, TrustStore
@@ -39,17 +38,17 @@ from gateway.crypto.xmldsig import XmlSigner, XmlVerifier, reference_bytes
 from gateway.xml import messages
 from gateway.xml.parse import parse_secure
 from gateway.xml.soap import unwrap_envelope, wrap_envelope
-from tests.unit.crypto_fixtures import BUS_NS, EC, RSA, START, dev_pki, reparse, request_doc
+from tests.unit.crypto_fixtures import BIZ_NS, BUS_NS, EC, RSA, START, dev_pki, reparse, request_doc
+from tests.unit.gost_fixtures import (
+    GostcryptoKey,
+    gostcrypto_verifies,
+    independent_signature,
+    needs_gost,
+    plain_request_doc,
+)
 
 DS = f"{{{DS_NS}}}"
 DATA = b"<ds:SignedInfo>canonical bytes</ds:SignedInfo>"
-
-_gost_missing = gost.unavailable_reason()
-if _gost_missing is not None and os.environ.get("CI", "").lower() == "true":
-    pytest.fail(f"{_gost_missing} (CI=true: the GOST backend must be installed)", pytrace=False)
-needs_gost = pytest.mark.skipif(
-    _gost_missing is not None, reason=f"GOST backend missing: {_gost_missing}"
-)
 
 
 def key_signer(mnemonic: str) -> alg.KeySigner:
@@ -203,42 +202,6 @@ def gost_dir(tmp_path: Path) -> GostPKI:
     return GostPKI(tmp_path)
 
 
-def _gostcrypto_verifies(cert_pem: bytes, data: bytes, signature: bytes) -> bool:
-    """gostcrypto reads the digest big-endian and writes r || s; our SignatureValue is
-    s || r over a little-endian digest (as xmlsec and CryptoPro write it)."""
-    cert = x509.load_pem_x509_certificate(cert_pem)
-    spki = GostPublicKey.from_certificate(cert_pem).der()
-    assert spki[-66:-64] == b"\x04\x40"
-    x_le, y_le = spki[-64:-32], spki[-32:]
-    curve = {
-        "1.2.643.2.2.35.1": "id-tc26-gost-3410-2012-256-paramSetB",
-        "1.2.643.7.1.2.1.1.1": "id-tc26-gost-3410-2012-256-paramSetA",
-    }
-    paramset = next(oid for oid in curve if _oid_der(oid) in spki)
-    assert cert.public_key_algorithm_oid.dotted_string == "1.2.643.7.1.1.1.1"
-    checker = gostcrypto.gostsignature.new(
-        gostcrypto.gostsignature.MODE_256,
-        gostcrypto.gostsignature.CURVES_R_1323565_1_024_2019[curve[paramset]],
-    )
-    digest = gostcrypto.gosthash.new("streebog256", data=data).digest()
-    return bool(
-        checker.verify(x_le[::-1] + y_le[::-1], digest[::-1], signature[32:] + signature[:32])
-    )
-
-
-def _oid_der(dotted: str) -> bytes:
-    first, second, *rest = (int(p) for p in dotted.split("."))
-    body = bytearray([40 * first + second])
-    for arc in rest:
-        chunk = [arc & 0x7F]
-        arc >>= 7
-        while arc:
-            chunk.append(0x80 | (arc & 0x7F))
-            arc >>= 7
-        body += bytes(reversed(chunk))
-    return bytes([0x06, len(body)]) + bytes(body)
-
-
 @needs_gost
 @pytest.mark.parametrize("profile", list(SignatureProfile))
 def test_gost_round_trip_through_xmldsig(gost_dir: GostPKI, profile: SignatureProfile) -> None:
@@ -261,8 +224,8 @@ def test_gost_round_trip_through_xmldsig(gost_dir: GostPKI, profile: SignaturePr
     assert signed_info is not None
     value = base64.b64decode(sig2.findtext(f"{DS}SignatureValue") or "")
     canonical = etree.tostring(signed_info, method="c14n", exclusive=True)
-    assert _gostcrypto_verifies(gost_dir.cert, canonical, value)
-    assert not _gostcrypto_verifies(gost_dir.cert, canonical + b" ", value)
+    assert gostcrypto_verifies(gost_dir.cert, canonical, value)
+    assert not gostcrypto_verifies(gost_dir.cert, canonical + b" ", value)
     digest = base64.b64decode(sig2.findtext(f".//{DS}DigestValue") or "")
     expected = gostcrypto.gosthash.new("streebog256", data=reference_bytes(target2, profile))
     assert digest == expected.digest()
@@ -279,6 +242,44 @@ def test_gost_round_trip_through_xmldsig(gost_dir: GostPKI, profile: SignaturePr
     node.text = base64.b64encode(value[:-1] + bytes([value[-1] ^ 1])).decode()
     with pytest.raises(SignatureInvalid, match="SignatureValue does not verify"):
         verifier.verify(target3, sig3)
+
+
+@needs_gost
+def test_signature_made_by_gostcrypto_verifies_with_ours(gost_dir: GostPKI) -> None:
+    """A whole SMEV-profile ds:Signature made without gateway.crypto (lxml's exc-c14n,
+    the smev_transform package, gostcrypto's key and signature) verifies with ours."""
+    ca = devpki.Issued(x509.load_pem_x509_certificate(gost_dir.ca), gost_dir.ca_key)
+    theirs = GostcryptoKey.issue(
+        ca, "GOSTCRYPTO_AGENCY", not_before=START - timedelta(hours=1), private=PRIVATE
+    )
+    root, target, into = plain_request_doc()
+    independent_signature(target, into, theirs)
+    verifier = gost_dir.verifier()
+    _, target2, sig2 = reparse(root)
+    assert common_name(verifier.verify(target2, sig2)) == "GOSTCRYPTO_AGENCY"
+    # Our own signer over the same element writes the same DigestValue, and gostcrypto
+    # accepts our SignatureValue.
+    root3, target3, into3 = plain_request_doc()
+    ours = gost_dir.signer(SignatureProfile.SMEV).sign(target3, into3)
+    _, _, ours = reparse(root3)
+    assert ours.findtext(f".//{DS}DigestValue") == sig2.findtext(f".//{DS}DigestValue")
+    signed_info = ours.find(f"{DS}SignedInfo")
+    assert signed_info is not None
+    assert gostcrypto_verifies(
+        gost_dir.cert,
+        etree.tostring(signed_info, method="c14n", exclusive=True),
+        base64.b64decode(ours.findtext(f"{DS}SignatureValue") or ""),
+    )
+    # Tampered after signing: refused with the stable code's error.
+    person = target2.find(f".//{{{BIZ_NS}}}Person")
+    assert person is not None
+    person.set("surname", "Петров")
+    with pytest.raises(SignatureInvalid, match="changed after signing"):
+        verifier.verify(target2, sig2)
+
+
+#: A gostcrypto private key (the example key d of GOST R 34.10-2012, Appendix A).
+PRIVATE = bytes.fromhex("7a929ade789bb9be10ed359dd39a72c11b60961f49397eee1d19ce9891ec3b28")
 
 
 @needs_gost
