@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from adapters.sdk.push import PushSource  # noqa: E402
+from benchmarks.dbstats import settled_transactions  # noqa: E402
 from gateway.client.http import SoapHttp  # noqa: E402
 from gateway.client.participant import ParticipantClient  # noqa: E402
 from gateway.core import backoff  # noqa: E402
@@ -374,12 +375,15 @@ def main() -> None:
         )
         gateway.start()
         try:
+            xacts = [settled_transactions(database)]
             ours, memory = asyncio.run(
                 smevbus_pipeline(gateway, keys, args.messages, conc, sorted(checkpoints))
             )
+            xacts.append(settled_transactions(database))
             pushed, _ = asyncio.run(
                 smevbus_pipeline(gateway, keys, args.raw_messages, conc, [], push_from=vhost)
             )
+            xacts.append(settled_transactions(database))
             # One at a time, polling every 2 ms at most: the bus's own latency, without
             # queueing behind other round trips or a poller's back-off.
             alone, _ = asyncio.run(
@@ -420,6 +424,11 @@ def main() -> None:
         f"{ours.cpu_ms(ours.cpu_s):.1f} ms (6 signed SOAP calls, every reply checked); "
         f"push provider: gateway {pushed.cpu_ms(pushed.gateway_cpu_s):.1f} ms + clients "
         f"{pushed.cpu_ms(pushed.cpu_s):.1f} ms (4 SOAP calls)"
+    )
+    print(
+        "database transactions per round trip (pg_stat_database, empty polls included): "
+        f"pull {(xacts[1] - xacts[0]) / len(ours.latencies_ms):.2f} (target <= 8), "
+        f"push provider {(xacts[2] - xacts[1]) / len(pushed.latencies_ms):.2f}"
     )
     print(
         f"one at a time: raw signed p50 {signed_alone.pct(50):.2f} ms, smevbus (push provider) "

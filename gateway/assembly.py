@@ -19,8 +19,7 @@ from gateway.crypto.keystore import load_signer, load_verifier
 from gateway.router.context import BusContext
 from gateway.router.local import LocalParticipant
 from gateway.router.router import Router
-from gateway.store.journal import SqlStore
-from gateway.store.service_requests import ServiceRequestStore
+from gateway.store import open_stores
 from gateway.transport.amqp import AmqpTransport
 from gateway.transport.base import Transport
 from gateway.transport.memory import MemoryTransport
@@ -53,6 +52,7 @@ def build_context(settings: Settings, clock: Clock | None = None) -> BusContext:
             max_depth=settings.xml_max_depth,
             max_elements=settings.xml_max_elements,
             max_attributes=settings.xml_max_attributes,
+            max_attributes_in_document=settings.xml_max_attributes_in_document,
             max_namespaces=settings.xml_max_namespaces,
             max_namespaces_in_scope=settings.xml_max_namespaces_in_scope,
             max_text_bytes=settings.xml_max_text_bytes,
@@ -76,7 +76,7 @@ async def open_router(settings: Settings, clock: Clock | None = None) -> Router:
     """A started router: journal migrated, queues declared."""
     ctx = build_context(settings, clock)
     transport = await open_transport(settings, ctx.clock)
-    router = Router(ctx, transport, SqlStore.from_url(settings.database_url))
+    router = Router(ctx, transport, open_stores(settings.database_url).journal)
     await router.start()
     return router
 
@@ -90,10 +90,6 @@ def open_aggregator(settings: Settings, router: Router) -> Aggregator:
     catalogue = load_catalogue(
         path.read_text(encoding="utf-8"), types=router.ctx.catalog, source=str(path)
     )
-    store = router.store
-    if not isinstance(store, SqlStore):
-        raise InternalError("the aggregator needs the SQL journal")
-
     consumers: dict[str, LocalParticipant] = {}
 
     def client(participant: str) -> LocalParticipant:
@@ -108,7 +104,7 @@ def open_aggregator(settings: Settings, router: Router) -> Aggregator:
     return Aggregator(
         catalogue=catalogue,
         registry=router.ctx.registry,
-        store=ServiceRequestStore.for_journal(store),
+        store=router.store.service_requests(),
         clients=client,
         clock=router.ctx.clock,
     )

@@ -14,6 +14,9 @@ from gateway.core.lifecycle import MessageState
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+
 
 class AcceptOutcome(StrEnum):
     ACCEPTED = "accepted"
@@ -100,7 +103,12 @@ class NewMessage:
 
 @dataclass(frozen=True, slots=True)
 class MessageRecord:
-    """A journaled message as it stands now. ``version`` grows by one per transition."""
+    """A journaled message as it stands now. ``version`` grows by one per transition.
+
+    ``xml``, the SOAP body as submitted, is read by :meth:`~gateway.store.base.Journal.get`
+    and the listings; what a move or an accept returns leaves it out (``None``): the
+    bus never needs the body back on its hot path.
+    """
 
     message_id: str
     kind: MessageKind
@@ -109,7 +117,7 @@ class MessageRecord:
     message_type: str
     in_reply_to: str | None
     content_sha256: str
-    xml: bytes
+    xml: bytes | None
     state: MessageState
     created_at: datetime
     updated_at: datetime
@@ -140,6 +148,27 @@ class AcceptResult:
     @property
     def duplicate(self) -> bool:
         return self.outcome is AcceptOutcome.DUPLICATE
+
+
+@dataclass(frozen=True, slots=True)
+class Acknowledged:
+    """What :meth:`~gateway.store.base.Journal.acknowledge` found and did."""
+
+    #: The message as it stands now (without its body).
+    record: MessageRecord
+    #: True if this call moved it DELIVERED -> ACKED.
+    moved: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """What :meth:`~gateway.store.base.Journal.answer` did."""
+
+    #: The response journaled (or found journaled: a retry); ``None`` when another
+    #: final answer holds the request's claim and nothing was written.
+    result: AcceptResult | None
+    #: The request as it stands after the call (without its body).
+    request: MessageRecord
 
 
 @dataclass(frozen=True, slots=True)

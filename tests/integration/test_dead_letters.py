@@ -31,7 +31,7 @@ from gateway.ops.deadletters import DeadLetterDesk
 from gateway.router.context import BusContext
 from gateway.router.deadletters import REPLAYED, DeadLetterJournal
 from gateway.router.router import Router
-from gateway.store.journal import SqlStore
+from gateway.store import Journal, open_journal
 from gateway.store.records import MessageRecord
 from gateway.transport import (
     DeadLetter,
@@ -67,7 +67,7 @@ class Bus:
     kind: str
     router: Router
     transport: Transport
-    store: SqlStore
+    store: Journal
     clock: FakeClock
     portal: ParticipantClient
     zags: ParticipantClient
@@ -133,7 +133,7 @@ async def running_bus(
             amqp_url, policy=policy, clock=clock, reconnect_timeout=WAIT
         )
     )
-    store = SqlStore.from_url(database_url)
+    store = open_journal(database_url)
     router = Router(ctx, transport, store)
     await router.start()
 
@@ -312,5 +312,5 @@ async def _dead_letter_one(amqp_url: str, database_url: str) -> str:
 
 
 async def _journal_state(database_url: str, message_id: str) -> MessageState:
-    async with SqlStore.from_url(database_url) as store:
+    async with open_journal(database_url) as store:
         return (await store.get(message_id)).state

@@ -291,7 +291,9 @@ def _new(kind: MessageKind, **extra: Any) -> NewMessage:
     )
 
 
-async def test_the_journal_keeps_a_refusals_code_and_the_kpis_count_it(backend: Backend) -> None:
+async def test_the_journal_keeps_a_refusals_code_and_the_kpis_count_it(
+    backend: Backend, engine: AsyncEngine
+) -> None:
     async with backend.open() as journal:
         await journal.migrate()
         request = _new(MessageKind.REQUEST)
@@ -302,7 +304,7 @@ async def test_the_journal_keeps_a_refusals_code_and_the_kpis_count_it(backend: 
         )
         await journal.accept(request, at=T0)
         await journal.accept(refusal, at=T0 + timedelta(seconds=3))
-        async with journal.engine.connect() as connection:
+        async with backend.sql() as connection:
             result = await connection.execute(
                 select(messages.c.message_id, messages.c.rejection_code)
             )
@@ -310,13 +312,13 @@ async def test_the_journal_keeps_a_refusals_code_and_the_kpis_count_it(backend: 
         assert codes == {request.message_id: None, refusal.message_id: "AGENCY_UNAVAILABLE"}
 
         assert await journal.claim_answer(request.message_id, refusal.message_id)
-        async with journal.engine.begin() as connection:
+        async with backend.sql() as connection:
             await connection.execute(
                 messages.update()
                 .where(messages.c.message_id == request.message_id)
                 .values(state="RESPONDED")
             )
-        report = await compute_kpis(EngineKpiDatabase(journal.engine), PERIOD, now=NOW)
+        report = await compute_kpis(EngineKpiDatabase(engine), PERIOD, now=NOW)
     zags = report.agency_totals()["ZAGS"]
     assert (zags.volume, zags.unavailable, zags.availability) == (1, 1, 0.0)
 

@@ -35,7 +35,7 @@ from gateway.crypto.trust import TrustStore
 from gateway.crypto.xmldsig import XmlSigner, XmlVerifier
 from gateway.router.context import BusContext
 from gateway.router.router import Router
-from gateway.store.journal import SqlStore
+from gateway.store import Journal, open_journal
 from gateway.transport.base import Delivery, Direction
 from gateway.transport.memory import MemoryTransport
 from gateway.transport.topology import QueuePolicy
@@ -240,7 +240,7 @@ async def open_bus(
     *,
     policy: QueuePolicy | None = None,
     max_message_bytes: int = 5 * 1024 * 1024,
-    journal: SqlStore | None = None,
+    journal: Journal | None = None,
     pki: BusPKI | None = None,
 ) -> Bus:
     """A started router on memory transport and ``journal`` (default: in-memory SQLite),
@@ -259,7 +259,7 @@ async def open_bus(
         max_message_bytes=max_message_bytes,
     )
     transport = WatchedTransport(clock=clock, policy=policy)
-    router = Router(ctx, transport, journal or SqlStore.from_url("sqlite://"))
+    router = Router(ctx, transport, journal or open_journal("sqlite://"))
     await router.start()
     bus = Bus(router=router, transport=transport, clock=clock, pki=pki)
     for mnemonic in PARTICIPANTS:

@@ -38,9 +38,10 @@ from gateway.core.aggregation import new_service_request, on_answer
 from gateway.core.clock import FakeClock
 from gateway.core.errors import SchemaViolation
 from gateway.core.service_lifecycle import ServiceState
+from gateway.store import ServiceRequests, open_stores
 from gateway.store.callback_outbox import CallbackOutbox
 from gateway.store.callbacks import CallbackState
-from gateway.store.service_requests import ServiceRequestRecord, ServiceRequestStore
+from gateway.store.service_requests import ServiceRequestRecord
 from tests.unit.callback_fixtures import CallbackReceiver
 from tests.unit.test_aggregator_service import APPLICANT, CATALOGUE, PORTAL, SERVICE, World
 from tests.unit.test_aggregator_service import world as world
@@ -119,7 +120,7 @@ def test_retry_delays_are_shortened_at_random_by_at_most_the_jitter() -> None:
 
 @dataclass
 class Setup:
-    store: ServiceRequestStore
+    store: ServiceRequests
     clock: FakeClock
     receiver: CallbackReceiver
     sender: HttpSender
@@ -150,7 +151,7 @@ class Setup:
 
 @pytest.fixture
 async def setup() -> AsyncIterator[Setup]:
-    store = ServiceRequestStore.from_url("sqlite://")
+    store = open_stores("sqlite://").service_requests
     await store.migrate()
     sender = loopback_sender()
     try:

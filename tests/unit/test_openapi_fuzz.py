@@ -32,7 +32,7 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 from gateway.aggregator import Aggregator
 from gateway.api.app import create_app
 from gateway.config import Settings
-from gateway.store.service_requests import ServiceRequestStore
+from gateway.store import open_stores
 from tests.unit.bus_fixtures import Bus, open_bus
 from tests.unit.callback_fixtures import public_guard
 from tests.unit.test_aggregator_service import APPLICANT, CATALOGUE, PORTAL, SERVICE, World
@@ -77,7 +77,7 @@ class GatewayUnderTest:
 
     async def _open(self) -> None:
         bus: Bus = await open_bus()
-        store = ServiceRequestStore.from_url("sqlite://")
+        store = open_stores("sqlite://").service_requests
         await store.migrate()
         agg = Aggregator(
             catalogue=CATALOGUE,
