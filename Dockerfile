@@ -1,9 +1,10 @@
 # smevbus: one image for the gateway, the adapters and the mock agencies.
 FROM python:3.11-slim-bookworm
 
+# No xmlsec: signing is cryptography (RSA, ECDSA) and OpenSSL's gost engine (GOST R
+# 34.10-2012) under smevbus's own XMLDSig layer.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libxmlsec1-openssl xmlsec1 \
-    libengine-gost-openssl \
+ && apt-get install -y --no-install-recommends libengine-gost-openssl \
  && rm -rf /var/lib/apt/lists/*
 
 RUN useradd --create-home --uid 10001 smevbus

@@ -49,6 +49,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.dbstats import settled  # noqa: E402
 from benchmarks.fanout import SERVICE, Result, report  # noqa: E402
 from benchmarks.router import cpu_seconds  # noqa: E402
 from gateway.demo.run import APPLICANT  # noqa: E402
@@ -288,12 +289,18 @@ async def measure(
                     await portal.request(SERVICE)
                     loaded.latencies_ms.append((time.perf_counter() - began) * 1000)
 
+            xacts = await settled(chain.database_url)
             before = cpu_by_role(chain)
             start = time.perf_counter()
             await asyncio.gather(*(worker() for _ in range(concurrency)))
             loaded.seconds = time.perf_counter() - start
             after = cpu_by_role(chain)
             rows.append(loaded)
+            xacts = await settled(chain.database_url) - xacts
+            print(
+                "database transactions per service request over the last row "
+                f"(pg_stat_database): {xacts / n:.1f}"
+            )
         else:
             before = after = Counter()
         return rows, before, after

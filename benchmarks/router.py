@@ -18,6 +18,8 @@ the p50 of raw signed and of smevbus one round trip at a time (clients polling e
 2 ms at most): the latency the bus adds, without queueing behind other round trips.
 
 Run: .venv/bin/python benchmarks/router.py [--messages 2000] [--concurrency 16]
+[--algorithm ec|rsa|gost2012-256] (the key type of every participant and of the bus;
+``gost2012-256`` needs OpenSSL's gost engine)
 """
 
 from __future__ import annotations
@@ -41,12 +43,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from adapters.sdk.push import PushSource  # noqa: E402
+from benchmarks.dbstats import settled_transactions  # noqa: E402
 from gateway.client.http import SoapHttp  # noqa: E402
 from gateway.client.participant import ParticipantClient  # noqa: E402
+from gateway.core import backoff  # noqa: E402
 from gateway.core.clock import SystemClock  # noqa: E402
-from gateway.crypto.devpki import init_dev_pki  # noqa: E402
+from gateway.crypto.devpki import KEY_TYPES, init_dev_pki  # noqa: E402
 from gateway.crypto.keystore import load_signer, load_verifier  # noqa: E402
-from gateway.crypto.signer import Signer, Verifier  # noqa: E402
+from gateway.crypto.xmldsig import XmlSigner, XmlVerifier  # noqa: E402
 from gateway.testing.processes import (  # noqa: E402
     GatewayProcess,
     fresh_database,
@@ -117,14 +121,14 @@ async def drive(
 # --- raw aio-pika ----------------------------------------------------------------------
 
 
-def _sign(signer: Signer, doc: etree._Element) -> bytes:
+def _sign(signer: XmlSigner, doc: etree._Element) -> bytes:
     target = doc.find(SPRD)
     assert target is not None
     signer.sign(target, etree.SubElement(doc, HOLDER))
     return etree.tostring(doc)
 
 
-def _verify(verifier: Verifier, body: bytes) -> None:
+def _verify(verifier: XmlVerifier, body: bytes) -> None:
     doc = parse_secure(body)
     target = doc.find(SPRD)
     signature = doc.find(f"{HOLDER}/{{http://www.w3.org/2000/09/xmldsig#}}Signature")
@@ -134,7 +138,7 @@ def _verify(verifier: Verifier, body: bytes) -> None:
 
 
 async def raw_pipeline(
-    url: str, n: int, concurrency: int, crypto: tuple[Signer, Signer, Verifier] | None
+    url: str, n: int, concurrency: int, crypto: tuple[XmlSigner, XmlSigner, XmlVerifier] | None
 ) -> Result:
     connection = await aio_pika.connect_robust(url)
     async with connection:
@@ -234,6 +238,7 @@ async def smevbus_pipeline(
     clock = SystemClock()
     verifier = load_verifier(keys, clock)
     call = SoapHttp(gateway.base_url + "/ws", max_connections=64)
+    idle_backoff = backoff.exponential(0.002, idle_cap)
 
     def client(who: str) -> ParticipantClient:
         return ParticipantClient(
@@ -276,7 +281,7 @@ async def smevbus_pipeline(
                 # Pull protocol: an empty poll; back off as a real client does.
                 idle += 1
                 empty_polls += 1
-                await asyncio.sleep(min(0.001 * 2**idle, idle_cap))
+                await asyncio.sleep(backoff.delay(idle_backoff, idle))
                 continue
             idle = 0
             await zags.send_response(delivery.reply_to, content=answer)
@@ -290,7 +295,7 @@ async def smevbus_pipeline(
             if delivery is None:
                 idle += 1
                 empty_polls += 1
-                await asyncio.sleep(min(0.001 * 2**idle, idle_cap))
+                await asyncio.sleep(backoff.delay(idle_backoff, idle))
                 continue
             idle = 0
             await portal.ack(delivery.metadata.message_id)
@@ -331,6 +336,9 @@ def main() -> None:
     parser.add_argument("--raw-messages", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument(
+        "--algorithm", choices=KEY_TYPES, default="ec", help="key type of all participants"
+    )
+    parser.add_argument(
         "--checkpoints", default="", help="comma-separated counts at which to read gateway RSS"
     )
     args = parser.parse_args()
@@ -343,8 +351,10 @@ def main() -> None:
     init_dev_pki(
         keys,
         {m: m for m in ("PORTAL", "ZAGS", "MVD_MIGR", "FNS", "SMEVBUS")},
+        key_type=args.algorithm,
         clock=SystemClock(),
     )
+    print(f"keys: {args.algorithm}")
     clock = SystemClock()
     crypto = (load_signer(keys, "PORTAL"), load_signer(keys, "ZAGS"), load_verifier(keys, clock))
     conc = args.concurrency
@@ -365,12 +375,15 @@ def main() -> None:
         )
         gateway.start()
         try:
+            xacts = [settled_transactions(database)]
             ours, memory = asyncio.run(
                 smevbus_pipeline(gateway, keys, args.messages, conc, sorted(checkpoints))
             )
+            xacts.append(settled_transactions(database))
             pushed, _ = asyncio.run(
                 smevbus_pipeline(gateway, keys, args.raw_messages, conc, [], push_from=vhost)
             )
+            xacts.append(settled_transactions(database))
             # One at a time, polling every 2 ms at most: the bus's own latency, without
             # queueing behind other round trips or a poller's back-off.
             alone, _ = asyncio.run(
@@ -411,6 +424,11 @@ def main() -> None:
         f"{ours.cpu_ms(ours.cpu_s):.1f} ms (6 signed SOAP calls, every reply checked); "
         f"push provider: gateway {pushed.cpu_ms(pushed.gateway_cpu_s):.1f} ms + clients "
         f"{pushed.cpu_ms(pushed.cpu_s):.1f} ms (4 SOAP calls)"
+    )
+    print(
+        "database transactions per round trip (pg_stat_database, empty polls included): "
+        f"pull {(xacts[1] - xacts[0]) / len(ours.latencies_ms):.2f} (target <= 8), "
+        f"push provider {(xacts[2] - xacts[1]) / len(pushed.latencies_ms):.2f}"
     )
     print(
         f"one at a time: raw signed p50 {signed_alone.pct(50):.2f} ms, smevbus (push provider) "

@@ -38,7 +38,7 @@ from gateway.aggregator.callbacks import (
     RetryPolicy,
 )
 from gateway.aggregator.replies import ReplyIntake
-from gateway.api.models import callback_body
+from gateway.api.views import callback_body
 from gateway.config import Settings
 from gateway.core.admission import TimePolicy
 from gateway.core.clock import Clock, MessageIdSource, SystemClock
@@ -48,10 +48,10 @@ from gateway.crypto.keystore import load_signer, load_verifier
 from gateway.router.context import BusContext
 from gateway.router.local import LocalParticipant
 from gateway.router.router import Router
-from gateway.store.base import Store
+from gateway.store import open_stores as open_database
+from gateway.store.base import ServiceRequests, Store
 from gateway.store.callback_outbox import CallbackOutbox
-from gateway.store.journal import SqlStore
-from gateway.store.service_requests import ServiceRequestRecord, ServiceRequestStore
+from gateway.store.service_requests import ServiceRequestRecord
 from gateway.supervisor import Supervisor, held, rounds
 from gateway.transport.amqp import AmqpTransport
 from gateway.transport.base import Transport
@@ -87,6 +87,7 @@ def build_context(settings: Settings, clock: Clock | None = None) -> BusContext:
             max_depth=settings.xml_max_depth,
             max_elements=settings.xml_max_elements,
             max_attributes=settings.xml_max_attributes,
+            max_attributes_in_document=settings.xml_max_attributes_in_document,
             max_namespaces=settings.xml_max_namespaces,
             max_namespaces_in_scope=settings.xml_max_namespaces_in_scope,
             max_text_bytes=settings.xml_max_text_bytes,
@@ -106,10 +107,10 @@ async def open_transport(settings: Settings, clock: Clock) -> Transport:
     return await AmqpTransport.connect(settings.amqp_url, clock=clock, policy=policy)
 
 
-def open_stores(settings: Settings) -> tuple[Store, ServiceRequestStore]:
-    """The journal and the service-request store on it (not migrated)."""
-    journal = SqlStore.from_url(settings.database_url)
-    return journal, ServiceRequestStore.for_journal(journal)
+def open_stores(settings: Settings) -> tuple[Store, ServiceRequests]:
+    """The journal and the service-request store on it, one database (not migrated)."""
+    stores = open_database(settings.database_url)
+    return stores.journal, stores.service_requests
 
 
 #: Bind addresses meaning "every interface".
@@ -141,7 +142,7 @@ def callback_guard(settings: Settings, resolver: AbstractResolver | None = None)
 
 
 def build_aggregator(
-    settings: Settings, ctx: BusContext, router: Router, store: ServiceRequestStore
+    settings: Settings, ctx: BusContext, router: Router, store: ServiceRequests
 ) -> Aggregator:
     """The service-request aggregator; it signs for portals with their keys held
     server-side (see :mod:`gateway.aggregator.service`) and sends through the router
@@ -295,7 +296,7 @@ def assemble(
     ctx: BusContext,
     transport: Transport,
     journal: Store,
-    service_requests: ServiceRequestStore,
+    service_requests: ServiceRequests,
     guard: CallbackGuard | None = None,
     sender: CallbackSender | None = None,
     portals: Iterable[str] | None = None,

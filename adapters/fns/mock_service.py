@@ -23,32 +23,19 @@ Run it as a process::
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from lxml import etree
 
 from adapters.fns.dataset import Dataset, build_dataset
-from adapters.fns.native import (
-    CONTENT_TYPE,
-    NSMAP,
-    FaultCode,
-    native_schema,
-    q,
-    to_bytes,
-)
+from adapters.fns.native import NSMAP, FaultCode, native_schema, q
 from adapters.mocks.app import mock_app
 from adapters.mocks.knobs import Knobs, MockConfig
+from adapters.mocks.query_route import NativeService, Refusal, add_query_route
 from adapters.mocks.serve import run_mock
-from gateway.core.errors import InvalidContent, SmevbusError
-from gateway.xml.parse import parse_secure
 from gateway.xml.text import find_text
-
-MAX_QUERY_BYTES = 64 * 1024
-"""A query is a few hundred bytes; anything past this is refused as BAD_QUERY."""
-RETRY_AFTER_S = 30
 
 
 def _reply(query_id: str | None, now: datetime | None) -> etree._Element:
@@ -102,55 +89,33 @@ def answer_query(
     return root
 
 
-def _xml(element: etree._Element, status: int = 200, **headers: str) -> Response:
-    return Response(to_bytes(element), status_code=status, media_type=CONTENT_TYPE, headers=headers)
+_FAULTS = {
+    Refusal.UNAVAILABLE: FaultCode.UNAVAILABLE,
+    Refusal.INTERNAL: FaultCode.INTERNAL,
+    Refusal.BAD_QUERY: FaultCode.BAD_QUERY,
+}
 
 
-def _fault(code: FaultCode, message: str, **headers: str) -> Response:
-    return _xml(fault_reply(code, message, now=datetime.now(UTC)), code.http_status, **headers)
-
-
-def _read_query(body: bytes) -> etree._Element:
-    """The validated ``<InnQuery>``, or SmevbusError (InvalidContent / SchemaViolation)."""
-    root = parse_secure(body, max_bytes=MAX_QUERY_BYTES)
-    if root.tag != q("InnQuery"):
-        raise InvalidContent(f"expected <InnQuery> in the native namespace, got <{root.tag}>")
-    native_schema().validate(root, "query")
-    return root
+def _refuse(why: Refusal, message: str, now: datetime) -> tuple[etree._Element, int]:
+    code = _FAULTS[why]
+    return fault_reply(code, message, now=now), code.http_status
 
 
 def create_mock_fns(config: MockConfig | None = None, dataset: Dataset | None = None) -> FastAPI:
     """The mock service as an ASGI app; ``dataset`` defaults to :func:`build_dataset`."""
     knobs = Knobs(config or MockConfig())
     records = dataset if dataset is not None else build_dataset()
-    native_schema()  # compile at start-up, not on the first query
     app = mock_app("Mock FNS INN service", knobs, len(records))
     app.state.dataset = records
-
-    @app.post("/inn")
-    async def inn(request: Request) -> Response:
-        knobs.queries += 1
-        config = knobs.config
-        fail = knobs.draw_error()
-        if config.outage:
-            retry_after = {"Retry-After": str(RETRY_AFTER_S)}
-            return _fault(FaultCode.UNAVAILABLE, "Сервис временно недоступен", **retry_after)
-        if config.latency_ms:
-            await asyncio.sleep(config.latency_ms / 1000)
-        if fail:
-            return _fault(FaultCode.INTERNAL, "Внутренняя ошибка, повторите запрос")
-        declared = request.headers.get("content-length", "0")
-        if declared.isdigit() and int(declared) > MAX_QUERY_BYTES:
-            return _fault(FaultCode.BAD_QUERY, f"query is larger than {MAX_QUERY_BYTES} bytes")
-        try:
-            parsed = _read_query(await request.body())
-        except SmevbusError as exc:
-            return _fault(FaultCode.BAD_QUERY, f"{exc.code}: {exc.message}")
-        answer = to_bytes(answer_query(parsed, records, now=datetime.now(UTC)))
-        if config.malformed:
-            answer = answer[: len(answer) // 2]
-        return Response(answer, media_type=CONTENT_TYPE)
-
+    service = NativeService(
+        query=q("InnQuery"),
+        schema=native_schema,
+        answer=lambda query, now: answer_query(query, records, now=now),
+        refuse=_refuse,
+        unavailable_message="Сервис временно недоступен",
+        internal_message="Внутренняя ошибка, повторите запрос",
+    )
+    add_query_route(app, "/inn", knobs, service)
     return app
 
 

@@ -7,7 +7,6 @@ touches the network.
 
 from __future__ import annotations
 
-import functools
 from datetime import date
 from enum import StrEnum
 from pathlib import Path
@@ -15,12 +14,14 @@ from typing import Any, Final
 
 from lxml import etree
 
-from gateway.xml.schema import CompiledSchema, xsd_dir
+from adapters.sdk import native_xml
+from adapters.sdk.native_xml import CONTENT_TYPE as CONTENT_TYPE  # re-exported
+from adapters.sdk.native_xml import to_bytes as to_bytes
+from gateway.xml.schema import CompiledSchema
 
 NS: Final = "urn://mvd.example/migration/1.0"
 """Target namespace of the native schema."""
 SCHEMA_FILE: Final = Path("agencies") / "mvd_migration" / "mvd-migration-1.0.xsd"
-CONTENT_TYPE: Final = "application/xml; charset=utf-8"
 # The native documents use NS as the default namespace; lxml-stubs type nsmap keys as
 # str only, so the None key (default namespace) needs the Any.
 NSMAP: Final[dict[Any, str]] = {None: NS}
@@ -81,20 +82,12 @@ class ErrorCode(StrEnum):
 
 def schema_path(directory: str | Path | None = None) -> Path:
     """Path of the native XSD under the repo's ``xsd/`` (or ``directory``)."""
-    return xsd_dir(directory) / SCHEMA_FILE
-
-
-@functools.cache
-def _compiled(path: Path) -> CompiledSchema:
-    parser = etree.XMLParser(
-        no_network=True, load_dtd=False, resolve_entities=False, huge_tree=False
-    )
-    return CompiledSchema(path, etree.XMLSchema(etree.parse(str(path), parser)))
+    return native_xml.schema_path(SCHEMA_FILE, directory)
 
 
 def native_schema(directory: str | Path | None = None) -> CompiledSchema:
     """The compiled native schema; ``.validate(el, what)`` raises SchemaViolation."""
-    return _compiled(schema_path(directory))
+    return native_xml.compiled_schema(schema_path(directory))
 
 
 def _sub(parent: etree._Element, local: str, text: str | None) -> None:
@@ -149,8 +142,3 @@ def residence_lookup(
     _sub(lookup, "DocSeries", series)
     _sub(lookup, "DocNumber", number)
     return root
-
-
-def to_bytes(element: etree._Element) -> bytes:
-    """UTF-8 XML document with declaration, as sent on the wire."""
-    return etree.tostring(element, xml_declaration=True, encoding="UTF-8")

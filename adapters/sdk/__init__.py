@@ -2,8 +2,9 @@
 
 See :mod:`adapters.sdk.adapter` for the contract, :mod:`adapters.sdk.runner` for the
 loop, :mod:`adapters.sdk.native_calls` for classifying agency failures and
-:mod:`adapters.sdk.conformance` for the checks every adapter's tests run, and
-:mod:`adapters.sdk.sources` / :mod:`adapters.sdk.push` for pull and push.
+:mod:`adapters.sdk.conformance` for the checks every adapter's tests run,
+:mod:`adapters.sdk.sources` / :mod:`adapters.sdk.push` for pull and push, and
+:mod:`adapters.sdk.xml_http` for agencies that speak XML over HTTP.
 """
 
 from adapters.sdk.adapter import (
@@ -22,6 +23,7 @@ from adapters.sdk.policies import PollPolicy, RetryPolicy
 from adapters.sdk.push import PushSource
 from adapters.sdk.runner import AdapterRunner, Outcome, OutcomeKind
 from adapters.sdk.sources import InboundRequest, PullSource, RequestSource
+from adapters.sdk.xml_http import NativeReplies, XmlOverHttp, agency_client
 
 __all__ = [
     "Adapter",
@@ -32,6 +34,7 @@ __all__ = [
     "Answer",
     "Handler",
     "InboundRequest",
+    "NativeReplies",
     "NoMetrics",
     "Outcome",
     "OutcomeKind",
@@ -44,5 +47,7 @@ __all__ = [
     "RequestContext",
     "RequestSource",
     "RetryPolicy",
+    "XmlOverHttp",
     "agency_call",
+    "agency_client",
 ]

@@ -1,14 +1,17 @@
 """How an adapter runner waits: agency retries, polling backoff, and the sleep it uses.
 
-Delays are plain seconds handed to an injectable ``sleep`` (``asyncio.sleep`` in
-production, :class:`adapters.sdk.conformance.RecordingSleep` in tests), so tests of
-backoff never wait.
+Delays are plain seconds (schedules of :mod:`gateway.core.backoff`) handed to an
+injectable ``sleep`` (``asyncio.sleep`` in production,
+:class:`adapters.sdk.conformance.RecordingSleep` in tests), so tests of backoff never
+wait.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+
+from gateway.core import backoff
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -29,7 +32,7 @@ class RetryPolicy:
             raise ValueError("attempts must be at least 1")
 
     def delay(self, retry: int) -> float:
-        return self.delays[min(retry, len(self.delays)) - 1] if self.delays else 0.0
+        return backoff.delay(backoff.stepped(self.delays), retry)
 
 
 @dataclass(frozen=True)
@@ -41,4 +44,5 @@ class PollPolicy:
     factor: float = 2.0
 
     def delay(self, idle_polls: int) -> float:
-        return float(min(self.interval * self.factor ** max(idle_polls - 1, 0), self.max_interval))
+        schedule = backoff.exponential(self.interval, self.max_interval, self.factor)
+        return backoff.delay(schedule, idle_polls)

@@ -36,7 +36,7 @@ from gateway.core.envelope import MessageMetadata, ParticipantRef
 from gateway.core.errors import SmevbusError
 from gateway.crypto.certificates import common_name, describe
 from gateway.crypto.envelope import verify_element
-from gateway.crypto.signer import Verifier
+from gateway.crypto.xmldsig import XmlVerifier
 from gateway.transport.base import (
     HEADER_SENDER,
     HEADER_TYPE,
@@ -84,7 +84,7 @@ class PushSource:
         self,
         transport: Transport,
         participant: str,
-        verifier: Verifier,
+        verifier: XmlVerifier,
         *,
         clock: Clock | None = None,
         prefetch: int | None = None,

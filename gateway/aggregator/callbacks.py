@@ -8,7 +8,7 @@ each one:
 
 * the body is the request's REST representation, the JSON that
   ``GET /api/v1/service-requests/{id}`` answers (``render``, see
-  :func:`gateway.api.models.callback_body`); its ``callback`` shows the attempt made;
+  :func:`gateway.api.views.callback_body`); its ``callback`` shows the attempt made;
 * headers ``Content-Type: application/json``, ``X-Smevbus-Service-Request: <id>``,
   ``X-Smevbus-Attempt: <n>`` and, with a secret, ``X-Smevbus-Signature:
   sha256=<hex HMAC-SHA256 of the body>`` (:func:`signature`);
@@ -48,6 +48,7 @@ from aiohttp.helpers import is_ip_address
 
 from gateway.aggregator.callback_guard import CallbackGuard, CallbackRefused
 from gateway.aggregator.callback_url import check_callback_url
+from gateway.core import backoff
 from gateway.core.clock import Clock
 from gateway.core.errors import SchemaViolation
 from gateway.store.callback_outbox import CallbackOutbox
@@ -156,9 +157,10 @@ class RetryPolicy:
         """The wait after failed attempt ``attempt`` (1-based) before the next one:
         ``first_delay`` doubled per attempt, capped at ``max_delay``, less the jitter
         (``draw`` gives a number in [0, 1))."""
-        doublings = min(max(attempt - 1, 0), 64)  # 2**64 s outlasts any cap
-        seconds = self.first_delay.total_seconds() * 2.0**doublings
-        seconds = min(seconds, self.max_delay.total_seconds())
+        schedule = backoff.exponential(
+            self.first_delay.total_seconds(), self.max_delay.total_seconds()
+        )
+        seconds = backoff.delay(schedule, attempt)
         return timedelta(seconds=seconds * (1 - self.jitter * draw()))
 
 

@@ -2,7 +2,7 @@
 
 :class:`Aggregator` drives the pure scatter-gather state of
 :mod:`gateway.core.aggregation` over the bus and the
-:class:`~gateway.store.service_requests.ServiceRequestStore`:
+:class:`~gateway.store.base.ServiceRequests`:
 
 * :meth:`Aggregator.submit` resolves the service (``NotFound``), builds and
   XSD-validates *every* part's request from the applicant data before anything is
@@ -12,7 +12,7 @@
 * :meth:`Aggregator.apply_reply` takes one reply, as the portal's reply subscription
   (:class:`~gateway.aggregator.replies.ReplyIntake`) hands it over, correlates it by
   its ``OriginalMessageId``
-  (:meth:`~gateway.store.service_requests.ServiceRequestStore.by_message`), applies it
+  (:meth:`~gateway.store.base.ServiceRequests.by_message`), applies it
   (:func:`gateway.aggregator.responses.apply_event`) and saves; the intake acks the
   reply only then, so a crash between the two redelivers the reply (which then changes
   nothing: the first outcome of a part stands). A reply for a request that is already
@@ -38,7 +38,7 @@ fresh state, so two processes side by side never lose each other's changes.
 
 **Correlation before sending.** Each part's MessageID is chosen (UUID v1 from the
 portal client's id source) and recorded with ``on_sent`` in the state that
-:meth:`ServiceRequestStore.create` stores, which links the MessageIDs in the same
+:meth:`ServiceRequests.create` stores, which links the MessageIDs in the same
 transaction. So by the time a request is on the bus its reply is already
 correlatable, by this or any other aggregator process. A part whose ``SendRequest``
 fails (the bus refuses it, or the transport is down) is recorded as rejected with
@@ -104,11 +104,11 @@ from gateway.core.errors import (
 from gateway.core.faults import fault_of
 from gateway.core.idempotency import request_digest
 from gateway.core.registry import Registry
+from gateway.store.base import ServiceRequests
 from gateway.store.service_requests import (
     ServiceRequestConflict,
     ServiceRequestPage,
     ServiceRequestRecord,
-    ServiceRequestStore,
 )
 from gateway.xml.readers import read_response_data
 
@@ -140,7 +140,7 @@ class Aggregator:
         *,
         catalogue: Catalogue,
         registry: Registry,
-        store: ServiceRequestStore,
+        store: ServiceRequests,
         clients: Callable[[str], BusConsumer],
         clock: Clock,
         ids: Callable[[], str] = lambda: str(uuid.uuid4()),

@@ -25,12 +25,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gateway.api import wsdl
 from gateway.api.auth import TokenAuth
 from gateway.api.body_limit import BodyLimit
-from gateway.api.models import PREFIX
 from gateway.api.rest import rest_router
 from gateway.api.soap_endpoint import SOAP_MEDIA_TYPE, Handle, SoapEndpoint
 from gateway.bus import Bus, open_bus
 from gateway.config import Settings
 from gateway.core.errors import SmevbusError
+from gateway.wire.rest import PREFIX
 
 log = structlog.get_logger(__name__)
 

@@ -13,22 +13,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Callable, Mapping
-from typing import Annotated, ClassVar
+from typing import Annotated
 
 from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from gateway.core.errors import AccessDenied, Origin, SmevbusError
-
-
-class Unauthenticated(SmevbusError):
-    """No bearer token, or one the gateway does not know (HTTP 401)."""
-
-    code = "unauthenticated"
-    origin = Origin.CLIENT
-    #: Not in :data:`gateway.core.faults.HTTP_STATUS`; the REST layer applies it.
-    http_status: ClassVar[int] = 401
-
+from gateway.core.errors import AccessDenied, Unauthenticated
 
 _bearer = HTTPBearer(
     auto_error=False,

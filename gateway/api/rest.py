@@ -6,8 +6,7 @@ and sees only its own service requests and the bus messages it sent or received:
 other id is answered ``404`` exactly as an unknown one, so ids cannot be probed.
 
 Every error, request validation included, is ``application/problem+json`` made by
-:func:`gateway.core.faults.problem_json`; a few codes the bus-wide table does not know
-(``unauthenticated`` 401, ``conflict`` 409) carry their status on the error class.
+:func:`gateway.core.faults.problem_json`, with the status its class declares.
 
 ``POST /api/v1/service-requests`` answers ``202 Accepted`` for a new request and
 ``200 OK`` with the same body when an ``Idempotency-Key`` the caller already used is
@@ -18,7 +17,7 @@ here (:meth:`gateway.aggregator.callback_guard.CallbackGuard.check`: its syntax,
 operator's allowed hosts, and every address its host resolves to) before the aggregator
 sees the request.
 
-The wire models live in :mod:`gateway.api.models`, shared with the client and with
+The wire models live in :mod:`gateway.wire.rest`, shared with the client and with
 the result callbacks.
 """
 
@@ -28,7 +27,7 @@ the result callbacks.
 
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from typing import Annotated, Any, ClassVar, Protocol
+from typing import Annotated, Any, Protocol
 
 import structlog
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
@@ -40,8 +39,24 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.aggregator.callback_guard import CallbackGuard
 from gateway.api.auth import TokenAuth
-from gateway.api.models import (
+from gateway.api.views import service_request_view
+from gateway.core.errors import (
+    Conflict,
+    InternalError,
+    InvalidContent,
+    NotFound,
+    SchemaViolation,
+    SmevbusError,
+)
+from gateway.core.faults import problem_json
+from gateway.core.service_lifecycle import ServiceState
+from gateway.core.xml_text import escape_forbidden, forbidden_char
+from gateway.store.base import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Store
+from gateway.store.records import canonical_message_id
+from gateway.store.service_requests import ServiceRequestPage, ServiceRequestRecord
+from gateway.wire.rest import (
     PREFIX,
+    PROBLEM_MEDIA_TYPE,
     XML_CHAR_ERROR,
     Links,
     MessageTrace,
@@ -52,26 +67,9 @@ from gateway.api.models import (
     SubmitServiceRequest,
     Submitted,
     TransitionView,
-    service_request_view,
 )
-from gateway.core.errors import (
-    InternalError,
-    InvalidContent,
-    NotFound,
-    Origin,
-    SchemaViolation,
-    SmevbusError,
-)
-from gateway.core.faults import problem_json
-from gateway.core.service_lifecycle import ServiceState
-from gateway.core.xml_text import escape_forbidden, forbidden_char
-from gateway.store.base import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Store
-from gateway.store.records import canonical_message_id
-from gateway.store.service_requests import ServiceRequestPage, ServiceRequestRecord
 
 log = structlog.get_logger(__name__)
-
-PROBLEM_MEDIA_TYPE = "application/problem+json"
 
 
 class ServiceRequests(Protocol):
@@ -99,22 +97,11 @@ AggregatorProvider = Callable[[Request], ServiceRequests]
 JournalProvider = Callable[[Request], Store]
 
 
-class Conflict(SmevbusError):
-    """The request clashes with the resource's current state (HTTP 409)."""
-
-    code = "conflict"
-    origin = Origin.CLIENT
-    http_status: ClassVar[int] = 409
-
-
 # --- problem+json -----------------------------------------------------------------
 
 
 def problem_response(error: BaseException, *, instance: str | None = None) -> JSONResponse:
     body = problem_json(error, instance=instance)
-    status = getattr(error, "http_status", None)
-    if isinstance(error, SmevbusError) and isinstance(status, int):
-        body["status"] = status
     headers = {"WWW-Authenticate": "Bearer"} if body["status"] == 401 else None
     return JSONResponse(
         body, status_code=body["status"], media_type=PROBLEM_MEDIA_TYPE, headers=headers
@@ -485,11 +472,8 @@ def _already_final(record: ServiceRequestRecord) -> Conflict:
 
 
 __all__ = [
-    "PREFIX",
     "AggregatorProvider",
-    "Conflict",
     "JournalProvider",
-    "Problem",
     "ServiceRequests",
     "problem_response",
     "rest_router",

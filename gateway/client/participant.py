@@ -18,10 +18,10 @@ from lxml import etree
 
 from gateway.core.clock import Clock, MessageIdSource
 from gateway.core.envelope import MessageMetadata
-from gateway.core.errors import ALL_ERRORS, InternalError, SignatureInvalid, SmevbusError
+from gateway.core.errors import InternalError, SignatureInvalid, error_class
 from gateway.crypto.certificates import common_name, describe
 from gateway.crypto.envelope import sign_element, verify_element
-from gateway.crypto.signer import Signer, Verifier
+from gateway.crypto.xmldsig import XmlSigner, XmlVerifier
 from gateway.xml import messages as m
 from gateway.xml import readers
 from gateway.xml.namespaces import SMEV_TYPES
@@ -30,15 +30,13 @@ from gateway.xml.soap import SignatureContainer, parse_fault, unwrap_envelope, w
 
 Call = Callable[[bytes], Awaitable[tuple[int, bytes]]]
 
-_ERRORS_BY_CODE: dict[str, type[SmevbusError]] = {e.code: e for e in ALL_ERRORS}
-
 
 class ParticipantClient:
     def __init__(
         self,
         *,
-        signer: Signer,
-        verifier: Verifier,
+        signer: XmlSigner,
+        verifier: XmlVerifier,
         clock: Clock,
         call: Call,
         bus_mnemonic: str = "SMEVBUS",
@@ -128,7 +126,7 @@ class ParticipantClient:
         root = parse_secure(raw, max_bytes=16 * 1024 * 1024)
         fault = parse_fault(root)
         if fault is not None:
-            error = _ERRORS_BY_CODE.get(fault.code or "", InternalError)
+            error = error_class(fault.code or "") or InternalError
             raise error(fault.description or fault.faultstring)
         return unwrap_envelope(root)[1]
 

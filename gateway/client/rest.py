@@ -1,7 +1,8 @@
 """A typed async client of the REST API (``/api/v1``): service requests and traces.
 
-Responses are parsed with the REST module's own pydantic models, so client and
-server cannot drift apart. Every ``application/problem+json`` answer is raised as
+Responses are parsed with the wire models the server answers with
+(:mod:`gateway.wire.rest`), so client and server cannot drift apart; no server module
+is imported. Every ``application/problem+json`` answer is raised as
 the matching :class:`~gateway.core.errors.SmevbusError` subclass (found by the
 problem's ``code``; an unknown code becomes :class:`~gateway.core.errors.InternalError`),
 with the problem's ``context`` as the error's ``detail``. A gateway that cannot be
@@ -24,9 +25,11 @@ from typing import Any, Self, TypeVar
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from gateway.api.auth import Unauthenticated
-from gateway.api.models import (
+from gateway.core.errors import InternalError, SmevbusError, error_class
+from gateway.core.service_lifecycle import FINAL, ServiceState
+from gateway.wire.rest import (
     PREFIX,
+    PROBLEM_MEDIA_TYPE,
     CallbackView,
     MessageTrace,
     PartView,
@@ -36,22 +39,15 @@ from gateway.api.models import (
     Submitted,
     TransitionView,
 )
-from gateway.api.rest import PROBLEM_MEDIA_TYPE, Conflict
-from gateway.core.errors import ALL_ERRORS, InternalError, SmevbusError
-from gateway.core.service_lifecycle import FINAL, ServiceState
 
 M = TypeVar("M", bound=BaseModel)
-
-#: Problem ``code`` -> the error class raised for it.
-_KNOWN: tuple[type[SmevbusError], ...] = (*ALL_ERRORS, Unauthenticated, Conflict)
-ERRORS_BY_CODE: dict[str, type[SmevbusError]] = {cls.code: cls for cls in _KNOWN}
 
 ProgressCallback = Callable[[ServiceRequestView], Awaitable[None] | None]
 
 
 def error_from_problem(problem: Problem) -> SmevbusError:
     """The typed error a problem+json body stands for (its ``context`` as ``detail``)."""
-    cls = ERRORS_BY_CODE.get(problem.code)
+    cls = error_class(problem.code)
     context = dict(problem.context or {})
     if cls is None:
         return InternalError(problem.detail, problem_code=problem.code, **context)
@@ -232,7 +228,6 @@ def _error_of(response: httpx.Response) -> SmevbusError:
 
 
 __all__ = [
-    "ERRORS_BY_CODE",
     "CallbackView",
     "MessageTrace",
     "PartView",

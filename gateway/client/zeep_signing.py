@@ -18,12 +18,12 @@ from lxml import etree
 from zeep import Plugin
 
 from gateway.crypto.envelope import sign_element, verify_element
-from gateway.crypto.signer import Signer, Verifier
+from gateway.crypto.xmldsig import XmlSigner, XmlVerifier
 from gateway.xml.namespaces import SOAP_ENV, qname
 
 
 class SigningPlugin(Plugin):
-    def __init__(self, signer: Signer, verifier: Verifier | None = None) -> None:
+    def __init__(self, signer: XmlSigner, verifier: XmlVerifier | None = None) -> None:
         self.signer = signer
         self.verifier = verifier
 

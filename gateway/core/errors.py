@@ -1,8 +1,15 @@
 """One exception tree for everything a client, the bus or a provider can get wrong.
 
 Every error carries a stable snake_case ``code`` (DESIGN.md section 7), a message a
-person can act on, and the party at fault (``origin``), as X-Road does. The mapping to
-SOAP Faults and HTTP problem+json lives in :mod:`gateway.core.faults`.
+person can act on, and the party at fault (``origin``), as X-Road does. A class that
+introduces a code declares, once and here, its ``code``, ``origin`` and ``http_status``;
+its SOAP 1.1 faultcode follows from the origin (``soap:Client`` when the client must fix
+something, else ``soap:Server``), so the two can never disagree. Defining the class
+registers it: :func:`error_classes` and :func:`error_class` are derived, never listed by
+hand. Subclasses that keep their parent's code (``TransportUnavailable`` is an
+``internal``) refine it for the code that raises them and register nothing.
+
+Serializing an error as a SOAP Fault or as problem+json is :mod:`gateway.core.faults`.
 """
 
 from __future__ import annotations
@@ -19,13 +26,45 @@ class Origin(StrEnum):
     PROVIDER = "provider"
 
 
+class SoapFaultCode(StrEnum):
+    """The SOAP 1.1 ``faultcode``: whether the sender has to change its message."""
+
+    CLIENT = "soap:Client"
+    SERVER = "soap:Server"
+
+
+_REGISTRY: dict[str, type[SmevbusError]] = {}
+
+
 class SmevbusError(Exception):
     """Base of every error smevbus reports to a participant."""
 
     code: ClassVar[str] = "internal"
     origin: ClassVar[Origin] = Origin.BUS
+    #: The status of a REST (problem+json) answer carrying this error.
+    http_status: ClassVar[int] = 500
+    #: Derived from ``origin`` when the class is defined.
+    soap_faultcode: ClassVar[SoapFaultCode] = SoapFaultCode.SERVER
     #: Whether retrying the same message later can succeed.
     transient: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.soap_faultcode = (
+            SoapFaultCode.CLIENT if cls.origin is Origin.CLIENT else SoapFaultCode.SERVER
+        )
+        declared = cls.__dict__.get("code")
+        parents = [
+            b for b in cls.__mro__[1:] if issubclass(b, SmevbusError) and b is not SmevbusError
+        ]
+        if declared is None or declared in {b.code for b in parents}:
+            return  # a refinement of its parent's code
+        if "http_status" not in cls.__dict__:
+            raise TypeError(f"{cls.__name__} introduces code {cls.code!r} without an http_status")
+        other = _REGISTRY.get(cls.code)
+        if other is not None:
+            raise TypeError(f"code {cls.code!r} of {cls.__name__} is {other.__name__}'s already")
+        _REGISTRY[cls.code] = cls
 
     def __init__(self, message: str, **detail: Any) -> None:
         super().__init__(message)
@@ -39,16 +78,28 @@ class SmevbusError(Exception):
         return f"{type(self).__name__}({self.message!r}, code={self.code!r})"
 
 
+def error_classes() -> tuple[type[SmevbusError], ...]:
+    """The class of every stable code, in the order they were defined."""
+    return tuple(_REGISTRY.values())
+
+
+def error_class(code: str) -> type[SmevbusError] | None:
+    """The class that introduced ``code``, or ``None`` for a code this bus does not know."""
+    return _REGISTRY.get(code)
+
+
 class InvalidContent(SmevbusError):
     """Not well-formed, forbidden constructs (DTD, entities), too deep, wrong structure."""
 
     code = "invalid_content"
     origin = Origin.CLIENT
+    http_status = 400
 
 
 class SchemaViolation(SmevbusError):
     code = "schema_violation"
     origin = Origin.CLIENT
+    http_status = 422
 
 
 class SignatureInvalid(SmevbusError):
@@ -56,6 +107,7 @@ class SignatureInvalid(SmevbusError):
 
     code = "signature_invalid"
     origin = Origin.CLIENT
+    http_status = 401
 
 
 class CertificateUntrusted(SmevbusError):
@@ -63,6 +115,7 @@ class CertificateUntrusted(SmevbusError):
 
     code = "certificate_untrusted"
     origin = Origin.CLIENT
+    http_status = 401
 
 
 class CertificateExpired(SmevbusError):
@@ -70,16 +123,19 @@ class CertificateExpired(SmevbusError):
 
     code = "certificate_expired"
     origin = Origin.CLIENT
+    http_status = 401
 
 
 class SenderNotRegistered(SmevbusError):
     code = "sender_not_registered"
     origin = Origin.CLIENT
+    http_status = 403
 
 
 class AccessDenied(SmevbusError):
     code = "access_denied"
     origin = Origin.CLIENT
+    http_status = 403
 
 
 class MessageAlreadySent(SmevbusError):
@@ -88,6 +144,7 @@ class MessageAlreadySent(SmevbusError):
 
     code = "message_already_sent"
     origin = Origin.CLIENT
+    http_status = 409
 
 
 class StaleMessageId(SmevbusError):
@@ -95,6 +152,7 @@ class StaleMessageId(SmevbusError):
 
     code = "stale_message_id"
     origin = Origin.CLIENT
+    http_status = 409
 
 
 class ReplayedRequest(SmevbusError):
@@ -107,6 +165,7 @@ class ReplayedRequest(SmevbusError):
 
     code = "replayed_request"
     origin = Origin.CLIENT
+    http_status = 409
 
 
 class DestinationUnknown(SmevbusError):
@@ -114,11 +173,13 @@ class DestinationUnknown(SmevbusError):
 
     code = "destination_unknown"
     origin = Origin.CLIENT
+    http_status = 404
 
 
 class MessageTooLarge(SmevbusError):
     code = "message_too_large"
     origin = Origin.CLIENT
+    http_status = 413
 
 
 class UnsupportedMediaType(SmevbusError):
@@ -126,6 +187,7 @@ class UnsupportedMediaType(SmevbusError):
 
     code = "unsupported_media_type"
     origin = Origin.CLIENT
+    http_status = 415
 
 
 class IdempotencyKeyReused(SmevbusError):
@@ -134,17 +196,20 @@ class IdempotencyKeyReused(SmevbusError):
 
     code = "idempotency_key_reused"
     origin = Origin.CLIENT
+    http_status = 422
 
 
 class QuotaExceeded(SmevbusError):
     code = "quota_exceeded"
     origin = Origin.CLIENT
+    http_status = 429
     transient = True
 
 
 class NotFound(SmevbusError):
     code = "not_found"
     origin = Origin.CLIENT
+    http_status = 404
 
 
 class ProviderFailure(SmevbusError):
@@ -152,6 +217,7 @@ class ProviderFailure(SmevbusError):
 
     code = "provider_failure"
     origin = Origin.PROVIDER
+    http_status = 502
     transient = True
 
 
@@ -160,26 +226,22 @@ class InternalError(SmevbusError):
 
     code = "internal"
     origin = Origin.BUS
+    http_status = 500
     transient = True
 
 
-ALL_ERRORS: tuple[type[SmevbusError], ...] = (
-    InvalidContent,
-    SchemaViolation,
-    SignatureInvalid,
-    CertificateUntrusted,
-    CertificateExpired,
-    SenderNotRegistered,
-    AccessDenied,
-    MessageAlreadySent,
-    StaleMessageId,
-    ReplayedRequest,
-    DestinationUnknown,
-    MessageTooLarge,
-    UnsupportedMediaType,
-    IdempotencyKeyReused,
-    QuotaExceeded,
-    NotFound,
-    ProviderFailure,
-    InternalError,
-)
+class Unauthenticated(SmevbusError):
+    """REST: no bearer token, or one the gateway does not know."""
+
+    code = "unauthenticated"
+    origin = Origin.CLIENT
+    http_status = 401
+
+
+class Conflict(SmevbusError):
+    """REST: the request clashes with the resource's current state (e.g. cancelling a
+    final service request)."""
+
+    code = "conflict"
+    origin = Origin.CLIENT
+    http_status = 409

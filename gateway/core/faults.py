@@ -2,7 +2,8 @@
 
 Client-caused errors are ``soap:Client`` faults and 4xx statuses; bus and provider
 faults are ``soap:Server`` faults and 5xx statuses, which tells a client whether a
-retry of the same message can help.
+retry of the same message can help. Both come from the error's class
+(:mod:`gateway.core.errors`), where each code declares them once.
 """
 
 from __future__ import annotations
@@ -10,28 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.core.errors import InternalError, Origin, SmevbusError
-
-HTTP_STATUS: dict[str, int] = {
-    "invalid_content": 400,
-    "schema_violation": 422,
-    "signature_invalid": 401,
-    "certificate_untrusted": 401,
-    "certificate_expired": 401,
-    "sender_not_registered": 403,
-    "access_denied": 403,
-    "message_already_sent": 409,
-    "stale_message_id": 409,
-    "replayed_request": 409,
-    "destination_unknown": 404,
-    "message_too_large": 413,
-    "unsupported_media_type": 415,
-    "idempotency_key_reused": 422,
-    "quota_exceeded": 429,
-    "not_found": 404,
-    "provider_failure": 502,
-    "internal": 500,
-}
+from gateway.core.errors import InternalError, Origin, SmevbusError, SoapFaultCode
 
 PROBLEM_TYPE_BASE = "urn:smevbus:error:"
 
@@ -45,7 +25,7 @@ class Fault:
     message: str
     transient: bool
     http_status: int
-    soap_faultcode: str
+    soap_faultcode: SoapFaultCode
     detail: dict[str, Any]
 
 
@@ -58,8 +38,8 @@ def fault_of(error: BaseException) -> Fault:
         origin=error.origin,
         message=error.message,
         transient=error.transient,
-        http_status=HTTP_STATUS.get(error.code, 500),
-        soap_faultcode="soap:Client" if error.origin is Origin.CLIENT else "soap:Server",
+        http_status=error.http_status,
+        soap_faultcode=error.soap_faultcode,
         detail={k: v for k, v in error.detail.items() if _is_plain(v)},
     )
 

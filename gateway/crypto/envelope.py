@@ -3,7 +3,7 @@
 Each signed Body element has one target child carrying an ``Id``
 (:func:`gateway.xml.soap.signature_target`) and a signature container as its last
 child. These two functions are the only place the router and clients join the XML
-layout to the :class:`Signer` / :class:`Verifier` protocols.
+layout to the XMLDSig layer (:class:`XmlSigner` / :class:`XmlVerifier`).
 """
 
 from __future__ import annotations
@@ -12,14 +12,15 @@ from cryptography import x509
 from lxml import etree
 
 from gateway.core.errors import SignatureInvalid
-from gateway.crypto.signer import DS_NS, Signer, Verifier
+from gateway.crypto.profiles import DS_NS
+from gateway.crypto.xmldsig import XmlSigner, XmlVerifier
 from gateway.xml.namespaces import SMEV_TYPES, qname
 from gateway.xml.soap import SignatureContainer, find_signature, signature_target
 
 
 def sign_element(
     element: etree._Element,
-    signer: Signer,
+    signer: XmlSigner,
     container: SignatureContainer = "CallerInformationSystemSignature",
 ) -> etree._Element:
     """Sign ``element``'s target in place; returns ``element``."""
@@ -33,7 +34,7 @@ def sign_element(
 
 def verify_element(
     element: etree._Element,
-    verifier: Verifier,
+    verifier: XmlVerifier,
     container: SignatureContainer = "CallerInformationSystemSignature",
 ) -> x509.Certificate:
     """Verify the signature in ``element``'s container over exactly its target."""

@@ -9,8 +9,8 @@ from lxml import etree
 from gateway.core.errors import InvalidContent, SignatureInvalid
 from gateway.crypto.certificates import describe
 from gateway.crypto.envelope import sign_element
-from gateway.crypto.signer import DS_NS, SignatureProfile, Verifier
-from gateway.crypto.xmldsig import XmlsecSigner
+from gateway.crypto.profiles import DS_NS, SignatureProfile
+from gateway.crypto.xmldsig import XmlSigner, XmlVerifier
 from gateway.xml.namespaces import SOAP_ENV, qname
 from gateway.xml.parse import parse_secure
 from gateway.xml.soap import unwrap_envelope
@@ -20,11 +20,11 @@ def sign_document(data: bytes, key_pem: bytes, cert_pem: bytes, profile: Signatu
     """Sign the bus element of ``data`` (a SOAP envelope or the bare Body element)."""
     root = parse_secure(data)
     element = unwrap_envelope(root)[1] if root.tag == qname(SOAP_ENV, "Envelope") else root
-    sign_element(element, XmlsecSigner(key_pem, cert_pem, profile))
+    sign_element(element, XmlSigner.from_pem(key_pem, cert_pem, profile))
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
 
 
-def verify_document(data: bytes, verifier: Verifier) -> list[tuple[str, str]]:
+def verify_document(data: bytes, verifier: XmlVerifier) -> list[tuple[str, str]]:
     """Verify every ds:Signature in ``data``; ``[(signed element, signer)]`` or raise."""
     root = parse_secure(data)
     signatures = list(root.iter(qname(DS_NS, "Signature")))

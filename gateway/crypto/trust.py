@@ -2,10 +2,17 @@
 
 A certificate is trusted when it is issued directly by one of the configured CAs,
 that CA is itself within its validity period, the certificate is within its own
-validity period at the injected clock's ``now()``, and no CRL issued by that CA
-lists its serial number. CRL signatures are checked once, when the store is built.
+validity period at the injected clock's ``now()``, no CRL issued by that CA
+lists its serial number, and it is fit to sign messages: no CA certificate, and a key
+usage, when it states one, that includes digitalSignature or nonRepudiation (RFC 5280
+section 4.2.1.3: a key for key agreement or certificate signing only never signs data).
+CRL signatures are checked once, when the store is built.
 A CRL past its ``nextUpdate`` is still used (a stale list is better than none in a
 closed dev/regional deployment); operators replace ``crl.pem`` to refresh it.
+
+Certificates and CRLs signed with GOST R 34.10-2012 are checked by the gost engine
+(:mod:`gateway.crypto.gost`), which ``cryptography`` does not have; the rest of the
+checks read them through ``cryptography`` like any other.
 """
 
 from __future__ import annotations
@@ -15,10 +22,12 @@ from datetime import datetime
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from gateway.core.clock import Clock
 from gateway.core.errors import CertificateExpired, CertificateUntrusted, InternalError
+from gateway.crypto import gost
 from gateway.crypto.certificates import describe, format_name
 
 CA_CERT_FILE = "ca.cert.pem"
@@ -39,6 +48,8 @@ class _Facts:
     valid_from: datetime
     valid_until: datetime
     revocations: tuple[tuple[x509.CertificateRevocationList, datetime], ...]
+    #: Why the certificate may not sign messages at all, or None.
+    unfit: str | None = None
 
 
 class TrustStore:
@@ -79,6 +90,11 @@ class TrustStore:
         facts = self._facts.get(cert)
         if facts is None:
             facts = self._facts[cert] = self._facts_of(cert)
+        if facts.unfit is not None:
+            raise CertificateUntrusted(
+                f"{facts.unfit}; sign with a participant's signing certificate ({describe(cert)})",
+                certificate=describe(cert),
+            )
         now = self._clock.now()
         ca = facts.anchor.cert
         if not facts.ca_from <= now <= facts.ca_until:
@@ -124,6 +140,7 @@ class TrustStore:
             valid_from=cert.not_valid_before_utc,
             valid_until=cert.not_valid_after_utc,
             revocations=tuple(revocations),
+            unfit=_unfit_to_sign(cert),
         )
 
     def _issuer(self, cert: x509.Certificate) -> _Anchor:
@@ -139,12 +156,9 @@ class TrustStore:
                 issuer=format_name(cert.issuer),
             )
         for anchor in candidates:
-            try:
-                cert.verify_directly_issued_by(anchor.cert)
-            except (ValueError, TypeError, InvalidSignature):
-                continue
-            self._issuer_cache[cert] = anchor
-            return anchor
+            if _issued_by(cert, anchor.cert):
+                self._issuer_cache[cert] = anchor
+                return anchor
         raise CertificateUntrusted(
             f"certificate names the trusted CA {format_name(cert.issuer)!r} as issuer, "
             f"but its signature does not verify with that CA's key; {describe(cert)}",
@@ -153,13 +167,47 @@ class TrustStore:
 
     def _attach_crl(self, crl: x509.CertificateRevocationList) -> None:
         for anchor in self._anchors.get(crl.issuer, []):
-            if crl.is_signature_valid(anchor.cert.public_key()):  # type: ignore[arg-type]
+            if _crl_signed_by(crl, anchor.cert):
                 anchor.crls.append(crl)
                 return
         raise InternalError(
             f"CRL issued by {format_name(crl.issuer)!r} is not signed by any trusted CA; "
             "replace crl.pem (run `smevbus keys init` for a dev setup)",
         )
+
+
+# GOST R 34.10 signature algorithms are under the Russian arc 1.2.643.
+_GOST_ARC = "1.2.643."
+
+
+def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
+    """Whether ``ca``'s key signed ``cert`` (the names are already known to match)."""
+    if cert.signature_algorithm_oid.dotted_string.startswith(_GOST_ARC):
+        try:
+            return gost.verify_certificate_signature(_der(cert), _der(ca))
+        except (gost.GostError, gost.GostUnavailable):
+            return False
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+        return False
+    return True
+
+
+def _crl_signed_by(crl: x509.CertificateRevocationList, ca: x509.Certificate) -> bool:
+    if crl.signature_algorithm_oid.dotted_string.startswith(_GOST_ARC):
+        try:
+            return gost.verify_crl_signature(crl.public_bytes(Encoding.DER), _der(ca))
+        except (gost.GostError, gost.GostUnavailable):
+            return False
+    try:
+        return crl.is_signature_valid(ca.public_key())  # type: ignore[arg-type]
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        return False
+
+
+def _der(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(Encoding.DER)
 
 
 def _require_ca(cert: x509.Certificate) -> None:
@@ -172,6 +220,23 @@ def _require_ca(cert: x509.Certificate) -> None:
             f"trust store entry is not a CA certificate (no BasicConstraints CA=true): "
             f"{describe(cert)}"
         )
+
+
+def _unfit_to_sign(cert: x509.Certificate) -> str | None:
+    extensions = cert.extensions
+    try:
+        constraints = extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        constraints = None
+    if constraints is not None and constraints.ca:
+        return "a CA certificate (BasicConstraints CA=true) may sign only certificates"
+    try:
+        usage = extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return None
+    if usage.digital_signature or usage.content_commitment:
+        return None
+    return "the certificate's key usage allows neither digitalSignature nor nonRepudiation"
 
 
 def _load_crls(data: bytes) -> list[x509.CertificateRevocationList]:

@@ -1,27 +1,28 @@
-"""XMLDSig signing and verification on top of xmlsec (libxmlsec1).
+"""The XMLDSig layer, written once: references, transforms, SignedInfo, KeyInfo.
 
 Both profiles produce the same shape of signature, placed in a container next to
 the signed element and pointing at it by ``Id``::
 
     <ds:Signature>
-      <ds:SignedInfo>  exc-c14n, rsa-sha256 | ecdsa-sha256,
-        one <ds:Reference URI="#Id">, transforms per profile, sha256 digest
+      <ds:SignedInfo>  exc-c14n, the key's SignatureMethod,
+        one <ds:Reference URI="#Id">, transforms per profile, the method's DigestMethod
       <ds:SignatureValue>
       <ds:KeyInfo><ds:X509Data><ds:X509Certificate>
 
-``EXC_C14N`` is done entirely by xmlsec (template, ``SignatureContext.sign`` and
-``verify``). xmlsec cannot run the SMEV transform, so for ``SMEV`` the Reference
-digest is computed here (SMEV transform of the element, SHA-256) and only the
-SignedInfo signature is left to xmlsec (``sign_binary`` / ``verify_binary`` over
-SignedInfo's exclusive c14n). xmlsec's ECDSA transforms already read and write the
-raw ``r||s`` form that XMLDSig requires, so no DER conversion is needed.
+Only the key operation is delegated, to a :class:`~gateway.crypto.algorithms.KeySigner`
+(signing SignedInfo's exclusive c14n) or a
+:class:`~gateway.crypto.algorithms.KeyVerifier`; RSA, ECDSA and GOST share everything
+else. The Reference digest is the algorithm's digest (SHA-256, or Streebog-256 for
+GOST) of the signed element after the profile's transforms: exclusive c14n, or the
+SMEV transform (:mod:`gateway.crypto.smev_transform`).
 
 Verification first checks the signature's structure against a strict allow-list
-(one Reference to ``#`` + the target's Id, known transforms and algorithms only, a
-certificate in KeyInfo) and that the Id occurs exactly once in the document; then the
-certificate against the trust store; then the cryptography, the signature over
-SignedInfo before the digest of the signed element: the digest is the one step whose
-cost grows with the document, so a forged or untrusted signature is refused without it.
+(one Reference to ``#`` + the target's Id, known transforms and algorithms only, the
+DigestMethod that goes with the SignatureMethod, a certificate in KeyInfo) and that
+the Id occurs exactly once in the document; then the certificate against the trust
+store; then the cryptography, the signature over SignedInfo before the digest of the
+signed element: the digest is the one step whose cost grows with the document, so a
+forged or untrusted signature is refused without it.
 """
 
 from __future__ import annotations
@@ -29,58 +30,46 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
-import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-import xmlsec
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.serialization import Encoding
 from lxml import etree
-from xmlsec import constants as _xc
 
 from gateway.core.errors import InternalError, SignatureInvalid
-from gateway.crypto.certificates import describe
-from gateway.crypto.signer import (
-    DS_NS,
-    ECDSA_SHA256,
-    EXC_C14N,
-    RSA_SHA256,
-    SHA256,
-    SMEV_TRANSFORM,
-    SignatureProfile,
+from gateway.crypto.algorithms import (
+    ALGORITHMS,
+    KeySigner,
+    KeyVerifier,
+    SignatureAlgorithm,
+    algorithm_for,
+    load_key_signer,
 )
+from gateway.crypto.certificates import describe, why_unreadable
+from gateway.crypto.profiles import DS_NS, EXC_C14N, SMEV_TRANSFORM, SignatureProfile
 from gateway.crypto.smev_transform import smev_transform
 from gateway.crypto.trust import TrustStore
 
 _DS = f"{{{DS_NS}}}"
-_SIGNATURE_TRANSFORMS = {
-    RSA_SHA256: _xc.TransformRsaSha256,
-    ECDSA_SHA256: _xc.TransformEcdsaSha256,
-}
 _CERT_CACHE_LIMIT = 4096
 
 
-def _signature_method(cert: x509.Certificate) -> str:
-    key = cert.public_key()
-    if isinstance(key, rsa.RSAPublicKey):
-        return RSA_SHA256
-    if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
-        return ECDSA_SHA256
-    raise SignatureInvalid(
-        f"unsupported signer key {type(key).__name__}; use RSA or EC P-256 ({describe(cert)})"
-    )
-
-
-def reference_digest(target: etree._Element, profile: SignatureProfile) -> bytes:
-    """SHA-256 of ``target`` after the profile's Reference transforms."""
+def reference_bytes(target: etree._Element, profile: SignatureProfile) -> bytes:
+    """``target`` after the profile's Reference transforms: what the digest covers."""
     if profile is SignatureProfile.SMEV:
         # Exclusive c14n is not run first: for a parsed tree the SMEV transform of the
         # element gives the same bytes as the SMEV transform of its c14n form.
-        data = smev_transform(target)
-    else:
-        data = etree.tostring(target, method="c14n", exclusive=True)
-    return hashlib.sha256(data).digest()
+        return smev_transform(target)
+    return _c14n(target)
+
+
+def reference_digest(
+    target: etree._Element, profile: SignatureProfile, algorithm: SignatureAlgorithm
+) -> bytes:
+    """The DigestValue of a Reference to ``target`` signed with ``algorithm``."""
+    return algorithm.digest(reference_bytes(target, profile))
 
 
 def _c14n(element: etree._Element) -> bytes:
@@ -91,81 +80,93 @@ def _same_document(a: etree._Element, b: etree._Element) -> bool:
     return a.getroottree().getroot() is b.getroottree().getroot()
 
 
-class XmlsecSigner:
-    """Signs with one private key and certificate, loaded once.
+class XmlSigner:
+    """Signs elements by reference with one :class:`KeySigner`, in one profile.
 
     The ds:Signature skeleton (everything but the Reference URI and the two values)
-    is built once with lxml and copied per call. It is not made with
-    ``xmlsec.template``: nodes created inside libxmlsec are invisible to lxml's
-    ``find`` (their names are not in the document's dictionary).
+    is built once and copied per call.
     """
 
     def __init__(
-        self, key_pem: bytes, cert_pem: bytes, profile: SignatureProfile = SignatureProfile.SMEV
+        self,
+        key: KeySigner,
+        profile: SignatureProfile = SignatureProfile.SMEV,
+        algorithms: Mapping[str, SignatureAlgorithm] = ALGORITHMS,
     ) -> None:
-        self._cert = x509.load_pem_x509_certificate(cert_pem)
+        algorithm = algorithms.get(key.algorithm)
+        if algorithm is None:
+            raise InternalError(f"the key signer's algorithm {key.algorithm!r} is not registered")
+        self._key = key
+        self._algorithm = algorithm
         self._profile = profile
-        self._method = _signature_method(self._cert)
-        self._transform = _SIGNATURE_TRANSFORMS[self._method]
-        try:
-            self._key = xmlsec.Key.from_memory(key_pem, _xc.KeyDataFormatPem)
-        except xmlsec.Error as exc:
-            raise InternalError(f"cannot load signing key: {exc}") from exc
-        cert_b64 = base64.b64encode(self._cert.public_bytes(Encoding.DER)).decode()
-        self._template = _signature_template(self._method, profile.transforms, cert_b64)
+        cert_b64 = base64.b64encode(key.certificate.public_bytes(Encoding.DER)).decode()
+        self._template = _signature_template(algorithm, profile.transforms, cert_b64)
+
+    @classmethod
+    def from_pem(
+        cls, key_pem: bytes, cert_pem: bytes, profile: SignatureProfile = SignatureProfile.SMEV
+    ) -> XmlSigner:
+        """A signer for a PEM private key and certificate; the algorithm follows the key."""
+        return cls(load_key_signer(key_pem, cert_pem), profile)
 
     @property
     def certificate(self) -> x509.Certificate:
-        return self._cert
+        return self._key.certificate
 
     @property
     def profile(self) -> SignatureProfile:
         return self._profile
 
+    @property
+    def algorithm(self) -> SignatureAlgorithm:
+        return self._algorithm
+
     def sign(self, target: etree._Element, into: etree._Element) -> etree._Element:
+        """Sign ``target`` by reference to its ``Id`` and append the ds:Signature to ``into``.
+
+        ``target`` must carry an ``Id`` attribute; ``into`` is a container elsewhere in
+        the same document (e.g. ``CallerInformationSystemSignature``). Returns the
+        ds:Signature element.
+        """
         ref_id = target.get("Id")
         if not ref_id:
             raise InternalError(f"element <{etree.QName(target).localname}> to sign has no Id")
         if not _same_document(target, into):
             raise InternalError("the signature container is not in the signed element's document")
+        digest = reference_digest(target, self._profile, self._algorithm)
         sig = copy.deepcopy(self._template)
         signed_info, value_node = sig[0], sig[1]
         reference = signed_info[2]
         reference.set("URI", "#" + ref_id)
+        reference[2].text = base64.b64encode(digest).decode()
         into.append(sig)
-        ctx = xmlsec.SignatureContext()
-        ctx.key = self._key
         try:
-            if self._profile is SignatureProfile.EXC_C14N:
-                ctx.register_id(target, "Id")
-                ctx.sign(sig)
-            else:
-                digest = reference_digest(target, SignatureProfile.SMEV)
-                reference[2].text = base64.b64encode(digest).decode()
-                value = ctx.sign_binary(_c14n(signed_info), self._transform)
-                value_node.text = base64.b64encode(value).decode()
-        except xmlsec.Error as exc:
+            value = self._key.sign(_c14n(signed_info))
+        except Exception as exc:  # whatever the key backend (engine, HSM) raises
             into.remove(sig)
             raise InternalError(f"signing failed: {exc}") from exc
+        value_node.text = base64.b64encode(value).decode()
         return sig
 
 
-def _signature_template(method: str, transforms: tuple[str, ...], cert_b64: str) -> etree._Element:
-    def add(parent: etree._Element, name: str, algorithm: str | None = None) -> etree._Element:
+def _signature_template(
+    algorithm: SignatureAlgorithm, transforms: tuple[str, ...], cert_b64: str
+) -> etree._Element:
+    def add(parent: etree._Element, name: str, uri: str | None = None) -> etree._Element:
         node = etree.SubElement(parent, _DS + name)
-        if algorithm is not None:
-            node.set("Algorithm", algorithm)
+        if uri is not None:
+            node.set("Algorithm", uri)
         return node
 
     sig = etree.Element(_DS + "Signature", nsmap={"ds": DS_NS})
     signed_info = add(sig, "SignedInfo")
     add(signed_info, "CanonicalizationMethod", EXC_C14N)
-    add(signed_info, "SignatureMethod", method)
+    add(signed_info, "SignatureMethod", algorithm.uri)
     reference = add(signed_info, "Reference")
     transforms_node = add(reference, "Transforms")
     for transform in transforms:
         add(transforms_node, "Transform", transform)
-    add(reference, "DigestMethod", SHA256)
+    add(reference, "DigestMethod", algorithm.digest_uri)
     add(reference, "DigestValue")
     add(sig, "SignatureValue")
     add(add(add(sig, "KeyInfo"), "X509Data"), "X509Certificate").text = cert_b64
@@ -176,7 +177,7 @@ def _signature_template(method: str, transforms: tuple[str, ...], cert_b64: str)
 class _Parsed:
     """What the allow-list check extracted from a ds:Signature."""
 
-    method: str
+    algorithm: SignatureAlgorithm
     profile: SignatureProfile
     digest: bytes
     signature_value: bytes
@@ -185,14 +186,34 @@ class _Parsed:
     signed_info: etree._Element
 
 
-class XmlsecVerifier:
+@dataclass(frozen=True)
+class _Signer:
+    """A certificate from KeyInfo, loaded once: its algorithm and public key."""
+
+    cert: x509.Certificate
+    algorithm: SignatureAlgorithm
+    key: KeyVerifier
+
+
+class XmlVerifier:
     """Verifies signatures of either profile and checks the signer against a trust store."""
 
-    def __init__(self, trust_store: TrustStore) -> None:
+    def __init__(
+        self,
+        trust_store: TrustStore,
+        algorithms: Mapping[str, SignatureAlgorithm] = ALGORITHMS,
+    ) -> None:
         self._trust = trust_store
-        self._certs: dict[str, tuple[x509.Certificate, xmlsec.Key]] = {}
+        self._algorithms = algorithms
+        self._certs: dict[str, _Signer] = {}
 
     def verify(self, target: etree._Element, signature: etree._Element) -> x509.Certificate:
+        """Check that ``signature`` signs exactly ``target`` and that its signer is trusted.
+
+        Returns the signer's certificate. Raises SignatureInvalid, CertificateUntrusted
+        or CertificateExpired. ``target`` is the element the caller will use; the
+        signature is never followed to an element it names.
+        """
         ref_id = target.get("Id")
         if not ref_id:
             raise SignatureInvalid(
@@ -200,78 +221,37 @@ class XmlsecVerifier:
             )
         if not _same_document(target, signature):
             raise SignatureInvalid("the signature is not in the signed element's document")
-        parsed = _parse_signature(signature, ref_id)
+        parsed = _parse_signature(signature, ref_id, self._algorithms)
         _require_unique_id(target, ref_id)
-        cert, key = self._certificate(parsed.cert_b64)
-        expected_method = _signature_method(cert)
-        if parsed.method != expected_method:
+        signer = self._certificate(parsed.cert_b64)
+        if parsed.algorithm is not signer.algorithm:
             raise SignatureInvalid(
-                f"SignatureMethod is {parsed.method} but the certificate's key needs "
-                f"{expected_method} ({describe(cert)})"
+                f"SignatureMethod is {parsed.algorithm.uri} but the certificate's key needs "
+                f"{signer.algorithm.uri} ({describe(signer.cert)})"
             )
-        self._trust.check(cert)
-        if parsed.profile is SignatureProfile.EXC_C14N:
-            self._verify_with_xmlsec(target, signature, parsed, key)
-        else:
-            self._verify_smev(target, parsed, key)
-        return cert
-
-    def _verify_with_xmlsec(
-        self,
-        target: etree._Element,
-        signature: etree._Element,
-        parsed: _Parsed,
-        key: xmlsec.Key,
-    ) -> None:
-        ctx = xmlsec.SignatureContext()
-        ctx.key = key
-        # Defence in depth: xmlsec refuses anything beyond what the allow-list passed.
-        ctx.enable_reference_transform(_xc.TransformExclC14N)
-        ctx.enable_reference_transform(_xc.TransformSha256)
-        ctx.enable_signature_transform(_xc.TransformExclC14N)
-        ctx.enable_signature_transform(_SIGNATURE_TRANSFORMS[parsed.method])
-        try:
-            ctx.register_id(target, "Id")
-            ctx.verify(signature)
-        except xmlsec.Error as exc:
-            # xmlsec does not say which part failed; find out, for a useful message.
-            _check_digest(target, parsed)
-            raise _bad_signature_value() from exc
-
-    def _verify_smev(self, target: etree._Element, parsed: _Parsed, key: xmlsec.Key) -> None:
-        ctx = xmlsec.SignatureContext()
-        ctx.key = key
-        try:
-            ctx.verify_binary(
-                _c14n(parsed.signed_info),
-                _SIGNATURE_TRANSFORMS[parsed.method],
-                parsed.signature_value,
-            )
-        except xmlsec.Error as exc:
-            raise _bad_signature_value() from exc
+        self._trust.check(signer.cert)
+        if not signer.key.verify(_c14n(parsed.signed_info), parsed.signature_value):
+            raise _bad_signature_value()
         _check_digest(target, parsed)
+        return signer.cert
 
-    def _certificate(self, b64: str) -> tuple[x509.Certificate, xmlsec.Key]:
+    def _certificate(self, b64: str) -> _Signer:
         cached = self._certs.get(b64)
         if cached is not None:
             return cached
         try:
-            der = base64.b64decode(b64, validate=True)
-            cert = x509.load_der_x509_certificate(der)
-            # From the bare public key: a key loaded from the certificate carries the
-            # certificate along, and SignatureContext copies it on every use (~100 us).
-            public_pem = cert.public_key().public_bytes(
-                Encoding.PEM, PublicFormat.SubjectPublicKeyInfo
-            )
-            key = xmlsec.Key.from_memory(public_pem, _xc.KeyDataFormatPem)
-        except (ValueError, binascii.Error, xmlsec.Error) as exc:
+            cert = x509.load_der_x509_certificate(base64.b64decode(b64, validate=True))
+            algorithm = algorithm_for(cert, self._algorithms)
+            signer = _Signer(cert, algorithm, algorithm.key_verifier(cert))
+        except (ValueError, TypeError, UnsupportedAlgorithm, binascii.Error) as exc:
+            # A damaged certificate may fail lazily, on first use of its parts.
             raise SignatureInvalid(
-                f"X509Certificate in KeyInfo is not a valid certificate: {exc}"
+                f"X509Certificate in KeyInfo is not a usable certificate: {why_unreadable(exc)}"
             ) from exc
         if len(self._certs) >= _CERT_CACHE_LIMIT:
             self._certs.clear()
-        self._certs[b64] = (cert, key)
-        return cert, key
+        self._certs[b64] = signer
+        return signer
 
 
 def _bad_signature_value() -> SignatureInvalid:
@@ -282,7 +262,7 @@ def _bad_signature_value() -> SignatureInvalid:
 
 
 def _check_digest(target: etree._Element, parsed: _Parsed) -> None:
-    actual = reference_digest(target, parsed.profile)
+    actual = reference_digest(target, parsed.profile, parsed.algorithm)
     if actual != parsed.digest:
         raise SignatureInvalid(
             f"digest of the element with Id={target.get('Id')!r} does not match: the signature "
@@ -292,8 +272,14 @@ def _check_digest(target: etree._Element, parsed: _Parsed) -> None:
         )
 
 
-# Counted in libxml2: a list of the elements would cost a Python object each.
-_ELEMENTS_WITH_ID = etree.XPath("count(//*[@Id=$id or @xml:id=$id])")
+# Counted in libxml2: a list of the elements would cost a Python object each. Over the
+# attributes, value first: ``//*[@Id=$id or @xml:id=$id]`` compares a node-set on every
+# element, ~5 times the cost on a document of 50 000 elements. An element with both
+# Id and xml:id equal to the target's counts twice (refused too).
+_ELEMENTS_WITH_ID = etree.XPath(
+    "count(/descendant-or-self::*/@*[. = $id][(local-name() = 'Id' and namespace-uri() = '')"
+    " or (local-name() = 'id' and namespace-uri() = 'http://www.w3.org/XML/1998/namespace')])"
+)
 
 
 def _require_unique_id(target: etree._Element, ref_id: str) -> None:
@@ -346,7 +332,9 @@ def _base64(element: etree._Element) -> bytes:
         raise SignatureInvalid(f"ds:{etree.QName(element).localname} is not base64") from exc
 
 
-def _parse_signature(signature: etree._Element, ref_id: str) -> _Parsed:
+def _parse_signature(
+    signature: etree._Element, ref_id: str, algorithms: Mapping[str, SignatureAlgorithm]
+) -> _Parsed:
     """Check the signature against the allow-list and pull out what verification needs."""
     if signature.tag != _DS + "Signature":
         raise SignatureInvalid(f"expected a ds:Signature element, found {signature.tag}")
@@ -364,7 +352,7 @@ def _parse_signature(signature: etree._Element, ref_id: str) -> _Parsed:
         signed_info, ("CanonicalizationMethod", "SignatureMethod", "Reference")
     )
     _algorithm(c14n, (EXC_C14N,))
-    method = _algorithm(method_node, (RSA_SHA256, ECDSA_SHA256))
+    algorithm = algorithms[_algorithm(method_node, tuple(algorithms))]
 
     uri = reference.get("URI")
     if uri != "#" + ref_id:
@@ -386,7 +374,8 @@ def _parse_signature(signature: etree._Element, ref_id: str) -> _Parsed:
             f"Reference transforms {list(transforms)} are not accepted; expected "
             f"[{EXC_C14N}] or [{EXC_C14N}, {SMEV_TRANSFORM}]"
         )
-    _algorithm(digest_method, (SHA256,))
+    # Each SignatureMethod comes with its one DigestMethod (SHA-256; Streebog for GOST).
+    _algorithm(digest_method, (algorithm.digest_uri,))
 
     certs = [
         cert
@@ -400,7 +389,7 @@ def _parse_signature(signature: etree._Element, ref_id: str) -> _Parsed:
             f"ds:KeyInfo must carry exactly one X509Data/X509Certificate; found {len(certs)}"
         )
     return _Parsed(
-        method=method,
+        algorithm=algorithm,
         profile=profile,
         digest=_base64(digest_value),
         signature_value=_base64(value_node),

@@ -25,7 +25,7 @@ from gateway.core.errors import NotFound
 from gateway.core.lifecycle import IllegalTransition, MessageState
 from gateway.router.deadletters import DeadLetterJournal
 from gateway.store.base import Store
-from gateway.store.journal import SqlStore
+from gateway.store.journal import open_journal
 from gateway.store.records import MessageRecord, TransitionRecord
 from gateway.transport.base import (
     HEADER_SENDER,
@@ -186,7 +186,7 @@ async def open_desk(
     """A desk on the transport and journal ``settings`` name, these participants declared."""
     clock = clock or SystemClock()
     transport = await open_transport(settings, clock)
-    store = SqlStore.from_url(settings.database_url)
+    store = open_journal(settings.database_url)
     try:
         await transport.declare(participants)
         yield DeadLetterDesk(transport, store, clock)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from gateway.core.admission import TimePolicy
 from gateway.core.clock import Clock, MessageIdSource
 from gateway.core.registry import Registry
-from gateway.crypto.signer import Signer, Verifier
+from gateway.crypto.xmldsig import XmlSigner, XmlVerifier
 from gateway.xml.parse import LIMITS, XmlLimits
 from gateway.xml.schema import TypeCatalog
 
@@ -15,9 +15,9 @@ from gateway.xml.schema import TypeCatalog
 @dataclass(frozen=True)
 class BusContext:
     registry: Registry
-    verifier: Verifier
+    verifier: XmlVerifier
     #: The bus's own signer (participant ``registry.bus_mnemonic``): it signs what it hands out.
-    bus_signer: Signer
+    bus_signer: XmlSigner
     catalog: TypeCatalog
     clock: Clock
     ids: MessageIdSource

@@ -15,6 +15,8 @@ class PulledMessages:
 
     def __init__(self) -> None:
         self._held: dict[tuple[str, str], Delivery] = {}
+        #: Held requests their holder has answered since (their Ack changes nothing).
+        self._answered: set[tuple[str, str]] = set()
 
     def hold(self, participant: str, delivery: Delivery) -> None:
         key = (participant, delivery.message.message_id)
@@ -25,9 +27,18 @@ class PulledMessages:
         delivery = self._held.get((participant, message_id))
         return None if delivery is None or delivery.settled else delivery
 
+    def mark_answered(self, participant: str, message_id: str) -> None:
+        """``participant`` answered the held request ``message_id`` (final answer)."""
+        if self.take(participant, message_id) is not None:
+            self._answered.add((participant, message_id))
+
+    def answered(self, participant: str, message_id: str) -> bool:
+        return (participant, message_id) in self._answered
+
     def _forget(self, key: tuple[str, str], delivery: Delivery) -> None:
         if self._held.get(key) is delivery:
             del self._held[key]
+            self._answered.discard(key)
 
     def __len__(self) -> int:
         return len(self._held)

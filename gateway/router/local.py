@@ -23,7 +23,7 @@ from gateway.core.envelope import MessageMetadata
 from gateway.core.errors import InternalError
 from gateway.core.registry import Participant
 from gateway.crypto.envelope import sign_element
-from gateway.crypto.signer import Signer
+from gateway.crypto.xmldsig import XmlSigner
 from gateway.router.moves import metadata
 from gateway.router.router import Router
 from gateway.transport.base import Direction
@@ -34,7 +34,7 @@ class LocalParticipant:
     """SendRequest, GetResponse and Ack for ``participant``, in process."""
 
     def __init__(
-        self, router: Router, participant: Participant, signer: Signer, ids: MessageIdSource
+        self, router: Router, participant: Participant, signer: XmlSigner, ids: MessageIdSource
     ) -> None:
         self.router = router
         self.participant = participant

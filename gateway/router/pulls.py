@@ -15,14 +15,12 @@ answers "no message" even if one lies deeper in the queue.
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 
 import structlog
 from lxml import etree
 
 from gateway.core.admission import check_timestamp
-from gateway.core.envelope import MessageKind
 from gateway.core.errors import InvalidContent, NotFound
 from gateway.core.lifecycle import TERMINAL, IllegalTransition, MessageState
 from gateway.core.registry import Participant
@@ -31,9 +29,9 @@ from gateway.router.context import BusContext
 from gateway.router.held import PARK_LIMIT, ParkedMessages, PulledMessages, of_type
 from gateway.router.moves import Moves, metadata
 from gateway.router.replays import ReplayGuard
-from gateway.store.base import Store, TransitionConflict
+from gateway.store.base import PullWindow, Store, TransitionConflict
 from gateway.store.records import MessageRecord
-from gateway.transport.base import HEADER_KIND, Delivery, Direction, Transport
+from gateway.transport.base import Delivery, Direction, Transport
 from gateway.xml import messages as m
 from gateway.xml.namespaces import SMEV_TYPES
 from gateway.xml.parse import parse_secure
@@ -69,8 +67,8 @@ class Pulls:
             what="MessageTypeSelector/Timestamp",
         )
         operation = "GetRequest" if direction is Direction.REQUESTS else "GetResponse"
-        await self._replays.admit(body, caller, operation, selector.timestamp)
-        delivered = await self.take(caller, direction, selector.namespace_uri)
+        async with self._replays.admit(body, caller, operation, selector.timestamp) as window:
+            delivered = await self.take(caller, direction, selector.namespace_uri, window)
         if isinstance(delivered, m.RequestDelivery):
             reply = m.build_get_request_response(delivered)
         elif isinstance(delivered, m.ResponseDelivery):
@@ -82,15 +80,21 @@ class Pulls:
         return sign_element(reply, self.ctx.bus_signer, "SMEVSignature")
 
     async def take(
-        self, caller: Participant, direction: Direction, namespace: str | None = None
+        self,
+        caller: Participant,
+        direction: Direction,
+        namespace: str | None = None,
+        window: PullWindow | None = None,
     ) -> m.RequestDelivery | m.ResponseDelivery | None:
         """The next message for ``caller`` (of type ``namespace`` if given), journaled
-        DELIVERED and held for its Ack."""
+        DELIVERED (through ``window``, a signed pull's transaction, if given) and held
+        for its Ack."""
         while True:
             delivery = await self._next(direction, caller, namespace)
             if delivery is None:
                 return None
-            delivered = await self._hand_out(delivery, caller, direction, hold=True)
+            delivered = await self._hand_out(delivery, caller, direction, hold=True, window=window)
+            window = None  # one statement rides with the pull; redundant copies don't
             if delivered is not None:
                 return delivered
 
@@ -104,12 +108,18 @@ class Pulls:
         return delivered
 
     async def _hand_out(
-        self, delivery: Delivery, caller: Participant, direction: Direction, *, hold: bool
+        self,
+        delivery: Delivery,
+        caller: Participant,
+        direction: Direction,
+        *,
+        hold: bool,
+        window: PullWindow | None = None,
     ) -> m.RequestDelivery | m.ResponseDelivery | None:
-        """``delivery`` journaled DELIVERED (and held for its Ack if ``hold``); None when
-        it is a copy not to be handed out (settled here)."""
+        """``delivery`` journaled DELIVERED (through ``window`` if given; held for its Ack
+        if ``hold``); None when it is a copy not to be handed out (settled here)."""
         try:
-            record = await self._deliver(delivery, caller, direction)
+            record = await self._deliver(delivery, caller, direction, window)
             if record is None:
                 return None
             if hold:
@@ -152,7 +162,11 @@ class Pulls:
             self._parked.park(key, delivery)
 
     async def _deliver(
-        self, delivery: Delivery, caller: Participant, direction: Direction
+        self,
+        delivery: Delivery,
+        caller: Participant,
+        direction: Direction,
+        window: PullWindow | None = None,
     ) -> MessageRecord | None:
         """Journal ``delivery`` DELIVERED; None when it is not to be handed out.
 
@@ -166,6 +180,10 @@ class Pulls:
         attempt = f"attempt {delivery.delivery_count}"
         try:
             # The usual case, in one statement: a QUEUED message is handed out.
+            if window is not None:
+                return await window.deliver(
+                    message_id, at=self.ctx.clock.now(), reason=attempt, actor="bus"
+                )
             return await self.moves.move_from(
                 message_id, MessageState.QUEUED, MessageState.DELIVERED, attempt
             )
@@ -233,41 +251,33 @@ class Pulls:
         reason = None if accepted else "recipient could not verify the bus signature"
         delivery = self._pulled.take(caller.mnemonic, message_id)
         if delivery is None:
-            record = await self._ack_elsewhere(caller, message_id, reason)
-            await self._answer_delivered(record)
-        else:
-            await self.settle_delivery(delivery, reason)
+            await self._ack_elsewhere(caller, message_id, reason)
+            return
+        if self._pulled.answered(caller.mnemonic, message_id):
+            # Its final answer moved the request past DELIVERED: nothing to journal.
+            await delivery.ack()
+            return
+        await self.settle_delivery(delivery, reason)
 
     async def settle_delivery(self, delivery: Delivery, reason: str | None = None) -> None:
         """A delivery handed out by this process is done: journal ACKED (and its request
-        RESPONSE_DELIVERED when it is an answer), then remove it from its queue."""
-        message_id = delivery.message.message_id
-        record: MessageRecord | None = None
-        # A provider may answer before it acks (RESPONDED): leave the request so.
-        with contextlib.suppress(TransitionConflict):
-            record = await self.moves.move_from(
-                message_id, MessageState.DELIVERED, MessageState.ACKED, reason
-            )
-        if record is None and delivery.message.headers.get(HEADER_KIND) != MessageKind.REQUEST:
-            record = await self.store.get(message_id)
-        await self._answer_delivered(record)
+        RESPONSE_DELIVERED when it is a final answer), then remove it from its queue."""
+        # One statement: DELIVERED -> ACKED, and for a final answer its request
+        # RESPONDED -> RESPONSE_DELIVERED. A provider may answer before it acks
+        # (RESPONDED): the request is left so, nothing fails.
+        await self.store.acknowledge(
+            delivery.message.message_id, at=self.ctx.clock.now(), reason=reason, actor="bus"
+        )
         await delivery.ack()
 
-    async def _answer_delivered(self, record: MessageRecord | None) -> None:
-        """A final answer delivered: its request is done (an interim status is not)."""
-        if record is None or record.kind is not MessageKind.RESPONSE or record.in_reply_to is None:
-            return
-        with contextlib.suppress(TransitionConflict):
-            await self.moves.move_from(
-                record.in_reply_to,
-                MessageState.RESPONDED,
-                MessageState.RESPONSE_DELIVERED,
-                None,
-            )
+    def answered(self, caller: Participant, request_id: str) -> None:
+        """``caller`` gave its final answer to ``request_id``, which it may hold here: its
+        Ack will have nothing to journal."""
+        self._pulled.mark_answered(caller.mnemonic, request_id)
 
     async def _ack_elsewhere(
         self, caller: Participant, message_id: str, reason: str | None
-    ) -> MessageRecord:
+    ) -> None:
         """Journal the Ack of a message ``caller`` was handed but this process does not
         hold (``NotFound`` unless it is DELIVERED to ``caller``)."""
         not_held = NotFound(
@@ -282,17 +292,15 @@ class Pulls:
         if record.recipient != caller.mnemonic:
             raise not_held
         if record.state in (MessageState.RESPONDED, MessageState.RESPONSE_DELIVERED):
-            return record  # answered before the Ack: settled, as where it is held
+            return  # answered before the Ack: settled, as where it is held
         if record.state is not MessageState.DELIVERED:
             raise not_held
-        try:
-            record = await self.moves.move_from(
-                message_id, MessageState.DELIVERED, MessageState.ACKED, reason
-            )
-        except TransitionConflict:
-            raise not_held from None
+        acked = await self.store.acknowledge(
+            message_id, at=self.ctx.clock.now(), reason=reason, actor="bus"
+        )
+        if not acked.moved:
+            raise not_held
         log.info("acked_elsewhere", message_id=message_id)
-        return record
 
 
 #: States in which a message's delivery is over: a further copy of it is redundant.

@@ -7,7 +7,9 @@ with its personal data. So the journal remembers every pull it served, keyed by 
 its signature signs (:func:`~gateway.crypto.envelope.signed_bytes`) and who signed
 it, until the window has passed (:func:`~gateway.core.admission.replay_window_end`);
 the table is shared by every gateway process on the database. The check comes
-before anything is taken from a queue: a refused replay moves nothing.
+before anything is taken from a queue: a refused replay moves nothing. The digest
+and the delivery it makes are journaled in one transaction
+(:meth:`~gateway.store.base.Journal.pull`).
 
 ``Ack`` and ``GetStatus`` are not guarded: neither carries a timestamp, so there is
 no window after which a digest could be forgotten, and a replay gains nothing: an
@@ -20,6 +22,8 @@ but their signer from posting them (:mod:`gateway.api.tls`).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
 
 from lxml import etree
@@ -29,7 +33,7 @@ from gateway.core.errors import ReplayedRequest
 from gateway.core.registry import Participant
 from gateway.crypto.envelope import signed_bytes
 from gateway.router.context import BusContext
-from gateway.store.base import Store
+from gateway.store.base import PullWindow, Store
 
 
 class ReplayGuard:
@@ -37,22 +41,25 @@ class ReplayGuard:
         self.ctx = ctx
         self.store = store
 
+    @asynccontextmanager
     async def admit(
         self, body: etree._Element, caller: Participant, operation: str, timestamp: datetime
-    ) -> None:
+    ) -> AsyncIterator[PullWindow]:
         """Remember the signed pull ``body`` of ``caller`` (verified, its ``timestamp``
-        checked); raise :class:`ReplayedRequest` if it was served before."""
+        checked); raise :class:`ReplayedRequest` if it was served before. Inside the
+        block, the pull's delivery goes through the window, in the same transaction."""
         digest = hashlib.sha256(caller.mnemonic.encode() + b"\n" + signed_bytes(body))
-        first = await self.store.remember(
+        async with self.store.pull(
             digest.hexdigest(),
             caller.mnemonic,
             expires_at=replay_window_end(timestamp, self.ctx.time_policy),
             now=self.ctx.clock.now(),
-        )
-        if not first:
-            raise ReplayedRequest(
-                f"this signed {operation} (MessageTypeSelector/Timestamp "
-                f"{timestamp.isoformat()}) was already received; a signed pull is served "
-                "once: sign a new one with a fresh Timestamp",
-                timestamp=timestamp.isoformat(),
-            )
+        ) as window:
+            if not window.first:
+                raise ReplayedRequest(
+                    f"this signed {operation} (MessageTypeSelector/Timestamp "
+                    f"{timestamp.isoformat()}) was already received; a signed pull is served "
+                    "once: sign a new one with a fresh Timestamp",
+                    timestamp=timestamp.isoformat(),
+                )
+            yield window

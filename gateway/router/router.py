@@ -45,7 +45,7 @@ from gateway.router.deadletters import DeadLetterJournal
 from gateway.router.moves import Moves, metadata
 from gateway.router.pulls import Pulls
 from gateway.store.base import Store
-from gateway.store.records import AcceptOutcome, MessageRecord, NewMessage
+from gateway.store.records import AcceptOutcome, AcceptResult, MessageRecord, NewMessage
 from gateway.transport.base import (
     HEADER_KIND,
     HEADER_SENDER,
@@ -72,8 +72,8 @@ _T = TypeVar("_T")
 
 
 async def _work(large: bool, fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
-    """``fn(*args)``, in a worker thread when the document is large: lxml and xmlsec let
-    go of the GIL while they parse, validate and canonicalize, and the event loop goes on
+    """``fn(*args)``, in a worker thread when the document is large: lxml lets go
+    of the GIL while they parse, validate and canonicalize, and the event loop goes on
     serving other requests meanwhile. A small document costs less than the thread hop."""
     if large:
         return await asyncio.to_thread(fn, *args, **kwargs)
@@ -265,10 +265,6 @@ class Router:
             self._ctx.clock.now(),
             self._ctx.time_policy,
         )
-        if response.is_final and not await self._store.claim_answer(
-            request.message_id, str(response.message_id)
-        ):
-            await self._refuse_second_answer(request, str(response.message_id))
         new = NewMessage(
             message_id=str(response.message_id),
             kind=MessageKind.RESPONSE,
@@ -281,25 +277,37 @@ class Router:
             expires_at=request.expires_at,
             test_message=request.test_message,
         )
-        record = await self._journal_and_publish(new, Direction.RESPONSES)
-        if request.state is MessageState.QUEUED:  # consumed from its queue (push), never pulled
-            request = await self._moves.move(
-                request.message_id, MessageState.DELIVERED, "delivered by push", seen=request
-            )
-        if response.is_final and request.state in (MessageState.DELIVERED, MessageState.ACKED):
-            await self._moves.move(
-                request.message_id, MessageState.RESPONDED, f"by {record.message_id}", seen=request
-            )
+        # One transaction: the claim of a final answer, the response journaled, and the
+        # request moved on from the state it is in now (QUEUED if its provider consumed
+        # it by push, even ACCEPTED if its sender has not journaled the publish yet).
+        answered = await self._store.answer(
+            new, final=response.is_final, at=self._ctx.clock.now(), actor=new.sender
+        )
+        if answered.result is None:
+            existing = await self._refuse_second_answer(request, new.message_id)
+            if existing.content_sha256 != new.content_sha256:
+                raise MessageAlreadySent(
+                    f"message {new.message_id} was already sent with different content",
+                    message_id=new.message_id,
+                )
+            result = AcceptResult(AcceptOutcome.DUPLICATE, existing)
+        else:
+            result = answered.result
+        if answered.request.state is MessageState.RESPONDED:
+            self._pulls.answered(provider, request.message_id)
+        record = await self._publish(new, result, Direction.RESPONSES)
         return self._signed_send_result("SendResponseResponse", record, provider, consumer)
 
-    async def _refuse_second_answer(self, request: MessageRecord, response_id: str) -> None:
+    async def _refuse_second_answer(
+        self, request: MessageRecord, response_id: str
+    ) -> MessageRecord:
         """A request gets one final answer, claimed on the request row before it is
         journaled, so of two answers racing only one gets through. A provider that
         answers again under a new MessageID (it was handed a redundant copy of the
         request: at-least-once delivery) is refused; a retry of the journaled answer
-        stays idempotent."""
+        stays idempotent: the journaled answer is returned."""
         try:
-            await self._store.get(response_id)
+            return await self._store.get(response_id)
         except NotFound:
             raise MessageAlreadySent(
                 f"request {request.message_id} already has its final answer; this second "
@@ -322,8 +330,14 @@ class Router:
         return request
 
     async def _journal_and_publish(self, new: NewMessage, direction: Direction) -> MessageRecord:
-        now = self._ctx.clock.now()
-        result = await self._store.accept(new, at=now, actor=new.sender)
+        result = await self._store.accept(new, at=self._ctx.clock.now(), actor=new.sender)
+        return await self._publish(new, result, direction)
+
+    async def _publish(
+        self, new: NewMessage, result: AcceptResult, direction: Direction
+    ) -> MessageRecord:
+        """Publish what ``result`` journaled, then journal it QUEUED; a duplicate that
+        was queued before is not published again."""
         record = result.record
         if result.outcome is AcceptOutcome.DUPLICATE and record.state is not MessageState.ACCEPTED:
             log.info("duplicate_submission", message_id=new.message_id, state=str(record.state))

@@ -1,6 +1,12 @@
-"""The ``Store`` protocol: what the router, adapters and ops tools may ask of the journal.
+"""The stores' protocols: what the router, the aggregator, adapters and ops tools may ask.
 
-Semantics every implementation keeps (the one test suite checks them on SQLite and
+:class:`Journal` (the message journal, also named ``Store``) and
+:class:`ServiceRequests` (the aggregator's state and the result-callback outbox) live
+on one database; :func:`gateway.store.open_stores` opens both, on PostgreSQL
+(:mod:`gateway.store.pg`, asyncpg) or SQLite (:mod:`gateway.store.sqlite`, aiosqlite).
+Callers depend on these protocols only.
+
+Semantics every implementation keeps (one test suite checks them on SQLite and
 PostgreSQL alike):
 
 * ``accept`` is idempotent per MessageID: the same id with the same content hash is
@@ -13,6 +19,7 @@ PostgreSQL alike):
   (``X -> X`` is never legal). Both are ``IllegalTransition``, so catching that covers
   every refused move. A repeated transition is therefore *not* idempotent: the
   journal records each real move once, and the caller learns it lost.
+* every write is one transaction, and a move returns the message without its body.
 * timestamps are always handed in (``at``); the store never reads a clock. Stored and
   returned datetimes are timezone-aware UTC.
 * ``remember`` is the replay guard's memory, shared by every process on the database:
@@ -23,20 +30,41 @@ PostgreSQL alike):
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Protocol
+import uuid
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Protocol, Self
 
+from gateway.core.aggregation import ServiceRequestState
 from gateway.core.lifecycle import IllegalTransition, MessageState
+from gateway.core.service_lifecycle import ServiceState
+from gateway.store.callbacks import Settlement
 from gateway.store.records import (
+    DEFAULT_PAGE_SIZE,
+    MAX_PAGE_SIZE,
     AcceptResult,
+    Acknowledged,
+    Answered,
     MessageRecord,
     NewMessage,
     Page,
     TransitionRecord,
 )
+from gateway.store.service_requests import (
+    MessageLink,
+    ServiceRequestPage,
+    ServiceRequestRecord,
+)
 
-DEFAULT_PAGE_SIZE = 100
-MAX_PAGE_SIZE = 1000
+__all__ = [
+    "DEFAULT_PAGE_SIZE",
+    "MAX_PAGE_SIZE",
+    "Journal",
+    "ServiceRequests",
+    "Store",
+    "TransitionConflict",
+]
 
 
 class TransitionConflict(IllegalTransition):
@@ -49,12 +77,61 @@ class TransitionConflict(IllegalTransition):
     code = "internal"
 
 
-class Store(Protocol):
+class Closing:
+    """``async with store:`` closes it at the end."""
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+class PullWindow(Protocol):
+    """A signed pull remembered (:meth:`Journal.pull`), and its delivery to come."""
+
+    @property
+    def first(self) -> bool:
+        """True if the pull was new; False for a replay (then deliver nothing)."""
+        ...
+
+    async def deliver(
+        self, message_id: str, *, at: datetime, reason: str | None, actor: str | None
+    ) -> MessageRecord:
+        """Move the message QUEUED -> DELIVERED (``transition`` with ``expected_state``
+        QUEUED: ``TransitionConflict`` if it is not QUEUED, ``NotFound`` if unknown)."""
+        ...
+
+
+class Journal(Protocol):
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
     async def migrate(self) -> None:
         """Bring the schema to the newest revision; safe to call any number of times."""
         ...
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Close the database (shared with :meth:`service_requests`); idempotent."""
+        ...
+
+    def service_requests(self) -> ServiceRequests:
+        """The service-request store on this journal's database (closed with it)."""
+        ...
 
     async def accept(
         self,
@@ -85,8 +162,37 @@ class Store(Protocol):
         ``expected_state`` makes it conditional on the message being in that state
         (with ``expected_version``: the state at that version), raising
         :class:`TransitionConflict` otherwise; the store then need not read the
-        message first.
+        message first, and the move is one statement whether it succeeds or not.
         Raises :class:`~gateway.core.errors.NotFound` for an unknown id.
+        """
+        ...
+
+    async def acknowledge(
+        self, message_id: str, *, at: datetime, reason: str | None = None, actor: str | None = None
+    ) -> Acknowledged:
+        """An Ack: move the message DELIVERED -> ACKED if it is DELIVERED; for a response
+        that is its request's claimed final answer, move the request RESPONDED ->
+        RESPONSE_DELIVERED in the same transaction. A message in another state is left
+        as it is (``moved`` False). Raises ``NotFound`` for an unknown id."""
+        ...
+
+    async def answer(
+        self,
+        response: NewMessage,
+        *,
+        final: bool,
+        at: datetime,
+        actor: str | None = None,
+    ) -> Answered:
+        """SendResponse's writes, in one transaction.
+
+        For a ``final`` answer, claim the request (``response.in_reply_to``) for it (as
+        :meth:`claim_answer`); if another answer holds the claim, write nothing
+        (``result`` None). Then accept ``response`` as :meth:`accept` does, and move
+        the request from the state it is in *now* towards RESPONDED (final) or
+        DELIVERED (interim), each step journaled: a request answered before its sender
+        journaled it QUEUED, or answered by a push provider, ends in its true state.
+        Raises ``NotFound`` for an unknown request.
         """
         ...
 
@@ -99,7 +205,7 @@ class Store(Protocol):
         ...
 
     async def get(self, message_id: str) -> MessageRecord:
-        """Raises :class:`~gateway.core.errors.NotFound` for an unknown id."""
+        """The message with its body. Raises ``NotFound`` for an unknown id."""
         ...
 
     async def history(self, message_id: str) -> list[TransitionRecord]:
@@ -135,4 +241,129 @@ class Store(Protocol):
         True the first time; False while it is remembered (a replay). One statement;
         now and then (``now`` says when) a second one forgets what expired.
         """
+        ...
+
+    def pull(
+        self, digest: str, participant: str, *, expires_at: datetime, now: datetime
+    ) -> AbstractAsyncContextManager[PullWindow]:
+        """``remember`` a signed pull, and the delivery it makes, in one transaction.
+
+        Inside the block, ``first`` says whether the digest was new (as ``remember``);
+        the block takes the message from the queue and journals it with ``deliver``.
+        The transaction commits when the block ends; if the block raises, nothing of
+        it stays (the digest is not remembered). On SQLite the two are separate
+        transactions (the one writer is not held while the broker answers), with the
+        same outcome."""
+        ...
+
+
+#: The journal's former name; the same protocol.
+Store = Journal
+
+
+class ServiceRequests(Protocol):
+    """Service requests and their result callbacks (see :mod:`gateway.store.service_requests`)."""
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    async def migrate(self) -> None: ...
+
+    async def close(self) -> None:
+        """Close the database (shared with the journal); idempotent."""
+        ...
+
+    async def create(
+        self,
+        state: ServiceRequestState,
+        participant: str,
+        idempotency_key: str | None = None,
+        *,
+        callback_url: str | None = None,
+        request_digest: str | None = None,
+    ) -> tuple[ServiceRequestRecord, bool]:
+        """Store a new request (version 1, ``created_at`` = ``state.created_at``).
+
+        Returns ``(record, True)``, or ``(existing, False)`` when ``participant`` already
+        created a request under ``idempotency_key`` (the first request's
+        ``callback_url`` and ``request_digest`` stand too). ``callback_url`` is stored
+        as given: the caller checks it.
+        """
+        ...
+
+    async def save(
+        self, state: ServiceRequestState, expected_version: int, *, at: datetime
+    ) -> ServiceRequestRecord:
+        """Store ``state`` if the stored version is still ``expected_version``.
+
+        Returns the record at ``expected_version + 1``. Raises ``NotFound`` for an
+        unknown id and ``ServiceRequestConflict`` when another writer saved first.
+        Part MessageIDs not linked yet are linked in the same transaction. A final
+        ``state`` makes a ``pending`` callback ``due`` at ``at``, in the same ``UPDATE``.
+        """
+        ...
+
+    async def link_message(
+        self, message_id: str | uuid.UUID, sr_id: uuid.UUID, part_id: str
+    ) -> None:
+        """Correlate a bus request's MessageID with the part it was sent for.
+
+        Linking the same triple again is a no-op; linking a MessageID that already
+        belongs elsewhere raises ``MessageLinkConflict``, and an unknown service
+        request ``NotFound``.
+        """
+        ...
+
+    async def get(self, sr_id: uuid.UUID | str) -> ServiceRequestRecord: ...
+
+    async def by_message(self, message_id: str | uuid.UUID) -> MessageLink | None:
+        """The service request and part a reply's ``in_reply_to`` MessageID belongs to."""
+        ...
+
+    async def pending(self) -> list[ServiceRequestRecord]:
+        """Every ``PENDING`` request, oldest first (to resume after a restart)."""
+        ...
+
+    async def pending_due(
+        self, now: datetime, limit: int = DEFAULT_PAGE_SIZE
+    ) -> list[ServiceRequestRecord]:
+        """``PENDING`` requests whose next deadline is at or before ``now``, earliest first."""
+        ...
+
+    async def next_due(self) -> datetime | None:
+        """The earliest next deadline of any ``PENDING`` request (how long to sleep)."""
+        ...
+
+    async def find(
+        self,
+        *,
+        status: ServiceState | None = None,
+        service: str | None = None,
+        participant: str | None = None,
+        since: datetime | None = None,
+        limit: int = DEFAULT_PAGE_SIZE,
+        after: str | None = None,
+    ) -> ServiceRequestPage:
+        """Requests matching every given filter, oldest first, keyset-paged."""
+        ...
+
+    # --- the result-callback outbox (gateway.store.callback_outbox) ---------------------
+
+    async def claim_callbacks(
+        self, now: datetime, *, lease: timedelta, limit: int
+    ) -> list[ServiceRequestRecord]:
+        """Claim up to ``limit`` callbacks due at ``now`` (see ``CallbackOutbox.claim_due``)."""
+        ...
+
+    async def settle_callback(
+        self, sr_id: uuid.UUID, attempt: int | None, settlement: Settlement
+    ) -> bool:
+        """Write ``settlement`` to a due callback, only while ``attempt`` is its latest
+        attempt (any attempt for ``None``); False if nothing changed."""
         ...

@@ -22,27 +22,17 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy import select, update
-
-from gateway.store.callbacks import CallbackState
+from gateway.store.base import ServiceRequests
+from gateway.store.callbacks import CallbackState, Settlement
 from gateway.store.records import require_aware
-from gateway.store.schema import service_requests
-from gateway.store.service_requests import (
-    ServiceRequestRecord,
-    ServiceRequestStore,
-    record_of_row,
-)
-
-_SR = service_requests
-_DUE = CallbackState.DUE.value
+from gateway.store.service_requests import ServiceRequestRecord
 
 
 class CallbackOutbox:
-    """Due result callbacks of a :class:`ServiceRequestStore` (same engine and lock)."""
+    """Due result callbacks of a service-request store."""
 
-    def __init__(self, store: ServiceRequestStore) -> None:
+    def __init__(self, store: ServiceRequests) -> None:
         self._store = store
 
     async def claim_due(
@@ -58,46 +48,13 @@ class CallbackOutbox:
         require_aware("now", now)
         if limit < 1:
             raise ValueError(f"limit must be at least 1, got {limit}")
-        query = (
-            select(_SR.c.id, _SR.c.callback_attempts)
-            .where(_SR.c.callback_state == _DUE, _SR.c.callback_next_at <= now)
-            .order_by(_SR.c.callback_next_at, _SR.c.id)
-            .limit(limit)
-        )
-        claimed: list[ServiceRequestRecord] = []
-        engine = self._store.engine
-        async with self._store._serialized():
-            async with engine.connect() as conn:
-                candidates = (await conn.execute(query)).all()
-            for sr_id, attempts in candidates:
-                async with engine.begin() as conn:
-                    row = (
-                        await conn.execute(
-                            update(_SR)
-                            .where(
-                                _SR.c.id == sr_id,
-                                _SR.c.callback_state == _DUE,
-                                _SR.c.callback_attempts == attempts,
-                                _SR.c.callback_next_at <= now,
-                            )
-                            .values(callback_attempts=attempts + 1, callback_next_at=now + lease)
-                            .returning(*_SR.c)
-                        )
-                    ).one_or_none()
-                if row is not None:
-                    claimed.append(record_of_row(row))
-        return claimed
+        return await self._store.claim_callbacks(now, lease=lease, limit=limit)
 
     async def delivered(self, sr_id: uuid.UUID, *, at: datetime) -> bool:
         """Mark the callback delivered at ``at``; False if it was not due any more."""
         require_aware("at", at)
-        return await self._settle(
-            sr_id,
-            None,
-            callback_state=CallbackState.DELIVERED.value,
-            callback_next_at=None,
-            callback_delivered_at=at,
-        )
+        settlement = Settlement(None, state=CallbackState.DELIVERED, delivered_at=at)
+        return await self._store.settle_callback(sr_id, None, settlement)
 
     async def retry(self, sr_id: uuid.UUID, attempt: int, *, error: str, at: datetime) -> bool:
         """Attempt ``attempt`` failed with ``error``: try again at ``at``.
@@ -105,7 +62,7 @@ class CallbackOutbox:
         False (nothing changed) if a later attempt was claimed or it was settled.
         """
         require_aware("at", at)
-        return await self._settle(sr_id, attempt, callback_next_at=at, callback_last_error=error)
+        return await self._store.settle_callback(sr_id, attempt, Settlement(at, last_error=error))
 
     async def fail(
         self, sr_id: uuid.UUID, attempt: int, *, error: str, made: int | None = None
@@ -115,20 +72,5 @@ class CallbackOutbox:
         ``made``: the attempts to record instead, when the claimed one POSTed nothing
         (the URL is no longer allowed, or no attempts were left).
         """
-        extra = {} if made is None else {"callback_attempts": made}
-        return await self._settle(
-            sr_id,
-            attempt,
-            callback_state=CallbackState.FAILED.value,
-            callback_next_at=None,
-            callback_last_error=error,
-            **extra,
-        )
-
-    async def _settle(self, sr_id: uuid.UUID, attempt: int | None, **values: Any) -> bool:
-        conditions = [_SR.c.id == str(sr_id), _SR.c.callback_state == _DUE]
-        if attempt is not None:
-            conditions.append(_SR.c.callback_attempts == attempt)
-        async with self._store._serialized(), self._store.engine.begin() as conn:
-            result = await conn.execute(update(_SR).where(*conditions).values(**values))
-        return bool(result.rowcount)
+        settlement = Settlement(None, state=CallbackState.FAILED, last_error=error, attempts=made)
+        return await self._store.settle_callback(sr_id, attempt, settlement)

@@ -9,17 +9,10 @@ due callbacks; :mod:`gateway.aggregator.callbacks` POSTs them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
-
-from sqlalchemy import case, literal
-
-from gateway.store.schema import service_requests
-
-_SR = service_requests
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from gateway.core.aggregation import ServiceRequestState
@@ -64,41 +57,13 @@ def new_callback(url: str | None, state: ServiceRequestState, at: datetime) -> C
     return Callback(url, CallbackState.PENDING)
 
 
-def callback_columns(callback: Callback | None) -> dict[str, Any]:
-    """Column values that store a new ``callback`` (nothing for no callback)."""
-    if callback is None:
-        return {}
-    return {
-        "callback_url": callback.url,
-        "callback_state": callback.state.value,
-        "callback_next_at": callback.next_attempt_at,
-    }
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """How a callback attempt ended: what a settle writes. ``next_attempt_at`` is always
+    written; the other fields only when given (``None``: left as they are)."""
 
-
-def callback_due(at: datetime) -> dict[str, Any]:
-    """SET clauses turning a ``pending`` callback ``due`` at ``at``, others unchanged.
-
-    Both read the row's old ``callback_state``: SQL evaluates every SET expression
-    against the row as it was before the UPDATE (on PostgreSQL and SQLite alike).
-    """
-    pending = _SR.c.callback_state == CallbackState.PENDING.value
-    # Typed as the column, so SQLite gets the same naive-UTC text as everywhere else.
-    when = literal(at, _SR.c.callback_next_at.type)
-    return {
-        "callback_state": case((pending, CallbackState.DUE.value), else_=_SR.c.callback_state),
-        "callback_next_at": case((pending, when), else_=_SR.c.callback_next_at),
-    }
-
-
-def callback_of(columns: Mapping[Any, Any]) -> Callback | None:
-    """The callback stored in a ``service_requests`` row (``None``: it has none)."""
-    if columns["callback_state"] is None:
-        return None
-    return Callback(
-        url=columns["callback_url"],
-        state=CallbackState(columns["callback_state"]),
-        attempts=int(columns["callback_attempts"]),
-        next_attempt_at=columns["callback_next_at"],
-        last_error=columns["callback_last_error"],
-        delivered_at=columns["callback_delivered_at"],
-    )
+    next_attempt_at: datetime | None
+    state: CallbackState | None = None
+    last_error: str | None = None
+    delivered_at: datetime | None = None
+    attempts: int | None = None

@@ -1,4 +1,5 @@
-"""Async engines for the journal from a plain database URL.
+"""SQLAlchemy engines for the migrations (Alembic) only: the stores themselves run on
+asyncpg and aiosqlite directly (:mod:`gateway.store.pg`, :mod:`gateway.store.sqlite`).
 
 ``sqlite:///path`` and ``postgresql://...`` are mapped to the aiosqlite and asyncpg
 drivers. A file SQLite database runs in WAL mode with foreign keys on; an in-memory
@@ -42,7 +43,9 @@ def async_url(url: str | URL) -> URL:
 def is_sqlite_memory(url: URL) -> bool:
     database = url.database or ""
     return url.get_backend_name() == "sqlite" and (
-        database in ("", ":memory:") or "mode=memory" in database
+        database in ("", ":memory:")
+        or "mode=memory" in database
+        or url.query.get("mode") == "memory"
     )
 
 
@@ -84,15 +87,6 @@ def create_engine(
     kwargs["pool_size"] = pool_size
     kwargs["max_overflow"] = pool_size
     return create_async_engine(target, **kwargs)
-
-
-def autocommit(engine: AsyncEngine) -> AsyncEngine:
-    """``engine`` for single statements: on PostgreSQL in autocommit (a statement is
-    atomic by itself, so BEGIN and COMMIT/ROLLBACK would only cost round trips); on
-    SQLite, where they cost nothing, ``engine`` itself. Shares ``engine``'s pool."""
-    if engine.dialect.name == "postgresql":
-        return engine.execution_options(isolation_level="AUTOCOMMIT")
-    return engine
 
 
 def _configure_sqlite(engine: AsyncEngine, *, wal: bool) -> None:

@@ -47,10 +47,17 @@ async def upgrade(
             await engine.dispose()
 
 
-async def current_revision(engine: AsyncEngine) -> str | None:
-    """The revision the database is at, ``None`` if it was never migrated."""
-    async with engine.connect() as connection:
-        return await connection.run_sync(_current)
+async def current_revision(
+    target: AsyncEngine | str | URL, *, schema: str | None = None
+) -> str | None:
+    """The revision the database at ``target`` is at, ``None`` if it was never migrated."""
+    engine = target if isinstance(target, AsyncEngine) else create_engine(target, schema=schema)
+    try:
+        async with engine.connect() as connection:
+            return await connection.run_sync(_current)
+    finally:
+        if engine is not target:
+            await engine.dispose()
 
 
 def _upgrade(connection: Connection, revision: str) -> None:

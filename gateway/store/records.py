@@ -14,6 +14,9 @@ from gateway.core.lifecycle import MessageState
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+
 
 class AcceptOutcome(StrEnum):
     ACCEPTED = "accepted"
@@ -37,6 +40,7 @@ def canonical_message_id(message_id: str) -> str:
 #: Longest participant id, actor name and message type (namespace) the journal stores.
 MAX_NAME = 255
 MAX_MESSAGE_TYPE = 1024
+MAX_REJECTION_CODE = 64
 
 
 def require_aware(name: str, value: datetime | None) -> None:
@@ -69,6 +73,8 @@ class NewMessage:
     in_reply_to: str | None = None
     expires_at: datetime | None = None
     test_message: bool = False
+    #: On a response that refuses (RequestRejected): its first RejectionReasonCode.
+    rejection_code: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "message_id", canonical_message_id(self.message_id))
@@ -86,6 +92,9 @@ class NewMessage:
             )
         if not _SHA256_HEX.fullmatch(self.content_sha256):
             raise ValueError("content_sha256 must be 64 lowercase hex digits")
+        if self.rejection_code is not None and self.kind is not MessageKind.RESPONSE:
+            raise InvalidContent("only a response carries a rejection code")
+        require_name("rejection_code", self.rejection_code, MAX_REJECTION_CODE)
         require_name("sender", self.sender)
         require_name("recipient", self.recipient)
         require_name("message_type", self.message_type, MAX_MESSAGE_TYPE)
@@ -94,7 +103,12 @@ class NewMessage:
 
 @dataclass(frozen=True, slots=True)
 class MessageRecord:
-    """A journaled message as it stands now. ``version`` grows by one per transition."""
+    """A journaled message as it stands now. ``version`` grows by one per transition.
+
+    ``xml``, the SOAP body as submitted, is read by :meth:`~gateway.store.base.Journal.get`
+    and the listings; what a move or an accept returns leaves it out (``None``): the
+    bus never needs the body back on its hot path.
+    """
 
     message_id: str
     kind: MessageKind
@@ -103,7 +117,7 @@ class MessageRecord:
     message_type: str
     in_reply_to: str | None
     content_sha256: str
-    xml: bytes
+    xml: bytes | None
     state: MessageState
     created_at: datetime
     updated_at: datetime
@@ -134,6 +148,27 @@ class AcceptResult:
     @property
     def duplicate(self) -> bool:
         return self.outcome is AcceptOutcome.DUPLICATE
+
+
+@dataclass(frozen=True, slots=True)
+class Acknowledged:
+    """What :meth:`~gateway.store.base.Journal.acknowledge` found and did."""
+
+    #: The message as it stands now (without its body).
+    record: MessageRecord
+    #: True if this call moved it DELIVERED -> ACKED.
+    moved: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """What :meth:`~gateway.store.base.Journal.answer` did."""
+
+    #: The response journaled (or found journaled: a retry); ``None`` when another
+    #: final answer holds the request's claim and nothing was written.
+    result: AcceptResult | None
+    #: The request as it stands after the call (without its body).
+    request: MessageRecord
 
 
 @dataclass(frozen=True, slots=True)

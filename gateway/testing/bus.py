@@ -35,13 +35,12 @@ from gateway.core.clock import FakeClock, MessageIdSource
 from gateway.core.registry import Registry, parse_registry
 from gateway.crypto import devpki
 from gateway.crypto.envelope import sign_element
-from gateway.crypto.signer import SignatureProfile, Signer, Verifier
+from gateway.crypto.profiles import SignatureProfile
 from gateway.crypto.trust import TrustStore
-from gateway.crypto.xmldsig import XmlsecSigner, XmlsecVerifier
+from gateway.crypto.xmldsig import XmlSigner, XmlVerifier
 from gateway.router.context import BusContext
 from gateway.router.router import Router
-from gateway.store.journal import SqlStore
-from gateway.store.service_requests import ServiceRequestStore
+from gateway.store import Journal, open_journal
 from gateway.transport.base import Delivery, Direction
 from gateway.transport.memory import MemoryTransport
 from gateway.transport.topology import QueuePolicy
@@ -83,11 +82,11 @@ class BusPKI:
     def cert_pem(self, mnemonic: str) -> bytes:
         return devpki.cert_path(self.keys_dir, mnemonic).read_bytes()
 
-    def signer(self, mnemonic: str) -> XmlsecSigner:
+    def signer(self, mnemonic: str) -> XmlSigner:
         return _signer(self.keys_dir, mnemonic)
 
-    def verifier(self, clock: FakeClock) -> XmlsecVerifier:
-        return XmlsecVerifier(TrustStore.from_dir(self.keys_dir, clock))
+    def verifier(self, clock: FakeClock) -> XmlVerifier:
+        return XmlVerifier(TrustStore.from_dir(self.keys_dir, clock))
 
 
 @functools.cache
@@ -114,16 +113,16 @@ def bus_pki() -> BusPKI:
 
 
 @functools.cache
-def _signer(keys_dir: Path, mnemonic: str) -> XmlsecSigner:
-    return XmlsecSigner(
+def _signer(keys_dir: Path, mnemonic: str) -> XmlSigner:
+    return XmlSigner.from_pem(
         devpki.key_path(keys_dir, mnemonic).read_bytes(),
         devpki.cert_path(keys_dir, mnemonic).read_bytes(),
         SignatureProfile.SMEV,
     )
 
 
-def signer_for(issued: devpki.Issued) -> XmlsecSigner:
-    return XmlsecSigner(issued.key_pem(), issued.cert_pem(), SignatureProfile.SMEV)
+def signer_for(issued: devpki.Issued) -> XmlSigner:
+    return XmlSigner.from_pem(issued.key_pem(), issued.cert_pem(), SignatureProfile.SMEV)
 
 
 # --- content -------------------------------------------------------------------------
@@ -150,7 +149,7 @@ def uuid1_at(when: datetime) -> uuid.UUID:
 # --- raw SOAP ----------------------------------------------------------------------
 
 
-def signed(body: etree._Element, signer: Signer) -> etree._Element:
+def signed(body: etree._Element, signer: XmlSigner) -> etree._Element:
     """``body`` signed in place by ``signer`` (the caller's signature)."""
     return sign_element(body, signer)
 
@@ -223,14 +222,12 @@ class Bus:
         return self.root.registry
 
     @property
-    def verifier(self) -> Verifier:
+    def verifier(self) -> XmlVerifier:
         return self.root.ctx.verifier
 
     @property
-    def journal(self) -> SqlStore:
-        journal = self.root.journal
-        assert isinstance(journal, SqlStore)
-        return journal
+    def journal(self) -> Journal:
+        return self.root.journal
 
     @property
     def aggregator(self) -> Aggregator:
@@ -280,17 +277,19 @@ async def open_bus(
     *,
     policy: QueuePolicy | None = None,
     max_message_bytes: int = 5 * 1024 * 1024,
-    journal: SqlStore | None = None,
+    journal: Journal | None = None,
     settings: Settings | None = None,
     guard: CallbackGuard | None = None,
     background: bool = False,
+    pki: BusPKI | None = None,
 ) -> Bus:
     """A started bus on memory transport and ``journal`` (default: in-memory SQLite), plus
-    a client each. ``settings`` (default: the defaults) are the root's, with the session
-    PKI's keys; ``guard`` decides where result callbacks may go. With ``background`` the
-    root runs its background tasks (reply subscriptions of ``settings.api_tokens``'
-    participants, deadlines, callbacks); by default a test drives them itself."""
-    pki = bus_pki()
+    a client each. ``settings`` (default: the defaults) are the root's, with the keys of
+    ``pki`` (default: the session's EC one, :func:`bus_pki`); ``guard`` decides where
+    result callbacks may go. With ``background`` the root runs its background tasks
+    (reply subscriptions of ``settings.api_tokens``' participants, deadlines,
+    callbacks); by default a test drives them itself."""
+    pki = pki or bus_pki()
     clock = FakeClock(START)
     reg = registry()
     verifier = pki.verifier(clock)
@@ -304,13 +303,13 @@ async def open_bus(
         max_message_bytes=max_message_bytes,
     )
     transport = WatchedTransport(clock=clock, policy=policy)
-    journal = journal or SqlStore.from_url("sqlite://")
+    journal = journal or open_journal("sqlite://")
     root = assemble(
         (settings or Settings()).model_copy(update={"keys_dir": pki.keys_dir}),
         ctx=ctx,
         transport=transport,
         journal=journal,
-        service_requests=ServiceRequestStore.for_journal(journal),
+        service_requests=journal.service_requests(),
         guard=guard,
     )
     await root.start(background=background)
@@ -334,7 +333,7 @@ async def pump(bus: Bus, aggregator: Aggregator, portal: str = "PORTAL") -> int:
 
 
 def send_request_body(
-    signer: Signer | None,
+    signer: XmlSigner | None,
     *,
     message_id: uuid.UUID | None = None,
     business: etree._Element | None = None,

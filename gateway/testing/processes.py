@@ -186,3 +186,18 @@ class ServiceProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=30)
+
+
+class MockAgencyProcess(ServiceProcess):
+    """``python -m <module> --port <free port> [args]``: a mock agency, healthy once made."""
+
+    def __init__(self, module: str, log_path: Path, *args: str, health: str = "/health") -> None:
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        argv = [sys.executable, "-m", module, "--port", str(self.port), *args]
+        super().__init__(argv, log_path, ready_url=self.base_url + health)
+        try:
+            self.start(ready_within=30.0)
+        except BaseException:
+            self.stop()
+            raise

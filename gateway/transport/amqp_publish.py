@@ -10,6 +10,14 @@ import aio_pika
 import aiormq
 import structlog
 from aio_pika.abc import AbstractExchange, AbstractRobustChannel
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    RetryError,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_incrementing,
+)
 
 from gateway.core.clock import Clock
 from gateway.transport import amqp_wire
@@ -29,6 +37,10 @@ TRANSIENT_ERRORS = (
 
 T = TypeVar("T")
 
+#: 50 ms after the first failure, 50 ms more after each, at most 1 s: the robust
+#: connection may not have noticed the loss yet.
+RECONNECT_BACKOFF = wait_incrementing(start=0.05, increment=0.05, max=1.0)
+
 
 async def ride_out_reconnects(
     channel: AbstractRobustChannel,
@@ -43,20 +55,29 @@ async def ride_out_reconnects(
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + give_up_after
-    attempt = 0
-    while True:
-        remaining = deadline - loop.time()
-        try:
-            # A reconnected connection is not enough: the channel reopens after it.
-            await asyncio.wait_for(channel.ready(), timeout=max(remaining, 0.001))
-            return await operation(max(deadline - loop.time(), 0.001))
-        except TRANSIENT_ERRORS as exc:
-            attempt += 1
-            if loop.time() >= deadline:
-                raise TransportUnavailable(f"{what} failed: {exc!r}") from exc
-            log.warning("transport_retry", operation=what, attempt=attempt, error=repr(exc))
-            # Back off: the robust connection may not have noticed the loss yet.
-            await asyncio.sleep(min(0.05 * attempt, 1.0))
+
+    def log_retry(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        log.warning(
+            "transport_retry", operation=what, attempt=state.attempt_number, error=repr(error)
+        )
+
+    retrying = AsyncRetrying(
+        retry=retry_if_exception_type(TRANSIENT_ERRORS),
+        stop=stop_after_delay(give_up_after),
+        wait=RECONNECT_BACKOFF,
+        before_sleep=log_retry,
+    )
+    try:
+        async for attempt in retrying:
+            with attempt:
+                # A reconnected connection is not enough: the channel reopens after it.
+                await asyncio.wait_for(channel.ready(), timeout=max(deadline - loop.time(), 0.001))
+                return await operation(max(deadline - loop.time(), 0.001))
+    except RetryError as exc:
+        error = exc.last_attempt.exception()
+        raise TransportUnavailable(f"{what} failed: {error!r}") from error
+    raise AssertionError("AsyncRetrying ends in a return or an exception")
 
 
 class ConfirmedPublisher:

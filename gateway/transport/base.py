@@ -25,6 +25,7 @@ from typing import Protocol
 
 import structlog
 
+from gateway.core import backoff
 from gateway.transport.errors import DeliveryNotHeld
 
 log = structlog.get_logger(__name__)
@@ -198,9 +199,13 @@ Handler = Callable[[Delivery], Awaitable[None]]
 DeadLetterHandler = Callable[[DeadLetterEvent], Awaitable[None]]
 
 
+#: 0.1 s after a handler's first failure, doubling up to 5 s.
+REDELIVERY_BACKOFF = backoff.exponential(0.1, cap=5.0)
+
+
 def redelivery_pause(failures: int) -> float:
     """Seconds before a dead-letter event whose handler failed ``failures`` times comes back."""
-    return float(min(0.1 * 2 ** (failures - 1), 5.0))
+    return backoff.delay(REDELIVERY_BACKOFF, failures)
 
 
 async def run_handler(handler: Handler, delivery: Delivery) -> None:

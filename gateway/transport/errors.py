@@ -15,6 +15,7 @@ class QueueNotDeclared(DestinationUnknown):
     """
 
     origin: ClassVar[Origin] = Origin.BUS
+    http_status: ClassVar[int] = 500
 
 
 class TransportUnavailable(InternalError):

@@ -22,6 +22,7 @@ from datetime import datetime
 from lxml import etree
 
 from gateway.core.envelope import MessageMetadata, ParticipantRef
+from gateway.xml.graft import Grafts
 from gateway.xml.namespaces import SMEV_BASIC, SMEV_TYPES, qname
 from gateway.xml.soap import SignatureContainer, attach_signature
 
@@ -179,8 +180,13 @@ def _metadata(parent: etree._Element, meta: MessageMetadata, id_: str | None) ->
         _sub(el, SMEV_TYPES, "Status", meta.status)
 
 
-def _primary_content(parent: etree._Element, content: etree._Element) -> None:
-    _sub(parent, SMEV_BASIC, "MessagePrimaryContent").append(copy.deepcopy(content))
+def _primary_content(parent: etree._Element, content: etree._Element, grafts: Grafts) -> None:
+    grafts.slot(_sub(parent, SMEV_BASIC, "MessagePrimaryContent"), content)
+
+
+def _sender_signature(parent: etree._Element, signature: etree._Element, grafts: Grafts) -> None:
+    """The sender's ``ds:Signature`` as it was, in ``SenderInformationSystemSignature``."""
+    grafts.slot(_sub(parent, SMEV_TYPES, "SenderInformationSystemSignature"), signature)
 
 
 def _selector(
@@ -225,9 +231,11 @@ def build_send_request(
         _sub(data, SMEV_TYPES, "TransactionCode", transaction_code)
     if eol is not None:
         _sub(data, SMEV_TYPES, "EOL", _ts(eol))
-    _primary_content(data, content)
+    grafts = Grafts()
+    _primary_content(data, content, grafts)
     if test:
         _sub(data, SMEV_TYPES, "TestMessage")
+    root = grafts.done(root)
     _sign(root, signature)
     return root
 
@@ -261,10 +269,12 @@ def build_get_request_response(
         message = _sub(root, SMEV_TYPES, "RequestMessage")
         request = _sub(message, SMEV_TYPES, "Request")
         request.set("Id", SMEV_ID)
-        request.append(copy.deepcopy(delivery.request_data))
+        grafts = Grafts()
+        grafts.slot(request, delivery.request_data)
         _metadata(request, delivery.metadata, None)
         _sub(request, SMEV_TYPES, "ReplyTo", delivery.reply_to)
-        _sign(request, delivery.sender_signature, "SenderInformationSystemSignature")
+        _sender_signature(request, delivery.sender_signature, grafts)
+        root = grafts.done(root)
         _sign(root, signature, "SMEVSignature")
     return root
 
@@ -294,8 +304,9 @@ def build_send_response(
     data.set("Id", data_id)
     _sub(data, SMEV_TYPES, "MessageID", str(message_id))
     _sub(data, SMEV_TYPES, "To", to)
+    grafts = Grafts()
     if content is not None:
-        _primary_content(data, content)
+        _primary_content(data, content, grafts)
     for rejection in rejections:
         rej = _sub(data, SMEV_TYPES, "RequestRejected")
         _sub(rej, SMEV_TYPES, "RejectionReasonCode", rejection.code)
@@ -305,6 +316,7 @@ def build_send_response(
         _sub(st, SMEV_TYPES, "StatusCategory", status.category)
         if status.details is not None:
             _sub(st, SMEV_TYPES, "StatusDetails", status.details)
+    root = grafts.done(root)
     _sign(root, signature)
     return root
 
@@ -339,9 +351,11 @@ def build_get_response_response(
         response = _sub(message, SMEV_TYPES, "Response")
         response.set("Id", SMEV_ID)
         _sub(response, SMEV_TYPES, "OriginalMessageId", str(delivery.original_message_id))
-        response.append(copy.deepcopy(delivery.response_data))
+        grafts = Grafts()
+        grafts.slot(response, delivery.response_data)
         _metadata(response, delivery.metadata, None)
-        _sign(response, delivery.sender_signature, "SenderInformationSystemSignature")
+        _sender_signature(response, delivery.sender_signature, grafts)
+        root = grafts.done(root)
         _sign(root, signature, "SMEVSignature")
     return root
 

@@ -228,8 +228,11 @@ class TypeCatalog:
     def __len__(self) -> int:
         return len(self._types)
 
-    def get(self, namespace: str) -> MessageType:
-        """The message type for ``namespace``, or SchemaViolation naming the known ones."""
+    def get(self, namespace: str, root: str | None = None) -> MessageType:
+        """The message type for ``namespace``, or SchemaViolation naming the known ones.
+
+        ``root``: the local name of the content root, reported with an unknown type.
+        """
         try:
             return self._types[namespace]
         except KeyError:
@@ -237,7 +240,9 @@ class TypeCatalog:
             raise SchemaViolation(
                 f"unknown message type {namespace or '(no namespace)'!r}: "
                 f"no XSD in xsd/types declares it. Known message types: {known}",
+                reason="message_type",
                 namespace=namespace,
+                root=root,
                 known=list(self._types),
             ) from None
 
@@ -248,7 +253,7 @@ class TypeCatalog:
         response root (for SendResponse).
         """
         qname = etree.QName(element)
-        mt = self.get(qname.namespace or "")
+        mt = self.get(qname.namespace or "", qname.localname)
         kind = mt.kind_of(element)
         if kind is None or (expect is not None and kind != expect):
             wanted = {
@@ -259,6 +264,7 @@ class TypeCatalog:
             raise SchemaViolation(
                 f"business content root <{qname.localname}> is not allowed here for message "
                 f"type {mt.namespace}; expected <{'> or <'.join(wanted)}>",
+                reason="content_kind",
                 namespace=mt.namespace,
                 element=qname.text,
                 expected=wanted,

@@ -24,7 +24,7 @@ from gateway.core.envelope import MessageMetadata
 from gateway.core.errors import InternalError, NotFound, SmevbusError
 from gateway.crypto.certificates import common_name
 from gateway.crypto.envelope import sign_element, verify_element
-from gateway.crypto.signer import Signer, Verifier
+from gateway.crypto.xmldsig import XmlSigner, XmlVerifier
 from gateway.testing.processes import rabbitmqctl
 from gateway.xml import messages as m
 from gateway.xml import readers
@@ -42,7 +42,7 @@ class SignedRequest:
 
 
 def signed_send_requests(
-    signer: Signer, ids: Sequence[uuid.UUID], content: etree._Element
+    signer: XmlSigner, ids: Sequence[uuid.UUID], content: etree._Element
 ) -> list[SignedRequest]:
     """One signed SendRequest envelope per MessageID, built once and resent unchanged."""
     out = []
@@ -57,7 +57,7 @@ class Retryable(Exception):
     """The bus answered with a fault a client retries (``internal``)."""
 
 
-def read_send_reply(raw: bytes, verifier: Verifier, bus: str = "SMEVBUS") -> MessageMetadata:
+def read_send_reply(raw: bytes, verifier: XmlVerifier, bus: str = "SMEVBUS") -> MessageMetadata:
     """The metadata of a SendRequest reply whose bus signature verifies; raise on a fault."""
     root = parse_secure(raw, max_bytes=16 * 1024 * 1024)
     fault = parse_fault(root)
@@ -82,7 +82,7 @@ class LoadStats:
 async def submit_all(
     requests: Sequence[SignedRequest],
     post: Callable[[bytes], Awaitable[tuple[int, bytes]]],
-    verifier: Verifier,
+    verifier: XmlVerifier,
     *,
     concurrency: int,
     give_up_after: float,
@@ -198,7 +198,7 @@ async def drain(
 
 
 def participant_over_http(
-    call: SoapHttp, *, signer: Signer, verifier: Verifier, clock: Clock
+    call: SoapHttp, *, signer: XmlSigner, verifier: XmlVerifier, clock: Clock
 ) -> ParticipantClient:
     """A participant's client (here: the provider's) talking SOAP over HTTP."""
     return ParticipantClient(signer=signer, verifier=verifier, clock=clock, call=call)

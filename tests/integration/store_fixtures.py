@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import uuid
@@ -23,9 +24,11 @@ from typing import Any, TypeVar
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 from sqlalchemy import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.core.clock import FakeClock
-from gateway.store import SqlStore
+from gateway.store import Journal, Stores, open_journal, open_stores
+from gateway.store.engine import create_engine
 
 T = TypeVar("T")
 
@@ -42,8 +45,22 @@ class Backend:
     url: str
     schema: str | None = None
 
-    def open(self) -> SqlStore:
-        return SqlStore.from_url(self.url, schema=self.schema)
+    def open(self) -> Journal:
+        return open_journal(self.url, schema=self.schema)
+
+    def stores(self) -> Stores:
+        return open_stores(self.url, schema=self.schema)
+
+    @contextlib.asynccontextmanager
+    async def sql(self) -> AsyncIterator[AsyncConnection]:
+        """A SQLAlchemy connection (in a transaction, committed) to look at the tables
+        behind the stores' backs, or change them."""
+        engine = create_engine(self.url, schema=self.schema)
+        try:
+            async with engine.begin() as connection:
+                yield connection
+        finally:
+            await engine.dispose()
 
 
 def _run_in_thread(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -110,7 +127,7 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
 
 
 @pytest.fixture
-async def store(backend: Backend) -> AsyncIterator[SqlStore]:
+async def store(backend: Backend) -> AsyncIterator[Journal]:
     """A migrated journal on ``backend``."""
     journal = backend.open()
     await journal.migrate()

@@ -9,9 +9,10 @@ from datetime import timedelta
 import pytest
 
 from gateway.core.aggregation import ServiceRequestState, on_answer, on_cancel, on_sent
+from gateway.store import ServiceRequests
 from gateway.store.callback_outbox import CallbackOutbox
 from gateway.store.callbacks import CallbackState
-from gateway.store.service_requests import ServiceRequestRecord, ServiceRequestStore
+from gateway.store.service_requests import ServiceRequestRecord
 from tests.integration import store_fixtures, test_service_request_store
 from tests.integration.store_fixtures import Backend
 from tests.integration.test_service_request_store import (
@@ -38,7 +39,7 @@ def answered(state: ServiceRequestState) -> ServiceRequestState:
 
 
 async def final_with_callback(
-    requests: ServiceRequestStore, n: int, at_seconds: float = 0
+    requests: ServiceRequests, n: int, at_seconds: float = 0
 ) -> ServiceRequestRecord:
     record, _ = await requests.create(new_request(n, "passport-check"), PORTAL, callback_url=URL)
     at = T0 + timedelta(seconds=at_seconds)
@@ -46,7 +47,7 @@ async def final_with_callback(
 
 
 async def test_the_final_save_makes_the_callback_due_in_its_own_update(
-    requests: ServiceRequestStore,
+    requests: ServiceRequests,
 ) -> None:
     record, _ = await requests.create(new_request(1), PORTAL, callback_url=URL)
     assert record.callback is not None
@@ -69,7 +70,7 @@ async def test_the_final_save_makes_the_callback_due_in_its_own_update(
     assert await requests.get(rid(1)) == final
 
 
-async def test_no_callback_url_means_no_callback(requests: ServiceRequestStore) -> None:
+async def test_no_callback_url_means_no_callback(requests: ServiceRequests) -> None:
     record, _ = await requests.create(new_request(1, "passport-check"), PORTAL)
     final = await requests.save(answered(record.state), record.version, at=T0)
     assert record.callback is None
@@ -78,7 +79,7 @@ async def test_no_callback_url_means_no_callback(requests: ServiceRequestStore) 
 
 
 async def test_the_first_request_under_a_key_keeps_its_callback_url(
-    requests: ServiceRequestStore,
+    requests: ServiceRequests,
 ) -> None:
     first, _ = await requests.create(new_request(1), PORTAL, "key", callback_url=URL)
     again, created = await requests.create(
@@ -90,7 +91,7 @@ async def test_the_first_request_under_a_key_keeps_its_callback_url(
         await requests.create(new_request(3), PORTAL, callback_url="https://x/" + "y" * 2048)
 
 
-async def test_claims_count_the_attempt_and_lease_it(requests: ServiceRequestStore) -> None:
+async def test_claims_count_the_attempt_and_lease_it(requests: ServiceRequests) -> None:
     late = await final_with_callback(requests, 1, at_seconds=5)
     early = await final_with_callback(requests, 2, at_seconds=1)
     outbox = CallbackOutbox(requests)
@@ -112,7 +113,7 @@ async def test_claims_count_the_attempt_and_lease_it(requests: ServiceRequestSto
 
 
 async def test_concurrent_claims_make_each_attempt_once(
-    backend: Backend, requests: ServiceRequestStore
+    backend: Backend, requests: ServiceRequests
 ) -> None:
     for n in range(1, 11):
         await final_with_callback(requests, n)
@@ -133,7 +134,7 @@ async def test_concurrent_claims_make_each_attempt_once(
 
 
 async def test_a_stale_attempt_cannot_push_back_a_newer_one(
-    requests: ServiceRequestStore,
+    requests: ServiceRequests,
 ) -> None:
     record = await final_with_callback(requests, 1)
     outbox = CallbackOutbox(requests)
@@ -161,7 +162,7 @@ async def test_a_stale_attempt_cannot_push_back_a_newer_one(
     assert callback.last_error == "HTTP 502"
 
 
-async def test_outbox_writes_never_touch_the_request(requests: ServiceRequestStore) -> None:
+async def test_outbox_writes_never_touch_the_request(requests: ServiceRequests) -> None:
     record = await final_with_callback(requests, 1)
     outbox = CallbackOutbox(requests)
     await outbox.claim_due(T0, lease=LEASE)

@@ -33,9 +33,8 @@ from gateway.ops.deadletters import DeadLetterDesk
 from gateway.router.context import BusContext
 from gateway.router.deadletters import REPLAYED, DeadLetterJournal
 from gateway.router.router import Router
-from gateway.store.journal import SqlStore
+from gateway.store import Journal, open_journal
 from gateway.store.records import MessageRecord
-from gateway.store.service_requests import ServiceRequestStore
 from gateway.testing.bus import BIRTH, START, birth_request, bus_pki, registry
 from gateway.testing.processes import isolated_vhost
 from gateway.transport import (
@@ -70,7 +69,7 @@ class Bus:
     kind: str
     router: Router
     transport: Transport
-    store: SqlStore
+    store: Journal
     clock: FakeClock
     portal: ParticipantClient
     zags: ParticipantClient
@@ -136,13 +135,13 @@ async def running_bus(
             amqp_url, policy=policy, clock=clock, reconnect_timeout=WAIT
         )
     )
-    store = SqlStore.from_url(database_url)
+    store = open_journal(database_url)
     root = assemble(
         Settings(keys_dir=pki.keys_dir),
         ctx=ctx,
         transport=transport,
         journal=store,
-        service_requests=ServiceRequestStore.for_journal(store),
+        service_requests=store.service_requests(),
     )
     await root.start(background=False)  # migrates, declares, watches the dead letters
     router = root.router
@@ -322,5 +321,5 @@ async def _dead_letter_one(amqp_url: str, database_url: str) -> str:
 
 
 async def _journal_state(database_url: str, message_id: str) -> MessageState:
-    async with SqlStore.from_url(database_url) as store:
+    async with open_journal(database_url) as store:
         return (await store.get(message_id)).state

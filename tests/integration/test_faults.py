@@ -34,7 +34,7 @@ from gateway.client.participant import ParticipantClient
 from gateway.core.clock import MessageIdSource, SystemClock
 from gateway.crypto.devpki import init_dev_pki
 from gateway.crypto.keystore import load_signer, load_verifier
-from gateway.crypto.signer import Verifier
+from gateway.crypto.xmldsig import XmlVerifier
 from gateway.testing.processes import GatewayProcess, fresh_database, isolated_vhost
 from tests.integration import store_fixtures
 from tests.integration.load import (
@@ -72,7 +72,7 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def verifier(keys: Path) -> Verifier:
+def verifier(keys: Path) -> XmlVerifier:
     return load_verifier(keys, SystemClock())
 
 
@@ -173,7 +173,7 @@ async def sweep_once(provider: ParticipantClient, stats: DrainStats) -> None:
 async def submit_break_and_drain(
     bus: Bus,
     keys: Path,
-    verifier: Verifier,
+    verifier: XmlVerifier,
     *,
     break_at: tuple[int, ...],
     breaker: Callable[[], Awaitable[None]],
@@ -289,7 +289,7 @@ def check_nothing_lost(outcome: Outcome) -> None:
 
 
 async def test_sigkill_of_the_gateway_mid_load_loses_nothing(
-    bus: Bus, keys: Path, verifier: Verifier
+    bus: Bus, keys: Path, verifier: XmlVerifier
 ) -> None:
     kills = 0
 
@@ -317,7 +317,7 @@ async def test_sigkill_of_the_gateway_mid_load_loses_nothing(
 
 
 async def test_broker_connection_closed_mid_load_loses_nothing(
-    bus: Bus, keys: Path, verifier: Verifier
+    bus: Bus, keys: Path, verifier: XmlVerifier
 ) -> None:
     closed: list[int] = []
 

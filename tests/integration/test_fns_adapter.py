@@ -10,9 +10,6 @@ nothing here measures time.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import date
@@ -35,7 +32,7 @@ from gateway.core.envelope import RejectionCode
 from gateway.crypto.certificates import common_name
 from gateway.crypto.envelope import verify_element
 from gateway.testing.bus import content, open_bus
-from gateway.testing.processes import free_port
+from gateway.testing.processes import MockAgencyProcess, free_port
 from gateway.xml import messages as m
 from gateway.xml.parse import parse_secure
 from gateway.xml.readers import read_response_data
@@ -56,46 +53,11 @@ KNOBS: dict[kit.AgencyMode, dict[str, Any]] = {
 }
 
 
-class MockFnsProcess:
-    """``python -m adapters.fns.mock_service`` as a child process."""
-
-    def __init__(self, log_path: Path) -> None:
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        command = [sys.executable, "-m", "adapters.fns.mock_service", "--port", str(self.port)]
-        with log_path.open("ab") as log:
-            self.process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-        self._wait_healthy(within=30.0)
-
-    def _wait_healthy(self, within: float) -> None:
-        deadline = time.monotonic() + within
-        with httpx.Client(timeout=2) as client:
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"mock FNS exited early:\n{self.log_path.read_text()}")
-                try:
-                    if client.get(f"{self.base_url}/health").status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.05)  # poll interval, bounded by the deadline
-        self.stop()
-        raise TimeoutError(f"mock FNS not healthy in {within}s:\n{self.log_path.read_text()}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=15)
-
-
 @pytest.fixture(scope="module")
-def mock_fns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MockFnsProcess]:
-    process = MockFnsProcess(tmp_path_factory.mktemp("fns-adapter") / "mock.log")
+def mock_fns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MockAgencyProcess]:
+    process = MockAgencyProcess(
+        "adapters.fns.mock_service", tmp_path_factory.mktemp("fns-adapter") / "mock.log"
+    )
     yield process
     process.stop()
 
@@ -168,7 +130,7 @@ SAMPLES = {INN: kit.TypeSamples(found=inn_request(), not_found=inn_request(last=
 
 
 @pytest.mark.parametrize("check", kit.CHECKS, ids=kit.check_name)
-async def test_conformance(check: kit.Check, mock_fns: MockFnsProcess) -> None:
+async def test_conformance(check: kit.Check, mock_fns: MockAgencyProcess) -> None:
     await check(harness_of(mock_fns.base_url), SAMPLES)
 
 
@@ -221,7 +183,7 @@ def text(element: etree._Element | None, local: str) -> str | None:
     return element.findtext(f"{{{INN}}}{local}")
 
 
-async def test_smirnova_inn(mock_fns: MockFnsProcess) -> None:
+async def test_smirnova_inn(mock_fns: MockAgencyProcess) -> None:
     async with harness_of(mock_fns.base_url)() as h:
         data = await ask(h, inn_request())
     assert not data.rejections
@@ -230,7 +192,7 @@ async def test_smirnova_inn(mock_fns: MockFnsProcess) -> None:
     assert text(data.content, "AssignmentDate") == "2005-09-14"
 
 
-async def test_smirnov_inn_names_compared_as_fns_does(mock_fns: MockFnsProcess) -> None:
+async def test_smirnov_inn_names_compared_as_fns_does(mock_fns: MockAgencyProcess) -> None:
     """Case and ё/е do not matter to the tax service."""
     request = inn_request("СМИРНОВ", "Сергей", "Александрович", "1989-11-23", ("7009", "654321"))
     async with harness_of(mock_fns.base_url)() as h:
@@ -248,7 +210,7 @@ async def test_smirnov_inn_names_compared_as_fns_does(mock_fns: MockFnsProcess) 
     ],
 )
 async def test_unknown_taxpayer_is_no_data(
-    request_: etree._Element, mock_fns: MockFnsProcess
+    request_: etree._Element, mock_fns: MockAgencyProcess
 ) -> None:
     async with harness_of(mock_fns.base_url)() as h:
         data = await ask(h, request_)
@@ -286,7 +248,7 @@ def test_mapping_of_not_found_and_of_an_inn() -> None:
 
 
 @pytest.fixture
-def fns(mock_fns: MockFnsProcess) -> Iterator[httpx.Client]:
+def fns(mock_fns: MockAgencyProcess) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=mock_fns.base_url, timeout=10) as client:
         client.post("/_control", json={"reset": True}).raise_for_status()
         yield client

@@ -9,9 +9,6 @@ measures time: latency is observed as a client timeout, never as a duration.
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -34,71 +31,23 @@ from adapters.mvd_migration.native import (
     to_bytes,
 )
 from gateway.core.errors import InvalidContent
-from gateway.testing.processes import free_port
+from gateway.testing.processes import MockAgencyProcess
 from gateway.xml.parse import parse_secure
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = schema_path().parent / "examples"
-
-
-class MockMvdProcess:
-    """``python -m adapters.mvd_migration.mock_service`` as a child process."""
-
-    def __init__(self, log_path: Path, *args: str) -> None:
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        with log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "adapters.mvd_migration.mock_service",
-                    "--port",
-                    str(self.port),
-                    *args,
-                ],
-                cwd=REPO,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        self._wait_healthy(within=30.0)
-
-    def _wait_healthy(self, within: float) -> None:
-        deadline = time.monotonic() + within
-        with httpx.Client(timeout=2) as client:
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    log = self.log_path.read_text()[-3000:]
-                    raise RuntimeError(f"mock MVD exited early:\n{log}")
-                try:
-                    if client.get(f"{self.base_url}/health").status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.05)
-        self.stop()
-        raise TimeoutError(f"mock MVD not healthy in {within}s:\n{self.log_path.read_text()}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=15)
+MOCK_MVD = "adapters.mvd_migration.mock_service"
 
 
 @pytest.fixture(scope="module")
-def mock_mvd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MockMvdProcess]:
-    process = MockMvdProcess(tmp_path_factory.mktemp("mock-mvd") / "mock.log")
+def mock_mvd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MockAgencyProcess]:
+    process = MockAgencyProcess(MOCK_MVD, tmp_path_factory.mktemp("mock-mvd") / "mock.log")
     yield process
     process.stop()
 
 
 @pytest.fixture(scope="module")
-def mock_client(mock_mvd: MockMvdProcess) -> Iterator[httpx.Client]:
+def mock_client(mock_mvd: MockAgencyProcess) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=mock_mvd.base_url, timeout=10) as client:
         yield client
 
@@ -407,7 +356,7 @@ def test_control_counts_queries_and_refuses_bad_values(mvd: httpx.Client) -> Non
 
 
 def test_started_in_outage_then_unreachable(tmp_path: Path) -> None:
-    mock = MockMvdProcess(tmp_path / "mock.log", "--outage", "--seed", "7")
+    mock = MockAgencyProcess(MOCK_MVD, tmp_path / "mock.log", "--outage", "--seed", "7")
     try:
         response = httpx.post(
             f"{mock.base_url}/query", content=to_bytes(passport_check("7011", "123456"))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import re
-import sys
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -29,7 +28,7 @@ from adapters.zags.mock import LATENCY_HEADER, MockZagsConfig, create_mock_zags
 from adapters.zags.mock.dataset import Registry, build_registry, fixed_registry
 from adapters.zags.mock.schema import NAMESPACE, compiled_schema, wsdl_path
 from adapters.zags.mock.search import Act
-from gateway.testing.processes import ServiceProcess, free_port
+from gateway.testing.processes import MockAgencyProcess, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 CONTENT = REPO / "tests" / "data" / "content"
@@ -41,16 +40,10 @@ DEFAULT_KNOBS = {"latency_ms": 0, "error_rate": 0.0, "outage": False, "malformed
 @pytest.fixture(scope="module")
 def mock_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The mock as a separate process; yields its base URL."""
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    mock = ServiceProcess(
-        [sys.executable, "-m", "adapters.zags.mock_service", "--port", str(port)],
-        tmp_path_factory.mktemp("mock_zags") / "mock_zags.log",
-        ready_url=f"{base_url}/_health",
-    )
-    mock.start(ready_within=30)
+    log = tmp_path_factory.mktemp("mock_zags") / "mock_zags.log"
+    mock = MockAgencyProcess("adapters.zags.mock_service", log, health="/_health")
     try:
-        yield base_url
+        yield mock.base_url
     finally:
         mock.stop()
 

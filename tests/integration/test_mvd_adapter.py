@@ -30,10 +30,10 @@ from gateway.core.envelope import RejectionCode
 from gateway.crypto.certificates import common_name
 from gateway.crypto.envelope import verify_element
 from gateway.testing.bus import content, open_bus
-from gateway.testing.processes import free_port
+from gateway.testing.processes import MockAgencyProcess, free_port
 from gateway.xml import messages as m
 from gateway.xml.readers import read_response_data
-from tests.integration.test_mock_mvd import MockMvdProcess
+from tests.integration.test_mock_mvd import MOCK_MVD
 
 #: Mock latency in SLOW mode: far inside the runner's call timeout and httpx's.
 SLOW_MS = 50
@@ -50,8 +50,8 @@ KNOBS: dict[kit.AgencyMode, dict[str, Any]] = {
 
 
 @pytest.fixture(scope="module")
-def mock_mvd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MockMvdProcess]:
-    process = MockMvdProcess(tmp_path_factory.mktemp("mvd-adapter") / "mock.log")
+def mock_mvd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MockAgencyProcess]:
+    process = MockAgencyProcess(MOCK_MVD, tmp_path_factory.mktemp("mvd-adapter") / "mock.log")
     yield process
     process.stop()
 
@@ -159,11 +159,11 @@ SAMPLES = {
 
 
 @pytest.mark.parametrize("check", kit.CHECKS, ids=kit.check_name)
-async def test_conformance(check: kit.Check, mock_mvd: MockMvdProcess) -> None:
+async def test_conformance(check: kit.Check, mock_mvd: MockAgencyProcess) -> None:
     await check(harness_of(mock_mvd.base_url), SAMPLES)
 
 
-async def test_conformance_unreachable_dead_port(mock_mvd: MockMvdProcess) -> None:
+async def test_conformance_unreachable_dead_port(mock_mvd: MockAgencyProcess) -> None:
     await kit.check_agency_unreachable(harness_of(mock_mvd.base_url, dead_port=True), SAMPLES)
 
 
@@ -193,7 +193,7 @@ def text(element: etree._Element | None, ns: str, path: str) -> str | None:
     return element.findtext("/".join(f"{{{ns}}}{part}" for part in path.split("/")))
 
 
-async def test_passport_7011_123456_is_valid(mock_mvd: MockMvdProcess) -> None:
+async def test_passport_7011_123456_is_valid(mock_mvd: MockAgencyProcess) -> None:
     async with harness_of(mock_mvd.base_url)() as h:
         data = await ask(h, passport_request("7011", "123456"))
     assert not data.rejections
@@ -203,7 +203,7 @@ async def test_passport_7011_123456_is_valid(mock_mvd: MockMvdProcess) -> None:
     assert text(data.content, PASSPORT, "InvalidityReason") is None
 
 
-async def test_smirnova_lives_in_tula_lenina(mock_mvd: MockMvdProcess) -> None:
+async def test_smirnova_lives_in_tula_lenina(mock_mvd: MockAgencyProcess) -> None:
     async with harness_of(mock_mvd.base_url)() as h:
         data = await ask(h, residence_request(kind="RESIDENCE"))
     assert data.content is not None
@@ -232,7 +232,7 @@ EXPECTED_STATUS = [
 ]
 
 
-async def test_passport_statuses_map_to_the_bus(mock_mvd: MockMvdProcess) -> None:
+async def test_passport_statuses_map_to_the_bus(mock_mvd: MockAgencyProcess) -> None:
     async with harness_of(mock_mvd.base_url)() as h:
         for status, reason, expected in EXPECTED_STATUS:
             passport = _passport_with(status, reason)
@@ -243,13 +243,13 @@ async def test_passport_statuses_map_to_the_bus(mock_mvd: MockMvdProcess) -> Non
                 assert text(data.content, PASSPORT, "StatusDate") == str(passport.invalid_since)
 
 
-async def test_other_issue_date_is_no_data(mock_mvd: MockMvdProcess) -> None:
+async def test_other_issue_date_is_no_data(mock_mvd: MockAgencyProcess) -> None:
     async with harness_of(mock_mvd.base_url)() as h:
         data = await ask(h, passport_request("7011", "123456", date(2000, 1, 1)))
     assert [r.code for r in data.rejections] == [RejectionCode.NO_DATA]
 
 
-async def test_residence_without_passport_is_invalid_request(mock_mvd: MockMvdProcess) -> None:
+async def test_residence_without_passport_is_invalid_request(mock_mvd: MockAgencyProcess) -> None:
     request = residence_request()
     _set(request, RESIDENCE, "Passport", None)
     async with harness_of(mock_mvd.base_url)() as h:
@@ -257,7 +257,7 @@ async def test_residence_without_passport_is_invalid_request(mock_mvd: MockMvdPr
     assert [r.code for r in data.rejections] == [RejectionCode.INVALID_REQUEST]
 
 
-async def test_known_person_without_registrations_of_a_kind(mock_mvd: MockMvdProcess) -> None:
+async def test_known_person_without_registrations_of_a_kind(mock_mvd: MockAgencyProcess) -> None:
     """Смирнова has no registration at a place of stay: RecordNotFound, not NO_DATA."""
     async with harness_of(mock_mvd.base_url)() as h:
         data = await ask(h, residence_request(kind="STAY"))
@@ -265,7 +265,7 @@ async def test_known_person_without_registrations_of_a_kind(mock_mvd: MockMvdPro
     assert text(data.content, RESIDENCE, "RecordNotFound")
 
 
-async def test_all_registrations_without_a_kind(mock_mvd: MockMvdProcess) -> None:
+async def test_all_registrations_without_a_kind(mock_mvd: MockAgencyProcess) -> None:
     async with harness_of(mock_mvd.base_url)() as h:
         data = await ask(h, residence_request())
     assert data.content is not None
@@ -274,7 +274,7 @@ async def test_all_registrations_without_a_kind(mock_mvd: MockMvdProcess) -> Non
     assert len(data.content) == 2
 
 
-async def test_outage_retries_then_agency_unavailable(mock_mvd: MockMvdProcess) -> None:
+async def test_outage_retries_then_agency_unavailable(mock_mvd: MockAgencyProcess) -> None:
     async with harness_of(mock_mvd.base_url)() as h:
         await h.agency.set_mode(kit.AgencyMode.UNREACHABLE)
         await h.portal.send_request(passport_request("7011", "123456"))

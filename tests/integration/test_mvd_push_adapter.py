@@ -18,8 +18,9 @@ from adapters.sdk import conformance as kit
 from adapters.sdk.push import PushSource
 from adapters.sdk.runner import AdapterRunner
 from gateway.testing.bus import Bus, open_bus
+from gateway.testing.processes import MockAgencyProcess
 from gateway.transport.base import Direction
-from tests.integration.test_mock_mvd import MockMvdProcess
+from tests.integration.test_mock_mvd import MOCK_MVD
 from tests.integration.test_mvd_adapter import RETRY, SAMPLES, ControlKnob, passport_request
 
 #: Bounded wait of ``next`` for a request that was just sent (memory transport: ms).
@@ -27,8 +28,8 @@ WAIT = 10.0
 
 
 @pytest.fixture(scope="module")
-def mock_mvd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MockMvdProcess]:
-    process = MockMvdProcess(tmp_path_factory.mktemp("mvd-push") / "mock.log")
+def mock_mvd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MockAgencyProcess]:
+    process = MockAgencyProcess(MOCK_MVD, tmp_path_factory.mktemp("mvd-push") / "mock.log")
     yield process
     process.stop()
 
@@ -61,11 +62,11 @@ def harness_of(base_url: str) -> kit.HarnessFactory:
 
 
 @pytest.mark.parametrize("check", kit.CHECKS, ids=kit.check_name)
-async def test_conformance_push(check: kit.Check, mock_mvd: MockMvdProcess) -> None:
+async def test_conformance_push(check: kit.Check, mock_mvd: MockAgencyProcess) -> None:
     await check(harness_of(mock_mvd.base_url), SAMPLES)
 
 
-async def test_pushed_request_journal_and_queue(mock_mvd: MockMvdProcess) -> None:
+async def test_pushed_request_journal_and_queue(mock_mvd: MockAgencyProcess) -> None:
     async with push_bus(mock_mvd.base_url) as (bus, h):
         sent = await h.portal.send_request(passport_request("7011", "123456"))
         outcome = await h.runner.run_once()

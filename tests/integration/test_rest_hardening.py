@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 
 from gateway.api.app import create_app
 from gateway.config import Settings
-from gateway.store.journal import SqlStore
+from gateway.store import Journal
 from gateway.store.schema import messages, service_requests
 from gateway.testing.bus import Bus, open_bus
 from gateway.transport.base import Direction
@@ -51,11 +51,12 @@ BAD_IN_HEADER = BAD[:2]
 class Api:
     http: httpx.AsyncClient
     bus: Bus
-    journal: SqlStore
+    journal: Journal
+    backend: Backend
 
     async def rows(self) -> tuple[int, int]:
         """(service requests, journaled messages) stored so far."""
-        async with self.journal.engine.connect() as conn:
+        async with self.backend.sql() as conn:
             requests = await conn.scalar(select(func.count()).select_from(service_requests))
             journaled = await conn.scalar(select(func.count()).select_from(messages))
         return int(requests or 0), int(journaled or 0)
@@ -75,7 +76,7 @@ async def api(backend: Backend) -> AsyncIterator[Api]:
     transport = httpx.ASGITransport(app=app)
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-            yield Api(http, bus, journal)
+            yield Api(http, bus, journal, backend)
     finally:
         await bus.close()
 
@@ -325,7 +326,7 @@ async def test_a_request_stored_without_a_digest_compares_by_service(api: Api) -
     service is the same request; another service is refused like any other body."""
     first = await _post(api, _submission(), "k-3")
     assert first.status_code == 202, first.text
-    async with api.journal.engine.begin() as conn:
+    async with api.backend.sql() as conn:
         await conn.execute(service_requests.update().values(request_digest=None))
     other_applicant = _applicant_with(("parent", "passport", "number"), "654321")
     again = await _post(api, other_applicant, "k-3")

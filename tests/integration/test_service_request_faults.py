@@ -192,7 +192,8 @@ async def test_sigkill_with_service_requests_pending_loses_and_duplicates_none(
     assert statuses == {"COMPLETED": REQUESTS}, unfinished
     for view in views.values():
         assert view["completed_by"] == "all_answered", view
-        assert view["completed_at"] <= view["deadline_at"], view
+        # Not completed_at <= deadline_at: on a loaded machine the last answer may land
+        # after the deadline yet before the deadline sweep, and all_answered still holds.
         assert {p["id"] for p in view["parts"]} == PARTS
         assert {p["status"] for p in view["parts"]} == {"ANSWERED"}, view
         assert view["result"]["parent_inn"] == "710512345645"

@@ -23,14 +23,19 @@ from gateway.core.aggregation import (
 from gateway.core.catalogue import Catalogue, parse_catalogue
 from gateway.core.errors import NotFound
 from gateway.core.service_lifecycle import CompletedBy, ServiceState
-from gateway.store import SqlStore, current_revision, head_revision, upgrade
-from gateway.store.schema import metadata
+from gateway.store import (
+    ServiceRequests,
+    current_revision,
+    head_revision,
+    open_stores,
+    upgrade,
+)
+from gateway.store.schema import metadata, service_requests
 from gateway.store.service_requests import (
     MessageLink,
     MessageLinkConflict,
     ServiceRequestConflict,
     ServiceRequestRecord,
-    ServiceRequestStore,
 )
 from tests.integration import store_fixtures
 from tests.integration.store_fixtures import Backend
@@ -60,12 +65,12 @@ def new_request(
     return new_service_request(rid(n), CATALOGUE.get(service), at)
 
 
-def open_store(backend: Backend) -> ServiceRequestStore:
-    return ServiceRequestStore.from_url(backend.url, schema=backend.schema)
+def open_store(backend: Backend) -> ServiceRequests:
+    return open_stores(backend.url, schema=backend.schema).service_requests
 
 
 @pytest.fixture
-async def requests(backend: Backend) -> AsyncIterator[ServiceRequestStore]:
+async def requests(backend: Backend) -> AsyncIterator[ServiceRequests]:
     """A migrated service request store on ``backend``."""
     store = open_store(backend)
     await store.migrate()
@@ -78,7 +83,7 @@ async def requests(backend: Backend) -> AsyncIterator[ServiceRequestStore]:
 # --- create, get ----------------------------------------------------------------------
 
 
-async def test_create_and_get_round_trip_the_state(requests: ServiceRequestStore) -> None:
+async def test_create_and_get_round_trip_the_state(requests: ServiceRequests) -> None:
     state = new_request(1)
     state = on_sent(state, "birth-record", mid(1), T0 + timedelta(seconds=1))
 
@@ -98,7 +103,7 @@ async def test_create_and_get_round_trip_the_state(requests: ServiceRequestStore
     assert await requests.get(str(state.id)) == record
 
 
-async def test_final_state_round_trips_with_its_result(requests: ServiceRequestStore) -> None:
+async def test_final_state_round_trips_with_its_result(requests: ServiceRequests) -> None:
     state = new_request(1, "passport-check")
     record, _ = await requests.create(state, PORTAL)
     (part,) = state.parts
@@ -115,7 +120,7 @@ async def test_final_state_round_trips_with_its_result(requests: ServiceRequestS
     assert saved.state.result == answered.result
 
 
-async def test_unknown_requests_are_not_found(requests: ServiceRequestStore) -> None:
+async def test_unknown_requests_are_not_found(requests: ServiceRequests) -> None:
     for unknown in (rid(404), "not-a-uuid"):
         with pytest.raises(NotFound):
             await requests.get(unknown)
@@ -124,7 +129,7 @@ async def test_unknown_requests_are_not_found(requests: ServiceRequestStore) -> 
 
 
 async def test_idempotency_key_returns_the_existing_request(
-    requests: ServiceRequestStore,
+    requests: ServiceRequests,
 ) -> None:
     first, created = await requests.create(new_request(1), PORTAL, "key-1")
     assert created
@@ -147,7 +152,7 @@ async def test_idempotency_key_returns_the_existing_request(
 
 
 async def test_the_first_body_digest_under_a_key_is_kept(
-    requests: ServiceRequestStore,
+    requests: ServiceRequests,
 ) -> None:
     first, _ = await requests.create(new_request(1), PORTAL, "key-1", request_digest="a" * 64)
     again, created = await requests.create(new_request(2), PORTAL, "key-1", request_digest="b" * 64)
@@ -159,7 +164,7 @@ async def test_the_first_body_digest_under_a_key_is_kept(
 
 
 async def test_concurrent_posts_with_one_key_create_once(
-    backend: Backend, requests: ServiceRequestStore
+    backend: Backend, requests: ServiceRequests
 ) -> None:
     others = [open_store(backend) for _ in range(3)]
     try:
@@ -179,7 +184,7 @@ async def test_concurrent_posts_with_one_key_create_once(
 
 
 async def test_repeated_create_without_key_is_the_same_request(
-    requests: ServiceRequestStore,
+    requests: ServiceRequests,
 ) -> None:
     first, _ = await requests.create(new_request(1), PORTAL)
     again, created = await requests.create(new_request(1), PORTAL)
@@ -192,7 +197,7 @@ async def test_repeated_create_without_key_is_the_same_request(
 # --- save: compare-and-set ------------------------------------------------------------
 
 
-async def test_save_bumps_the_version(requests: ServiceRequestStore) -> None:
+async def test_save_bumps_the_version(requests: ServiceRequests) -> None:
     record, _ = await requests.create(new_request(1), PORTAL)
     sent = on_sent(record.state, "birth-record", mid(1), T0)
 
@@ -205,7 +210,7 @@ async def test_save_bumps_the_version(requests: ServiceRequestStore) -> None:
 
 
 async def test_concurrent_saves_from_one_version_exactly_one_wins(
-    backend: Backend, requests: ServiceRequestStore
+    backend: Backend, requests: ServiceRequests
 ) -> None:
     record, _ = await requests.create(new_request(1), PORTAL)
     others = [open_store(backend) for _ in range(3)]  # independent engines, as processes
@@ -238,9 +243,7 @@ async def test_concurrent_saves_from_one_version_exactly_one_wins(
         assert (link is not None) == (mid(i) == winner_mid)
 
 
-async def test_the_loser_rereads_and_reapplies(
-    backend: Backend, requests: ServiceRequestStore
-) -> None:
+async def test_the_loser_rereads_and_reapplies(backend: Backend, requests: ServiceRequests) -> None:
     record, _ = await requests.create(new_request(1), PORTAL)
     async with open_store(backend) as other:
         await other.save(on_sent(record.state, "birth-record", mid(1), T0), 1, at=T0)
@@ -259,7 +262,7 @@ async def test_the_loser_rereads_and_reapplies(
 # --- message correlation --------------------------------------------------------------
 
 
-async def test_link_and_find_by_message(requests: ServiceRequestStore) -> None:
+async def test_link_and_find_by_message(requests: ServiceRequests) -> None:
     await requests.create(new_request(1), PORTAL)
     await requests.create(new_request(2), PORTAL)
 
@@ -277,7 +280,7 @@ async def test_link_and_find_by_message(requests: ServiceRequestStore) -> None:
         await requests.link_message(mid(4), rid(404), "birth-record")
 
 
-async def test_save_links_part_message_ids(requests: ServiceRequestStore) -> None:
+async def test_save_links_part_message_ids(requests: ServiceRequests) -> None:
     record, _ = await requests.create(new_request(1), PORTAL)
     state = on_sent(record.state, "birth-record", mid(1), T0)
     state = on_sent(state, "parent-registration", mid(2), T0)
@@ -292,7 +295,7 @@ async def test_save_links_part_message_ids(requests: ServiceRequestStore) -> Non
 # --- deadlines and resume -------------------------------------------------------------
 
 
-async def test_pending_due_is_ordered_by_deadline(requests: ServiceRequestStore) -> None:
+async def test_pending_due_is_ordered_by_deadline(requests: ServiceRequests) -> None:
     # First deadlines (both services: 2 min after creation) are 150, 120, 125 and 130 s.
     created = [
         (await requests.create(new_request(n, service, T0 + timedelta(seconds=s)), PORTAL))[0]
@@ -325,7 +328,7 @@ async def test_pending_due_is_ordered_by_deadline(requests: ServiceRequestStore)
 
 
 async def test_pending_lists_every_pending_request_for_resume(
-    backend: Backend, requests: ServiceRequestStore
+    backend: Backend, requests: ServiceRequests
 ) -> None:
     for n in range(1, 5):
         await requests.create(new_request(n, at=T0 + timedelta(seconds=n)), PORTAL)
@@ -344,7 +347,7 @@ async def test_pending_lists_every_pending_request_for_resume(
 
 
 async def test_find_filters_by_status_service_participant_and_time(
-    requests: ServiceRequestStore,
+    requests: ServiceRequests,
 ) -> None:
     specs = [
         (1, "child-birth-benefit", PORTAL, 0),
@@ -371,7 +374,7 @@ async def test_find_filters_by_status_service_participant_and_time(
     assert await ids(service="nothing") == []
 
 
-async def test_find_pages_through_everything_once(requests: ServiceRequestStore) -> None:
+async def test_find_pages_through_everything_once(requests: ServiceRequests) -> None:
     # Three requests share each creation time, so pages must break ties on id.
     expected = []
     at = T0
@@ -397,7 +400,7 @@ async def test_find_pages_through_everything_once(requests: ServiceRequestStore)
     assert pages == 4
 
 
-async def test_find_rejects_bad_limits_and_cursors(requests: ServiceRequestStore) -> None:
+async def test_find_rejects_bad_limits_and_cursors(requests: ServiceRequests) -> None:
     for limit in (0, 1001):
         with pytest.raises(ValueError, match="limit"):
             await requests.find(limit=limit)
@@ -414,38 +417,52 @@ def _schema_differences(connection: Connection) -> list[object]:
 
 
 async def test_migrations_are_idempotent_and_match_the_tables(backend: Backend) -> None:
-    assert head_revision() == "0005"
+    assert head_revision() == "0006"
     await upgrade(backend.url, "0001", schema=backend.schema)
     async with open_store(backend) as store:
-        assert await current_revision(store.engine) == "0001"
+        assert await current_revision(backend.url, schema=backend.schema) == "0001"
         await store.migrate()
         await store.migrate()
         await store.create(new_request(1), PORTAL)
         await upgrade(backend.url, schema=backend.schema)
         await upgrade(backend.url, schema=backend.schema)
 
-        assert await current_revision(store.engine) == "0005"
+        assert await current_revision(backend.url, schema=backend.schema) == "0006"
         assert (await store.get(rid(1))).state == new_request(1)
-        async with store.engine.connect() as connection:
+        async with backend.sql() as connection:
             assert await connection.run_sync(_schema_differences) == []
 
 
 async def test_requests_from_before_callbacks_have_none(backend: Backend) -> None:
     await upgrade(backend.url, "0002", schema=backend.schema)
+    state = new_request(1)
+    async with backend.sql() as connection:  # a row as the stores wrote it at 0002
+        await connection.execute(
+            service_requests.insert().values(
+                id=str(state.id),
+                service=state.service,
+                participant=PORTAL,
+                status=state.status.value,
+                state=state.model_dump(mode="json"),
+                next_deadline=None,
+                created_at=T0,
+                updated_at=T0,
+                version=1,
+            )
+        )
     async with open_store(backend) as store:
-        await store.create(new_request(1), PORTAL)  # names only the 0002 columns
         await store.migrate()
 
-        assert await current_revision(store.engine) == head_revision()
+        assert await current_revision(backend.url, schema=backend.schema) == head_revision()
         assert (await store.get(rid(1))).callback is None
         done = on_cancel((await store.get(rid(1))).state, T0).state
         assert (await store.save(done, 1, at=T0)).callback is None
 
 
 async def test_shares_the_journal_engine_in_memory() -> None:
-    async with SqlStore.from_url("sqlite://") as journal:
+    async with open_stores("sqlite://") as stores:
+        journal, requests = stores.journal, stores.service_requests
         await journal.migrate()
-        requests = ServiceRequestStore.for_journal(journal)
         await requests.create(new_request(1), PORTAL)
         results = await asyncio.gather(
             requests.get(rid(1)), requests.pending(), journal.find(), requests.find()

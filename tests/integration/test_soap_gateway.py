@@ -20,7 +20,7 @@ from gateway.client.zeep_signing import SigningPlugin
 from gateway.core.clock import MessageIdSource, SystemClock
 from gateway.crypto.devpki import init_dev_pki
 from gateway.crypto.keystore import load_signer, load_verifier
-from gateway.crypto.signer import Verifier
+from gateway.crypto.xmldsig import XmlVerifier
 from gateway.testing.processes import GatewayProcess, fresh_database, isolated_vhost
 from tests.integration import store_fixtures
 
@@ -62,11 +62,11 @@ def gateway(
 
 
 @pytest.fixture(scope="module")
-def verifier(keys: Path) -> Verifier:
+def verifier(keys: Path) -> XmlVerifier:
     return load_verifier(keys, SystemClock())
 
 
-def client(gateway: GatewayProcess, keys: Path, verifier: Verifier, who: str) -> zeep.Client:
+def client(gateway: GatewayProcess, keys: Path, verifier: XmlVerifier, who: str) -> zeep.Client:
     return zeep.Client(
         f"{gateway.base_url}/ws?wsdl", plugins=[SigningPlugin(load_signer(keys, who), verifier)]
     )
@@ -94,7 +94,9 @@ def test_wsdl_lists_the_six_operations(gateway: GatewayProcess) -> None:
     assert wsdl_client.service._binding_options["address"] == f"{gateway.base_url}/ws"
 
 
-def test_six_operations_round_trip(gateway: GatewayProcess, keys: Path, verifier: Verifier) -> None:
+def test_six_operations_round_trip(
+    gateway: GatewayProcess, keys: Path, verifier: XmlVerifier
+) -> None:
     portal = client(gateway, keys, verifier, "PORTAL")
     zags = client(gateway, keys, verifier, "ZAGS")
     ids = MessageIdSource(SystemClock())
@@ -152,7 +154,7 @@ def test_six_operations_round_trip(gateway: GatewayProcess, keys: Path, verifier
 
 
 def test_refusal_is_a_fault_with_its_code(
-    gateway: GatewayProcess, keys: Path, verifier: Verifier
+    gateway: GatewayProcess, keys: Path, verifier: XmlVerifier
 ) -> None:
     mvd = client(gateway, keys, verifier, "MVD_MIGR")  # a provider may not request
     with pytest.raises(zeep.exceptions.Fault) as info:

@@ -3,32 +3,35 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import uuid
 from collections import deque
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, event, make_url, select
+from sqlalchemy import Connection, make_url, select
 
 from gateway.core.clock import FakeClock
 from gateway.core.errors import InvalidContent, MessageAlreadySent, NotFound
 from gateway.core.lifecycle import TRANSITIONS, IllegalTransition, MessageState
 from gateway.store import (
     AcceptOutcome,
+    Journal,
     MessageKind,
     MessageRecord,
     NewMessage,
-    SqlStore,
     TransitionConflict,
-    async_url,
     current_revision,
     head_revision,
+    open_stores,
     upgrade,
 )
+from gateway.store.engine import async_url
 from gateway.store.journal import REPLAY_PURGE_INTERVAL
 from gateway.store.schema import messages, metadata, replay_guard
 from tests.integration import store_fixtures
@@ -89,9 +92,9 @@ def paths_from_accepted() -> dict[MessageState, list[MessageState]]:
 
 
 async def drive(
-    store: SqlStore, clock: FakeClock, mid: str, path: list[MessageState]
+    store: Journal, clock: FakeClock, mid: str, path: list[MessageState]
 ) -> MessageRecord:
-    record = await store.get(mid)
+    record = dataclasses.replace(await store.get(mid), xml=None)  # as a move returns it
     for target in path:
         clock.advance(timedelta(seconds=1))
         record = await store.transition(
@@ -104,7 +107,7 @@ async def drive(
 
 
 async def test_accept_journals_the_message_and_its_first_transition(
-    store: SqlStore, clock: FakeClock
+    store: Journal, clock: FakeClock
 ) -> None:
     expires = clock.now() + timedelta(hours=1)
     message = new_message(1, expires_at=expires, test_message=True)
@@ -114,7 +117,8 @@ async def test_accept_journals_the_message_and_its_first_transition(
     assert result.outcome is AcceptOutcome.ACCEPTED
     assert not result.duplicate
     record = await store.get(message.message_id)
-    assert record == result.record
+    assert result.record.xml is None  # the body goes in, it does not come back
+    assert record == dataclasses.replace(result.record, xml=message.xml)
     assert record.state is S.ACCEPTED
     assert record.version == 1
     assert record.xml == message.xml
@@ -130,7 +134,7 @@ async def test_accept_journals_the_message_and_its_first_transition(
     assert (first.at, first.reason, first.actor) == (clock.now(), "submitted", "api")
 
 
-async def test_times_come_back_as_the_same_instant_in_utc(store: SqlStore) -> None:
+async def test_times_come_back_as_the_same_instant_in_utc(store: Journal) -> None:
     moscow = timezone(timedelta(hours=3))
     at = datetime(2026, 3, 1, 12, 30, 15, 123456, tzinfo=moscow)
 
@@ -142,12 +146,12 @@ async def test_times_come_back_as_the_same_instant_in_utc(store: SqlStore) -> No
     assert record.created_at.hour == 9
 
 
-async def test_naive_times_are_refused(store: SqlStore) -> None:
+async def test_naive_times_are_refused(store: Journal) -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         await store.accept(new_message(1), at=datetime(2026, 1, 1))
 
 
-async def test_message_ids_are_canonical_uuids(store: SqlStore, clock: FakeClock) -> None:
+async def test_message_ids_are_canonical_uuids(store: Journal, clock: FakeClock) -> None:
     upper = message_id(0xABCDEF).upper()
     await store.accept(new_message(0xABCDEF), at=clock.now())
 
@@ -156,7 +160,7 @@ async def test_message_ids_are_canonical_uuids(store: SqlStore, clock: FakeClock
         dataclasses.replace(new_message(1), message_id="not-a-uuid")
 
 
-async def test_unknown_messages_are_not_found(store: SqlStore, clock: FakeClock) -> None:
+async def test_unknown_messages_are_not_found(store: Journal, clock: FakeClock) -> None:
     for unknown in (message_id(404), "not-a-uuid"):
         with pytest.raises(NotFound):
             await store.get(unknown)
@@ -169,7 +173,7 @@ async def test_unknown_messages_are_not_found(store: SqlStore, clock: FakeClock)
 # --- idempotent acceptance ------------------------------------------------------------
 
 
-async def test_identical_resubmission_is_a_no_op(store: SqlStore, clock: FakeClock) -> None:
+async def test_identical_resubmission_is_a_no_op(store: Journal, clock: FakeClock) -> None:
     first = await store.accept(new_message(1), at=clock.now())
     await store.transition(message_id(1), S.QUEUED, at=clock.now())
     clock.advance(timedelta(minutes=5))
@@ -185,7 +189,7 @@ async def test_identical_resubmission_is_a_no_op(store: SqlStore, clock: FakeClo
 
 
 async def test_conflicting_resubmission_raises_message_already_sent(
-    store: SqlStore, clock: FakeClock
+    store: Journal, clock: FakeClock
 ) -> None:
     original = await store.accept(new_message(1), at=clock.now())
 
@@ -195,12 +199,12 @@ async def test_conflicting_resubmission_raises_message_already_sent(
     assert caught.value.code == "message_already_sent"
     assert caught.value.detail["message_id"] == message_id(1)
     assert message_id(1) in str(caught.value)
-    assert await store.get(message_id(1)) == original.record
+    assert dataclasses.replace(await store.get(message_id(1)), xml=None) == original.record
     assert len(await store.history(message_id(1))) == 1
 
 
 async def test_concurrent_identical_submissions_accept_once(
-    backend: Backend, store: SqlStore, clock: FakeClock
+    backend: Backend, store: Journal, clock: FakeClock
 ) -> None:
     others = [backend.open() for _ in range(3)]
     try:
@@ -220,7 +224,7 @@ async def test_concurrent_identical_submissions_accept_once(
 # --- lifecycle ------------------------------------------------------------------------
 
 
-async def test_request_happy_path_is_recorded_in_order(store: SqlStore, clock: FakeClock) -> None:
+async def test_request_happy_path_is_recorded_in_order(store: Journal, clock: FakeClock) -> None:
     start = clock.now()
     await store.accept(new_message(1), at=start, reason="submitted", actor="api")
 
@@ -245,7 +249,7 @@ async def test_request_happy_path_is_recorded_in_order(store: SqlStore, clock: F
     assert [t.id for t in history] == sorted(t.id for t in history)
 
 
-async def test_every_legal_transition_is_journaled(store: SqlStore, clock: FakeClock) -> None:
+async def test_every_legal_transition_is_journaled(store: Journal, clock: FakeClock) -> None:
     paths = paths_from_accepted()
     assert set(paths) == set(MessageState), "every state must be reachable from ACCEPTED"
     edges = [(src, dst) for src, targets in TRANSITIONS.items() for dst in sorted(targets)]
@@ -265,7 +269,7 @@ async def test_every_legal_transition_is_journaled(store: SqlStore, clock: FakeC
 
 
 async def test_illegal_transitions_raise_and_change_nothing(
-    store: SqlStore, clock: FakeClock
+    store: Journal, clock: FakeClock
 ) -> None:
     for n, (state, path) in enumerate(sorted(paths_from_accepted().items()), start=1):
         await store.accept(new_message(n), at=clock.now())
@@ -276,12 +280,12 @@ async def test_illegal_transitions_raise_and_change_nothing(
                 await store.transition(message_id(n), target, at=clock.now())
             assert not isinstance(caught.value, TransitionConflict)
             assert caught.value.detail == {"current": str(state), "target": str(target)}
-        assert await store.get(message_id(n)) == record
+        assert dataclasses.replace(await store.get(message_id(n)), xml=None) == record
         assert await store.history(message_id(n)) == history
 
 
 async def test_concurrent_identical_moves_exactly_one_wins(
-    backend: Backend, store: SqlStore, clock: FakeClock
+    backend: Backend, store: Journal, clock: FakeClock
 ) -> None:
     await store.accept(new_message(1), at=clock.now())
     await store.transition(message_id(1), S.QUEUED, at=clock.now())
@@ -309,7 +313,7 @@ async def test_concurrent_identical_moves_exactly_one_wins(
 
 
 async def test_move_from_a_stale_version_is_a_conflict(
-    backend: Backend, store: SqlStore, clock: FakeClock
+    backend: Backend, store: Journal, clock: FakeClock
 ) -> None:
     seen = (await store.accept(new_message(1), at=clock.now())).record
     other = backend.open()
@@ -327,7 +331,7 @@ async def test_move_from_a_stale_version_is_a_conflict(
     assert (await store.get(message_id(1))).state is S.QUEUED
 
 
-async def test_move_conditional_on_the_state_alone(store: SqlStore, clock: FakeClock) -> None:
+async def test_move_conditional_on_the_state_alone(store: Journal, clock: FakeClock) -> None:
     await store.accept(new_message(1), at=clock.now())
     moved = await store.transition(
         message_id(1), S.QUEUED, at=clock.now(), reason="r", expected_state=S.ACCEPTED
@@ -351,7 +355,7 @@ async def test_move_conditional_on_the_state_alone(store: SqlStore, clock: FakeC
 
 
 async def test_repeated_transition_is_refused_not_repeated(
-    store: SqlStore, clock: FakeClock
+    store: Journal, clock: FakeClock
 ) -> None:
     await store.accept(new_message(1), at=clock.now())
     await store.transition(message_id(1), S.QUEUED, at=clock.now())
@@ -366,7 +370,7 @@ async def test_repeated_transition_is_refused_not_repeated(
 
 
 async def test_responses_are_found_by_the_request_they_answer(
-    store: SqlStore, clock: FakeClock
+    store: Journal, clock: FakeClock
 ) -> None:
     await store.accept(new_message(1), at=clock.now())
     for n in (3, 2):
@@ -390,7 +394,7 @@ async def test_responses_are_found_by_the_request_they_answer(
 
 
 async def test_find_filters_by_sender_recipient_state_and_time(
-    store: SqlStore, clock: FakeClock
+    store: Journal, clock: FakeClock
 ) -> None:
     start = clock.now()
     senders = ["mfc", "mfc", "portal", "mfc", "portal"]
@@ -415,7 +419,7 @@ async def test_find_filters_by_sender_recipient_state_and_time(
     assert await ids(sender="nobody") == []
 
 
-async def test_find_pages_through_everything_once(store: SqlStore, clock: FakeClock) -> None:
+async def test_find_pages_through_everything_once(store: Journal, clock: FakeClock) -> None:
     # Three messages share each timestamp, so pages must break ties on message_id.
     expected = []
     for n in range(1, 11):
@@ -440,7 +444,7 @@ async def test_find_pages_through_everything_once(store: SqlStore, clock: FakeCl
     assert pages == 4
 
 
-async def test_find_rejects_bad_limits_and_cursors(store: SqlStore) -> None:
+async def test_find_rejects_bad_limits_and_cursors(store: Journal) -> None:
     for limit in (0, 1001):
         with pytest.raises(ValueError, match="limit"):
             await store.find(limit=limit)
@@ -452,7 +456,7 @@ async def test_find_rejects_bad_limits_and_cursors(store: SqlStore) -> None:
 # --- one final answer per request -----------------------------------------------------
 
 
-async def test_a_request_is_claimed_by_one_final_answer(store: SqlStore, clock: FakeClock) -> None:
+async def test_a_request_is_claimed_by_one_final_answer(store: Journal, clock: FakeClock) -> None:
     await store.accept(new_message(1), at=clock.now())
 
     assert await store.claim_answer(message_id(1), message_id(2))
@@ -466,7 +470,7 @@ async def test_a_request_is_claimed_by_one_final_answer(store: SqlStore, clock: 
     assert not await store.claim_answer(message_id(2), message_id(4))  # a response
 
 
-async def test_of_answers_racing_for_a_request_one_wins(store: SqlStore, clock: FakeClock) -> None:
+async def test_of_answers_racing_for_a_request_one_wins(store: Journal, clock: FakeClock) -> None:
     await store.accept(new_message(1), at=clock.now())
 
     claims = await asyncio.gather(
@@ -483,7 +487,7 @@ async def test_requests_answered_before_the_claim_column_stay_answered(
     async with backend.open() as journal:
         for n in (1, 2):
             await journal.accept(new_message(n), at=clock.now())
-        async with journal.engine.begin() as connection:
+        async with backend.sql() as connection:
             await connection.execute(
                 messages.update()
                 .where(messages.c.message_id == message_id(1))
@@ -496,6 +500,151 @@ async def test_requests_answered_before_the_claim_column_stay_answered(
         assert await journal.claim_answer(message_id(2), message_id(3))
 
 
+@contextlib.asynccontextmanager
+async def traced(backend: Backend, statements: list[str]) -> AsyncIterator[Journal]:
+    """A journal on ``backend`` that appends the SQL of every statement it runs to
+    ``statements`` (complete once the block is left)."""
+    stores = backend.stores()
+    stores.database.trace = statements.append
+    try:
+        yield stores.journal
+    finally:
+        await stores.close()
+
+
+def writes(statements: list[str]) -> list[str]:
+    """The first word of each statement that writes (reads, among them the driver's own
+    type lookups, and transaction control left out)."""
+    words = [sql.split()[0].upper() for sql in statements]
+    return [w for w in words if w in ("INSERT", "UPDATE", "DELETE", "WITH")]
+
+
+# --- SendResponse and Ack in one transaction each ----------------------------------------
+
+
+def answer_to(n: int, request: int) -> NewMessage:
+    return new_message(
+        n, content=b"<Response/>", kind=MessageKind.RESPONSE, in_reply_to=message_id(request)
+    )
+
+
+@pytest.mark.parametrize(
+    ("start", "final", "path"),
+    [
+        # answered before its sender journaled the publish (a fast push provider)
+        ([], True, [S.ACCEPTED, S.QUEUED, S.DELIVERED, S.RESPONDED]),
+        ([S.QUEUED], True, [S.ACCEPTED, S.QUEUED, S.DELIVERED, S.RESPONDED]),  # push
+        ([S.QUEUED, S.DELIVERED], True, [S.ACCEPTED, S.QUEUED, S.DELIVERED, S.RESPONDED]),
+        (
+            [S.QUEUED, S.DELIVERED, S.ACKED],
+            True,
+            [S.ACCEPTED, S.QUEUED, S.DELIVERED, S.ACKED, S.RESPONDED],
+        ),
+        ([], False, [S.ACCEPTED, S.QUEUED, S.DELIVERED]),  # an interim status
+        ([S.QUEUED, S.DELIVERED], False, [S.ACCEPTED, S.QUEUED, S.DELIVERED]),
+    ],
+)
+async def test_an_answer_moves_its_request_on_from_where_it_is_now(
+    store: Journal, clock: FakeClock, start: list[MessageState], final: bool, path: list[S]
+) -> None:
+    await store.accept(new_message(1), at=clock.now())
+    await drive(store, clock, message_id(1), start)
+
+    answered = await store.answer(answer_to(2, 1), final=final, at=clock.now(), actor="zags")
+
+    assert answered.result is not None
+    assert answered.result.outcome is AcceptOutcome.ACCEPTED
+    assert answered.request.state is path[-1]
+    assert (await store.get(message_id(2))).state is S.ACCEPTED
+    assert [t.to_state for t in await store.history(message_id(1))] == path
+    assert dataclasses.replace(await store.get(message_id(1)), xml=None) == answered.request
+
+
+async def test_a_second_final_answer_writes_nothing_and_a_retry_is_a_duplicate(
+    store: Journal, clock: FakeClock
+) -> None:
+    await store.accept(new_message(1), at=clock.now())
+    first = await store.answer(answer_to(2, 1), final=True, at=clock.now())
+
+    second = await store.answer(answer_to(3, 1), final=True, at=clock.now())
+    retry = await store.answer(answer_to(2, 1), final=True, at=clock.now())
+
+    assert first.result is not None
+    assert first.result.outcome is AcceptOutcome.ACCEPTED
+    assert second.result is None
+    assert second.request.state is S.RESPONDED
+    with pytest.raises(NotFound):
+        await store.get(message_id(3))
+    assert retry.result is not None
+    assert retry.result.outcome is AcceptOutcome.DUPLICATE
+    assert len(await store.history(message_id(1))) == 4  # moved once
+
+
+async def test_answering_an_unknown_request_is_not_found(store: Journal, clock: FakeClock) -> None:
+    with pytest.raises(NotFound):
+        await store.answer(answer_to(2, 1), final=True, at=clock.now())
+    with pytest.raises(NotFound):
+        await store.get(message_id(2))
+
+
+async def test_the_ack_of_the_final_answer_settles_its_request(
+    store: Journal, clock: FakeClock
+) -> None:
+    await store.accept(new_message(1), at=clock.now())
+    await store.answer(answer_to(2, 1), final=False, at=clock.now())  # interim
+    await store.answer(answer_to(3, 1), final=True, at=clock.now())
+    for response in (2, 3):
+        await drive(store, clock, message_id(response), [S.QUEUED, S.DELIVERED])
+
+    interim = await store.acknowledge(message_id(2), at=clock.now(), actor="bus")
+    assert (interim.moved, interim.record.state) == (True, S.ACKED)
+    assert (await store.get(message_id(1))).state is S.RESPONDED  # not by an interim one
+
+    acked = await store.acknowledge(message_id(3), at=clock.now(), actor="bus")
+    assert (acked.moved, acked.record.state) == (True, S.ACKED)
+    assert (await store.get(message_id(1))).state is S.RESPONSE_DELIVERED
+
+    again = await store.acknowledge(message_id(3), at=clock.now(), actor="bus")
+    assert (again.moved, again.record.state) == (False, S.ACKED)
+    with pytest.raises(NotFound):
+        await store.acknowledge(message_id(9), at=clock.now())
+
+
+async def test_an_ack_of_an_answered_request_changes_nothing(
+    store: Journal, clock: FakeClock
+) -> None:
+    await store.accept(new_message(1), at=clock.now())
+    await drive(store, clock, message_id(1), [S.QUEUED, S.DELIVERED])
+    await store.answer(answer_to(2, 1), final=True, at=clock.now())
+
+    acked = await store.acknowledge(message_id(1), at=clock.now(), actor="bus")
+
+    assert (acked.moved, acked.record.state) == (False, S.RESPONDED)
+    assert len(await store.history(message_id(1))) == 4
+
+
+async def test_a_refused_conditional_move_is_one_write_and_one_statement_on_postgresql(
+    backend: Backend, clock: FakeClock
+) -> None:
+    statements: list[str] = []
+    async with traced(backend, statements) as journal:
+        await journal.migrate()
+        await journal.accept(new_message(1), at=clock.now())
+        statements.clear()
+        with pytest.raises(TransitionConflict):
+            await journal.transition(
+                message_id(1), S.DELIVERED, at=clock.now(), expected_state=S.QUEUED
+            )
+        with pytest.raises(NotFound):
+            await journal.transition(
+                message_id(2), S.DELIVERED, at=clock.now(), expected_state=S.QUEUED
+            )
+    if backend.name == "postgresql":  # one statement each, the answer included
+        assert writes(statements) == ["WITH", "WITH"]
+    else:  # a local transaction: the move, then a look at why it did not match
+        assert writes(statements) == ["UPDATE", "UPDATE"]
+
+
 # --- the pull replay guard -----------------------------------------------------------
 
 
@@ -503,22 +652,24 @@ def digest(n: int) -> str:
     return hashlib.sha256(f"signed-info-{n}".encode()).hexdigest()
 
 
-async def guard_rows(journal: SqlStore) -> list[str]:
-    async with journal.engine.connect() as connection:
+async def guard_rows(backend: Backend) -> list[str]:
+    async with backend.sql() as connection:
         rows = await connection.execute(select(replay_guard.c.digest))
         return sorted(row.digest for row in rows)
 
 
-async def test_a_digest_is_remembered_once(store: SqlStore, clock: FakeClock) -> None:
+async def test_a_digest_is_remembered_once(
+    backend: Backend, store: Journal, clock: FakeClock
+) -> None:
     until = clock.now() + timedelta(minutes=10)
     assert await store.remember(digest(1), "ZAGS", expires_at=until, now=clock.now())
     assert not await store.remember(digest(1), "ZAGS", expires_at=until, now=clock.now())
     assert await store.remember(digest(2), "ZAGS", expires_at=until, now=clock.now())
-    assert await guard_rows(store) == sorted([digest(1), digest(2)])
+    assert await guard_rows(backend) == sorted([digest(1), digest(2)])
 
 
 async def test_of_processes_racing_with_one_digest_one_remembers_it_first(
-    backend: Backend, store: SqlStore, clock: FakeClock
+    backend: Backend, store: Journal, clock: FakeClock
 ) -> None:
     others = [backend.open() for _ in range(3)]  # independent engines, as separate processes
     try:
@@ -537,7 +688,7 @@ async def test_of_processes_racing_with_one_digest_one_remembers_it_first(
 
 
 async def test_expired_digests_are_forgotten_now_and_then_never_early(
-    store: SqlStore, clock: FakeClock
+    backend: Backend, store: Journal, clock: FakeClock
 ) -> None:
     start = clock.now()
     short, long = start + timedelta(minutes=2), start + timedelta(minutes=10)
@@ -549,29 +700,52 @@ async def test_expired_digests_are_forgotten_now_and_then_never_early(
     assert not await store.remember(digest(2), "MVD_MIGR", expires_at=long, now=at)
     clock.set(short + timedelta(seconds=1))
     assert not await store.remember(digest(2), "MVD_MIGR", expires_at=long, now=clock.now())
-    assert await guard_rows(store) == [digest(2)]  # digest 1 was forgotten, 2 was not
+    assert await guard_rows(backend) == [digest(2)]  # digest 1 was forgotten, 2 was not
 
     clock.set(long + timedelta(seconds=1))
     assert await store.remember(digest(2), "MVD_MIGR", expires_at=long, now=clock.now())
 
 
+async def test_a_pull_remembers_its_digest_and_delivers_in_one_go(
+    store: Journal, clock: FakeClock
+) -> None:
+    until = clock.now() + timedelta(minutes=10)
+    await store.accept(new_message(1), at=clock.now())
+    await store.transition(message_id(1), S.QUEUED, at=clock.now())
+
+    async with store.pull(digest(1), "ZAGS", expires_at=until, now=clock.now()) as window:
+        assert window.first
+        delivered = await window.deliver(message_id(1), at=clock.now(), reason="a", actor="bus")
+        with pytest.raises(TransitionConflict):  # not QUEUED any more
+            await window.deliver(message_id(1), at=clock.now(), reason="a", actor="bus")
+    async with store.pull(digest(1), "ZAGS", expires_at=until, now=clock.now()) as window:
+        assert not window.first  # a replay
+
+    assert delivered.state is S.DELIVERED
+    assert (await store.get(message_id(1))).state is S.DELIVERED
+
+
+async def test_a_failed_pull_remembers_nothing(store: Journal, clock: FakeClock) -> None:
+    until = clock.now() + timedelta(minutes=10)
+    with pytest.raises(NotFound):
+        async with store.pull(digest(1), "ZAGS", expires_at=until, now=clock.now()) as window:
+            await window.deliver(message_id(7), at=clock.now(), reason=None, actor="bus")
+
+    assert await store.remember(digest(1), "ZAGS", expires_at=until, now=clock.now())
+
+
 async def test_remembering_is_one_statement_and_the_purge_comes_now_and_then(
-    store: SqlStore, clock: FakeClock
+    backend: Backend, store: Journal, clock: FakeClock
 ) -> None:
     statements: list[str] = []
-
-    def count(*args: object) -> None:
-        statements.append(str(args[2]).split()[0].upper())
-
-    event.listen(store.engine.sync_engine, "before_cursor_execute", count)
-    try:
+    async with traced(backend, statements) as journal:
         until = clock.now() + timedelta(minutes=10)
         for n in range(5):
             clock.advance(REPLAY_PURGE_INTERVAL / 4)
-            await store.remember(digest(n), "ZAGS", expires_at=until, now=clock.now())
-    finally:
-        event.remove(store.engine.sync_engine, "before_cursor_execute", count)
-    assert statements == ["DELETE", "INSERT", "INSERT", "INSERT", "INSERT", "DELETE", "INSERT"]
+            await journal.remember(digest(n), "ZAGS", expires_at=until, now=clock.now())
+    assert writes(statements) == [
+        "DELETE", "INSERT", "INSERT", "INSERT", "INSERT", "DELETE", "INSERT"
+    ]  # fmt: skip
 
 
 # --- schema and migrations ------------------------------------------------------------
@@ -583,16 +757,16 @@ def _schema_differences(connection: Connection) -> list[object]:
 
 
 async def test_migrations_are_idempotent_and_match_the_tables(
-    store: SqlStore, clock: FakeClock
+    backend: Backend, store: Journal, clock: FakeClock
 ) -> None:
     await store.accept(new_message(1), at=clock.now())
 
     await store.migrate()
     await store.migrate()
 
-    assert await current_revision(store.engine) == head_revision()
+    assert await current_revision(backend.url, schema=backend.schema) == head_revision()
     assert (await store.get(message_id(1))).state is S.ACCEPTED
-    async with store.engine.connect() as connection:
+    async with backend.sql() as connection:
         assert await connection.run_sync(_schema_differences) == []
 
 
@@ -600,17 +774,18 @@ async def test_upgrade_from_a_plain_url(backend: Backend) -> None:
     await upgrade(backend.url, schema=backend.schema)
     await upgrade(backend.url, schema=backend.schema)
 
-    async with backend.open() as journal:
-        assert await current_revision(journal.engine) == head_revision()
+    assert await current_revision(backend.url, schema=backend.schema) == head_revision()
 
 
 # --- embedded defaults ----------------------------------------------------------------
 
 
 async def test_in_memory_sqlite_is_a_full_journal(clock: FakeClock) -> None:
-    async with SqlStore.from_url("sqlite://") as journal:
-        assert await current_revision(journal.engine) is None
+    async with open_stores("sqlite://") as stores:
+        journal = stores.journal
+        assert await stores.database.revision() is None
         await journal.migrate()
+        assert await stores.database.revision() == head_revision()
         await journal.accept(new_message(1), at=clock.now())
         await asyncio.gather(
             journal.transition(message_id(1), S.QUEUED, at=clock.now()),

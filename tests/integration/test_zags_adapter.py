@@ -11,7 +11,6 @@ Nothing here needs RabbitMQ or PostgreSQL.
 
 from __future__ import annotations
 
-import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -33,7 +32,7 @@ from gateway.core.envelope import RejectionCode
 from gateway.crypto.certificates import common_name
 from gateway.crypto.envelope import verify_element
 from gateway.testing.bus import content, open_bus
-from gateway.testing.processes import ServiceProcess, free_port
+from gateway.testing.processes import MockAgencyProcess, free_port
 from gateway.xml.readers import read_response_data
 from gateway.xml.schema import type_catalog
 
@@ -47,16 +46,10 @@ RETRY = RetryPolicy(attempts=3, delays=(0.5, 2.0), call_timeout=10.0)
 @pytest.fixture(scope="module")
 def mock_zags(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The mock registry as a separate process; yields its base URL."""
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    mock = ServiceProcess(
-        [sys.executable, "-m", "adapters.zags.mock_service", "--port", str(port)],
-        tmp_path_factory.mktemp("zags_adapter") / "mock_zags.log",
-        ready_url=f"{base_url}/_health",
-    )
-    mock.start(ready_within=30)
+    log = tmp_path_factory.mktemp("zags_adapter") / "mock_zags.log"
+    mock = MockAgencyProcess("adapters.zags.mock_service", log, health="/_health")
     try:
-        yield base_url
+        yield mock.base_url
     finally:
         mock.stop()
 

@@ -18,9 +18,9 @@ from lxml import etree
 
 from gateway.core.clock import FakeClock
 from gateway.crypto import devpki
-from gateway.crypto.signer import SignatureProfile
+from gateway.crypto.profiles import SignatureProfile
 from gateway.crypto.trust import TrustStore
-from gateway.crypto.xmldsig import XmlsecSigner, XmlsecVerifier
+from gateway.crypto.xmldsig import XmlSigner, XmlVerifier
 
 BUS_NS = "urn://x-artefacts-smev-gov-ru/services/message-exchange/types/1.1"
 SOAP_NS = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -37,11 +37,11 @@ class DevPKI:
     keys_dir: Path
     ca: devpki.Issued
 
-    def signer(self, mnemonic: str, profile: SignatureProfile) -> XmlsecSigner:
+    def signer(self, mnemonic: str, profile: SignatureProfile) -> XmlSigner:
         return _signer(self.keys_dir, mnemonic, profile)
 
-    def verifier(self, clock: FakeClock | None = None) -> XmlsecVerifier:
-        return XmlsecVerifier(TrustStore.from_dir(self.keys_dir, clock or FakeClock(START)))
+    def verifier(self, clock: FakeClock | None = None) -> XmlVerifier:
+        return XmlVerifier(TrustStore.from_dir(self.keys_dir, clock or FakeClock(START)))
 
 
 @functools.cache
@@ -56,16 +56,16 @@ def dev_pki() -> DevPKI:
 
 
 @functools.cache
-def _signer(keys_dir: Path, mnemonic: str, profile: SignatureProfile) -> XmlsecSigner:
-    return XmlsecSigner(
+def _signer(keys_dir: Path, mnemonic: str, profile: SignatureProfile) -> XmlSigner:
+    return XmlSigner.from_pem(
         devpki.key_path(keys_dir, mnemonic).read_bytes(),
         devpki.cert_path(keys_dir, mnemonic).read_bytes(),
         profile,
     )
 
 
-def signer_for(issued: devpki.Issued, profile: SignatureProfile) -> XmlsecSigner:
-    return XmlsecSigner(issued.key_pem(), issued.cert_pem(), profile)
+def signer_for(issued: devpki.Issued, profile: SignatureProfile) -> XmlSigner:
+    return XmlSigner.from_pem(issued.key_pem(), issued.cert_pem(), profile)
 
 
 REQUEST = f"""\

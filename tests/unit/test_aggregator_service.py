@@ -26,10 +26,11 @@ from gateway.core.catalogue import Catalogue
 from gateway.core.errors import NotFound, SchemaViolation
 from gateway.core.lifecycle import MessageState
 from gateway.core.service_lifecycle import CompletedBy, ServiceState
+from gateway.store import ServiceRequests, open_stores
+from gateway.store.requests_sqlite import SqliteServiceRequests
 from gateway.store.service_requests import (
     MessageLink,
     ServiceRequestRecord,
-    ServiceRequestStore,
 )
 from gateway.testing.bus import Bus, content, open_bus, pump
 from gateway.transport.base import Direction
@@ -51,10 +52,10 @@ AGENCIES = {
 @dataclass
 class World:
     bus: Bus
-    store: ServiceRequestStore
+    store: ServiceRequests
     agg: Aggregator
 
-    def aggregator(self, store: ServiceRequestStore | None = None) -> Aggregator:
+    def aggregator(self, store: ServiceRequests | None = None) -> Aggregator:
         """Another aggregator process on the same bus and (by default) the same store."""
         return Aggregator(
             catalogue=CATALOGUE,
@@ -98,7 +99,7 @@ class World:
 @pytest.fixture
 async def world() -> AsyncIterator[World]:
     bus = await open_bus()
-    store = ServiceRequestStore.from_url("sqlite://")
+    store = open_stores("sqlite://").service_requests
     await store.migrate()
     agg = Aggregator(
         catalogue=CATALOGUE,
@@ -344,7 +345,7 @@ async def test_one_pump_applies_replies_side_by_side_and_loses_none(world: World
     second_in = asyncio.Event()
     started = 0
 
-    class Overlapping(ServiceRequestStore):
+    class Overlapping(SqliteServiceRequests):
         async def by_message(self, message_id: str | uuid.UUID) -> MessageLink | None:
             nonlocal started
             started += 1
@@ -354,7 +355,7 @@ async def test_one_pump_applies_replies_side_by_side_and_loses_none(world: World
             await asyncio.wait_for(second_in.wait(), timeout=10)
             return await super().by_message(message_id)
 
-    agg = world.aggregator(Overlapping(world.store.engine))
+    agg = world.aggregator(Overlapping(world.store.database))
     assert await pump(world.bus, agg) == 9
     for r in records:
         done = await world.agg.get(str(r.id))
@@ -370,13 +371,13 @@ async def test_a_reply_that_fails_to_apply_stops_no_other_and_stays_unacked(
     for _ in range(3):
         await world.answer_all()
 
-    class Failing(ServiceRequestStore):
+    class Failing(SqliteServiceRequests):
         async def get(self, id: str | uuid.UUID) -> ServiceRequestRecord:
             if str(id) == str(broken.id):
                 raise OSError("database connection lost")
             return await super().get(id)
 
-    agg = world.aggregator(Failing(world.store.engine))
+    agg = world.aggregator(Failing(world.store.database))
     with pytest.raises(OSError, match="connection lost"):
         await pump(world.bus, agg)
 
@@ -393,7 +394,7 @@ async def test_conflicting_save_is_reapplied_on_the_fresh_state(world: World) ->
     record = await submit(world)
     other = world.aggregator()
 
-    class RacingStore(ServiceRequestStore):
+    class RacingStore(SqliteServiceRequests):
         raced = False
 
         async def save(
@@ -406,7 +407,7 @@ async def test_conflicting_save_is_reapplied_on_the_fresh_state(world: World) ->
                 assert await pump(world.bus, other) == 1
             return await super().save(state, expected_version, at=at)
 
-    racing = RacingStore(world.store.engine)
+    racing = RacingStore(world.store.database)
     agg = world.aggregator(racing)
     await world.answer("birth-record")
     # Our aggregator pulls only the ZAGS reply; the racer's MVD reply is sent after.

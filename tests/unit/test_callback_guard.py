@@ -27,12 +27,12 @@ from gateway.aggregator.callback_guard import (
     StaticResolver,
 )
 from gateway.aggregator.callbacks import CallbackDispatcher, HttpSender
-from gateway.api.models import callback_body
+from gateway.api.views import callback_body
 from gateway.bus import callback_guard
 from gateway.config import REPO_ROOT, Settings
+from gateway.store import Journal
 from gateway.store.callback_outbox import CallbackOutbox
 from gateway.store.callbacks import Callback, CallbackState
-from gateway.store.journal import SqlStore
 from tests.unit.callback_fixtures import PUBLIC_NAMES, PUBLIC_V4, PUBLIC_V6, CallbackReceiver
 from tests.unit.test_callbacks import BASE_URL, Setup
 from tests.unit.test_callbacks import setup as setup
@@ -176,7 +176,7 @@ def test_settings_parse_callback_networks(monkeypatch: pytest.MonkeyPatch) -> No
 # --- at submit: 422 naming callback_url ---------------------------------------------------
 
 
-async def submit(aggregator: FakeAggregator, journal: SqlStore, g: CallbackGuard, url: str) -> int:
+async def submit(aggregator: FakeAggregator, journal: Journal, g: CallbackGuard, url: str) -> int:
     async with _client(aggregator, journal, g) as client:
         resp = await client.post(
             "/api/v1/service-requests", json={**BODY, "callback_url": url}, headers=AUTH
@@ -185,7 +185,7 @@ async def submit(aggregator: FakeAggregator, journal: SqlStore, g: CallbackGuard
 
 
 async def refused_at_submit(
-    aggregator: FakeAggregator, journal: SqlStore, g: CallbackGuard, url: str
+    aggregator: FakeAggregator, journal: Journal, g: CallbackGuard, url: str
 ) -> str:
     """The problem's detail of submitting ``url``; asserts a 422 naming ``callback_url``."""
     async with _client(aggregator, journal, g) as client:
@@ -232,7 +232,7 @@ async def refused_at_submit(
     ],
 )
 async def test_special_addresses_are_refused_at_submit(
-    aggregator: FakeAggregator, journal: SqlStore, url: str, says: str
+    aggregator: FakeAggregator, journal: Journal, url: str, says: str
 ) -> None:
     detail = await refused_at_submit(aggregator, journal, guard(), url)
     assert says in detail
@@ -240,13 +240,13 @@ async def test_special_addresses_are_refused_at_submit(
 
 
 async def test_a_name_with_one_private_address_among_public_ones_is_refused(
-    aggregator: FakeAggregator, journal: SqlStore
+    aggregator: FakeAggregator, journal: Journal
 ) -> None:
     detail = await refused_at_submit(aggregator, journal, guard(), "https://mixed.example/cb")
     assert "one of its 2 addresses; every one must be allowed" in detail
 
 
-async def test_a_public_address_is_accepted(aggregator: FakeAggregator, journal: SqlStore) -> None:
+async def test_a_public_address_is_accepted(aggregator: FakeAggregator, journal: Journal) -> None:
     for url in (
         "https://portal.example/smevbus/results",
         f"http://{PUBLIC_V4}:8080/cb",
@@ -257,7 +257,7 @@ async def test_a_public_address_is_accepted(aggregator: FakeAggregator, journal:
 
 
 async def test_the_networks_setting_lets_a_private_address_through(
-    aggregator: FakeAggregator, journal: SqlStore
+    aggregator: FakeAggregator, journal: Journal
 ) -> None:
     g = guard("10.20.0.0/16")
     assert await submit(aggregator, journal, g, "https://intranet.example/cb") == 202
@@ -270,7 +270,7 @@ async def test_the_networks_setting_lets_a_private_address_through(
 
 
 async def test_the_gateways_own_addresses_are_refused_at_submit(
-    aggregator: FakeAggregator, journal: SqlStore
+    aggregator: FakeAggregator, journal: Journal
 ) -> None:
     settings = Settings(public_url="https://bus.example", callback_networks=["127.0.0.0/8"])
     g = callback_guard(settings, resolver=StaticResolver(NAMES))
@@ -287,7 +287,7 @@ async def test_the_gateways_own_addresses_are_refused_at_submit(
 
 
 async def test_a_gateway_bound_to_every_interface_counts_its_machine_name_and_localhost(
-    aggregator: FakeAggregator, journal: SqlStore
+    aggregator: FakeAggregator, journal: Journal
 ) -> None:
     resolver = StaticResolver({**NAMES, socket.gethostname().lower(): [BUS_V4]})
     settings = Settings(http_host="0.0.0.0", callback_networks=["127.0.0.0/8"])
@@ -298,7 +298,7 @@ async def test_a_gateway_bound_to_every_interface_counts_its_machine_name_and_lo
 
 
 async def test_a_name_that_does_not_resolve_is_refused_at_submit(
-    aggregator: FakeAggregator, journal: SqlStore
+    aggregator: FakeAggregator, journal: Journal
 ) -> None:
     detail = await refused_at_submit(aggregator, journal, guard(), "https://nowhere.example/cb")
     assert "callback_url host 'nowhere.example' does not resolve" in detail
@@ -306,7 +306,7 @@ async def test_a_name_that_does_not_resolve_is_refused_at_submit(
 
 
 async def test_a_name_that_resolves_too_slowly_is_refused_at_submit(
-    aggregator: FakeAggregator, journal: SqlStore
+    aggregator: FakeAggregator, journal: Journal
 ) -> None:
     class Silent(AbstractResolver):
         async def resolve(
@@ -420,7 +420,7 @@ async def test_a_refused_literal_raises_before_any_connection() -> None:
 
 
 async def test_by_default_nothing_reaches_a_loopback_listener_and_listed_it_does(
-    setup: Setup, aggregator: FakeAggregator, journal: SqlStore
+    setup: Setup, aggregator: FakeAggregator, journal: Journal
 ) -> None:
     url = setup.receiver.url()  # http://127.0.0.1:<port>/smevbus/results
     # The operating system's resolver: a numeric host is parsed, never looked up.

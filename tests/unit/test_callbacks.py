@@ -32,14 +32,15 @@ from gateway.aggregator.callbacks import (
     RetryPolicy,
     signature,
 )
-from gateway.api.models import callback_body, service_request_url, service_request_view
+from gateway.api.views import callback_body, service_request_url, service_request_view
 from gateway.core.aggregation import new_service_request, on_answer
 from gateway.core.clock import FakeClock
 from gateway.core.errors import SchemaViolation
 from gateway.core.service_lifecycle import ServiceState
+from gateway.store import ServiceRequests, open_stores
 from gateway.store.callback_outbox import CallbackOutbox
 from gateway.store.callbacks import CallbackState
-from gateway.store.service_requests import ServiceRequestRecord, ServiceRequestStore
+from gateway.store.service_requests import ServiceRequestRecord
 from gateway.supervisor import Supervisor, rounds
 from gateway.testing.bus import pump
 from tests.unit.callback_fixtures import CallbackReceiver
@@ -120,7 +121,7 @@ def test_retry_delays_are_shortened_at_random_by_at_most_the_jitter() -> None:
 
 @dataclass
 class Setup:
-    store: ServiceRequestStore
+    store: ServiceRequests
     clock: FakeClock
     receiver: CallbackReceiver
     sender: HttpSender
@@ -151,7 +152,7 @@ class Setup:
 
 @pytest.fixture
 async def setup() -> AsyncIterator[Setup]:
-    store = ServiceRequestStore.from_url("sqlite://")
+    store = open_stores("sqlite://").service_requests
     await store.migrate()
     sender = loopback_sender()
     try:

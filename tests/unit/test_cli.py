@@ -4,20 +4,28 @@ from __future__ import annotations
 
 import base64
 import functools
+import os
 import re
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 from typer.testing import CliRunner
 
 from gateway.bus import load_registry
 from gateway.cli import app
 from gateway.config import REPO_ROOT, Settings
+from gateway.crypto import gost
 
 SAMPLE = REPO_ROOT / "tests" / "data" / "soap" / "send-request.xml"
 
 runner = CliRunner()
+GOST_MISSING = gost.unavailable_reason()
+GOST_KEY = "1.2.643.7.1.1.1.1"  # GOST R 34.10-2012 256-bit public key
+GOST_SIGNED = "1.2.643.7.1.1.3.2"  # signed with GOST R 34.10-2012 256 over Streebog-256
 
 
 @functools.cache
@@ -208,3 +216,132 @@ def test_adapter_command_passes_mode_and_poll_bound(monkeypatch: pytest.MonkeyPa
     ]
     refused = runner.invoke(app, ["adapter", "zags", "--pull", "--poll-max", "0"])
     assert refused.exit_code != 0
+
+
+# --- GOST R 34.10-2012 ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def gost_keys_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if GOST_MISSING is not None:
+        pytest.skip(f"GOST backend missing: {GOST_MISSING}")
+    path = tmp_path_factory.mktemp("gost-keys")
+    result = runner.invoke(
+        app,
+        [
+            "keys",
+            "init",
+            "--dir",
+            str(path),
+            "--algorithm",
+            "gost2012-256",
+            "--participant-algorithm",
+            "FNS=rsa",
+            "--participant-algorithm",
+            "MVD_MIGR=ec",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "no TLS server certificate under a GOST CA" in " ".join(result.output.split())
+    return path
+
+
+def _key_oid(path: Path) -> str:
+    return x509.load_pem_x509_certificate(path.read_bytes()).public_key_algorithm_oid.dotted_string
+
+
+def test_keys_init_gost_makes_a_gost_pki_with_mixed_participants(gost_keys_dir: Path) -> None:
+    keys = gost_keys_dir
+    mnemonics = expected_mnemonics()
+    expected = {"ca.cert.pem", "ca.key.pem", "crl.pem"}
+    expected |= {f"{m}.{kind}.pem" for m in mnemonics for kind in ("cert", "key")}
+    assert {p.name for p in keys.iterdir()} == expected  # no tls-server under a GOST CA
+    ca = x509.load_pem_x509_certificate((keys / "ca.cert.pem").read_bytes())
+    assert ca.signature_algorithm_oid.dotted_string == GOST_SIGNED
+    assert _key_oid(keys / "ca.cert.pem") == GOST_KEY
+    for mnemonic in ("PORTAL", "ZAGS", "SMEVBUS"):
+        assert _key_oid(keys / f"{mnemonic}.cert.pem") == GOST_KEY, mnemonic
+        assert stat.S_IMODE((keys / f"{mnemonic}.key.pem").stat().st_mode) == 0o600
+        assert (
+            (keys / f"{mnemonic}.key.pem").read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
+        )
+    assert _key_oid(keys / "FNS.cert.pem") == "1.2.840.113549.1.1.1"  # rsaEncryption
+    assert _key_oid(keys / "MVD_MIGR.cert.pem") == "1.2.840.10045.2.1"  # id-ecPublicKey
+    for mnemonic in mnemonics:
+        cert = x509.load_pem_x509_certificate((keys / f"{mnemonic}.cert.pem").read_bytes())
+        assert cert.signature_algorithm_oid.dotted_string == GOST_SIGNED, mnemonic
+    crl = x509.load_pem_x509_crl((keys / "crl.pem").read_bytes())
+    assert crl.signature_algorithm_oid.dotted_string == GOST_SIGNED
+
+
+@pytest.mark.parametrize("who", ["PORTAL", "FNS"])
+def test_sign_and_verify_with_a_gost_pki(gost_keys_dir: Path, tmp_path: Path, who: str) -> None:
+    signed = tmp_path / "signed.xml"
+    sign_sample(gost_keys_dir, signed, who)
+    methods = re.findall(rb'SignatureMethod Algorithm="([^"]+)"', signed.read_bytes())
+    gost_method = b"urn:ietf:params:xml:ns:cpxmlsec:algorithms:gostr34102012-gostr34112012-256"
+    assert (methods == [gost_method]) is (who == "PORTAL")
+
+    result = runner.invoke(app, ["verify", str(signed), "--keys", str(gost_keys_dir)])
+    assert result.exit_code == 0, result.output
+    assert f"CN={who}" in " ".join(result.output.split())
+
+    tampered = tmp_path / "tampered.xml"
+    tampered.write_bytes(
+        signed.read_bytes().replace(b"<Number>482913</Number>", b"<Number>482914</Number>")
+    )
+    result = runner.invoke(app, ["verify", str(tampered), "--keys", str(gost_keys_dir)])
+    assert result.exit_code == 1
+    assert "signature_invalid" in result.output
+
+
+def test_demo_runs_on_a_gost_pki(gost_keys_dir: Path) -> None:
+    result = runner.invoke(app, ["demo", "--keys", str(gost_keys_dir)])
+
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "round trip complete" in text
+    assert "RESPONSE_DELIVERED" in text
+
+
+def test_keys_init_refuses_a_gost_participant_under_an_ec_ca(keys_dir: Path) -> None:
+    if GOST_MISSING is not None:
+        pytest.skip(f"GOST backend missing: {GOST_MISSING}")
+    before = {p.name for p in keys_dir.iterdir()}
+    (keys_dir / "FNS.cert.pem").rename(keys_dir / "FNS.cert.pem.kept")
+    try:
+        result = runner.invoke(
+            app, ["keys", "init", "--dir", str(keys_dir), "--algorithm", "gost2012-256"]
+        )
+    finally:
+        (keys_dir / "FNS.cert.pem.kept").rename(keys_dir / "FNS.cert.pem")
+    assert result.exit_code == 1
+    assert "cannot certify a GOST key for FNS" in " ".join(result.output.split())
+    assert {p.name for p in keys_dir.iterdir()} == before
+
+
+@pytest.mark.parametrize("pair", ["NOBODY=ec", "ZAGS=dsa", "ZAGS"])
+def test_keys_init_refuses_a_bad_participant_algorithm(tmp_path: Path, pair: str) -> None:
+    result = runner.invoke(
+        app, ["keys", "init", "--dir", str(tmp_path / "k"), "--participant-algorithm", pair]
+    )
+    assert result.exit_code == 2
+    assert "MNEMONIC=ALGORITHM" in " ".join(result.output.split())
+    assert not (tmp_path / "k").exists()
+
+
+def test_keys_init_gost_without_the_engine_names_the_package(tmp_path: Path) -> None:
+    # OPENSSL_ENGINES points OpenSSL's engine search at an empty directory.
+    run = subprocess.run(
+        [
+            *(sys.executable, "-c", "from gateway.cli import app; app()"),
+            *("keys", "init", "--dir", str(tmp_path / "k"), "--algorithm", "gost2012-256"),
+        ],
+        env={**os.environ, "OPENSSL_ENGINES": "/nonexistent", "COLUMNS": "400"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "cannot make the dev PKI" in run.stderr
+    assert "libengine-gost-openssl" in run.stderr

@@ -15,7 +15,7 @@ from gateway.core.clock import FakeClock
 from gateway.core.errors import CertificateExpired, CertificateUntrusted, InternalError
 from gateway.crypto import devpki, keystore
 from gateway.crypto.certificates import common_name, describe, fingerprint
-from gateway.crypto.signer import SignatureProfile
+from gateway.crypto.profiles import SignatureProfile
 from gateway.crypto.trust import TrustStore
 from tests.unit.crypto_fixtures import BUS_NS, START, request_doc
 

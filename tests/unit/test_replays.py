@@ -16,7 +16,7 @@ import pytest
 from lxml import etree
 
 from gateway.core.lifecycle import MessageState
-from gateway.crypto.signer import DS_NS
+from gateway.crypto.profiles import DS_NS
 from gateway.testing.bus import Bus, birth_request, birth_response, open_bus, signed, soap
 from gateway.transport.base import Direction
 from gateway.xml import messages as m

@@ -22,8 +22,8 @@ from gateway.core.envelope import MessageKind
 from gateway.core.errors import IdempotencyKeyReused, NotFound
 from gateway.core.idempotency import request_digest
 from gateway.core.lifecycle import MessageState
+from gateway.store import Journal, open_journal
 from gateway.store.callbacks import Callback, CallbackState
-from gateway.store.journal import SqlStore
 from gateway.store.records import NewMessage
 from gateway.store.service_requests import ServiceRequestPage, ServiceRequestRecord
 from gateway.testing.bus import pump
@@ -159,8 +159,8 @@ class FakeAggregator:
 
 
 @pytest.fixture
-async def journal() -> AsyncIterator[SqlStore]:
-    async with SqlStore.from_url("sqlite://") as store:
+async def journal() -> AsyncIterator[Journal]:
+    async with open_journal("sqlite://") as store:
         await store.migrate()
         yield store
 
@@ -171,7 +171,7 @@ def aggregator() -> FakeAggregator:
 
 
 def _client(
-    aggregator: FakeAggregator, journal: SqlStore, guard: CallbackGuard | None = None
+    aggregator: FakeAggregator, journal: Journal, guard: CallbackGuard | None = None
 ) -> httpx.AsyncClient:
     """The REST API; callback URLs are checked by ``guard`` (default: the test portals'
     names resolve to public addresses, without DNS)."""
@@ -189,7 +189,7 @@ def _client(
 
 
 @pytest.fixture
-async def client(aggregator: FakeAggregator, journal: SqlStore) -> AsyncIterator[httpx.AsyncClient]:
+async def client(aggregator: FakeAggregator, journal: Journal) -> AsyncIterator[httpx.AsyncClient]:
     async with _client(aggregator, journal) as c:
         yield c
 
@@ -375,7 +375,7 @@ async def test_bad_callback_url_is_422_naming_the_field(
 
 
 async def test_callback_hosts_allow_list_refuses_other_hosts(
-    aggregator: FakeAggregator, journal: SqlStore
+    aggregator: FakeAggregator, journal: Journal
 ) -> None:
     guard = public_guard(allowed_hosts=("portal.example", "*.gov71.example"))
     async with _client(aggregator, journal, guard) as client:
@@ -554,7 +554,7 @@ async def test_a_bug_in_the_aggregator_is_an_opaque_500_problem(
 # --- message trace ----------------------------------------------------------------
 
 
-async def _journal_exchange(journal: SqlStore) -> tuple[str, str]:
+async def _journal_exchange(journal: Journal) -> tuple[str, str]:
     request_id, response_id = str(uuid.uuid1()), str(uuid.uuid1())
     sha = hashlib.sha256(b"x").hexdigest()
     await journal.accept(
@@ -582,7 +582,7 @@ async def _journal_exchange(journal: SqlStore) -> tuple[str, str]:
 
 
 async def test_trace_of_a_message_the_caller_sent(
-    client: httpx.AsyncClient, journal: SqlStore
+    client: httpx.AsyncClient, journal: Journal
 ) -> None:
     request_id, response_id = await _journal_exchange(journal)
     resp = await client.get(f"/api/v1/messages/{request_id}", headers=AUTH)
@@ -603,7 +603,7 @@ async def test_trace_of_a_message_the_caller_sent(
 
 
 async def test_trace_of_someone_elses_or_unknown_message_is_404(
-    client: httpx.AsyncClient, journal: SqlStore
+    client: httpx.AsyncClient, journal: Journal
 ) -> None:
     request_id, _ = await _journal_exchange(journal)
     assert_problem(

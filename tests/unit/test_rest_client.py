@@ -17,8 +17,8 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from gateway import cli
-from gateway.api.auth import TokenAuth, Unauthenticated
-from gateway.api.rest import Conflict, Problem, rest_router
+from gateway.api.auth import TokenAuth
+from gateway.api.rest import rest_router
 from gateway.client.rest import (
     ServiceRequestsClient,
     ServiceRequestView,
@@ -26,12 +26,20 @@ from gateway.client.rest import (
 )
 from gateway.core.aggregation import PartStatus
 from gateway.core.envelope import MessageKind
-from gateway.core.errors import IdempotencyKeyReused, InternalError, NotFound, SchemaViolation
+from gateway.core.errors import (
+    Conflict,
+    IdempotencyKeyReused,
+    InternalError,
+    NotFound,
+    SchemaViolation,
+    Unauthenticated,
+)
 from gateway.core.lifecycle import MessageState
 from gateway.core.service_lifecycle import ServiceState
 from gateway.store.callbacks import CallbackState
 from gateway.store.records import MessageRecord, TransitionRecord
 from gateway.store.service_requests import ServiceRequestRecord
+from gateway.wire.rest import Problem
 from tests.unit.callback_fixtures import public_guard
 from tests.unit.test_rest_api import (
     PORTAL,
@@ -323,8 +331,8 @@ def cli_world(monkeypatch: pytest.MonkeyPatch) -> tuple[AnsweringAggregator, Mem
         assert gateway_url == "http://gw.test"
         return client_for(app, token or "")
 
-    monkeypatch.setattr(cli, "rest_client", rest_client)
-    monkeypatch.setattr(cli, "console", Console(width=200))
+    monkeypatch.setattr(cli.portal, "rest_client", rest_client)
+    monkeypatch.setattr(cli.portal, "console", Console(width=200))
     monkeypatch.setenv("SMEVBUS_GATEWAY_URL", "http://gw.test")
     monkeypatch.setenv("SMEVBUS_API_TOKEN", "portal-token")
     return fake, memory

@@ -22,8 +22,8 @@ from adapters.mvd_migration.mapping import PASSPORT
 from adapters.mvd_migration.native import CONTENT_TYPE, q
 from adapters.sdk.adapter import RequestContext
 from gateway.crypto import devpki
-from gateway.crypto.signer import SignatureProfile
-from gateway.crypto.xmldsig import XmlsecSigner
+from gateway.crypto.profiles import SignatureProfile
+from gateway.crypto.xmldsig import XmlSigner
 from gateway.testing.bus import Bus, content, open_bus, send_request_body, soap
 from gateway.transport.base import Direction
 from gateway.xml.parse import parse_secure
@@ -44,9 +44,9 @@ async def bus() -> AsyncIterator[Bus]:
     await b.close()
 
 
-def signer(bus: Bus, profile: SignatureProfile) -> XmlsecSigner:
+def signer(bus: Bus, profile: SignatureProfile) -> XmlSigner:
     keys = bus.pki.keys_dir
-    return XmlsecSigner(
+    return XmlSigner.from_pem(
         devpki.key_path(keys, "PORTAL").read_bytes(),
         devpki.cert_path(keys, "PORTAL").read_bytes(),
         profile,

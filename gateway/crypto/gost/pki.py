@@ -57,8 +57,9 @@ def self_signed_ca(
     """A self-signed CA certificate for ``key`` (PEM)."""
     b = backend()
     with _owned(b, b.lib.X509_new(), b.lib.X509_free, "X509_new") as cert:
+        public = key.public_key()
         name = _set_common_fields(
-            b, cert, common_name, None, key.public_key(), serial, not_before, not_after
+            b, cert, common_name, None, public.evp_pkey, serial, not_before, not_after
         )
         check_ok(b, b.lib.X509_set_issuer_name(cert, name), "X509_set_issuer_name")
         _add_extensions(b, cert, cert, CA_EXTENSIONS)
@@ -68,7 +69,7 @@ def self_signed_ca(
 def issue_certificate(
     ca_key: GostPrivateKey,
     ca_certificate: bytes,
-    subject_key: GostPublicKey,
+    subject_key: GostPublicKey | bytes,
     common_name: str,
     *,
     organization: str | None = None,
@@ -77,15 +78,18 @@ def issue_certificate(
     not_after: datetime,
 ) -> bytes:
     """A participant certificate (CN = ``common_name``, O = ``organization``) issued by
-    the CA (``ca_certificate`` DER or PEM, signed with ``ca_key``), as PEM."""
+    the CA (``ca_certificate`` DER or PEM, signed with ``ca_key``), as PEM.
+
+    ``subject_key`` is a GOST key, or the DER SubjectPublicKeyInfo of any key libcrypto
+    reads (an EC or RSA participant certified by a GOST CA, in a mixed registry).
+    """
     b = backend()
     with (
         _x509(b, ca_certificate) as ca,
         _owned(b, b.lib.X509_new(), b.lib.X509_free, "X509_new") as cert,
+        _subject_pkey(b, subject_key) as pkey,
     ):
-        _set_common_fields(
-            b, cert, common_name, organization, subject_key, serial, not_before, not_after
-        )
+        _set_common_fields(b, cert, common_name, organization, pkey, serial, not_before, not_after)
         issuer = check_ptr(b, b.lib.X509_get_subject_name(ca), "X509_get_subject_name")
         check_ok(b, b.lib.X509_set_issuer_name(cert, issuer), "X509_set_issuer_name")
         _add_extensions(b, cert, ca, PARTICIPANT_EXTENSIONS)
@@ -154,6 +158,19 @@ def _owned(b: Backend, ptr: int | None, free: Callable[[int], None], what: str) 
 
 
 @contextmanager
+def _subject_pkey(b: Backend, key: GostPublicKey | bytes) -> Iterator[int]:
+    """The ``EVP_PKEY *`` of a certificate's subject key (borrowed from a GOST key)."""
+    if isinstance(key, GostPublicKey):
+        yield key.evp_pkey
+        return
+    pkey = from_der(b, b.lib.d2i_PUBKEY, b.lib.EVP_PKEY_free, key, "subject public key")
+    try:
+        yield pkey
+    finally:
+        b.lib.EVP_PKEY_free(pkey)
+
+
+@contextmanager
 def _x509(b: Backend, certificate: bytes) -> Iterator[int]:
     """A parsed ``X509 *`` from DER or PEM."""
     der = der_of(certificate, "CERTIFICATE")
@@ -199,7 +216,7 @@ def _set_common_fields(
     cert: int,
     common_name: str,
     organization: str | None,
-    key: GostPublicKey,
+    pkey: int,
     serial: int,
     not_before: datetime,
     not_after: datetime,
@@ -226,7 +243,7 @@ def _set_common_fields(
                 f"subject {field.decode()}",
             )
         check_ok(b, lib.X509_set_subject_name(cert, name), "X509_set_subject_name")
-    check_ok(b, lib.X509_set_pubkey(cert, key.evp_pkey), "X509_set_pubkey")
+    check_ok(b, lib.X509_set_pubkey(cert, pkey), "X509_set_pubkey")
     return check_ptr(b, lib.X509_get_subject_name(cert), "X509_get_subject_name")
 
 

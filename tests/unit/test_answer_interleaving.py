@@ -1,0 +1,76 @@
+"""A push provider's answer that outruns its request's QUEUED move, step by step.
+
+The sender publishes, then journals QUEUED; a provider consuming its queue by push can
+answer in between. Whatever the interleaving, the round trip ends in its true state:
+the answer moves the request on from the state it is in at that moment (here
+ACCEPTED), and the sender's QUEUED move, coming second, leaves it so. The
+interleaving is forced by the transport (the answer runs inside ``publish``), not by
+timing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from adapters.sdk.push import PushSource
+from gateway.testing.bus import Bus, birth_request, birth_response, open_bus
+from gateway.transport.base import Direction, Message
+from gateway.xml import messages as m
+
+FOUND = 10.0
+
+
+@pytest.fixture
+async def bus() -> AsyncIterator[Bus]:
+    b = await open_bus()
+    yield b
+    await b.close()
+
+
+def after_publish(bus: Bus, direction: Direction, step: Callable[[], Awaitable[None]]) -> None:
+    """Run ``step`` once, right after the next publish to ``direction``, before the
+    publisher goes on (to journal QUEUED)."""
+    publish = bus.transport.publish
+    pending = [step]
+
+    async def publish_then_step(to: Direction, participant: str, message: Message) -> None:
+        await publish(to, participant, message)
+        if to is direction and pending:
+            await pending.pop()()
+
+    bus.transport.publish = publish_then_step  # type: ignore[method-assign]
+
+
+def states(history: tuple[m.Transition, ...]) -> list[str]:
+    return [t.state for t in history]
+
+
+async def test_an_answer_before_the_queued_move_ends_in_the_true_states(bus: Bus) -> None:
+    push = PushSource(bus.transport, "ZAGS", bus.ctx.verifier, clock=bus.clock, wait=FOUND)
+
+    async def provider_answers() -> None:
+        inbound = await push.next()
+        assert inbound is not None
+        report = await bus.portal.get_status(inbound.delivery.metadata.message_id)
+        assert report.status == "ACCEPTED"  # the sender has not journaled QUEUED yet
+        await bus.zags.send_response(inbound.delivery.reply_to, content=birth_response())
+        await inbound.ack()
+
+    try:
+        after_publish(bus, Direction.REQUESTS, provider_answers)
+        sent = await bus.portal.send_request(birth_request())
+
+        assert sent.status == "RESPONDED"  # the sender's QUEUED move found it answered
+        got = await bus.portal.get_response()
+        assert got is not None
+        await bus.portal.ack(got.metadata.message_id)
+        report = await bus.portal.get_status(sent.message_id)
+        assert states(report.history) == [
+            "ACCEPTED", "QUEUED", "DELIVERED", "RESPONDED", "RESPONSE_DELIVERED"
+        ]  # fmt: skip
+        answer = await bus.zags.get_status(got.metadata.message_id)
+        assert states(answer.history) == ["ACCEPTED", "QUEUED", "DELIVERED", "ACKED"]
+    finally:
+        await push.close()
