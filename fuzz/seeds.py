@@ -16,9 +16,12 @@ from pathlib import Path
 from lxml import etree
 
 from gateway.core.envelope import MessageMetadata, ParticipantRef
+from gateway.core.errors import InvalidContent
+from gateway.core.smev_faults import Operation
 from gateway.xml import messages as m
 from gateway.xml.namespaces import DS, qname
-from gateway.xml.soap import build_fault, wrap_envelope
+from gateway.xml.smev_faults import smev_fault
+from gateway.xml.soap import wrap_envelope
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "tests" / "data"
@@ -72,7 +75,7 @@ def bodies() -> list[etree._Element]:
 def seeds() -> list[bytes]:
     samples = [path.read_bytes() for path in sorted(SAMPLES.rglob("*.xml"))]
     envelopes = [wrap_envelope(body) for body in bodies()]
-    fault = build_fault("soap:Client", "bad", "invalid_content", "client", "not well-formed")
+    fault = smev_fault(InvalidContent("not well-formed"), Operation.SEND_REQUEST)
     return [*samples, *envelopes, fault]
 
 

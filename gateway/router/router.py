@@ -38,6 +38,7 @@ from gateway.core.errors import InvalidContent, MessageAlreadySent, NotFound
 from gateway.core.faults import fault_of
 from gateway.core.lifecycle import MessageState
 from gateway.core.registry import Participant
+from gateway.core.smev_faults import Operation
 from gateway.crypto.envelope import sign_element
 from gateway.router import intake
 from gateway.router.context import BusContext
@@ -55,12 +56,12 @@ from gateway.transport.base import (
     Transport,
 )
 from gateway.xml import messages as m
-from gateway.xml.faults import soap_fault
 from gateway.xml.readers import (
     read_get_status,
     read_send_request,
     read_send_response,
 )
+from gateway.xml.smev_faults import smev_fault
 from gateway.xml.soap import wrap_envelope
 
 log = structlog.get_logger(__name__)
@@ -76,6 +77,14 @@ async def _work(large: bool, fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.
     if large:
         return await asyncio.to_thread(fn, *args, **kwargs)
     return fn(*args, **kwargs)
+
+
+def _operation(name: str) -> Operation | None:
+    """The operation by name; None before the envelope named one."""
+    try:
+        return Operation(name)
+    except ValueError:
+        return None
 
 
 class Router:
@@ -146,7 +155,7 @@ class Router:
                     origin=str(fault.origin),
                     reason=fault.message,
                 )
-            return 500, soap_fault(exc)
+            return 500, smev_fault(exc, _operation(operation))
 
     async def _dispatch(
         self, operation: str, body: etree._Element, caller: Participant, large: bool

@@ -62,7 +62,7 @@ async def test_a_get_request_posted_again_is_refused_and_hands_out_nothing(bus: 
     assert replay.description is not None
     assert "already received" in replay.description
     assert "sign a new one with a fresh Timestamp" in replay.description
-    assert replay.root.findtext(".//faultcode") == "soap:Client"
+    assert replay.root.findtext(".//faultcode") == "soap:Client.replayed_request"
     assert await bus.depth(Direction.REQUESTS, "ZAGS") == 1
     assert (await bus.router.store.get(second)).state is MessageState.QUEUED
 

@@ -10,16 +10,17 @@ import pytest
 from lxml import etree
 
 from gateway.core.envelope import MessageMetadata, ParticipantRef
-from gateway.core.errors import InvalidContent
+from gateway.core.errors import InvalidContent, SchemaViolation, SenderNotRegistered
+from gateway.core.smev_faults import Operation
 from gateway.xml import messages as m
 from gateway.xml import readers as r
 from gateway.xml.namespaces import DS, FNS_INN, MVD_PASSPORT_VALIDITY, SMEV_FAULTS, SOAP_ENV
 from gateway.xml.parse import parse_secure
 from gateway.xml.schema import validate_bus_element, validate_content
+from gateway.xml.smev_faults import smev_fault
 from gateway.xml.soap import (
     OPERATIONS,
     attach_signature,
-    build_fault,
     find_signature,
     parse_fault,
     signature_target,
@@ -422,26 +423,29 @@ def test_unwrap_honours_must_understand() -> None:
 
 
 def test_fault_round_trip() -> None:
-    wire = build_fault(
-        "soap:Client",
-        "schema_violation: MessageID is not a UUID v1",
-        "schema_violation",
-        "client",
-        "Element MessageID: not a version 1 UUID",
-    )
+    error = SchemaViolation("Element MessageID: not a version 1 UUID")
+    wire = smev_fault(error, Operation.SEND_REQUEST)
     root = parse_secure(wire)
     fault = parse_fault(root)
     assert fault is not None
     assert fault.faultcode == "soap:Client"
     assert fault.code == "schema_violation"
-    assert fault.origin == "client"
+    assert fault.element == "InvalidContent"
     assert fault.description == "Element MessageID: not a version 1 UUID"
-    assert fault.faultstring.startswith("schema_violation")
-    bus_fault = root.find(f".//{{{SMEV_FAULTS}}}BusFault")
-    assert bus_fault is not None
-    validate_bus_element(bus_fault)
+    assert fault.faultstring == "Element MessageID: not a version 1 UUID"
+    assert root.find(f".//{{{SMEV_FAULTS}}}InvalidContent") is not None
     with pytest.raises(InvalidContent, match="parse_fault"):
         unwrap_envelope(root)
+
+
+def test_fault_without_description_reads_the_faultstring() -> None:
+    fault = parse_fault(parse_secure(smev_fault(SenderNotRegistered("who?"), Operation.ACK)))
+    assert fault is not None
+    assert (fault.element, fault.code, fault.description) == (
+        "SenderIsNotRegistered",
+        "sender_not_registered",
+        "who?",
+    )
 
 
 def test_parse_fault_without_bus_fault_and_non_fault() -> None:
