@@ -39,7 +39,7 @@ def bodies() -> list[etree._Element]:
         recipient=ParticipantRef(mnemonic="FNS"),
         sending_timestamp=WHEN,
         delivery_timestamp=WHEN,
-        status="QUEUED",
+        status="requestIsAcceptedBySmev",
     )
     selector = m.TypeSelector(WHEN, "urn://smevbus/types/fns/inn/1.0", "InnRequest", "node1")
     request_data = m.build_send_request(
@@ -57,7 +57,12 @@ def bodies() -> list[etree._Element]:
         m.build_send_response(
             MESSAGE_ID, "PORTAL", rejections=[m.Rejection("NO_DATA", "nothing found")]
         ),
-        m.build_send_response(MESSAGE_ID, "PORTAL", status=m.AsyncStatus("requested", "x")),
+        m.build_send_response(
+            MESSAGE_ID, str(MESSAGE_ID), status=m.AsyncStatus("underProcessing", "x")
+        ),
+        m.build_send_response(
+            MESSAGE_ID, str(MESSAGE_ID), request_status=m.RequestStatus(1, "x", (("k", "v"),))
+        ),
         m.build_send_response_response(meta, signature=signature),
         m.build_get_response(selector, signature=signature),
         m.build_get_response_response(
@@ -65,10 +70,13 @@ def bodies() -> list[etree._Element]:
         ),
         m.build_ack(MESSAGE_ID, accepted=False, signature=signature),
         m.build_ack_response(),
-        m.build_get_status(MESSAGE_ID, signature=signature),
+        m.build_get_status(WHEN, signature=signature),
         m.build_get_status_response(
-            m.StatusReport(MESSAGE_ID, "DELIVERED", (m.Transition("QUEUED", WHEN, "ok"),))
+            m.StatusNotice(MESSAGE_ID, "requestIsRejectedBySmev", "x", "failed", "no queue"),
+            signature=signature,
         ),
+        m.build_get_incoming_queue_statistics(WHEN, node_id="node1", signature=signature),
+        m.build_get_incoming_queue_statistics_response([m.QueueStatistic("requests.FNS", 2)]),
     ]
 
 

@@ -9,10 +9,11 @@ it, until the window has passed (:func:`~gateway.core.admission.replay_window_en
 the table is shared by every gateway process on the database. The check comes
 before anything is taken from a queue: a refused replay moves nothing.
 
-``Ack`` and ``GetStatus`` are not guarded: neither carries a timestamp, so there is
-no window after which a digest could be forgotten, and a replay gains nothing: an
-``Ack`` of a settled message is refused (``not_found``) or changes nothing, and
-``GetStatus`` tells only a state, to a participant whose request it is. TLS on
+``GetStatus`` hands out a notice once, so it is guarded the same way (its signed
+``Timestamp``). ``Ack`` is not guarded: it carries no timestamp, so there is no window
+after which a digest could be forgotten, and a replay gains nothing: an ``Ack`` of a
+settled message is refused (``not_found``) or changes nothing.
+``GetIncomingQueueStatistics`` hands out nothing but counts. TLS on
 ``/ws`` keeps requests from being captured on the wire, and mutual TLS keeps anyone
 but their signer from posting them (:mod:`gateway.api.tls`).
 """
@@ -51,7 +52,7 @@ class ReplayGuard:
         )
         if not first:
             raise ReplayedRequest(
-                f"this signed {operation} (MessageTypeSelector/Timestamp "
+                f"this signed {operation} (Timestamp "
                 f"{timestamp.isoformat()}) was already received; a signed pull is served "
                 "once: sign a new one with a fresh Timestamp",
                 timestamp=timestamp.isoformat(),

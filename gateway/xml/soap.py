@@ -30,8 +30,9 @@ OPERATIONS: tuple[str, ...] = (
     "GetResponse",
     "Ack",
     "GetStatus",
+    "GetIncomingQueueStatistics",
 )
-"""The six message-exchange operations; soapAction is ``urn:<Operation>``."""
+"""The seven message-exchange operations of 1.1; soapAction is ``urn:<Operation>``."""
 
 SOAP12_ENV = "http://www.w3.org/2003/05/soap-envelope"
 
@@ -47,15 +48,20 @@ _SIGNATURE_TARGETS: dict[str, str] = {
     "GetRequestRequest": f"{_B}MessageTypeSelector",
     "GetResponseRequest": f"{_B}MessageTypeSelector",
     "AckRequest": f"{_B}AckTargetMessage",
-    "GetStatusRequest": f"{_T}MessageID",
+    "GetStatusRequest": f"{_B}Timestamp",
+    "GetIncomingQueueStatisticsRequest": f"{_B}Timestamp",
     "SendRequestResponse": f"{_T}MessageMetadata",
     "SendResponseResponse": f"{_T}MessageMetadata",
-    "GetRequestResponse": f"{_T}RequestMessage/{_T}Request",
-    "GetResponseResponse": f"{_T}ResponseMessage/{_T}Response",
+    "RequestMessage": f"{_T}Request",
+    "ResponseMessage": f"{_T}Response",
+    "SmevAsyncProcessingMessage": f"{_T}AsyncProcessingStatusData",
     "Request": f"{_T}SenderProvidedRequestData",
     "Response": f"{_T}SenderProvidedResponseData",
 }
-"""Body element (or Request/Response) local name -> path of the element its signature covers."""
+"""Signed element's local name -> path of the element its signature covers: the Body
+element, or for the bus's signature on a delivery ``RequestMessage``/``ResponseMessage``/
+``SmevAsyncProcessingMessage`` (SMEVSignature inside them, as 1.1 has it), or the
+author's inside ``Request``/``Response``."""
 
 
 def soap_action(operation: str) -> str:
@@ -189,7 +195,7 @@ def signature_target(element: etree._Element) -> etree._Element:
     """The child of a Body element (or of Request/Response) that its signature covers.
 
     E.g. ``SenderProvidedRequestData`` of ``SendRequestRequest`` (caller's signature),
-    ``Request`` of ``GetRequestResponse`` (SMEVSignature), ``SenderProvidedRequestData`` of
+    ``Request`` of ``RequestMessage`` (SMEVSignature), ``SenderProvidedRequestData`` of
     ``Request`` (SenderInformationSystemSignature). The target carries the ``Id`` the
     XMLDSig Reference points to.
     """

@@ -43,6 +43,7 @@ from gateway.xml import messages as m
 from gateway.xml.parse import parse_secure
 from gateway.xml.schema import type_catalog
 from gateway.xml.soap import parse_fault, wrap_envelope
+from tests.journal_report import Report, journal_report
 
 START = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 REGISTRY_FILE = REPO_ROOT / "config" / "registry.toml"
@@ -223,6 +224,10 @@ class Bus:
 
     async def depth(self, direction: Direction, participant: str) -> int:
         return await self.transport.depth(direction, participant)
+
+    async def report(self, message_id: uuid.UUID | str) -> Report:
+        """The message's journal state and history (GetStatus no longer tells them)."""
+        return await journal_report(self.router.store, message_id)
 
     async def depths(self) -> dict[str, int]:
         """Ready messages in every queue of every participant."""

@@ -41,7 +41,7 @@ def get_request(bus: Bus, who: str, at: datetime | None = None) -> bytes:
 
 def handed_out(reply_root: etree._Element) -> str | None:
     """The MessageID a GetRequest/GetResponse reply hands out, or None."""
-    return reply_root.findtext(".//{*}MessageMetadata/{*}MessageID")
+    return reply_root.findtext(".//{*}MessageMetadata/{*}MessageId")
 
 
 async def two_requests_for_zags(bus: Bus) -> tuple[str, str]:
