@@ -234,6 +234,22 @@ def signed_forged(r: Requests) -> str:
     return doc[:start] + "A" * 8 + doc[start + 8 :]
 
 
+def _attribute_content(r: Requests) -> str:
+    """A signed request whose content elements carry as many attributes as allowed (on
+    each, and in the document), padded to the size limit: the most names and values
+    the signature's digest must write."""
+    doc = r.text(signed=False)
+    attrs = "".join(f' a{i}=""' for i in range(r.limits.max_attributes))
+    count = (r.limits.max_attributes_in_document - 50) // r.limits.max_attributes
+    return r.sign(r.padded(doc, f"<Note{attrs}/>" * count, SIGNATURE))
+
+
+def signed_attributes_tampered(r: Requests) -> str:
+    doc = _attribute_content(r)
+    at = doc.rindex(' a0=""') + len(' a0="')
+    return doc[:at] + "8" + doc[at:]
+
+
 @dataclass(frozen=True)
 class Shape:
     name: str
@@ -258,6 +274,11 @@ SHAPES = (
     Shape("signed-large", "content elements as many as allowed, signed", signed_large),
     Shape("signed-tampered", "the same, changed after signing", signed_tampered),
     Shape("signed-forged", "the same, SignatureValue changed", signed_forged),
+    Shape(
+        "signed-attrs-tampered",
+        "content elements with all the attributes allowed, signed, changed",
+        signed_attributes_tampered,
+    ),
 )
 
 
@@ -367,7 +388,7 @@ async def measure(
 ) -> None:
     poll_cpu_ms, _ = await baseline(gateway.base_url, _pid(gateway), requests, 50)
     header = (
-        f"{'shape':<19}{'bytes':>9}  {'wall ms':>10}{'CPU ms':>10}"
+        f"{'shape':<22}{'bytes':>9}  {'wall ms':>10}{'CPU ms':>10}"
         f"{'health p50':>11}{'p99':>10}{'max':>10}{'polls':>6}  answer"
     )
     print(header)
@@ -386,7 +407,7 @@ async def measure(
                 break
         health = Health([lat for run in runs for lat in run.health.latencies_ms])
         print(
-            f"{shape.name:<19}{size:>9}  {statistics.mean(r.wall_ms for r in runs):>10.1f}"
+            f"{shape.name:<22}{size:>9}  {statistics.mean(r.wall_ms for r in runs):>10.1f}"
             f"{statistics.mean(r.cpu_ms for r in runs):>10.1f}{health.pct(50):>11.1f}"
             f"{health.pct(99):>10.1f}{max(health.latencies_ms):>10.1f}"
             f"{len(health.latencies_ms):>6}  {runs[-1].answer}",
@@ -418,7 +439,10 @@ def main() -> None:
     init_dev_pki(keys, {m: m for m in PARTICIPANTS}, clock=SystemClock())
     settings = Settings()
     limits = XmlLimits(
-        max_elements=settings.xml_max_elements, max_text_bytes=settings.xml_max_text_bytes
+        max_elements=settings.xml_max_elements,
+        max_attributes=settings.xml_max_attributes,
+        max_attributes_in_document=settings.xml_max_attributes_in_document,
+        max_text_bytes=settings.xml_max_text_bytes,
     )
     requests = Requests(load_signer(keys, "PORTAL"), args.limit_bytes, limits)
     gateway = GatewayProcess(

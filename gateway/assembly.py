@@ -53,6 +53,7 @@ def build_context(settings: Settings, clock: Clock | None = None) -> BusContext:
             max_depth=settings.xml_max_depth,
             max_elements=settings.xml_max_elements,
             max_attributes=settings.xml_max_attributes,
+            max_attributes_in_document=settings.xml_max_attributes_in_document,
             max_namespaces=settings.xml_max_namespaces,
             max_namespaces_in_scope=settings.xml_max_namespaces_in_scope,
             max_text_bytes=settings.xml_max_text_bytes,

@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     xml_max_elements: int = Field(default=50_000, ge=100)
     #: Attributes of one element (namespace declarations not counted).
     xml_max_attributes: int = Field(default=64, ge=8)
+    #: Attributes in one document (each costs the signature's digest about 0.5 us).
+    xml_max_attributes_in_document: int = Field(default=50_000, ge=100)
     #: Namespace declarations in one document.
     xml_max_namespaces: int = Field(default=1024, ge=16)
     #: Namespace declarations on one element and its ancestors together.

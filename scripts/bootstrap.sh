@@ -13,8 +13,10 @@ VENV=${VENV:-.venv}
 # libxmlsec1-dev let pip build the binding from source where no wheel fits the platform.
 # libengine-gost-openssl is OpenSSL's gost engine: GOST R 34.10-2012 signatures and
 # Streebog (gateway/crypto/gost); the runtime needs it only for GOST keys.
+# prometheus brings promtool, which tests deploy/prometheus/alerts.yml (Debian packages
+# promtool only with the server; on a machine with systemd that also enables a Prometheus on :9090).
 need=()
-for pkg in xmlsec1 pkg-config libxmlsec1-dev libxml2-dev libengine-gost-openssl; do
+for pkg in xmlsec1 pkg-config libxmlsec1-dev libxml2-dev libengine-gost-openssl prometheus; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if ((${#need[@]})); then

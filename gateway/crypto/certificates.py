@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import binascii
 import hashlib
+import re
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -33,3 +35,23 @@ def common_name(cert: x509.Certificate) -> str | None:
         return None
     value = attrs[0].value
     return value if isinstance(value, str) else value.decode()
+
+
+_ASN1_LOCATION = re.compile(r"location: \[([^\]]*)\]")
+
+
+def why_unreadable(exc: BaseException) -> str:
+    """Why a certificate could not be read, in the sender's terms.
+
+    cryptography's DER parser reports ``ParseError { kind: ShortData { needed: 96 } }``
+    (its Rust structures): internals a client cannot act on, so they are replaced by
+    what is wrong and where (the field named in ``location``)."""
+    if isinstance(exc, binascii.Error):
+        return "it is not valid base64"
+    text = str(exc)
+    if "ParseError" not in text and "asn1" not in text.lower():
+        return text
+    where = _ASN1_LOCATION.search(text)
+    fields = [f.strip().strip('"') for f in where.group(1).split(",")] if where else []
+    shown = [f for f in fields if f.replace("_", "").isalnum()]
+    return "its DER encoding is malformed" + (f" (in {'.'.join(shown)})" if shown else "")

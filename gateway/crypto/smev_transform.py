@@ -36,7 +36,6 @@ from gateway.xml.parse import parse_secure
 ALGORITHM = "urn://smev-gov-ru/xmldsig/transform"
 
 _WHITESPACE = " \t\r\n"
-_TEXT_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#xd;"})
 _ATTR_ESCAPES = str.maketrans(
     {"&": "&amp;", "<": "&lt;", '"': "&quot;", "\t": "&#x9;", "\n": "&#xa;", "\r": "&#xd;"}
 )
@@ -57,71 +56,203 @@ def _qname(name: str | bytes, what: str) -> etree.QName:
 def smev_transform(source: etree._Element | bytes) -> bytes:
     """The transformed form of ``source`` (an element, or a serialized document), UTF-8."""
     element = parse_secure(source) if isinstance(source, bytes | bytearray) else source
-    out: list[str] = []
-    _Writer(out).element(element)
-    return "".join(out).encode("utf-8")
+    return _Writer().run(element).encode("utf-8")
+
+
+def _escape_text(text: str) -> str:
+    # Four scans that find nothing cost less than one str.translate() with a mapping.
+    if "&" in text:
+        text = text.replace("&", "&amp;")
+    if "<" in text:
+        text = text.replace("<", "&lt;")
+    if ">" in text:
+        text = text.replace(">", "&gt;")
+    if "\r" in text:
+        text = text.replace("\r", "&#xd;")
+    return text
+
+
+def _escape_attribute(value: str) -> str:
+    # str.translate() with a mapping costs ~3 us even on a short value with nothing to do.
+    if (
+        "&" in value
+        or "<" in value
+        or '"' in value
+        or "\t" in value
+        or "\n" in value
+        or "\r" in value
+    ):
+        return value.translate(_ATTR_ESCAPES)
+    return value
+
+
+def _split(name: str | bytes, what: str) -> tuple[str, str]:
+    """``(namespace URI or "", local name)`` of a Clark-notation name."""
+    qname = _qname(name, what)
+    return qname.namespace or "", qname.localname
+
+
+#: An open element: the element, its end tag, the URIs it declared (out of scope at its end).
+_Open = tuple[etree._Element, str, list[str] | None]
 
 
 class _Writer:
-    def __init__(self, out: list[str]) -> None:
-        self.out = out
-        self.counter = 0
-        # uri -> prefix for declarations made by currently open elements
-        self.scope: dict[str, str] = {}
+    """One pass over the tree in document order (``iter()``, in libxml2), with the open
+    elements on a stack; ~1 us per element. The common element (no attributes, its
+    namespace already declared) is written from a per-tag cache; the others go through
+    :meth:`_start_tag`. A recursive walk, or a QName per name, cost three times as much:
+    the digest of a 5 MB document with 50 000 elements is computed by this loop."""
 
-    def _prefix(self, uri: str, declared: list[tuple[str, str]]) -> str:
-        prefix = self.scope.get(uri)
-        if prefix is None:
-            self.counter += 1
-            prefix = f"ns{self.counter}"
-            self.scope[uri] = prefix
-            declared.append((uri, prefix))
+    def __init__(self) -> None:
+        self.counter = 0
+        #: uri -> prefix for declarations made by currently open elements
+        self.scope: dict[str, str] = {}
+        self.names: dict[str, tuple[str, str]] = {}
+        self.attribute_names: dict[str, tuple[str, str]] = {}
+
+    def run(self, element: etree._Element) -> str:
+        out: list[str] = []
+        append = out.append
+        scope, names = self.scope, self.names
+        #: tag -> (the prefix it was cached with, start tag, end tag)
+        plain: dict[str, tuple[str, str, str]] = {}
+        stack: list[_Open] = []
+        # Text not yet written: one text node of the transform (comments join two).
+        pending = ""
+        for node in element.iter():
+            if stack:
+                parent = node.getparent()
+                while stack[-1][0] is not parent:
+                    closed, end, out_of_scope = stack.pop()
+                    if pending and pending.strip(_WHITESPACE):
+                        append(_escape_text(pending))
+                    append(end)
+                    if out_of_scope:
+                        for uri in out_of_scope:
+                            del scope[uri]
+                    pending = closed.tail or ""
+            tag = node.tag
+            if not isinstance(tag, str):
+                # A comment is not there at all (exc-c14n without comments runs first and
+                # joins the text around it); a PI stays between two text nodes (c14n keeps it).
+                if isinstance(node, etree._Comment):
+                    pending += node.tail or ""
+                    continue
+                if isinstance(node, etree._ProcessingInstruction):
+                    if pending and pending.strip(_WHITESPACE):
+                        append(_escape_text(pending))
+                    pending = node.tail or ""
+                    continue
+                within = f" in {stack[-1][1][1:]}" if stack else ""
+                raise InvalidContent(
+                    f"entity reference {node.text}{within}; entities are not allowed"
+                )
+            if pending and pending.strip(_WHITESPACE):
+                append(_escape_text(pending))
+            name = names.get(tag)
+            if name is None:
+                name = names[tag] = _split(tag, "element")
+            uri, local = name
+            prefix = scope.get(uri) if uri else ""
+            # lxml gives str names and values (the stubs allow bytes)
+            items: list[tuple[str, str]] = node.items()  # type: ignore[assignment]
+            declared: list[str] | None = None
+            if prefix is None or items:
+                start, end, declared = self._start_tag(node, uri, local, items)
+            else:
+                cached = plain.get(tag)
+                if cached is None or cached[0] is not prefix:
+                    qualified = f"{prefix}:{local}" if uri else local
+                    cached = plain[tag] = (prefix, f"<{qualified}>", f"</{qualified}>")
+                start, end = cached[1], cached[2]
+            append(start)
+            pending = node.text or ""
+            if len(node):
+                stack.append((node, end, declared))
+                continue
+            # A leaf is closed at once: no stack entry, no getparent() for it.
+            if pending and pending.strip(_WHITESPACE):
+                append(_escape_text(pending))
+            append(end)
+            if declared:
+                for uri in declared:
+                    del scope[uri]
+            pending = (node.tail or "") if stack else ""
+        while stack:
+            closed, end, _declared = stack.pop()
+            if pending and pending.strip(_WHITESPACE):
+                append(_escape_text(pending))
+            append(end)
+            pending = (closed.tail or "") if stack else ""
+        return "".join(out)
+
+    def _declare(self, uri: str, declared: list[str]) -> str:
+        self.counter += 1
+        prefix = self.scope[uri] = f"ns{self.counter}"
+        declared.append(uri)
         return prefix
 
-    def element(self, el: etree._Element) -> None:
-        out = self.out
-        declared: list[tuple[str, str]] = []
-        qname = _qname(el.tag, "element")
-        uri, local = qname.namespace, qname.localname
-        name = f"{self._prefix(uri, declared)}:{local}" if uri else local
+    def _start_tag(
+        self,
+        node: etree._Element,
+        uri: str,
+        local: str,
+        items: list[tuple[str, str]],
+    ) -> tuple[str, str, list[str]]:
+        """Start tag, end tag and the URIs newly declared, of an element that declares
+        a namespace or has attributes."""
+        declared: list[str] = []
+        if uri:
+            prefix = self.scope.get(uri) or self._declare(uri, declared)
+            name = f"{prefix}:{local}"
+        else:
+            name = local
+        attributes = self._attributes(node, items, declared) if items else ""
+        if declared:
+            scope = self.scope
+            namespaces = "".join(f' xmlns:{scope[ns]}="{_escape_attribute(ns)}"' for ns in declared)
+            return f"<{name}{namespaces}{attributes}>", f"</{name}>", declared
+        return f"<{name}{attributes}>", f"</{name}>", declared
 
+    def _attributes(
+        self,
+        node: etree._Element,
+        items: list[tuple[str, str]],
+        declared: list[str],
+    ) -> str:
+        """The attributes written in order, declaring into ``declared`` what they need."""
+        if len(items) == 1:
+            key, value = items[0]
+            if "{" not in key and ":" not in key:
+                return f' {key}="{_escape_attribute(value)}"'
+        keys = "".join(node.keys())  # type: ignore[arg-type]
+        if "{" not in keys and ":" not in keys:
+            # All unqualified (the usual case): sorted by name, each written as is
+            # unless a value holds a character to escape (the names cannot).
+            rendered = "".join([f' {key}="{value}"' for key, value in sorted(items)])
+            if (
+                "&" not in rendered
+                and "<" not in rendered
+                and "\t" not in rendered
+                and "\n" not in rendered
+                and "\r" not in rendered
+                and rendered.count('"') == 2 * len(items)
+            ):
+                return rendered
+        names = self.attribute_names
         attrs: list[tuple[bool, str, str, str]] = []
-        for key, value in el.attrib.items():
-            a_qname = _qname(key, "attribute")
-            a_uri = a_qname.namespace or ""
+        for key, value in items:
+            split = names.get(key)
+            if split is None:
+                split = names[key] = _split(key, "attribute")
             # unqualified attributes sort after all qualified ones
-            attrs.append((not a_uri, a_uri, a_qname.localname, str(value)))
-        attrs.sort()
-        rendered: list[str] = []
+            attrs.append((not split[0], split[0], split[1], value))
+        if len(attrs) > 1:
+            attrs.sort()
+        rendered_each: list[str] = []
         for _unqualified, a_uri, a_local, value in attrs:
-            a_name = f"{self._prefix(a_uri, declared)}:{a_local}" if a_uri else a_local
-            rendered.append(f' {a_name}="{value.translate(_ATTR_ESCAPES)}"')
-
-        out.append(f"<{name}")
-        out.extend(f' xmlns:{prefix}="{ns.translate(_ATTR_ESCAPES)}"' for ns, prefix in declared)
-        out.extend(rendered)
-        out.append(">")
-
-        # A comment is not there at all (exc-c14n without comments runs first and joins
-        # the text around it); a PI stays between two text nodes (c14n keeps it).
-        text = el.text or ""
-        for child in el:
-            if isinstance(child, etree._Entity):
-                raise InvalidContent(
-                    f"entity reference {child.text} in <{local}>; entities are not allowed"
-                )
-            if not isinstance(child, etree._Comment):
-                self._text(text)
-                text = ""
-                if not isinstance(child, etree._ProcessingInstruction):
-                    self.element(child)
-            text += child.tail or ""
-        self._text(text)
-
-        out.append(f"</{name}>")
-        for ns, _prefix in declared:
-            del self.scope[ns]
-
-    def _text(self, text: str) -> None:
-        if text.strip(_WHITESPACE):
-            self.out.append(text.translate(_TEXT_ESCAPES))
+            if a_uri:
+                a_prefix = self.scope.get(a_uri) or self._declare(a_uri, declared)
+                a_local = f"{a_prefix}:{a_local}"
+            rendered_each.append(f' {a_local}="{_escape_attribute(value)}"')
+        return "".join(rendered_each)

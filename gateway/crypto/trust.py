@@ -2,8 +2,11 @@
 
 A certificate is trusted when it is issued directly by one of the configured CAs,
 that CA is itself within its validity period, the certificate is within its own
-validity period at the injected clock's ``now()``, and no CRL issued by that CA
-lists its serial number. CRL signatures are checked once, when the store is built.
+validity period at the injected clock's ``now()``, no CRL issued by that CA
+lists its serial number, and it is fit to sign messages: no CA certificate, and a key
+usage, when it states one, that includes digitalSignature or nonRepudiation (RFC 5280
+section 4.2.1.3: a key for key agreement or certificate signing only never signs data).
+CRL signatures are checked once, when the store is built.
 A CRL past its ``nextUpdate`` is still used (a stale list is better than none in a
 closed dev/regional deployment); operators replace ``crl.pem`` to refresh it.
 
@@ -45,6 +48,8 @@ class _Facts:
     valid_from: datetime
     valid_until: datetime
     revocations: tuple[tuple[x509.CertificateRevocationList, datetime], ...]
+    #: Why the certificate may not sign messages at all, or None.
+    unfit: str | None = None
 
 
 class TrustStore:
@@ -85,6 +90,11 @@ class TrustStore:
         facts = self._facts.get(cert)
         if facts is None:
             facts = self._facts[cert] = self._facts_of(cert)
+        if facts.unfit is not None:
+            raise CertificateUntrusted(
+                f"{facts.unfit}; sign with a participant's signing certificate ({describe(cert)})",
+                certificate=describe(cert),
+            )
         now = self._clock.now()
         ca = facts.anchor.cert
         if not facts.ca_from <= now <= facts.ca_until:
@@ -130,6 +140,7 @@ class TrustStore:
             valid_from=cert.not_valid_before_utc,
             valid_until=cert.not_valid_after_utc,
             revocations=tuple(revocations),
+            unfit=_unfit_to_sign(cert),
         )
 
     def _issuer(self, cert: x509.Certificate) -> _Anchor:
@@ -209,6 +220,23 @@ def _require_ca(cert: x509.Certificate) -> None:
             f"trust store entry is not a CA certificate (no BasicConstraints CA=true): "
             f"{describe(cert)}"
         )
+
+
+def _unfit_to_sign(cert: x509.Certificate) -> str | None:
+    extensions = cert.extensions
+    try:
+        constraints = extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        constraints = None
+    if constraints is not None and constraints.ca:
+        return "a CA certificate (BasicConstraints CA=true) may sign only certificates"
+    try:
+        usage = extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return None
+    if usage.digital_signature or usage.content_commitment:
+        return None
+    return "the certificate's key usage allows neither digitalSignature nor nonRepudiation"
 
 
 def _load_crls(data: bytes) -> list[x509.CertificateRevocationList]:

@@ -28,7 +28,7 @@ from gateway.core.envelope import (
 )
 from gateway.core.errors import AccessDenied, InvalidContent, SenderNotRegistered, SignatureInvalid
 from gateway.core.registry import Participant, Registry
-from gateway.crypto.certificates import common_name, describe, fingerprint
+from gateway.crypto.certificates import common_name, describe, fingerprint, why_unreadable
 from gateway.crypto.envelope import verify_element
 from gateway.router.context import BusContext
 from gateway.xml.messages import SMEV_ID, RequestData, ResponseData
@@ -73,7 +73,7 @@ def authenticate(body: etree._Element, ctx: BusContext) -> Participant:
         # KeyInfo can fail on first use of its key, issuer or subject (ValueError, or
         # TypeError for an attribute of the wrong ASN.1 type). The caller sent it.
         raise SignatureInvalid(
-            f"X509Certificate in KeyInfo is not a usable certificate: {exc}",
+            f"X509Certificate in KeyInfo is not a usable certificate: {why_unreadable(exc)}",
             reason="certificate",
         ) from None
     return ctx.registry.identify(cn, fingerprint(cert))

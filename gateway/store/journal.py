@@ -35,6 +35,7 @@ from typing import Any, Self
 from sqlalchemy import (
     URL,
     ColumnElement,
+    Insert,
     Integer,
     Row,
     String,
@@ -343,13 +344,17 @@ class SqlStore:
         values = {f"a_{c.name}": getattr(record, c.name) for c in _ACCEPTED_COLUMNS}
         values["a_kind"] = record.kind.value
         values["a_state"] = record.state.value
+        accept, accept_logged = _ACCEPT, _ACCEPT_LOGGED
+        if message.rejection_code is not None:
+            values["a_rejection_code"] = message.rejection_code
+            accept, accept_logged = _ACCEPT_REJECTION, _ACCEPT_REJECTION_LOGGED
         first = _move_params(record.message_id, None, record.state, 0, at, reason, actor)
         if self._pg:
             async with self._autocommit.connect() as conn:
-                await conn.execute(_ACCEPT_LOGGED, values | first)
+                await conn.execute(accept_logged, values | first)
             return record
         async with self._engine.begin() as conn:
-            await conn.execute(_ACCEPT, values)
+            await conn.execute(accept, values)
             await conn.execute(_HISTORY_ROW, first)
         return record
 
@@ -408,9 +413,14 @@ _MOVE = (
 _HISTORY_ROW = insert(transitions).values(
     dict(zip(_HISTORY_COLUMNS, [bindparam("m_id", type_=String()), *_HISTORY_VALUES], strict=True))
 )
-_ACCEPTED_COLUMNS = [c for c in messages.c if c.name != "answered_by"]
+# The columns a MessageRecord holds. rejection_code (a refusing response's) is written
+# only when there is one, so that journals not yet migrated to 0006 take the rest.
+_ACCEPTED_COLUMNS = [c for c in messages.c if c.name not in ("answered_by", "rejection_code")]
 _ACCEPT = insert(messages).values(
     {c.name: bindparam(f"a_{c.name}", type_=c.type) for c in _ACCEPTED_COLUMNS}
+)
+_ACCEPT_REJECTION = _ACCEPT.values(
+    rejection_code=bindparam("a_rejection_code", type_=messages.c.rejection_code.type)
 )
 _CLAIM_ANSWER = (
     update(messages)
@@ -453,12 +463,20 @@ _MOVE_LOGGED = select(_moved).add_cte(
     .from_select(_HISTORY_COLUMNS, select(_moved.c.message_id, *_HISTORY_VALUES))
     .cte("logged")
 )
-_added = _ACCEPT.returning(messages.c.message_id).cte("added")
-_ACCEPT_LOGGED = (
-    insert(transitions)
-    .from_select(_HISTORY_COLUMNS, select(_added.c.message_id, *_HISTORY_VALUES))
-    .add_cte(_added)
-)
+
+
+def _logged(accept: Insert) -> Insert:
+    """``accept`` and the first transition row in one statement (PostgreSQL)."""
+    added = accept.returning(messages.c.message_id).cte("added")
+    return (
+        insert(transitions)
+        .from_select(_HISTORY_COLUMNS, select(added.c.message_id, *_HISTORY_VALUES))
+        .add_cte(added)
+    )
+
+
+_ACCEPT_LOGGED = _logged(_ACCEPT)
+_ACCEPT_REJECTION_LOGGED = _logged(_ACCEPT_REJECTION)
 
 
 def _lookup_id(message_id: str) -> str:

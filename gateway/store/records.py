@@ -37,6 +37,7 @@ def canonical_message_id(message_id: str) -> str:
 #: Longest participant id, actor name and message type (namespace) the journal stores.
 MAX_NAME = 255
 MAX_MESSAGE_TYPE = 1024
+MAX_REJECTION_CODE = 64
 
 
 def require_aware(name: str, value: datetime | None) -> None:
@@ -69,6 +70,8 @@ class NewMessage:
     in_reply_to: str | None = None
     expires_at: datetime | None = None
     test_message: bool = False
+    #: On a response that refuses (RequestRejected): its first RejectionReasonCode.
+    rejection_code: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "message_id", canonical_message_id(self.message_id))
@@ -86,6 +89,9 @@ class NewMessage:
             )
         if not _SHA256_HEX.fullmatch(self.content_sha256):
             raise ValueError("content_sha256 must be 64 lowercase hex digits")
+        if self.rejection_code is not None and self.kind is not MessageKind.RESPONSE:
+            raise InvalidContent("only a response carries a rejection code")
+        require_name("rejection_code", self.rejection_code, MAX_REJECTION_CODE)
         require_name("sender", self.sender)
         require_name("recipient", self.recipient)
         require_name("message_type", self.message_type, MAX_MESSAGE_TYPE)

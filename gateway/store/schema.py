@@ -88,11 +88,14 @@ messages = Table(
     Column("version", Integer(), nullable=False),
     # On a request: the MessageID of its final answer, claimed before it is journaled.
     Column("answered_by", String(36), nullable=True),
+    # On a response: the RejectionReasonCode of its first RequestRejected, else NULL.
+    Column("rejection_code", String(64), nullable=True),
     CheckConstraint("kind IN ('request', 'response')", name="kind"),
     Index("ix_messages_recipient_state", "recipient", "state"),
     Index("ix_messages_sender", "sender"),
     Index("ix_messages_in_reply_to", "in_reply_to"),
     Index("ix_messages_created_at_message_id", "created_at", "message_id"),
+    Index("ix_messages_kind_created_at", "kind", "created_at"),
 )
 
 transitions = Table(
@@ -149,6 +152,7 @@ service_requests = Table(
     Index("ix_service_requests_status_created_at_id", "status", "created_at", "id"),
     Index("ix_service_requests_created_at_id", "created_at", "id"),
     Index("ix_service_requests_callback_next_at", "callback_next_at"),
+    Index("ix_service_requests_service_created_at", "service", "created_at"),
 )
 
 # The bus MessageID of each part's request -> the service request and part it serves.

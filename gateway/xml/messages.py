@@ -23,6 +23,7 @@ from datetime import datetime
 from lxml import etree
 
 from gateway.core.envelope import MessageKind, MessageMetadata, ParticipantRef
+from gateway.xml.graft import Grafts
 from gateway.xml.namespaces import SMEV_BASIC, SMEV_TYPES, qname
 from gateway.xml.soap import SignatureContainer, attach_signature
 
@@ -256,8 +257,20 @@ def _timestamp(parent: etree._Element, when: datetime) -> None:
     _sub(parent, SMEV_BASIC, "Timestamp", _ts(when)).set("Id", CALLER_ID)
 
 
-def _primary_content(parent: etree._Element, content: etree._Element) -> None:
-    _sub(parent, SMEV_BASIC, "MessagePrimaryContent").append(copy.deepcopy(content))
+def _primary_content(parent: etree._Element, content: etree._Element, grafts: Grafts) -> None:
+    grafts.slot(_sub(parent, SMEV_BASIC, "MessagePrimaryContent"), content)
+
+
+def _sender_signature(parent: etree._Element, signature: etree._Element, grafts: Grafts) -> None:
+    """The sender's ``ds:Signature`` as it was, in ``SenderInformationSystemSignature``."""
+    grafts.slot(_sub(parent, SMEV_TYPES, "SenderInformationSystemSignature"), signature)
+
+
+def _sign_message(root: etree._Element, name: str, signature: etree._Element | None) -> None:
+    """1.1 puts the bus's SMEVSignature inside ``RequestMessage``/``ResponseMessage``."""
+    message = root.find(qname(SMEV_TYPES, name))
+    if message is not None:
+        _sign(message, signature, "SMEVSignature")
 
 
 def _selector(
@@ -305,9 +318,11 @@ def build_send_request(
         _sub(data, SMEV_TYPES, "NodeID", node_id)
     if eol is not None:
         _sub(data, SMEV_TYPES, "EOL", _ts(eol))
-    _primary_content(data, content)
+    grafts = Grafts()
+    _primary_content(data, content, grafts)
     if test:
         _sub(data, SMEV_TYPES, "TestMessage")
+    root = grafts.done(root)
     _sign(root, signature)
     return root
 
@@ -343,11 +358,13 @@ def build_get_request_response(
         message = _sub(root, SMEV_TYPES, "RequestMessage")
         request = _sub(message, SMEV_TYPES, "Request")
         request.set("Id", SMEV_ID)
-        request.append(copy.deepcopy(delivery.request_data))
+        grafts = Grafts()
+        grafts.slot(request, delivery.request_data)
         _metadata(request, delivery.metadata, None)
         _sub(request, SMEV_TYPES, "ReplyTo", delivery.reply_to)
-        _sign(request, delivery.sender_signature, "SenderInformationSystemSignature")
-        _sign(message, signature, "SMEVSignature")
+        _sender_signature(request, delivery.sender_signature, grafts)
+        root = grafts.done(root)  # a new tree: find the message again
+        _sign_message(root, "RequestMessage", signature)
     return root
 
 
@@ -383,8 +400,9 @@ def build_send_response(
     data.set("Id", data_id)
     _sub(data, SMEV_TYPES, "MessageID", str(message_id))
     _sub(data, SMEV_TYPES, "To", to)
+    grafts = Grafts()
     if content is not None:
-        _primary_content(data, content)
+        _primary_content(data, content, grafts)
     for rejection in rejections:
         code, description = rejection_on_wire(rejection)
         rej = _sub(data, SMEV_TYPES, "RequestRejected")
@@ -404,6 +422,7 @@ def build_send_response(
         _sub(st, SMEV_TYPES, "StatusCategory", status.category)
         if status.details is not None:
             _sub(st, SMEV_TYPES, "StatusDetails", status.details[:MAX_STATUS_DETAILS])
+    root = grafts.done(root)
     _sign(root, signature)
     return root
 
@@ -438,10 +457,12 @@ def build_get_response_response(
         response = _sub(message, SMEV_TYPES, "Response")
         response.set("Id", SMEV_ID)
         _sub(response, SMEV_TYPES, "OriginalMessageId", str(delivery.original_message_id))
-        response.append(copy.deepcopy(delivery.response_data))
+        grafts = Grafts()
+        grafts.slot(response, delivery.response_data)
         _metadata(response, delivery.metadata, None)
-        _sign(response, delivery.sender_signature, "SenderInformationSystemSignature")
-        _sign(message, signature, "SMEVSignature")
+        _sender_signature(response, delivery.sender_signature, grafts)
+        root = grafts.done(root)  # a new tree: find the message again
+        _sign_message(root, "ResponseMessage", signature)
     return root
 
 

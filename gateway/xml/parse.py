@@ -7,10 +7,10 @@ Refused, each with a typed error (``invalid_content`` with a ``reason`` unless s
   libxml2 itself finds it: a first pass over the prolog stops at the DOCTYPE, before a
   single declaration in it is read, or at the root element;
 * more than :class:`XmlLimits` allows: elements (``elements``), attributes of one
-  element (``attributes``), namespace declarations in the document or in scope at one
-  element (``namespaces``), bytes between two start tags, i.e. one text, comment, or
-  start tag with its attributes (``text``), nesting (``depth``; past 256 levels
-  libxml2 stops first, ``syntax``);
+  element or of the whole document (``attributes``), namespace declarations in the
+  document or in scope at one element (``namespaces``), bytes between two start tags,
+  i.e. one text, comment, or start tag with its attributes (``text``), nesting
+  (``depth``; past 256 levels libxml2 stops first, ``syntax``);
 * not well-formed (``syntax``), or in an encoding lxml cannot read (``encoding``).
 
 The limits keep every later step (XSD, signature, serialization) linear in the size of
@@ -61,6 +61,9 @@ class XmlLimits:
     max_elements: int = 50_000
     #: Attributes of one element (namespace declarations not counted).
     max_attributes: int = 64
+    #: Attributes in the whole document: the signature's digest writes each one (a
+    #: few hundred ns in Python), and 64 on each of 50 000 elements would be 3.2 million.
+    max_attributes_in_document: int = 50_000
     #: Namespace declarations (``xmlns``, ``xmlns:p``) in the whole document.
     max_namespaces: int = 1024
     #: Namespace declarations on one element and its ancestors together.
@@ -260,26 +263,32 @@ class _Census:
     ``nsmap``, which builds all the namespaces in scope on every call.
     """
 
-    __slots__ = ("elements", "in_scope", "limits", "namespaces")
+    __slots__ = ("attributes", "elements", "in_scope", "limits", "namespaces")
 
     def __init__(self, limits: XmlLimits) -> None:
         self.limits = limits
         self.elements = 0
+        self.attributes = 0
         self.namespaces = 0
         self.in_scope = 0
 
     def take(self, events: Iterable[tuple[str, Any]]) -> None:
         limits = self.limits
         max_elements, max_attributes = limits.max_elements, limits.max_attributes
+        max_in_document = limits.max_attributes_in_document
         max_in_scope = limits.max_namespaces_in_scope
         elements, in_scope, namespaces = self.elements, self.in_scope, self.namespaces
+        attributes = self.attributes
         for event, item in events:
             if event == "start":
                 elements += 1
+                own = len(item.attrib)
+                attributes += own
                 if (
                     elements > max_elements
                     or in_scope > max_in_scope
-                    or len(item.attrib) > max_attributes
+                    or own > max_attributes
+                    or attributes > max_in_document
                 ):
                     raise self._refusal(item, elements, in_scope)
             elif event == "start-ns":
@@ -296,6 +305,7 @@ class _Census:
             else:  # end-ns: one per declaration of the element that ends
                 in_scope -= 1
         self.elements, self.in_scope, self.namespaces = elements, in_scope, namespaces
+        self.attributes = attributes
 
     def _refusal(self, element: etree._Element, elements: int, in_scope: int) -> InvalidContent:
         """Which limit the element at ``start`` passed, in words."""
@@ -316,11 +326,18 @@ class _Census:
                 "namespaces",
                 limits.max_namespaces_in_scope,
             )
+        if len(element.attrib) > limits.max_attributes:
+            return _refused(
+                f"{name} has {len(element.attrib)} attributes; at most {limits.max_attributes} "
+                "are allowed",
+                "attributes",
+                limits.max_attributes,
+            )
         return _refused(
-            f"{name} has {len(element.attrib)} attributes; at most {limits.max_attributes} "
-            "are allowed",
+            f"document has more than {limits.max_attributes_in_document} attributes; at most "
+            f"{limits.max_attributes_in_document} are allowed: split it into several messages",
             "attributes",
-            limits.max_attributes,
+            limits.max_attributes_in_document,
         )
 
 

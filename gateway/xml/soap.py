@@ -13,7 +13,6 @@ The crypto layer signs the target and calls :func:`attach_signature`.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Literal
 
@@ -69,13 +68,24 @@ def soap_action(operation: str) -> str:
     return f"urn:{operation}"
 
 
+_ENVELOPE_START = (
+    b"<?xml version='1.0' encoding='UTF-8'?>\n"
+    b'<soap:Envelope xmlns:soap="' + SOAP_ENV.encode() + b'"><soap:Header/><soap:Body>'
+)
+_ENVELOPE_END = b"</soap:Body></soap:Envelope>"
+
+
 def wrap_envelope(body_child: etree._Element) -> bytes:
-    """Serialize ``body_child`` (copied, the caller's tree is untouched) in a SOAP 1.1 envelope."""
-    envelope = etree.Element(qname(SOAP_ENV, "Envelope"), nsmap={"soap": SOAP_ENV})
-    etree.SubElement(envelope, qname(SOAP_ENV, "Header"))
-    body = etree.SubElement(envelope, qname(SOAP_ENV, "Body"))
-    body.append(copy.deepcopy(body_child))
-    return etree.tostring(envelope, xml_declaration=True, encoding="UTF-8")
+    """Serialize ``body_child`` in a SOAP 1.1 envelope.
+
+    Written around its serialization, not appended into an envelope tree: lxml's append
+    renames prefixes in what it moves (:mod:`gateway.xml.graft`), and a signature with
+    exclusive c14n over what was signed in memory would no longer verify on the wire."""
+    return (
+        _ENVELOPE_START
+        + etree.tostring(body_child, encoding="UTF-8", with_tail=False)
+        + _ENVELOPE_END
+    )
 
 
 def _body(root: etree._Element) -> etree._Element:

@@ -35,18 +35,7 @@ REFUSAL_CODES = {
     "certificate_untrusted",
     "certificate_expired",
 }
-PROFILES = [
-    pytest.param(
-        SignatureProfile.EXC_C14N,
-        marks=pytest.mark.xfail(
-            reason="open finding: when content binds one namespace URI to two prefixes (or "
-            "to the default and a prefix), the copy into the SendRequest leaves an element "
-            "using another prefix in memory than after serializing and parsing; exc-c14n "
-            "keeps prefixes, so the signature made in memory does not verify on the wire",
-        ),
-    ),
-    SignatureProfile.SMEV,
-]
+PROFILES = [SignatureProfile.EXC_C14N, SignatureProfile.SMEV]
 
 
 def canonical(target: etree._Element, profile: SignatureProfile) -> bytes:

@@ -185,6 +185,16 @@ def test_attribute_limit(way: Way) -> None:
     assert "<r> has 65 attributes" in refused(way(with_attributes(65)), "attributes").message
 
 
+@WAYS
+def test_attribute_limit_over_the_document(way: Way) -> None:
+    """Each element within its own limit, all of them together over the document's."""
+    limits = XmlLimits(max_attributes_in_document=100)
+    doc = siblings(26, b'<e a="1" b="2" c="3" d="4"/>')  # 25 x 4 = 100 attributes
+    assert len(parse_secure(way(doc), limits=limits)) == 25
+    error = refused(way(doc.replace(b"<r>", b'<r z="1">')), "attributes", limits)
+    assert "more than 100 attributes" in error.message
+
+
 def declaring(count: int, start: int = 0) -> bytes:
     return b"".join(b' xmlns:p%d="urn:n%d"' % (i, i) for i in range(start, start + count))
 
