@@ -16,9 +16,12 @@ from pathlib import Path
 from lxml import etree
 
 from gateway.core.envelope import MessageMetadata, ParticipantRef
+from gateway.core.errors import InvalidContent
+from gateway.core.smev_faults import Operation
 from gateway.xml import messages as m
 from gateway.xml.namespaces import DS, qname
-from gateway.xml.soap import build_fault, wrap_envelope
+from gateway.xml.smev_faults import smev_fault
+from gateway.xml.soap import wrap_envelope
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "tests" / "data"
@@ -36,7 +39,7 @@ def bodies() -> list[etree._Element]:
         recipient=ParticipantRef(mnemonic="FNS"),
         sending_timestamp=WHEN,
         delivery_timestamp=WHEN,
-        status="QUEUED",
+        status="requestIsAcceptedBySmev",
     )
     selector = m.TypeSelector(WHEN, "urn://smevbus/types/fns/inn/1.0", "InnRequest", "node1")
     request_data = m.build_send_request(
@@ -54,7 +57,12 @@ def bodies() -> list[etree._Element]:
         m.build_send_response(
             MESSAGE_ID, "PORTAL", rejections=[m.Rejection("NO_DATA", "nothing found")]
         ),
-        m.build_send_response(MESSAGE_ID, "PORTAL", status=m.AsyncStatus("requested", "x")),
+        m.build_send_response(
+            MESSAGE_ID, str(MESSAGE_ID), status=m.AsyncStatus("underProcessing", "x")
+        ),
+        m.build_send_response(
+            MESSAGE_ID, str(MESSAGE_ID), request_status=m.RequestStatus(1, "x", (("k", "v"),))
+        ),
         m.build_send_response_response(meta, signature=signature),
         m.build_get_response(selector, signature=signature),
         m.build_get_response_response(
@@ -62,17 +70,20 @@ def bodies() -> list[etree._Element]:
         ),
         m.build_ack(MESSAGE_ID, accepted=False, signature=signature),
         m.build_ack_response(),
-        m.build_get_status(MESSAGE_ID, signature=signature),
+        m.build_get_status(WHEN, signature=signature),
         m.build_get_status_response(
-            m.StatusReport(MESSAGE_ID, "DELIVERED", (m.Transition("QUEUED", WHEN, "ok"),))
+            m.StatusNotice(MESSAGE_ID, "requestIsRejectedBySmev", "x", "failed", "no queue"),
+            signature=signature,
         ),
+        m.build_get_incoming_queue_statistics(WHEN, node_id="node1", signature=signature),
+        m.build_get_incoming_queue_statistics_response([m.QueueStatistic("requests.FNS", 2)]),
     ]
 
 
 def seeds() -> list[bytes]:
     samples = [path.read_bytes() for path in sorted(SAMPLES.rglob("*.xml"))]
     envelopes = [wrap_envelope(body) for body in bodies()]
-    fault = build_fault("soap:Client", "bad", "invalid_content", "client", "not well-formed")
+    fault = smev_fault(InvalidContent("not well-formed"), Operation.SEND_REQUEST)
     return [*samples, *envelopes, fault]
 
 

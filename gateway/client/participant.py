@@ -26,6 +26,7 @@ from gateway.xml import messages as m
 from gateway.xml import readers
 from gateway.xml.namespaces import SMEV_TYPES
 from gateway.xml.parse import parse_secure
+from gateway.xml.schema import Kind, type_catalog
 from gateway.xml.soap import SignatureContainer, parse_fault, unwrap_envelope, wrap_envelope
 
 Call = Callable[[bytes], Awaitable[tuple[int, bytes]]]
@@ -66,24 +67,33 @@ class ParticipantClient:
         return readers.read_send_result(reply)
 
     async def get_response(self, namespace: str | None = None) -> m.ResponseDelivery | None:
-        reply = await self._exchange(m.build_get_response(self._selector(namespace)))
+        reply = await self._exchange(m.build_get_response(self._selector(namespace, "response")))
         delivery = readers.read_get_response_response(reply)
         if delivery is not None:
-            self._check_bus_signature(reply)
+            self._check_bus_signature(_holder(reply, "ResponseMessage"))
             self._check_author(reply, "ResponseMessage")
         return delivery
 
-    async def get_status(self, message_id: uuid.UUID) -> m.StatusReport:
-        body = m.build_get_status(message_id)
-        return readers.read_get_status_response(await self._exchange(body))
+    async def get_status(self) -> m.StatusNotice | None:
+        """The next status notice about the messages this participant sent, or None."""
+        reply = await self._exchange(m.build_get_status(self._poll_time()))
+        notice = readers.read_get_status_response(reply)
+        if notice is not None:
+            self._check_bus_signature(_holder(reply, "SmevAsyncProcessingMessage"))
+        return notice
+
+    async def get_incoming_queue_statistics(self) -> tuple[m.QueueStatistic, ...]:
+        """How many messages wait in this participant's request and response queues."""
+        body = m.build_get_incoming_queue_statistics(self.clock.now())
+        return readers.read_get_incoming_queue_statistics_response(await self._exchange(body))
 
     # --- provider -------------------------------------------------------------------
 
     async def get_request(self, namespace: str | None = None) -> m.RequestDelivery | None:
-        reply = await self._exchange(m.build_get_request(self._selector(namespace)))
+        reply = await self._exchange(m.build_get_request(self._selector(namespace, "request")))
         delivery = readers.read_get_request_response(reply)
         if delivery is not None:
-            self._check_bus_signature(reply)
+            self._check_bus_signature(_holder(reply, "RequestMessage"))
             self._check_author(reply, "RequestMessage")
         return delivery
 
@@ -110,14 +120,25 @@ class ParticipantClient:
 
     # --- plumbing -------------------------------------------------------------------
 
-    def _selector(self, namespace: str | None) -> m.TypeSelector:
+    def _selector(self, namespace: str | None, kind: Kind) -> m.TypeSelector:
+        """1.1 names a message type by namespace *and* root element: the root is the
+        type's request or response root in the catalogue (xsd/types)."""
+        root = None
+        if namespace is not None:
+            mt = type_catalog().get(namespace)
+            root = mt.request_root if kind == "request" else mt.response_root
+        return m.TypeSelector(
+            timestamp=self._poll_time(), namespace_uri=namespace, root_element=root
+        )
+
+    def _poll_time(self) -> datetime:
         # The bus serves a signed pull once: no two of ours share a Timestamp, even
         # when the clock has not moved since the last one.
         now = self.clock.now()
         if self._last_poll is not None and now <= self._last_poll:
             now = self._last_poll + timedelta(microseconds=1)
         self._last_poll = now
-        return m.TypeSelector(timestamp=now, namespace_uri=namespace)
+        return now
 
     async def _exchange(self, body: etree._Element) -> etree._Element:
         """Sign ``body``, send it, and return the reply's Body element (or raise its fault)."""
@@ -147,3 +168,11 @@ class ParticipantClient:
         if inner is None:
             raise SignatureInvalid("delivered message has no signed part")
         verify_element(inner, self.verifier, "SenderInformationSystemSignature")
+
+
+def _holder(reply: etree._Element, name: str) -> etree._Element:
+    """The element of ``reply`` that holds the bus's signature (1.1: inside the message)."""
+    found = reply.find(f"{{{SMEV_TYPES}}}{name}")
+    if found is None:
+        raise SignatureInvalid(f"reply has no <{name}> to check the bus signature on")
+    return found

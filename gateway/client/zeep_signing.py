@@ -44,10 +44,19 @@ class SigningPlugin(Plugin):
     ) -> tuple[etree._Element, dict[str, str]]:
         body = envelope.find(qname(SOAP_ENV, "Body"))
         reply = body[0] if body is not None and len(body) else None
-        if self.verifier is not None and reply is not None and _bus_signed(reply):
-            verify_element(reply, self.verifier, "SMEVSignature")
+        signed = None if reply is None else _bus_signed(reply)
+        if self.verifier is not None and signed is not None:
+            verify_element(signed, self.verifier, "SMEVSignature")
         return envelope, http_headers
 
 
-def _bus_signed(reply: etree._Element) -> bool:
-    return any(etree.QName(child).localname == "SMEVSignature" for child in reply)
+#: Where 1.1 puts the bus's signature in a delivery: inside these, not beside them.
+_SIGNED_HOLDERS = ("RequestMessage", "ResponseMessage", "SmevAsyncProcessingMessage")
+
+
+def _bus_signed(reply: etree._Element) -> etree._Element | None:
+    """The element of ``reply`` holding an SMEVSignature (the reply or a delivery in it)."""
+    for element in (reply, *(c for c in reply if etree.QName(c).localname in _SIGNED_HOLDERS)):
+        if any(etree.QName(child).localname == "SMEVSignature" for child in element):
+            return element
+    return None

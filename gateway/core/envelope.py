@@ -46,7 +46,11 @@ class SenderProvidedRequestData(_Frozen):
 
 
 class RejectionCode(StrEnum):
-    """Why a provider declined a request (SMEV 3 codes plus two adapter codes)."""
+    """Why a provider declined a request (SMEV 3 codes plus two adapter codes).
+
+    The wire carries only the four 1.1 codes; the two adapter codes travel as
+    ``FAILURE`` / ``UNKNOWN_REQUEST_DESCRIPTION`` with their name as a prefix of the
+    description (:mod:`gateway.xml.messages`), and readers restore them."""
 
     ACCESS_DENIED = "ACCESS_DENIED"
     NO_DATA = "NO_DATA"
@@ -102,15 +106,20 @@ class ParticipantRef(_Frozen):
 class MessageMetadata(_Frozen):
     """What the bus says about a message besides its content (SMEV's MessageMetadata).
 
-    ``message_type`` is the namespace URI of the content's root element; ``status`` is
-    the message's lifecycle state when the metadata was written.
+    ``message_type`` is the namespace URI of the content's root element (on the wire:
+    ``SupplementaryData/DetectedContentTypeName``); ``kind`` is what 1.1 calls
+    ``MessageType`` (REQUEST or RESPONSE); ``status`` is the 1.1 ``InteractionStatusType``
+    code of the message when the metadata was written
+    (:mod:`gateway.core.interaction_status`); ``destination`` the queue it went to.
     """
 
     message_id: uuid.UUID
     message_type: str = Field(min_length=1)
     sender: ParticipantRef
     sending_timestamp: AwareDatetime
+    kind: MessageKind = MessageKind.REQUEST
     recipient: ParticipantRef | None = None
+    destination: str | None = None
     delivery_timestamp: AwareDatetime | None = None
     status: str | None = None
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
 
-from gateway.core.errors import Origin, SmevbusError
+from gateway.core.errors import Origin, SmevbusError, SoapFaultCode
 
 
 class Operation(StrEnum):
@@ -147,6 +147,8 @@ class NamedFault:
     code: str
     """The stable code (``gateway.core.errors``)."""
     origin: Origin
+    soap_faultcode: SoapFaultCode
+    """The error class's ``soap:Client`` / ``soap:Server``."""
     message: str
     carries_code: bool
     """The element's type extends ``SmevFault``: it holds ``Code`` and ``Description``."""
@@ -165,15 +167,24 @@ class NamedFault:
     @property
     def faultcode(self) -> str:
         """SOAP 1.1 faultcode refined with the stable code: ``soap:Client.schema_violation``."""
-        base = "soap:Client" if self.origin is Origin.CLIENT else "soap:Server"
-        return f"{base}.{self.code}"
+        return f"{self.soap_faultcode}.{self.code}"
 
 
 def fault_element(
-    code: str, origin: Origin, reason: object, operation: Operation, *, transient: bool = False
+    code: str,
+    origin: Origin,
+    reason: object,
+    operation: Operation | None,
+    *,
+    transient: bool = False,
 ) -> str:
-    """The name of the fault element for ``code`` (with ``reason``) on ``operation``."""
-    declared = OPERATION_FAULTS[operation]
+    """The name of the fault element for ``code`` (with ``reason``) on ``operation``.
+
+    ``operation=None``: the request was refused before its operation was known (wrong
+    media type, body too large, not a SOAP envelope); only the faults every operation
+    declares are candidates.
+    """
+    declared = OPERATION_FAULTS[operation] if operation is not None else _COMMON
     by_reason = FAULT_TABLE.get(code, {})
     candidates = by_reason.get(str(reason), ()) if reason is not None else ()
     for name in (*candidates, *by_reason.get(_ANY, ())):
@@ -182,8 +193,8 @@ def fault_element(
     return "InvalidContent" if origin is Origin.CLIENT and not transient else "SMEVFailure"
 
 
-def named_fault(error: SmevbusError, operation: Operation) -> NamedFault:
-    """The named fault ``error`` becomes on ``operation``."""
+def named_fault(error: SmevbusError, operation: Operation | None) -> NamedFault:
+    """The named fault ``error`` becomes on ``operation`` (``None``: not known yet)."""
     detail: Mapping[str, Any] = error.detail
     element = fault_element(
         error.code, error.origin, detail.get("reason"), operation, transient=error.transient
@@ -198,6 +209,7 @@ def named_fault(error: SmevbusError, operation: Operation) -> NamedFault:
         element=element,
         code=error.code,
         origin=error.origin,
+        soap_faultcode=error.soap_faultcode,
         message=error.message,
         carries_code=element in _SMEV_FAULT_TYPED,
         signature_code=signature_code,

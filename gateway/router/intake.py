@@ -107,8 +107,20 @@ def check_tls_client(
     )
 
 
+def _require_v1(message_id: uuid.UUID) -> None:
+    # basic:UUID takes any version; SMEV 3 message ids are version 1 (they carry their
+    # creation time): InvalidMessageIdFormat on the wire.
+    if message_id.version != 1:
+        raise InvalidContent(
+            f"MessageID {message_id} is not a UUID version 1 (time-based), as SMEV 3 requires",
+            reason="message_id",
+            message_id=str(message_id),
+        )
+
+
 def request_model(data: RequestData, message_type: str) -> SenderProvidedRequestData:
     """The verified request as plain values for the pure admission rules."""
+    _require_v1(data.message_id)
     return SenderProvidedRequestData(
         message_id=data.message_id,
         content=_content(data.content, message_type),
@@ -120,6 +132,7 @@ def request_model(data: RequestData, message_type: str) -> SenderProvidedRequest
 
 
 def response_model(data: ResponseData, message_type: str | None) -> SenderProvidedResponseData:
+    _require_v1(data.message_id)
     return SenderProvidedResponseData(
         message_id=data.message_id,
         to=uuid.UUID(data.to),
@@ -130,10 +143,22 @@ def response_model(data: ResponseData, message_type: str | None) -> SenderProvid
             RequestRejected(code=RejectionCode(r.code), description=r.description)
             for r in data.rejections
         ),
-        status=None
-        if data.status is None
-        else AsyncProcessingStatus(category=data.status.category, details=data.status.details),
+        status=_interim(data),
     )
+
+
+def _interim(data: ResponseData) -> AsyncProcessingStatus | None:
+    """An interim answer: AsyncProcessingStatus, or RequestStatus (a business status,
+    kept whole in the journaled XML, summarized here)."""
+    if data.status is not None:
+        return AsyncProcessingStatus(category=data.status.category, details=data.status.details)
+    if data.request_status is not None:
+        status = data.request_status
+        return AsyncProcessingStatus(
+            category="underProcessing",
+            details=f"RequestStatus {status.code}: {status.description}",
+        )
+    return None
 
 
 def _content(element: etree._Element, message_type: str) -> PrimaryContent:

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from gateway.core.clock import Clock
 from gateway.core.envelope import MessageMetadata, ParticipantRef
+from gateway.core.interaction_status import interaction_status
 from gateway.core.lifecycle import IllegalTransition, MessageState
 from gateway.core.registry import Participant
 from gateway.store.base import Store, TransitionConflict
@@ -98,12 +99,14 @@ def metadata(
     *,
     delivered: datetime | None = None,
 ) -> MessageMetadata:
+    """The wire metadata of ``record``; ``status`` is its 1.1 code (one table)."""
     return MessageMetadata(
         message_id=uuid.UUID(record.message_id),
         message_type=record.message_type,
+        kind=record.kind,
         sender=ParticipantRef(mnemonic=sender.mnemonic, name=sender.name),
         recipient=ParticipantRef(mnemonic=recipient.mnemonic, name=recipient.name),
         sending_timestamp=sent,
         delivery_timestamp=delivered,
-        status=str(record.state),
+        status=str(interaction_status(record.kind, record.state)),
     )

@@ -70,14 +70,18 @@ class Pulls:
         async with self._replays.admit(body, caller, operation, selector.timestamp) as window:
             delivered = await self.take(caller, direction, selector.namespace_uri, window)
         if isinstance(delivered, m.RequestDelivery):
-            reply = m.build_get_request_response(delivered)
+            reply, holder = m.build_get_request_response(delivered), "RequestMessage"
         elif isinstance(delivered, m.ResponseDelivery):
-            reply = m.build_get_response_response(delivered)
+            reply, holder = m.build_get_response_response(delivered), "ResponseMessage"
         elif direction is Direction.REQUESTS:
             return m.build_get_request_response(None)
         else:
             return m.build_get_response_response(None)
-        return sign_element(reply, self.ctx.bus_signer, "SMEVSignature")
+        # 1.1 puts the bus's signature inside RequestMessage / ResponseMessage.
+        sign_element(
+            _required(reply.find(f"{{{SMEV_TYPES}}}{holder}")), self.ctx.bus_signer, "SMEVSignature"
+        )
+        return reply
 
     async def take(
         self,

@@ -11,10 +11,11 @@ before anything is taken from a queue: a refused replay moves nothing. The diges
 and the delivery it makes are journaled in one transaction
 (:meth:`~gateway.store.base.Journal.pull`).
 
-``Ack`` and ``GetStatus`` are not guarded: neither carries a timestamp, so there is
-no window after which a digest could be forgotten, and a replay gains nothing: an
-``Ack`` of a settled message is refused (``not_found``) or changes nothing, and
-``GetStatus`` tells only a state, to a participant whose request it is. TLS on
+``GetStatus`` hands out a notice once, so it is guarded the same way (its signed
+``Timestamp``). ``Ack`` is not guarded: it carries no timestamp, so there is no window
+after which a digest could be forgotten, and a replay gains nothing: an ``Ack`` of a
+settled message is refused (``not_found``) or changes nothing.
+``GetIncomingQueueStatistics`` hands out nothing but counts. TLS on
 ``/ws`` keeps requests from being captured on the wire, and mutual TLS keeps anyone
 but their signer from posting them (:mod:`gateway.api.tls`).
 """
@@ -48,18 +49,38 @@ class ReplayGuard:
         """Remember the signed pull ``body`` of ``caller`` (verified, its ``timestamp``
         checked); raise :class:`ReplayedRequest` if it was served before. Inside the
         block, the pull's delivery goes through the window, in the same transaction."""
-        digest = hashlib.sha256(caller.mnemonic.encode() + b"\n" + signed_bytes(body))
         async with self.store.pull(
-            digest.hexdigest(),
+            _digest(body, caller),
             caller.mnemonic,
             expires_at=replay_window_end(timestamp, self.ctx.time_policy),
             now=self.ctx.clock.now(),
         ) as window:
             if not window.first:
-                raise ReplayedRequest(
-                    f"this signed {operation} (MessageTypeSelector/Timestamp "
-                    f"{timestamp.isoformat()}) was already received; a signed pull is served "
-                    "once: sign a new one with a fresh Timestamp",
-                    timestamp=timestamp.isoformat(),
-                )
+                raise _replayed(operation, timestamp)
             yield window
+
+    async def admit_once(
+        self, body: etree._Element, caller: Participant, operation: str, timestamp: datetime
+    ) -> None:
+        """Like :meth:`admit` for a request that delivers nothing from a queue
+        (``GetStatus``): remember it, or raise :class:`ReplayedRequest`."""
+        first = await self.store.remember(
+            _digest(body, caller),
+            caller.mnemonic,
+            expires_at=replay_window_end(timestamp, self.ctx.time_policy),
+            now=self.ctx.clock.now(),
+        )
+        if not first:
+            raise _replayed(operation, timestamp)
+
+
+def _digest(body: etree._Element, caller: Participant) -> str:
+    return hashlib.sha256(caller.mnemonic.encode() + b"\n" + signed_bytes(body)).hexdigest()
+
+
+def _replayed(operation: str, timestamp: datetime) -> ReplayedRequest:
+    return ReplayedRequest(
+        f"this signed {operation} (Timestamp {timestamp.isoformat()}) was already received; "
+        "a signed request is served once: sign a new one with a fresh Timestamp",
+        timestamp=timestamp.isoformat(),
+    )

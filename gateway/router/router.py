@@ -9,7 +9,9 @@ SendRequest:  intake -> content XSD -> authorize(sender, type) -> journal ACCEPT
 GetRequest:   pull from requests.<caller> -> journal DELIVERED -> bus signs the Request
 SendResponse: intake -> the request exists and went to this caller -> content XSD of
               the same type -> journal the response -> publish responses.<consumer>
-GetResponse / Ack / GetStatus: the consumer's side of the same.
+GetResponse / Ack: the consumer's side of the same.
+GetStatus:    the caller's next status notice (:mod:`gateway.router.statuses`)
+GetIncomingQueueStatistics: messages waiting in the caller's two queues
 
 Pulls and Acks live in :mod:`gateway.router.pulls`, the bus's own journal moves in
 :mod:`gateway.router.moves`. A request
@@ -28,7 +30,12 @@ import structlog
 from cryptography import x509
 from lxml import etree
 
-from gateway.core.admission import AnsweredRequest, admit_request, admit_response
+from gateway.core.admission import (
+    AnsweredRequest,
+    admit_request,
+    admit_response,
+    check_timestamp,
+)
 from gateway.core.envelope import (
     MessageKind,
     SenderProvidedRequestData,
@@ -38,12 +45,15 @@ from gateway.core.errors import InvalidContent, MessageAlreadySent, NotFound
 from gateway.core.faults import fault_of
 from gateway.core.lifecycle import MessageState
 from gateway.core.registry import Participant
+from gateway.core.smev_faults import Operation
 from gateway.crypto.envelope import sign_element
 from gateway.router import intake
 from gateway.router.context import BusContext
 from gateway.router.deadletters import DeadLetterJournal
 from gateway.router.moves import Moves, metadata
 from gateway.router.pulls import Pulls
+from gateway.router.replays import ReplayGuard
+from gateway.router.statuses import StatusFeed
 from gateway.store.base import Store
 from gateway.store.records import AcceptOutcome, AcceptResult, MessageRecord, NewMessage
 from gateway.transport.base import (
@@ -57,12 +67,14 @@ from gateway.transport.base import (
     Transport,
 )
 from gateway.xml import messages as m
-from gateway.xml.faults import soap_fault
+from gateway.xml.namespaces import SMEV_TYPES
 from gateway.xml.readers import (
+    read_get_incoming_queue_statistics,
     read_get_status,
     read_send_request,
     read_send_response,
 )
+from gateway.xml.smev_faults import smev_fault
 from gateway.xml.soap import wrap_envelope
 
 log = structlog.get_logger(__name__)
@@ -80,6 +92,14 @@ async def _work(large: bool, fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.
     return fn(*args, **kwargs)
 
 
+def _operation(name: str) -> Operation | None:
+    """The operation by name; None before the envelope named one."""
+    try:
+        return Operation(name)
+    except ValueError:
+        return None
+
+
 class Router:
     def __init__(self, ctx: BusContext, transport: Transport, store: Store) -> None:
         self._ctx = ctx
@@ -87,6 +107,8 @@ class Router:
         self._store = store
         self._moves = Moves(store, ctx.clock)
         self._pulls = Pulls(ctx, transport, store, self._moves)
+        self._statuses = StatusFeed(ctx, store)
+        self._replays = ReplayGuard(ctx, store)
 
     async def start(self) -> None:
         """Migrate the journal and declare every participant's queues (idempotent)."""
@@ -171,7 +193,7 @@ class Router:
                     origin=str(fault.origin),
                     reason=fault.message,
                 )
-            return 500, soap_fault(exc)
+            return 500, smev_fault(exc, _operation(operation))
 
     async def _dispatch(
         self, operation: str, body: etree._Element, caller: Participant, large: bool
@@ -189,6 +211,8 @@ class Router:
                 return await self._pulls.ack(body, caller)
             case "GetStatus":
                 return await self.get_status(body, caller)
+            case "GetIncomingQueueStatistics":
+                return await self.queue_statistics(body, caller)
         raise InvalidContent(f"unknown operation {operation}")  # unwrap_envelope prevents this
 
     # --- consumer sends -------------------------------------------------------------
@@ -371,19 +395,37 @@ class Router:
         return sign_element(build(meta), self._ctx.bus_signer, "SMEVSignature")
 
     async def get_status(self, body: etree._Element, caller: Participant) -> etree._Element:
-        message_id = str(read_get_status(body))
-        try:
-            record = await self._store.get(message_id)
-        except NotFound:
-            record = None
-        if record is None or caller.mnemonic not in (record.sender, record.recipient):
-            # Same answer whether it does not exist or is someone else's: no probing.
-            raise NotFound(f"no message {message_id} sent by or to {caller.mnemonic}")
-        history = await self._store.history(message_id)
-        return m.build_get_status_response(
-            m.StatusReport(
-                message_id=uuid.UUID(message_id),
-                status=str(record.state),
-                history=tuple(m.Transition(str(t.to_state), t.at, t.reason) for t in history),
-            )
+        """The caller's next status notice, signed by the bus; a signed GetStatus is
+        served once, like a pull."""
+        timestamp = read_get_status(body)
+        check_timestamp(
+            timestamp, self._ctx.clock.now(), self._ctx.time_policy, what="GetStatus Timestamp"
+        )
+        await self._replays.admit_once(body, caller, "GetStatus", timestamp)
+        notice = await self._statuses.next(caller)
+        reply = m.build_get_status_response(notice)
+        if notice is None:
+            return reply
+        message = reply.find(f"{{{SMEV_TYPES}}}SmevAsyncProcessingMessage")
+        assert message is not None  # built just above
+        sign_element(message, self._ctx.bus_signer, "SMEVSignature")
+        return reply
+
+    async def queue_statistics(self, body: etree._Element, caller: Participant) -> etree._Element:
+        """Messages waiting in the caller's request and response queues."""
+        timestamp, _node = read_get_incoming_queue_statistics(body)
+        check_timestamp(
+            timestamp,
+            self._ctx.clock.now(),
+            self._ctx.time_policy,
+            what="GetIncomingQueueStatistics Timestamp",
+        )
+        return m.build_get_incoming_queue_statistics_response(
+            [
+                m.QueueStatistic(
+                    f"{direction}.{caller.mnemonic}",
+                    await self._transport.depth(direction, caller.mnemonic),
+                )
+                for direction in (Direction.REQUESTS, Direction.RESPONSES)
+            ]
         )

@@ -41,12 +41,14 @@ from gateway.crypto.xmldsig import XmlSigner, XmlVerifier
 from gateway.router.context import BusContext
 from gateway.router.router import Router
 from gateway.store import Journal, open_journal
+from gateway.testing.journal import Report, journal_report
 from gateway.transport.base import Delivery, Direction
 from gateway.transport.memory import MemoryTransport
 from gateway.transport.topology import QueuePolicy
 from gateway.xml import messages as m
+from gateway.xml.namespaces import SOAP_ENV
 from gateway.xml.parse import parse_secure
-from gateway.xml.schema import type_catalog
+from gateway.xml.schema import type_catalog, validate_bus_element
 from gateway.xml.soap import parse_fault, wrap_envelope
 
 START = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -170,6 +172,22 @@ class Reply:
         return self.status == 200 and self.code is None
 
 
+def check_against_served_schema(raw: bytes) -> None:
+    """Every Body the bus emits, a fault's named element included, validates against
+    the schemas /ws serves: checked on every exchange of every test using :class:`Bus`."""
+    root = parse_secure(raw, max_bytes=64 * 1024 * 1024)
+    body = root.find(f"{{{SOAP_ENV}}}Body")
+    assert body is not None, raw[:300]
+    assert len(body) == 1, raw[:300]
+    child = body[0]
+    if child.tag == f"{{{SOAP_ENV}}}Fault":
+        detail = child.find("detail")
+        assert detail is not None, raw[:300]
+        assert len(detail) == 1, raw[:300]
+        child = detail[0]
+    validate_bus_element(child)
+
+
 def read_reply(status: int, raw: bytes) -> Reply:
     root = parse_secure(raw, max_bytes=64 * 1024 * 1024)
     fault = parse_fault(root)
@@ -241,6 +259,7 @@ class Bus:
     async def handle(self, raw: bytes) -> tuple[int, bytes]:
         result = await self.router.handle(raw)
         self.exchanges.append((raw, result))
+        check_against_served_schema(result[1])
         return result
 
     async def send(self, raw: bytes) -> Reply:
@@ -260,6 +279,10 @@ class Bus:
 
     async def depth(self, direction: Direction, participant: str) -> int:
         return await self.transport.depth(direction, participant)
+
+    async def report(self, message_id: uuid.UUID | str) -> Report:
+        """The message's journal state and history (GetStatus no longer tells them)."""
+        return await journal_report(self.journal, message_id)
 
     async def depths(self) -> dict[str, int]:
         """Ready messages in every queue of every participant."""

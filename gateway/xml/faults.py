@@ -1,18 +1,11 @@
-"""Any error as a SOAP 1.1 Fault envelope (the serialization of gateway.core.faults)."""
+"""Any error as a SOAP 1.1 Fault envelope when the operation is not known yet."""
 
 from __future__ import annotations
 
-from gateway.core.faults import fault_of
-from gateway.xml.soap import build_fault
+from gateway.xml.smev_faults import smev_fault
 
 
 def soap_fault(error: BaseException) -> bytes:
-    """``soap:Client`` for the client's faults, ``soap:Server`` otherwise; BusFault detail."""
-    fault = fault_of(error)
-    return build_fault(
-        "soap:Client" if fault.soap_faultcode == "soap:Client" else "soap:Server",
-        fault.message,
-        fault.code,
-        str(fault.origin),
-        fault.message,
-    )
+    """A fault every 1.1 operation declares (``InvalidContent``, ``SMEVFailure``, ...),
+    for a request refused before its operation was read (wrong media type, too large)."""
+    return smev_fault(error, None)

@@ -14,6 +14,7 @@ Timestamps must be timezone-aware; UUIDs are written in lowercase hex (SMEV 3 fo
 from __future__ import annotations
 
 import copy
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from datetime import datetime
 
 from lxml import etree
 
-from gateway.core.envelope import MessageMetadata, ParticipantRef
+from gateway.core.envelope import MessageKind, MessageMetadata, ParticipantRef
 from gateway.xml.graft import Grafts
 from gateway.xml.namespaces import SMEV_BASIC, SMEV_TYPES, qname
 from gateway.xml.soap import SignatureContainer, attach_signature
@@ -46,6 +47,7 @@ class RequestData:
     reference_message_id: uuid.UUID | None
     transaction_code: str | None
     element: etree._Element
+    node_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -55,10 +57,52 @@ class Rejection:
     description: str
 
 
+WIRE_REJECTION_CODES: dict[str, str] = {
+    "INVALID_REQUEST": "UNKNOWN_REQUEST_DESCRIPTION",
+    "AGENCY_UNAVAILABLE": "FAILURE",
+}
+"""The adapter codes 1.1 does not have -> the 1.1 code they travel as."""
+_FINER_CODE = re.compile(r"^\[(" + "|".join(WIRE_REJECTION_CODES) + r")\] ")
+MAX_REJECTION_DESCRIPTION = 4000
+
+
+def rejection_on_wire(rejection: Rejection) -> tuple[str, str]:
+    """(RejectionReasonCode, RejectionReasonDescription) as 1.1 allows them: an adapter
+    code becomes its 1.1 code, named in brackets at the start of the description."""
+    wire = WIRE_REJECTION_CODES.get(rejection.code)
+    text = rejection.description if wire is None else f"[{rejection.code}] {rejection.description}"
+    return wire or rejection.code, text[:MAX_REJECTION_DESCRIPTION]
+
+
+def rejection_from_wire(code: str, description: str) -> Rejection:
+    """The inverse of :func:`rejection_on_wire` (the finer code back when it is there)."""
+    found = _FINER_CODE.match(description)
+    if found is not None and WIRE_REJECTION_CODES[found.group(1)] == code:
+        return Rejection(found.group(1), description[found.end() :])
+    return Rejection(code, description)
+
+
+MAX_STATUS_DETAILS = 500
+
+
 @dataclass(frozen=True)
 class AsyncStatus:
+    """``AsyncProcessingStatus`` of an interim answer; ``category`` an InteractionStatusType.
+
+    ``original_message_id``: the request answered (the builder takes ``To`` when None)."""
+
     category: str
     details: str | None = None
+    original_message_id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True)
+class RequestStatus:
+    """``RequestStatus``: a provider's business status of a request (not final)."""
+
+    code: int
+    description: str
+    parameters: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, eq=False)
@@ -71,6 +115,7 @@ class ResponseData:
     rejections: tuple[Rejection, ...]
     status: AsyncStatus | None
     element: etree._Element
+    request_status: RequestStatus | None = None
 
 
 @dataclass(frozen=True)
@@ -113,19 +158,24 @@ class ResponseDelivery:
 
 
 @dataclass(frozen=True)
-class Transition:
-    state: str
-    timestamp: datetime
-    reason: str | None = None
+class StatusNotice:
+    """``SmevAsyncProcessingMessage`` of GetStatus: a status of one of the caller's messages."""
+
+    original_message_id: uuid.UUID
+    category: str
+    """An InteractionStatusType code."""
+    details: str | None = None
+    fault_code: str | None = None
+    """``SmevFault/Code``: the stable code of a failure, when there was one."""
+    fault_description: str | None = None
 
 
 @dataclass(frozen=True)
-class StatusReport:
-    """GetStatusResponse: current lifecycle state and the transitions so far."""
+class QueueStatistic:
+    """One ``QueueStatistics`` of GetIncomingQueueStatistics."""
 
-    message_id: uuid.UUID
-    status: str
-    history: tuple[Transition, ...] = ()
+    queue_name: str
+    pending: int
 
 
 # ---------------------------------------------------------------- helpers
@@ -160,24 +210,51 @@ def _sign(
 def _participant(parent: etree._Element, name: str, who: ParticipantRef) -> None:
     el = _sub(parent, SMEV_TYPES, name)
     _sub(el, SMEV_TYPES, "Mnemonic", who.mnemonic)
-    if who.name is not None:
-        _sub(el, SMEV_TYPES, "HumanReadableName", who.name)
+    # Required in 1.1: the mnemonic stands in for a participant registered without a name.
+    _sub(el, SMEV_TYPES, "HumanReadableName", who.name or who.mnemonic)
+
+
+INTERACTION_TYPE = "NotDetected"
+"""``SupplementaryData/InteractionType``: the bus does not classify interactions."""
+MESSAGE_TYPES: dict[MessageKind, str] = {
+    MessageKind.REQUEST: "REQUEST",
+    MessageKind.RESPONSE: "RESPONSE",
+}
+"""Message kind -> ``MessageMetadata/MessageType``."""
+
+
+def destination_name(meta: MessageMetadata) -> str:
+    """``DestinationName``: the queue the message went to (``requests.ZAGS``)."""
+    if meta.destination is not None:
+        return meta.destination
+    if meta.recipient is None:
+        return ""
+    direction = "requests" if meta.kind is MessageKind.REQUEST else "responses"
+    return f"{direction}.{meta.recipient.mnemonic}"
 
 
 def _metadata(parent: etree._Element, meta: MessageMetadata, id_: str | None) -> None:
     el = _sub(parent, SMEV_TYPES, "MessageMetadata")
     if id_ is not None:
         el.set("Id", id_)
-    _sub(el, SMEV_TYPES, "MessageID", str(meta.message_id))
-    _sub(el, SMEV_TYPES, "MessageType", meta.message_type)
+    _sub(el, SMEV_TYPES, "MessageId", str(meta.message_id))
+    _sub(el, SMEV_TYPES, "MessageType", MESSAGE_TYPES[meta.kind])
     _participant(el, "Sender", meta.sender)
+    _sub(el, SMEV_TYPES, "SendingTimestamp", _ts(meta.sending_timestamp))
+    _sub(el, SMEV_TYPES, "DestinationName", destination_name(meta))
     if meta.recipient is not None:
         _participant(el, "Recipient", meta.recipient)
-    _sub(el, SMEV_TYPES, "SendingTimestamp", _ts(meta.sending_timestamp))
+    data = _sub(el, SMEV_TYPES, "SupplementaryData")
+    _sub(data, SMEV_TYPES, "DetectedContentTypeName", meta.message_type)
+    _sub(data, SMEV_TYPES, "InteractionType", INTERACTION_TYPE)
     if meta.delivery_timestamp is not None:
         _sub(el, SMEV_TYPES, "DeliveryTimestamp", _ts(meta.delivery_timestamp))
     if meta.status is not None:
         _sub(el, SMEV_TYPES, "Status", meta.status)
+
+
+def _timestamp(parent: etree._Element, when: datetime) -> None:
+    _sub(parent, SMEV_BASIC, "Timestamp", _ts(when)).set("Id", CALLER_ID)
 
 
 def _primary_content(parent: etree._Element, content: etree._Element, grafts: Grafts) -> None:
@@ -187,6 +264,13 @@ def _primary_content(parent: etree._Element, content: etree._Element, grafts: Gr
 def _sender_signature(parent: etree._Element, signature: etree._Element, grafts: Grafts) -> None:
     """The sender's ``ds:Signature`` as it was, in ``SenderInformationSystemSignature``."""
     grafts.slot(_sub(parent, SMEV_TYPES, "SenderInformationSystemSignature"), signature)
+
+
+def _sign_message(root: etree._Element, name: str, signature: etree._Element | None) -> None:
+    """1.1 puts the bus's SMEVSignature inside ``RequestMessage``/``ResponseMessage``."""
+    message = root.find(qname(SMEV_TYPES, name))
+    if message is not None:
+        _sign(message, signature, "SMEVSignature")
 
 
 def _selector(
@@ -217,6 +301,7 @@ def build_send_request(
     test: bool = False,
     reference_message_id: uuid.UUID | None = None,
     transaction_code: str | None = None,
+    node_id: str | None = None,
     signature: etree._Element | None = None,
     data_id: str = CONSUMER_ID,
 ) -> etree._Element:
@@ -229,6 +314,8 @@ def build_send_request(
         _sub(data, SMEV_TYPES, "ReferenceMessageID", str(reference_message_id))
     if transaction_code is not None:
         _sub(data, SMEV_TYPES, "TransactionCode", transaction_code)
+    if node_id is not None:
+        _sub(data, SMEV_TYPES, "NodeID", node_id)
     if eol is not None:
         _sub(data, SMEV_TYPES, "EOL", _ts(eol))
     grafts = Grafts()
@@ -263,7 +350,9 @@ def build_get_request(
 def build_get_request_response(
     delivery: RequestDelivery | None, *, signature: etree._Element | None = None
 ) -> etree._Element:
-    """``GetRequestResponse``; ``None`` means the queue is empty (no RequestMessage)."""
+    """``GetRequestResponse``; ``None`` means the queue is empty (no RequestMessage).
+
+    The bus signs ``RequestMessage`` (its ``Request``), its SMEVSignature inside it."""
     root = _root("GetRequestResponse")
     if delivery is not None:
         message = _sub(root, SMEV_TYPES, "RequestMessage")
@@ -274,8 +363,8 @@ def build_get_request_response(
         _metadata(request, delivery.metadata, None)
         _sub(request, SMEV_TYPES, "ReplyTo", delivery.reply_to)
         _sender_signature(request, delivery.sender_signature, grafts)
-        root = grafts.done(root)
-        _sign(root, signature, "SMEVSignature")
+        root = grafts.done(root)  # a new tree: find the message again
+        _sign_message(root, "RequestMessage", signature)
     return root
 
 
@@ -289,16 +378,23 @@ def build_send_response(
     content: etree._Element | None = None,
     rejections: Sequence[Rejection] = (),
     status: AsyncStatus | None = None,
+    request_status: RequestStatus | None = None,
     signature: etree._Element | None = None,
     data_id: str = PROVIDER_ID,
 ) -> etree._Element:
-    """``SendResponseRequest`` with exactly one of ``content``, ``rejections``, ``status``.
+    """``SendResponseRequest`` with exactly one of ``content``, ``rejections``,
+    ``request_status``, ``status``.
 
-    ``to`` is the ``ReplyTo`` of the request being answered.
+    ``to`` is the ``ReplyTo`` of the request being answered (the request's MessageID).
     """
-    given = (content is not None) + bool(rejections) + (status is not None)
+    given = (
+        (content is not None)
+        + bool(rejections)
+        + (status is not None)
+        + (request_status is not None)
+    )
     if given != 1:
-        raise ValueError("give exactly one of content, rejections or status")
+        raise ValueError("give exactly one of content, rejections, request_status or status")
     root = _root("SendResponseRequest")
     data = _sub(root, SMEV_TYPES, "SenderProvidedResponseData")
     data.set("Id", data_id)
@@ -308,14 +404,24 @@ def build_send_response(
     if content is not None:
         _primary_content(data, content, grafts)
     for rejection in rejections:
+        code, description = rejection_on_wire(rejection)
         rej = _sub(data, SMEV_TYPES, "RequestRejected")
-        _sub(rej, SMEV_TYPES, "RejectionReasonCode", rejection.code)
-        _sub(rej, SMEV_TYPES, "RejectionReasonDescription", rejection.description)
+        _sub(rej, SMEV_TYPES, "RejectionReasonCode", code)
+        _sub(rej, SMEV_TYPES, "RejectionReasonDescription", description)
+    if request_status is not None:
+        rs = _sub(data, SMEV_TYPES, "RequestStatus")
+        _sub(rs, SMEV_TYPES, "StatusCode", str(request_status.code))
+        for key, value in request_status.parameters:
+            param = _sub(rs, SMEV_TYPES, "StatusParameter")
+            _sub(param, SMEV_TYPES, "Key", key)
+            _sub(param, SMEV_TYPES, "Value", value)
+        _sub(rs, SMEV_TYPES, "StatusDescription", request_status.description)
     if status is not None:
         st = _sub(data, SMEV_TYPES, "AsyncProcessingStatus")
+        _sub(st, SMEV_TYPES, "OriginalMessageId", str(status.original_message_id or to))
         _sub(st, SMEV_TYPES, "StatusCategory", status.category)
         if status.details is not None:
-            _sub(st, SMEV_TYPES, "StatusDetails", status.details)
+            _sub(st, SMEV_TYPES, "StatusDetails", status.details[:MAX_STATUS_DETAILS])
     root = grafts.done(root)
     _sign(root, signature)
     return root
@@ -355,8 +461,8 @@ def build_get_response_response(
         grafts.slot(response, delivery.response_data)
         _metadata(response, delivery.metadata, None)
         _sender_signature(response, delivery.sender_signature, grafts)
-        root = grafts.done(root)
-        _sign(root, signature, "SMEVSignature")
+        root = grafts.done(root)  # a new tree: find the message again
+        _sign_message(root, "ResponseMessage", signature)
     return root
 
 
@@ -384,25 +490,64 @@ def build_ack_response() -> etree._Element:
 
 
 def build_get_status(
-    message_id: uuid.UUID, *, signature: etree._Element | None = None
+    timestamp: datetime, *, signature: etree._Element | None = None
 ) -> etree._Element:
-    """``GetStatusRequest`` for a message the caller sent."""
+    """``GetStatusRequest``: take the next status notice about the caller's messages."""
     root = _root("GetStatusRequest")
-    _sub(root, SMEV_TYPES, "MessageID", str(message_id)).set("Id", CALLER_ID)
+    _timestamp(root, timestamp)
     _sign(root, signature)
     return root
 
 
-def build_get_status_response(report: StatusReport) -> etree._Element:
-    """``GetStatusResponse``: the state and its history, oldest transition first."""
+def build_get_status_response(
+    notice: StatusNotice | None, *, signature: etree._Element | None = None
+) -> etree._Element:
+    """``GetStatusResponse``; ``None``: no notice is waiting. The bus signs
+    ``AsyncProcessingStatusData``, its SMEVSignature inside ``SmevAsyncProcessingMessage``."""
     root = _root("GetStatusResponse")
-    _sub(root, SMEV_TYPES, "MessageID", str(report.message_id))
-    _sub(root, SMEV_TYPES, "Status", report.status)
-    history = _sub(root, SMEV_TYPES, "History")
-    for step in report.history:
-        tr = _sub(history, SMEV_TYPES, "Transition")
-        _sub(tr, SMEV_TYPES, "State", step.state)
-        _sub(tr, SMEV_TYPES, "Timestamp", _ts(step.timestamp))
-        if step.reason is not None:
-            _sub(tr, SMEV_TYPES, "Reason", step.reason)
+    if notice is not None:
+        message = _sub(root, SMEV_TYPES, "SmevAsyncProcessingMessage")
+        data = _sub(message, SMEV_TYPES, "AsyncProcessingStatusData")
+        data.set("Id", SMEV_ID)
+        st = _sub(data, SMEV_TYPES, "AsyncProcessingStatus")
+        _sub(st, SMEV_TYPES, "OriginalMessageId", str(notice.original_message_id))
+        _sub(st, SMEV_TYPES, "StatusCategory", notice.category)
+        if notice.details is not None:
+            _sub(st, SMEV_TYPES, "StatusDetails", notice.details[:MAX_STATUS_DETAILS])
+        if notice.fault_code is not None:
+            fault = _sub(st, SMEV_TYPES, "SmevFault")
+            _sub(fault, SMEV_BASIC, "Code", notice.fault_code[:50])
+            if notice.fault_description is not None:
+                _sub(fault, SMEV_BASIC, "Description", notice.fault_description)
+        _sign(message, signature, "SMEVSignature")
+    return root
+
+
+# ---------------------------------------------------------------- GetIncomingQueueStatistics
+
+
+def build_get_incoming_queue_statistics(
+    timestamp: datetime,
+    *,
+    node_id: str | None = None,
+    signature: etree._Element | None = None,
+) -> etree._Element:
+    """``GetIncomingQueueStatisticsRequest``: how many messages wait for the caller."""
+    root = _root("GetIncomingQueueStatisticsRequest")
+    if node_id is not None:
+        _sub(root, SMEV_TYPES, "NodeID", node_id)
+    _timestamp(root, timestamp)
+    _sign(root, signature)
+    return root
+
+
+def build_get_incoming_queue_statistics_response(
+    statistics: Sequence[QueueStatistic],
+) -> etree._Element:
+    """``GetIncomingQueueStatisticsResponse``: one ``QueueStatistics`` per queue."""
+    root = _root("GetIncomingQueueStatisticsResponse")
+    for stat in statistics:
+        el = _sub(root, SMEV_TYPES, "QueueStatistics")
+        el.set("queueName", stat.queue_name)
+        el.set("pendingMessageNumber", str(stat.pending))
     return root

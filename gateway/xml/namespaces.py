@@ -26,7 +26,7 @@ SMEV_TYPES: Final = f"{_SMEV_BASE}/types/1.1"
 SMEV_BASIC: Final = f"{_SMEV_BASE}/types/basic/1.1"
 """MessagePrimaryContent, MessageTypeSelector, AckTargetMessage, shared simple types."""
 SMEV_FAULTS: Final = f"{_SMEV_BASE}/types/faults/1.1"
-"""SOAP Fault detail elements (BusFault, ...)."""
+"""SOAP Fault detail elements (the named faults: InvalidContent, SMEVFailure, ...)."""
 
 ZAGS_BIRTH_RECORD: Final = "urn://smevbus/types/zags/birth-record/1.0"
 ZAGS_MARRIAGE_RECORD: Final = "urn://smevbus/types/zags/marriage-record/1.0"

@@ -15,19 +15,20 @@ from datetime import datetime
 
 from lxml import etree
 
-from gateway.core.envelope import MessageMetadata, ParticipantRef
+from gateway.core.envelope import MessageKind, MessageMetadata, ParticipantRef
 from gateway.core.errors import InvalidContent
 from gateway.xml.messages import (
     AckTarget,
     AsyncStatus,
-    Rejection,
+    QueueStatistic,
     RequestData,
     RequestDelivery,
+    RequestStatus,
     ResponseData,
     ResponseDelivery,
-    StatusReport,
-    Transition,
+    StatusNotice,
     TypeSelector,
+    rejection_from_wire,
 )
 from gateway.xml.namespaces import DS, SMEV_BASIC, SMEV_TYPES, qname
 from gateway.xml.soap import find_signature
@@ -110,15 +111,36 @@ def _participant(el: etree._Element) -> ParticipantRef:
     )
 
 
-def read_metadata(el: etree._Element) -> MessageMetadata:
-    """``MessageMetadata`` -> values."""
+_KINDS = {"REQUEST": MessageKind.REQUEST, "BROADCAST": MessageKind.REQUEST}
+
+
+def read_metadata(el: etree._Element, *, content_type: str | None = None) -> MessageMetadata:
+    """``MessageMetadata`` -> values.
+
+    ``message_type`` is ``content_type`` (the namespace of the delivered content's root)
+    when given, else ``SupplementaryData/DetectedContentTypeName``."""
     recipient = el.find(qname(T, "Recipient"))
+    message_id = _opt_text(el, T, "MessageId")
+    if message_id is None:
+        raise InvalidContent("<MessageMetadata> has no <MessageId>", reason="structure")
+    supplementary = el.find(qname(T, "SupplementaryData"))
+    detected = (
+        None if supplementary is None else _opt_text(supplementary, T, "DetectedContentTypeName")
+    )
+    message_type = content_type or detected
+    if not message_type:
+        raise InvalidContent(
+            "<MessageMetadata> names no content type (SupplementaryData/DetectedContentTypeName)",
+            reason="structure",
+        )
     return MessageMetadata(
-        message_id=_uuid(_text(el, T, "MessageID"), "MessageID"),
-        message_type=_text(el, T, "MessageType"),
+        message_id=_uuid(message_id, "MessageId"),
+        message_type=message_type,
+        kind=_KINDS.get(_text(el, T, "MessageType"), MessageKind.RESPONSE),
         sender=_participant(_child(el, T, "Sender")),
         sending_timestamp=_datetime(_text(el, T, "SendingTimestamp"), "SendingTimestamp"),
         recipient=None if recipient is None else _participant(recipient),
+        destination=_opt_text(el, T, "DestinationName"),
         delivery_timestamp=_opt_datetime(el, T, "DeliveryTimestamp"),
         status=_opt_text(el, T, "Status"),
     )
@@ -136,6 +158,7 @@ def read_request_data(el: etree._Element) -> RequestData:
         reference_message_id=None if reference is None else _uuid(reference, "ReferenceMessageID"),
         transaction_code=_opt_text(el, T, "TransactionCode"),
         element=el,
+        node_id=_opt_text(el, T, "NodeID"),
     )
 
 
@@ -144,22 +167,25 @@ def read_response_data(el: etree._Element) -> ResponseData:
     _expect(el, T, "SenderProvidedResponseData")
     holder = el.find(qname(B, "MessagePrimaryContent"))
     rejections = tuple(
-        Rejection(_text(r, T, "RejectionReasonCode"), _text(r, T, "RejectionReasonDescription"))
+        rejection_from_wire(
+            _text(r, T, "RejectionReasonCode"), _text(r, T, "RejectionReasonDescription")
+        )
         for r in el.iterfind(qname(T, "RequestRejected"))
     )
     status_el = el.find(qname(T, "AsyncProcessingStatus"))
-    status = (
-        None
-        if status_el is None
-        else AsyncStatus(
-            _text(status_el, T, "StatusCategory"), _opt_text(status_el, T, "StatusDetails")
-        )
+    status = None if status_el is None else _async_status(status_el)
+    request_status_el = el.find(qname(T, "RequestStatus"))
+    request_status = None if request_status_el is None else _request_status(request_status_el)
+    kinds = (
+        (holder is not None)
+        + bool(rejections)
+        + (status is not None)
+        + (request_status is not None)
     )
-    kinds = (holder is not None) + bool(rejections) + (status is not None)
     if kinds != 1:
         raise InvalidContent(
             "SenderProvidedResponseData must hold exactly one of MessagePrimaryContent, "
-            f"RequestRejected or AsyncProcessingStatus; found {kinds}",
+            f"RequestRejected, RequestStatus or AsyncProcessingStatus; found {kinds}",
             reason="structure",
         )
     return ResponseData(
@@ -169,6 +195,34 @@ def read_response_data(el: etree._Element) -> ResponseData:
         rejections=rejections,
         status=status,
         element=el,
+        request_status=request_status,
+    )
+
+
+def _async_status(el: etree._Element) -> AsyncStatus:
+    original = _opt_text(el, T, "OriginalMessageId")
+    return AsyncStatus(
+        _text(el, T, "StatusCategory"),
+        _opt_text(el, T, "StatusDetails"),
+        None if original is None else _uuid(original, "OriginalMessageId"),
+    )
+
+
+def _request_status(el: etree._Element) -> RequestStatus:
+    raw = _text(el, T, "StatusCode")
+    try:
+        code = int(raw)
+    except ValueError:
+        raise InvalidContent(
+            f"<StatusCode> is not an integer: {raw!r}", reason="structure"
+        ) from None
+    return RequestStatus(
+        code=code,
+        description=text_of(_child(el, T, "StatusDescription")),
+        parameters=tuple(
+            (text_of(_child(p, T, "Key")), text_of(_child(p, T, "Value")))
+            for p in el.iterfind(qname(T, "StatusParameter"))
+        ),
     )
 
 
@@ -217,9 +271,12 @@ def read_get_request_response(el: etree._Element) -> RequestDelivery | None:
     if message is None:
         return None
     request = _child(message, T, "Request")
+    request_data = _child(request, T, "SenderProvidedRequestData")
     return RequestDelivery(
-        request_data=_child(request, T, "SenderProvidedRequestData"),
-        metadata=read_metadata(_child(request, T, "MessageMetadata")),
+        request_data=request_data,
+        metadata=read_metadata(
+            _child(request, T, "MessageMetadata"), content_type=_content_type(request_data)
+        ),
         reply_to=_text(request, T, "ReplyTo"),
         sender_signature=_signature_in(request, "SenderInformationSystemSignature"),
     )
@@ -232,12 +289,23 @@ def read_get_response_response(el: etree._Element) -> ResponseDelivery | None:
     if message is None:
         return None
     response = _child(message, T, "Response")
+    response_data = _child(response, T, "SenderProvidedResponseData")
     return ResponseDelivery(
         original_message_id=_uuid(_text(response, T, "OriginalMessageId"), "OriginalMessageId"),
-        response_data=_child(response, T, "SenderProvidedResponseData"),
-        metadata=read_metadata(_child(response, T, "MessageMetadata")),
+        response_data=response_data,
+        metadata=read_metadata(
+            _child(response, T, "MessageMetadata"), content_type=_content_type(response_data)
+        ),
         sender_signature=_signature_in(response, "SenderInformationSystemSignature"),
     )
+
+
+def _content_type(data: etree._Element) -> str | None:
+    """The namespace of the business element in ``data``, if it holds one."""
+    holder = data.find(qname(B, "MessagePrimaryContent"))
+    if holder is None:
+        return None
+    return etree.QName(_single_content(holder)).namespace
 
 
 def read_ack(el: etree._Element) -> AckTarget:
@@ -253,28 +321,49 @@ def read_ack(el: etree._Element) -> AckTarget:
     )
 
 
-def read_get_status(el: etree._Element) -> uuid.UUID:
-    """``GetStatusRequest`` -> the id of the message asked about."""
+def read_get_status(el: etree._Element) -> datetime:
+    """``GetStatusRequest`` -> its signed ``Timestamp``."""
     _expect(el, T, "GetStatusRequest")
-    return _uuid(_text(el, T, "MessageID"), "MessageID")
+    return _datetime(_text(el, B, "Timestamp"), "Timestamp")
 
 
-def read_get_status_response(el: etree._Element) -> StatusReport:
-    """``GetStatusResponse`` -> state and history."""
+def read_get_status_response(el: etree._Element) -> StatusNotice | None:
+    """``GetStatusResponse`` -> the status notice, or None if none was waiting."""
     _expect(el, T, "GetStatusResponse")
-    history = _child(el, T, "History")
-    return StatusReport(
-        message_id=_uuid(_text(el, T, "MessageID"), "MessageID"),
-        status=_text(el, T, "Status"),
-        history=tuple(
-            Transition(
-                state=_text(tr, T, "State"),
-                timestamp=_datetime(_text(tr, T, "Timestamp"), "Timestamp"),
-                reason=_opt_text(tr, T, "Reason"),
-            )
-            for tr in history.iterfind(qname(T, "Transition"))
-        ),
+    message = el.find(qname(T, "SmevAsyncProcessingMessage"))
+    if message is None:
+        return None
+    status = _child(_child(message, T, "AsyncProcessingStatusData"), T, "AsyncProcessingStatus")
+    fault = status.find(qname(T, "SmevFault"))
+    return StatusNotice(
+        original_message_id=_uuid(_text(status, T, "OriginalMessageId"), "OriginalMessageId"),
+        category=_text(status, T, "StatusCategory"),
+        details=_opt_text(status, T, "StatusDetails"),
+        fault_code=None if fault is None else _opt_text(fault, B, "Code"),
+        fault_description=None if fault is None else _opt_text(fault, B, "Description"),
     )
+
+
+def read_get_incoming_queue_statistics(el: etree._Element) -> tuple[datetime, str | None]:
+    """``GetIncomingQueueStatisticsRequest`` -> (signed ``Timestamp``, ``NodeID``)."""
+    _expect(el, T, "GetIncomingQueueStatisticsRequest")
+    return _datetime(_text(el, B, "Timestamp"), "Timestamp"), _opt_text(el, T, "NodeID")
+
+
+def read_get_incoming_queue_statistics_response(
+    el: etree._Element,
+) -> tuple[QueueStatistic, ...]:
+    """``GetIncomingQueueStatisticsResponse`` -> one statistic per queue."""
+    _expect(el, T, "GetIncomingQueueStatisticsResponse")
+    stats = []
+    for q in el.iterfind(qname(T, "QueueStatistics")):
+        raw = q.get("pendingMessageNumber") or "0"
+        if not raw.strip().isdigit():
+            raise InvalidContent(
+                f"pendingMessageNumber is not a count: {raw!r}", reason="structure"
+            )
+        stats.append(QueueStatistic(q.get("queueName") or "", int(raw)))
+    return tuple(stats)
 
 
 def read_caller_signature(el: etree._Element) -> etree._Element | None:

@@ -2,8 +2,9 @@
 
 Two kinds of schema live in ``xsd/``:
 
-* the bus schema (``smev-message-exchange-types-1.1.xsd``, importing ``basic`` and
-  ``faults``): every SOAP Body child and fault detail the bus reads or writes;
+* the bus schema, SMEV 3 message exchange 1.1 (``smev3/1.1/``: the types XSD with
+  ``basic``, and the faults XSD): every SOAP Body child and fault detail the bus reads
+  or writes;
 * the message types (``xsd/types/*.xsd``): one XSD per kind of record, whose target
   namespace *is* the message type, declaring a request root and a response root.
 
@@ -27,9 +28,12 @@ from urllib.parse import urlsplit
 from lxml import etree
 
 from gateway.core.errors import InternalError, SchemaViolation
-from gateway.xml.namespaces import XSD
+from gateway.xml.namespaces import SMEV_FAULTS, SMEV_TYPES, XSD
 
+BUS_SCHEMA_SUBDIR = "smev3/1.1"
+"""Where, under the xsd folder, the served WSDL and its XSDs live."""
 BUS_SCHEMA_FILE = "smev-message-exchange-types-1.1.xsd"
+FAULTS_SCHEMA_FILE = "smev-message-exchange-faults-1.1.xsd"
 WSDL_FILE = "smev-message-exchange-service-1.1.wsdl"
 TYPES_SUBDIR = "types"
 MAX_REPORTED_ERRORS = 5
@@ -48,9 +52,14 @@ def xsd_dir(override: str | Path | None = None) -> Path:
 _DEFAULT_XSD_DIR = (Path(__file__).resolve().parents[2] / "xsd").resolve()
 
 
+def bus_schema_dir(override: str | Path | None = None) -> Path:
+    """The folder of the served WSDL and its XSDs (``<xsd_dir>/smev3/1.1``)."""
+    return xsd_dir(override) / BUS_SCHEMA_SUBDIR
+
+
 def wsdl_path(override: str | Path | None = None) -> Path:
     """Path of the message-exchange WSDL (what ``/ws?wsdl`` serves, address rewritten)."""
-    return xsd_dir(override) / WSDL_FILE
+    return bus_schema_dir(override) / WSDL_FILE
 
 
 class _LocalOnlyResolver(etree.Resolver):
@@ -145,13 +154,30 @@ def _violation(
 
 @functools.cache
 def _bus_schema(directory: Path) -> CompiledSchema:
+    # One schema for both the operation elements and the fault details: a driver
+    # document importing the types and the faults XSDs by file URI.
+    imports = "".join(
+        f'<xs:import namespace="{namespace}" schemaLocation="{(directory / name).as_uri()}"/>'
+        for namespace, name in (
+            (SMEV_TYPES, BUS_SCHEMA_FILE),
+            (SMEV_FAULTS, FAULTS_SCHEMA_FILE),
+        )
+    )
+    driver = etree.fromstring(
+        f'<xs:schema xmlns:xs="{XSD}">{imports}</xs:schema>'.encode(), _schema_parser()
+    )
     path = directory / BUS_SCHEMA_FILE
-    return CompiledSchema(path, _compile(path))
+    try:
+        return CompiledSchema(path, etree.XMLSchema(driver))
+    except etree.XMLSchemaParseError as exc:
+        raise InternalError(f"cannot load schema {path}: {exc}", path=str(path)) from exc
 
 
 def bus_schema(directory: str | Path | None = None) -> CompiledSchema:
-    """The compiled bus schema (types XSD with basic and faults), compiled once per process."""
-    return _bus_schema(xsd_dir(directory))
+    """The compiled bus schema (1.1 types, basic and faults), compiled once per process.
+
+    ``directory`` is the xsd folder (the schemas are in its ``smev3/1.1``)."""
+    return _bus_schema(bus_schema_dir(directory))
 
 
 def validate_bus_element(element: etree._Element, *, directory: str | Path | None = None) -> None:

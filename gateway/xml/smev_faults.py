@@ -68,8 +68,11 @@ def build_named_fault(fault: NamedFault) -> bytes:
     return etree.tostring(envelope, xml_declaration=True, encoding="UTF-8")
 
 
-def smev_fault(error: BaseException, operation: Operation) -> bytes:
-    """Any error of ``operation`` as the SOAP Fault a 1.1 client expects."""
+def smev_fault(error: BaseException, operation: Operation | None) -> bytes:
+    """Any error of ``operation`` as the SOAP Fault a 1.1 client expects.
+
+    ``operation=None`` (refused before the operation was read) picks among the faults
+    every operation declares."""
     if not isinstance(error, SmevbusError):
         error = InternalError("the bus failed to process the message; retry later")
     return build_named_fault(named_fault(error, operation))

@@ -2,8 +2,8 @@
 
 The Body of every bus SOAP message holds exactly one element of the types namespace,
 ``<Operation>Request`` or ``<Operation>Response`` (SMEV 3 naming), or a SOAP Fault whose
-detail holds one ``faults:BusFault``. Building and reading the Body elements themselves
-lives in :mod:`gateway.xml.messages`.
+detail holds one named 1.1 fault (written by :mod:`gateway.xml.smev_faults`). Building
+and reading the Body elements themselves lives in :mod:`gateway.xml.messages`.
 
 Signatures: each signed Body element has one child carrying an ``Id`` (the signature
 target, see :func:`signature_target`) and, as its last child, a container
@@ -29,15 +29,15 @@ OPERATIONS: tuple[str, ...] = (
     "GetResponse",
     "Ack",
     "GetStatus",
+    "GetIncomingQueueStatistics",
 )
-"""The six message-exchange operations; soapAction is ``urn:<Operation>``."""
+"""The seven message-exchange operations of 1.1; soapAction is ``urn:<Operation>``."""
 
 SOAP12_ENV = "http://www.w3.org/2003/05/soap-envelope"
 
 SignatureContainer = Literal[
     "CallerInformationSystemSignature", "SenderInformationSystemSignature", "SMEVSignature"
 ]
-FaultCode = Literal["soap:Client", "soap:Server"]
 
 _T = f"{{{SMEV_TYPES}}}"
 _B = f"{{{SMEV_BASIC}}}"
@@ -47,15 +47,20 @@ _SIGNATURE_TARGETS: dict[str, str] = {
     "GetRequestRequest": f"{_B}MessageTypeSelector",
     "GetResponseRequest": f"{_B}MessageTypeSelector",
     "AckRequest": f"{_B}AckTargetMessage",
-    "GetStatusRequest": f"{_T}MessageID",
+    "GetStatusRequest": f"{_B}Timestamp",
+    "GetIncomingQueueStatisticsRequest": f"{_B}Timestamp",
     "SendRequestResponse": f"{_T}MessageMetadata",
     "SendResponseResponse": f"{_T}MessageMetadata",
-    "GetRequestResponse": f"{_T}RequestMessage/{_T}Request",
-    "GetResponseResponse": f"{_T}ResponseMessage/{_T}Response",
+    "RequestMessage": f"{_T}Request",
+    "ResponseMessage": f"{_T}Response",
+    "SmevAsyncProcessingMessage": f"{_T}AsyncProcessingStatusData",
     "Request": f"{_T}SenderProvidedRequestData",
     "Response": f"{_T}SenderProvidedResponseData",
 }
-"""Body element (or Request/Response) local name -> path of the element its signature covers."""
+"""Signed element's local name -> path of the element its signature covers: the Body
+element, or for the bus's signature on a delivery ``RequestMessage``/``ResponseMessage``/
+``SmevAsyncProcessingMessage`` (SMEVSignature inside them, as 1.1 has it), or the
+author's inside ``Request``/``Response``."""
 
 
 def soap_action(operation: str) -> str:
@@ -150,36 +155,19 @@ def unwrap_envelope(root: etree._Element) -> tuple[str, etree._Element]:
 
 @dataclass(frozen=True)
 class SoapFault:
-    """A SOAP 1.1 Fault as a client reads it. ``code`` etc. are None if there is no BusFault."""
+    """A SOAP 1.1 Fault as a client reads it.
+
+    ``faultcode`` is ``soap:Client`` or ``soap:Server``; ``code`` is the bus's stable
+    code, written after the dot (``soap:Client.schema_violation``), None when the fault
+    carries none (not the bus's); ``element`` is the named 1.1 fault in the detail;
+    ``description`` its ``Description`` (or None).
+    """
 
     faultcode: str
     faultstring: str
     code: str | None
-    origin: str | None
+    element: str | None
     description: str | None
-
-
-def build_fault(
-    faultcode: FaultCode, faultstring: str, code: str, origin: str, description: str
-) -> bytes:
-    """A serialized SOAP 1.1 Fault envelope with a ``faults:BusFault`` detail.
-
-    ``faultcode`` is ``soap:Client`` when the sender must fix something, else ``soap:Server``.
-    """
-    envelope = etree.Element(qname(SOAP_ENV, "Envelope"), nsmap={"soap": SOAP_ENV})
-    body = etree.SubElement(envelope, qname(SOAP_ENV, "Body"))
-    fault = etree.SubElement(body, qname(SOAP_ENV, "Fault"))
-    # Fault children are unqualified in SOAP 1.1.
-    etree.SubElement(fault, "faultcode").text = faultcode
-    etree.SubElement(fault, "faultstring").text = faultstring
-    detail = etree.SubElement(fault, "detail")
-    bus_fault = etree.SubElement(
-        detail, qname(SMEV_FAULTS, "BusFault"), nsmap={"faults": SMEV_FAULTS}
-    )
-    etree.SubElement(bus_fault, qname(SMEV_FAULTS, "Code")).text = code
-    etree.SubElement(bus_fault, qname(SMEV_FAULTS, "Origin")).text = origin
-    etree.SubElement(bus_fault, qname(SMEV_FAULTS, "Description")).text = description
-    return etree.tostring(envelope, xml_declaration=True, encoding="UTF-8")
 
 
 def parse_fault(root: etree._Element) -> SoapFault | None:
@@ -190,17 +178,26 @@ def parse_fault(root: etree._Element) -> SoapFault | None:
     faultcode = find_text(child, "faultcode")
     if faultcode is None:
         raise InvalidContent("SOAP Fault has no faultcode", reason="fault")
-    bus_fault = child.find(f"detail/{qname(SMEV_FAULTS, 'BusFault')}")
-
-    def field(name: str) -> str | None:
-        return None if bus_fault is None else find_text(bus_fault, qname(SMEV_FAULTS, name))
-
+    base, _, code = faultcode.strip().partition(".")
+    faultstring = (find_text(child, "faultstring") or "").strip()
+    detail = child.find("detail")
+    named = next(
+        (
+            c
+            for c in (() if detail is None else detail)
+            if isinstance(c.tag, str) and etree.QName(c).namespace == SMEV_FAULTS
+        ),
+        None,
+    )
+    description = None if named is None else find_text(named, qname(SMEV_BASIC, "Description"))
+    if description is None and code:
+        description = faultstring  # a fault element without Description (Void-typed)
     return SoapFault(
-        faultcode=faultcode.strip(),
-        faultstring=(find_text(child, "faultstring") or "").strip(),
-        code=field("Code"),
-        origin=field("Origin"),
-        description=field("Description"),
+        faultcode=base,
+        faultstring=faultstring,
+        code=code or None,
+        element=None if named is None else etree.QName(named).localname,
+        description=description,
     )
 
 
@@ -208,7 +205,7 @@ def signature_target(element: etree._Element) -> etree._Element:
     """The child of a Body element (or of Request/Response) that its signature covers.
 
     E.g. ``SenderProvidedRequestData`` of ``SendRequestRequest`` (caller's signature),
-    ``Request`` of ``GetRequestResponse`` (SMEVSignature), ``SenderProvidedRequestData`` of
+    ``Request`` of ``RequestMessage`` (SMEVSignature), ``SenderProvidedRequestData`` of
     ``Request`` (SenderInformationSystemSignature). The target carries the ``Id`` the
     XMLDSig Reference points to.
     """

@@ -901,12 +901,12 @@ async def ack_accepted_not_a_boolean(w: World) -> bytes:
     return _signed_raw(w, body, "ZAGS")
 
 
-@case("schema", "schema_violation", "MessageID")
-async def get_status_id_not_a_uuid(w: World) -> bytes:
-    body = m.build_get_status(fresh_id(w))
-    message_id = body.find(f"{T}MessageID")
-    assert message_id is not None
-    message_id.text = "*"
+@case("schema", "schema_violation", "Timestamp")
+async def get_status_timestamp_not_a_date(w: World) -> bytes:
+    body = m.build_get_status(now(w))
+    timestamp = body.find(f"{B}Timestamp")
+    assert timestamp is not None
+    timestamp.text = "*"
     return _signed_raw(w, body)
 
 
@@ -1003,9 +1003,10 @@ async def unsigned_request(w: World) -> bytes:
     return soap(send_request_body(None, message_id=fresh_id(w)))
 
 
-@case("signature", "signature_invalid", "is not signed")
+@case("signature", "schema_violation", "CallerInformationSystemSignature")
 async def unsigned_get_status(w: World) -> bytes:
-    return soap(m.build_get_status(fresh_id(w)))
+    """1.1 makes the signature of GetStatus required in the schema itself."""
+    return soap(m.build_get_status(now(w)))
 
 
 @case("signature", "signature_invalid", "is not signed")
@@ -1528,10 +1529,17 @@ async def ack_of_a_message_never_delivered(w: World) -> bytes:
     return _signed_raw(w, m.build_ack(fresh_id(w)), "ZAGS")
 
 
-@case("authorization", "not_found", "MVD_MIGR")
-async def status_of_another_participants_message(w: World) -> bytes:
-    sent = await w.portal.send_request(birth_request())
-    return _signed_raw(w, m.build_get_status(sent.message_id), "MVD_MIGR")
+@case("replay", "stale_message_id", "GetStatus Timestamp")
+async def get_status_timestamp_of_an_hour_ago(w: World) -> bytes:
+    return _signed_raw(w, m.build_get_status(now(w) - timedelta(hours=1)))
+
+
+@case("replay", "replayed_request", "already received")
+async def replayed_get_status(w: World) -> bytes:
+    raw = _signed_raw(w, m.build_get_status(now(w)))
+    status, _ = await w.handle(raw)
+    assert status == 200
+    return raw
 
 
 # ============================================================================ replay
@@ -1564,17 +1572,17 @@ async def second_final_answer(w: World) -> bytes:
     return _signed_raw(w, body, "ZAGS")
 
 
-@case("replay", "schema_violation", "MessageID")
+@case("replay", "invalid_content", "MessageID")
 async def message_id_not_uuid_v1(w: World) -> bytes:
     return good_request(w, message_id=uuid.uuid4())
 
 
-@case("replay", "schema_violation", "MessageID")
+@case("replay", "invalid_content", "MessageID")
 async def message_id_nil_uuid(w: World) -> bytes:
     return good_request(w, message_id=uuid.UUID(int=0))
 
 
-@case("replay", "schema_violation", "MessageID")
+@case("replay", "invalid_content", "MessageID")
 async def message_id_uuid_v5(w: World) -> bytes:
     return good_request(w, message_id=uuid.uuid5(uuid.NAMESPACE_URL, "https://bus"))
 

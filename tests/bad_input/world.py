@@ -42,7 +42,13 @@ LEAKS = re.compile(
 
 
 def assert_nothing_leaks(answer: str) -> None:
-    found = LEAKS.search(answer)
+    """Searched in the answer's text, not its markup: the 1.1 fault elements have names
+    of their own (``fault:ValidationError``) that say nothing about the bus's insides."""
+    try:
+        text = " ".join(etree.fromstring(answer.encode()).itertext())
+    except etree.XMLSyntaxError:
+        text = answer
+    found = LEAKS.search(text)
     assert found is None, f"answer leaks {found.group(0)!r}: {answer[:600]}"
 
 

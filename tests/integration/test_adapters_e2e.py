@@ -22,6 +22,7 @@ from gateway.client.participant import ParticipantClient
 from gateway.core.clock import SystemClock
 from gateway.crypto.keystore import load_signer, load_verifier
 from gateway.testing.chain import Chain, running_chain
+from gateway.testing.journal import journal_report_at
 from gateway.xml.parse import parse_secure
 from gateway.xml.readers import read_response_data
 from tests.integration import store_fixtures
@@ -74,7 +75,7 @@ async def ask(chain: Chain, content_file: str) -> Answered:
             assert delivery.original_message_id == sent.message_id
             answer = read_response_data(delivery.response_data)
             assert answer.content is not None, f"rejected: {answer.rejections}"
-            report = await portal.get_status(sent.message_id)
+            report = await journal_report_at(chain.database_url, sent.message_id)
             return Answered(
                 delivery.metadata.sender.mnemonic,
                 answer.content,

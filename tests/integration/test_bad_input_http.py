@@ -6,7 +6,8 @@ own database), with a PKI made on the system clock. Every case of
 the HTTP limit, chunked), is posted as raw bytes, and the test checks:
 
 * the HTTP status (500 for a SOAP Fault, 415 for a media type that is no SOAP) and the
-  stable ``BusFault/Code``, a ``soap:Client`` fault naming the problem;
+  stable code (after the faultcode's dot), a ``soap:Client`` named 1.1 fault naming the
+  problem;
 * the answer carries no stack trace, file path, Python exception name or driver name;
 * nothing was journaled (rows in the journal's tables and for the case's MessageID,
   read straight from PostgreSQL, before and after) and nothing published (ready
@@ -37,6 +38,7 @@ from gateway.client.http import SoapHttp
 from gateway.client.participant import ParticipantClient
 from gateway.config import REPO_ROOT
 from gateway.core.clock import SystemClock
+from gateway.core.errors import error_class
 from gateway.crypto import devpki
 from gateway.crypto.keystore import load_verifier
 from gateway.crypto.xmldsig import XmlVerifier
@@ -48,7 +50,8 @@ from gateway.transport.topology import (
     dead_letter_queue_name,
     queue_name,
 )
-from gateway.xml.namespaces import SOAP_ENV, qname
+from gateway.xml.namespaces import SOAP_ENV
+from gateway.xml.soap import parse_fault
 from tests.bad_input.cases import CASES, FAMILIES, Case
 from tests.bad_input.world import assert_nothing_leaks, fresh_id, good_request
 from tests.integration import store_fixtures
@@ -57,7 +60,6 @@ postgres_url = store_fixtures.postgres_url
 
 pytestmark = pytest.mark.integration
 
-FAULTS_NS = "{urn://x-artefacts-smev-gov-ru/services/message-exchange/types/faults/1.1}"
 MESSAGE_ID = re.compile(rb"MessageID>([0-9a-fA-F-]{36})<")
 #: Bounds a failure (a stalled gateway), never a measurement.
 HEALTH_TIMEOUT = 20.0
@@ -253,17 +255,18 @@ async def post_watched(
 
 
 def fault_of(body: bytes) -> tuple[str, str, str, str]:
-    """(faultcode, BusFault Code, Origin, Description) of a SOAP 1.1 Fault answer."""
+    """(faultcode, stable code, origin, description) of a SOAP 1.1 Fault answer: a named
+    1.1 fault, the stable code after the faultcode's dot (``soap:Client.not_found``)."""
     root = etree.fromstring(body, etree.XMLParser(resolve_entities=False, no_network=True))
-    fault = root.find(f"{qname(SOAP_ENV, 'Body')}/{qname(SOAP_ENV, 'Fault')}")
+    fault = parse_fault(root)
     assert fault is not None, body[:300]
-    bus_fault = fault.find(f"detail/{FAULTS_NS}BusFault")
-    assert bus_fault is not None, body[:300]
+    assert fault.element is not None, body[:300]
+    cls = error_class(fault.code or "")
     return (
-        fault.findtext("faultcode") or "",
-        bus_fault.findtext(f"{FAULTS_NS}Code") or "",
-        bus_fault.findtext(f"{FAULTS_NS}Origin") or "",
-        bus_fault.findtext(f"{FAULTS_NS}Description") or "",
+        fault.faultcode,
+        fault.code or "",
+        "" if cls is None else str(cls.origin),
+        fault.description or "",
     )
 
 
@@ -469,7 +472,7 @@ async def test_a_good_request_goes_through_after_the_suite(
     message_id = fresh_id(world)
     before = await queued_messages(gateway.amqp_url)
     sent = await world.portal.send_request(birth_request(), message_id=message_id)
-    assert (sent.message_id, sent.status) == (message_id, "QUEUED")
+    assert (sent.message_id, sent.status) == (message_id, "requestIsAcceptedBySmev")
     rows = await journal_rows(gateway.database_url, [str(message_id)])
     assert rows[f"messages[{message_id}]"] == 1
     after = await queued_messages(gateway.amqp_url)

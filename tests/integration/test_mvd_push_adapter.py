@@ -72,7 +72,7 @@ async def test_pushed_request_journal_and_queue(mock_mvd: MockAgencyProcess) -> 
         outcome = await h.runner.run_once()
         assert outcome is not None
         assert outcome.acked
-        report = await h.portal.get_status(sent.message_id)
+        report = await bus.report(sent.message_id)
         assert [t.state for t in report.history] == [
             "ACCEPTED",
             "QUEUED",

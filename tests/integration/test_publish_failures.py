@@ -28,6 +28,7 @@ from gateway.core.clock import MessageIdSource, SystemClock
 from gateway.crypto.devpki import init_dev_pki
 from gateway.crypto.envelope import sign_element
 from gateway.crypto.keystore import load_signer, load_verifier
+from gateway.testing.journal import journal_report_at
 from gateway.testing.processes import (
     GatewayProcess,
     fresh_database,
@@ -186,13 +187,17 @@ async def test_a_publish_refused_by_a_full_queue_goes_through_on_the_resend_once
         probes = await fill_until_refused(amqp_url, gateway.vhost)
         assert await post(gateway, soap) == (500, "internal")
         async with SoapHttp(gateway.process.base_url + "/ws", timeout=60) as call:
-            portal, zags = gateway.client("PORTAL", call), gateway.client("ZAGS", call)
-            report = await portal.get_status(uuid.UUID(message_id))
+            zags = gateway.client("ZAGS", call)
+            report = await journal_report_at(
+                gateway.process.env["SMEVBUS_DATABASE_URL"], message_id
+            )
             assert [t.state for t in report.history] == ["ACCEPTED"]
 
             await drain(amqp_url, gateway.vhost, probes)  # the provider catches up
             assert await post(gateway, soap) == (200, None)
-            report = await portal.get_status(uuid.UUID(message_id))
+            report = await journal_report_at(
+                gateway.process.env["SMEVBUS_DATABASE_URL"], message_id
+            )
             assert [t.state for t in report.history] == ["ACCEPTED", "QUEUED"]
             delivery = await zags.get_request()
             assert delivery is not None

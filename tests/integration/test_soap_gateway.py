@@ -1,8 +1,8 @@
 """``smevbus serve`` on real RabbitMQ and PostgreSQL, driven by plain zeep clients.
 
 An integrator's stack: zeep built from ``/ws?wsdl`` plus a signing hook
-(:class:`gateway.client.zeep_signing.SigningPlugin`). All six operations, and a
-refusal arriving as a SOAP Fault with its stable code.
+(:class:`gateway.client.zeep_signing.SigningPlugin`). All seven 1.1 operations, and a
+refusal arriving as a named SOAP Fault with its stable code after the faultcode's dot.
 """
 
 from __future__ import annotations
@@ -76,11 +76,20 @@ def content(name: str) -> etree._Element:
     return etree.fromstring((CONTENT / name).read_bytes())
 
 
-def selector() -> dict[str, object]:
-    return {"Id": "SIGNED_BY_CALLER", "Timestamp": datetime.now(UTC)}
+BIRTH = "urn://smevbus/types/zags/birth-record/1.0"
 
 
-def test_wsdl_lists_the_six_operations(gateway: GatewayProcess) -> None:
+def selector(root: str) -> dict[str, object]:
+    # zeep wants the optional NamespaceURI/RootElementLocalName pair given.
+    return {
+        "Id": "SIGNED_BY_CALLER",
+        "NamespaceURI": BIRTH,
+        "RootElementLocalName": root,
+        "Timestamp": datetime.now(UTC),
+    }
+
+
+def test_wsdl_lists_the_seven_operations(gateway: GatewayProcess) -> None:
     wsdl_client = zeep.Client(f"{gateway.base_url}/ws?wsdl")
     operations = set(wsdl_client.service._binding._operations)
     assert operations == {
@@ -90,6 +99,7 @@ def test_wsdl_lists_the_six_operations(gateway: GatewayProcess) -> None:
         "GetResponse",
         "Ack",
         "GetStatus",
+        "GetIncomingQueueStatistics",
     }
     assert wsdl_client.service._binding_options["address"] == f"{gateway.base_url}/ws"
 
@@ -109,12 +119,13 @@ def test_six_operations_round_trip(
             "MessagePrimaryContent": {"_value_1": content("zags-birth-record.request.xml")},
         }
     )
-    assert sent.MessageMetadata.MessageID == request_id
-    assert sent.MessageMetadata.Status == "QUEUED"
+    assert sent.MessageMetadata.MessageId == request_id
+    assert sent.MessageMetadata.MessageType == "REQUEST"
+    assert sent.MessageMetadata.Status == "requestIsAcceptedBySmev"
     assert sent.MessageMetadata.Recipient.Mnemonic == "ZAGS"
 
-    pulled = zags.service.GetRequest(MessageTypeSelector=selector())
-    request = pulled.RequestMessage.Request
+    pulled = zags.service.GetRequest(MessageTypeSelector=selector("BirthRecordRequest"))
+    request = pulled.Request  # zeep unwraps the single RequestMessage
     assert request.SenderProvidedRequestData.MessageID == request_id
     assert request.MessageMetadata.Sender.Mnemonic == "PORTAL"
 
@@ -127,30 +138,49 @@ def test_six_operations_round_trip(
         }
     )
     assert answered.MessageMetadata.Recipient.Mnemonic == "PORTAL"
-    zags.service.Ack(AckTargetMessage={"Id": "SIGNED_BY_CALLER", "_value_1": request_id})
+    zags.service.Ack(
+        AckTargetMessage={"Id": "SIGNED_BY_CALLER", "accepted": True, "_value_1": request_id}
+    )
 
-    got = portal.service.GetResponse(MessageTypeSelector=selector())
-    response = got.ResponseMessage.Response
+    got = portal.service.GetResponse(MessageTypeSelector=selector("BirthRecordResponse"))
+    response = got.Response  # zeep unwraps the single ResponseMessage
     assert response.OriginalMessageId == request_id
     record = response.SenderProvidedResponseData.MessagePrimaryContent._value_1
     assert etree.QName(record).localname == "BirthRecordResponse"
     portal.service.Ack(
         AckTargetMessage={
             "Id": "SIGNED_BY_CALLER",
+            "accepted": True,
             "_value_1": response.SenderProvidedResponseData.MessageID,
         }
     )
 
-    status = portal.service.GetStatus(MessageID={"Id": "SIGNED_BY_CALLER", "_value_1": request_id})
-    assert status.Status == "RESPONSE_DELIVERED"
-    assert [t.State for t in status.History.Transition] == [
-        "ACCEPTED",
-        "QUEUED",
-        "DELIVERED",
-        "RESPONDED",
-        "RESPONSE_DELIVERED",
-    ]
-    assert portal.service.GetResponse(MessageTypeSelector=selector()).ResponseMessage is None
+    categories = []
+    while True:
+        status = portal.service.GetStatus(
+            Timestamp={"Id": "SIGNED_BY_CALLER", "_value_1": datetime.now(UTC)},
+            CallerInformationSystemSignature=placeholder_signature(),
+        )
+        if status is None or status.AsyncProcessingStatusData is None:
+            break
+        notice = status.AsyncProcessingStatusData.AsyncProcessingStatus
+        assert notice.OriginalMessageId == request_id
+        categories.append(notice.StatusCategory)
+    assert categories[-1] == "responseIsDelivered"
+    assert portal.service.GetResponse(MessageTypeSelector=selector("BirthRecordResponse")) is None
+
+    stats = zags.service.GetIncomingQueueStatistics(
+        Timestamp={"Id": "SIGNED_BY_CALLER", "_value_1": datetime.now(UTC)}
+    )
+    assert {(q.queueName, q.pendingMessageNumber) for q in stats} == {
+        ("requests.ZAGS", 0),
+        ("responses.ZAGS", 0),
+    }
+
+
+def placeholder_signature() -> dict[str, object]:
+    """GetStatus requires the signature element in the schema; the plugin replaces it."""
+    return {"_value_1": etree.Element("{http://www.w3.org/2000/09/xmldsig#}Signature")}
 
 
 def test_refusal_is_a_fault_with_its_code(
@@ -165,8 +195,6 @@ def test_refusal_is_a_fault_with_its_code(
                 "MessagePrimaryContent": {"_value_1": content("zags-birth-record.request.xml")},
             }
         )
-    assert info.value.code == "soap:Client"
-    code = info.value.detail.find(".//{*}Code")
-    assert code is not None
-    assert code.text == "access_denied"
+    assert info.value.code == "soap:Client.access_denied"
+    assert info.value.detail.find(".//{*}AccessDenied") is not None
     assert "MVD_MIGR is not allowed to request" in info.value.message

@@ -147,7 +147,7 @@ class Rig:
         return read_response_data(delivery.response_data)
 
     async def status(self, message_id: uuid.UUID) -> str:
-        return (await self.bus.portal.get_status(message_id)).status
+        return (await self.bus.report(message_id)).status
 
 
 @pytest.fixture
@@ -477,7 +477,9 @@ async def test_processing_status_then_the_final_answer(bus: Bus) -> None:
     assert outcome is not None
     assert (outcome.kind, outcome.acked) == (OutcomeKind.PROCESSING, True)
     interim = await rig.answer_at_portal()
-    assert interim.status == m.AsyncStatus("underProcessing", "looking in the paper archive")
+    assert interim.status == m.AsyncStatus(
+        "underProcessing", "looking in the paper archive", uuid.UUID(str(request_id))
+    )
 
     final = await rig.runner.send_answer(agency.contexts[0], birth_response())
     assert final.kind is OutcomeKind.ANSWERED

@@ -16,8 +16,8 @@ import pytest
 
 from adapters.sdk.push import PushSource
 from gateway.testing.bus import Bus, birth_request, birth_response, open_bus
+from gateway.testing.journal import Transition
 from gateway.transport.base import Direction, Message
-from gateway.xml import messages as m
 
 FOUND = 10.0
 
@@ -43,7 +43,7 @@ def after_publish(bus: Bus, direction: Direction, step: Callable[[], Awaitable[N
     bus.transport.publish = publish_then_step  # type: ignore[method-assign]
 
 
-def states(history: tuple[m.Transition, ...]) -> list[str]:
+def states(history: tuple[Transition, ...]) -> list[str]:
     return [t.state for t in history]
 
 
@@ -53,7 +53,7 @@ async def test_an_answer_before_the_queued_move_ends_in_the_true_states(bus: Bus
     async def provider_answers() -> None:
         inbound = await push.next()
         assert inbound is not None
-        report = await bus.portal.get_status(inbound.delivery.metadata.message_id)
+        report = await bus.report(inbound.delivery.metadata.message_id)
         assert report.status == "ACCEPTED"  # the sender has not journaled QUEUED yet
         await bus.zags.send_response(inbound.delivery.reply_to, content=birth_response())
         await inbound.ack()
@@ -62,15 +62,15 @@ async def test_an_answer_before_the_queued_move_ends_in_the_true_states(bus: Bus
         after_publish(bus, Direction.REQUESTS, provider_answers)
         sent = await bus.portal.send_request(birth_request())
 
-        assert sent.status == "RESPONDED"  # the sender's QUEUED move found it answered
+        assert sent.status == "responseIsAcceptedBySmev"  # the QUEUED move found it RESPONDED
         got = await bus.portal.get_response()
         assert got is not None
         await bus.portal.ack(got.metadata.message_id)
-        report = await bus.portal.get_status(sent.message_id)
+        report = await bus.report(sent.message_id)
         assert states(report.history) == [
             "ACCEPTED", "QUEUED", "DELIVERED", "RESPONDED", "RESPONSE_DELIVERED"
         ]  # fmt: skip
-        answer = await bus.zags.get_status(got.metadata.message_id)
+        answer = await bus.report(got.metadata.message_id)
         assert states(answer.history) == ["ACCEPTED", "QUEUED", "DELIVERED", "ACKED"]
     finally:
         await push.close()

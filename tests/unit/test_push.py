@@ -24,8 +24,8 @@ from gateway.testing.bus import (
     uuid1_at,
 )
 from gateway.testing.bus import START as T0
+from gateway.testing.journal import Transition
 from gateway.transport.base import DeadLetterReason, Direction, Message
-from gateway.xml import messages as m
 from gateway.xml.readers import read_request_data
 
 #: How long ``next`` may wait for a delivery that is expected (bounded, generous).
@@ -45,7 +45,7 @@ def source(bus: Bus, participant: str = "ZAGS", **kwargs: float) -> PushSource:
     return PushSource(bus.transport, participant, bus.verifier, clock=bus.clock, **kwargs)
 
 
-def states(history: tuple[m.Transition, ...]) -> list[str]:
+def states(history: tuple[Transition, ...]) -> list[str]:
     return [t.state for t in history]
 
 
@@ -76,12 +76,12 @@ async def test_pushed_request_is_answered_and_journaled_delivered_by_push(bus: B
         assert delivery.reply_to == str(sent.message_id)
         assert read_request_data(delivery.request_data).message_id == sent.message_id
 
-        before = await bus.portal.get_status(sent.message_id)
+        before = await bus.report(sent.message_id)
         assert before.status == "QUEUED"
         await bus.zags.send_response(delivery.reply_to, content=birth_response())
         await inbound.ack()
 
-        report = await bus.portal.get_status(sent.message_id)
+        report = await bus.report(sent.message_id)
         assert states(report.history) == ["ACCEPTED", "QUEUED", "DELIVERED", "RESPONDED"]
         assert report.history[2].reason == "delivered by push"
         assert await bus.depth(Direction.REQUESTS, "ZAGS") == 0
@@ -101,7 +101,7 @@ async def test_response_to_a_pulled_request_keeps_the_pull_history(bus: Bus) -> 
     assert delivery is not None
     await bus.zags.send_response(delivery.reply_to, content=birth_response())
     await bus.zags.ack(delivery.metadata.message_id)
-    report = await bus.portal.get_status(sent.message_id)
+    report = await bus.report(sent.message_id)
     assert states(report.history) == ["ACCEPTED", "QUEUED", "DELIVERED", "RESPONDED"]
     assert report.history[2].reason == "attempt 1"
 

@@ -41,7 +41,7 @@ def get_request(bus: Bus, who: str, at: datetime | None = None) -> bytes:
 
 def handed_out(reply_root: etree._Element) -> str | None:
     """The MessageID a GetRequest/GetResponse reply hands out, or None."""
-    return reply_root.findtext(".//{*}MessageMetadata/{*}MessageID")
+    return reply_root.findtext(".//{*}MessageMetadata/{*}MessageId")
 
 
 async def two_requests_for_zags(bus: Bus) -> tuple[str, str]:
@@ -62,7 +62,7 @@ async def test_a_get_request_posted_again_is_refused_and_hands_out_nothing(bus: 
     assert replay.description is not None
     assert "already received" in replay.description
     assert "sign a new one with a fresh Timestamp" in replay.description
-    assert replay.root.findtext(".//faultcode") == "soap:Client"
+    assert replay.root.findtext(".//faultcode") == "soap:Client.replayed_request"
     assert await bus.depth(Direction.REQUESTS, "ZAGS") == 1
     assert (await bus.journal.get(second)).state is MessageState.QUEUED
 

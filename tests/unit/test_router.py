@@ -38,9 +38,11 @@ from gateway.testing.bus import (
     content,
     open_bus,
     send_request_body,
+    signed,
     soap,
     uuid1_at,
 )
+from gateway.testing.journal import Transition
 from gateway.transport.base import Direction, Message
 from gateway.transport.errors import PublishRefused
 from gateway.transport.topology import QueuePolicy
@@ -73,7 +75,7 @@ def bus_certificate(bus: Bus) -> x509.Certificate:
     return x509.load_pem_x509_certificate(bus.pki.cert_pem(BUS))
 
 
-def states(history: tuple[m.Transition, ...]) -> list[str]:
+def states(history: tuple[Transition, ...]) -> list[str]:
     return [t.state for t in history]
 
 
@@ -84,7 +86,7 @@ async def test_round_trip_request_response_and_lifecycle(bus: Bus) -> None:
     assert sent.recipient is not None
     assert sent.recipient.mnemonic == "ZAGS"
     assert sent.message_type == BIRTH
-    assert sent.status == "QUEUED"
+    assert sent.status == "requestIsAcceptedBySmev"  # the journal's QUEUED, in 1.1 terms
     assert await bus.depth(Direction.REQUESTS, "ZAGS") == 1
 
     # ZAGS pulls it: the client has checked the bus signature and the portal's.
@@ -130,7 +132,7 @@ async def test_round_trip_request_response_and_lifecycle(bus: Bus) -> None:
     assert common_name(author) == "ZAGS"
     await bus.portal.ack(got.metadata.message_id)
 
-    report = await bus.portal.get_status(sent.message_id)
+    report = await bus.report(sent.message_id)
     assert report.status == "RESPONSE_DELIVERED"
     assert states(report.history) == [
         "ACCEPTED",
@@ -140,17 +142,28 @@ async def test_round_trip_request_response_and_lifecycle(bus: Bus) -> None:
         "RESPONSE_DELIVERED",
     ]
     # The provider may ask about the request it received, and about its own response.
-    assert (await bus.zags.get_status(sent.message_id)).status == "RESPONSE_DELIVERED"
-    response_report = await bus.zags.get_status(responded.message_id)
+    assert (await bus.report(sent.message_id)).status == "RESPONSE_DELIVERED"
+    response_report = await bus.report(responded.message_id)
     assert states(response_report.history) == ["ACCEPTED", "QUEUED", "DELIVERED", "ACKED"]
     assert await bus.depths() == dict.fromkeys(await bus.depths(), 0)
 
 
+def _bus_signed(reply: etree._Element) -> etree._Element:
+    """The element holding the bus's SMEVSignature: the reply, or (1.1) the
+    RequestMessage / ResponseMessage inside it."""
+    for name in ("RequestMessage", "ResponseMessage"):
+        found = reply.find(f"{{{SMEV_TYPES}}}{name}")
+        if found is not None:
+            return found
+    return reply
+
+
 def _smev_signed(reply: etree._Element) -> tuple[etree._Element, etree._Element]:
     """(signed element, ds:Signature) of the bus's SMEVSignature on a reply."""
-    signature = find_signature(reply, "SMEVSignature")
+    holder = _bus_signed(reply)
+    signature = find_signature(holder, "SMEVSignature")
     assert signature is not None
-    return signature_target(reply), signature
+    return signature_target(holder), signature
 
 
 async def test_empty_queues_give_none(bus: Bus) -> None:
@@ -166,7 +179,7 @@ async def test_identical_resubmission_is_acknowledged_once_queued(bus: Bus) -> N
     assert first.ok, first.description
     assert second.ok, second.description
     ids = [
-        r.root.findtext(f".//{{{SMEV_TYPES}}}MessageMetadata/{{{SMEV_TYPES}}}MessageID")
+        r.root.findtext(f".//{{{SMEV_TYPES}}}MessageMetadata/{{{SMEV_TYPES}}}MessageId")
         for r in (first, second)
     ]
     assert ids[0] is not None
@@ -179,7 +192,7 @@ async def test_identical_resubmission_is_acknowledged_once_queued(bus: Bus) -> N
     third = await bus.send(raw)
     assert third.ok, third.description
     assert await bus.depth(Direction.REQUESTS, "ZAGS") == 0
-    report = await bus.portal.get_status(uuid.UUID(ids[0]))
+    report = await bus.report(uuid.UUID(ids[0]))
     assert states(report.history) == ["ACCEPTED", "QUEUED", "DELIVERED"]
 
 
@@ -203,7 +216,7 @@ async def test_a_publish_the_broker_refused_goes_through_when_resent(bus: Bus) -
 
     resent = await bus.send(raw)
     assert resent.ok, resent.description
-    report = await bus.portal.get_status(uuid.UUID(message_id))
+    report = await bus.report(uuid.UUID(message_id))
     assert states(report.history) == ["ACCEPTED", "QUEUED"]
     delivery = await bus.zags.get_request()
     assert delivery is not None
@@ -240,19 +253,60 @@ async def test_ack_of_a_message_not_held_is_not_found(bus: Bus) -> None:
         await bus.zags.ack(sent.message_id)  # twice
 
 
-async def test_get_status_by_a_third_participant_is_not_found(bus: Bus) -> None:
+async def test_get_status_hands_out_each_status_change_once_to_the_sender(bus: Bus) -> None:
     sent = await bus.portal.send_request(birth_request())
-    fns = bus.client("FNS")
-    with pytest.raises(NotFound) as foreign:
-        await fns.get_status(sent.message_id)
-    unknown_id = uuid1_at(START)
-    with pytest.raises(NotFound) as unknown:
-        await fns.get_status(unknown_id)
-    # No probing: someone else's message and no message at all read the same.
-    assert str(foreign.value).replace(str(sent.message_id), "X") == str(unknown.value).replace(
-        str(unknown_id), "X"
+    # Another participant is told nothing about PORTAL's messages.
+    assert await bus.client("FNS").get_status() is None
+    delivery = await bus.zags.get_request()
+    assert delivery is not None
+    await bus.zags.ack(delivery.metadata.message_id)
+
+    notices = []
+    while (notice := await bus.portal.get_status()) is not None:
+        notices.append(notice)
+    assert {n.original_message_id for n in notices} == {sent.message_id}
+    # One notice per change of the 1.1 code, in order (QUEUED and DELIVERED share one).
+    assert [n.category for n in notices] == [
+        "requestIsQueued",
+        "requestIsAcceptedBySmev",
+        "underProcessing",
+    ]
+    assert notices[-1].details is not None
+    assert "ACKED" in notices[-1].details
+    # Handed out once: nothing more until the message moves again.
+    assert await bus.portal.get_status() is None
+    await bus.zags.send_response(delivery.reply_to, content=birth_response())
+    later = await bus.portal.get_status()
+    assert later is not None
+    assert (later.original_message_id, later.category) == (
+        sent.message_id,
+        "responseIsAcceptedBySmev",
     )
-    assert (await bus.portal.get_status(sent.message_id)).status == "QUEUED"
+    # ZAGS, the response's sender, hears about its response.
+    answer = await bus.zags.get_status()
+    assert answer is not None
+    assert answer.category == "responseIsAcceptedBySmev"
+
+
+async def test_a_replayed_get_status_is_refused(bus: Bus) -> None:
+    await bus.portal.send_request(birth_request())
+    body = signed(m.build_get_status(bus.clock.now()), bus.pki.signer("PORTAL"))
+    first = await bus.send(soap(body))
+    assert first.ok
+    again = await bus.send(soap(body))
+    assert again.code == "replayed_request"
+
+
+async def test_get_incoming_queue_statistics_counts_the_callers_queues(bus: Bus) -> None:
+    await bus.portal.send_request(birth_request())
+    await bus.portal.send_request(birth_request())
+    stats = await bus.zags.get_incoming_queue_statistics()
+    assert {(s.queue_name, s.pending) for s in stats} == {
+        ("requests.ZAGS", 2),
+        ("responses.ZAGS", 0),
+    }
+    portal = await bus.portal.get_incoming_queue_statistics()
+    assert {s.pending for s in portal} == {0}
 
 
 async def test_provider_may_not_answer_a_request_sent_to_another(bus: Bus) -> None:
@@ -290,7 +344,7 @@ async def test_response_of_another_type_than_the_request_is_refused(bus: Bus) ->
     with pytest.raises(SchemaViolation, match="BirthRecordResponse"):
         await bus.zags.send_response(delivery.reply_to, content=birth_request())
     assert await bus.depth(Direction.RESPONSES, "PORTAL") == 0
-    assert (await bus.portal.get_status(sent.message_id)).status == "DELIVERED"
+    assert (await bus.report(sent.message_id)).status == "DELIVERED"
 
 
 async def test_rejection_reaches_the_portal(bus: Bus) -> None:
@@ -308,7 +362,7 @@ async def test_rejection_reaches_the_portal(bus: Bus) -> None:
     assert answer.content is None
     assert answer.rejections == (rejection,)
     await bus.portal.ack(got.metadata.message_id)
-    assert (await bus.portal.get_status(sent.message_id)).status == "RESPONSE_DELIVERED"
+    assert (await bus.report(sent.message_id)).status == "RESPONSE_DELIVERED"
 
 
 async def test_unacked_pull_comes_back_after_the_visibility_timeout() -> None:
@@ -331,7 +385,7 @@ async def test_unacked_pull_comes_back_after_the_visibility_timeout() -> None:
         assert again.metadata.message_id == sent.message_id
         assert c14n(again.request_data) == c14n(first.request_data)
         await bus.zags.ack(again.metadata.message_id)
-        report = await bus.portal.get_status(sent.message_id)
+        report = await bus.report(sent.message_id)
         assert states(report.history) == [
             "ACCEPTED",
             "QUEUED",
@@ -358,7 +412,7 @@ async def test_ack_after_the_visibility_timeout_counts_and_the_copy_is_dropped()
         assert await bus.depth(Direction.REQUESTS, "ZAGS") == 1
 
         await bus.zags.ack(first.metadata.message_id)  # late, but ZAGS did get it
-        report = await bus.portal.get_status(sent.message_id)
+        report = await bus.report(sent.message_id)
         assert states(report.history) == ["ACCEPTED", "QUEUED", "DELIVERED", "ACKED"]
         # The copy back in the queue is not handed out again, and leaves the queue.
         assert await bus.zags.get_request() is None
@@ -381,7 +435,7 @@ async def test_bus_signed_replies_verify_with_the_registered_bus_certificate(bus
     await bus.portal.get_response()
     get_response_reply = last_reply_body(bus)
     for reply in (send_request_reply, get_request_reply, send_response_reply, get_response_reply):
-        cert = verify_element(reply, bus.verifier, "SMEVSignature")
+        cert = verify_element(_bus_signed(reply), bus.verifier, "SMEVSignature")
         assert common_name(cert) == BUS, etree.QName(reply).localname
         assert fingerprint(cert) == expected, etree.QName(reply).localname
 
@@ -428,7 +482,7 @@ async def test_get_request_filtered_by_type_sets_other_types_aside_in_order(bus:
     assert await bus.zags.get_request(MARRIAGE) is None
     assert await bus.zags.get_request(PASSPORT) is None
     # ... nor journaled as delivered: it waits, first in line for the next pull.
-    assert (await bus.portal.get_status(birth.message_id)).status == "QUEUED"
+    assert (await bus.report(birth.message_id)).status == "QUEUED"
     first = await bus.zags.get_request()
     assert first is not None
     assert first.metadata.message_id == birth.message_id
@@ -452,7 +506,7 @@ async def test_set_aside_message_goes_back_to_the_queue_after_the_visibility_tim
         assert again is not None
         assert again.metadata.message_id == sent.message_id
         await bus.zags.ack(again.metadata.message_id)
-        history = states((await bus.portal.get_status(sent.message_id)).history)
+        history = states((await bus.report(sent.message_id)).history)
         assert history == ["ACCEPTED", "QUEUED", "DELIVERED", "ACKED"]
     finally:
         await bus.close()

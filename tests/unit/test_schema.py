@@ -45,7 +45,8 @@ def load(path: Path) -> etree._Element:
 
 
 def test_xsd_dir_is_repo_xsd() -> None:
-    assert (xsd_dir() / "smev-message-exchange-types-1.1.xsd").is_file()
+    assert (xsd_dir() / "smev3" / "1.1" / "smev-message-exchange-types-1.1.xsd").is_file()
+    assert wsdl_path() == xsd_dir() / "smev3" / "1.1" / "smev-message-exchange-service-1.1.wsdl"
     assert xsd_dir("/tmp") == Path("/tmp").resolve()
 
 
@@ -167,8 +168,8 @@ def test_bus_schema_accepts_an_smev_client_envelope_body() -> None:
 
 def test_bus_schema_refuses_bad_message_id() -> None:
     text = (DATA / "soap" / "send-request.xml").read_bytes()
-    # A version 4 UUID: SMEV requires version 1 (it carries the creation time).
-    bad = text.replace(b"5b4e2a10-ca6c-11f0", b"5b4e2a10-ca6c-41f0")
+    # basic:UUID is lowercase hex (the version 1 rule is the bus's, after the schema).
+    bad = text.replace(b"5b4e2a10-ca6c-11f0", b"5B4E2A10-ca6c-11f0")
     body_child = parse_secure(bad).find(f"{{{ns.SOAP_ENV}}}Body/*")
     assert body_child is not None
     with pytest.raises(SchemaViolation, match="MessageID") as info:
@@ -201,7 +202,8 @@ def test_schemas_are_compiled_once() -> None:
 
 def test_network_imports_are_refused(tmp_path: Path) -> None:
     (tmp_path / "types").mkdir()
-    (tmp_path / "smev-message-exchange-types-1.1.xsd").write_text(
+    (tmp_path / "smev3" / "1.1").mkdir(parents=True)
+    (tmp_path / "smev3" / "1.1" / "smev-message-exchange-types-1.1.xsd").write_text(
         '<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" targetNamespace="urn:x">'
         '<xs:import namespace="http://www.w3.org/2000/09/xmldsig#" '
         'schemaLocation="http://www.w3.org/TR/xmldsig-core/xmldsig-core-schema.xsd"/>'
@@ -235,12 +237,12 @@ def test_wsdl_loads_in_zeep_offline() -> None:
         client.wsdl.services["SMEVMessageExchangeService"]
         .ports["SMEVMessageExchangeEndpoint"]
         .binding_options["address"]
-        == "http://localhost:8080/ws"
+        == "http://localhost/ws"
     )
 
 
-def test_wsdl_fault_detail_is_bus_fault() -> None:
+def test_wsdl_fault_details_are_the_named_faults() -> None:
     client = zeep.Client(str(wsdl_path()))  # type: ignore[no-untyped-call]
-    element = client.get_element(f"{{{ns.SMEV_FAULTS}}}BusFault")  # type: ignore[no-untyped-call]
-    detail = element(Code="schema_violation", Origin="client", Description="bad")
+    element = client.get_element(f"{{{ns.SMEV_FAULTS}}}InvalidContent")  # type: ignore[no-untyped-call]
+    detail = element(Code="schema_violation", Description="bad", ValidationError=[])
     assert detail.Code == "schema_violation"

@@ -9,17 +9,25 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from gateway.core.envelope import MessageMetadata, ParticipantRef
-from gateway.core.errors import InvalidContent
+from gateway.core.envelope import MessageKind, MessageMetadata, ParticipantRef
+from gateway.core.errors import InvalidContent, SchemaViolation, SenderNotRegistered
+from gateway.core.smev_faults import Operation
 from gateway.xml import messages as m
 from gateway.xml import readers as r
-from gateway.xml.namespaces import DS, FNS_INN, MVD_PASSPORT_VALIDITY, SMEV_FAULTS, SOAP_ENV
+from gateway.xml.namespaces import (
+    DS,
+    FNS_INN,
+    MVD_PASSPORT_VALIDITY,
+    SMEV_FAULTS,
+    SMEV_TYPES,
+    SOAP_ENV,
+)
 from gateway.xml.parse import parse_secure
 from gateway.xml.schema import validate_bus_element, validate_content
+from gateway.xml.smev_faults import smev_fault
 from gateway.xml.soap import (
     OPERATIONS,
     attach_signature,
-    build_fault,
     find_signature,
     parse_fault,
     signature_target,
@@ -55,7 +63,8 @@ def metadata(**overrides: object) -> MessageMetadata:
             mnemonic="PORTAL71", name="Региональный портал госуслуг Тульской области"
         ),
         "sending_timestamp": NOW,
-        "recipient": ParticipantRef(mnemonic="MVD_MIGR"),
+        "recipient": ParticipantRef(mnemonic="MVD_MIGR", name="МВД России"),
+        "destination": "requests.MVD_MIGR",
         "delivery_timestamp": NOW + timedelta(seconds=2),
         "status": "requestIsQueued",
     }
@@ -128,8 +137,33 @@ def test_send_request_result_round_trip() -> None:
     received = round_trip(el, "SendRequest")
     assert etree.QName(received).localname == "SendRequestResponse"
     assert r.read_send_result(received) == meta
+    wire = received.find(f"{{{SMEV_TYPES}}}MessageMetadata")
+    assert wire is not None
+    assert [etree.QName(c).localname for c in wire] == [
+        "MessageId",
+        "MessageType",
+        "Sender",
+        "SendingTimestamp",
+        "DestinationName",
+        "Recipient",
+        "SupplementaryData",
+        "DeliveryTimestamp",
+        "Status",
+    ]
+    assert wire.findtext(f"{{{SMEV_TYPES}}}MessageType") == "REQUEST"
     assert signature_target(received).get("Id") == m.SMEV_ID
     assert find_signature(received, "SMEVSignature") is not None
+
+
+def test_metadata_defaults_on_the_wire() -> None:
+    """A participant without a name shows its mnemonic (HumanReadableName is required);
+    DestinationName is the queue; the kind gives MessageType."""
+    meta = metadata(recipient=ParticipantRef(mnemonic="PORTAL71"), destination=None)
+    meta = meta.model_copy(update={"kind": MessageKind.RESPONSE})
+    received = round_trip(m.build_send_response_response(meta), "SendResponse")
+    got = r.read_send_result(received)
+    assert got.recipient == ParticipantRef(mnemonic="PORTAL71", name="PORTAL71")
+    assert (got.destination, got.kind) == ("responses.PORTAL71", MessageKind.RESPONSE)
 
 
 def test_smev_client_sample_reads() -> None:
@@ -175,6 +209,11 @@ def test_get_request_response_round_trip() -> None:
     got = r.read_get_request_response(received)
     assert got is not None
     assert got.metadata == delivery.metadata
+    # 1.1: the bus's signature inside RequestMessage, over its Request.
+    message = received.find(f"{{{SMEV_TYPES}}}RequestMessage")
+    assert message is not None
+    assert find_signature(message, "SMEVSignature") is not None
+    assert find_signature(received, "SMEVSignature") is None
     assert got.reply_to == delivery.reply_to
     assert etree.QName(got.sender_signature).localname == "Signature"
     data = r.read_request_data(got.request_data)
@@ -184,7 +223,7 @@ def test_get_request_response_round_trip() -> None:
     assert etree.tostring(got.request_data, method="c14n", exclusive=True) == etree.tostring(
         sprd, method="c14n", exclusive=True
     )
-    request = signature_target(received)
+    request = signature_target(message)
     assert etree.QName(request).localname == "Request"
     assert signature_target(request) is got.request_data
 
@@ -217,18 +256,48 @@ def test_send_response_rejected_round_trip() -> None:
     rejections = (
         m.Rejection("NO_DATA", "Сведения о паспорте не найдены"),
         m.Rejection("AGENCY_UNAVAILABLE", "Ведомственная система недоступна"),
+        m.Rejection("INVALID_REQUEST", "серия паспорта из трёх цифр"),
     )
     el = m.build_send_response(RESP_ID, "to", rejections=rejections)
-    got = r.read_send_response(round_trip(el, "SendResponse"))
+    received = round_trip(el, "SendResponse")
+    # On the wire only the four 1.1 codes; the adapter's finer code leads the description.
+    wire = [
+        (
+            rej.findtext(f"{{{SMEV_TYPES}}}RejectionReasonCode"),
+            rej.findtext(f"{{{SMEV_TYPES}}}RejectionReasonDescription"),
+        )
+        for rej in received.iter(f"{{{SMEV_TYPES}}}RequestRejected")
+    ]
+    assert wire == [
+        ("NO_DATA", "Сведения о паспорте не найдены"),
+        ("FAILURE", "[AGENCY_UNAVAILABLE] Ведомственная система недоступна"),
+        ("UNKNOWN_REQUEST_DESCRIPTION", "[INVALID_REQUEST] серия паспорта из трёх цифр"),
+    ]
+    got = r.read_send_response(received)
     assert got.rejections == rejections
     assert got.content is None
 
 
+def test_a_prefix_under_another_code_is_plain_text() -> None:
+    assert m.rejection_from_wire("NO_DATA", "[AGENCY_UNAVAILABLE] x") == m.Rejection(
+        "NO_DATA", "[AGENCY_UNAVAILABLE] x"
+    )
+
+
+def test_send_response_request_status_round_trip() -> None:
+    status = m.RequestStatus(3, "Заявление принято к рассмотрению", (("step", "2"),))
+    el = m.build_send_response(RESP_ID, str(MSG_ID), request_status=status)
+    got = r.read_send_response(round_trip(el, "SendResponse"))
+    assert got.request_status == status
+    assert (got.content, got.rejections, got.status) == (None, (), None)
+
+
 def test_send_response_status_round_trip() -> None:
     status = m.AsyncStatus("underProcessing", "Запрос передан в территориальный орган")
-    el = m.build_send_response(RESP_ID, "to", status=status, signature=fake_signature())
+    el = m.build_send_response(RESP_ID, str(MSG_ID), status=status, signature=fake_signature())
     got = r.read_send_response(round_trip(el, "SendResponse"))
-    assert got.status == status
+    # OriginalMessageId (required in 1.1) is the request answered: To, when not given.
+    assert got.status == m.AsyncStatus(status.category, status.details, MSG_ID)
 
 
 def test_send_response_needs_exactly_one_answer() -> None:
@@ -241,7 +310,9 @@ def test_send_response_needs_exactly_one_answer() -> None:
 
 
 def test_send_response_result_round_trip() -> None:
-    meta = metadata(message_id=RESP_ID, status=None, recipient=None, delivery_timestamp=None)
+    meta = metadata(
+        message_id=RESP_ID, status=None, recipient=None, delivery_timestamp=None, destination=None
+    )
     received = round_trip(m.build_send_response_response(meta), "SendResponse")
     assert r.read_send_result(received) == meta
 
@@ -256,7 +327,7 @@ def test_bad_rejection_code_fails_schema() -> None:
 
 
 def test_get_response_round_trip() -> None:
-    selector = m.TypeSelector(timestamp=NOW, namespace_uri=FNS_INN)
+    selector = m.TypeSelector(timestamp=NOW, namespace_uri=FNS_INN, root_element="InnResponse")
     received = round_trip(m.build_get_response(selector), "GetResponse")
     assert r.read_selector(received) == selector
 
@@ -269,11 +340,17 @@ def test_get_response_response_round_trip() -> None:
         metadata=metadata(message_id=RESP_ID, message_type=FNS_INN),
         sender_signature=fake_signature("#SIGNED_BY_PROVIDER"),
     )
-    received = round_trip(m.build_get_response_response(delivery), "GetResponse")
+    received = round_trip(
+        m.build_get_response_response(delivery, signature=fake_signature("#SIGNED_BY_SMEV")),
+        "GetResponse",
+    )
     got = r.read_get_response_response(received)
     assert got is not None
     assert got.original_message_id == MSG_ID
     assert got.metadata == delivery.metadata
+    message = received.find(f"{{{SMEV_TYPES}}}ResponseMessage")
+    assert message is not None
+    assert find_signature(message, "SMEVSignature") is not None
     data = r.read_response_data(got.response_data)
     assert data.content is not None
     validate_content(data.content, expect="response")
@@ -308,35 +385,42 @@ def test_ack_response_round_trip() -> None:
 
 
 def test_get_status_round_trip() -> None:
-    received = round_trip(m.build_get_status(MSG_ID, signature=fake_signature()), "GetStatus")
-    assert r.read_get_status(received) == MSG_ID
+    received = round_trip(m.build_get_status(NOW, signature=fake_signature()), "GetStatus")
+    assert r.read_get_status(received) == NOW
     assert signature_target(received).get("Id") == m.CALLER_ID
+    assert etree.QName(signature_target(received)).localname == "Timestamp"
 
 
 def test_get_status_response_round_trip() -> None:
-    report = m.StatusReport(
-        MSG_ID,
-        "DELIVERED",
-        (
-            m.Transition("ACCEPTED", NOW),
-            m.Transition("QUEUED", NOW + timedelta(milliseconds=5)),
-            m.Transition("DELIVERED", NOW + timedelta(seconds=3), "pulled by MVD_MIGR"),
-        ),
+    notice = m.StatusNotice(
+        MSG_ID, "requestIsRejectedBySmev", "request FAILED: no queue", "failed", "no queue"
     )
-    received = round_trip(m.build_get_status_response(report), "GetStatus")
-    assert r.read_get_status_response(received) == report
-    empty = m.StatusReport(MSG_ID, "REJECTED")
-    assert (
-        r.read_get_status_response(round_trip(m.build_get_status_response(empty), "GetStatus"))
-        == empty
+    el = m.build_get_status_response(notice, signature=fake_signature("#SIGNED_BY_SMEV"))
+    received = round_trip(el, "GetStatus")
+    assert r.read_get_status_response(received) == notice
+    message = received.find(f"{{{SMEV_TYPES}}}SmevAsyncProcessingMessage")
+    assert message is not None
+    assert signature_target(message).get("Id") == m.SMEV_ID
+    assert find_signature(message, "SMEVSignature") is not None
+    empty = round_trip(m.build_get_status_response(None), "GetStatus")
+    assert r.read_get_status_response(empty) is None
+
+
+def test_get_incoming_queue_statistics_round_trip() -> None:
+    el = m.build_get_incoming_queue_statistics(NOW, node_id="node-1", signature=fake_signature())
+    received = round_trip(el, "GetIncomingQueueStatistics")
+    assert r.read_get_incoming_queue_statistics(received) == (NOW, "node-1")
+    assert etree.QName(signature_target(received)).localname == "Timestamp"
+    stats = (m.QueueStatistic("requests.ZAGS", 3), m.QueueStatistic("responses.ZAGS", 0))
+    answer = round_trip(
+        m.build_get_incoming_queue_statistics_response(stats), "GetIncomingQueueStatistics"
     )
+    assert r.read_get_incoming_queue_statistics_response(answer) == stats
 
 
 def test_naive_timestamps_are_refused_when_building() -> None:
     with pytest.raises(ValueError, match="time zone"):
-        m.build_get_status_response(
-            m.StatusReport(MSG_ID, "QUEUED", (m.Transition("QUEUED", datetime(2025, 1, 1)),))
-        )
+        m.build_get_status(datetime(2025, 1, 1))
 
 
 def test_utc_timestamps_round_trip() -> None:
@@ -371,7 +455,7 @@ def test_reader_refuses_two_content_elements() -> None:
 
 def test_reader_refuses_wrong_element() -> None:
     with pytest.raises(InvalidContent, match="expected <AckRequest>"):
-        r.read_ack(m.build_get_status(MSG_ID))
+        r.read_ack(m.build_get_status(NOW))
 
 
 # ---------------------------------------------------------------- envelopes and faults
@@ -422,26 +506,31 @@ def test_unwrap_honours_must_understand() -> None:
 
 
 def test_fault_round_trip() -> None:
-    wire = build_fault(
-        "soap:Client",
-        "schema_violation: MessageID is not a UUID v1",
-        "schema_violation",
-        "client",
-        "Element MessageID: not a version 1 UUID",
-    )
+    error = SchemaViolation("Element MessageID: not a version 1 UUID")
+    wire = smev_fault(error, Operation.SEND_REQUEST)
     root = parse_secure(wire)
     fault = parse_fault(root)
     assert fault is not None
     assert fault.faultcode == "soap:Client"
     assert fault.code == "schema_violation"
-    assert fault.origin == "client"
+    assert fault.element == "InvalidContent"
     assert fault.description == "Element MessageID: not a version 1 UUID"
-    assert fault.faultstring.startswith("schema_violation")
-    bus_fault = root.find(f".//{{{SMEV_FAULTS}}}BusFault")
-    assert bus_fault is not None
-    validate_bus_element(bus_fault)
+    assert fault.faultstring == "Element MessageID: not a version 1 UUID"
+    detail = root.find(f".//{{{SMEV_FAULTS}}}InvalidContent")
+    assert detail is not None
+    validate_bus_element(detail)
     with pytest.raises(InvalidContent, match="parse_fault"):
         unwrap_envelope(root)
+
+
+def test_fault_without_description_reads_the_faultstring() -> None:
+    fault = parse_fault(parse_secure(smev_fault(SenderNotRegistered("who?"), Operation.ACK)))
+    assert fault is not None
+    assert (fault.element, fault.code, fault.description) == (
+        "SenderIsNotRegistered",
+        "sender_not_registered",
+        "who?",
+    )
 
 
 def test_parse_fault_without_bus_fault_and_non_fault() -> None:
@@ -473,7 +562,7 @@ def test_attach_signature_replaces_and_checks() -> None:
     [
         (m.build_ack(MSG_ID), "AckTargetMessage"),
         (m.build_get_request(m.TypeSelector(NOW)), "MessageTypeSelector"),
-        (m.build_get_request_response(None), "Request"),
+        (etree.Element(f"{{{SMEV_TYPES}}}RequestMessage"), "Request"),
     ],
 )
 def test_signature_target_missing_is_invalid_content(body: etree._Element, missing: str) -> None:
