@@ -33,13 +33,11 @@ from gateway.xml import messages as m
 class LocalParticipant:
     """SendRequest, GetResponse and Ack for ``participant``, in process."""
 
-    def __init__(
-        self, router: Router, participant: Participant, signer: XmlSigner, ids: MessageIdSource
-    ) -> None:
+    def __init__(self, router: Router, participant: Participant, signer: XmlSigner) -> None:
         self.router = router
         self.participant = participant
         self.signer = signer
-        self.ids = ids
+        self.ids: MessageIdSource = router.ctx.ids
 
     async def send_request(
         self,
@@ -55,10 +53,10 @@ class LocalParticipant:
         return metadata(record, self.participant, provider, record.updated_at)
 
     async def get_response(self) -> m.ResponseDelivery | None:
-        delivered = await self.router.take(self.participant.mnemonic, Direction.RESPONSES)
+        delivered = await self.router.pulls.take(self.participant, Direction.RESPONSES)
         if delivered is not None and not isinstance(delivered, m.ResponseDelivery):
             raise InternalError("a request was queued as a response")
         return delivered
 
     async def ack(self, message_id: uuid.UUID, *, accepted: bool = True) -> None:
-        await self.router.settle(self.participant.mnemonic, str(message_id), accepted=accepted)
+        await self.router.pulls.settle(self.participant, str(message_id), accepted=accepted)

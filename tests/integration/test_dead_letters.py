@@ -23,10 +23,8 @@ import pytest
 import structlog.testing
 from typer.testing import CliRunner
 
-from gateway.bus import assemble
 from gateway.cli import app
 from gateway.client.participant import ParticipantClient
-from gateway.config import Settings
 from gateway.core.clock import FakeClock, MessageIdSource
 from gateway.core.lifecycle import MessageState
 from gateway.ops.deadletters import DeadLetterDesk
@@ -35,8 +33,6 @@ from gateway.router.deadletters import REPLAYED, DeadLetterJournal
 from gateway.router.router import Router
 from gateway.store import Journal, open_journal
 from gateway.store.records import MessageRecord
-from gateway.testing.bus import BIRTH, START, birth_request, bus_pki, registry
-from gateway.testing.processes import isolated_vhost
 from gateway.transport import (
     DeadLetter,
     DeadLetterEvent,
@@ -49,6 +45,8 @@ from gateway.transport import (
 )
 from gateway.transport.amqp import AmqpTransport
 from gateway.xml.schema import type_catalog
+from tests.integration.gateway_process import isolated_vhost
+from tests.unit.bus_fixtures import BIRTH, START, birth_request, bus_pki, registry
 
 T = TypeVar("T")
 
@@ -136,15 +134,8 @@ async def running_bus(
         )
     )
     store = open_journal(database_url)
-    root = assemble(
-        Settings(keys_dir=pki.keys_dir),
-        ctx=ctx,
-        transport=transport,
-        journal=store,
-        service_requests=store.service_requests(),
-    )
-    await root.start(background=False)  # migrates, declares, watches the dead letters
-    router = root.router
+    router = Router(ctx, transport, store)
+    await router.start()
 
     def client(mnemonic: str) -> ParticipantClient:
         return ParticipantClient(
@@ -158,7 +149,7 @@ async def running_bus(
     try:
         yield Bus(kind, router, transport, store, clock, client("PORTAL"), client("ZAGS"))
     finally:
-        await root.close()
+        await router.close()
 
 
 @pytest.fixture(params=["memory", "amqp"])

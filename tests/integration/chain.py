@@ -16,7 +16,7 @@ from pathlib import Path
 
 from gateway.core.clock import SystemClock
 from gateway.crypto.devpki import init_dev_pki
-from gateway.testing.processes import (
+from tests.integration.gateway_process import (
     SMEVBUS,
     GatewayProcess,
     ServiceProcess,
