@@ -275,6 +275,8 @@ class Router:
             in_reply_to=request.message_id,
             expires_at=request.expires_at,
             test_message=request.test_message,
+            # Kept in its own column so the KPIs tell an unavailable agency from an answer.
+            rejection_code=response.rejections[0].code.value if response.rejections else None,
         )
         # One transaction: the claim of a final answer, the response journaled, and the
         # request moved on from the state it is in now (QUEUED if its provider consumed

@@ -7,9 +7,12 @@ transport in memory, journal in in-memory SQLite, one FakeClock for everything.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -27,6 +30,7 @@ from gateway.core.lifecycle import MessageState
 from gateway.crypto.certificates import common_name, fingerprint
 from gateway.crypto.envelope import verify_element
 from gateway.router.router import Router
+from gateway.store import open_journal
 from gateway.transport.base import Direction, Message
 from gateway.transport.errors import PublishRefused
 from gateway.transport.topology import QueuePolicy
@@ -363,6 +367,26 @@ async def test_rejection_reaches_the_portal(bus: Bus) -> None:
     assert answer.rejections == (rejection,)
     await bus.portal.ack(got.metadata.message_id)
     assert (await bus.report(sent.message_id)).status == "RESPONSE_DELIVERED"
+
+
+async def test_a_refusing_answer_is_journaled_with_its_code(tmp_path: Path) -> None:
+    """The KPIs count an AGENCY_UNAVAILABLE answer against the agency's availability:
+    the journal keeps a refusal's code in its own column."""
+    db = tmp_path / "journal.db"
+    bus = await open_bus(journal=open_journal(f"sqlite:///{db}"))
+    try:
+        await bus.portal.send_request(birth_request())
+        delivery = await bus.zags.get_request()
+        assert delivery is not None
+        rejection = m.Rejection("AGENCY_UNAVAILABLE", "the civil registry does not answer")
+        await bus.zags.send_response(delivery.reply_to, rejections=[rejection])
+    finally:
+        await bus.close()
+    with contextlib.closing(sqlite3.connect(db)) as connection:
+        rows = connection.execute("SELECT kind, rejection_code FROM messages").fetchall()
+    assert sorted(rows, key=str) == sorted(
+        [("request", None), ("response", "AGENCY_UNAVAILABLE")], key=str
+    )
 
 
 async def test_unacked_pull_comes_back_after_the_visibility_timeout() -> None:
