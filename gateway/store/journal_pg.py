@@ -63,14 +63,20 @@ from gateway.store.rows import transition_of as _transition_of
 _M_HEAD = ", ".join(f"m.{column}" for column in MESSAGE_HEAD.split(", "))
 _HISTORY = "INSERT INTO transitions (message_id, from_state, to_state, at, reason, actor)"
 
-# $1 id, $2 kind, ... the message; $9 at; $12 reason, $13 actor.
-# One row always: ``added`` says whether this statement inserted; otherwise the columns
-# are the row already there (NULL if a concurrent twin has not committed yet: read again).
-_ACCEPT = f"""
+
+def _accept_sql(*, rejection_code: bool) -> str:
+    """$1 id, $2 kind, ... the message; $9 at; $12 reason, $13 actor; with
+    ``rejection_code``, $14 a refusing response's code (written only when there is one,
+    so a journal not yet migrated to 0006 takes every other message). One row always:
+    ``added`` says whether this statement inserted; otherwise the columns are the row
+    already there (NULL if a concurrent twin has not committed yet: read again)."""
+    column, value = (", rejection_code", ", $14") if rejection_code else ("", "")
+    return f"""
 WITH added AS (
     INSERT INTO messages (message_id, kind, sender, recipient, message_type, in_reply_to,
-        content_sha256, xml, state, created_at, updated_at, expires_at, test_message, version)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'ACCEPTED', $9, $9, $10, $11, 1)
+        content_sha256, xml, state, created_at, updated_at, expires_at, test_message,
+        version{column})
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'ACCEPTED', $9, $9, $10, $11, 1{value})
     ON CONFLICT (message_id) DO NOTHING
     RETURNING message_id
 ), logged AS (
@@ -80,23 +86,10 @@ SELECT EXISTS (SELECT 1 FROM added) AS added, {_M_HEAD}
 FROM (SELECT 1) AS one
 LEFT JOIN messages AS m ON m.message_id = $1 AND NOT EXISTS (SELECT 1 FROM added)
 """
-# The same with a refusing response's code ($14). Written only when there is one, so a
-# journal not yet migrated to 0006 takes every other message.
-_ACCEPT_REJECTION = f"""
-WITH added AS (
-    INSERT INTO messages (message_id, kind, sender, recipient, message_type, in_reply_to,
-        content_sha256, xml, state, created_at, updated_at, expires_at, test_message, version,
-        rejection_code)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'ACCEPTED', $9, $9, $10, $11, 1, $14)
-    ON CONFLICT (message_id) DO NOTHING
-    RETURNING message_id
-), logged AS (
-    {_HISTORY} SELECT message_id, NULL, 'ACCEPTED', $9, $12, $13 FROM added
-)
-SELECT EXISTS (SELECT 1 FROM added) AS added, {_M_HEAD}
-FROM (SELECT 1) AS one
-LEFT JOIN messages AS m ON m.message_id = $1 AND NOT EXISTS (SELECT 1 FROM added)
-"""
+
+
+_ACCEPT = _accept_sql(rejection_code=False)
+_ACCEPT_REJECTION = _accept_sql(rejection_code=True)
 
 # $1 id, $2 from, $3 to, $4 version (NULL: any), $5 at, $6 reason, $7 actor.
 _MOVE = f"""

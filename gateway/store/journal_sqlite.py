@@ -57,18 +57,23 @@ from gateway.store.rows import (
 )
 from gateway.store.sqlite import SqliteDatabase
 
-_INSERT = """
+
+def _insert_sql(*, rejection_code: bool) -> str:
+    """The message's INSERT; with ``rejection_code``, a refusing response's code too
+    (written only when there is one, so a journal not yet migrated to 0006 takes every
+    other message)."""
+    column, value = (", rejection_code", ", ?") if rejection_code else ("", "")
+    return f"""
 INSERT INTO messages (message_id, kind, sender, recipient, message_type, in_reply_to,
-    content_sha256, xml, state, created_at, updated_at, expires_at, test_message, version)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'ACCEPTED', ?, ?, ?, ?, 1)
+    content_sha256, xml, state, created_at, updated_at, expires_at, test_message, version{column})
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'ACCEPTED', ?, ?, ?, ?, 1{value})
 ON CONFLICT (message_id) DO NOTHING
 RETURNING message_id
 """
-# With a refusing response's code: written only when there is one, so a journal not yet
-# migrated to 0006 takes every other message.
-_INSERT_REJECTION = _INSERT.replace("version)", "version, rejection_code)").replace(
-    "1)\n", "1, ?)\n"
-)
+
+
+_INSERT = _insert_sql(rejection_code=False)
+_INSERT_REJECTION = _insert_sql(rejection_code=True)
 _HISTORY = """
 INSERT INTO transitions (message_id, from_state, to_state, at, reason, actor)
 VALUES (?, ?, ?, ?, ?, ?)
