@@ -19,7 +19,7 @@ from adapters.catalog import ADAPTERS, close_quietly
 from adapters.sdk import AdapterRunner, PollPolicy
 from adapters.sdk.push import PushSource
 from adapters.sdk.runner import BUS_UNREACHABLE_ATTEMPTS
-from gateway.assembly import open_transport
+from gateway.bus import open_transport
 from gateway.client.http import SoapHttp, tls_context
 from gateway.client.participant import ParticipantClient
 from gateway.config import Settings

@@ -7,7 +7,7 @@ process (``python -m adapters.<x>.mock_service``, latency 0):
    Anna, 2019-03-14) / a plain httpx POST of the native ``PassportCheck`` 7011 123456
    to the same mock (the floor: what any integration with the agency pays);
 2. bus, no agency: the bus round trip in-process (router on memory transport +
-   in-memory SQLite, as ``tests.unit.bus_fixtures.open_bus``; every call signed and
+   in-memory SQLite, as ``gateway.testing.bus.open_bus``; every call signed and
    verified): portal SendRequest -> provider GetRequest -> SendResponse of a canned
    answer -> Ack -> portal GetResponse -> Ack, with no adapter code at all;
 3. bus + runner, canned adapter: the same, the provider side being ``AdapterRunner``
@@ -58,9 +58,9 @@ from adapters.zags.adapter import build_client, build_zags_adapter  # noqa: E402
 from adapters.zags.mapping import birth_query  # noqa: E402
 from gateway.client.participant import ParticipantClient  # noqa: E402
 from gateway.logs import configure_logging  # noqa: E402
+from gateway.testing.bus import BIRTH, PASSPORT, Bus, content, open_bus  # noqa: E402
+from gateway.testing.processes import ServiceProcess, free_port  # noqa: E402
 from gateway.xml.readers import read_response_data  # noqa: E402
-from tests.integration.gateway_process import ServiceProcess, free_port  # noqa: E402
-from tests.unit.bus_fixtures import BIRTH, PASSPORT, Bus, content, open_bus  # noqa: E402
 
 TARGET_MS = 3.0
 """Issue #5: the adapter adds <= 3 ms p50 beyond the bus round trip and the agency call."""

@@ -2,7 +2,7 @@
 
 ``smevbus serve`` (RabbitMQ vhost + PostgreSQL journal, the aggregator inside), the
 three mock agencies and their adapters (ZAGS polling /ws, MVD and FNS consuming their
-queues by push), each its own process (``tests.integration.chain.running_chain``). By default
+queues by push), each its own process (``gateway.testing.chain.running_chain``). By default
 every adapter consumes by push (``--pull``: ZAGS polls /ws, as docker-compose runs it;
 an idle poller backs off 0.5 s doubling to 10 s, which then dominates). The
 benchmark is the portal: it POSTs ``/api/v1/service-requests`` with a ``callback_url``
@@ -53,7 +53,7 @@ from benchmarks.dbstats import settled  # noqa: E402
 from benchmarks.fanout import SERVICE, Result, report  # noqa: E402
 from benchmarks.router import cpu_seconds  # noqa: E402
 from gateway.demo.run import APPLICANT  # noqa: E402
-from tests.integration.chain import Chain, running_chain  # noqa: E402
+from gateway.testing.chain import Chain, running_chain  # noqa: E402
 
 AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 TOKEN = "bench-portal-token"

@@ -4,7 +4,7 @@ In one process, as ``smevbus demo``: the router on the memory transport with a S
 journal (a file in a temp dir unless ``--database``), a fresh ECDSA (P-256) dev PKI in
 a temp dir (``init_dev_pki``), the mock ZAGS / MVD / FNS agencies served by uvicorn on
 threads with latency 0 (``gateway.demo.agencies``), the real adapters
-(``DemoAdapters``) and the aggregator (``gateway.assembly.open_aggregator``). Every bus
+(``DemoAdapters``) and the aggregator (the composition root, ``gateway.bus``). Every bus
 call is a signed SOAP exchange through ``Router.handle``, verified on both sides.
 
 Rows, each as p50/p99 latency and requests/s:
@@ -16,7 +16,7 @@ Rows, each as p50/p99 latency and requests/s:
 2. ``child-birth-benefit`` sequentially (C = 1): ``Aggregator.submit`` (three signed
    SendRequests, state in the store) -> the three adapters' ``run_once`` together
    (``asyncio.gather``: in production they are separate processes working in
-   parallel) -> ``pump_responses`` -> until the record is final (COMPLETED checked);
+   parallel) -> the reply intake drained -> until the record is final (COMPLETED checked);
    the C = 1 rows of 1 and 2 are measured interleaved (one call of each per step) so
    load from elsewhere hits them alike;
 3. ``child-birth-benefit`` with ``--concurrency`` C submissions in flight: C workers
@@ -59,7 +59,8 @@ sys.path.insert(0, str(ROOT))
 
 from adapters.sdk import AdapterRunner  # noqa: E402
 from gateway.aggregator import Aggregator, build_request  # noqa: E402
-from gateway.assembly import load_registry, open_aggregator, open_router  # noqa: E402
+from gateway.aggregator.replies import ReplyIntake  # noqa: E402
+from gateway.bus import Bus, load_registry, open_bus  # noqa: E402
 from gateway.client.participant import ParticipantClient  # noqa: E402
 from gateway.config import Settings  # noqa: E402
 from gateway.core.clock import SystemClock  # noqa: E402
@@ -68,7 +69,6 @@ from gateway.crypto.keystore import load_signer  # noqa: E402
 from gateway.demo.agencies import DemoAdapters, MockAgency, mock_agencies  # noqa: E402
 from gateway.demo.run import APPLICANT  # noqa: E402
 from gateway.logs import configure_logging  # noqa: E402
-from gateway.router.router import Router  # noqa: E402
 from gateway.store.service_requests import ServiceRequestRecord  # noqa: E402
 from gateway.xml.readers import read_response_data  # noqa: E402
 
@@ -135,20 +135,22 @@ async def interleaved(
 # --- the bench in one process ------------------------------------------------------------
 
 
-def _client(router: Router, settings: Settings, mnemonic: str) -> ParticipantClient:
+def _client(bus: Bus, settings: Settings, mnemonic: str) -> ParticipantClient:
     return ParticipantClient(
         signer=load_signer(settings.keys_dir, mnemonic, settings.signature_profile),
-        verifier=router.ctx.verifier,
-        clock=router.ctx.clock,
-        call=router.handle,
-        bus_mnemonic=router.ctx.registry.bus_mnemonic,
-        ids=router.ctx.ids,
+        verifier=bus.ctx.verifier,
+        clock=bus.clock,
+        call=bus.handle,
+        bus_mnemonic=bus.registry.bus_mnemonic,
+        ids=bus.ctx.ids,
     )
 
 
 @dataclass
 class Bench:
     aggregator: Aggregator
+    #: The aggregator's intake of PORTAL's replies, drained by the driver.
+    replies: ReplyIntake
     portal: ParticipantClient
     runners: list[AdapterRunner]
     #: part id -> (its request content, the runner answering its message type)
@@ -210,7 +212,7 @@ class Bench:
         )
         for _round in range(MAX_ROUNDS):
             await self.run_adapters()
-            await aggregator.pump_responses(PORTAL)
+            await self.replies.drain()
             record = await aggregator.get(str(record.id))
             if record.state.final:
                 self.finished(record)
@@ -229,7 +231,7 @@ class Bench:
         async def driver() -> None:
             while not stop.is_set():
                 answered = await self.run_adapters()
-                applied = await aggregator.pump_responses(PORTAL)
+                applied = await self.replies.drain()
                 check = list(waiting) if applied else [i for i in waiting if i in fresh]
                 fresh.clear()
                 for id in check:
@@ -279,14 +281,15 @@ async def run(
     settings: Settings, n: int, concurrency: int, budget: float, latency_ms: int = 0
 ) -> tuple[list[Result], dict[str, list[float]], dict[str, list[float]]]:
     """The rows, then sent -> replied per part inside the fan-out at C = 1 and at C."""
-    router = await open_router(settings)
+    bus = await open_bus(settings, portals=())
     try:
+        await bus.start(background=False)
         with mock_agencies() as agencies:
             slow_down(agencies, latency_ms)
-            clients = {m: _client(router, settings, m) for m in ("ZAGS", "MVD_MIGR", "FNS")}
+            clients = {m: _client(bus, settings, m) for m in ("ZAGS", "MVD_MIGR", "FNS")}
             adapters = DemoAdapters(agencies, clients)
             try:
-                aggregator = open_aggregator(settings, router)
+                aggregator = bus.aggregator
                 service = aggregator.catalogue.get(SERVICE)
                 runners = list(adapters.runners.values())
                 parts = {
@@ -296,7 +299,8 @@ async def run(
                     )
                     for part in service.parts
                 }
-                bench = Bench(aggregator, _client(router, settings, PORTAL), runners, parts, {})
+                portal = _client(bus, settings, PORTAL)
+                bench = Bench(aggregator, bus.replies(PORTAL), portal, runners, parts, {})
                 names = [f"single: {p} ({r.participant})" for p, (_, r) in parts.items()]
                 ones = [bench.single(p) for p in parts]
                 names.append(f"{SERVICE} (3 parts)")
@@ -313,7 +317,7 @@ async def run(
             finally:
                 await adapters.aclose()
     finally:
-        await router.close()
+        await bus.close()
 
 
 # --- report ------------------------------------------------------------------------------

@@ -24,8 +24,8 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.dbstats import STATS_DELAY_S, transactions  # noqa: E402
 from gateway.store import open_stores  # noqa: E402
-from tests.integration.gateway_process import fresh_database  # noqa: E402
-from tests.unit.bus_fixtures import birth_request, birth_response, open_bus  # noqa: E402
+from gateway.testing.bus import birth_request, birth_response, open_bus  # noqa: E402
+from gateway.testing.processes import fresh_database  # noqa: E402
 
 OPERATIONS = ("SendRequest", "GetRequest", "SendResponse", "Ack (provider)", "GetResponse", "Ack")
 

@@ -51,15 +51,15 @@ from gateway.core.clock import SystemClock  # noqa: E402
 from gateway.crypto.devpki import KEY_TYPES, init_dev_pki  # noqa: E402
 from gateway.crypto.keystore import load_signer, load_verifier  # noqa: E402
 from gateway.crypto.xmldsig import XmlSigner, XmlVerifier  # noqa: E402
-from gateway.transport.amqp import AmqpTransport  # noqa: E402
-from gateway.xml import messages  # noqa: E402
-from gateway.xml.namespaces import SMEV_TYPES  # noqa: E402
-from gateway.xml.parse import parse_secure  # noqa: E402
-from tests.integration.gateway_process import (  # noqa: E402
+from gateway.testing.processes import (  # noqa: E402
     GatewayProcess,
     fresh_database,
     isolated_vhost,
 )
+from gateway.transport.amqp import AmqpTransport  # noqa: E402
+from gateway.xml import messages  # noqa: E402
+from gateway.xml.namespaces import SMEV_TYPES  # noqa: E402
+from gateway.xml.parse import parse_secure  # noqa: E402
 
 #: Round trips of the one-at-a-time latency rows.
 ALONE = 300

@@ -46,10 +46,10 @@ from gateway.crypto.devpki import init_dev_pki  # noqa: E402
 from gateway.crypto.envelope import sign_element  # noqa: E402
 from gateway.crypto.keystore import load_signer  # noqa: E402
 from gateway.crypto.xmldsig import XmlSigner  # noqa: E402
+from gateway.testing.processes import GatewayProcess  # noqa: E402
 from gateway.xml import messages  # noqa: E402
 from gateway.xml.parse import XmlLimits, parse_secure  # noqa: E402
 from gateway.xml.soap import parse_fault, wrap_envelope  # noqa: E402
-from tests.integration.gateway_process import GatewayProcess  # noqa: E402
 
 CONTENT = ROOT / "tests" / "data" / "content" / "zags-birth-record.request.xml"
 PARTICIPANTS = ("PORTAL", "ZAGS", "MVD_MIGR", "FNS", "SMEVBUS")

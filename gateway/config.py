@@ -25,7 +25,7 @@ class Settings(BaseSettings):
     registry_file: Path = REPO_ROOT / "config" / "registry.toml"
     #: The service catalogue of the REST service-request API.
     services_file: Path = REPO_ROOT / "config" / "services.toml"
-    #: How often the aggregator pulls replies and checks deadlines (seconds).
+    #: How often the gateway fires due deadlines and looks for due callbacks (seconds).
     aggregator_interval_s: float = Field(default=0.2, gt=0)
     xsd_dir: Path = REPO_ROOT / "xsd"
     signature_profile: SignatureProfile = SignatureProfile.SMEV

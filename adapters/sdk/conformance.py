@@ -18,12 +18,12 @@ Usage, in the adapter's tests (pytest with ``asyncio_mode = "auto"``)::
 
     @asynccontextmanager
     async def harness() -> AsyncIterator[kit.ConformanceHarness]:
-        bus = await open_bus()                  # a router on memory transport + SQLite
+        bus = await open_bus()                  # a bus on memory transport + SQLite
         agency = MockZags()                     # its knob: await agency.set_mode(...)
         runner = AdapterRunner(ZagsAdapter(agency.url), bus.zags,
                                retry=RetryPolicy(attempts=3), sleep=kit.RecordingSleep())
         try:
-            yield kit.ConformanceHarness(bus.router, bus.portal, runner, agency)
+            yield kit.ConformanceHarness(bus.journal, bus.portal, runner, agency)
         finally:
             await bus.close()
 
@@ -58,7 +58,7 @@ from gateway.core.envelope import RejectionCode
 from gateway.core.errors import SchemaViolation
 from gateway.crypto.certificates import common_name
 from gateway.crypto.envelope import verify_element
-from gateway.router.router import Router
+from gateway.store.base import Store
 from gateway.xml import messages as m
 from gateway.xml.readers import read_response_data
 
@@ -79,7 +79,8 @@ class AgencyKnob(Protocol):
 
 @dataclass(frozen=True)
 class ConformanceHarness:
-    router: Router
+    journal: Store
+    """The bus's journal, where the kit checks what the bus recorded."""
     portal: ParticipantClient
     """A consumer allowed to request every declared type."""
     runner: AdapterRunner
@@ -163,7 +164,7 @@ async def check_redelivery_idempotent(factory: HarnessFactory, samples: Samples)
                 f"response {first.response_id} and acked",
             )
             _require(second.attempts == 0, f"{message_type}: a redelivery asked the agency again")
-            journaled = await h.router.store.responses_to(request_id)
+            journaled = await h.journal.responses_to(request_id)
             _require(
                 len(journaled) == 1,
                 f"{message_type}: {len(journaled)} responses journaled for one request",

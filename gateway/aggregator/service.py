@@ -9,13 +9,14 @@
   sent (``ApplicantDataInvalid`` / ``SchemaViolation``), creates the record
   (idempotent per ``(participant, idempotency_key)``: a retry gets the existing record
   and sends nothing) and then sends one signed ``SendRequest`` per part.
-* :meth:`Aggregator.pump_responses` pulls the participant's responses
-  (``GetResponse`` until empty), correlates each by its ``OriginalMessageId``
+* :meth:`Aggregator.apply_reply` takes one reply, as the portal's reply subscription
+  (:class:`~gateway.aggregator.replies.ReplyIntake`) hands it over, correlates it by
+  its ``OriginalMessageId``
   (:meth:`~gateway.store.base.ServiceRequests.by_message`), applies it
-  (:func:`gateway.aggregator.responses.apply_event`), saves, and only then acks it,
-  so a crash between the two redelivers the reply (which then changes nothing: the
-  first outcome of a part stands). A reply for a request that is already final is
-  journaled as ``late_reply`` and does not change the result.
+  (:func:`gateway.aggregator.responses.apply_event`) and saves; the intake acks the
+  reply only then, so a crash between the two redelivers the reply (which then changes
+  nothing: the first outcome of a part stands). A reply for a request that is already
+  final is journaled as ``late_reply`` and does not change the result.
 * :meth:`Aggregator.fire_deadlines` applies
   :func:`~gateway.core.aggregation.on_deadline` to every pending request due now.
 * A request may name a ``callback_url``: the store keeps it and marks the callback due
@@ -23,12 +24,12 @@
   :class:`~gateway.aggregator.callbacks.CallbackDispatcher` POSTs it. Nothing here waits
   for a callback, so a failing one can never hold up or change a result.
 * :meth:`Aggregator.resume` counts the pending requests after a restart: their state
-  and deadlines live in the store, so nothing else is needed; the caller keeps calling
-  :meth:`~Aggregator.pump_responses` and :meth:`~Aggregator.fire_deadlines`.
+  and deadlines live in the store, and replies wait in the broker's queue, so nothing
+  else is needed.
 
-The class starts no background task: the API process (or the demo, or a test)
-schedules ``pump_responses`` and ``fire_deadlines`` (sleeping until
-``store.next_due()``), which keeps it deterministic under a ``FakeClock``.
+The class starts no background task: the bus (:mod:`gateway.bus`) runs the reply
+subscriptions and a ``fire_deadlines`` loop; a test calls them itself, which keeps it
+deterministic under a ``FakeClock``.
 
 **Concurrency.** Every write is a compare-and-set on the record's version. On
 :class:`~gateway.store.service_requests.ServiceRequestConflict` (another aggregator
@@ -51,7 +52,7 @@ deadlines.
 registered participant; it does not hold an XML signing key or speak SOAP. The
 gateway therefore signs each part's ``SendRequest`` on the portal's behalf with that
 participant's key, held server-side (``clients(participant)`` returns a
-:class:`BusConsumer` with it: in the gateway a
+:class:`BusConsumer` (the sending side) with it: in the gateway a
 :class:`~gateway.router.local.LocalParticipant`, which skips the SOAP round trip the
 gateway would make to itself; any :class:`~gateway.client.participant.ParticipantClient`
 does too): one service request
@@ -60,8 +61,8 @@ applicant JSON, so there is nothing the portal could have pre-signed. The bus st
 checks that signature like any other, and the journal names the portal as sender.
 Participants that want to sign themselves use the SOAP endpoint directly. A
 participant served by the aggregator should not also pull its responses over SOAP:
-:meth:`~Aggregator.pump_responses` acks (and logs as ``uncorrelated_reply``) any
-response it cannot correlate.
+its reply subscription acks (and logs as ``uncorrelated_reply``) any response it
+cannot correlate.
 """
 
 from __future__ import annotations
@@ -109,7 +110,6 @@ from gateway.store.service_requests import (
     ServiceRequestPage,
     ServiceRequestRecord,
 )
-from gateway.xml import messages as m
 from gateway.xml.readers import read_response_data
 
 __all__ = ["SEND_FAILED", "Aggregator", "BusConsumer"]
@@ -120,8 +120,6 @@ log = structlog.get_logger(__name__)
 SEND_FAILED: Final = "SEND_FAILED"
 #: Compare-and-set attempts before a conflict is given up (each re-reads the record).
 MAX_SAVE_ATTEMPTS: Final = 20
-#: Replies :meth:`Aggregator.pump_responses` applies at once.
-PUMP_WORKERS: Final = 8
 
 
 class BusConsumer(Protocol):
@@ -132,10 +130,6 @@ class BusConsumer(Protocol):
     async def send_request(
         self, content: etree._Element, *, message_id: uuid.UUID | None = None
     ) -> MessageMetadata: ...
-
-    async def get_response(self) -> m.ResponseDelivery | None: ...
-
-    async def ack(self, message_id: uuid.UUID, *, accepted: bool = True) -> None: ...
 
 
 class Aggregator:
@@ -259,34 +253,6 @@ class Aggregator:
 
     # --- the caller's loop ------------------------------------------------------------
 
-    async def pump_responses(self, participant: str, *, workers: int = PUMP_WORKERS) -> int:
-        """GetResponse + Ack until the participant's queue is empty; apply each reply.
-
-        ``workers`` replies are applied side by side: each waits on several journal
-        and store round trips, and one at a time they queued up behind each other
-        under load. Replies to the same service request still take turns.
-
-        Returns how many replies changed a service request (late, repeated, interim and
-        uncorrelated replies count 0).
-        """
-        client = self.clients(participant)
-        applied = 0
-
-        async def drain() -> None:
-            nonlocal applied
-            while (delivery := await client.get_response()) is not None:
-                if await self._apply_reply(delivery.original_message_id, delivery.response_data):
-                    applied += 1
-                await client.ack(delivery.metadata.message_id)
-
-        # Not a TaskGroup: one worker failing must not cancel the others halfway
-        # through taking a reply; each stops on its own (an empty queue, or the error).
-        outcomes = await asyncio.gather(*(drain() for _ in range(workers)), return_exceptions=True)
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException):
-                raise outcome
-        return applied
-
     async def fire_deadlines(self) -> int:
         """Apply ``on_deadline`` to every pending request due now; how many changed."""
         now = self.clock.now()
@@ -376,8 +342,10 @@ class Aggregator:
         )
         return record
 
-    async def _apply_reply(self, original: uuid.UUID, response_data: etree._Element) -> bool:
-        """Apply one reply to its part; True when it changed the service request."""
+    async def apply_reply(self, original: uuid.UUID, response_data: etree._Element) -> bool:
+        """Apply one reply (to request ``original``) to its part; True when it changed the
+        service request. Applying the same reply again changes nothing (the first outcome
+        of a part stands), so a redelivered reply is harmless."""
         link = await self.store.by_message(original)
         if link is None:
             log.warning("uncorrelated_reply", original_message_id=str(original))

@@ -229,13 +229,16 @@ RequestId = Annotated[uuid.UUID, Path(description="The service request id")]
 
 
 def _default_aggregator(request: Request) -> ServiceRequests:
-    aggregator: ServiceRequests = request.app.state.aggregator
+    aggregator: ServiceRequests = request.app.state.bus.aggregator
     return aggregator
 
 
 def _default_journal(request: Request) -> Store:
-    store: Store = request.app.state.router.store
+    store: Store = request.app.state.bus.journal
     return store
+
+
+GuardProvider = Callable[[Request], CallbackGuard]
 
 
 def rest_router(
@@ -243,15 +246,24 @@ def rest_router(
     *,
     aggregator_provider: AggregatorProvider = _default_aggregator,
     journal_provider: JournalProvider = _default_journal,
-    callback_guard: CallbackGuard | None = None,
+    callback_guard: CallbackGuard | GuardProvider | None = None,
 ) -> APIRouter:
     """The ``/api/v1`` routes; ``auth`` is a dependency returning the caller's participant.
 
     The providers find the aggregator and the journal per request (by default on
-    ``app.state.aggregator`` and ``app.state.router.store``). ``callback_guard`` decides
-    where a ``callback_url`` may point (default: public addresses, any host name).
+    ``app.state.bus``, the running :class:`gateway.bus.Bus`). ``callback_guard`` decides
+    where a ``callback_url`` may point, or finds the guard per request (default: public
+    addresses, any host name).
     """
-    guard = callback_guard or CallbackGuard()
+    if callback_guard is None or isinstance(callback_guard, CallbackGuard):
+        fixed = callback_guard or CallbackGuard()
+
+        def fixed_guard(_request: Request) -> CallbackGuard:
+            return fixed
+
+        guard_of: GuardProvider = fixed_guard
+    else:
+        guard_of = callback_guard
     api = APIRouter(
         prefix=PREFIX,
         route_class=ProblemRoute,
@@ -260,10 +272,11 @@ def rest_router(
     )
     Caller = Annotated[str, Depends(auth)]  # noqa: N806
 
-    def aggregator_of(request: Request) -> ServiceRequests:
+    # Async, so that FastAPI calls them on the event loop, not in a worker thread.
+    async def aggregator_of(request: Request) -> ServiceRequests:
         return aggregator_provider(request)
 
-    def journal_of(request: Request) -> Store:
+    async def journal_of(request: Request) -> Store:
         return journal_provider(request)
 
     Aggregator = Annotated[ServiceRequests, Depends(aggregator_of)]  # noqa: N806
@@ -323,7 +336,7 @@ def rest_router(
         ] = None,
     ) -> Submitted:
         if body.callback_url is not None:
-            await guard.check(body.callback_url)
+            await guard_of(request).check(body.callback_url)
         record, created = await aggregator.submit(
             service=body.service,
             applicant=body.applicant,

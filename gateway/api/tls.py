@@ -1,8 +1,9 @@
 """TLS of ``smevbus serve``: uvicorn's options from settings, and the client certificate.
 
 uvicorn checks a participant's TLS client certificate against the client CA but does
-not hand it to the app. :class:`TlsH11Protocol` (uvicorn's h11 protocol, passed as its
-``http`` class) adds the ASGI TLS extension to each request's scope
+not hand it to the app. :class:`TlsHttpToolsProtocol` (uvicorn's httptools protocol,
+passed as its ``http`` class; :class:`TlsH11Protocol` for h11) adds the ASGI TLS
+extension to each request's scope
 (``scope["extensions"]["tls"]["client_cert_chain"]``, PEM, the client's certificate
 first); :func:`client_certificate` reads it back, from any ASGI server that sets it.
 The router then requires that certificate to belong to the participant that signed
@@ -18,6 +19,7 @@ from typing import Any
 from cryptography import x509
 from uvicorn._types import ASGI3Application, ASGIReceiveCallable, ASGISendCallable, Scope
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from gateway.config import Settings
 
@@ -41,12 +43,22 @@ def uvicorn_tls(settings: Settings) -> dict[str, Any]:
         "ssl_ca_certs": None if ca is None else str(ca),
         "ssl_cert_reqs": _CERT_REQS[settings.tls_client_cert],
         # By name: ``serve --workers N`` hands the options to worker processes.
-        "http": f"{__name__}:{TlsH11Protocol.__name__}",
+        "http": f"{__name__}:{TlsHttpToolsProtocol.__name__}",
     }
 
 
 class TlsH11Protocol(H11Protocol):
     """uvicorn's h11 protocol, with the ASGI TLS extension in every request's scope."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        ssl_object = transport.get_extra_info("ssl_object")
+        if isinstance(ssl_object, ssl.SSLObject | ssl.SSLSocket):
+            self.app = _with_tls(self.config.loaded_app, tls_extension(ssl_object))
+
+
+class TlsHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, with the ASGI TLS extension in every request's scope."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)

@@ -28,7 +28,7 @@ DirectionOption = Annotated[
 
 def _dlq_settings(participant: str | None) -> tuple[Settings, list[str]]:
     """Settings, and the participants to look at (checked against the registry)."""
-    from gateway.assembly import load_registry
+    from gateway.bus import load_registry
 
     settings = Settings()
     if settings.transport != "amqp":

@@ -75,7 +75,7 @@ def keys_init(
 
     Written once: existing files are kept, only missing certificates are added.
     """
-    from gateway.assembly import load_registry
+    from gateway.bus import load_registry
     from gateway.crypto import gost
     from gateway.crypto.devpki import TLS_SERVER, init_dev_pki
 

@@ -80,7 +80,7 @@ def serve(
         log_level=settings.log_level.lower(),
         log_config=None,  # uvicorn logs through configure_logging's redacting pipeline
         timeout_graceful_shutdown=30,
-        **uvicorn_tls(settings),
+        **{"http": "httptools", "loop": "uvloop", **uvicorn_tls(settings)},
     )
 
 

@@ -15,6 +15,7 @@ fans it out to ZAGS, MVD and FNS, correlates the three answers and prints the re
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
 import uuid
@@ -29,13 +30,13 @@ from rich.syntax import Syntax
 from rich.table import Table
 
 from gateway.aggregator import Aggregator
-from gateway.assembly import open_aggregator, open_router
+from gateway.bus import Bus, open_bus
 from gateway.client.participant import ParticipantClient
 from gateway.config import Settings
 from gateway.crypto.certificates import common_name
 from gateway.crypto.keystore import load_signer
 from gateway.demo.agencies import DemoAdapters, mock_agencies
-from gateway.router.router import Router
+from gateway.store.service_requests import ServiceRequestRecord
 from gateway.xml.namespaces import qname
 from gateway.xml.readers import read_response_data
 
@@ -86,13 +87,13 @@ def passport_validity_request() -> etree._Element:
     return _element(PASSPORT, "PassportValidityRequest", {"Passport": passport, "Holder": holder})
 
 
-def _client(router: Router, settings: Settings, mnemonic: str) -> ParticipantClient:
+def _client(bus: Bus, settings: Settings, mnemonic: str) -> ParticipantClient:
     return ParticipantClient(
         signer=load_signer(settings.keys_dir, mnemonic, settings.signature_profile),
-        verifier=router.ctx.verifier,
-        clock=router.ctx.clock,
-        call=router.handle,
-        bus_mnemonic=router.ctx.registry.bus_mnemonic,
+        verifier=bus.ctx.verifier,
+        clock=bus.clock,
+        call=bus.handle,
+        bus_mnemonic=bus.registry.bus_mnemonic,
     )
 
 
@@ -102,12 +103,12 @@ def _xml(element: etree._Element) -> Syntax:
 
 
 async def run_demo(settings: Settings, console: Console) -> int:
-    router = await open_router(settings)
+    # PORTAL pulls its own replies first: the aggregator takes them over for part two.
+    bus = await open_bus(settings, portals=())
     try:
+        await bus.start()
         with mock_agencies() as agencies:
-            clients = {
-                m: _client(router, settings, m) for m in ("PORTAL", "ZAGS", "MVD_MIGR", "FNS")
-            }
+            clients = {m: _client(bus, settings, m) for m in ("PORTAL", "ZAGS", "MVD_MIGR", "FNS")}
             adapters = DemoAdapters(agencies, clients)
             try:
                 console.rule("[bold]smevbus demo: a portal asks ZAGS and MVD, signed round trips")
@@ -118,21 +119,18 @@ async def run_demo(settings: Settings, console: Console) -> int:
                 )
                 for agency in agencies.values():
                     console.print(f"mock agency: {agency.name} at {agency.url}")
-                code = await _scenario(router, clients["PORTAL"], adapters, console)
+                code = await _scenario(clients["PORTAL"], adapters, console)
                 if code == 0:
-                    code = await _service_request(
-                        open_aggregator(settings, router), adapters, console
-                    )
+                    await bus.serve_portal("PORTAL")
+                    code = await _service_request(bus.aggregator, adapters, console)
                 return code
             finally:
                 await adapters.aclose()
     finally:
-        await router.close()
+        await bus.close()
 
 
-async def _scenario(
-    router: Router, portal: ParticipantClient, adapters: DemoAdapters, console: Console
-) -> int:
+async def _scenario(portal: ParticipantClient, adapters: DemoAdapters, console: Console) -> int:
     timeline = Timeline()
     asks = {"zags": birth_record_request(), "mvd_migration": passport_validity_request()}
     runners = {name: adapters.runners[name] for name in asks}
@@ -217,6 +215,19 @@ APPLICANT = {
 }
 
 
+async def _replies_applied(
+    aggregator: Aggregator, id: str, within: float = 2.0
+) -> ServiceRequestRecord:
+    """The request once every part that was answered is applied, or as it is after
+    ``within`` seconds: the replies reach the aggregator by push, on their own."""
+    deadline = time.monotonic() + within
+    while True:
+        record = await aggregator.get(id)
+        if record.state.final or time.monotonic() > deadline:
+            return record
+        await asyncio.sleep(0.01)
+
+
 async def _service_request(aggregator: Aggregator, adapters: DemoAdapters, console: Console) -> int:
     """The portal's service request: one submission, three agencies, one result."""
     console.rule("[bold]service request child-birth-benefit: fan-out to ZAGS, MVD and FNS")
@@ -227,11 +238,10 @@ async def _service_request(aggregator: Aggregator, adapters: DemoAdapters, conso
     for part in record.state.parts:
         console.print(f"  {part.id:<22} {part.message_type}  MessageID {part.message_id}")
     announced: set[str] = set()
-    for _round in range(10):  # each round: every agency answers what it has, replies pulled
+    for _round in range(10):  # each round: every agency answers what it has
         for runner in adapters.runners.values():
             await runner.run_once()
-        await aggregator.pump_responses("PORTAL")
-        record = await aggregator.get(str(record.id))
+        record = await _replies_applied(aggregator, str(record.id))
         for part in record.state.parts:
             if part.replied_at is not None and part.id not in announced:
                 announced.add(part.id)

@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
-from gateway.assembly import open_transport
+from gateway.bus import open_transport
 from gateway.config import Settings
 from gateway.core.clock import Clock, SystemClock
 from gateway.core.errors import NotFound

@@ -33,11 +33,13 @@ from gateway.xml import messages as m
 class LocalParticipant:
     """SendRequest, GetResponse and Ack for ``participant``, in process."""
 
-    def __init__(self, router: Router, participant: Participant, signer: XmlSigner) -> None:
+    def __init__(
+        self, router: Router, participant: Participant, signer: XmlSigner, ids: MessageIdSource
+    ) -> None:
         self.router = router
         self.participant = participant
         self.signer = signer
-        self.ids: MessageIdSource = router.ctx.ids
+        self.ids = ids
 
     async def send_request(
         self,
@@ -53,10 +55,10 @@ class LocalParticipant:
         return metadata(record, self.participant, provider, record.updated_at)
 
     async def get_response(self) -> m.ResponseDelivery | None:
-        delivered = await self.router.pulls.take(self.participant, Direction.RESPONSES)
+        delivered = await self.router.take(self.participant.mnemonic, Direction.RESPONSES)
         if delivered is not None and not isinstance(delivered, m.ResponseDelivery):
             raise InternalError("a request was queued as a response")
         return delivered
 
     async def ack(self, message_id: uuid.UUID, *, accepted: bool = True) -> None:
-        await self.router.pulls.settle(self.participant, str(message_id), accepted=accepted)
+        await self.router.settle(self.participant.mnemonic, str(message_id), accepted=accepted)

@@ -97,31 +97,57 @@ class Pulls:
             delivery = await self._next(direction, caller, namespace)
             if delivery is None:
                 return None
-            try:
-                record = await self._deliver(delivery, caller, direction, window)
-                window = None  # one statement rides with the pull; redundant copies don't
-                if record is None:
-                    continue
+            delivered = await self._hand_out(delivery, caller, direction, hold=True, window=window)
+            window = None  # one statement rides with the pull; redundant copies don't
+            if delivered is not None:
+                return delivered
+
+    async def receive(self, caller: Participant, delivery: Delivery) -> m.ResponseDelivery | None:
+        """A response pushed to an in-process consumer (the aggregator's subscription):
+        journaled DELIVERED like a pulled one, not held (the consumer settles it with
+        :meth:`settle_delivery`). None for a redundant copy, which is settled here."""
+        delivered = await self._hand_out(delivery, caller, Direction.RESPONSES, hold=False)
+        if delivered is not None and not isinstance(delivered, m.ResponseDelivery):
+            raise InvalidContent("a request was queued as a response")
+        return delivered
+
+    async def _hand_out(
+        self,
+        delivery: Delivery,
+        caller: Participant,
+        direction: Direction,
+        *,
+        hold: bool,
+        window: PullWindow | None = None,
+    ) -> m.RequestDelivery | m.ResponseDelivery | None:
+        """``delivery`` journaled DELIVERED (through ``window`` if given; held for its Ack
+        if ``hold``); None when it is a copy not to be handed out (settled here)."""
+        try:
+            record = await self._deliver(delivery, caller, direction, window)
+            if record is None:
+                return None
+            if hold:
                 self._pulled.hold(caller.mnemonic, delivery)
-                return self._delivery_of(delivery, record, caller, direction)
-            except IllegalTransition:
-                # Two copies of one message (at-least-once publishing) pulled at once:
-                # the other one was handed out first, so this copy is redundant.
-                current = await self.store.get(delivery.message.message_id)
-                if current.state not in _SETTLED and current.state is not MessageState.DELIVERED:
-                    await delivery.lapse()
-                    raise
-                log.info(
-                    "redundant_copy_dropped",
-                    message_id=delivery.message.message_id,
-                    state=str(current.state),
-                )
-                await delivery.ack()
-            except BaseException:
-                # Whatever went wrong, the message goes straight back to the queue
-                # instead of staying invisible for the whole visibility timeout.
+            return self._delivery_of(delivery, record, caller, direction)
+        except IllegalTransition:
+            # Two copies of one message (at-least-once publishing) pulled at once:
+            # the other one was handed out first, so this copy is redundant.
+            current = await self.store.get(delivery.message.message_id)
+            if current.state not in _SETTLED and current.state is not MessageState.DELIVERED:
                 await delivery.lapse()
                 raise
+            log.info(
+                "redundant_copy_dropped",
+                message_id=delivery.message.message_id,
+                state=str(current.state),
+            )
+            await delivery.ack()
+            return None
+        except BaseException:
+            # Whatever went wrong, the message goes straight back to the queue
+            # instead of staying invisible for the whole visibility timeout.
+            await delivery.lapse()
+            raise
 
     async def _next(
         self, direction: Direction, caller: Participant, namespace: str | None
@@ -235,11 +261,16 @@ class Pulls:
             # Its final answer moved the request past DELIVERED: nothing to journal.
             await delivery.ack()
             return
+        await self.settle_delivery(delivery, reason)
+
+    async def settle_delivery(self, delivery: Delivery, reason: str | None = None) -> None:
+        """A delivery handed out by this process is done: journal ACKED (and its request
+        RESPONSE_DELIVERED when it is a final answer), then remove it from its queue."""
         # One statement: DELIVERED -> ACKED, and for a final answer its request
         # RESPONDED -> RESPONSE_DELIVERED. A provider may answer before it acks
         # (RESPONDED): the request is left so, nothing fails.
         await self.store.acknowledge(
-            message_id, at=self.ctx.clock.now(), reason=reason, actor="bus"
+            delivery.message.message_id, at=self.ctx.clock.now(), reason=reason, actor="bus"
         )
         await delivery.ack()
 

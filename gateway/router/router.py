@@ -60,8 +60,10 @@ from gateway.transport.base import (
     HEADER_KIND,
     HEADER_SENDER,
     HEADER_TYPE,
+    Delivery,
     Direction,
     Message,
+    Subscription,
     Transport,
 )
 from gateway.xml import messages as m
@@ -100,38 +102,61 @@ def _operation(name: str) -> Operation | None:
 
 class Router:
     def __init__(self, ctx: BusContext, transport: Transport, store: Store) -> None:
-        self.ctx = ctx
-        self.transport = transport
-        self.store = store
-        self.moves = Moves(store, ctx.clock)
-        self.pulls = Pulls(ctx, transport, store, self.moves)
-        self.statuses = StatusFeed(ctx, store)
+        self._ctx = ctx
+        self._transport = transport
+        self._store = store
+        self._moves = Moves(store, ctx.clock)
+        self._pulls = Pulls(ctx, transport, store, self._moves)
+        self._statuses = StatusFeed(ctx, store)
         self._replays = ReplayGuard(ctx, store)
-        #: Set whenever this router queues a response: an in-process consumer (the
-        #: aggregator) waits on it instead of only polling.
-        self.response_queued = asyncio.Event()
 
     async def start(self) -> None:
-        await self.store.migrate()
-        await self.transport.declare(self.ctx.registry.mnemonics)
-        # Journal what the transport dead-letters (stopped by transport.close()).
-        journal = DeadLetterJournal(self.store, self.ctx.clock)
-        await self.transport.watch_dead_letters(journal.record)
+        """Migrate the journal and declare every participant's queues (idempotent)."""
+        await self._store.migrate()
+        await self._transport.declare(self._ctx.registry.mnemonics)
 
-    async def close(self) -> None:
-        await self.transport.close()
-        await self.store.close()
+    async def watch_dead_letters(self) -> Subscription:
+        """Journal what the transport dead-letters, from now until the subscription is
+        cancelled (or the transport closed)."""
+        journal = DeadLetterJournal(self._store, self._ctx.clock)
+        return await self._transport.watch_dead_letters(journal.record)
+
+    # --- in-process participants (LocalParticipant, the aggregator's subscription) ----
+
+    async def take(
+        self, participant: str, direction: Direction
+    ) -> m.RequestDelivery | m.ResponseDelivery | None:
+        """The next message for ``participant``, journaled DELIVERED, held for its Ack
+        (:meth:`settle`): GetRequest/GetResponse without SOAP or the bus signature."""
+        return await self._pulls.take(self._ctx.registry.get(participant), direction)
+
+    async def settle(self, participant: str, message_id: str, *, accepted: bool = True) -> None:
+        """Ack without SOAP: a message :meth:`take` handed out to ``participant``."""
+        await self._pulls.settle(self._ctx.registry.get(participant), message_id, accepted=accepted)
+
+    async def receive_response(
+        self, participant: str, delivery: Delivery
+    ) -> m.ResponseDelivery | None:
+        """A response pushed from ``responses.<participant>`` to a subscriber in this
+        process: journaled DELIVERED; None for a redundant copy (settled here). The
+        subscriber settles it with :meth:`settle_response` once it has stored it."""
+        return await self._pulls.receive(self._ctx.registry.get(participant), delivery)
+
+    async def settle_response(self, delivery: Delivery) -> None:
+        """A response from :meth:`receive_response` is done: journal ACKED (its request
+        RESPONSE_DELIVERED), then ack it on the transport."""
+        await self._pulls.settle_delivery(delivery)
 
     async def readiness(self) -> dict[str, str]:
         """``{"journal": "ok"|error, "transport": "ok"|error}`` for ``/ready``."""
         checks: dict[str, str] = {}
         try:
-            await self.store.find(limit=1)
+            await self._store.find(limit=1)
             checks["journal"] = "ok"
         except Exception as exc:
             checks["journal"] = f"unavailable: {type(exc).__name__}"
         try:
-            await self.transport.depth(Direction.REQUESTS, self.ctx.registry.mnemonics[0])
+            await self._transport.depth(Direction.REQUESTS, self._ctx.registry.mnemonics[0])
             checks["transport"] = "ok"
         except Exception as exc:
             checks["transport"] = f"unavailable: {type(exc).__name__}"
@@ -147,12 +172,12 @@ class Router:
         certificate the request came with, if any: it must belong to the participant
         that signed the request."""
         operation = "?"
-        large = len(raw) > self.ctx.thread_above_bytes
+        large = len(raw) > self._ctx.thread_above_bytes
         try:
-            incoming = await _work(large, intake.read_envelope, raw, self.ctx)
+            incoming = await _work(large, intake.read_envelope, raw, self._ctx)
             operation = incoming.operation
-            caller = await _work(large, intake.authenticate, incoming.body, self.ctx)
-            intake.check_tls_client(caller, tls_client, self.ctx.registry)
+            caller = await _work(large, intake.authenticate, incoming.body, self._ctx)
+            intake.check_tls_client(caller, tls_client, self._ctx.registry)
             with structlog.contextvars.bound_contextvars(participant=caller.mnemonic):
                 reply = await self._dispatch(operation, incoming.body, caller, large)
             return 200, wrap_envelope(reply)
@@ -177,13 +202,13 @@ class Router:
             case "SendRequest":
                 return await self.send_request(body, caller, large=large)
             case "GetRequest":
-                return await self.pulls.get(body, caller, Direction.REQUESTS)
+                return await self._pulls.get(body, caller, Direction.REQUESTS)
             case "SendResponse":
                 return await self.send_response(body, caller, large=large)
             case "GetResponse":
-                return await self.pulls.get(body, caller, Direction.RESPONSES)
+                return await self._pulls.get(body, caller, Direction.RESPONSES)
             case "Ack":
-                return await self.pulls.ack(body, caller)
+                return await self._pulls.ack(body, caller)
             case "GetStatus":
                 return await self.get_status(body, caller)
             case "GetIncomingQueueStatistics":
@@ -206,7 +231,7 @@ class Router:
         data = read_send_request(body)
         request, message_type, digest, xml = await _work(large, self._read_request, data, body)
         provider = admit_request(
-            request, sender, self.ctx.registry, self.ctx.clock.now(), self.ctx.time_policy
+            request, sender, self._ctx.registry, self._ctx.clock.now(), self._ctx.time_policy
         )
         new = NewMessage(
             message_id=str(request.message_id),
@@ -225,7 +250,7 @@ class Router:
         self, data: m.RequestData, body: etree._Element
     ) -> tuple[SenderProvidedRequestData, str, str, bytes]:
         """The request's values, message type, content digest and journal form."""
-        message_type = self.ctx.catalog.validate(data.content, expect="request").namespace
+        message_type = self._ctx.catalog.validate(data.content, expect="request").namespace
         return (
             intake.request_model(data, message_type),
             message_type,
@@ -240,7 +265,7 @@ class Router:
         message_type = (
             None
             if data.content is None
-            else self.ctx.catalog.validate(data.content, expect="response").namespace
+            else self._ctx.catalog.validate(data.content, expect="response").namespace
         )
         return (
             intake.response_model(data, message_type),
@@ -260,9 +285,9 @@ class Router:
             AnsweredRequest(
                 request.message_id, request.sender, request.recipient, request.message_type
             ),
-            self.ctx.registry,
-            self.ctx.clock.now(),
-            self.ctx.time_policy,
+            self._ctx.registry,
+            self._ctx.clock.now(),
+            self._ctx.time_policy,
         )
         new = NewMessage(
             message_id=str(response.message_id),
@@ -281,8 +306,8 @@ class Router:
         # One transaction: the claim of a final answer, the response journaled, and the
         # request moved on from the state it is in now (QUEUED if its provider consumed
         # it by push, even ACCEPTED if its sender has not journaled the publish yet).
-        answered = await self.store.answer(
-            new, final=response.is_final, at=self.ctx.clock.now(), actor=new.sender
+        answered = await self._store.answer(
+            new, final=response.is_final, at=self._ctx.clock.now(), actor=new.sender
         )
         if answered.result is None:
             existing = await self._refuse_second_answer(request, new.message_id)
@@ -295,7 +320,7 @@ class Router:
         else:
             result = answered.result
         if answered.request.state is MessageState.RESPONDED:
-            self.pulls.answered(provider, request.message_id)
+            self._pulls.answered(provider, request.message_id)
         record = await self._publish(new, result, Direction.RESPONSES)
         return self._signed_send_result("SendResponseResponse", record, provider, consumer)
 
@@ -308,7 +333,7 @@ class Router:
         request: at-least-once delivery) is refused; a retry of the journaled answer
         stays idempotent: the journaled answer is returned."""
         try:
-            return await self.store.get(response_id)
+            return await self._store.get(response_id)
         except NotFound:
             raise MessageAlreadySent(
                 f"request {request.message_id} already has its final answer; this second "
@@ -320,7 +345,7 @@ class Router:
 
     async def _request_answered_by(self, to: str) -> MessageRecord:
         try:
-            request = await self.store.get(str(uuid.UUID(to)))
+            request = await self._store.get(str(uuid.UUID(to)))
         except (ValueError, NotFound):
             request = None
         if request is None or request.kind is not MessageKind.REQUEST:
@@ -331,7 +356,7 @@ class Router:
         return request
 
     async def _journal_and_publish(self, new: NewMessage, direction: Direction) -> MessageRecord:
-        result = await self.store.accept(new, at=self.ctx.clock.now(), actor=new.sender)
+        result = await self._store.accept(new, at=self._ctx.clock.now(), actor=new.sender)
         return await self._publish(new, result, direction)
 
     async def _publish(
@@ -344,7 +369,7 @@ class Router:
             log.info("duplicate_submission", message_id=new.message_id, state=str(record.state))
             return record
         # New, or journaled but not yet queued (the first attempt died before publishing).
-        await self.transport.publish(
+        await self._transport.publish(
             direction,
             new.recipient,
             Message(
@@ -358,10 +383,7 @@ class Router:
                 expires_at=new.expires_at,
             ),
         )
-        record = await self.moves.mark_queued(record, f"to {direction}.{new.recipient}")
-        if direction is Direction.RESPONSES:
-            self.response_queued.set()
-        return record
+        return await self._moves.mark_queued(record, f"to {direction}.{new.recipient}")
 
     def _signed_send_result(
         self, name: str, record: MessageRecord, sender: Participant, recipient: Participant
@@ -372,23 +394,23 @@ class Router:
             if name == "SendRequestResponse"
             else (m.build_send_response_response)
         )
-        return sign_element(build(meta), self.ctx.bus_signer, "SMEVSignature")
+        return sign_element(build(meta), self._ctx.bus_signer, "SMEVSignature")
 
     async def get_status(self, body: etree._Element, caller: Participant) -> etree._Element:
         """The caller's next status notice, signed by the bus; a signed GetStatus is
         served once, like a pull."""
         timestamp = read_get_status(body)
         check_timestamp(
-            timestamp, self.ctx.clock.now(), self.ctx.time_policy, what="GetStatus Timestamp"
+            timestamp, self._ctx.clock.now(), self._ctx.time_policy, what="GetStatus Timestamp"
         )
         await self._replays.admit_once(body, caller, "GetStatus", timestamp)
-        notice = await self.statuses.next(caller)
+        notice = await self._statuses.next(caller)
         reply = m.build_get_status_response(notice)
         if notice is None:
             return reply
         message = reply.find(f"{{{SMEV_TYPES}}}SmevAsyncProcessingMessage")
         assert message is not None  # built just above
-        sign_element(message, self.ctx.bus_signer, "SMEVSignature")
+        sign_element(message, self._ctx.bus_signer, "SMEVSignature")
         return reply
 
     async def queue_statistics(self, body: etree._Element, caller: Participant) -> etree._Element:
@@ -396,15 +418,15 @@ class Router:
         timestamp, _node = read_get_incoming_queue_statistics(body)
         check_timestamp(
             timestamp,
-            self.ctx.clock.now(),
-            self.ctx.time_policy,
+            self._ctx.clock.now(),
+            self._ctx.time_policy,
             what="GetIncomingQueueStatistics Timestamp",
         )
         return m.build_get_incoming_queue_statistics_response(
             [
                 m.QueueStatistic(
                     f"{direction}.{caller.mnemonic}",
-                    await self.transport.depth(direction, caller.mnemonic),
+                    await self._transport.depth(direction, caller.mnemonic),
                 )
                 for direction in (Direction.REQUESTS, Direction.RESPONSES)
             ]

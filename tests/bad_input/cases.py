@@ -24,6 +24,16 @@ from lxml import etree
 from gateway.core.envelope import MessageMetadata, ParticipantRef
 from gateway.crypto import devpki
 from gateway.crypto.algorithms import RSA_SHA256
+from gateway.testing.bus import (
+    BIRTH,
+    birth_request,
+    birth_response,
+    content,
+    send_request_body,
+    signed,
+    signer_for,
+    soap,
+)
 from gateway.xml import messages as m
 from gateway.xml.namespaces import SMEV_BASIC, SMEV_TYPES, SOAP_ENV, qname
 from gateway.xml.soap import SOAP12_ENV
@@ -42,16 +52,6 @@ from tests.bad_input.world import (
     serialize,
     signature_text,
     with_doctype,
-)
-from tests.unit.bus_fixtures import (
-    BIRTH,
-    birth_request,
-    birth_response,
-    content,
-    send_request_body,
-    signed,
-    signer_for,
-    soap,
 )
 
 T = f"{{{SMEV_TYPES}}}"

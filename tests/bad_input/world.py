@@ -2,7 +2,7 @@
 
 A world is a running bus seen from outside: its PKI (the registry's participants and a
 few bad certificates), the clock the bus reads, a signed client per participant, and a
-way to post raw bytes. The in-process bus of ``tests/unit/bus_fixtures.py`` is one (a
+way to post raw bytes. The in-process bus of ``gateway/testing/bus.py`` is one (a
 fake clock at ``START``); a real gateway process reached over HTTP is another (the
 system clock). Builders read the time from the world, never a constant, so one case
 means the same thing in both.
@@ -20,15 +20,15 @@ from lxml import etree
 
 from gateway.client.participant import ParticipantClient
 from gateway.core.clock import Clock
-from gateway.xml import messages as m
-from gateway.xml.namespaces import SOAP_ENV, qname
-from tests.unit.bus_fixtures import (
+from gateway.testing.bus import (
     BusPKI,
     birth_request,
     send_request_body,
     soap,
     uuid1_at,
 )
+from gateway.xml import messages as m
+from gateway.xml.namespaces import SOAP_ENV, qname
 
 #: What a refusal must never show: a stack trace, a source file, an exception class, the
 #: libraries behind the bus (or their debug output), a local file's content.

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.integration.gateway_process import rabbitmqctl
+from gateway.testing.processes import rabbitmqctl
 
 AMQP_URL = os.environ.get("SMEVBUS_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 

@@ -25,11 +25,11 @@ from gateway.core.errors import InternalError, NotFound, SmevbusError
 from gateway.crypto.certificates import common_name
 from gateway.crypto.envelope import sign_element, verify_element
 from gateway.crypto.xmldsig import XmlSigner, XmlVerifier
+from gateway.testing.processes import rabbitmqctl
 from gateway.xml import messages as m
 from gateway.xml import readers
 from gateway.xml.parse import parse_secure
 from gateway.xml.soap import parse_fault, unwrap_envelope, wrap_envelope
-from tests.integration.gateway_process import rabbitmqctl
 
 #: Fault codes after which a client sends the same bytes again.
 RETRYABLE_CODES = frozenset({"internal"})

@@ -21,11 +21,11 @@ from gateway.client.http import SoapHttp
 from gateway.client.participant import ParticipantClient
 from gateway.core.clock import SystemClock
 from gateway.crypto.keystore import load_signer, load_verifier
+from gateway.testing.chain import Chain, running_chain
+from gateway.testing.journal import journal_report_at
 from gateway.xml.parse import parse_secure
 from gateway.xml.readers import read_response_data
 from tests.integration import store_fixtures
-from tests.integration.chain import Chain, running_chain
-from tests.journal_report import journal_report_at
 
 postgres_url = store_fixtures.postgres_url
 pytestmark = pytest.mark.integration

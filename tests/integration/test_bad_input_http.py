@@ -42,6 +42,8 @@ from gateway.core.errors import error_class
 from gateway.crypto import devpki
 from gateway.crypto.keystore import load_verifier
 from gateway.crypto.xmldsig import XmlVerifier
+from gateway.testing.bus import PARTICIPANTS, STRANGER, BusPKI, birth_request, registry
+from gateway.testing.processes import GatewayProcess, fresh_database, isolated_vhost
 from gateway.transport.base import Direction
 from gateway.transport.topology import (
     DEAD_LETTER_EVENTS_QUEUE,
@@ -53,8 +55,6 @@ from gateway.xml.soap import parse_fault
 from tests.bad_input.cases import CASES, FAMILIES, Case
 from tests.bad_input.world import assert_nothing_leaks, fresh_id, good_request
 from tests.integration import store_fixtures
-from tests.integration.gateway_process import GatewayProcess, fresh_database, isolated_vhost
-from tests.unit.bus_fixtures import PARTICIPANTS, STRANGER, BusPKI, birth_request, registry
 
 postgres_url = store_fixtures.postgres_url
 
@@ -70,7 +70,7 @@ POST_TIMEOUT = 120.0
 
 
 def _pki(keys_dir: Path) -> BusPKI:
-    """As :func:`tests.unit.bus_fixtures.bus_pki`, on the system clock the gateway reads."""
+    """As :func:`gateway.testing.bus.bus_pki`, on the system clock the gateway reads."""
     clock = SystemClock()
     reg = registry()
     names = {p.mnemonic: p.name for p in reg.participants}

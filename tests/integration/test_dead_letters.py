@@ -23,8 +23,10 @@ import pytest
 import structlog.testing
 from typer.testing import CliRunner
 
+from gateway.bus import assemble
 from gateway.cli import app
 from gateway.client.participant import ParticipantClient
+from gateway.config import Settings
 from gateway.core.clock import FakeClock, MessageIdSource
 from gateway.core.lifecycle import MessageState
 from gateway.ops.deadletters import DeadLetterDesk
@@ -33,6 +35,8 @@ from gateway.router.deadletters import REPLAYED, DeadLetterJournal
 from gateway.router.router import Router
 from gateway.store import Journal, open_journal
 from gateway.store.records import MessageRecord
+from gateway.testing.bus import BIRTH, START, birth_request, bus_pki, registry
+from gateway.testing.processes import isolated_vhost
 from gateway.transport import (
     DeadLetter,
     DeadLetterEvent,
@@ -45,8 +49,6 @@ from gateway.transport import (
 )
 from gateway.transport.amqp import AmqpTransport
 from gateway.xml.schema import type_catalog
-from tests.integration.gateway_process import isolated_vhost
-from tests.unit.bus_fixtures import BIRTH, START, birth_request, bus_pki, registry
 
 T = TypeVar("T")
 
@@ -134,8 +136,15 @@ async def running_bus(
         )
     )
     store = open_journal(database_url)
-    router = Router(ctx, transport, store)
-    await router.start()
+    root = assemble(
+        Settings(keys_dir=pki.keys_dir),
+        ctx=ctx,
+        transport=transport,
+        journal=store,
+        service_requests=store.service_requests(),
+    )
+    await root.start(background=False)  # migrates, declares, watches the dead letters
+    router = root.router
 
     def client(mnemonic: str) -> ParticipantClient:
         return ParticipantClient(
@@ -149,7 +158,7 @@ async def running_bus(
     try:
         yield Bus(kind, router, transport, store, clock, client("PORTAL"), client("ZAGS"))
     finally:
-        await router.close()
+        await root.close()
 
 
 @pytest.fixture(params=["memory", "amqp"])

@@ -35,8 +35,8 @@ from gateway.core.clock import MessageIdSource, SystemClock
 from gateway.crypto.devpki import init_dev_pki
 from gateway.crypto.keystore import load_signer, load_verifier
 from gateway.crypto.xmldsig import XmlVerifier
+from gateway.testing.processes import GatewayProcess, fresh_database, isolated_vhost
 from tests.integration import store_fixtures
-from tests.integration.gateway_process import GatewayProcess, fresh_database, isolated_vhost
 from tests.integration.load import (
     DrainStats,
     LoadStats,

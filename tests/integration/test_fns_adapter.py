@@ -31,12 +31,12 @@ from adapters.sdk.runner import AdapterRunner, OutcomeKind
 from gateway.core.envelope import RejectionCode
 from gateway.crypto.certificates import common_name
 from gateway.crypto.envelope import verify_element
+from gateway.testing.bus import content, open_bus
+from gateway.testing.processes import MockAgencyProcess, free_port
 from gateway.xml import messages as m
 from gateway.xml.parse import parse_secure
 from gateway.xml.readers import read_response_data
 from gateway.xml.schema import type_catalog
-from tests.integration.gateway_process import MockAgencyProcess, free_port
-from tests.unit.bus_fixtures import content, open_bus
 
 REPO = Path(__file__).resolve().parents[2]
 #: Mock latency in SLOW mode: far inside the runner's call timeout and httpx's.
@@ -83,7 +83,7 @@ def harness_of(base_url: str) -> kit.HarnessFactory:
         await knob.set_mode(kit.AgencyMode.NORMAL)
         runner = AdapterRunner(adapter, bus.client("FNS"), retry=RETRY, sleep=kit.RecordingSleep())
         try:
-            yield kit.ConformanceHarness(bus.router, bus.portal, runner, knob)
+            yield kit.ConformanceHarness(bus.journal, bus.portal, runner, knob)
         finally:
             await adapter.aclose()
             await bus.close()
@@ -151,7 +151,7 @@ async def harness_of_dead_port() -> AsyncIterator[kit.ConformanceHarness]:
     adapter = build_fns_adapter(f"http://127.0.0.1:{free_port()}")
     runner = AdapterRunner(adapter, bus.client("FNS"), retry=RETRY, sleep=kit.RecordingSleep())
     try:
-        yield kit.ConformanceHarness(bus.router, bus.portal, runner, ControlKnob(""))
+        yield kit.ConformanceHarness(bus.journal, bus.portal, runner, ControlKnob(""))
     finally:
         await adapter.aclose()
         await bus.close()

@@ -22,13 +22,13 @@ from gateway.core.clock import SystemClock
 from gateway.crypto.devpki import init_dev_pki
 from gateway.crypto.envelope import sign_element
 from gateway.crypto.keystore import load_signer, load_verifier
+from gateway.testing.journal import journal_report_at
+from gateway.testing.processes import GatewayProcess, fresh_database, isolated_vhost
 from gateway.xml import messages as m
 from gateway.xml.parse import parse_secure
 from gateway.xml.soap import parse_fault, wrap_envelope
 from tests.integration import store_fixtures
-from tests.integration.gateway_process import GatewayProcess, fresh_database, isolated_vhost
 from tests.integration.load import queue_depths
-from tests.journal_report import journal_report_at
 
 postgres_url = store_fixtures.postgres_url
 

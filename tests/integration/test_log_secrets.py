@@ -1,6 +1,6 @@
 """No process of the bus logs a token, a secret, key material or applicant data (issue 11).
 
-The whole bus as processes (:func:`tests.integration.chain.running_chain`: ``smevbus
+The whole bus as processes (:func:`gateway.testing.chain.running_chain`: ``smevbus
 serve``, the mock agencies, their adapters), once with console logs and once with JSON
 logs, at DEBUG. The gateway knows an API token and a callback secret; the flow:
 
@@ -30,8 +30,8 @@ import asyncpg
 import httpx
 import pytest
 
+from gateway.testing.chain import Chain, running_chain
 from tests.integration import store_fixtures
-from tests.integration.chain import Chain, running_chain
 from tests.integration.test_service_requests_e2e import (
     APPLICANT,
     CallbackReceiver,

@@ -31,8 +31,8 @@ from adapters.mvd_migration.native import (
     to_bytes,
 )
 from gateway.core.errors import InvalidContent
+from gateway.testing.processes import MockAgencyProcess
 from gateway.xml.parse import parse_secure
-from tests.integration.gateway_process import MockAgencyProcess
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = schema_path().parent / "examples"

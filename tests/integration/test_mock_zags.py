@@ -28,7 +28,7 @@ from adapters.zags.mock import LATENCY_HEADER, MockZagsConfig, create_mock_zags
 from adapters.zags.mock.dataset import Registry, build_registry, fixed_registry
 from adapters.zags.mock.schema import NAMESPACE, compiled_schema, wsdl_path
 from adapters.zags.mock.search import Act
-from tests.integration.gateway_process import MockAgencyProcess, free_port
+from gateway.testing.processes import MockAgencyProcess, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 CONTENT = REPO / "tests" / "data" / "content"

@@ -24,12 +24,12 @@ from gateway.core.errors import AccessDenied, NotFound
 from gateway.crypto.devpki import TLS_SERVER, cert_path, init_dev_pki, key_path
 from gateway.crypto.envelope import sign_element
 from gateway.crypto.keystore import load_signer, load_verifier
+from gateway.testing.journal import journal_report_at
+from gateway.testing.processes import GatewayProcess, fresh_database, isolated_vhost
 from gateway.xml import messages as m
 from gateway.xml.parse import parse_secure
 from gateway.xml.soap import wrap_envelope
 from tests.integration import store_fixtures
-from tests.integration.gateway_process import GatewayProcess, fresh_database, isolated_vhost
-from tests.journal_report import journal_report_at
 
 postgres_url = store_fixtures.postgres_url
 

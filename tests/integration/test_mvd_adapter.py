@@ -29,11 +29,11 @@ from adapters.sdk.runner import AdapterRunner, OutcomeKind
 from gateway.core.envelope import RejectionCode
 from gateway.crypto.certificates import common_name
 from gateway.crypto.envelope import verify_element
+from gateway.testing.bus import content, open_bus
+from gateway.testing.processes import MockAgencyProcess, free_port
 from gateway.xml import messages as m
 from gateway.xml.readers import read_response_data
-from tests.integration.gateway_process import MockAgencyProcess, free_port
 from tests.integration.test_mock_mvd import MOCK_MVD
-from tests.unit.bus_fixtures import content, open_bus
 
 #: Mock latency in SLOW mode: far inside the runner's call timeout and httpx's.
 SLOW_MS = 50
@@ -95,7 +95,7 @@ def harness_of(base_url: str, *, dead_port: bool = False) -> kit.HarnessFactory:
             adapter, bus.client("MVD_MIGR"), retry=RETRY, sleep=kit.RecordingSleep()
         )
         try:
-            yield kit.ConformanceHarness(bus.router, bus.portal, runner, knob)
+            yield kit.ConformanceHarness(bus.journal, bus.portal, runner, knob)
         finally:
             await adapter.aclose()
             await bus.close()

@@ -17,11 +17,11 @@ from adapters.mvd_migration.adapter import build_mvd_adapter
 from adapters.sdk import conformance as kit
 from adapters.sdk.push import PushSource
 from adapters.sdk.runner import AdapterRunner
+from gateway.testing.bus import Bus, open_bus
+from gateway.testing.processes import MockAgencyProcess
 from gateway.transport.base import Direction
-from tests.integration.gateway_process import MockAgencyProcess
 from tests.integration.test_mock_mvd import MOCK_MVD
 from tests.integration.test_mvd_adapter import RETRY, SAMPLES, ControlKnob, passport_request
-from tests.unit.bus_fixtures import Bus, open_bus
 
 #: Bounded wait of ``next`` for a request that was just sent (memory transport: ms).
 WAIT = 10.0
@@ -40,14 +40,12 @@ async def push_bus(base_url: str) -> AsyncIterator[tuple[Bus, kit.ConformanceHar
     adapter = build_mvd_adapter(base_url)
     knob = ControlKnob(base_url)
     await knob.set_mode(kit.AgencyMode.NORMAL)
-    source = PushSource(
-        bus.transport, "MVD_MIGR", bus.router.ctx.verifier, clock=bus.clock, wait=WAIT
-    )
+    source = PushSource(bus.transport, "MVD_MIGR", bus.verifier, clock=bus.clock, wait=WAIT)
     runner = AdapterRunner(
         adapter, bus.client("MVD_MIGR"), source=source, retry=RETRY, sleep=kit.RecordingSleep()
     )
     try:
-        yield bus, kit.ConformanceHarness(bus.router, bus.portal, runner, knob)
+        yield bus, kit.ConformanceHarness(bus.journal, bus.portal, runner, knob)
     finally:
         await source.close()
         await adapter.aclose()

@@ -28,19 +28,19 @@ from gateway.core.clock import MessageIdSource, SystemClock
 from gateway.crypto.devpki import init_dev_pki
 from gateway.crypto.envelope import sign_element
 from gateway.crypto.keystore import load_signer, load_verifier
-from gateway.xml import messages as m
-from gateway.xml.parse import parse_secure
-from gateway.xml.readers import read_request_data
-from gateway.xml.soap import parse_fault, wrap_envelope
-from tests.integration import store_fixtures
-from tests.integration.gateway_process import (
+from gateway.testing.journal import journal_report_at
+from gateway.testing.processes import (
     GatewayProcess,
     fresh_database,
     isolated_vhost,
     rabbitmqctl,
 )
+from gateway.xml import messages as m
+from gateway.xml.parse import parse_secure
+from gateway.xml.readers import read_request_data
+from gateway.xml.soap import parse_fault, wrap_envelope
+from tests.integration import store_fixtures
 from tests.integration.load import queue_depths
-from tests.journal_report import journal_report_at
 
 postgres_url = store_fixtures.postgres_url
 

@@ -22,15 +22,14 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from gateway.aggregator import Aggregator
 from gateway.api.app import create_app
 from gateway.config import Settings
 from gateway.store import Journal
 from gateway.store.schema import messages, service_requests
+from gateway.testing.bus import Bus, open_bus
 from gateway.transport.base import Direction
 from tests.integration import store_fixtures
 from tests.integration.store_fixtures import Backend
-from tests.unit.bus_fixtures import Bus, open_bus
 from tests.unit.callback_fixtures import public_guard
 from tests.unit.test_aggregator_service import APPLICANT, CATALOGUE, PORTAL, SERVICE
 
@@ -71,17 +70,9 @@ class Api:
 @pytest.fixture
 async def api(backend: Backend) -> AsyncIterator[Api]:
     journal = backend.open()
-    bus = await open_bus(journal=journal)  # migrates the journal
-    store = journal.service_requests()
-    aggregator = Aggregator(
-        catalogue=CATALOGUE,
-        registry=bus.router.ctx.registry,
-        store=store,
-        clients=bus.client,
-        clock=bus.clock,
-    )
+    bus = await open_bus(journal=journal, guard=public_guard())  # migrates the journal
     settings = Settings(api_tokens={TOKEN: PORTAL, PROVIDER_TOKEN: "ZAGS"})
-    app = create_app(settings, bus.router, aggregator, callback_guard=public_guard())
+    app = create_app(settings, bus.root)
     transport = httpx.ASGITransport(app=app)
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:

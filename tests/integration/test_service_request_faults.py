@@ -1,7 +1,7 @@
 """Service requests under faults, against the whole bus as processes (issue 6, Faults).
 
 ``smevbus serve`` (RabbitMQ + PostgreSQL, the aggregator in-process) + the mock
-agencies + their adapters, as :func:`tests.integration.chain.running_chain` starts them:
+agencies + their adapters, as :func:`gateway.testing.chain.running_chain` starts them:
 
 * 100 ``child-birth-benefit`` requests are submitted over REST; once a counter of
   created requests reaches :data:`KILL_AFTER`, the gateway is SIGKILLed and restarted
@@ -30,8 +30,8 @@ import asyncpg
 import httpx
 import pytest
 
+from gateway.testing.chain import Chain, running_chain
 from tests.integration import store_fixtures
-from tests.integration.chain import Chain, running_chain
 from tests.integration.test_service_requests_e2e import APPLICANT
 
 postgres_url = store_fixtures.postgres_url

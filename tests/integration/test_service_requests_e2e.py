@@ -25,8 +25,8 @@ import httpx
 import pytest
 
 from gateway.core.catalogue import parse_catalogue
+from gateway.testing.chain import Chain, running_chain
 from tests.integration import store_fixtures
-from tests.integration.chain import Chain, running_chain
 
 postgres_url = store_fixtures.postgres_url
 pytestmark = pytest.mark.integration

@@ -27,8 +27,8 @@ from lxml import etree
 
 from gateway.core.clock import SystemClock
 from gateway.crypto.devpki import cert_path, init_dev_pki, key_path
+from gateway.testing.processes import GatewayProcess, fresh_database, isolated_vhost
 from tests.integration import store_fixtures
-from tests.integration.gateway_process import GatewayProcess, fresh_database, isolated_vhost
 
 xmlsec = pytest.importorskip("xmlsec")
 

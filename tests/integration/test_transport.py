@@ -23,6 +23,7 @@ import structlog.testing
 
 from gateway.core.clock import Clock, FakeClock, SystemClock
 from gateway.core.errors import DestinationUnknown
+from gateway.testing.processes import isolated_vhost
 from gateway.transport import (
     DeadLetter,
     DeadLetterEvent,
@@ -39,7 +40,6 @@ from gateway.transport import (
 from gateway.transport.amqp import AmqpTransport
 from gateway.transport.topology import all_queue_names
 from tests.integration.conftest import close_broker_connections
-from tests.integration.gateway_process import isolated_vhost
 
 T = TypeVar("T")
 

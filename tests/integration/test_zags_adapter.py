@@ -31,10 +31,10 @@ from adapters.zags.mock.dataset import build_registry
 from gateway.core.envelope import RejectionCode
 from gateway.crypto.certificates import common_name
 from gateway.crypto.envelope import verify_element
+from gateway.testing.bus import content, open_bus
+from gateway.testing.processes import MockAgencyProcess, free_port
 from gateway.xml.readers import read_response_data
 from gateway.xml.schema import type_catalog
-from tests.integration.gateway_process import MockAgencyProcess, free_port
-from tests.unit.bus_fixtures import content, open_bus
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_KNOBS = {"latency_ms": 0, "error_rate": 0.0, "outage": False, "malformed": False}
@@ -106,7 +106,7 @@ def harness_of(knob: MockZagsKnob) -> kit.HarnessFactory:
         await knob.set_mode(kit.AgencyMode.NORMAL)
         runner = AdapterRunner(knob.adapter, bus.zags, retry=RETRY, sleep=kit.RecordingSleep())
         try:
-            yield kit.ConformanceHarness(bus.router, bus.portal, runner, knob)
+            yield kit.ConformanceHarness(bus.journal, bus.portal, runner, knob)
         finally:
             await knob.set_mode(kit.AgencyMode.NORMAL)
             await bus.close()

@@ -10,7 +10,7 @@
   ``gateway.crypto``;
 * :func:`gost_bus_pki`: the registry's participants on a GOST CA (the bus, PORTAL and
   ZAGS on GOST keys, MVD_MIGR on EC and FNS on RSA: a mixed registry), with the bad
-  certificates of :class:`~tests.unit.bus_fixtures.BusPKI` made GOST.
+  certificates of :class:`~gateway.testing.bus.BusPKI` made GOST.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from lxml import etree
 from gateway.core.clock import FakeClock
 from gateway.crypto import devpki, gost
 from gateway.crypto.gost import pki as gost_pki
-from tests.unit.bus_fixtures import START, STRANGER, BusPKI, registry
+from gateway.testing.bus import START, STRANGER, BusPKI, registry
 from tests.unit.crypto_fixtures import BIZ_NS, request_doc
 
 GOST_MISSING = gost.unavailable_reason()

@@ -35,13 +35,7 @@ from adapters.sdk.runner import AdapterRunner, Outcome, OutcomeKind
 from gateway.client.participant import ParticipantClient
 from gateway.core.envelope import RejectionCode
 from gateway.core.errors import InternalError, QuotaExceeded
-from gateway.transport.base import Direction
-from gateway.transport.topology import QueuePolicy
-from gateway.xml import messages as m
-from gateway.xml.namespaces import qname
-from gateway.xml.readers import read_response_data
-from gateway.xml.soap import unwrap_envelope
-from tests.unit.bus_fixtures import (
+from gateway.testing.bus import (
     BIRTH,
     BUS,
     Bus,
@@ -50,6 +44,12 @@ from tests.unit.bus_fixtures import (
     content,
     open_bus,
 )
+from gateway.transport.base import Direction
+from gateway.transport.topology import QueuePolicy
+from gateway.xml import messages as m
+from gateway.xml.namespaces import qname
+from gateway.xml.readers import read_response_data
+from gateway.xml.soap import unwrap_envelope
 
 DEATH = "urn://smevbus/types/zags/death-record/1.0"
 
@@ -220,7 +220,7 @@ async def test_transient_send_failure_acks_nothing_and_the_retry_resends_the_sam
     )
     assert rig.agency.calls == 1
     assert rig.call.ops[-2:] == ["SendResponse", "Ack"]
-    [journaled] = await bus.router.store.responses_to(str(request_id))
+    [journaled] = await bus.journal.responses_to(str(request_id))
     assert journaled.message_id == second.response_id
 
 
@@ -241,7 +241,7 @@ async def test_redelivery_after_the_visibility_timeout_resends_the_kept_answer()
         assert again is not None
         assert (again.kind, again.acked, again.resent) == (OutcomeKind.ANSWERED, True, True)
         assert rig.agency.calls == 1
-        assert len(await bus.router.store.responses_to(str(request_id))) == 1
+        assert len(await bus.journal.responses_to(str(request_id))) == 1
         assert (await rig.answer_at_portal()).content is not None
         assert await bus.portal.get_response() is None
     finally:
@@ -262,7 +262,7 @@ async def test_a_lost_send_response_reply_leaves_one_response_after_redelivery()
         bus.transport.policy = QueuePolicy(visibility_timeout=timedelta(minutes=5))
         # The bus already has the answer: it settles the copy itself.
         assert await rig.runner.run_once() is None
-        assert len(await bus.router.store.responses_to(str(request_id))) == 1
+        assert len(await bus.journal.responses_to(str(request_id))) == 1
         assert (await rig.answer_at_portal()).content is not None
         assert await bus.portal.get_response() is None
     finally:
@@ -294,7 +294,7 @@ async def test_a_redundant_copy_of_an_answered_request_is_settled_not_answered_t
     outcome = await rig.runner.process(copy)
     assert outcome.acked
     assert copy.acks == 1
-    assert len(await bus.router.store.responses_to(str(request_id))) == 1
+    assert len(await bus.journal.responses_to(str(request_id))) == 1
 
 
 async def test_a_lost_ack_keeps_the_answer_for_the_next_delivery(bus: Bus) -> None:
@@ -309,7 +309,7 @@ async def test_a_lost_ack_keeps_the_answer_for_the_next_delivery(bus: Bus) -> No
     assert second.acked
     assert second.resent
     assert second.response_id == first.response_id
-    assert len(await bus.router.store.responses_to(str(request_id))) == 1
+    assert len(await bus.journal.responses_to(str(request_id))) == 1
 
 
 # --- answers the runner refuses to send as they are -------------------------------------
@@ -361,7 +361,7 @@ async def test_a_status_the_bus_refuses_is_replaced_by_a_failure_rejection(bus: 
     assert outcome.acked
     data = await rig.answer_at_portal()
     assert "schema_violation" in data.rejections[0].description
-    assert len(await bus.router.store.responses_to(str(request_id))) == 1
+    assert len(await bus.journal.responses_to(str(request_id))) == 1
 
 
 # --- requests the runner does not pass to the handler -----------------------------------

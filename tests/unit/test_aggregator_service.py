@@ -32,9 +32,9 @@ from gateway.store.service_requests import (
     MessageLink,
     ServiceRequestRecord,
 )
+from gateway.testing.bus import Bus, content, open_bus, pump
 from gateway.transport.base import Direction
 from gateway.xml import messages as m
-from tests.unit.bus_fixtures import Bus, content, open_bus
 
 ROOT = Path(__file__).resolve().parents[2]
 CATALOGUE: Catalogue = load_catalogue((ROOT / "config" / "services.toml").read_text("utf-8"))
@@ -59,7 +59,7 @@ class World:
         """Another aggregator process on the same bus and (by default) the same store."""
         return Aggregator(
             catalogue=CATALOGUE,
-            registry=self.bus.router.ctx.registry,
+            registry=self.bus.registry,
             store=store or self.store,
             clients=self.bus.client,
             clock=self.bus.clock,
@@ -103,7 +103,7 @@ async def world() -> AsyncIterator[World]:
     await store.migrate()
     agg = Aggregator(
         catalogue=CATALOGUE,
-        registry=bus.router.ctx.registry,
+        registry=bus.registry,
         store=store,
         clients=bus.client,
         clock=bus.clock,
@@ -184,7 +184,7 @@ async def test_all_three_parts_answer_completed(world: World) -> None:
     record = await submit(world)
     await world.answer_all()
     assert not world.agg.finalized.is_set()
-    assert await world.agg.pump_responses(PORTAL) == 3
+    assert await pump(world.bus, world.agg) == 3
     assert world.agg.finalized.is_set()  # wakes the callback dispatcher
     done = await world.agg.get(str(record.id))
     assert done.status is ServiceState.COMPLETED
@@ -205,7 +205,7 @@ async def test_optional_part_silent_until_deadline_is_partial(world: World) -> N
     record = await submit(world)
     await world.answer("birth-record")
     await world.answer("parent-registration")
-    assert await world.agg.pump_responses(PORTAL) == 2
+    assert await pump(world.bus, world.agg) == 2
     assert (await world.agg.get(str(record.id))).status is ServiceState.PENDING
     assert await world.agg.fire_deadlines() == 0  # nothing due yet
     world.advance(timedelta(minutes=2))  # the FNS part's deadline
@@ -222,7 +222,7 @@ async def test_optional_part_silent_until_deadline_is_partial(world: World) -> N
 async def test_required_part_rejected_fails_fast_naming_it(world: World) -> None:
     record = await submit(world)
     await world.reject("birth-record")
-    assert await world.agg.pump_responses(PORTAL) == 1
+    assert await pump(world.bus, world.agg) == 1
     done = await world.agg.get(str(record.id))
     assert done.status is ServiceState.FAILED
     assert done.completed_by is CompletedBy.REQUIRED_REJECTED
@@ -236,7 +236,7 @@ async def test_required_part_timing_out_is_timed_out(world: World) -> None:
     record = await submit(world)
     await world.answer("birth-record")
     await world.answer("parent-inn")
-    assert await world.agg.pump_responses(PORTAL) == 2
+    assert await pump(world.bus, world.agg) == 2
     world.advance(timedelta(minutes=5))  # MVD never answered within its deadline
     assert await world.agg.fire_deadlines() == 1
     done = await world.agg.get(str(record.id))
@@ -266,7 +266,7 @@ async def test_cancel_then_replies_are_late(world: World) -> None:
     # Cancelling again returns the final record unchanged.
     assert (await world.agg.cancel(str(record.id), PORTAL)).version == cancelled.version
     await world.answer_all()
-    assert await world.agg.pump_responses(PORTAL) == 0
+    assert await pump(world.bus, world.agg) == 0
     assert (await world.agg.get(str(record.id))).version == cancelled.version
 
 
@@ -274,13 +274,13 @@ async def test_late_reply_after_final_does_not_change_the_result(world: World) -
     record = await submit(world)
     await world.answer("birth-record")
     await world.answer("parent-registration")
-    await world.agg.pump_responses(PORTAL)
+    await pump(world.bus, world.agg)
     world.advance(timedelta(minutes=2))
     await world.agg.fire_deadlines()
     final = await world.agg.get(str(record.id))
     assert final.status is ServiceState.PARTIAL
     await world.answer("parent-inn")  # FNS finally answers
-    assert await world.agg.pump_responses(PORTAL) == 0
+    assert await pump(world.bus, world.agg) == 0
     after = await world.agg.get(str(record.id))
     assert after.state == final.state
     assert after.version == final.version
@@ -304,7 +304,7 @@ async def test_send_failure_rejects_the_part(world: World) -> None:
     )
     agg = Aggregator(
         catalogue=CATALOGUE,
-        registry=world.bus.router.ctx.registry,
+        registry=world.bus.registry,
         store=world.store,
         clients=lambda _: flaky,
         clock=world.bus.clock,
@@ -329,7 +329,7 @@ async def test_two_aggregators_applying_concurrently_stay_consistent(world: Worl
     records = [await submit(world) for _ in range(3)]
     for _ in records:
         await world.answer_all()
-    counts = await asyncio.gather(world.agg.pump_responses(PORTAL), other.pump_responses(PORTAL))
+    counts = await asyncio.gather(pump(world.bus, world.agg), pump(world.bus, other))
     assert sum(counts) == 9
     for r in records:
         done = await world.agg.get(str(r.id))
@@ -356,7 +356,7 @@ async def test_one_pump_applies_replies_side_by_side_and_loses_none(world: World
             return await super().by_message(message_id)
 
     agg = world.aggregator(Overlapping(world.store.database))
-    assert await agg.pump_responses(PORTAL) == 9
+    assert await pump(world.bus, agg) == 9
     for r in records:
         done = await world.agg.get(str(r.id))
         assert done.status is ServiceState.COMPLETED
@@ -379,14 +379,14 @@ async def test_a_reply_that_fails_to_apply_stops_no_other_and_stays_unacked(
 
     agg = world.aggregator(Failing(world.store.database))
     with pytest.raises(OSError, match="connection lost"):
-        await agg.pump_responses(PORTAL)
+        await pump(world.bus, agg)
 
     for r in fine:
         done = await world.agg.get(str(r.id))
         assert done.status is ServiceState.COMPLETED
     assert (await world.agg.get(str(broken.id))).status is ServiceState.PENDING
     # Its three replies were not acked: they come back after the visibility timeout.
-    unacked = await world.bus.router.store.find(recipient=PORTAL, state=MessageState.DELIVERED)
+    unacked = await world.bus.journal.find(recipient=PORTAL, state=MessageState.DELIVERED)
     assert len(unacked.items) == 3
 
 
@@ -404,14 +404,14 @@ async def test_conflicting_save_is_reapplied_on_the_fresh_state(world: World) ->
                 # Another process applies its reply between our read and our save.
                 self.raced = True
                 await world.answer("parent-registration")
-                assert await other.pump_responses(PORTAL) == 1
+                assert await pump(world.bus, other) == 1
             return await super().save(state, expected_version, at=at)
 
     racing = RacingStore(world.store.database)
     agg = world.aggregator(racing)
     await world.answer("birth-record")
     # Our aggregator pulls only the ZAGS reply; the racer's MVD reply is sent after.
-    assert await agg.pump_responses(PORTAL) == 1
+    assert await pump(world.bus, agg) == 1
     done = await world.agg.get(str(record.id))
     assert parts(done.state)["birth-record"] is PartStatus.ANSWERED
     assert parts(done.state)["parent-registration"] is PartStatus.ANSWERED
@@ -421,13 +421,13 @@ async def test_conflicting_save_is_reapplied_on_the_fresh_state(world: World) ->
 async def test_resume_after_restart_completes_a_pending_request(world: World) -> None:
     record = await submit(world)
     await world.answer("birth-record")
-    await world.agg.pump_responses(PORTAL)
+    await pump(world.bus, world.agg)
     del world.agg  # the process dies
     restarted = world.aggregator()
     assert await restarted.resume() == 1
     await world.answer("parent-registration")
     await world.answer("parent-inn")
-    assert await restarted.pump_responses(PORTAL) == 2
+    assert await pump(world.bus, restarted) == 2
     done = await restarted.get(str(record.id))
     assert done.status is ServiceState.COMPLETED
     assert await restarted.resume() == 0
@@ -457,7 +457,7 @@ async def test_a_retried_submit_sends_the_parts_a_dead_process_never_sent(
 
     dying = Aggregator(
         catalogue=CATALOGUE,
-        registry=world.bus.router.ctx.registry,
+        registry=world.bus.registry,
         store=world.store,
         clients=lambda _participant: DyingClient(),  # type: ignore[arg-type, return-value]
         clock=world.bus.clock,
@@ -482,5 +482,5 @@ async def test_a_retried_submit_sends_the_parts_a_dead_process_never_sent(
     for agency, _ in AGENCIES.values():
         assert await world.bus.depth(Direction.REQUESTS, agency) == 1
     await world.answer_all()
-    await world.agg.pump_responses(PORTAL)
+    await pump(world.bus, world.agg)
     assert (await world.agg.get(str(again.id))).status is ServiceState.COMPLETED

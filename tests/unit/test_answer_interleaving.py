@@ -15,9 +15,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 
 from adapters.sdk.push import PushSource
+from gateway.testing.bus import Bus, birth_request, birth_response, open_bus
+from gateway.testing.journal import Transition
 from gateway.transport.base import Direction, Message
-from tests.journal_report import Transition
-from tests.unit.bus_fixtures import Bus, birth_request, birth_response, open_bus
 
 FOUND = 10.0
 
@@ -48,7 +48,7 @@ def states(history: tuple[Transition, ...]) -> list[str]:
 
 
 async def test_an_answer_before_the_queued_move_ends_in_the_true_states(bus: Bus) -> None:
-    push = PushSource(bus.transport, "ZAGS", bus.router.ctx.verifier, clock=bus.clock, wait=FOUND)
+    push = PushSource(bus.transport, "ZAGS", bus.ctx.verifier, clock=bus.clock, wait=FOUND)
 
     async def provider_answers() -> None:
         inbound = await push.next()

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from gateway.core.errors import error_class, error_classes
+from gateway.testing.bus import START, Bus, birth_request, open_bus, uuid1_at
 from gateway.transport.base import Direction
 from gateway.xml.namespaces import SOAP_ENV, qname
 from gateway.xml.soap import parse_fault
@@ -30,7 +31,6 @@ from tests.bad_input.world import (
     replace_once,
     signature_text,
 )
-from tests.unit.bus_fixtures import START, Bus, birth_request, open_bus, uuid1_at
 
 KNOWN_CODES = {e.code for e in error_classes()} - {"internal"}
 

@@ -28,7 +28,7 @@ from gateway.aggregator.callback_guard import (
 )
 from gateway.aggregator.callbacks import CallbackDispatcher, HttpSender
 from gateway.api.views import callback_body
-from gateway.assembly import callback_guard
+from gateway.bus import callback_guard
 from gateway.config import REPO_ROOT, Settings
 from gateway.store import Journal
 from gateway.store.callback_outbox import CallbackOutbox

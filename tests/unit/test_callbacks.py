@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from ipaddress import ip_network
-from typing import Any, cast
+from typing import Any
 
 import pytest
 import structlog
@@ -32,7 +32,6 @@ from gateway.aggregator.callbacks import (
     RetryPolicy,
     signature,
 )
-from gateway.api.app import _deliver_callbacks
 from gateway.api.views import callback_body, service_request_url, service_request_view
 from gateway.core.aggregation import new_service_request, on_answer
 from gateway.core.clock import FakeClock
@@ -42,6 +41,8 @@ from gateway.store import ServiceRequests, open_stores
 from gateway.store.callback_outbox import CallbackOutbox
 from gateway.store.callbacks import CallbackState
 from gateway.store.service_requests import ServiceRequestRecord
+from gateway.supervisor import Supervisor, rounds
+from gateway.testing.bus import pump
 from tests.unit.callback_fixtures import CallbackReceiver
 from tests.unit.test_aggregator_service import APPLICANT, CATALOGUE, PORTAL, SERVICE, World
 from tests.unit.test_aggregator_service import world as world
@@ -396,36 +397,38 @@ async def test_the_gateway_loop_outlives_a_failing_store() -> None:
             second.set()
             return 0
 
+    async def no_pause(_seconds: float) -> None:
+        pass
+
+    supervisor = Supervisor(sleep=no_pause)
+    flaky = Flaky()
     with structlog.testing.capture_logs() as logs:
-        loop = asyncio.create_task(
-            _deliver_callbacks(cast(CallbackDispatcher, Flaky()), 0, asyncio.Event())
-        )
+        supervisor.spawn("callbacks", lambda: rounds(flaky.deliver_due, 3600, asyncio.Event()))
         try:
             await asyncio.wait_for(second.wait(), timeout=10)  # bounds only a failure
         finally:
-            loop.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await loop
-    assert [e["event"] for e in logs] == ["callback_delivery_failed"]
+            await supervisor.close()
+    assert [e["event"] for e in logs] == ["task_failed", "task_restarted"]
+    assert supervisor.failures == {"callbacks": 1}
 
 
 async def test_a_finished_request_wakes_the_loop_before_its_interval() -> None:
-    rounds: list[asyncio.Event] = [asyncio.Event(), asyncio.Event()]
+    passes: list[asyncio.Event] = [asyncio.Event(), asyncio.Event()]
 
     class Counting:
         async def deliver_due(self) -> int:
-            for done in rounds:
+            for done in passes:
                 if not done.is_set():
                     done.set()
                     break
             return 0
 
     wake = asyncio.Event()
-    loop = asyncio.create_task(_deliver_callbacks(cast(CallbackDispatcher, Counting()), 3600, wake))
+    loop = asyncio.create_task(rounds(Counting().deliver_due, 3600, wake))
     try:
-        await asyncio.wait_for(rounds[0].wait(), timeout=10)  # bounds only a failure
+        await asyncio.wait_for(passes[0].wait(), timeout=10)  # bounds only a failure
         wake.set()  # what the aggregator does when a request becomes final
-        await asyncio.wait_for(rounds[1].wait(), timeout=10)  # not an hour later
+        await asyncio.wait_for(passes[1].wait(), timeout=10)  # not an hour later
     finally:
         loop.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -454,11 +457,11 @@ async def test_the_aggregator_makes_the_callback_due_with_the_final_save(world: 
         )
         try:
             await world.answer("birth-record")
-            await world.agg.pump_responses(PORTAL)
+            await pump(world.bus, world.agg)
             assert await dispatcher.deliver_due() == 0  # not final yet
             await world.answer("parent-registration")
             await world.answer("parent-inn")
-            await world.agg.pump_responses(PORTAL)
+            await pump(world.bus, world.agg)
             assert await dispatcher.deliver_due() == 1
         finally:
             await sender.aclose()

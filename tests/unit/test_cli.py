@@ -15,7 +15,7 @@ import pytest
 from cryptography import x509
 from typer.testing import CliRunner
 
-from gateway.assembly import load_registry
+from gateway.bus import load_registry
 from gateway.cli import app
 from gateway.config import REPO_ROOT, Settings
 from gateway.crypto import gost

@@ -22,8 +22,8 @@ from adapters.sdk.native_calls import agency_call
 from adapters.sdk.policies import RetryPolicy
 from adapters.sdk.runner import AdapterRunner
 from gateway.core.envelope import RejectionCode
+from gateway.testing.bus import BIRTH, birth_request, birth_response, open_bus
 from gateway.xml.namespaces import qname
-from tests.unit.bus_fixtures import BIRTH, birth_request, birth_response, open_bus
 
 AGENCY_URL = "http://zags.invalid/find"
 #: How long the slow agency takes: well inside the runner's call timeout.
@@ -141,7 +141,7 @@ def harness_of(
             sleep=kit.RecordingSleep(),
         )
         try:
-            yield kit.ConformanceHarness(bus.router, bus.portal, built, agency)
+            yield kit.ConformanceHarness(bus.journal, bus.portal, built, agency)
         finally:
             await bus.close()
 

@@ -392,7 +392,7 @@ def test_runtime_modules_do_not_import_xmlsec() -> None:
     probe = (
         "import sys\n"
         "sys.modules['xmlsec'] = None  # any import of it now fails\n"
-        "import gateway.cli, gateway.assembly, gateway.api.app, gateway.crypto.keystore\n"
+        "import gateway.cli, gateway.bus, gateway.api.app, gateway.crypto.keystore\n"
         "import adapters.process, gateway.client.zeep_signing\n"
         "print('ok')\n"
     )

@@ -23,17 +23,7 @@ from gateway.crypto import devpki
 from gateway.crypto.certificates import common_name
 from gateway.crypto.envelope import verify_element
 from gateway.crypto.profiles import DS_NS
-from gateway.transport.base import Direction
-from gateway.xml import messages as m
-from gateway.xml.namespaces import SMEV_TYPES, qname
-from gateway.xml.readers import read_request_data, read_response_data
-from gateway.xml.soap import (
-    SignatureContainer,
-    find_signature,
-    signature_target,
-    unwrap_envelope,
-)
-from tests.unit.bus_fixtures import (
+from gateway.testing.bus import (
     BUS,
     INN,
     PASSPORT,
@@ -47,6 +37,16 @@ from tests.unit.bus_fixtures import (
     signer_for,
     soap,
     uuid1_at,
+)
+from gateway.transport.base import Direction
+from gateway.xml import messages as m
+from gateway.xml.namespaces import SMEV_TYPES, qname
+from gateway.xml.readers import read_request_data, read_response_data
+from gateway.xml.soap import (
+    SignatureContainer,
+    find_signature,
+    signature_target,
+    unwrap_envelope,
 )
 from tests.unit.gost_fixtures import (
     GostcryptoKey,
@@ -97,7 +97,7 @@ def check_bus_signature(bus: Bus, answer: etree._Element) -> None:
     name = etree.QName(answer).localname
     reply = _bus_signed(answer)
     assert signature_method(reply, "SMEVSignature") == alg.GOST2012_256, name
-    cert = verify_element(reply, bus.router.ctx.verifier, "SMEVSignature")
+    cert = verify_element(reply, bus.ctx.verifier, "SMEVSignature")
     assert common_name(cert) == BUS, name
     signature = find_signature(reply, "SMEVSignature")
     assert signature is not None
@@ -112,7 +112,7 @@ def check_bus_signature(bus: Bus, answer: etree._Element) -> None:
 async def test_round_trip_signed_with_gost_by_participants_and_bus(bus: Bus) -> None:
     assert bus.portal.signer.algorithm is alg.GOST2012_256_ALGORITHM
     assert bus.zags.signer.algorithm is alg.GOST2012_256_ALGORITHM
-    assert bus.router.ctx.bus_signer.algorithm is alg.GOST2012_256_ALGORITHM
+    assert bus.ctx.bus_signer.algorithm is alg.GOST2012_256_ALGORITHM
 
     asked = birth_request()
     sent = await bus.portal.send_request(asked)
@@ -126,7 +126,7 @@ async def test_round_trip_signed_with_gost_by_participants_and_bus(bus: Bus) -> 
     inner = reply.find(f"{{{SMEV_TYPES}}}RequestMessage/{{{SMEV_TYPES}}}Request")
     assert inner is not None
     assert signature_method(inner, "SenderInformationSystemSignature") == alg.GOST2012_256
-    author = verify_element(inner, bus.router.ctx.verifier, "SenderInformationSystemSignature")
+    author = verify_element(inner, bus.ctx.verifier, "SenderInformationSystemSignature")
     assert common_name(author) == "PORTAL"
     assert read_request_data(delivery.request_data).content is not None
 
@@ -142,7 +142,7 @@ async def test_round_trip_signed_with_gost_by_participants_and_bus(bus: Bus) -> 
     inner = reply.find(f"{{{SMEV_TYPES}}}ResponseMessage/{{{SMEV_TYPES}}}Response")
     assert inner is not None
     assert signature_method(inner, "SenderInformationSystemSignature") == alg.GOST2012_256
-    author = verify_element(inner, bus.router.ctx.verifier, "SenderInformationSystemSignature")
+    author = verify_element(inner, bus.ctx.verifier, "SenderInformationSystemSignature")
     assert common_name(author) == "ZAGS"
     assert read_response_data(got.response_data).to == str(sent.message_id)
     await bus.portal.ack(got.metadata.message_id)
@@ -177,7 +177,7 @@ async def test_mixed_registry_gost_consumer_and_ec_or_rsa_provider(
     inner = reply.find(f"{{{SMEV_TYPES}}}ResponseMessage/{{{SMEV_TYPES}}}Response")
     assert inner is not None
     assert signature_method(inner, "SenderInformationSystemSignature") == algorithm
-    author = verify_element(inner, bus.router.ctx.verifier, "SenderInformationSystemSignature")
+    author = verify_element(inner, bus.ctx.verifier, "SenderInformationSystemSignature")
     assert common_name(author) == provider
     await bus.portal.ack(got.metadata.message_id)
 
@@ -205,7 +205,7 @@ async def test_request_signed_by_gostcrypto_crosses_the_bus(bus: Bus) -> None:
     assert delivery is not None
     inner = last_reply_body(bus).find(f"{{{SMEV_TYPES}}}RequestMessage/{{{SMEV_TYPES}}}Request")
     assert inner is not None
-    author = verify_element(inner, bus.router.ctx.verifier, "SenderInformationSystemSignature")
+    author = verify_element(inner, bus.ctx.verifier, "SenderInformationSystemSignature")
     assert author.public_bytes(Encoding.PEM) == portal.cert_pem
 
 

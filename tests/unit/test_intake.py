@@ -18,8 +18,8 @@ from lxml import etree
 from gateway.core.errors import InvalidContent
 from gateway.router import intake
 from gateway.router.context import BusContext
+from gateway.testing.bus import Bus, open_bus, send_request_body, soap
 from gateway.transport.base import Direction
-from tests.unit.bus_fixtures import Bus, open_bus, send_request_body, soap
 
 ENVELOPE = b'<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"'
 SIGNED = b'<smev:SenderProvidedRequestData Id="SIGNED_BY_CONSUMER"'
@@ -98,7 +98,7 @@ async def test_doctype_is_refused_before_xsd_and_signature(
     declaration = f'<?xml version="1.0" encoding="{encoding.upper()}"?>'.encode()
     raw = (declaration + doctype + body).decode().encode(encoding)
     with pytest.raises(InvalidContent) as info:
-        intake.read_envelope(raw, bus.router.ctx)
+        intake.read_envelope(raw, bus.ctx)
     assert info.value.detail["reason"] == "doctype"
     reply = await bus.send(raw)
     assert reply.code == "invalid_content"
@@ -142,7 +142,7 @@ async def test_a_large_request_is_read_checked_and_verified_off_the_event_loop(
 
     monkeypatch.setattr(intake, "read_envelope", read_envelope)
     monkeypatch.setattr(intake, "content_digest", content_digest)
-    raw = large(signed_request(bus), bus.router.ctx)
+    raw = large(signed_request(bus), bus.ctx)
     handling = asyncio.create_task(bus.send(raw))
     other = asyncio.create_task(meanwhile())
     reply = await handling

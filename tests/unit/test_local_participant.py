@@ -14,9 +14,9 @@ from lxml import etree
 
 from gateway.core.errors import AccessDenied, NotFound
 from gateway.router.local import LocalParticipant
+from gateway.testing.bus import BIRTH, Bus, birth_request, birth_response, content, open_bus
 from gateway.transport.base import Direction
 from gateway.xml.readers import read_request_data, read_response_data
-from tests.unit.bus_fixtures import BIRTH, Bus, birth_request, birth_response, content, open_bus
 
 
 @pytest.fixture
@@ -27,8 +27,9 @@ async def bus() -> AsyncIterator[Bus]:
 
 
 def local(bus: Bus, mnemonic: str = "PORTAL") -> LocalParticipant:
-    router = bus.router
-    return LocalParticipant(router, router.ctx.registry.get(mnemonic), bus.pki.signer(mnemonic))
+    return LocalParticipant(
+        bus.router, bus.registry.get(mnemonic), bus.pki.signer(mnemonic), bus.ctx.ids
+    )
 
 
 def c14n(element: etree._Element) -> bytes:
@@ -64,7 +65,7 @@ async def test_round_trip_through_a_remote_provider(bus: Bus) -> None:
     assert await portal.get_response() is None  # held for its Ack, not handed out twice
     await portal.ack(got.metadata.message_id)
 
-    history = await bus.router.store.history(str(sent.message_id))
+    history = await bus.journal.history(str(sent.message_id))
     assert [str(t.to_state) for t in history] == [
         "ACCEPTED",
         "QUEUED",

@@ -3,7 +3,7 @@ every response conforms to the schema.
 
 The app under test is the real one, :func:`gateway.api.app.create_app`, on a real
 :class:`~gateway.router.router.Router` (memory transport, in-memory SQLite, the test PKI
-of :mod:`tests.unit.bus_fixtures`) and a real :class:`~gateway.aggregator.Aggregator`;
+of :mod:`gateway.testing.bus`) and a real :class:`~gateway.aggregator.Aggregator`;
 the portal authenticates with an API token sent as ``Authorization: Bearer``. One
 ``child-birth-benefit`` request is seeded and fully answered (with a result callback,
 now due), and one is left pending, so list responses carry real parts, data, results
@@ -29,13 +29,11 @@ from fastapi import FastAPI
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from gateway.aggregator import Aggregator
 from gateway.api.app import create_app
 from gateway.config import Settings
-from gateway.store import open_stores
-from tests.unit.bus_fixtures import Bus, open_bus
+from gateway.testing.bus import Bus, open_bus, pump
 from tests.unit.callback_fixtures import public_guard
-from tests.unit.test_aggregator_service import APPLICANT, CATALOGUE, PORTAL, SERVICE, World
+from tests.unit.test_aggregator_service import APPLICANT, PORTAL, SERVICE, World
 
 TOKEN = "fuzz-portal-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -76,17 +74,9 @@ class GatewayUnderTest:
                 return
 
     async def _open(self) -> None:
-        bus: Bus = await open_bus()
-        store = open_stores("sqlite://").service_requests
-        await store.migrate()
-        agg = Aggregator(
-            catalogue=CATALOGUE,
-            registry=bus.router.ctx.registry,
-            store=store,
-            clients=bus.client,
-            clock=bus.clock,
-        )
-        world = World(bus, store, agg)
+        bus: Bus = await open_bus(guard=public_guard())
+        agg = bus.aggregator
+        world = World(bus, agg.store, agg)
         # One answered (COMPLETED, with data and a result) and one PENDING request.
         done, _ = await agg.submit(
             service=SERVICE,
@@ -95,18 +85,15 @@ class GatewayUnderTest:
             callback_url="https://portal.example/smevbus/results",  # its view: a due callback
         )
         await world.answer_all()
-        await agg.pump_responses(PORTAL)
+        await pump(bus, agg)
         pending, _ = await agg.submit(service=SERVICE, applicant=APPLICANT, participant=PORTAL)
         self.completed, self.pending = str(done.id), str(pending.id)
         self.message_id = str(done.state.parts[0].message_id)
         self.world = world
-        self.app = create_app(
-            Settings(api_tokens={TOKEN: PORTAL}), bus.router, agg, callback_guard=public_guard()
-        )
+        self.app = create_app(Settings(api_tokens={TOKEN: PORTAL}), bus.root)
 
     async def _close(self) -> None:
         if self.world is not None:
-            await self.world.store.close()
             await self.world.bus.close()
 
 

@@ -14,10 +14,7 @@ import pytest
 from lxml import etree
 
 from adapters.sdk.push import PushSource
-from gateway.transport.base import DeadLetterReason, Direction, Message
-from gateway.xml.readers import read_request_data
-from tests.journal_report import Transition
-from tests.unit.bus_fixtures import (
+from gateway.testing.bus import (
     BIRTH,
     Bus,
     birth_request,
@@ -26,7 +23,10 @@ from tests.unit.bus_fixtures import (
     send_request_body,
     uuid1_at,
 )
-from tests.unit.bus_fixtures import START as T0
+from gateway.testing.bus import START as T0
+from gateway.testing.journal import Transition
+from gateway.transport.base import DeadLetterReason, Direction, Message
+from gateway.xml.readers import read_request_data
 
 #: How long ``next`` may wait for a delivery that is expected (bounded, generous).
 FOUND = 10.0
@@ -42,9 +42,7 @@ async def bus() -> AsyncIterator[Bus]:
 
 
 def source(bus: Bus, participant: str = "ZAGS", **kwargs: float) -> PushSource:
-    return PushSource(
-        bus.transport, participant, bus.router.ctx.verifier, clock=bus.clock, **kwargs
-    )
+    return PushSource(bus.transport, participant, bus.verifier, clock=bus.clock, **kwargs)
 
 
 def states(history: tuple[Transition, ...]) -> list[str]:

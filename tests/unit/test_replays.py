@@ -17,10 +17,10 @@ from lxml import etree
 
 from gateway.core.lifecycle import MessageState
 from gateway.crypto.profiles import DS_NS
+from gateway.testing.bus import Bus, birth_request, birth_response, open_bus, signed, soap
 from gateway.transport.base import Direction
 from gateway.xml import messages as m
 from gateway.xml.soap import find_signature
-from tests.unit.bus_fixtures import Bus, birth_request, birth_response, open_bus, signed, soap
 
 #: The order of the P-256 group: an ECDSA signature (r, s) verifies as (r, N - s) too.
 P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
@@ -64,7 +64,7 @@ async def test_a_get_request_posted_again_is_refused_and_hands_out_nothing(bus: 
     assert "sign a new one with a fresh Timestamp" in replay.description
     assert replay.root.findtext(".//faultcode") == "soap:Client.replayed_request"
     assert await bus.depth(Direction.REQUESTS, "ZAGS") == 1
-    assert (await bus.router.store.get(second)).state is MessageState.QUEUED
+    assert (await bus.journal.get(second)).state is MessageState.QUEUED
 
     bus.clock.advance(timedelta(milliseconds=1))
     fresh = await bus.zags.get_request()  # a fresh Timestamp, signed anew: served

@@ -26,6 +26,7 @@ from gateway.store import Journal, open_journal
 from gateway.store.callbacks import Callback, CallbackState
 from gateway.store.records import NewMessage
 from gateway.store.service_requests import ServiceRequestPage, ServiceRequestRecord
+from gateway.testing.bus import pump
 from tests.unit.callback_fixtures import public_guard
 from tests.unit.test_aggregator_service import APPLICANT as REAL_APPLICANT
 from tests.unit.test_aggregator_service import World, world
@@ -659,7 +660,7 @@ async def test_real_aggregator_end_to_end(world: World) -> None:
         rest_router(
             TokenAuth(TOKENS),
             aggregator_provider=lambda _: world.agg,
-            journal_provider=lambda _: world.bus.router.store,
+            journal_provider=lambda _: world.bus.journal,
         )
     )
     transport = httpx.ASGITransport(app=app)
@@ -684,7 +685,7 @@ async def test_real_aggregator_end_to_end(world: World) -> None:
         assert_problem(unknown, 404, "not_found")
 
         await world.answer_all()
-        assert await world.agg.pump_responses(PORTAL) == 3
+        assert await pump(world.bus, world.agg) == 3
         done = (await c.get(f"/api/v1/service-requests/{rid}", headers=AUTH)).json()
         assert done["status"] == "COMPLETED"
         assert done["completed_by"] == "all_answered"

@@ -31,16 +31,7 @@ from gateway.crypto.certificates import common_name, fingerprint
 from gateway.crypto.envelope import verify_element
 from gateway.router.router import Router
 from gateway.store import open_journal
-from gateway.transport.base import Direction, Message
-from gateway.transport.errors import PublishRefused
-from gateway.transport.topology import QueuePolicy
-from gateway.xml import messages as m
-from gateway.xml.namespaces import SMEV_TYPES, qname
-from gateway.xml.readers import read_request_data, read_response_data
-from gateway.xml.soap import find_signature, signature_target, unwrap_envelope
-from tests.journal_report import Transition
-from tests.unit.bus_fixtures import (
-    BIRTH,
+from gateway.testing.bus import (    BIRTH,
     BUS,
     PASSPORT,
     START,
@@ -54,6 +45,14 @@ from tests.unit.bus_fixtures import (
     soap,
     uuid1_at,
 )
+from gateway.testing.journal import Transition
+from gateway.transport.base import Direction, Message
+from gateway.transport.errors import PublishRefused
+from gateway.transport.topology import QueuePolicy
+from gateway.xml import messages as m
+from gateway.xml.namespaces import SMEV_TYPES, qname
+from gateway.xml.readers import read_request_data, read_response_data
+from gateway.xml.soap import find_signature, signature_target, unwrap_envelope
 
 
 @pytest.fixture
@@ -103,12 +102,12 @@ async def test_round_trip_request_response_and_lifecycle(bus: Bus) -> None:
     assert c14n(request.content) == c14n(asked)
     # And who signed what, checked independently of the client.
     reply = last_reply_body(bus)
-    assert fingerprint(bus.router.ctx.verifier.verify(*_smev_signed(reply))) == fingerprint(
+    assert fingerprint(bus.verifier.verify(*_smev_signed(reply))) == fingerprint(
         bus_certificate(bus)
     )
     inner = reply.find(f"{{{SMEV_TYPES}}}RequestMessage/{{{SMEV_TYPES}}}Request")
     assert inner is not None
-    author = verify_element(inner, bus.router.ctx.verifier, "SenderInformationSystemSignature")
+    author = verify_element(inner, bus.verifier, "SenderInformationSystemSignature")
     assert common_name(author) == "PORTAL"
 
     answer = birth_response()
@@ -132,7 +131,7 @@ async def test_round_trip_request_response_and_lifecycle(bus: Bus) -> None:
     reply = last_reply_body(bus)
     inner = reply.find(f"{{{SMEV_TYPES}}}ResponseMessage/{{{SMEV_TYPES}}}Response")
     assert inner is not None
-    author = verify_element(inner, bus.router.ctx.verifier, "SenderInformationSystemSignature")
+    author = verify_element(inner, bus.verifier, "SenderInformationSystemSignature")
     assert common_name(author) == "ZAGS"
     await bus.portal.ack(got.metadata.message_id)
 
@@ -215,7 +214,7 @@ async def test_a_publish_the_broker_refused_goes_through_when_resent(bus: Bus) -
     bus.transport.publish = refuse_once  # type: ignore[method-assign]
     refused = await bus.send(raw)
     assert (refused.status, refused.code) == (500, "internal")
-    assert (await bus.router.store.get(message_id)).state is MessageState.ACCEPTED
+    assert (await bus.journal.get(message_id)).state is MessageState.ACCEPTED
     assert await bus.depth(Direction.REQUESTS, "ZAGS") == 0
 
     resent = await bus.send(raw)
@@ -459,7 +458,7 @@ async def test_bus_signed_replies_verify_with_the_registered_bus_certificate(bus
     await bus.portal.get_response()
     get_response_reply = last_reply_body(bus)
     for reply in (send_request_reply, get_request_reply, send_response_reply, get_response_reply):
-        cert = verify_element(_bus_signed(reply), bus.router.ctx.verifier, "SMEVSignature")
+        cert = verify_element(_bus_signed(reply), bus.verifier, "SMEVSignature")
         assert common_name(cert) == BUS, etree.QName(reply).localname
         assert fingerprint(cert) == expected, etree.QName(reply).localname
 
@@ -489,7 +488,7 @@ async def test_bus_signature_covers_the_metadata_it_reports(bus: Bus) -> None:
     assert recipient is not None
     recipient.text = "FNS"
     with pytest.raises(SignatureInvalid, match="changed after signing"):
-        verify_element(reply, bus.router.ctx.verifier, "SMEVSignature")
+        verify_element(reply, bus.verifier, "SMEVSignature")
 
 
 MARRIAGE = "urn://smevbus/types/zags/marriage-record/1.0"
@@ -557,15 +556,6 @@ async def test_get_response_filtered_by_type(bus: Bus) -> None:
     await bus.portal.ack(rest.metadata.message_id)
 
 
-async def test_queuing_a_response_wakes_in_process_consumers(bus: Bus) -> None:
-    await bus.portal.send_request(birth_request())
-    assert not bus.router.response_queued.is_set()  # a request wakes nobody
-    delivery = await bus.zags.get_request()
-    assert delivery is not None
-    await bus.zags.send_response(delivery.reply_to, content=birth_response())
-    assert bus.router.response_queued.is_set()
-
-
 async def test_a_second_final_answer_is_refused_a_retried_one_is_not(bus: Bus) -> None:
     sent = await bus.portal.send_request(birth_request())
     delivery = await bus.zags.get_request()
@@ -578,7 +568,7 @@ async def test_a_second_final_answer_is_refused_a_retried_one_is_not(bus: Bus) -
     # Another answer (a provider handed a redundant copy of the request): refused.
     with pytest.raises(MessageAlreadySent, match="already has its final answer"):
         await bus.zags.send_response(delivery.reply_to, content=birth_response())
-    responses = await bus.router.store.responses_to(str(sent.message_id))
+    responses = await bus.journal.responses_to(str(sent.message_id))
     assert [r.message_id for r in responses] == [str(answer_id)]
     assert await bus.depth(Direction.RESPONSES, "PORTAL") == 1
 
@@ -595,20 +585,18 @@ async def test_of_two_different_answers_at_once_one_is_journaled(bus: Bus) -> No
 
     [answered] = [o for o in outcomes if not isinstance(o, BaseException)]
     assert [type(o) for o in outcomes if isinstance(o, BaseException)] == [MessageAlreadySent]
-    [journaled] = await bus.router.store.responses_to(str(sent.message_id))
+    [journaled] = await bus.journal.responses_to(str(sent.message_id))
     assert journaled.message_id == str(answered.message_id)
     assert await bus.depth(Direction.RESPONSES, "PORTAL") == 1
 
 
 async def test_ack_at_another_router_after_the_answer_is_accepted(bus: Bus) -> None:
-    other = Router(bus.router.ctx, bus.transport, bus.router.store)  # a second process
+    other = Router(bus.ctx, bus.transport, bus.journal)  # a second process
     sent = await bus.portal.send_request(birth_request())
     delivery = await bus.zags.get_request()
     assert delivery is not None
     await bus.zags.send_response(delivery.reply_to, content=birth_response())
-    zags = bus.router.ctx.registry.get("ZAGS")
-    await other.pulls.settle(zags, str(sent.message_id), accepted=True)  # no NotFound
-    assert (await bus.router.store.get(str(sent.message_id))).state is MessageState.RESPONDED
-    portal = bus.router.ctx.registry.get("PORTAL")
+    await other.settle("ZAGS", str(sent.message_id), accepted=True)  # no NotFound
+    assert (await bus.journal.get(str(sent.message_id))).state is MessageState.RESPONDED
     with pytest.raises(NotFound):  # not PORTAL's to acknowledge
-        await other.pulls.settle(portal, str(sent.message_id), accepted=True)
+        await other.settle("PORTAL", str(sent.message_id), accepted=True)

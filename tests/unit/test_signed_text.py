@@ -24,10 +24,10 @@ from adapters.sdk.adapter import RequestContext
 from gateway.crypto import devpki
 from gateway.crypto.profiles import SignatureProfile
 from gateway.crypto.xmldsig import XmlSigner
+from gateway.testing.bus import Bus, content, open_bus, send_request_body, soap
 from gateway.transport.base import Direction
 from gateway.xml.parse import parse_secure
 from gateway.xml.readers import read_send_request
-from tests.unit.bus_fixtures import Bus, content, open_bus, send_request_body, soap
 
 NUMBER = b"<Number>482913</Number>"
 SPLIT = {

@@ -15,10 +15,9 @@ from cryptography import x509
 from pydantic import ValidationError
 
 from adapters.process import _gateway_tls
-from gateway.api.tls import TlsH11Protocol, client_certificate, uvicorn_tls
+from gateway.api.tls import TlsHttpToolsProtocol, client_certificate, uvicorn_tls
 from gateway.config import Settings
-from gateway.transport.base import Direction
-from tests.unit.bus_fixtures import (
+from gateway.testing.bus import (
     Bus,
     Reply,
     bus_pki,
@@ -27,6 +26,7 @@ from tests.unit.bus_fixtures import (
     send_request_body,
     soap,
 )
+from gateway.transport.base import Direction
 
 
 @pytest.fixture
@@ -90,7 +90,7 @@ def test_serve_gets_uvicorn_tls_options_from_the_settings(tmp_path: Path) -> Non
     assert options["ssl_cert_reqs"] == ssl.CERT_REQUIRED
     assert options["ssl_ca_certs"] == str(tmp_path / "ca.pem")
     module, name = options["http"].split(":")
-    assert getattr(__import__(module, fromlist=[name]), name) is TlsH11Protocol
+    assert getattr(__import__(module, fromlist=[name]), name) is TlsHttpToolsProtocol
     optional = Settings(
         tls_cert_file=tmp_path / "s",
         tls_key_file=tmp_path / "k",

@@ -10,8 +10,8 @@ import pytest
 
 from gateway.api.app import create_app
 from gateway.config import Settings
+from gateway.testing.bus import Bus, open_bus, read_reply, send_request_body, soap
 from gateway.transport.base import Direction
-from tests.unit.bus_fixtures import Bus, open_bus, read_reply, send_request_body, soap
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ async def bus() -> AsyncIterator[Bus]:
 
 @pytest.fixture
 async def http(bus: Bus) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(Settings(), bus.router)
+    app = create_app(Settings(), bus.root)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://bus") as client:
         yield client
@@ -86,3 +86,41 @@ async def test_soap_media_types_are_processed(
     )
     assert read_reply(resp.status_code, resp.content).ok, resp.text
     assert await bus.depth(Direction.REQUESTS, "ZAGS") == 1
+
+
+async def test_the_fastapi_route_serves_ws_through_the_same_endpoint(bus: Bus) -> None:
+    """``POST /ws`` bypasses FastAPI in front (``Gateway``); the FastAPI app alone (the
+    route that puts ``/ws`` in the OpenAPI document) answers it the same way."""
+    gateway = create_app(Settings(), bus.root)
+    spec = gateway.api.openapi()
+    assert "post" in spec["paths"]["/ws"]
+    transport = httpx.ASGITransport(app=gateway.api)
+    async with httpx.AsyncClient(transport=transport, base_url="http://bus") as behind:
+        refused = await behind.post("/ws", content=b"<x/>", headers={"Content-Type": "a/b"})
+        assert read_reply(refused.status_code, refused.content).code == "unsupported_media_type"
+        sent = await behind.post(
+            "/ws", content=signed_request(bus), headers={"Content-Type": "text/xml"}
+        )
+    assert read_reply(sent.status_code, sent.content).ok, sent.text
+    assert await bus.depth(Direction.REQUESTS, "ZAGS") == 1
+
+
+async def test_a_client_gone_before_its_body_gets_no_answer(bus: Bus) -> None:
+    gateway = create_app(Settings(), bus.root)
+    sent: list[dict[str, object]] = []
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/ws",
+        "headers": [(b"content-type", b"text/xml")],
+    }
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    await gateway(scope, receive, send)
+    assert sent == []
+    assert not (await bus.journal.find()).items  # nothing reached the router

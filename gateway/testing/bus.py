@@ -1,4 +1,4 @@
-"""A whole bus in one process for router tests: PKI, router, one client per participant.
+"""A whole bus in one process for tests and benchmarks: PKI, router, a client each.
 
 The PKI (registry participants, the bus SMEVBUS, and a few bad certificates) is made
 once per test session in a temporary directory, with a :class:`FakeClock` at
@@ -6,8 +6,8 @@ once per test session in a temporary directory, with a :class:`FakeClock` at
 and an in-memory SQLite journal, with its own ``FakeClock`` at ``START``: the router,
 the trust store and the clients all read that one clock.
 
-Plain functions (cached) rather than pytest fixtures, so test modules import them
-directly, as ``crypto_fixtures`` does.
+Plain functions (cached) rather than pytest fixtures, so test modules and benchmarks
+import them directly.
 """
 
 from __future__ import annotations
@@ -24,8 +24,13 @@ from pathlib import Path
 
 from lxml import etree
 
+from gateway.aggregator import Aggregator
+from gateway.aggregator.callback_guard import CallbackGuard
+from gateway.aggregator.replies import ReplyIntake
+from gateway.bus import Bus as RootBus
+from gateway.bus import assemble
 from gateway.client.participant import ParticipantClient
-from gateway.config import REPO_ROOT
+from gateway.config import REPO_ROOT, Settings
 from gateway.core.clock import FakeClock, MessageIdSource
 from gateway.core.registry import Registry, parse_registry
 from gateway.crypto import devpki
@@ -36,6 +41,7 @@ from gateway.crypto.xmldsig import XmlSigner, XmlVerifier
 from gateway.router.context import BusContext
 from gateway.router.router import Router
 from gateway.store import Journal, open_journal
+from gateway.testing.journal import Report, journal_report
 from gateway.transport.base import Delivery, Direction
 from gateway.transport.memory import MemoryTransport
 from gateway.transport.topology import QueuePolicy
@@ -44,7 +50,6 @@ from gateway.xml.namespaces import SOAP_ENV
 from gateway.xml.parse import parse_secure
 from gateway.xml.schema import type_catalog, validate_bus_element
 from gateway.xml.soap import parse_fault, wrap_envelope
-from tests.journal_report import Report, journal_report
 
 START = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 REGISTRY_FILE = REPO_ROOT / "config" / "registry.toml"
@@ -211,13 +216,45 @@ class WatchedTransport(MemoryTransport):
 
 @dataclass
 class Bus:
-    router: Router
+    """The composition root's bus (:class:`gateway.bus.Bus`, as ``root``) with what tests
+    need around it: the fake clock, the PKI, a SOAP client per participant."""
+
+    root: RootBus
     transport: WatchedTransport
     clock: FakeClock
     pki: BusPKI
     clients: dict[str, ParticipantClient] = field(default_factory=dict)
     #: Every raw exchange through :meth:`handle`: ``(request, (status, reply))``.
     exchanges: list[tuple[bytes, tuple[int, bytes]]] = field(default_factory=list)
+
+    @property
+    def router(self) -> Router:
+        return self.root.router
+
+    @property
+    def ctx(self) -> BusContext:
+        return self.root.ctx
+
+    @property
+    def registry(self) -> Registry:
+        return self.root.registry
+
+    @property
+    def verifier(self) -> XmlVerifier:
+        return self.root.ctx.verifier
+
+    @property
+    def journal(self) -> Journal:
+        return self.root.journal
+
+    @property
+    def aggregator(self) -> Aggregator:
+        """The root's aggregator (it sends in process, signing with the portal's key)."""
+        return self.root.aggregator
+
+    def replies(self, portal: str = "PORTAL") -> ReplyIntake:
+        """The aggregator's intake of ``portal``'s replies: ``drain()`` it in a test."""
+        return self.root.replies(portal)
 
     async def handle(self, raw: bytes) -> tuple[int, bytes]:
         result = await self.router.handle(raw)
@@ -245,7 +282,7 @@ class Bus:
 
     async def report(self, message_id: uuid.UUID | str) -> Report:
         """The message's journal state and history (GetStatus no longer tells them)."""
-        return await journal_report(self.router.store, message_id)
+        return await journal_report(self.journal, message_id)
 
     async def depths(self) -> dict[str, int]:
         """Ready messages in every queue of every participant."""
@@ -256,7 +293,7 @@ class Bus:
         }
 
     async def close(self) -> None:
-        await self.router.close()
+        await self.root.close()
 
 
 async def open_bus(
@@ -264,10 +301,17 @@ async def open_bus(
     policy: QueuePolicy | None = None,
     max_message_bytes: int = 5 * 1024 * 1024,
     journal: Journal | None = None,
+    settings: Settings | None = None,
+    guard: CallbackGuard | None = None,
+    background: bool = False,
     pki: BusPKI | None = None,
 ) -> Bus:
-    """A started router on memory transport and ``journal`` (default: in-memory SQLite),
-    plus a client each; ``pki`` defaults to the session's EC one (:func:`bus_pki`)."""
+    """A started bus on memory transport and ``journal`` (default: in-memory SQLite), plus
+    a client each. ``settings`` (default: the defaults) are the root's, with the keys of
+    ``pki`` (default: the session's EC one, :func:`bus_pki`); ``guard`` decides where
+    result callbacks may go. With ``background`` the root runs its background tasks
+    (reply subscriptions of ``settings.api_tokens``' participants, deadlines,
+    callbacks); by default a test drives them itself."""
     pki = pki or bus_pki()
     clock = FakeClock(START)
     reg = registry()
@@ -282,9 +326,17 @@ async def open_bus(
         max_message_bytes=max_message_bytes,
     )
     transport = WatchedTransport(clock=clock, policy=policy)
-    router = Router(ctx, transport, journal or open_journal("sqlite://"))
-    await router.start()
-    bus = Bus(router=router, transport=transport, clock=clock, pki=pki)
+    journal = journal or open_journal("sqlite://")
+    root = assemble(
+        (settings or Settings()).model_copy(update={"keys_dir": pki.keys_dir}),
+        ctx=ctx,
+        transport=transport,
+        journal=journal,
+        service_requests=journal.service_requests(),
+        guard=guard,
+    )
+    await root.start(background=background)
+    bus = Bus(root=root, transport=transport, clock=clock, pki=pki)
     for mnemonic in PARTICIPANTS:
         bus.clients[mnemonic] = ParticipantClient(
             signer=pki.signer(mnemonic),
@@ -294,6 +346,13 @@ async def open_bus(
             bus_mnemonic=reg.bus_mnemonic,
         )
     return bus
+
+
+async def pump(bus: Bus, aggregator: Aggregator, portal: str = "PORTAL") -> int:
+    """Apply the replies waiting for ``portal`` to ``aggregator``'s service requests, as
+    its subscription would (:meth:`~gateway.aggregator.replies.ReplyIntake.drain`); how
+    many changed a request."""
+    return await ReplyIntake(aggregator, bus.router, bus.transport, portal).drain()
 
 
 def send_request_body(

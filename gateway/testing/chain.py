@@ -16,7 +16,7 @@ from pathlib import Path
 
 from gateway.core.clock import SystemClock
 from gateway.crypto.devpki import init_dev_pki
-from tests.integration.gateway_process import (
+from gateway.testing.processes import (
     SMEVBUS,
     GatewayProcess,
     ServiceProcess,

@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from gateway.store import SqlStore
+from gateway.store import open_journal
 from gateway.store.base import Store
 
 
@@ -41,7 +41,7 @@ async def journal_report(store: Store, message_id: uuid.UUID | str) -> Report:
 
 async def journal_report_at(database_url: str, message_id: uuid.UUID | str) -> Report:
     """The same, from the journal database of a gateway running as a process."""
-    store = SqlStore.from_url(database_url)
+    store = open_journal(database_url)
     try:
         return await journal_report(store, message_id)
     finally:

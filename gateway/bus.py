@@ -1,0 +1,347 @@
+"""The composition root: the whole bus built from :class:`~gateway.config.Settings`.
+
+The one place components are chosen and handed to each other: registry, XML and
+crypto context, transport (memory or RabbitMQ), journal and service-request store,
+router, aggregator, result callbacks (sender, SSRF guard, dispatcher), and the
+background tasks, each supervised (:mod:`gateway.supervisor`):
+
+* ``dead-letters``: journal what the transport dead-letters;
+* ``replies.<portal>``: the aggregator's subscription on each portal's response queue
+  (:class:`~gateway.aggregator.replies.ReplyIntake`);
+* ``deadlines``: fire due service-request deadlines;
+* ``callbacks``: POST due result callbacks (woken when this process finishes one);
+* ``resume``: once, after start, count what a restart left pending.
+
+``smevbus serve`` (through the HTTP app's lifespan), ``smevbus demo``, the adapters,
+the tests (:mod:`gateway.testing.bus`) and the benchmarks all build it here, so they
+run the same wiring. Nobody else reaches into another component's insides: what the
+HTTP layer and the CLI need, :class:`Bus` offers.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import yarl
+from aiohttp.abc import AbstractResolver
+from cryptography import x509
+
+from gateway.aggregator import Aggregator, load_catalogue
+from gateway.aggregator.callback_guard import CallbackGuard
+from gateway.aggregator.callbacks import (
+    CallbackDispatcher,
+    CallbackSender,
+    HttpSender,
+    RetryPolicy,
+)
+from gateway.aggregator.replies import ReplyIntake
+from gateway.api.views import callback_body
+from gateway.config import Settings
+from gateway.core.admission import TimePolicy
+from gateway.core.clock import Clock, MessageIdSource, SystemClock
+from gateway.core.errors import InternalError
+from gateway.core.registry import Registry, parse_registry
+from gateway.crypto.keystore import load_signer, load_verifier
+from gateway.router.context import BusContext
+from gateway.router.local import LocalParticipant
+from gateway.router.router import Router
+from gateway.store import open_stores as open_database
+from gateway.store.base import ServiceRequests, Store
+from gateway.store.callback_outbox import CallbackOutbox
+from gateway.store.service_requests import ServiceRequestRecord
+from gateway.supervisor import Supervisor, held, rounds
+from gateway.transport.amqp import AmqpTransport
+from gateway.transport.base import Transport
+from gateway.transport.memory import MemoryTransport
+from gateway.transport.topology import QueuePolicy
+from gateway.xml.parse import XmlLimits
+from gateway.xml.schema import type_catalog
+
+# --- the parts, each from settings ------------------------------------------------------
+
+
+def load_registry(settings: Settings) -> Registry:
+    path = settings.registry_file
+    if not path.is_file():
+        raise InternalError(f"registry file {path} does not exist; set SMEVBUS_REGISTRY_FILE")
+    return parse_registry(path.read_text(encoding="utf-8"), source=str(path))
+
+
+def build_context(settings: Settings, clock: Clock | None = None) -> BusContext:
+    clock = clock or SystemClock()
+    registry = load_registry(settings)
+    return BusContext(
+        registry=registry,
+        verifier=load_verifier(settings.keys_dir, clock),
+        bus_signer=load_signer(
+            settings.keys_dir, registry.bus_mnemonic, settings.signature_profile
+        ),
+        catalog=type_catalog(settings.xsd_dir),
+        clock=clock,
+        ids=MessageIdSource(clock),
+        max_message_bytes=settings.max_message_bytes,
+        xml_limits=XmlLimits(
+            max_depth=settings.xml_max_depth,
+            max_elements=settings.xml_max_elements,
+            max_attributes=settings.xml_max_attributes,
+            max_attributes_in_document=settings.xml_max_attributes_in_document,
+            max_namespaces=settings.xml_max_namespaces,
+            max_namespaces_in_scope=settings.xml_max_namespaces_in_scope,
+            max_text_bytes=settings.xml_max_text_bytes,
+        ),
+        thread_above_bytes=settings.xml_thread_above_bytes,
+        time_policy=TimePolicy(message_id_window=timedelta(seconds=settings.message_id_window_s)),
+    )
+
+
+async def open_transport(settings: Settings, clock: Clock) -> Transport:
+    policy = QueuePolicy(
+        visibility_timeout=timedelta(seconds=settings.visibility_timeout_s),
+        prefetch=settings.prefetch,
+    )
+    if settings.transport == "memory":
+        return MemoryTransport(clock=clock, policy=policy)
+    return await AmqpTransport.connect(settings.amqp_url, clock=clock, policy=policy)
+
+
+def open_stores(settings: Settings) -> tuple[Store, ServiceRequests]:
+    """The journal and the service-request store on it, one database (not migrated)."""
+    stores = open_database(settings.database_url)
+    return stores.journal, stores.service_requests
+
+
+#: Bind addresses meaning "every interface".
+_WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "[::]"})  # noqa: S104 (recognised, not bound)
+
+
+def callback_guard(settings: Settings, resolver: AbstractResolver | None = None) -> CallbackGuard:
+    """The result callbacks' SSRF guard as ``settings`` say. The gateway's own endpoints
+    are its listening address (bound to every interface: this machine's name and
+    ``localhost``) at ``http_port``, and the host and port of ``public_url``.
+    ``resolver``: where names are looked up (default: the operating system)."""
+    hosts = (
+        [socket.gethostname(), "localhost"]
+        if settings.http_host in _WILDCARD_HOSTS
+        else [settings.http_host]
+    )
+    own = [(host, settings.http_port) for host in hosts]
+    if settings.public_url is not None:
+        public = yarl.URL(settings.public_url)
+        if public.raw_host and public.port:
+            own.append((public.raw_host, public.port))
+    return CallbackGuard(
+        allowed_hosts=settings.callback_hosts,
+        networks=settings.callback_networks,
+        own=own,
+        resolver=resolver,
+        timeout=settings.callback_resolve_timeout_s,
+    )
+
+
+def build_aggregator(
+    settings: Settings, ctx: BusContext, router: Router, store: ServiceRequests
+) -> Aggregator:
+    """The service-request aggregator; it signs for portals with their keys held
+    server-side (see :mod:`gateway.aggregator.service`) and sends through the router
+    in process (:class:`~gateway.router.local.LocalParticipant`)."""
+    path = settings.services_file
+    if not path.is_file():
+        raise InternalError(f"service catalogue {path} does not exist; set SMEVBUS_SERVICES_FILE")
+    catalogue = load_catalogue(
+        path.read_text(encoding="utf-8"), types=ctx.catalog, source=str(path)
+    )
+    consumers: dict[str, LocalParticipant] = {}
+
+    def client(participant: str) -> LocalParticipant:
+        if participant not in consumers:
+            consumers[participant] = LocalParticipant(
+                router,
+                ctx.registry.get(participant),
+                load_signer(settings.keys_dir, participant, settings.signature_profile),
+                ctx.ids,
+            )
+        return consumers[participant]
+
+    return Aggregator(
+        catalogue=catalogue, registry=ctx.registry, store=store, clients=client, clock=ctx.clock
+    )
+
+
+def callback_dispatcher(
+    settings: Settings, aggregator: Aggregator, sender: CallbackSender
+) -> CallbackDispatcher:
+    """The result-callback dispatcher on the aggregator's store, as ``settings`` say."""
+    base_url = settings.base_url
+    secret = settings.callback_secret
+
+    def render(record: ServiceRequestRecord) -> bytes:
+        return callback_body(record, base_url)
+
+    timeout = timedelta(seconds=settings.callback_timeout_s)
+    return CallbackDispatcher(
+        CallbackOutbox(aggregator.store),
+        sender,
+        render,
+        clock=aggregator.clock,
+        policy=RetryPolicy(
+            max_attempts=settings.callback_max_attempts,
+            first_delay=timedelta(seconds=settings.callback_backoff_s),
+            max_delay=timedelta(seconds=settings.callback_backoff_max_s),
+            # A POST ends by its timeout; the lease outlasts it with room to settle.
+            lease=2 * timeout + timedelta(seconds=30),
+        ),
+        secret=None if secret is None else secret.get_secret_value().encode(),
+        allowed_hosts=settings.callback_hosts,
+    )
+
+
+# --- the whole ---------------------------------------------------------------------------
+
+
+@dataclass
+class Bus:
+    """The bus of one process: built by :func:`assemble`, run by :meth:`start`, ended by
+    :meth:`close` (which closes everything it was given too)."""
+
+    settings: Settings
+    ctx: BusContext
+    transport: Transport
+    journal: Store
+    router: Router
+    aggregator: Aggregator
+    guard: CallbackGuard
+    sender: CallbackSender
+    callbacks: CallbackDispatcher
+    #: The participants whose replies the aggregator consumes (portals with API tokens).
+    portals: tuple[str, ...]
+    supervisor: Supervisor = field(default_factory=Supervisor)
+
+    @property
+    def registry(self) -> Registry:
+        return self.ctx.registry
+
+    @property
+    def clock(self) -> Clock:
+        return self.ctx.clock
+
+    async def start(self, *, background: bool = True) -> None:
+        """Migrate the journal, declare the queues, watch the dead letters; with
+        ``background`` also consume the portals' replies and run the deadline and
+        callback loops. Tests that drive those themselves pass ``background=False``.
+        Every subscription is in place when this returns."""
+        await self.router.start()
+        self.supervisor.spawn("dead-letters", await held(self.router.watch_dead_letters))
+        if not background:
+            return
+        for portal in self.portals:
+            await self.serve_portal(portal)
+        interval = self.settings.aggregator_interval_s
+        self.supervisor.spawn("deadlines", lambda: rounds(self._fire_deadlines, interval))
+        self.supervisor.spawn(
+            "callbacks",
+            lambda: rounds(self._deliver_callbacks, interval, self.aggregator.finalized),
+        )
+        self.supervisor.spawn("resume", self._resume)
+
+    def replies(self, portal: str) -> ReplyIntake:
+        """The aggregator's intake of ``portal``'s replies (not subscribed)."""
+        return ReplyIntake(self.aggregator, self.router, self.transport, portal)
+
+    async def serve_portal(self, portal: str) -> None:
+        """Consume ``portal``'s replies into its service requests from now on."""
+        self.supervisor.spawn(f"replies.{portal}", await held(self.replies(portal).subscribe))
+
+    async def close(self) -> None:
+        """Stop the background tasks, then close the sender, transport and journal."""
+        await self.supervisor.close()
+        if isinstance(self.sender, HttpSender):
+            await self.sender.aclose()
+        await self.transport.close()
+        await self.journal.close()
+
+    # --- what the HTTP layer and the CLI need ------------------------------------------
+
+    async def handle(
+        self, raw: bytes, *, tls_client: x509.Certificate | None = None
+    ) -> tuple[int, bytes]:
+        """One SOAP request to ``/ws``: ``(http_status, soap_reply)``; never raises."""
+        return await self.router.handle(raw, tls_client=tls_client)
+
+    async def readiness(self) -> dict[str, str]:
+        """``{"journal": ..., "transport": ...}``: ``"ok"`` or why not."""
+        return await self.router.readiness()
+
+    def knows(self, participant: str) -> bool:
+        """Whether ``participant`` is registered on the bus."""
+        return participant in self.ctx.registry.mnemonics
+
+    # --- the background tasks ------------------------------------------------------------
+
+    async def _fire_deadlines(self) -> None:
+        await self.aggregator.fire_deadlines()
+
+    async def _deliver_callbacks(self) -> None:
+        await self.callbacks.deliver_due()
+
+    async def _resume(self) -> None:
+        await self.aggregator.resume()
+
+
+def assemble(
+    settings: Settings,
+    *,
+    ctx: BusContext,
+    transport: Transport,
+    journal: Store,
+    service_requests: ServiceRequests,
+    guard: CallbackGuard | None = None,
+    sender: CallbackSender | None = None,
+    portals: Iterable[str] | None = None,
+) -> Bus:
+    """The bus from its parts (not started). ``guard``: where result callbacks may go
+    (default: as ``settings`` say); ``sender``: what POSTs them (default: aiohttp behind
+    ``guard``); ``portals``: whose replies the aggregator consumes (default: the
+    participants of ``settings.api_tokens``)."""
+    router = Router(ctx, transport, journal)
+    aggregator = build_aggregator(settings, ctx, router, service_requests)
+    guard = guard or callback_guard(settings)
+    sender = sender or HttpSender(guard, timeout=settings.callback_timeout_s)
+    chosen = sorted(set(settings.api_tokens.values())) if portals is None else portals
+    return Bus(
+        settings=settings,
+        ctx=ctx,
+        transport=transport,
+        journal=journal,
+        router=router,
+        aggregator=aggregator,
+        guard=guard,
+        sender=sender,
+        callbacks=callback_dispatcher(settings, aggregator, sender),
+        portals=tuple(chosen),
+    )
+
+
+async def open_bus(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    guard: CallbackGuard | None = None,
+    portals: Iterable[str] | None = None,
+) -> Bus:
+    """The bus as ``settings`` say: transport connected, stores opened; call
+    :meth:`Bus.start` next."""
+    ctx = build_context(settings, clock)
+    transport = await open_transport(settings, ctx.clock)
+    journal, service_requests = open_stores(settings)
+    return assemble(
+        settings,
+        ctx=ctx,
+        transport=transport,
+        journal=journal,
+        service_requests=service_requests,
+        guard=guard,
+        portals=portals,
+    )
