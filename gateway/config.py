@@ -75,6 +75,12 @@ class Settings(BaseSettings):
     #: JSON in ``SMEVBUS_API_TOKENS='{"token": "PORTAL"}'``. Empty: the REST API refuses
     #: every call. Kept out of ``repr`` so tokens never reach a log.
     api_tokens: dict[str, str] = Field(default_factory=dict, repr=False)
+    #: Operator tokens for the ops surfaces (``/ui``, ``/api/v1/ops``, ``/api/v1/kpi``,
+    #: ``/metrics``): JSON in ``SMEVBUS_OPS_TOKENS='{"token": "ivanov"}'`` (token -> the
+    #: operator's name, journaled with what they do). Empty: those surfaces are closed.
+    ops_tokens: dict[str, str] = Field(default_factory=dict, repr=False)
+    #: Serve ``/metrics`` without an operator token (for a Prometheus on a private network).
+    metrics_public: bool = False
     #: The gateway's base URL as portals reach it (``https://bus.region.example``), for
     #: the ``self`` links in result callbacks. Default: ``http://HTTP_HOST:HTTP_PORT``.
     public_url: str | None = None
@@ -149,12 +155,12 @@ class Settings(BaseSettings):
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        """The secret values this process holds (API tokens, the callback secret): the
-        log redactor masks them wherever they appear."""
+        """The secret values this process holds (API and operator tokens, the callback
+        secret): the log redactor masks them wherever they appear."""
         callback = (
             () if self.callback_secret is None else (self.callback_secret.get_secret_value(),)
         )
-        return (*self.api_tokens, *callback)
+        return (*self.api_tokens, *self.ops_tokens, *callback)
 
     @property
     def base_url(self) -> str:

@@ -31,7 +31,8 @@ from gateway.crypto.certificates import common_name, fingerprint
 from gateway.crypto.envelope import verify_element
 from gateway.router.router import Router
 from gateway.store import open_journal
-from gateway.testing.bus import (    BIRTH,
+from gateway.testing.bus import (
+    BIRTH,
     BUS,
     PASSPORT,
     START,
