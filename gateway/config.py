@@ -81,6 +81,13 @@ class Settings(BaseSettings):
     ops_tokens: dict[str, str] = Field(default_factory=dict, repr=False)
     #: Serve ``/metrics`` without an operator token (for a Prometheus on a private network).
     metrics_public: bool = False
+    #: Where the ops console checks that an agency is reachable: JSON in
+    #: ``SMEVBUS_AGENCY_PROBES='{"ZAGS": "http://zags-adapter:8091/health"}'``
+    #: (participant -> URL of its adapter's or the agency's health endpoint; a 2xx
+    #: answer means reachable). A participant left out is not probed.
+    agency_probes: dict[str, str] = Field(default_factory=dict)
+    #: How long one such probe may take, seconds.
+    agency_probe_timeout_s: float = Field(default=2.0, gt=0, le=30)
     #: The gateway's base URL as portals reach it (``https://bus.region.example``), for
     #: the ``self`` links in result callbacks. Default: ``http://HTTP_HOST:HTTP_PORT``.
     public_url: str | None = None

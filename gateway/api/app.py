@@ -25,6 +25,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gateway.api import wsdl
 from gateway.api.auth import TokenAuth
 from gateway.api.body_limit import BodyLimit
+from gateway.api.operators import OperatorAuth
+from gateway.api.ops import bus_console, ops_router
 from gateway.api.rest import rest_router
 from gateway.api.soap_endpoint import SOAP_MEDIA_TYPE, Handle, SoapEndpoint
 from gateway.bus import Bus, open_bus
@@ -109,6 +111,7 @@ def create_app(settings: Settings, bus: Bus | None = None) -> Gateway:
             callback_guard=lambda _request: the_bus().guard,
         )
     )
+    app.include_router(ops_router(OperatorAuth(settings.ops_tokens), lambda: bus_console(app)))
     app.add_middleware(BodyLimit, limit=settings.api_max_body_bytes, prefix=PREFIX)
 
     def base_url(request: Request) -> str:

@@ -51,6 +51,7 @@ from gateway.core.errors import (
 from gateway.core.faults import problem_json
 from gateway.core.service_lifecycle import ServiceState
 from gateway.core.xml_text import escape_forbidden, forbidden_char
+from gateway.ops.tracing import message_trace
 from gateway.store.base import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Store
 from gateway.store.records import canonical_message_id
 from gateway.store.service_requests import ServiceRequestPage, ServiceRequestRecord
@@ -66,7 +67,6 @@ from gateway.wire.rest import (
     ServiceRequestView,
     SubmitServiceRequest,
     Submitted,
-    TransitionView,
 )
 
 log = structlog.get_logger(__name__)
@@ -184,7 +184,7 @@ class ProblemRoute(APIRoute):
         return route
 
 
-def _problems(*statuses: int, **described: str) -> dict[int | str, dict[str, Any]]:
+def problems(*statuses: int, **described: str) -> dict[int | str, dict[str, Any]]:
     """OpenAPI responses: a problem+json per status; ``described`` says when, by status
     (``_413="..."``)."""
     return {
@@ -197,7 +197,7 @@ def _problems(*statuses: int, **described: str) -> dict[int | str, dict[str, Any
     }
 
 
-_SUBMIT_PROBLEMS = _problems(
+_SUBMIT_PROBLEMS = problems(
     400,
     401,
     403,
@@ -354,7 +354,7 @@ def rest_router(
         "/service-requests",
         response_model=ServiceRequestList,
         summary="The caller's service requests, oldest first, keyset-paged",
-        responses=_problems(400, 401, 403, 422),
+        responses=problems(400, 401, 403, 422),
     )
     async def list_service_requests(
         request: Request,
@@ -394,7 +394,7 @@ def rest_router(
         "/service-requests/{request_id}",
         response_model=ServiceRequestView,
         summary="One service request: status, parts and the aggregated result",
-        responses=_problems(401, 403, 404, 422),
+        responses=problems(401, 403, 404, 422),
     )
     async def get_service_request(
         request_id: RequestId, request: Request, caller: Caller, aggregator: Aggregator
@@ -406,7 +406,7 @@ def rest_router(
         "/service-requests/{request_id}",
         response_model=ServiceRequestView,
         summary="Cancel a pending service request",
-        responses=_problems(401, 403, 404, 409, 422),
+        responses=problems(401, 403, 404, 409, 422),
     )
     async def cancel_service_request(
         request_id: RequestId, request: Request, caller: Caller, aggregator: Aggregator
@@ -424,7 +424,7 @@ def rest_router(
         response_model=MessageTrace,
         summary="The lifecycle trace of one bus message the caller sent or received",
         tags=["messages"],
-        responses=_problems(400, 401, 403, 404, 422),
+        responses=problems(400, 401, 403, 404, 422),
     )
     async def get_message_trace(
         message_id: Annotated[str, Path(max_length=64)], caller: Caller, journal: Journal
@@ -433,32 +433,7 @@ def rest_router(
         message = await journal.get(message_id)
         if caller not in (message.sender, message.recipient):
             raise NotFound(f"no message {message_id}", message_id=message_id)
-        history = await journal.history(message_id)
-        responses = await journal.responses_to(message_id)
-        return MessageTrace(
-            message_id=message.message_id,
-            kind=str(message.kind),
-            sender=message.sender,
-            recipient=message.recipient,
-            message_type=message.message_type,
-            in_reply_to=message.in_reply_to,
-            state=str(message.state),
-            created_at=message.created_at,
-            updated_at=message.updated_at,
-            expires_at=message.expires_at,
-            test_message=message.test_message,
-            transitions=[
-                TransitionView(
-                    from_state=str(t.from_state) if t.from_state is not None else None,
-                    to_state=str(t.to_state),
-                    at=t.at,
-                    reason=t.reason,
-                    actor=t.actor,
-                )
-                for t in history
-            ],
-            responses=[r.message_id for r in responses],
-        )
+        return await message_trace(journal, message)
 
     return api
 
@@ -474,7 +449,9 @@ def _already_final(record: ServiceRequestRecord) -> Conflict:
 __all__ = [
     "AggregatorProvider",
     "JournalProvider",
+    "ProblemRoute",
     "ServiceRequests",
     "problem_response",
+    "problems",
     "rest_router",
 ]

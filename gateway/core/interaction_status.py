@@ -44,6 +44,7 @@ STATUS_TABLE: Final[dict[MessageKind, dict[MessageState, InteractionStatus]]] = 
         S.FAILED: I.REQUEST_IS_REJECTED_BY_SMEV,
         S.EXPIRED: I.REQUEST_IS_REJECTED_BY_SMEV,
         S.DEAD_LETTERED: I.REQUEST_IS_ACCEPTED_BY_SMEV,
+        S.PURGED: I.REQUEST_IS_REJECTED_BY_SMEV,
     },
     MessageKind.RESPONSE: {
         S.ACCEPTED: I.RESPONSE_IS_ACCEPTED_BY_SMEV,
@@ -58,6 +59,7 @@ STATUS_TABLE: Final[dict[MessageKind, dict[MessageState, InteractionStatus]]] = 
         S.FAILED: I.REQUEST_IS_REJECTED_BY_SMEV,
         S.EXPIRED: I.REQUEST_IS_REJECTED_BY_SMEV,
         S.DEAD_LETTERED: I.RESPONSE_IS_ACCEPTED_BY_SMEV,
+        S.PURGED: I.REQUEST_IS_REJECTED_BY_SMEV,
     },
 }
 """Message kind and journal state -> the 1.1 status code the wire shows."""

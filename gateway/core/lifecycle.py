@@ -13,6 +13,8 @@ QUEUED -> DELIVERED -> ACKED. Departures from the happy path:
 * EXPIRED: end of life reached before delivery or before the answer; terminal.
 * DEAD_LETTERED: delivery limit reached or a consumer rejected it; terminal
   until an operator replays it, which puts it back to QUEUED.
+* PURGED: an operator dropped it from its dead-letter queue (a DEAD_LETTERED or an
+  EXPIRED one, whose copy lies there too); terminal, and the journal says who.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class MessageState(StrEnum):
     FAILED = "FAILED"
     EXPIRED = "EXPIRED"
     DEAD_LETTERED = "DEAD_LETTERED"
+    PURGED = "PURGED"
 
 
 S = MessageState
@@ -46,8 +49,9 @@ TRANSITIONS: dict[MessageState, frozenset[MessageState]] = {
     S.RESPONSE_DELIVERED: frozenset(),
     S.REJECTED: frozenset(),
     S.FAILED: frozenset(),
-    S.EXPIRED: frozenset(),
-    S.DEAD_LETTERED: frozenset({S.QUEUED}),
+    S.EXPIRED: frozenset({S.PURGED}),
+    S.DEAD_LETTERED: frozenset({S.QUEUED, S.PURGED}),
+    S.PURGED: frozenset(),
 }
 
 TERMINAL: frozenset[MessageState] = frozenset(s for s, nxt in TRANSITIONS.items() if not nxt)

@@ -1,7 +1,9 @@
-"""Dead-letter tools for operators: list, show and replay a participant's DLQ.
+"""Dead-letter tools for operators: list, show, replay and purge a participant's DLQ.
 
-``smevbus dlq list|show|replay`` is a thin skin over :class:`DeadLetterDesk`, which
-takes an open transport and journal so tests drive it without the command line.
+``smevbus dlq list|show|replay`` and the ops console (:mod:`gateway.ops.console`:
+``/ui``, ``/api/v1/ops``, ``smevbus dlq purge``) are thin skins over
+:class:`DeadLetterDesk`, which takes an open transport and journal so tests drive it
+without either. Replay and purge name the operator as the journal's actor.
 
 Replay is journal-first: each message is moved ``DEAD_LETTERED -> QUEUED`` ("replayed
 by operator") and only then put back in its queue, so a provider that pulls it at
@@ -9,6 +11,13 @@ once finds the journal ready. Only messages the journal shows as ``DEAD_LETTERED
 are replayed; the others are skipped with the reason (an ``EXPIRED`` one would only
 expire again; one the bus has not journaled yet means its router is not running).
 If the transport fails, the journal is put back to ``DEAD_LETTERED``.
+
+Purge is journal-first too: each dead letter the journal has ``DEAD_LETTERED`` or
+``EXPIRED`` is moved to ``PURGED`` ("purged from the dead-letter queue by operator"),
+then every purged one is dropped from the queue. A purge the transport failed is
+finished by the next one: letters the journal already has ``PURGED`` are dropped
+without a second journal entry. Others (unknown to the journal, or in another state:
+the router has not journaled the dead-lettering yet) are left, with the reason.
 """
 
 from __future__ import annotations
@@ -23,7 +32,7 @@ from gateway.config import Settings
 from gateway.core.clock import Clock, SystemClock
 from gateway.core.errors import NotFound
 from gateway.core.lifecycle import IllegalTransition, MessageState
-from gateway.router.deadletters import DeadLetterJournal
+from gateway.router.deadletters import OPERATOR_ACTOR, DeadLetterJournal
 from gateway.store.base import Store
 from gateway.store.journal import open_journal
 from gateway.store.records import MessageRecord, TransitionRecord
@@ -70,6 +79,17 @@ class ReplayReport:
     skipped: tuple[tuple[str, str], ...]
 
 
+@dataclass(frozen=True, slots=True)
+class PurgeReport:
+    purged: tuple[str, ...]
+    #: ``(message_id, why)`` for each dead letter left in the queue.
+    skipped: tuple[tuple[str, str], ...]
+
+
+#: Journal states whose dead letters a purge drops (after journaling ``PURGED``).
+_PURGEABLE = frozenset({MessageState.DEAD_LETTERED, MessageState.EXPIRED})
+
+
 class DeadLetterDesk:
     def __init__(self, transport: Transport, store: Store, clock: Clock) -> None:
         self.transport = transport
@@ -102,8 +122,11 @@ class DeadLetterDesk:
         direction: Direction,
         participant: str,
         message_ids: Collection[str] | None = None,
+        *,
+        operator: str = OPERATOR_ACTOR,
     ) -> ReplayReport:
-        """Put dead letters (these ids, or all) back in their queue; see the module docstring."""
+        """Put dead letters (these ids, or all) back in their queue, journaled as done by
+        ``operator``; see the module docstring."""
         letters = await self.transport.dead_letters(direction, participant, limit=SCAN_LIMIT)
         present = list(dict.fromkeys(letter.message.message_id for letter in letters))
         skipped = [
@@ -115,7 +138,7 @@ class DeadLetterDesk:
             why = await self._why_not_replayable(message_id)
             if why is None:
                 try:
-                    await self.journal.replayed(message_id)
+                    await self.journal.replayed(message_id, operator)
                     journaled.append(message_id)
                     continue
                 except IllegalTransition:
@@ -126,9 +149,41 @@ class DeadLetterDesk:
                 await self.transport.replay(direction, participant, journaled)
             except Exception as exc:
                 for message_id in journaled:
-                    await self.journal.replay_failed(message_id, repr(exc))
+                    await self.journal.replay_failed(message_id, repr(exc), operator)
                 raise
         return ReplayReport(tuple(journaled), tuple(skipped))
+
+    async def purge(self, direction: Direction, participant: str, *, operator: str) -> PurgeReport:
+        """Drop the queue's dead letters for good, journaled as done by ``operator``;
+        see the module docstring."""
+        letters = await self.transport.dead_letters(direction, participant, limit=SCAN_LIMIT)
+        purged: list[str] = []
+        skipped: list[tuple[str, str]] = []
+        for message_id in dict.fromkeys(letter.message.message_id for letter in letters):
+            why = await self._journal_purge(message_id, operator)
+            if why is None:
+                purged.append(message_id)
+            else:
+                skipped.append((message_id, why))
+        if purged:
+            await self.transport.purge(direction, participant, purged)
+        return PurgeReport(tuple(purged), tuple(skipped))
+
+    async def _journal_purge(self, message_id: str, operator: str) -> str | None:
+        """Journal the purge; None once the journal has the message ``PURGED`` (now or
+        before), else why the letter stays."""
+        record = await self._record(message_id)
+        if record is None:
+            return "not in the journal"
+        if record.state is MessageState.PURGED:
+            return None
+        if record.state not in _PURGEABLE:
+            return f"journal has it {record.state}, not DEAD_LETTERED (is the router running?)"
+        try:
+            await self.journal.purged(message_id, operator)
+        except IllegalTransition:
+            return "moved by someone else meanwhile"
+        return None
 
     async def _why_not_replayable(self, message_id: str) -> str | None:
         record = await self._record(message_id)

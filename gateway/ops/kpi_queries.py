@@ -8,7 +8,8 @@ the journal's ``messages`` and the ``service_requests`` tables:
   ended: ``answered`` (its final answer carries data), ``rejected`` (a refusal other
   than ``AGENCY_UNAVAILABLE``), ``unavailable`` (``AGENCY_UNAVAILABLE``),
   ``timed_out`` (``EXPIRED``, or still unanswered ``answer_timeout`` after it was
-  sent), ``dead_lettered``, or ``pending`` (unanswered and younger than that);
+  sent), ``dead_lettered`` (or purged from the dead-letter queue since), or
+  ``pending`` (unanswered and younger than that);
   the answer time is the final answer's journal time minus the request's, for
   ``answered`` and ``rejected``;
 * grouped per (agency, message type) and per agency (``message_type`` NULL);
@@ -89,7 +90,7 @@ class EngineKpiDatabase:
 # --- SQL -------------------------------------------------------------------------------
 
 
-def _seconds(dialect: str, later: str, earlier: str) -> str:
+def seconds_between(dialect: str, later: str, earlier: str) -> str:
     if dialect == "postgresql":
         return f"EXTRACT(EPOCH FROM {later} - {earlier})::float8"
     return f"ROUND((julianday({later}) - julianday({earlier})) * 86400000.0) / 1000.0"
@@ -104,14 +105,14 @@ def _classified(dialect: str, *, by_agency: bool) -> str:
              CASE WHEN outcome IN ('answered', 'rejected') THEN seconds END AS answer_s
       FROM (
         SELECT r.recipient AS agency, r.message_type AS message_type,
-               {_seconds(dialect, "a.created_at", "r.created_at")} AS seconds,
+               {seconds_between(dialect, "a.created_at", "r.created_at")} AS seconds,
                CASE
                  WHEN r.state IN ('RESPONDED', 'RESPONSE_DELIVERED') THEN
                    CASE WHEN a.rejection_code IS NULL THEN 'answered'
                         WHEN a.rejection_code = '{_AGENCY_UNAVAILABLE}' THEN 'unavailable'
                         ELSE 'rejected' END
                  WHEN r.state = 'EXPIRED' THEN 'timed_out'
-                 WHEN r.state = 'DEAD_LETTERED' THEN 'dead_lettered'
+                 WHEN r.state IN ('DEAD_LETTERED', 'PURGED') THEN 'dead_lettered'
                  WHEN r.created_at < :overdue_before THEN 'timed_out'
                  ELSE 'pending'
                END AS outcome
@@ -139,7 +140,7 @@ def agency_sql(dialect: str, *, by_agency: bool) -> str:
         return f"""
         WITH {classified}
         SELECT agency, message_type, COUNT(*) AS volume, {counts},
-               {_pg_percentiles("answer_s", "answer")}
+               {pg_percentiles("answer_s", "answer")}
         FROM classified
         GROUP BY GROUPING SETS ((agency, message_type), (agency))
         ORDER BY agency, message_type NULLS FIRST"""  # noqa: S608 (only constants are interpolated)
@@ -166,7 +167,7 @@ def agency_sql(dialect: str, *, by_agency: bool) -> str:
       FROM timed
     ),
     pct AS (
-      SELECT agency, message_type, {_sqlite_percentiles("answer_s", "answer")}
+      SELECT agency, message_type, {sqlite_percentiles("answer_s", "answer")}
       FROM ranked GROUP BY agency, message_type
     )
     SELECT c.*, {", ".join(f"p.answer_{name}_s" for name, _ in PERCENTILES)}
@@ -178,7 +179,7 @@ def agency_sql(dialect: str, *, by_agency: bool) -> str:
 def service_sql(dialect: str) -> str:
     """Per service: volume, one count per status, ``result_p50_s``, ``result_p95_s``."""
     counts = _counts("status", SERVICE_STATUSES)
-    seconds = _seconds(dialect, "updated_at", "created_at")
+    seconds = seconds_between(dialect, "updated_at", "created_at")
     window = "created_at >= :start AND created_at < :end"
     if dialect == "postgresql":
         return f"""
@@ -187,7 +188,7 @@ def service_sql(dialect: str) -> str:
                  CASE WHEN status IN {_TIMED_STATUSES} THEN {seconds} END AS result_s
           FROM service_requests WHERE {window}
         )
-        SELECT service, COUNT(*) AS volume, {counts}, {_pg_percentiles("result_s", "result")}
+        SELECT service, COUNT(*) AS volume, {counts}, {pg_percentiles("result_s", "result")}
         FROM requests GROUP BY service ORDER BY service"""  # noqa: S608 (only constants are interpolated)
     return f"""
     WITH requests AS (
@@ -203,7 +204,7 @@ def service_sql(dialect: str) -> str:
       FROM requests WHERE result_s IS NOT NULL
     ),
     pct AS (
-      SELECT service, {_sqlite_percentiles("result_s", "result")}
+      SELECT service, {sqlite_percentiles("result_s", "result")}
       FROM ranked GROUP BY service
     )
     SELECT c.*, {", ".join(f"p.result_{name}_s" for name, _ in PERCENTILES)}
@@ -211,7 +212,7 @@ def service_sql(dialect: str) -> str:
     ORDER BY c.service"""  # noqa: S608 (only constants are interpolated)
 
 
-def _pg_percentiles(column: str, prefix: str) -> str:
+def pg_percentiles(column: str, prefix: str) -> str:
     return ",\n".join(
         f"percentile_cont({p}) WITHIN GROUP (ORDER BY {column}) "
         f"FILTER (WHERE {column} IS NOT NULL) AS {prefix}_{name}_s"
@@ -219,7 +220,7 @@ def _pg_percentiles(column: str, prefix: str) -> str:
     )
 
 
-def _sqlite_percentiles(column: str, prefix: str) -> str:
+def sqlite_percentiles(column: str, prefix: str) -> str:
     """Continuous percentiles over ``ranked`` rows (``i`` from 0, ``n`` per group)."""
     parts = []
     for name, p in PERCENTILES:

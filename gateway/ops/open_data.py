@@ -43,7 +43,7 @@ AGENCY_COLUMNS: Final = (
     ("rejected", "answered with a refusal (NO_DATA, ACCESS_DENIED, ...)"),
     ("unavailable", "the adapter reported AGENCY_UNAVAILABLE"),
     ("timed_out", "expired, or unanswered longer than the answer timeout"),
-    ("dead_lettered", "undeliverable: in the dead-letter queue"),
+    ("dead_lettered", "undeliverable: in the dead-letter queue, or purged from it"),
     ("pending", "still unanswered within the answer timeout when computed"),
     ("availability", "(answered + rejected) / settled requests (all but pending), 0..1"),
     ("meets_target", f"availability >= {AVAILABILITY_TARGET}: true or false"),

@@ -18,7 +18,9 @@ event again after a pause. The transition time is when the bus records it (the
 router's clock), moments after the dead-lettering while the router runs.
 
 Replay (``smevbus dlq replay``) is the way back: :meth:`DeadLetterJournal.replayed`
-moves ``DEAD_LETTERED`` to ``QUEUED`` with reason ``"replayed by operator"``.
+moves ``DEAD_LETTERED`` to ``QUEUED`` with reason ``"replayed by operator"``; purge
+(``smevbus dlq purge``) the way out: :meth:`DeadLetterJournal.purged` moves
+``DEAD_LETTERED`` or ``EXPIRED`` to ``PURGED``. Both name the operator as the actor.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from gateway.transport.base import DeadLetterEvent, DeadLetterReason
 log = structlog.get_logger(__name__)
 
 REPLAYED = "replayed by operator"
+PURGED = "purged from the dead-letter queue by operator"
 #: The journal's ``actor`` for moves the transport caused, and for operator replays.
 TRANSPORT_ACTOR, OPERATOR_ACTOR = "transport", "operator"
 
@@ -94,8 +97,8 @@ class DeadLetterJournal:
             return
         bound.info("dead_letter_journaled", state=str(target), detail=event.letter.detail)
 
-    async def replayed(self, message_id: str) -> MessageRecord:
-        """Journal an operator's replay: ``DEAD_LETTERED`` -> ``QUEUED``.
+    async def replayed(self, message_id: str, operator: str = OPERATOR_ACTOR) -> MessageRecord:
+        """Journal ``operator``'s replay: ``DEAD_LETTERED`` -> ``QUEUED``.
 
         Raises :class:`~gateway.core.lifecycle.IllegalTransition` for a message in
         any other state, :class:`~gateway.core.errors.NotFound` for an unknown one.
@@ -105,17 +108,32 @@ class DeadLetterJournal:
             MessageState.QUEUED,
             at=self.clock.now(),
             reason=REPLAYED,
-            actor=OPERATOR_ACTOR,
+            actor=operator,
         )
-        log.info("dead_letter_replayed", message_id=message_id)
+        log.info("dead_letter_replayed", message_id=message_id, operator=operator)
         return record
 
-    async def replay_failed(self, message_id: str, error: str) -> None:
+    async def purged(self, message_id: str, operator: str) -> MessageRecord:
+        """Journal ``operator``'s purge: ``DEAD_LETTERED`` or ``EXPIRED`` -> ``PURGED``
+        (raises as :meth:`replayed` does)."""
+        record = await self.store.transition(
+            message_id,
+            MessageState.PURGED,
+            at=self.clock.now(),
+            reason=PURGED,
+            actor=operator,
+        )
+        log.info("dead_letter_purged", message_id=message_id, operator=operator)
+        return record
+
+    async def replay_failed(
+        self, message_id: str, error: str, operator: str = OPERATOR_ACTOR
+    ) -> None:
         """Undo :meth:`replayed` when the transport could not move the message back."""
         await self.store.transition(
             message_id,
             MessageState.DEAD_LETTERED,
             at=self.clock.now(),
             reason=f"replay failed: {error}",
-            actor=OPERATOR_ACTOR,
+            actor=operator,
         )

@@ -308,7 +308,7 @@ class Pulls:
 
 
 #: States in which a message's delivery is over: a further copy of it is redundant.
-_SETTLED = frozenset({MessageState.ACKED, MessageState.RESPONDED}) | TERMINAL
+_SETTLED = frozenset({MessageState.ACKED, MessageState.RESPONDED, MessageState.EXPIRED}) | TERMINAL
 
 
 def _required(element: etree._Element | None) -> etree._Element:

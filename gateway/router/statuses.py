@@ -30,7 +30,12 @@ from gateway.xml.messages import StatusNotice
 STATUS_WINDOW = timedelta(days=1)
 """How long after a message is created its status changes are reported."""
 
-_FAILURES = (MessageState.FAILED, MessageState.REJECTED, MessageState.EXPIRED)
+_FAILURES = (
+    MessageState.FAILED,
+    MessageState.REJECTED,
+    MessageState.EXPIRED,
+    MessageState.PURGED,
+)
 
 
 def notices(

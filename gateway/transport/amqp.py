@@ -295,6 +295,34 @@ class AmqpTransport:
         await self._sweep_dead_letters(direction, participant, move, None)
         return moved
 
+    async def purge(
+        self, direction: Direction, participant: str, message_ids: Collection[str]
+    ) -> int:
+        self._declared(direction, participant)
+        dropped = 0
+
+        async def drop(incoming: AbstractIncomingMessage) -> bool:
+            nonlocal dropped
+            if incoming.message_id not in message_ids:
+                return False
+            dropped += 1
+            return True
+
+        await self._sweep_dead_letters(direction, participant, drop, None)
+        return dropped
+
+    async def dead_letter_count(self, direction: Direction, participant: str) -> int:
+        self._declared(direction, participant)
+        name = dead_letter_queue_name(direction, participant)
+
+        async def count(seconds_left: float) -> int:
+            queue = await self._topology.declare_queue(
+                name, durable=True, arguments=dead_letter_queue_arguments(), timeout=seconds_left
+            )
+            return int(queue.declaration_result.message_count or 0)
+
+        return await self._ride_out(self._topology, count, f"depth of {name}")
+
     async def watch_dead_letters(self, handler: DeadLetterHandler) -> AmqpDeadLetterWatch:
         if self._closed:
             raise TransportUnavailable("transport is closed")

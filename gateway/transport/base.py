@@ -297,6 +297,17 @@ class Transport(Protocol):
         """
         ...
 
+    async def purge(
+        self, direction: Direction, participant: str, message_ids: Collection[str]
+    ) -> int:
+        """Drop the dead letters with these ids for good (every copy of each); the others
+        stay where they are. Returns how many were dropped."""
+        ...
+
+    async def dead_letter_count(self, direction: Direction, participant: str) -> int:
+        """Messages in the participant's dead-letter queue."""
+        ...
+
     async def watch_dead_letters(self, handler: DeadLetterHandler) -> Subscription:
         """Call ``handler`` once for every message dead-lettered from now on, any queue.
 

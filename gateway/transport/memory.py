@@ -285,6 +285,21 @@ class MemoryTransport:
         queue.changed.set()
         return len(wanted)
 
+    async def purge(
+        self, direction: Direction, participant: str, message_ids: Collection[str]
+    ) -> int:
+        queue = self._queue(direction, participant)
+        kept = [d for d in queue.dead if d.message.message_id not in message_ids]
+        dropped = len(queue.dead) - len(kept)
+        queue.dead = kept
+        queue.changed.set()
+        return dropped
+
+    async def dead_letter_count(self, direction: Direction, participant: str) -> int:
+        queue = self._queue(direction, participant)
+        self._expire(queue)
+        return len(queue.dead)
+
     async def watch_dead_letters(self, handler: DeadLetterHandler) -> _MemoryDeadLetterWatch:
         self._check_open()
         if self._events is None:

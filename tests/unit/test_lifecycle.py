@@ -61,7 +61,10 @@ def test_terminal_states() -> None:
         MessageState.RESPONSE_DELIVERED,
         MessageState.REJECTED,
         MessageState.FAILED,
-        MessageState.EXPIRED,
+        MessageState.PURGED,
     } == TERMINAL
     # Dead letters are not terminal: an operator may replay them.
     assert can_transition(MessageState.DEAD_LETTERED, MessageState.QUEUED)
+    # Expired and dead letters leave the dead-letter queue only when an operator purges.
+    assert can_transition(MessageState.DEAD_LETTERED, MessageState.PURGED)
+    assert can_transition(MessageState.EXPIRED, MessageState.PURGED)
