@@ -14,7 +14,7 @@ app = typer.Typer(
 )
 keys_app = typer.Typer(help="Keys and certificates.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
-dlq_app = typer.Typer(help="Dead letters: list, show, replay.", no_args_is_help=True)
+dlq_app = typer.Typer(help="Dead letters: list, show, replay, purge.", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
 
 console = Console()

@@ -2,11 +2,8 @@
 
 Responses are parsed with the wire models the server answers with
 (:mod:`gateway.wire.rest`), so client and server cannot drift apart; no server module
-is imported. Every ``application/problem+json`` answer is raised as
-the matching :class:`~gateway.core.errors.SmevbusError` subclass (found by the
-problem's ``code``; an unknown code becomes :class:`~gateway.core.errors.InternalError`),
-with the problem's ``context`` as the error's ``detail``. A gateway that cannot be
-reached, or answers something that is not the API's, is an ``InternalError`` too.
+is imported. Errors are raised as :mod:`gateway.client.api` says: the
+:class:`~gateway.core.errors.SmevbusError` each problem+json answer carries.
 
     async with ServiceRequestsClient("http://gateway:8080", token) as api:
         view = await api.submit("child-birth-benefit", applicant)
@@ -19,39 +16,22 @@ import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any
 
-import httpx
-from pydantic import BaseModel, ValidationError
-
-from gateway.core.errors import InternalError, SmevbusError, error_class
+from gateway.client.api import ApiClient, error_from_problem
 from gateway.core.service_lifecycle import FINAL, ServiceState
 from gateway.wire.rest import (
     PREFIX,
-    PROBLEM_MEDIA_TYPE,
     CallbackView,
     MessageTrace,
     PartView,
-    Problem,
     ServiceRequestList,
     ServiceRequestView,
     Submitted,
     TransitionView,
 )
 
-M = TypeVar("M", bound=BaseModel)
-
 ProgressCallback = Callable[[ServiceRequestView], Awaitable[None] | None]
-
-
-def error_from_problem(problem: Problem) -> SmevbusError:
-    """The typed error a problem+json body stands for (its ``context`` as ``detail``)."""
-    cls = error_class(problem.code)
-    context = dict(problem.context or {})
-    if cls is None:
-        return InternalError(problem.detail, problem_code=problem.code, **context)
-    return cls(problem.detail, **context)
 
 
 def is_final(view: ServiceRequestView) -> bool:
@@ -62,41 +42,11 @@ def _progress_key(view: ServiceRequestView) -> tuple[object, ...]:
     return (view.status, *((p.id, p.status) for p in view.parts))
 
 
-class ServiceRequestsClient:
+class ServiceRequestsClient(ApiClient):
     """The REST API of one gateway, as one portal (bearer ``token``).
 
     ``transport`` replaces the network (``httpx.ASGITransport(app=...)`` in tests).
     """
-
-    def __init__(
-        self,
-        base_url: str,
-        token: str,
-        *,
-        transport: httpx.AsyncBaseTransport | None = None,
-        timeout: float = 30.0,
-    ) -> None:
-        self.base_url = base_url
-        self._http = httpx.AsyncClient(
-            base_url=base_url,
-            transport=transport,
-            timeout=timeout,
-            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-        )
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
 
     # --- the API ----------------------------------------------------------------
 
@@ -193,38 +143,6 @@ class ServiceRequestsClient:
                     f"service request {id} is still {view.status} after {timeout:g}s"
                 )
             await asyncio.sleep(max(0.0, min(poll_interval, give_up - loop.time())))
-
-    # --- plumbing ---------------------------------------------------------------
-
-    async def _call(self, model: type[M], method: str, url: str, **kwargs: Any) -> M:
-        try:
-            response = await self._http.request(method, url, **kwargs)
-        except httpx.HTTPError as exc:
-            raise InternalError(
-                f"cannot reach the gateway at {self.base_url}: {exc}", url=self.base_url
-            ) from exc
-        if response.is_success:
-            try:
-                return model.model_validate_json(response.content)
-            except ValidationError as exc:
-                raise InternalError(
-                    f"the gateway answered {method} {url} with an unexpected body",
-                    status=response.status_code,
-                ) from exc
-        raise _error_of(response)
-
-
-def _error_of(response: httpx.Response) -> SmevbusError:
-    media_type = response.headers.get("content-type", "").split(";")[0].strip()
-    if media_type in (PROBLEM_MEDIA_TYPE, "application/json"):
-        try:
-            return error_from_problem(Problem.model_validate_json(response.content))
-        except ValidationError:
-            pass
-    return InternalError(
-        f"the gateway answered HTTP {response.status_code} without a problem report",
-        status=response.status_code,
-    )
 
 
 __all__ = [

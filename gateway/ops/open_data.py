@@ -131,7 +131,8 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _csv(columns: Sequence[tuple[str, str]], rows: Iterable[dict[str, Any]]) -> str:
+def csv_text(columns: Sequence[tuple[str, str]], rows: Iterable[dict[str, Any]]) -> str:
+    """``rows`` as CSV with a header row: the open-data dialect (see the module docstring)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     names = [name for name, _ in columns]
@@ -175,8 +176,8 @@ def write_open_data(kpis: KpiReport, out_dir: Path, period: str) -> list[Path]:
         out_dir / f"kpi-services-{period}.csv",
         out_dir / f"kpi-{period}.json",
     ]
-    _write(paths[0], _csv(AGENCY_COLUMNS, agencies))
-    _write(paths[1], _csv(SERVICE_COLUMNS, services))
+    _write(paths[0], csv_text(AGENCY_COLUMNS, agencies))
+    _write(paths[1], csv_text(SERVICE_COLUMNS, services))
     _write(paths[2], json.dumps(document, ensure_ascii=False, indent=2) + "\n")
     return paths
 
