@@ -11,7 +11,8 @@ larger and mostly TOASTed out of the heap, so the heap here is, if anything, wid
 
 Then, for a 30-day, a 1-day and a 1-hour window (the last is what the availability
 gauge asks every minute), the agency query and the service query of
-``gateway.ops.kpi`` run ``--repeat`` times each (best and median printed), first
+``gateway.ops.kpi`` run ``--repeat`` times each (best and median printed), and the
+ops console's traffic query over the last hour (``gateway.ops.traffic``), first
 with the indexes of migration 0006 and then, as the baseline in the same run,
 without them (dropped).
 
@@ -38,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine  # noqa: E402
 
 from gateway.ops.kpi import DEFAULT_ANSWER_TIMEOUT  # noqa: E402
 from gateway.ops.kpi_queries import EngineKpiDatabase, agency_sql, service_sql  # noqa: E402
+from gateway.ops.traffic import traffic_sql  # noqa: E402
 from gateway.store.engine import create_engine  # noqa: E402
 from gateway.store.migrate import upgrade  # noqa: E402
 
@@ -150,6 +152,9 @@ async def measure(db: EngineKpiDatabase, repeat: int) -> dict[tuple[str, str], l
         results[(name, "services")] = await timed(
             db, service_sql("postgresql"), {"start": start, "end": stop}, repeat
         )
+    # The ops console's overview: the last hour per minute (gateway.ops.traffic).
+    hour = {"start": end - timedelta(hours=1), "end": end}
+    results[("1 hour", "traffic")] = await timed(db, traffic_sql("postgresql", 60), hour, repeat)
     return results
 
 

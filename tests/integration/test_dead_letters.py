@@ -223,6 +223,36 @@ async def test_request_past_its_end_of_life_is_journaled_expired_never_delivered
     assert [d.message_id for d in await bus.desk.listing(REQ, "ZAGS")] == [message_id]
 
 
+async def test_purge_drops_dead_and_expired_letters_journaled_with_the_operator(
+    bus: Bus,
+) -> None:
+    rejected = await bus.portal.send_request(birth_request())
+    delivery = await bus.transport.get(REQ, "ZAGS")
+    assert delivery is not None
+    await delivery.reject("unreadable")
+    await bus.state_becomes(str(rejected.message_id), MessageState.DEAD_LETTERED)
+    expired = await bus.portal.send_request(birth_request(), eol=bus.clock.now() + LIFETIME)
+    bus.clock.advance(LIFETIME * 2)
+    assert await bus.zags.get_request() is None  # on memory, this look expires it
+    await bus.state_becomes(str(expired.message_id), MessageState.EXPIRED)
+    kept = await bus.portal.send_request(birth_request())
+    assert await bus.transport.dead_letter_count(REQ, "ZAGS") == 2
+
+    report = await bus.desk.purge(REQ, "ZAGS", operator="ivanov")
+
+    dropped = {str(rejected.message_id), str(expired.message_id)}
+    assert (set(report.purged), report.skipped) == (dropped, ())
+    assert await bus.desk.listing(REQ, "ZAGS") == []
+    assert await bus.transport.dead_letter_count(REQ, "ZAGS") == 0
+    for message_id in dropped:
+        [last] = (await bus.store.history(message_id))[-1:]
+        assert (last.to_state, last.actor) == (MessageState.PURGED, "ivanov")
+    # The queue itself is untouched.
+    delivery = await eventually(lambda: bus.transport.get(REQ, "ZAGS"))
+    assert delivery.message.message_id == str(kept.message_id)
+    await delivery.ack()
+
+
 async def test_rejected_request_is_journaled_with_the_consumers_reason(bus: Bus) -> None:
     sent = await bus.portal.send_request(birth_request())
     message_id = str(sent.message_id)
