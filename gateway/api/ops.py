@@ -19,15 +19,7 @@ from fastapi import APIRouter, Body, Depends, FastAPI, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from gateway.api.operators import OperatorAuth
-from gateway.api.ops_views import (
-    agency_out,
-    dead_letter_detail_out,
-    dead_letter_out,
-    kpi_out,
-    overview_out,
-    queue_out,
-    replay_out,
-)
+from gateway.api.ops_views import dead_letter_detail_out, kpi_out, replay_out, wire
 from gateway.api.rest import ProblemRoute, problems
 from gateway.core.errors import NotFound, SchemaViolation
 from gateway.core.registry import MNEMONIC_PATTERN
@@ -41,10 +33,12 @@ from gateway.wire.ops import (
     AgencyOut,
     DeadLetterDetailOut,
     DeadLetterList,
+    DeadLetterOut,
     KpiOut,
     OverviewOut,
     PurgeOut,
     QueueList,
+    QueueOut,
     ReplayIn,
     ReplayOut,
     TraceList,
@@ -100,7 +94,7 @@ def ops_router(auth: OperatorAuth, console: ConsoleProvider) -> APIRouter:
         responses=problems(401),
     )
     async def get_overview() -> OverviewOut:
-        return overview_out(await console().overview())
+        return wire(OverviewOut, await console().overview())
 
     @ops.get(
         "/queues",
@@ -109,7 +103,7 @@ def ops_router(auth: OperatorAuth, console: ConsoleProvider) -> APIRouter:
         responses=problems(401),
     )
     async def get_queues() -> QueueList:
-        return QueueList(items=[queue_out(q) for q in await console().queues()])
+        return QueueList(items=[wire(QueueOut, q) for q in await console().queues()])
 
     @ops.get(
         "/agencies",
@@ -118,7 +112,7 @@ def ops_router(auth: OperatorAuth, console: ConsoleProvider) -> APIRouter:
         responses=problems(401),
     )
     async def get_agencies() -> AgencyList:
-        return AgencyList(items=[agency_out(a) for a in await console().agencies()])
+        return AgencyList(items=[wire(AgencyOut, a) for a in await console().agencies()])
 
     @ops.post(
         "/agencies/{participant}/check",
@@ -127,7 +121,7 @@ def ops_router(auth: OperatorAuth, console: ConsoleProvider) -> APIRouter:
         responses=problems(401, 404, 422),
     )
     async def check_agency(participant: Participant) -> AgencyOut:
-        return agency_out(await console().check_agency(participant))
+        return wire(AgencyOut, await console().check_agency(participant))
 
     @ops.get(
         "/trace/{ident}",
@@ -153,7 +147,7 @@ def ops_router(auth: OperatorAuth, console: ConsoleProvider) -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> DeadLetterList:
         rows = await console().dead_letters(direction, participant, limit=limit)
-        return DeadLetterList(items=[dead_letter_out(r) for r in rows])
+        return DeadLetterList(items=[wire(DeadLetterOut, r) for r in rows])
 
     @ops.get(
         letters + "/{message_id}",
