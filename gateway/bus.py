@@ -10,7 +10,9 @@ background tasks, each supervised (:mod:`gateway.supervisor`):
   (:class:`~gateway.aggregator.replies.ReplyIntake`);
 * ``deadlines``: fire due service-request deadlines;
 * ``callbacks``: POST due result callbacks (woken when this process finishes one);
-* ``resume``: once, after start, count what a restart left pending.
+* ``resume``: once, after start, count what a restart left pending;
+* ``relay``: publish what a process journaled and died before publishing
+  (:mod:`gateway.router.outbox`).
 
 ``smevbus serve`` (through the HTTP app's lifespan), ``smevbus demo``, the adapters,
 the tests (:mod:`gateway.testing.bus`) and the benchmarks all build it here, so they
@@ -245,6 +247,8 @@ class Bus:
             lambda: rounds(self._deliver_callbacks, interval, self.aggregator.finalized),
         )
         self.supervisor.spawn("resume", self._resume)
+        relay_after = self.settings.relay_after_s
+        self.supervisor.spawn("relay", lambda: rounds(self._relay_stranded, relay_after / 2))
 
     def replies(self, portal: str) -> ReplyIntake:
         """The aggregator's intake of ``portal``'s replies (not subscribed)."""
@@ -288,6 +292,9 @@ class Bus:
 
     async def _resume(self) -> None:
         await self.aggregator.resume()
+
+    async def _relay_stranded(self) -> None:
+        await self.router.relay(timedelta(seconds=self.settings.relay_after_s)).sweep()
 
 
 def assemble(
