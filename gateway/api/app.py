@@ -25,11 +25,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gateway.api import wsdl
 from gateway.api.auth import TokenAuth
 from gateway.api.body_limit import BodyLimit
+from gateway.api.operators import OperatorAuth
 from gateway.api.rest import rest_router
 from gateway.api.soap_endpoint import SOAP_MEDIA_TYPE, Handle, SoapEndpoint
 from gateway.bus import Bus, open_bus
 from gateway.config import Settings
 from gateway.core.errors import SmevbusError
+from gateway.ops.console_api import OpsConsole
+from gateway.ui import ui_router
 from gateway.wire.rest import PREFIX
 
 log = structlog.get_logger(__name__)
@@ -63,11 +66,13 @@ class _Delegated(Response):
         await self.app(scope, receive, send)
 
 
-def create_app(settings: Settings, bus: Bus | None = None) -> Gateway:
+def create_app(
+    settings: Settings, bus: Bus | None = None, *, console: OpsConsole | None = None
+) -> Gateway:
     """The app on ``bus``; with ``bus`` None it opens one from ``settings`` at startup and
     runs it (background tasks included) until shutdown. A caller handing in ``bus``
     starts and closes it itself (tests). ``settings`` say the HTTP side: tokens, limits,
-    where the WSDL's schemas are."""
+    where the WSDL's schemas are. With ``console`` the operator's dashboard is at ``/ui``."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -110,6 +115,8 @@ def create_app(settings: Settings, bus: Bus | None = None) -> Gateway:
         )
     )
     app.add_middleware(BodyLimit, limit=settings.api_max_body_bytes, prefix=PREFIX)
+    if console is not None:
+        app.include_router(ui_router(console, OperatorAuth(settings.ops_tokens)))
 
     def base_url(request: Request) -> str:
         return str(request.base_url).rstrip("/")
