@@ -198,6 +198,21 @@ def ui_router(
 
     # --- dead letters -------------------------------------------------------------------
 
+    async def queue_page(
+        request: Request, who: str, template: str, direction: Direction, participant: str
+    ) -> Response:
+        """A page about one queue's dead letters (the listing, the purge confirmation)."""
+        letters = await console.dead_letters(direction, participant)
+        return page(
+            request,
+            template,
+            who,
+            "dead-letters",
+            direction=direction,
+            participant=participant,
+            letters=letters,
+        )
+
     @ui.get("/dead-letters", name="ui_dead_letters")
     async def dead_letter_queues(request: Request, who: Operator) -> Response:
         return page(
@@ -208,16 +223,7 @@ def ui_router(
     async def dead_letter_queue(
         request: Request, who: Operator, direction: Direction, participant: str
     ) -> Response:
-        letters = await console.dead_letters(direction, participant)
-        return page(
-            request,
-            "dead_letter_queue.html",
-            who,
-            "dead-letters",
-            direction=direction,
-            participant=participant,
-            letters=letters,
-        )
+        return await queue_page(request, who, "dead_letter_queue.html", direction, participant)
 
     @ui.get("/dead-letters/{direction}/{participant}/messages/{message_id}")
     async def dead_letter(
@@ -263,16 +269,7 @@ def ui_router(
     async def purge_confirm(
         request: Request, who: Operator, direction: Direction, participant: str
     ) -> Response:
-        letters = await console.dead_letters(direction, participant)
-        return page(
-            request,
-            "purge_confirm.html",
-            who,
-            "dead-letters",
-            direction=direction,
-            participant=participant,
-            count=len(letters),
-        )
+        return await queue_page(request, who, "purge_confirm.html", direction, participant)
 
     @ui.post("/dead-letters/{direction}/{participant}/purge")
     async def purge(
