@@ -66,7 +66,8 @@ class UiRoute(APIRoute):
                 return await handler(request)
             except Unauthenticated as exc:
                 if session.wants_page(request):
-                    target = request.url.path
+                    # Back to the page after signing in; a form post is not repeated.
+                    target = request.url.path if request.method == "GET" else "/ui/"
                     if request.method == "GET" and request.url.query:
                         target += "?" + request.url.query
                     return RedirectResponse(

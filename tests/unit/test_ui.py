@@ -118,6 +118,10 @@ async def test_a_post_without_an_operator_changes_nothing(
 ) -> None:
     answer = await anonymous.post(f"{QUEUE}/replay", data={"message_id": SAMPLE_DEAD})
     assert answer.status_code == 401
+    # A browser's form post (an expired session) goes to the login, and then home.
+    answer = await anonymous.post(f"{QUEUE}/purge", data={"confirm": "MVD_MIGR"}, headers=HTML)
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "http://bus/ui/login?next=%2Fui%2F"
     assert console.actions == []
 
 
