@@ -15,8 +15,10 @@ VENV=${VENV:-.venv}
 # Streebog (gateway/crypto/gost); the runtime needs it only for GOST keys.
 # prometheus brings promtool, which tests deploy/prometheus/alerts.yml (Debian packages
 # promtool only with the server; on a machine with systemd that also enables a Prometheus on :9090).
+# chromium is the headless browser the /ui test drives through playwright (which cannot
+# download its own browsers here).
 need=()
-for pkg in xmlsec1 pkg-config libxmlsec1-dev libxml2-dev libengine-gost-openssl prometheus; do
+for pkg in xmlsec1 pkg-config libxmlsec1-dev libxml2-dev libengine-gost-openssl prometheus chromium; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if ((${#need[@]})); then

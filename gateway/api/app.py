@@ -32,6 +32,8 @@ from gateway.api.soap_endpoint import SOAP_MEDIA_TYPE, Handle, SoapEndpoint
 from gateway.bus import Bus, open_bus
 from gateway.config import Settings
 from gateway.core.errors import SmevbusError
+from gateway.ops.console_api import OpsConsole
+from gateway.ui import ui_router
 from gateway.wire.rest import PREFIX
 
 log = structlog.get_logger(__name__)
@@ -65,11 +67,14 @@ class _Delegated(Response):
         await self.app(scope, receive, send)
 
 
-def create_app(settings: Settings, bus: Bus | None = None) -> Gateway:
+def create_app(
+    settings: Settings, bus: Bus | None = None, *, console: OpsConsole | None = None
+) -> Gateway:
     """The app on ``bus``; with ``bus`` None it opens one from ``settings`` at startup and
     runs it (background tasks included) until shutdown. A caller handing in ``bus``
     starts and closes it itself (tests). ``settings`` say the HTTP side: tokens, limits,
-    where the WSDL's schemas are."""
+    where the WSDL's schemas are. ``console``: what the ops API and the dashboard ``/ui``
+    show (default: a console over the bus, made at the first call)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -111,7 +116,11 @@ def create_app(settings: Settings, bus: Bus | None = None) -> Gateway:
             callback_guard=lambda _request: the_bus().guard,
         )
     )
-    app.include_router(ops_router(OperatorAuth(settings.ops_tokens), lambda: bus_console(app)))
+    operators = OperatorAuth(settings.ops_tokens)
+    if console is not None:
+        app.state.console = console
+    app.include_router(ops_router(operators, lambda: bus_console(app)))
+    app.include_router(ui_router(lambda: bus_console(app), operators))
     app.add_middleware(BodyLimit, limit=settings.api_max_body_bytes, prefix=PREFIX)
 
     def base_url(request: Request) -> str:

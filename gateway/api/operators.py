@@ -31,9 +31,14 @@ class OperatorAuth:
 
     def operator_for(self, request: Request) -> str:
         """The operator ``request`` authenticates; raises ``Unauthenticated`` (401)."""
-        if self._tokens is None:
-            raise Unauthenticated("no operator tokens are configured (SMEVBUS_OPS_TOKENS)")
         header = request.headers.get("authorization", "")
         scheme, _, credentials = header.partition(" ")
         token = credentials.strip() if scheme.lower() == "bearer" else None
-        return self._tokens.participant_for(token or request.cookies.get(COOKIE))
+        return self.operator_of(token or request.cookies.get(COOKIE))
+
+    def operator_of(self, token: str | None) -> str:
+        """The operator ``token`` names (the /ui login form checks one before setting the
+        cookie); raises ``Unauthenticated`` (401)."""
+        if self._tokens is None:
+            raise Unauthenticated("no operator tokens are configured (SMEVBUS_OPS_TOKENS)")
+        return self._tokens.participant_for(token)
