@@ -286,8 +286,8 @@ def report(
 ) -> dict[str, Any]:
     """Print the rows and the ratios; the figures (``benchmarks/README.md``)."""
     inside = [
-        Result(f"  in fan-out {label}: {part_id} sent->replied", lat)
-        for label, per_part in (("C=1", sequential), (f"C={rows[-1].concurrency}", concurrent))
+        Result(f"  in fan-out C={c}: {part_id} sent->replied", lat, concurrency=c)
+        for c, per_part in ((1, sequential), (rows[-1].concurrency, concurrent))
         for part_id, lat in per_part.items()
     ]
     print()
@@ -307,8 +307,8 @@ def report(
             print(f"service requests/s at C={row.concurrency}: {row.rate:.1f}")
     return {
         "fanout_ratio": ratio,
-        "p50_ms": {row.name: row.pct(50) for row in rows},
-        "p99_ms": {row.name: row.pct(99) for row in rows},
+        "p50_ms": {row.label: row.pct(50) for row in rows},
+        "p99_ms": {row.label: row.pct(99) for row in rows},
         "service_requests_per_s": {
             str(row.concurrency): row.rate for row in rows if row.name.startswith(SERVICE)
         },

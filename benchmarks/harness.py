@@ -66,6 +66,11 @@ class Result:
         return len(self.latencies_ms)
 
     @property
+    def label(self) -> str:
+        """The name, with the concurrency when rows of one name differ by it."""
+        return self.name if self.concurrency == 1 else f"{self.name}, C={self.concurrency}"
+
+    @property
     def rate(self) -> float:
         """Calls per second (0 when no time was recorded)."""
         return self.n / self.seconds if self.seconds else 0.0
