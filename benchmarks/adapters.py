@@ -56,6 +56,7 @@ from adapters.sdk.adapter import Answer, Handler, RequestContext  # noqa: E402
 from adapters.sdk.runner import AdapterRunner, OutcomeKind  # noqa: E402
 from adapters.zags.adapter import build_client, build_zags_adapter  # noqa: E402
 from adapters.zags.mapping import birth_query  # noqa: E402
+from benchmarks.harness import Result, drive, interleaved, table  # noqa: E402
 from gateway.client.participant import ParticipantClient  # noqa: E402
 from gateway.logs import configure_logging  # noqa: E402
 from gateway.testing.bus import BIRTH, PASSPORT, Bus, content, open_bus  # noqa: E402
@@ -64,51 +65,6 @@ from gateway.xml.readers import read_response_data  # noqa: E402
 
 TARGET_MS = 3.0
 """Issue #5: the adapter adds <= 3 ms p50 beyond the bus round trip and the agency call."""
-
-
-# --- measuring -----------------------------------------------------------------------
-
-
-@dataclass
-class Result:
-    name: str
-    concurrency: int
-    latencies_ms: list[float]
-    seconds: float
-
-    @property
-    def rate(self) -> float:
-        return len(self.latencies_ms) / self.seconds
-
-    def pct(self, p: float) -> float:
-        ordered = sorted(self.latencies_ms)
-        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
-
-    def line(self) -> str:
-        return (
-            f"{self.name:<32}{self.concurrency:>4}{len(self.latencies_ms):>7}"
-            f"{self.pct(50):>10.2f}{self.pct(99):>10.2f}{self.rate:>11.1f}"
-        )
-
-
-async def drive(name: str, n: int, concurrency: int, one: Callable[[], Awaitable[None]]) -> Result:
-    """``n`` calls of ``one`` spread over ``concurrency`` workers (after a short warm-up)."""
-    for _ in range(min(10, n)):
-        await one()
-    latencies: list[float] = []
-    left = n
-
-    async def worker() -> None:
-        nonlocal left
-        while left > 0:
-            left -= 1
-            began = time.perf_counter()
-            await one()
-            latencies.append((time.perf_counter() - began) * 1000)
-
-    start = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return Result(name, concurrency, latencies, time.perf_counter() - start)
 
 
 # --- the bus round trip ----------------------------------------------------------------
@@ -201,28 +157,6 @@ class Case:
     close: Callable[[Any], Awaitable[None]]
 
 
-async def interleaved(
-    names: list[str], n: int, ones: list[Callable[[], Awaitable[None]]]
-) -> list[Result]:
-    """Sequential rows measured in turn, one call of each per step, so that load from
-    elsewhere on a shared machine hits every row alike."""
-    for _ in range(min(5, n)):
-        for one in ones:
-            await one()
-    latencies: list[list[float]] = [[] for _ in ones]
-    spent = [0.0 for _ in ones]
-    for _ in range(n):
-        for i, one in enumerate(ones):
-            began = time.perf_counter()
-            await one()
-            took = time.perf_counter() - began
-            latencies[i].append(took * 1000)
-            spent[i] += took
-    return [
-        Result(name, 1, lat, sec) for name, lat, sec in zip(names, latencies, spent, strict=True)
-    ]
-
-
 BUS_ROWS = ["bus, no agency", "bus + runner, canned adapter", "through the adapter"]
 
 
@@ -246,7 +180,7 @@ async def bus_rows(case: Case, n: int, direct_n: int, concurrencies: list[int]) 
             if not isinstance(answer, etree._Element):
                 raise RuntimeError(f"the adapter did not answer: {answer}")
 
-        rows = [await drive("adapter handler alone, no bus", direct_n, 1, handler_only)]
+        rows = [await drive("adapter handler alone, no bus", direct_n, 1, handler_only, warmup=10)]
 
         def pipelines() -> list[Callable[[], Awaitable[None]]]:
             raw, canned, real = (bus.client(case.provider) for bus in buses)
@@ -267,7 +201,7 @@ async def bus_rows(case: Case, n: int, direct_n: int, concurrencies: list[int]) 
         for conc in concurrencies:
             if conc > 1:
                 for name, one in zip(BUS_ROWS, pipelines(), strict=True):
-                    rows.append(await drive(name, n, conc, one))
+                    rows.append(await drive(name, n, conc, one, warmup=10))
         return rows
     finally:
         await case.close(adapter)
@@ -314,7 +248,7 @@ def zags_case(base: str, n: int, concurrencies: list[int]) -> Case:
             rows = []
             for conc in concurrencies:
                 one = sync_call if conc == 1 else threaded_call
-                rows.append(await drive("direct zeep FindBirthRecord", n, conc, one))
+                rows.append(await drive("direct zeep FindBirthRecord", n, conc, one, warmup=10))
             return rows
         finally:
             client.transport.session.close()
@@ -368,7 +302,7 @@ def mvd_case(base: str, n: int, concurrencies: list[int]) -> Case:
                     raise RuntimeError(f"unexpected answer: {response.text[:300]}")
 
             return [
-                await drive("direct httpx POST PassportCheck", n, conc, call)
+                await drive("direct httpx POST PassportCheck", n, conc, call, warmup=10)
                 for conc in concurrencies
             ]
         finally:
@@ -393,14 +327,9 @@ def mvd_case(base: str, n: int, concurrencies: list[int]) -> Case:
 
 
 def report(case: Case, rows: list[Result], concurrencies: list[int]) -> None:
-    header = f"{'pipeline':<32}{'C':>4}{'n':>7}{'p50 ms':>10}{'p99 ms':>10}{'requests/s':>11}"
     print()
     print(case.title)
-    print(header)
-    print("-" * len(header))
-    for row in rows:
-        print(row.line())
-    print("-" * len(header))
+    print(table(rows, unit="requests/s"))
 
     def pick(name: str, conc: int) -> Result:
         return next(r for r in rows if r.name.startswith(name) and r.concurrency == conc)

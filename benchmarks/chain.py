@@ -20,13 +20,16 @@ Rows, each as p50/p99 latency and requests/s:
 Then the ratio fan-out p50 / slowest single-part p50 (target <= 1.5x), the service
 requests/s (target >= 100/s), and where the CPU goes: milliseconds of CPU per
 service request of each process (gateway, adapters, mocks, RabbitMQ, PostgreSQL,
-this benchmark) over row 3, read from /proc, so the figures say which part of the
-bus to scale out (RabbitMQ and PostgreSQL are counted whole: run nothing else
-meanwhile). ``--agency-latency-ms`` makes every mock agency wait
-before it answers, as real registries do.
+this benchmark) over row 3 (psutil), so the figures say which part of the bus to
+scale out (RabbitMQ and PostgreSQL are counted whole: run nothing else meanwhile),
+and the SQL statements (counted on the wire, ``benchmarks/sqlcount.py``) and database
+transactions (``pg_stat_database``) per service request. ``--agency-latency-ms``
+makes every mock agency wait before it answers, as real registries do. RabbitMQ and
+PostgreSQL are ``SMEVBUS_AMQP_URL`` and ``SMEVBUS_DATABASE_URL``. Figures, JSON keys
+and targets: ``benchmarks/README.md``.
 
 Run: .venv/bin/python benchmarks/chain.py [--requests 40] [--concurrency 8]
-     [--agency-latency-ms 0]
+     [--agency-latency-ms 0] [--json PATH] [--check]
 """
 
 from __future__ import annotations
@@ -37,10 +40,7 @@ import json
 import os
 import sys
 import tempfile
-import time
 import tomllib
-from collections import Counter
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,12 +50,21 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.dbstats import settled  # noqa: E402
-from benchmarks.fanout import SERVICE, Result, report  # noqa: E402
-from benchmarks.router import cpu_seconds  # noqa: E402
+from benchmarks.fanout import SERVICE, report  # noqa: E402
+from benchmarks.harness import (  # noqa: E402
+    Result,
+    add_output_options,
+    amqp_url,
+    cpu_by_role,
+    database_url,
+    drive,
+    finish,
+    interleaved,
+)
+from benchmarks.sqlcount import StatementCounter  # noqa: E402
 from gateway.demo.run import APPLICANT  # noqa: E402
 from gateway.testing.chain import Chain, running_chain  # noqa: E402
 
-AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 TOKEN = "bench-portal-token"
 
 
@@ -205,107 +214,89 @@ class Portal:
             await asyncio.gather(*self._handlers, return_exceptions=True)
 
 
-# --- rows and report -----------------------------------------------------------------
-
-
-async def timed(row: Result, call: Callable[[], Awaitable[object]]) -> None:
-    began = time.perf_counter()
-    await call()
-    took = time.perf_counter() - began
-    row.latencies_ms.append(took * 1000)
-    row.seconds += took
-
-
 # --- CPU per service request, by process ------------------------------------------------
 
+#: What the bus itself is made of (the rest: agencies, adapters, this portal).
+BUS_ROLES = ("gateway", "RabbitMQ", "PostgreSQL")
+SHARED = {
+    "RabbitMQ": lambda command: "beam.smp" in command,
+    "PostgreSQL": lambda command: command.startswith("postgres"),
+}
 
-def _roles(chain: Chain) -> dict[int, str]:
-    """Our processes by pid: the gateway (and its workers), adapters, mocks, this one."""
+
+def chain_cpu(chain: Chain) -> dict[str, float]:
+    """CPU seconds used so far by role: the gateway (and its workers), each adapter and
+    mock, this benchmark, and all of RabbitMQ and PostgreSQL (run nothing else meanwhile)."""
     roles = {os.getpid(): "this benchmark (the portal)"}
     for name, service in [("gateway", chain.gateway), *chain.services.items()]:
         if service.process is not None:
             roles[service.process.pid] = name
-            children = Path(f"/proc/{service.process.pid}/task/{service.process.pid}/children")
-            for child in children.read_text().split() if children.exists() else ():
-                roles[int(child)] = name  # serve --workers N
-    return roles
+    return cpu_by_role(roles, SHARED)
 
 
-def cpu_by_role(chain: Chain) -> Counter[str]:
-    """Seconds of CPU (user + system) used so far by role: our processes by pid, and
-    every RabbitMQ and PostgreSQL process (shared: run nothing else meanwhile)."""
-    roles = _roles(chain)
-    used: Counter[str] = Counter()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            command = (entry / "cmdline").read_bytes()
-            role = roles.get(int(entry.name))
-            if role is None and b"beam.smp" in command:
-                role = "RabbitMQ"
-            elif role is None and command.startswith(b"postgres"):
-                role = "PostgreSQL"
-            if role is not None:
-                used[role] += cpu_seconds(int(entry.name))
-        except OSError:  # gone meanwhile
-            continue
-    return used
+class Measured:
+    """The rows, and over the concurrent row: CPU by role, transactions, statements."""
 
-
-def report_cpu(before: Counter[str], after: Counter[str], requests: int) -> None:
-    spent = {role: after[role] - before.get(role, 0.0) for role in after}
-    print(f"CPU per service request over the last row ({requests} requests), ms:")
-    for role, seconds in sorted(spent.items(), key=lambda item: -item[1]):
-        if seconds > 0:
-            print(f"  {role:<32}{seconds / requests * 1000:8.1f}")
-    print(f"  {'all of the above':<32}{sum(spent.values()) / requests * 1000:8.1f}")
+    def __init__(self) -> None:
+        self.rows: list[Result] = []
+        self.cpu_s: dict[str, float] = {}
+        self.transactions = 0
+        self.statements = 0
 
 
 async def measure(
-    chain: Chain, singles: list[str], n: int, concurrency: int
-) -> tuple[list[Result], Counter[str], Counter[str]]:
+    chain: Chain, counter: StatementCounter, singles: list[str], n: int, concurrency: int
+) -> Measured:
     portal = Portal(chain.gateway.base_url)
     await portal.listen()
+    measured = Measured()
     try:
         for code in [*singles, SERVICE]:  # warm-up: every path once
             await portal.request(code)
-        rows = [Result(f"single: {code.removeprefix('single-')}", 1, [], 0.0) for code in singles]
-        fanout = Result(f"{SERVICE} (3 parts)", 1, [], 0.0)
-        for _ in range(n):  # interleaved, so load from elsewhere hits all rows alike
-            for row, code in zip(rows, singles, strict=True):
-                await timed(row, lambda code=code: portal.request(code))
-            await timed(fanout, lambda: portal.request(SERVICE))
-        rows.append(fanout)
+        codes = [*singles, SERVICE]
+        names = [f"single: {code.removeprefix('single-')}" for code in singles]
+        measured.rows = await interleaved(
+            [*names, f"{SERVICE} (3 parts)"],
+            n,
+            [lambda code=code: portal.request(code) for code in codes],
+            warmup=0,
+        )
         if concurrency > 1:
-            loaded = Result(f"{SERVICE} (3 parts)", concurrency, [], 0.0)
-            left = n
-
-            async def worker() -> None:
-                nonlocal left
-                while left > 0:
-                    left -= 1
-                    began = time.perf_counter()
-                    await portal.request(SERVICE)
-                    loaded.latencies_ms.append((time.perf_counter() - began) * 1000)
-
-            xacts = await settled(chain.database_url)
-            before = cpu_by_role(chain)
-            start = time.perf_counter()
-            await asyncio.gather(*(worker() for _ in range(concurrency)))
-            loaded.seconds = time.perf_counter() - start
-            after = cpu_by_role(chain)
-            rows.append(loaded)
-            xacts = await settled(chain.database_url) - xacts
-            print(
-                "database transactions per service request over the last row "
-                f"(pg_stat_database): {xacts / n:.1f}"
+            xacts, statements = await settled(chain.database_url), counter.statements
+            before = chain_cpu(chain)
+            loaded = await drive(
+                f"{SERVICE} (3 parts)", n, concurrency, lambda: portal.request(SERVICE)
             )
-        else:
-            before = after = Counter()
-        return rows, before, after
+            after = chain_cpu(chain)
+            measured.statements = counter.statements - statements
+            measured.transactions = await settled(chain.database_url) - xacts
+            measured.cpu_s = {role: after[role] - before.get(role, 0.0) for role in after}
+            measured.rows.append(loaded)
+        return measured
     finally:
         await portal.close()
+
+
+def cpu_figures(measured: Measured, requests: int) -> dict[str, Any]:
+    """Print and return what one service request of the concurrent row cost."""
+    per_request = {role: s * 1000 / requests for role, s in measured.cpu_s.items() if s > 0}
+    print(f"CPU per service request over the last row ({requests} requests), ms:")
+    for role, ms in sorted(per_request.items(), key=lambda item: -item[1]):
+        print(f"  {role:<32}{ms:8.1f}")
+    print(f"  {'all of the above':<32}{sum(per_request.values()):8.1f}")
+    figures = {
+        "cpu_ms_per_service_request": per_request,
+        "gateway_cpu_ms_per_service_request": per_request.get("gateway", 0.0),
+        "bus_cpu_ms_per_service_request": sum(per_request.get(r, 0.0) for r in BUS_ROLES),
+        "sql_statements_per_service_request": measured.statements / requests,
+        "transactions_per_service_request": measured.transactions / requests,
+    }
+    print(
+        "per service request over the last row: SQL statements (on the wire) "
+        f"{figures['sql_statements_per_service_request']:.1f}, database transactions "
+        f"(pg_stat_database) {figures['transactions_per_service_request']:.1f}"
+    )
+    return figures
 
 
 def slow_down(chain: Chain, latency_ms: int) -> None:
@@ -331,6 +322,7 @@ def main() -> None:
         action="store_true",
         help="the ZAGS adapter polls /ws (as docker-compose runs it) instead of push",
     )
+    add_output_options(parser)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="smevbus-bench-chain-"))
     services = work / "services.toml"
@@ -345,26 +337,33 @@ def main() -> None:
         f"{args.agency_latency_ms} ms;\nlatency = POST -> "
         "result callback received"
     )
-    with running_chain(
-        AMQP,
-        work / "keys",
-        logs,
-        api_tokens={TOKEN: "PORTAL"},
-        gateway_env={
-            "SMEVBUS_SERVICES_FILE": str(services),
-            "SMEVBUS_LOG_LEVEL": "WARNING",
-            "SMEVBUS_HTTP_WORKERS": str(args.gateway_workers),
-            # The portal's callback listener is on loopback: callbacks reach it only listed.
-            "SMEVBUS_CALLBACK_NETWORKS": "127.0.0.0/8",
-        },
-        pulling=("zags",) if args.pull else (),
-        adapter_args=("--workers", str(args.workers)),
-    ) as chain:
+    database = database_url()
+    with (
+        StatementCounter(database) as counter,
+        running_chain(
+            amqp_url(),
+            work / "keys",
+            logs,
+            api_tokens={TOKEN: "PORTAL"},
+            gateway_env={
+                "SMEVBUS_SERVICES_FILE": str(services),
+                "SMEVBUS_LOG_LEVEL": "WARNING",
+                "SMEVBUS_HTTP_WORKERS": str(args.gateway_workers),
+                # The portal's callback listener is on loopback: callbacks reach it only listed.
+                "SMEVBUS_CALLBACK_NETWORKS": "127.0.0.0/8",
+            },
+            pulling=("zags",) if args.pull else (),
+            adapter_args=("--workers", str(args.workers)),
+            database_admin_url=database,
+            route_database=counter.route,
+        ) as chain,
+    ):
         slow_down(chain, args.agency_latency_ms)
-        rows, before, after = asyncio.run(measure(chain, singles, args.requests, args.concurrency))
-    report(rows, {}, {})
-    if after:
-        report_cpu(before, after, args.requests)
+        measured = asyncio.run(measure(chain, counter, singles, args.requests, args.concurrency))
+    figures = {"benchmark": "chain", **report(measured.rows, {}, {})}
+    if measured.cpu_s:
+        figures |= cpu_figures(measured, args.requests)
+    finish(args, figures)
 
 
 if __name__ == "__main__":

@@ -17,24 +17,27 @@ concurrency, the ratios smevbus/raw-signed, and the gateway's resident memory
 the p50 of raw signed and of smevbus one round trip at a time (clients polling every
 2 ms at most): the latency the bus adds, without queueing behind other round trips.
 
-Run: .venv/bin/python benchmarks/router.py [--messages 2000] [--concurrency 16]
-[--algorithm ec|rsa|gost2012-256] (the key type of every participant and of the bus;
-``gost2012-256`` needs OpenSSL's gost engine)
+The gateway reaches PostgreSQL through a statement counter (``benchmarks/sqlcount.py``);
+transactions are PostgreSQL's own count (``pg_stat_database``). RabbitMQ and PostgreSQL
+are ``SMEVBUS_AMQP_URL`` and ``SMEVBUS_DATABASE_URL`` (a fresh vhost and database on
+each). Figures, JSON keys and targets: ``benchmarks/README.md``.
+
+Run: .venv/bin/python benchmarks/router.py [--messages 2000] [--raw-messages 2000]
+[--concurrency 16] [--algorithm ec|rsa|gost2012-256] [--json PATH] [--check]
+(``--algorithm``: the key type of every participant and of the bus; ``gost2012-256``
+needs OpenSSL's gost engine)
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import statistics
 import sys
 import tempfile
-import time
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aio_pika
 from lxml import etree
@@ -44,6 +47,18 @@ sys.path.insert(0, str(ROOT))
 
 from adapters.sdk.push import PushSource  # noqa: E402
 from benchmarks.dbstats import settled_transactions  # noqa: E402
+from benchmarks.harness import (  # noqa: E402
+    Result,
+    add_output_options,
+    amqp_url,
+    cpu_seconds,
+    database_url,
+    drive,
+    finish,
+    rss_bytes,
+    table,
+)
+from benchmarks.sqlcount import StatementCounter  # noqa: E402
 from gateway.client.http import SoapHttp  # noqa: E402
 from gateway.client.participant import ParticipantClient  # noqa: E402
 from gateway.core import backoff  # noqa: E402
@@ -63,59 +78,9 @@ from gateway.xml.parse import parse_secure  # noqa: E402
 
 #: Round trips of the one-at-a-time latency rows.
 ALONE = 300
-AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 CONTENT = ROOT / "tests" / "data" / "content"
 SPRD = f"{{{SMEV_TYPES}}}SenderProvidedRequestData"
 HOLDER = f"{{{SMEV_TYPES}}}CallerInformationSystemSignature"
-
-
-@dataclass
-class Result:
-    name: str
-    latencies_ms: list[float]
-    seconds: float
-    #: CPU seconds this (client) process spent on the run.
-    cpu_s: float = 0.0
-    #: CPU seconds the gateway process spent on it (smevbus only).
-    gateway_cpu_s: float = 0.0
-
-    def cpu_ms(self, seconds: float) -> float:
-        """``seconds`` of CPU per round trip, in ms."""
-        return seconds * 1000 / len(self.latencies_ms)
-
-    @property
-    def rate(self) -> float:
-        return len(self.latencies_ms) / self.seconds
-
-    def pct(self, p: float) -> float:
-        ordered = sorted(self.latencies_ms)
-        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
-
-    def line(self) -> str:
-        return (
-            f"{self.name:<28}{len(self.latencies_ms):>8}{self.pct(50):>10.2f}"
-            f"{self.pct(99):>10.2f}{self.rate:>12.1f}"
-        )
-
-
-async def drive(
-    name: str, n: int, concurrency: int, one: Callable[[int], Awaitable[None]]
-) -> Result:
-    latencies: list[float] = []
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for i in range(n):
-        queue.put_nowait(i)
-
-    async def worker() -> None:
-        while not queue.empty():
-            i = queue.get_nowait()
-            began = time.perf_counter()
-            await one(i)
-            latencies.append((time.perf_counter() - began) * 1000)
-
-    start, cpu = time.perf_counter(), time.process_time()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return Result(name, latencies, time.perf_counter() - start, time.process_time() - cpu)
 
 
 # --- raw aio-pika ----------------------------------------------------------------------
@@ -181,7 +146,7 @@ async def raw_pipeline(
         await requests.consume(respond)
         await replies.consume(collect)
 
-        async def one(_: int) -> None:
+        async def one() -> None:
             doc = document(content)
             body = _sign(crypto[0], doc) if crypto is not None else etree.tostring(doc)
             correlation = uuid.uuid4().hex
@@ -210,17 +175,13 @@ async def raw_pipeline(
 # --- smevbus -----------------------------------------------------------------------------
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU seconds (user + system) process ``pid`` has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _rss_kb(pid: int) -> tuple[int, int]:
-    fields = dict(
-        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-    )
-    return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
+@dataclass
+class Run:
+    result: Result
+    #: (round trips done, gateway RSS in bytes) at each checkpoint.
+    memory: list[tuple[int, int]]
+    #: GetRequest/GetResponse calls answered "no message".
+    empty_polls: int
 
 
 async def smevbus_pipeline(
@@ -231,7 +192,7 @@ async def smevbus_pipeline(
     checkpoints: list[int],
     push_from: str | None = None,
     idle_cap: float = 0.05,
-) -> tuple[Result, list[tuple[int, int, int]]]:
+) -> Run:
     """Round trips through ``gateway``; with ``push_from`` (the broker URL) the provider
     consumes its queue by push, as ``smevbus adapter`` does by default, instead of
     GetRequest + Ack."""
@@ -250,7 +211,7 @@ async def smevbus_pipeline(
     answer = parse_secure((CONTENT / "zags-birth-record.response.xml").read_bytes())
     waiting: dict[str, asyncio.Future[None]] = {}
     done = asyncio.Event()
-    memory: list[tuple[int, int, int]] = []
+    memory: list[tuple[int, int]] = []
     completed = 0
     empty_polls = 0
     assert gateway.process is not None
@@ -304,10 +265,9 @@ async def smevbus_pipeline(
                 future.set_result(None)
             completed += 1
             if checkpoints and completed >= checkpoints[0]:
-                rss, peak = _rss_kb(pid)
-                memory.append((checkpoints.pop(0), rss, peak))
+                memory.append((checkpoints.pop(0), rss_bytes(pid)))
 
-    async def one(_: int) -> None:
+    async def one() -> None:
         message_id = portal.ids.new()
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         waiting[str(message_id)] = future
@@ -326,8 +286,7 @@ async def smevbus_pipeline(
     if transport is not None:
         await transport.close()
     await call.close()
-    print(f"empty polls (GetRequest/GetResponse answered 'no message'): {empty_polls}")
-    return result, memory
+    return Run(result, memory, empty_polls)
 
 
 def main() -> None:
@@ -341,6 +300,7 @@ def main() -> None:
     parser.add_argument(
         "--checkpoints", default="", help="comma-separated counts at which to read gateway RSS"
     )
+    add_output_options(parser)
     args = parser.parse_args()
     checkpoints = [int(c) for c in args.checkpoints.split(",") if c] or [
         max(1, args.messages // 5),
@@ -357,17 +317,21 @@ def main() -> None:
     print(f"keys: {args.algorithm}")
     clock = SystemClock()
     crypto = (load_signer(keys, "PORTAL"), load_signer(keys, "ZAGS"), load_verifier(keys, clock))
-    conc = args.concurrency
-    raw = asyncio.run(raw_pipeline(AMQP, args.raw_messages, conc, None))
-    signed = asyncio.run(raw_pipeline(AMQP, args.raw_messages, conc, crypto))
-    signed_alone = asyncio.run(raw_pipeline(AMQP, ALONE, 1, crypto))
+    conc, amqp = args.concurrency, amqp_url()
+    raw = asyncio.run(raw_pipeline(amqp, args.raw_messages, conc, None))
+    signed = asyncio.run(raw_pipeline(amqp, args.raw_messages, conc, crypto))
+    signed_alone = asyncio.run(raw_pipeline(amqp, ALONE, 1, crypto))
 
-    with isolated_vhost(AMQP) as vhost, fresh_database() as database:
+    with (
+        isolated_vhost(amqp) as vhost,
+        fresh_database(database_url()) as database,
+        StatementCounter(database) as counter,
+    ):
         gateway = GatewayProcess(
             env={
                 "SMEVBUS_TRANSPORT": "amqp",
                 "SMEVBUS_AMQP_URL": vhost,
-                "SMEVBUS_DATABASE_URL": database,
+                "SMEVBUS_DATABASE_URL": counter.route(database),
                 "SMEVBUS_KEYS_DIR": str(keys),
                 "SMEVBUS_LOG_LEVEL": "WARNING",
             },
@@ -375,66 +339,89 @@ def main() -> None:
         )
         gateway.start()
         try:
-            xacts = [settled_transactions(database)]
-            ours, memory = asyncio.run(
+            xacts, statements = [settled_transactions(database)], [counter.statements]
+            pull = asyncio.run(
                 smevbus_pipeline(gateway, keys, args.messages, conc, sorted(checkpoints))
             )
+            statements.append(counter.statements)
             xacts.append(settled_transactions(database))
-            pushed, _ = asyncio.run(
+            push = asyncio.run(
                 smevbus_pipeline(gateway, keys, args.raw_messages, conc, [], push_from=vhost)
             )
+            statements.append(counter.statements)
             xacts.append(settled_transactions(database))
             # One at a time, polling every 2 ms at most: the bus's own latency, without
             # queueing behind other round trips or a poller's back-off.
-            alone, _ = asyncio.run(
+            alone = asyncio.run(
                 smevbus_pipeline(gateway, keys, ALONE, 1, [], push_from=vhost, idle_cap=0.002)
             )
         finally:
             gateway.stop()
 
-    header = f"{'pipeline':<28}{'n':>8}{'p50 ms':>10}{'p99 ms':>10}{'round trips/s':>14}"
+    ours, pushed = pull.result, push.result
     print(f"concurrency {conc}; persistent messages, publisher confirms, quorum queues")
-    print(header)
-    print("-" * len(header))
-    for result in (raw, signed, ours, pushed):
-        print(result.line())
-    print("-" * len(header))
+    print(table((raw, signed, ours, pushed), width=28, unit="round trips/s"))
+    rows = {"raw_aiopika": raw, "raw_signed": signed, "pull": ours, "push": pushed}
+    raw_cpu = signed.per_call_ms(signed.cpu_s)
+    gateway_cpu = {
+        "pull": ours.per_call_ms(ours.gateway_cpu_s),
+        "push": pushed.per_call_ms(pushed.gateway_cpu_s),
+    }
+    memory = {count: rss for count, rss in pull.memory}
+    first, last = pull.memory[0], pull.memory[-1]
+    figures: dict[str, Any] = {
+        "benchmark": "router",
+        "algorithm": args.algorithm,
+        "concurrency": conc,
+        "round_trips": {key: row.n for key, row in rows.items()},
+        "round_trips_per_s": {key: row.rate for key, row in rows.items()},
+        "p50_ms": {key: row.pct(50) for key, row in rows.items()},
+        "p99_ms": {key: row.pct(99) for key, row in rows.items()},
+        "raw_signed_cpu_ms_per_round_trip": raw_cpu,
+        "gateway_cpu_ms_per_round_trip": gateway_cpu,
+        "cpu_ratio_to_raw_signed": {key: ms / raw_cpu for key, ms in gateway_cpu.items()},
+        "client_cpu_ms_per_round_trip": {
+            "pull": ours.per_call_ms(ours.cpu_s),
+            "push": pushed.per_call_ms(pushed.cpu_s),
+        },
+        "transactions_per_round_trip": {
+            "pull": (xacts[1] - xacts[0]) / ours.n,
+            "push": (xacts[2] - xacts[1]) / pushed.n,
+        },
+        "sql_statements_per_round_trip": {
+            "pull": (statements[1] - statements[0]) / ours.n,
+            "push": (statements[2] - statements[1]) / pushed.n,
+        },
+        "empty_polls": {"pull": pull.empty_polls, "push": push.empty_polls},
+        "gateway_rss_mib": {str(count): rss / 2**20 for count, rss in memory.items()},
+        "rss_growth": (last[1] - first[1]) / first[1] if len(pull.memory) >= 2 else None,
+        "alone_p50_ms": {"raw_signed": signed_alone.pct(50), "push": alone.result.pct(50)},
+    }
     print(
-        f"smevbus / raw signed: throughput {ours.rate / signed.rate:.0%} (target >= 50 %), "
-        f"p50 {ours.pct(50) / signed.pct(50):.1f}x (target <= 2x)"
+        f"smevbus / raw signed: throughput {ours.rate / signed.rate:.0%}, "
+        f"p50 {ours.pct(50) / signed.pct(50):.1f}x; with a push provider: throughput "
+        f"{pushed.rate / signed.rate:.0%}, p50 {pushed.pct(50) / signed.pct(50):.1f}x"
     )
-    print(f"smevbus / raw aio-pika: throughput {ours.rate / raw.rate:.0%}")
+    for count, rss in memory.items():
+        print(f"gateway RSS after {count} round trips: {rss / 2**20:.1f} MiB")
     print(
-        f"smevbus with a push provider / raw signed: throughput {pushed.rate / signed.rate:.0%}, "
-        f"p50 {pushed.pct(50) / signed.pct(50):.1f}x"
+        f"CPU per round trip: raw signed {raw_cpu:.2f} ms (both ends, one process); "
+        f"gateway: pull {gateway_cpu['pull']:.2f} ms, push provider {gateway_cpu['push']:.2f} "
+        f"ms; their clients: pull {ours.per_call_ms(ours.cpu_s):.2f} ms (6 signed SOAP calls, "
+        f"every reply checked), push {pushed.per_call_ms(pushed.cpu_s):.2f} ms (4 SOAP calls)"
     )
-    for count, rss, peak in memory:
-        print(
-            f"gateway RSS after {count} round trips: {rss / 1024:.1f} MiB (peak {peak / 1024:.1f})"
-        )
-    if len(memory) >= 2:
-        first, last = memory[0][1], memory[-1][1]
-        print(
-            f"RSS growth {memory[0][0]} -> {memory[-1][0]} round trips: "
-            f"{(last - first) / first:+.1%} (target < 10 %)"
-        )
+    per_trip = figures["transactions_per_round_trip"], figures["sql_statements_per_round_trip"]
     print(
-        f"CPU per round trip: raw signed {signed.cpu_ms(signed.cpu_s):.1f} ms (both ends, one "
-        f"process); smevbus: gateway {ours.cpu_ms(ours.gateway_cpu_s):.1f} ms + its clients "
-        f"{ours.cpu_ms(ours.cpu_s):.1f} ms (6 signed SOAP calls, every reply checked); "
-        f"push provider: gateway {pushed.cpu_ms(pushed.gateway_cpu_s):.1f} ms + clients "
-        f"{pushed.cpu_ms(pushed.cpu_s):.1f} ms (4 SOAP calls)"
-    )
-    print(
-        "database transactions per round trip (pg_stat_database, empty polls included): "
-        f"pull {(xacts[1] - xacts[0]) / len(ours.latencies_ms):.2f} (target <= 8), "
-        f"push provider {(xacts[2] - xacts[1]) / len(pushed.latencies_ms):.2f}"
+        "per round trip, empty polls included: database transactions (pg_stat_database) "
+        f"pull {per_trip[0]['pull']:.2f}, push {per_trip[0]['push']:.2f}; SQL statements "
+        f"(on the wire) pull {per_trip[1]['pull']:.2f}, push {per_trip[1]['push']:.2f}; "
+        f"empty polls pull {pull.empty_polls}, push {push.empty_polls}"
     )
     print(
         f"one at a time: raw signed p50 {signed_alone.pct(50):.2f} ms, smevbus (push provider) "
-        f"p50 {alone.pct(50):.2f} ms = {alone.pct(50) / signed_alone.pct(50):.1f}x"
+        f"p50 {alone.result.pct(50):.2f} ms = {alone.result.pct(50) / signed_alone.pct(50):.1f}x"
     )
-    print(f"median latency check: {statistics.median(ours.latencies_ms):.2f} ms")
+    finish(args, figures)
 
 
 if __name__ == "__main__":

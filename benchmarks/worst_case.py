@@ -6,8 +6,8 @@ can within ``SMEVBUS_MAX_MESSAGE_BYTES`` (5 MB), posts it raw to ``/ws`` and pri
 
 * its size and the fault code the gateway answered (with the start of its message);
 * the wall time of the POST and the gateway's CPU time for it (user + system of the
-  server process from /proc, all threads, less the /health polls' own share measured
-  alone; /proc counts in 10 ms ticks, so each shape is posted ``--repeat`` times and
+  server process via psutil, all threads, less the /health polls' own share measured
+  alone; the kernel counts in 10 ms ticks, so each shape is posted ``--repeat`` times and
   averaged);
 * the latency of ``GET /health`` (p50, p99, max, and how many) polled every 10 ms by a
   concurrent client while the document is handled: whether the gateway keeps answering.
@@ -39,7 +39,7 @@ from lxml import etree
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.router import cpu_seconds  # noqa: E402
+from benchmarks.harness import cpu_seconds, percentile  # noqa: E402
 from gateway.config import Settings  # noqa: E402
 from gateway.core.clock import MessageIdSource, SystemClock  # noqa: E402
 from gateway.crypto.devpki import init_dev_pki  # noqa: E402
@@ -290,8 +290,7 @@ class Health:
     latencies_ms: list[float]
 
     def pct(self, p: float) -> float:
-        ordered = sorted(self.latencies_ms)
-        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+        return percentile(self.latencies_ms, p)
 
 
 async def poll_health(client: httpx.AsyncClient, url: str, done: asyncio.Event) -> Health:

@@ -26,39 +26,29 @@ from typing import Any
 
 import asyncpg
 
-from gateway.core.errors import InvalidContent, NotFound
-from gateway.core.lifecycle import MessageState, check_transition
-from gateway.store.base import Closing, PullWindow, ServiceRequests
+from gateway.core.lifecycle import MessageState
+from gateway.store.base import PullWindow
+from gateway.store.journal_flow import JournalFlow
 from gateway.store.journal_rules import (
-    Filters,
-    ReplayPurge,
+    Step,
     accepted_record,
-    answer_path,
-    check_find,
     conflict,
     duplicate_or_refusal,
     lookup_id,
     not_found,
-    page_of,
 )
 from gateway.store.pg import PgDatabase
 from gateway.store.records import (
-    DEFAULT_PAGE_SIZE,
     AcceptOutcome,
     AcceptResult,
     Acknowledged,
-    Answered,
     MessageRecord,
     NewMessage,
-    Page,
-    TransitionRecord,
-    canonical_message_id,
     require_aware,
     require_name,
 )
 from gateway.store.requests_pg import PgServiceRequests
-from gateway.store.rows import MESSAGE_FULL, MESSAGE_HEAD, TRANSITION_COLUMNS, message_of
-from gateway.store.rows import transition_of as _transition_of
+from gateway.store.rows import MESSAGE_HEAD, message_of
 
 _M_HEAD = ", ".join(f"m.{column}" for column in MESSAGE_HEAD.split(", "))
 _HISTORY = "INSERT INTO transitions (message_id, from_state, to_state, at, reason, actor)"
@@ -131,11 +121,6 @@ SELECT false, {MESSAGE_HEAD} FROM messages
 WHERE message_id = $1 AND NOT EXISTS (SELECT 1 FROM moved)
 """
 
-_STATE = "SELECT state, version FROM messages WHERE message_id = $1"
-_REQUEST_FOR_ANSWER = f"""
-SELECT {MESSAGE_HEAD}, answered_by FROM messages
-WHERE message_id = $1 AND kind = 'request' FOR UPDATE
-"""
 # $1 id, $2 to, $3 steps, $4 at, $5 answered_by (NULL: unchanged), $6 from states,
 # $7 to states, $8 reasons, $9 actor: several moves of one message and their history.
 _ADVANCE = f"""
@@ -155,227 +140,81 @@ WITH moved AS (
 )
 SELECT {MESSAGE_HEAD} FROM moved
 """
-_CLAIM = """
-UPDATE messages SET answered_by = $2
-WHERE message_id = $1 AND kind = 'request' AND (answered_by IS NULL OR answered_by = $2)
-RETURNING message_id
-"""
-_BY_ID = f"SELECT {MESSAGE_FULL} FROM messages WHERE message_id = $1"
-_HISTORY_OF = f"SELECT {TRANSITION_COLUMNS} FROM transitions WHERE message_id = $1 ORDER BY id"
-_RESPONSES_TO = (
-    f"SELECT {MESSAGE_FULL} FROM messages WHERE in_reply_to = $1 ORDER BY created_at, message_id"
-)
-_REMEMBER = """
-INSERT INTO replay_guard (digest, participant, expires_at) VALUES ($1, $2, $3)
-ON CONFLICT (digest) DO NOTHING RETURNING digest
-"""
-_FORGET_EXPIRED = "DELETE FROM replay_guard WHERE expires_at < $1"
 
 
-class PgJournal(Closing):
+class PgJournal(JournalFlow[asyncpg.Connection]):
     """The :class:`~gateway.store.base.Journal` on a :class:`PgDatabase`."""
 
+    REQUEST_FOR_ANSWER = f"""
+SELECT {MESSAGE_HEAD}, answered_by FROM messages
+WHERE message_id = $1 AND kind = 'request' FOR UPDATE
+"""
+
+    database: PgDatabase
+
     def __init__(self, database: PgDatabase) -> None:
-        self.database = database
-        self._requests = PgServiceRequests(database)
-        self._purge = ReplayPurge()
+        super().__init__(database, PgServiceRequests(database))
 
-    def service_requests(self) -> ServiceRequests:
-        return self._requests
-
-    async def migrate(self) -> None:
-        await self.database.migrate()
-
-    async def close(self) -> None:
-        await self.database.close()
-
-    async def accept(
+    async def _accept(
         self,
+        connection: asyncpg.Connection,
         message: NewMessage,
-        *,
         at: datetime,
-        reason: str | None = None,
-        actor: str | None = None,
+        reason: str | None,
+        actor: str | None,
     ) -> AcceptResult:
-        require_aware("at", at)
-        require_name("actor", actor)
-        pool = await self.database.pool()
-        async with pool.acquire() as connection:
-            return await _accept(connection, message, at, reason, actor)
+        return await _accept(connection, message, at, reason, actor)
 
-    async def transition(
+    async def _move(
         self,
+        connection: asyncpg.Connection,
         message_id: str,
-        to_state: MessageState,
-        *,
+        step: Step,
+        version: int | None,
         at: datetime,
-        reason: str | None = None,
-        actor: str | None = None,
-        expected_version: int | None = None,
-        expected_state: MessageState | None = None,
+        actor: str | None,
     ) -> MessageRecord:
-        require_aware("at", at)
-        require_name("actor", actor)
-        message_id = lookup_id(message_id)
-        target = MessageState(to_state)
-        pool = await self.database.pool()
-        async with pool.acquire() as connection:
-            version: int | None
-            if expected_state is not None:
-                state, version = MessageState(expected_state), expected_version
-            else:
-                row = await connection.fetchrow(_STATE, message_id)
-                if row is None:
-                    raise not_found(message_id)
-                state, version = MessageState(row["state"]), int(row["version"])
-                if expected_version is not None and version != expected_version:
-                    raise conflict(message_id, state, target, version)
-            check_transition(state, target)
-            return await _move(connection, message_id, state, target, version, at, reason, actor)
+        return await _move(connection, message_id, step, version, at, actor)
 
-    async def acknowledge(
-        self, message_id: str, *, at: datetime, reason: str | None = None, actor: str | None = None
+    async def _acknowledge(
+        self, message_id: str, at: datetime, reason: str | None, actor: str | None
     ) -> Acknowledged:
-        require_aware("at", at)
-        require_name("actor", actor)
-        message_id = lookup_id(message_id)
         pool = await self.database.pool()
         row = await pool.fetchrow(_ACKNOWLEDGE, message_id, at, reason, actor)
         if row is None:
             raise not_found(message_id)
         return Acknowledged(message_of(row), bool(row["moved"]))
 
-    async def answer(
-        self,
-        response: NewMessage,
-        *,
-        final: bool,
-        at: datetime,
-        actor: str | None = None,
-    ) -> Answered:
-        require_aware("at", at)
-        require_name("actor", actor)
-        request_id = response.in_reply_to
-        if request_id is None:
-            raise InvalidContent("an answer must name its request", message_id=response.message_id)
-        pool = await self.database.pool()
-        async with pool.acquire() as connection, connection.transaction():
-            row = await connection.fetchrow(_REQUEST_FOR_ANSWER, request_id)
-            if row is None:
-                raise not_found(request_id)
-            request = message_of(row)
-            claimed = row["answered_by"]
-            if final and claimed not in (None, response.message_id):
-                return Answered(None, request)
-            result = await _accept(connection, response, at, None, actor)
-            steps = answer_path(request.state, final, response.message_id)
-            if steps or (final and claimed is None):
-                moved = await connection.fetchrow(
-                    _ADVANCE,
-                    request_id,
-                    steps[-1].to_state.value if steps else request.state.value,
-                    len(steps),
-                    at,
-                    response.message_id if final else None,
-                    [s.from_state.value for s in steps],
-                    [s.to_state.value for s in steps],
-                    [s.reason for s in steps],
-                    "bus",
-                )
-                request = message_of(moved)
-        return Answered(result, request)
-
-    async def claim_answer(self, request_id: str, response_id: str) -> bool:
-        try:
-            request_id = lookup_id(request_id)
-        except NotFound:
-            return False
-        response_id = canonical_message_id(response_id)
-        pool = await self.database.pool()
-        return await pool.fetchrow(_CLAIM, request_id, response_id) is not None
-
-    async def get(self, message_id: str) -> MessageRecord:
-        message_id = lookup_id(message_id)
-        pool = await self.database.pool()
-        row = await pool.fetchrow(_BY_ID, message_id)
-        if row is None:
-            raise not_found(message_id)
-        return message_of(row)
-
-    async def history(self, message_id: str) -> list[TransitionRecord]:
-        message_id = lookup_id(message_id)
-        pool = await self.database.pool()
-        rows = await pool.fetch(_HISTORY_OF, message_id)
-        if not rows:  # accept writes the first transition with the message, atomically
-            raise not_found(message_id)
-        return [_transition_of(row) for row in rows]
-
-    async def find(
-        self,
-        *,
-        sender: str | None = None,
-        recipient: str | None = None,
-        state: MessageState | None = None,
-        since: datetime | None = None,
-        limit: int = DEFAULT_PAGE_SIZE,
-        after: str | None = None,
-    ) -> Page:
-        check_find(limit, since)
-        filters = Filters(lambda n: f"${n}")
-        filters.equal("sender", sender)
-        filters.equal("recipient", recipient)
-        filters.equal("state", None if state is None else MessageState(state).value)
-        filters.at_least("created_at", since)
-        filters.after("created_at", "message_id", after)
-        sql = (
-            f"SELECT {MESSAGE_FULL} FROM messages {filters.where()} "
-            f"ORDER BY created_at, message_id LIMIT {filters.param(limit + 1)}"
-        )
-        pool = await self.database.pool()
-        rows = await pool.fetch(sql, *filters.values)
-        return page_of([message_of(row) for row in rows], limit)
-
-    async def responses_to(self, request_id: str) -> list[MessageRecord]:
-        try:
-            request_id = canonical_message_id(request_id)
-        except InvalidContent:
-            return []
-        pool = await self.database.pool()
-        return [message_of(row) for row in await pool.fetch(_RESPONSES_TO, request_id)]
-
-    async def remember(
-        self, digest: str, participant: str, *, expires_at: datetime, now: datetime
-    ) -> bool:
-        require_name("participant", participant)
-        require_aware("expires_at", expires_at)
-        require_aware("now", now)
-        pool = await self.database.pool()
-        async with pool.acquire() as connection:
-            return await self._remember(connection, digest, participant, expires_at, now)
-
-    @asynccontextmanager
-    async def pull(
-        self, digest: str, participant: str, *, expires_at: datetime, now: datetime
-    ) -> AsyncIterator[PullWindow]:
-        require_name("participant", participant)
-        require_aware("expires_at", expires_at)
-        require_aware("now", now)
-        pool = await self.database.pool()
-        async with pool.acquire() as connection, connection.transaction():
-            first = await self._remember(connection, digest, participant, expires_at, now)
-            yield _PgPullWindow(connection, first)
-
-    async def _remember(
+    async def _advance(
         self,
         connection: asyncpg.Connection,
-        digest: str,
-        participant: str,
-        expires_at: datetime,
-        now: datetime,
-    ) -> bool:
-        if self._purge.due(now):
-            await connection.execute(_FORGET_EXPIRED, now)
-        return await connection.fetchrow(_REMEMBER, digest, participant, expires_at) is not None
+        request_id: str,
+        steps: list[Step],
+        to_state: MessageState,
+        at: datetime,
+        answered_by: str | None,
+    ) -> MessageRecord:
+        moved = await connection.fetchrow(
+            _ADVANCE,
+            request_id,
+            to_state.value,
+            len(steps),
+            at,
+            answered_by,
+            [s.from_state.value for s in steps],
+            [s.to_state.value for s in steps],
+            [s.reason for s in steps],
+            "bus",
+        )
+        return message_of(moved)
+
+    @asynccontextmanager
+    async def _pull(
+        self, digest: str, participant: str, expires_at: datetime, now: datetime
+    ) -> AsyncIterator[PullWindow]:
+        async with self.database.transaction() as connection:
+            first = await self._remember(connection, digest, participant, expires_at, now)
+            yield _PgPullWindow(connection, first)
 
 
 class _PgPullWindow:
@@ -388,31 +227,22 @@ class _PgPullWindow:
     ) -> MessageRecord:
         require_aware("at", at)
         require_name("actor", actor)
-        return await _move(
-            self._connection,
-            lookup_id(message_id),
-            MessageState.QUEUED,
-            MessageState.DELIVERED,
-            None,
-            at,
-            reason,
-            actor,
-        )
+        step = Step(MessageState.QUEUED, MessageState.DELIVERED, reason)
+        return await _move(self._connection, lookup_id(message_id), step, None, at, actor)
 
 
 async def _move(
     connection: asyncpg.Connection,
     message_id: str,
-    state: MessageState,
-    target: MessageState,
+    step: Step,
     version: int | None,
     at: datetime,
-    reason: str | None,
     actor: str | None,
 ) -> MessageRecord:
     """One conditional move and its history row, in one statement."""
+    state, target = step.from_state, step.to_state
     row = await connection.fetchrow(
-        _MOVE, message_id, state.value, target.value, version, at, reason, actor
+        _MOVE, message_id, state.value, target.value, version, at, step.reason, actor
     )
     if row is None:
         raise not_found(message_id)
@@ -451,7 +281,7 @@ async def _accept(
     if row["added"]:
         return AcceptResult(AcceptOutcome.ACCEPTED, record)
     if row["state"] is None:  # a concurrent twin committed after this statement began
-        row = await connection.fetchrow(_BY_ID, record.message_id)
+        row = await connection.fetchrow(JournalFlow.BY_ID, record.message_id)
         if row is None:
             raise not_found(record.message_id)
     return duplicate_or_refusal(message, row)

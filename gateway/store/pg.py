@@ -14,12 +14,15 @@ count them so; it costs nothing when unset).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 
 from gateway.store.migrate import upgrade
+from gateway.store.rows import Row
 
 #: Connections kept open. Every concurrent store operation holds one; the pool must
 #: cover the usual concurrency of a gateway process.
@@ -80,6 +83,43 @@ class PgDatabase:
                     reset=_keep_session,
                 )
         return self._pool
+
+    # --- gateway.store.database.Database ------------------------------------------------
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[asyncpg.Connection]:
+        """A leased connection (one per operation, never one per statement)."""
+        pool = await self.pool()
+        async with pool.acquire() as connection:
+            yield connection
+
+    def writing(self) -> AbstractAsyncContextManager[asyncpg.Connection]:
+        """A leased connection in autocommit: the stores' writes are one statement each."""
+        return self.reading()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
+        async with self.reading() as connection, connection.transaction():
+            yield connection
+
+    async def fetch_one(self, connection: asyncpg.Connection, sql: str, *args: Any) -> Row | None:
+        row: Row | None = await connection.fetchrow(sql, *args)
+        return row
+
+    async def fetch_all(self, connection: asyncpg.Connection, sql: str, *args: Any) -> list[Row]:
+        return list(await connection.fetch(sql, *args))
+
+    async def run(self, connection: asyncpg.Connection, sql: str, *args: Any) -> None:
+        await connection.execute(sql, *args)
+
+    def sql(self, text: str) -> str:
+        return text
+
+    def param(self, n: int) -> str:
+        return f"${n}"
+
+    def time(self, value: datetime) -> datetime:
+        return value
 
     async def _init(self, connection: asyncpg.Connection) -> None:
         connection.add_query_logger(self._log)

@@ -15,16 +15,20 @@ survive a power cut) and foreign keys on.
 from __future__ import annotations
 
 import asyncio
+import functools
+import re
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
 import aiosqlite
 
 from gateway.store.migrate import upgrade
+from gateway.store.rows import Row, sqlite_time
 
 BUSY_TIMEOUT_MS = 30_000
 _SCHEMES = ("sqlite", "sqlite+aiosqlite", "sqlite+pysqlite")
@@ -32,6 +36,12 @@ _SCHEMES = ("sqlite", "sqlite+aiosqlite", "sqlite+pysqlite")
 
 def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
     return {column[0]: value for column, value in zip(cursor.description, row, strict=True)}
+
+
+@functools.lru_cache(maxsize=256)
+def _numbered(text: str) -> str:
+    """PostgreSQL's ``$n`` parameters as SQLite's ``?n``."""
+    return re.sub(r"\$(\d+)", r"?\1", text)
 
 
 def sqlite_path(url: str) -> str | None:
@@ -104,6 +114,33 @@ class SqliteDatabase:
                 await connection.execute("ROLLBACK")
                 raise
             await connection.execute("COMMIT")
+
+    def transaction(self) -> AbstractAsyncContextManager[aiosqlite.Connection]:
+        """As :meth:`writing`: every write is a transaction."""
+        return self.writing()
+
+    async def fetch_one(self, connection: aiosqlite.Connection, sql: str, *args: Any) -> Row | None:
+        cursor = await connection.execute(sql, args)
+        try:
+            row: Row | None = await cursor.fetchone()  # type: ignore[assignment]
+        finally:
+            await cursor.close()
+        return row
+
+    async def fetch_all(self, connection: aiosqlite.Connection, sql: str, *args: Any) -> list[Row]:
+        return list(await connection.execute_fetchall(sql, args))  # type: ignore[arg-type]
+
+    async def run(self, connection: aiosqlite.Connection, sql: str, *args: Any) -> None:
+        await connection.execute(sql, args)
+
+    def sql(self, text: str) -> str:
+        return _numbered(text)
+
+    def param(self, n: int) -> str:
+        return "?"
+
+    def time(self, value: datetime) -> str:
+        return sqlite_time(value)
 
     async def migrate(self) -> None:
         async with self.lock:

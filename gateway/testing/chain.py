@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +17,7 @@ from pathlib import Path
 from gateway.core.clock import SystemClock
 from gateway.crypto.devpki import init_dev_pki
 from gateway.testing.processes import (
+    POSTGRES_ADMIN_URL,
     SMEVBUS,
     GatewayProcess,
     ServiceProcess,
@@ -66,23 +67,27 @@ def running_chain(
     shared_env: dict[str, str] | None = None,
     pulling: Collection[str] = ("zags",),
     adapter_args: Sequence[str] = (),
+    database_admin_url: str = POSTGRES_ADMIN_URL,
+    route_database: Callable[[str], str] = str,
 ) -> Iterator[Chain]:
     """The chain running; ``shared_env`` adds SMEVBUS_* settings of every process
     (``SMEVBUS_LOG_FORMAT``, say), ``gateway_env`` those of the gateway; the adapters
     named in ``pulling`` poll /ws, the others consume by push; every adapter gets
-    ``adapter_args`` too. Each process's stdout and stderr go to ``logs/<name>.log``."""
+    ``adapter_args`` too. Each process's stdout and stderr go to ``logs/<name>.log``.
+    The gateway's database is a fresh one on the server ``database_admin_url`` names,
+    reached at ``route_database(its URL)`` (a benchmark's statement counter, say)."""
     init_dev_pki(keys, {**PARTICIPANTS, "SMEVBUS": "bus"}, clock=SystemClock())
     env = {**(shared_env or {}), "SMEVBUS_KEYS_DIR": str(keys)}
     ports = {"zags": free_port(), "mvd_migration": free_port(), "fns": free_port()}
     python = sys.executable
     started: list[ServiceProcess] = []
-    with isolated_vhost(amqp_url) as vhost_url, fresh_database() as db_url:
+    with isolated_vhost(amqp_url) as vhost_url, fresh_database(database_admin_url) as db_url:
         gateway = GatewayProcess(
             env={
                 **env,
                 "SMEVBUS_TRANSPORT": "amqp",
                 "SMEVBUS_AMQP_URL": vhost_url,
-                "SMEVBUS_DATABASE_URL": db_url,
+                "SMEVBUS_DATABASE_URL": route_database(db_url),
                 "SMEVBUS_API_TOKENS": json.dumps(api_tokens or {}),
                 **(gateway_env or {}),
             },

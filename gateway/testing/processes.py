@@ -69,8 +69,8 @@ def isolated_vhost(base_url: str = "amqp://guest:guest@127.0.0.1:5672/") -> Iter
         _rabbitmqctl("delete_vhost", vhost)
 
 
-async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(POSTGRES_ADMIN_URL)
+async def _admin(sql: str, admin_url: str) -> None:
+    conn = await asyncpg.connect(admin_url)
     try:
         await conn.execute(sql)
     finally:
@@ -78,14 +78,14 @@ async def _admin(sql: str) -> None:
 
 
 @contextmanager
-def fresh_database() -> Iterator[str]:
-    """A new, empty PostgreSQL database; yields its URL."""
+def fresh_database(admin_url: str = POSTGRES_ADMIN_URL) -> Iterator[str]:
+    """A new, empty PostgreSQL database on the server ``admin_url`` names; yields its URL."""
     name = f"smevbus_it_{uuid.uuid4().hex[:8]}"
-    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    asyncio.run(_admin(f'CREATE DATABASE "{name}"', admin_url))
     try:
-        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+        yield admin_url.rsplit("/", 1)[0] + "/" + name
     finally:
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', admin_url))
 
 
 @dataclass
