@@ -23,7 +23,7 @@ def _zags(url: str) -> tuple[Adapter, Callable[[], object]]:
     from adapters.zags.adapter import build_zags_adapter
 
     adapter = build_zags_adapter(url)
-    return adapter, adapter.close
+    return adapter, adapter.aclose
 
 
 def _mvd(url: str) -> tuple[Adapter, Callable[[], object]]:

@@ -4,8 +4,11 @@ Prints, in one run, for each adapter with its mock agency started as a separate
 process (``python -m adapters.<x>.mock_service``, latency 0):
 
 1. direct agency call: a plain zeep ``FindBirthRecord`` for the demo child (Smirnova
-   Anna, 2019-03-14) / a plain httpx POST of the native ``PassportCheck`` 7011 123456
-   to the same mock (the floor: what any integration with the agency pays);
+   Anna, 2019-03-14) on the adapter's zeep ``AsyncClient`` (next to it, the baseline of
+   the stack it replaced: synchronous zeep on requests in a worker thread) / a plain
+   httpx POST of the native ``PassportCheck`` 7011 123456 to the same mock (the floor:
+   what any integration with the agency pays); each with the CPU per call of this
+   process (the mock is another process);
 2. bus, no agency: the bus round trip in-process (router on memory transport +
    in-memory SQLite, as ``gateway.testing.bus.open_bus``; every call signed and
    verified): portal SendRequest -> provider GetRequest -> SendResponse of a canned
@@ -44,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import zeep
 from lxml import etree
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,6 +66,10 @@ from gateway.logs import configure_logging  # noqa: E402
 from gateway.testing.bus import BIRTH, PASSPORT, Bus, content, open_bus  # noqa: E402
 from gateway.testing.processes import ServiceProcess, free_port  # noqa: E402
 from gateway.xml.readers import read_response_data  # noqa: E402
+
+OLD_STACK = "sync zeep+requests, thread"
+"""The ZAGS row of the stack replaced by zeep's AsyncClient on httpx (issue 12), kept as
+the baseline of the CPU per agency call."""
 
 TARGET_MS = 3.0
 """Issue #5: the adapter adds <= 3 ms p50 beyond the bus round trip and the agency call."""
@@ -232,29 +240,37 @@ def zags_case(base: str, n: int, concurrencies: list[int]) -> Case:
     async def direct() -> list[Result]:
         client = build_client(wsdl)
         service: Any = client.service
+        # The stack the adapter had before: synchronous zeep (requests) in a worker thread.
+        old_client = zeep.Client(wsdl)  # type: ignore[no-untyped-call]
+        old_service: Any = old_client.service
+
+        def check(answer: Any) -> None:
+            if not answer or not getattr(answer, "totalFound", 1):
+                raise RuntimeError(f"no birth record for the demo child: {answer}")
+
+        async def call() -> None:
+            check(await service.FindBirthRecord(**arguments))
+
+        async def threaded_call() -> None:
+            check(await asyncio.to_thread(old_service.FindBirthRecord, **arguments))
+
         try:
-
-            def call() -> None:
-                answer = service.FindBirthRecord(**arguments)
-                if not answer or not getattr(answer, "totalFound", 1):
-                    raise RuntimeError(f"no birth record for the demo child: {answer}")
-
-            async def sync_call() -> None:
-                call()
-
-            async def threaded_call() -> None:
-                await asyncio.to_thread(call)
-
-            rows = []
+            names = ["direct zeep FindBirthRecord", OLD_STACK]
+            calls: list[Callable[[], Awaitable[None]]] = [call, threaded_call]
+            rows = await interleaved(names, n, calls) if 1 in concurrencies else []
             for conc in concurrencies:
-                one = sync_call if conc == 1 else threaded_call
-                rows.append(await drive("direct zeep FindBirthRecord", n, conc, one, warmup=10))
+                if conc > 1:
+                    rows += [
+                        await drive(name, n, conc, c, warmup=10)
+                        for name, c in zip(names, calls, strict=True)
+                    ]
             return rows
         finally:
-            client.transport.session.close()
+            await client.transport.aclose()
+            old_client.transport.session.close()
 
     async def close(adapter: Any) -> None:
-        adapter.close()
+        await adapter.aclose()
 
     return Case(
         title="ZAGS (zeep, SOAP) - BirthRecordRequest for the demo child",
@@ -354,6 +370,19 @@ def report(case: Case, rows: list[Result], concurrencies: list[int]) -> None:
         f"  cross-check without the bus: handler alone - direct call = "
         f"{alone.pct(50):.2f} - {direct.pct(50):.2f} = {alone.pct(50) - direct.pct(50):+.2f} ms"
     )
+    print(
+        f"CPU per agency call (this process, C={seq}): direct {direct.cpu_ms:.3f} ms,"
+        f" handler alone {alone.cpu_ms:.3f} ms, through the adapter - bus (no agency)"
+        f" {through.cpu_ms - bus.cpu_ms:.3f} ms"
+    )
+    for conc in concurrencies:
+        old = next((r for r in rows if r.name == OLD_STACK and r.concurrency == conc), None)
+        if old is not None:
+            d = pick("direct", conc)
+            print(
+                f"CPU per registry call at C={conc}: zeep async on httpx {d.cpu_ms:.3f} ms,"
+                f" {OLD_STACK} {old.cpu_ms:.3f} ms: {d.cpu_ms / old.cpu_ms:.0%} of it"
+            )
     for conc in concurrencies:
         d, b = pick("direct", conc), pick("bus, no agency", conc)
         t = pick("through the adapter", conc)

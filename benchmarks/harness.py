@@ -78,6 +78,11 @@ class Result:
     def pct(self, p: float) -> float:
         return percentile(self.latencies_ms, p)
 
+    @property
+    def cpu_ms(self) -> float:
+        """This process's CPU per call, ms."""
+        return self.per_call_ms(self.cpu_s)
+
     def per_call_ms(self, cpu_seconds: float) -> float:
         """``cpu_seconds`` spread over the row's calls, in ms each."""
         return cpu_seconds * 1000 / self.n if self.n else float("nan")
@@ -142,7 +147,7 @@ async def interleaved(
 ) -> list[Result]:
     """One row per call, measured in turn (one call of each per step) so that load from
     elsewhere on a shared machine hits every row alike; no new step after ``budget``
-    seconds."""
+    seconds. Each row holds this process's CPU over its own calls."""
     for _ in range(min(warmup, n)):
         for one in ones:
             await one()
@@ -152,9 +157,10 @@ async def interleaved(
         if deadline is not None and time.perf_counter() > deadline:
             break
         for row, one in zip(rows, ones, strict=True):
-            began = time.perf_counter()
+            began, began_cpu = time.perf_counter(), time.process_time()
             await one()
             row.record(time.perf_counter() - began)
+            row.cpu_s += time.process_time() - began_cpu
     return rows
 
 

@@ -73,7 +73,8 @@ class Settings(BaseSettings):
     api_max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     #: How far a MessageID's UUID v1 time may lie from now (replay window), seconds.
     message_id_window_s: int = Field(default=2 * 24 * 3600, ge=60)
-    log_format: str = Field(default="console", pattern="^(console|json)$")
+    #: auto: console lines on a terminal, JSON lines otherwise.
+    log_format: str = Field(default="auto", pattern="^(auto|console|json)$")
     log_level: str = "INFO"
     #: REST API bearer tokens -> the participant (mnemonic) each one authenticates, as
     #: JSON in ``SMEVBUS_API_TOKENS='{"token": "PORTAL"}'``. Empty: the REST API refuses

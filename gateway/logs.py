@@ -1,8 +1,9 @@
 """Logging, configured once per process; context travels in contextvars.
 
-Bind ``message_id``, ``service_request_id`` and ``participant`` with
-:func:`structlog.contextvars.bound_contextvars` and every line logged inside
-carries them.
+Bind ``message_id``, ``service_request_id``, ``participant`` and ``message_type`` with
+:func:`structlog.contextvars.bound_contextvars` and every line logged inside carries
+them; the request id (:mod:`gateway.request_id`) is added as ``request_id``. JSON
+lines unless stderr is a terminal.
 
 No line may carry a token, key material or message content, in either format
 (``console`` or ``json``). Three things see to it:
@@ -34,6 +35,8 @@ from typing import Any, Final, TextIO
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
+
+from gateway.request_id import add_request_id
 
 MASK: Final = "[redacted]"
 
@@ -162,14 +165,19 @@ def _standard_library_record(
 
 def configure_logging(
     *,
-    fmt: str = "console",
+    fmt: str = "auto",
     level: str = "INFO",
     secrets: Iterable[str] = (),
     stream: TextIO | None = None,
 ) -> None:
-    """Log to ``stream`` (stdout) as ``fmt`` (``console`` or ``json``) from ``level`` up:
-    structlog's events and, through the same processors, the standard library's records
-    (WARNING and up, uvicorn's INFO too). ``secrets`` are masked wherever they appear."""
+    """Log to ``stream`` (stderr) as ``fmt``: ``json``, ``console``, or ``auto`` (console
+    when the stream is a terminal, JSON otherwise), from ``level`` up: structlog's events
+    and, through the same processors, the standard library's records (WARNING and up,
+    uvicorn's INFO too). ``secrets`` are masked wherever they appear. The one logging
+    set-up of every process (gateway, adapters, demo)."""
+    out = stream if stream is not None else sys.stderr
+    if fmt == "auto":
+        fmt = "console" if out.isatty() else "json"
     renderer: Processor = (
         structlog.processors.JSONRenderer()
         if fmt == "json"
@@ -179,6 +187,7 @@ def configure_logging(
     )
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
+        add_request_id,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.StackInfoRenderer(),
@@ -191,12 +200,12 @@ def configure_logging(
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
         ),
-        # file None: the stdout of the process (a test's captured stream is closed
-        # when the test ends, and structlog keeps the loggers it made)
-        logger_factory=structlog.PrintLoggerFactory(stream),
+        # The process's own stderr, not a test's captured one (closed when the test
+        # ends, while structlog keeps the loggers it made).
+        logger_factory=structlog.PrintLoggerFactory(stream or sys.__stderr__),
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler(stream if stream is not None else sys.stdout)
+    handler = logging.StreamHandler(out)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[_standard_library_record, *shared],

@@ -247,6 +247,10 @@ class _AckLost:
     def delivery(self) -> m.RequestDelivery:
         return self.inner.delivery
 
+    @property
+    def request_id(self) -> str | None:
+        return self.inner.request_id
+
     async def ack(self) -> None:
         raise ConnectionError("the ack was lost (simulated by the conformance kit)")
 

@@ -25,7 +25,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import httpx
-import requests
 import zeep.exceptions
 from lxml import etree
 
@@ -72,9 +71,9 @@ def translate(exc: BaseException, what: str) -> AgencyUnavailable | AgencyError 
 
 def unreachable_reason(exc: BaseException) -> str | None:
     """Why the agency could not be reached, if ``exc`` says so; None otherwise."""
-    if isinstance(exc, TimeoutError | httpx.TimeoutException | requests.Timeout):
+    if isinstance(exc, TimeoutError | httpx.TimeoutException):
         return "no answer in time"
-    if isinstance(exc, httpx.TransportError | requests.ConnectionError | ConnectionError):
+    if isinstance(exc, httpx.TransportError | ConnectionError):
         return f"agency unreachable ({type(exc).__name__}: {exc})"
     return None
 
@@ -85,6 +84,4 @@ def _http_status(exc: BaseException) -> int | None:
     if isinstance(exc, zeep.exceptions.TransportError):
         status = getattr(exc, "status_code", None)
         return status if isinstance(status, int) and status > 0 else 502
-    if isinstance(exc, requests.HTTPError) and exc.response is not None:
-        return int(exc.response.status_code)
     return None

@@ -38,6 +38,7 @@ from gateway.crypto.certificates import common_name, describe
 from gateway.crypto.envelope import verify_element
 from gateway.crypto.xmldsig import XmlVerifier
 from gateway.transport.base import (
+    HEADER_REQUEST_ID,
     HEADER_SENDER,
     HEADER_TYPE,
     Delivery,
@@ -63,6 +64,10 @@ class PushedRequest:
     @property
     def delivery(self) -> m.RequestDelivery:
         return self._delivery
+
+    @property
+    def request_id(self) -> str | None:
+        return self.held.message.headers.get(HEADER_REQUEST_ID)
 
     async def ack(self) -> None:
         await self.held.ack()

@@ -51,6 +51,7 @@ from adapters.sdk.metrics import AdapterMetrics, NoMetrics, safely
 from adapters.sdk.native_calls import unreachable_reason
 from adapters.sdk.policies import PollPolicy, RetryPolicy, Sleep
 from adapters.sdk.sources import InboundRequest, PullSource, RequestSource
+from gateway import request_id as request_ids
 from gateway.client.participant import ParticipantClient
 from gateway.core.envelope import RejectionCode
 from gateway.core.errors import MessageAlreadySent, SchemaViolation, SmevbusError
@@ -199,8 +200,14 @@ class AdapterRunner:
         """Answer one delivered request and ack it once the answer is accepted."""
         delivery = inbound.delivery
         request_id = str(delivery.metadata.message_id)
-        with structlog.contextvars.bound_contextvars(
-            message_id=request_id, participant=self.participant
+        with (
+            structlog.contextvars.bound_contextvars(
+                message_id=request_id,
+                participant=self.participant,
+                message_type=delivery.metadata.message_type,
+            ),
+            # Its SendResponse carries the id on (a new one if the request came without).
+            request_ids.bound(inbound.request_id or request_ids.new()),
         ):
             started = self._monotonic()
             prepared = self._answers.get(request_id)

@@ -23,6 +23,11 @@ class InboundRequest(Protocol):
     @property
     def delivery(self) -> RequestDelivery: ...
 
+    @property
+    def request_id(self) -> str | None:
+        """The request id it was published under (:mod:`gateway.request_id`), if known."""
+        ...
+
     async def ack(self) -> None:
         """Settle the delivery; call only after the answer was accepted by the bus."""
         ...
@@ -40,6 +45,8 @@ class PulledRequest:
 
     delivery: RequestDelivery
     client: ParticipantClient
+    #: GetRequest does not carry the request id.
+    request_id: str | None = None
 
     async def ack(self) -> None:
         await self.client.ack(self.delivery.metadata.message_id)

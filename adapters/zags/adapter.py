@@ -1,10 +1,11 @@
 """The ZAGS adapter: bus birth/marriage/death record requests -> the registry's SOAP service.
 
-One zeep client per process, built from the registry's WSDL URL by
-:func:`build_zags_adapter` and reused for every call. zeep is synchronous, so each
-call runs in a worker thread (:func:`asyncio.to_thread`); the runner's
-``call_timeout`` bounds the wait, and zeep's own ``operation_timeout`` bounds the
-thread. Every call goes through :func:`adapters.sdk.native_calls.agency_call`, so:
+One zeep :class:`~zeep.AsyncClient` per process, built from the registry's WSDL URL by
+:func:`build_zags_adapter` and reused for every call: the WSDL is fetched once, at
+build time (synchronously, by zeep), and the operations run on the event loop over
+one :class:`httpx.AsyncClient` (the adapters' one HTTP client stack; no worker thread).
+The runner's ``call_timeout`` bounds the wait, and ``operation_timeout`` bounds each
+HTTP exchange. Every call goes through :func:`adapters.sdk.native_calls.agency_call`, so:
 
 * connection refused, timeouts, HTTP 5xx without a Fault (e.g. the registry's 503
   during an outage) -> :class:`AgencyUnavailable`: retried, then ``AGENCY_UNAVAILABLE``;
@@ -18,13 +19,15 @@ thread. Every call goes through :func:`adapters.sdk.native_calls.agency_call`, s
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from typing import Any
 
+import httpx
 import zeep
 import zeep.exceptions
 from lxml import etree
+from zeep.proxy import AsyncServiceProxy
+from zeep.transports import AsyncTransport
 
 from adapters.sdk.adapter import (
     AgencyError,
@@ -47,9 +50,12 @@ from gateway.xml.text import find_text
 
 REGISTRY_NS = "urn://zags.example/registry/1.0"
 BINDING = f"{{{REGISTRY_NS}}}ZagsRegistrySoapBinding"
-#: Seconds zeep waits for the WSDL, and for one registry operation.
+#: Seconds zeep waits for the WSDL, and for one registry operation (connect, and then
+#: each read or write of it, as the ``timeout`` of requests before).
 WSDL_TIMEOUT = 10.0
 OPERATION_TIMEOUT = 10.0
+#: Connections kept to the registry (the runner's workers share them).
+LIMITS = httpx.Limits(max_connections=50, max_keepalive_connections=20)
 
 
 class ZagsAdapter:
@@ -57,7 +63,7 @@ class ZagsAdapter:
 
     name = "zags"
 
-    def __init__(self, client: zeep.Client, *, endpoint: str | None = None) -> None:
+    def __init__(self, client: zeep.AsyncClient, *, endpoint: str | None = None) -> None:
         self.client = client
         self._service: Any = client.service
         if endpoint is not None:
@@ -73,11 +79,16 @@ class ZagsAdapter:
 
     def use_endpoint(self, address: str) -> None:
         """Call the registry at ``address`` instead of the WSDL's ``soap:address``."""
-        self._service = self.client.create_service(BINDING, address)  # type: ignore[no-untyped-call]
+        # AsyncClient.create_service would make a synchronous proxy (zeep 4.3).
+        binding = self.client.wsdl.bindings[BINDING]
+        self._service = AsyncServiceProxy(  # type: ignore[no-untyped-call]
+            self.client, binding, address=address
+        )
 
-    def close(self) -> None:
-        """Close the HTTP session of the zeep client."""
-        self.client.transport.session.close()
+    async def aclose(self) -> None:
+        """Close the zeep client's HTTP connections."""
+        transport: AsyncTransport = self.client.transport
+        await transport.aclose()  # type: ignore[no-untyped-call]
 
     def _handler(self, mapping: TypeMapping) -> Handler:
         async def handle(request: etree._Element, context: RequestContext) -> Answer:
@@ -93,7 +104,7 @@ class ZagsAdapter:
         operation = getattr(self._service, query.operation)
         with agency_call(query.operation):
             try:
-                answer = await asyncio.to_thread(operation, **query.arguments)
+                answer = await operation(**query.arguments)
             except zeep.exceptions.Fault as fault:
                 return _fault_answer(query.operation, fault)
             except zeep.exceptions.TransportError as exc:
@@ -144,15 +155,24 @@ def _raise_if_malformed(operation: str, exc: zeep.exceptions.TransportError) -> 
         ) from exc
 
 
-def build_client(wsdl_url: str, *, operation_timeout: float = OPERATION_TIMEOUT) -> zeep.Client:
-    """A zeep client for the registry's WSDL (fetched now), with XML hardening on."""
-    transport = zeep.Transport(  # type: ignore[no-untyped-call]
-        timeout=WSDL_TIMEOUT, operation_timeout=operation_timeout
-    )
-    settings = zeep.Settings(forbid_dtd=True, forbid_entities=True, forbid_external=True)
-    return zeep.Client(  # type: ignore[no-untyped-call]
-        wsdl_url, transport=transport, settings=settings
-    )
+def build_client(
+    wsdl_url: str, *, operation_timeout: float = OPERATION_TIMEOUT
+) -> zeep.AsyncClient:
+    """A zeep client for the registry's WSDL (fetched now), with XML hardening on.
+
+    TLS as before: the system's trust (httpx's default, certifi), proxies from the
+    environment. The WSDL fetch follows redirects (as requests did); operations do not
+    (a 3xx is the registry's error, as with the XML-over-HTTP agencies).
+    """
+    with httpx.Client(timeout=WSDL_TIMEOUT, follow_redirects=True) as wsdl_client:
+        transport = AsyncTransport(  # type: ignore[no-untyped-call]
+            client=httpx.AsyncClient(timeout=operation_timeout, limits=LIMITS),
+            wsdl_client=wsdl_client,
+        )
+        settings = zeep.Settings(forbid_dtd=True, forbid_entities=True, forbid_external=True)
+        return zeep.AsyncClient(  # type: ignore[no-untyped-call]
+            wsdl_url, transport=transport, settings=settings
+        )
 
 
 def build_zags_adapter(
@@ -164,8 +184,8 @@ def build_zags_adapter(
     """The adapter for the registry whose WSDL is at ``wsdl_url`` (e.g. ``.../zags?wsdl``).
 
     Builds the process's one zeep client (fetching the WSDL, so the registry's WSDL must
-    be reachable). ``endpoint`` overrides the WSDL's ``soap:address``. Call
-    :meth:`ZagsAdapter.close` on shutdown.
+    be reachable). ``endpoint`` overrides the WSDL's ``soap:address``. Await
+    :meth:`ZagsAdapter.aclose` on shutdown.
     """
     return ZagsAdapter(
         build_client(wsdl_url, operation_timeout=operation_timeout), endpoint=endpoint

@@ -26,7 +26,14 @@ from typing import Protocol
 import structlog
 from lxml import etree
 
-from gateway.transport.base import Delivery, Direction, Subscription, Transport
+from gateway import request_id
+from gateway.transport.base import (
+    HEADER_REQUEST_ID,
+    Delivery,
+    Direction,
+    Subscription,
+    Transport,
+)
 from gateway.xml import messages as m
 
 log = structlog.get_logger(__name__)
@@ -73,12 +80,15 @@ class ReplyIntake:
     async def handle(self, delivery: Delivery) -> bool:
         """Take one delivery from ``responses.<participant>``: True when it changed a
         service request. Raises (the delivery unsettled) when it could not be stored."""
-        reply = await self.inbox.receive_response(self.participant, delivery)
-        if reply is None:
-            return False  # a redundant copy, settled by the router
-        applied = await self.aggregator.apply_reply(reply.original_message_id, reply.response_data)
-        await self.inbox.settle_response(delivery)
-        return applied
+        with request_id.bound(delivery.message.headers.get(HEADER_REQUEST_ID)):
+            reply = await self.inbox.receive_response(self.participant, delivery)
+            if reply is None:
+                return False  # a redundant copy, settled by the router
+            applied = await self.aggregator.apply_reply(
+                reply.original_message_id, reply.response_data
+            )
+            await self.inbox.settle_response(delivery)
+            return applied
 
     async def _consume(self, delivery: Delivery) -> None:
         await self.handle(delivery)

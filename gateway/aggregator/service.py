@@ -227,9 +227,10 @@ class Aggregator:
             participant=participant,
         )
         # The parts go out together: their journal writes and broker confirms overlap.
-        sent = await asyncio.gather(
-            *(self._send(record, client, p, content, message_ids[p]) for p, content in contents)
-        )
+        with structlog.contextvars.bound_contextvars(service_request_id=str(record.id)):
+            sent = await asyncio.gather(
+                *(self._send(record, client, p, c, message_ids[p]) for p, c in contents)
+            )
         if any(after is not record for after in sent):  # a failed send saved a rejection
             record = await self.store.get(record.id)
         return record, True

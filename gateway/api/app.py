@@ -22,7 +22,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.api import wsdl
+from gateway.api import request_id, wsdl
 from gateway.api.auth import TokenAuth
 from gateway.api.body_limit import BodyLimit
 from gateway.api.operators import OperatorAuth
@@ -43,17 +43,20 @@ ENVELOPE_OVERHEAD = 64 * 1024
 
 
 class Gateway:
-    """The ASGI app: ``POST /ws`` to the SOAP endpoint, everything else to FastAPI."""
+    """The ASGI app: ``POST /ws`` to the SOAP endpoint, everything else to FastAPI; every
+    HTTP exchange with its request id (:mod:`gateway.api.request_id`)."""
 
     def __init__(self, api: FastAPI, ws: SoapEndpoint) -> None:
         self.api = api
         self.ws = ws
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == "/ws" and scope["method"] == "POST":
-            await self.ws(scope, receive, send)
-        else:
+        if scope["type"] != "http":
             await self.api(scope, receive, send)
+        elif scope["path"] == "/ws" and scope["method"] == "POST":
+            await request_id.serve(self.ws, scope, receive, send)
+        else:
+            await request_id.serve(self.api, scope, receive, send)
 
 
 class _Delegated(Response):

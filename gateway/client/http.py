@@ -15,6 +15,8 @@ from typing import Self
 
 import aiohttp
 
+from gateway import request_id
+
 _HEADERS = {"Content-Type": "text/xml; charset=utf-8"}
 
 
@@ -31,8 +33,9 @@ class SoapHttp:
     balancer spread calls over gateway processes. A call that gets no answer within
     ``timeout`` seconds raises :class:`GatewayUnreachable`. ``tls`` is the TLS context
     of an ``https`` URL (:func:`tls_context`: the CA to trust, the participant's client
-    certificate); None: the system's CAs, no client certificate. Use as an async
-    context manager, or ``close()``.
+    certificate); None: the system's CAs, no client certificate. The request id bound
+    when a call is made (:mod:`gateway.request_id`) goes with it as ``X-Request-ID``.
+    Use as an async context manager, or ``close()``.
     """
 
     def __init__(
@@ -59,8 +62,10 @@ class SoapHttp:
                     limit=self._max_connections, force_close=not self._keep_alive, ssl=self._ssl
                 ),
             )
+        traced = request_id.current()
+        headers = _HEADERS if traced is None else {**_HEADERS, request_id.HTTP_HEADER: traced}
         try:
-            async with self._session.post(self.url, data=soap, headers=_HEADERS) as response:
+            async with self._session.post(self.url, data=soap, headers=headers) as response:
                 return response.status, await response.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
             detail = str(exc) or type(exc).__name__

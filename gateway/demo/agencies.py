@@ -1,8 +1,9 @@
 """The mock agencies and their adapters, in-process, for ``smevbus demo``.
 
 Each mock is the same FastAPI app the integration tests and docker-compose run as a
-process, served here by uvicorn on a free 127.0.0.1 port in a background thread (the
-ZAGS adapter's zeep client is synchronous and must not share the demo's event loop).
+process, served here by uvicorn on a free 127.0.0.1 port in a background thread (zeep
+fetches the ZAGS WSDL synchronously when the adapter is built, which would block a mock
+sharing the demo's event loop).
 The adapters are the real ones; their bus client calls ``Router.handle`` directly.
 """
 

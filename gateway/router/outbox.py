@@ -20,6 +20,7 @@ from datetime import timedelta
 
 import structlog
 
+from gateway import request_id
 from gateway.core.envelope import MessageKind
 from gateway.core.lifecycle import MessageState
 from gateway.router.moves import Moves
@@ -27,6 +28,7 @@ from gateway.store.base import Store
 from gateway.store.records import MessageRecord, NewMessage
 from gateway.transport.base import (
     HEADER_KIND,
+    HEADER_REQUEST_ID,
     HEADER_SENDER,
     HEADER_TYPE,
     Direction,
@@ -45,15 +47,19 @@ def direction_of(kind: MessageKind) -> Direction:
 
 
 def queued(message: NewMessage | MessageRecord, body: bytes) -> Message:
-    """``message`` as the transport carries it."""
+    """``message`` as the transport carries it, with the request id bound now, if any
+    (:mod:`gateway.request_id`; the relay's sweep has none to give)."""
+    headers = {
+        HEADER_SENDER: message.sender,
+        HEADER_TYPE: message.message_type,
+        HEADER_KIND: str(message.kind),
+    }
+    if (traced := request_id.current()) is not None:
+        headers[HEADER_REQUEST_ID] = traced
     return Message(
         message_id=message.message_id,
         body=body,
-        headers={
-            HEADER_SENDER: message.sender,
-            HEADER_TYPE: message.message_type,
-            HEADER_KIND: str(message.kind),
-        },
+        headers=headers,
         expires_at=message.expires_at,
     )
 

@@ -42,6 +42,8 @@ RESERVED_HEADER_PREFIX = "x-"
 
 #: Headers the router sets on every message it publishes (adapters and ops tools read them).
 HEADER_SENDER, HEADER_TYPE, HEADER_KIND = "sender", "message-type", "kind"
+#: The request id (:mod:`gateway.request_id`) a message was published under, if any.
+HEADER_REQUEST_ID = "request-id"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,8 @@
 """The ZAGS adapter against the mock ZAGS registry running as a real process.
 
 The mock is started once per module (``python -m adapters.zags.mock_service`` on a free
-127.0.0.1 port), the adapter is built once from its ``?wsdl`` URL with
-:func:`build_zags_adapter` (one zeep client, reused by every test), and each harness is a
+127.0.0.1 port), the adapter is built for each test from its ``?wsdl`` URL with
+:func:`build_zags_adapter` (one zeep client, as in the process), and each harness is a
 fresh bus (router on memory transport + in-memory SQLite) with the ZAGS participant's
 :class:`AdapterRunner`. The conformance kit's knob drives the mock through
 ``POST /_control``; "unreachable" points the adapter at a port nobody listens on.
@@ -54,12 +54,13 @@ def mock_zags(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         mock.stop()
 
 
-@pytest.fixture(scope="module")
-def adapter(mock_zags: str) -> Iterator[ZagsAdapter]:
-    """The process's one adapter (one zeep client), built from the mock's WSDL URL."""
+@pytest.fixture
+async def adapter(mock_zags: str) -> AsyncIterator[ZagsAdapter]:
+    """A process's one adapter (one zeep client), built from the mock's WSDL URL; one per
+    test, as its HTTP connections belong to the test's event loop."""
     built = build_zags_adapter(f"{mock_zags}/zags?wsdl")
     yield built
-    built.close()
+    await built.aclose()
 
 
 class MockZagsKnob:

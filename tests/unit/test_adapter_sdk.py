@@ -274,6 +274,7 @@ class Copy:
 
     def __init__(self, delivery: m.RequestDelivery) -> None:
         self.delivery = delivery
+        self.request_id: str | None = None
         self.acks = 0
 
     async def ack(self) -> None:

@@ -1,0 +1,62 @@
+"""The request id: one id that follows a service request across the bus's processes.
+
+Taken from a client's ``X-Request-ID`` (or made) where a request enters the gateway over
+HTTP (:mod:`gateway.api.request_id`), carried on the bus as the ``request-id`` header of
+every message published while it is bound, bound by the adapters while they answer such a
+message, and sent back on their SendResponse as ``X-Request-ID``: the answer, and the
+aggregator's handling of it, log under the same id. Every log line made while one is
+bound carries it as ``request_id`` (:func:`add_request_id`, in
+:func:`gateway.logs.configure_logging`), so ``grep`` finds one request in every process's
+log.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Final
+
+from structlog.typing import EventDict, WrappedLogger
+
+#: The HTTP header, on requests to the gateway and on its answers.
+HTTP_HEADER: Final = "X-Request-ID"
+#: What a client's id may look like (anything else is replaced by a new one): short,
+#: and nothing a log reader or a header could trip over.
+_ACCEPTABLE: Final = re.compile(r"[A-Za-z0-9._:@+=-]{1,128}")
+
+_current: ContextVar[str | None] = ContextVar("smevbus_request_id", default=None)
+
+
+def new() -> str:
+    return uuid.uuid4().hex
+
+
+def accepted(offered: str | None) -> str:
+    """``offered`` if it is an acceptable id, else a new one."""
+    return offered if offered is not None and _ACCEPTABLE.fullmatch(offered) else new()
+
+
+def current() -> str | None:
+    """The id bound in this context, if any."""
+    return _current.get()
+
+
+@contextmanager
+def bound(request_id: str | None) -> Iterator[None]:
+    """Bind ``request_id`` (None: none) for the code run inside."""
+    token = _current.set(request_id)
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
+def add_request_id(logger: WrappedLogger, method_name: str, event: EventDict) -> EventDict:
+    """A structlog processor: the bound request id as ``request_id``."""
+    request_id = _current.get()
+    if request_id is not None:
+        event.setdefault("request_id", request_id)
+    return event
