@@ -34,7 +34,7 @@ from gateway.store.records import MessageRecord
 from gateway.transport.base import Delivery, Direction, Transport
 from gateway.xml import messages as m
 from gateway.xml.namespaces import SMEV_TYPES
-from gateway.xml.parse import parse_secure
+from gateway.xml.parse import parse_own
 from gateway.xml.readers import read_ack, read_selector
 
 log = structlog.get_logger(__name__)
@@ -215,11 +215,8 @@ class Pulls:
     def _delivery_of(
         self, delivery: Delivery, record: MessageRecord, caller: Participant, direction: Direction
     ) -> m.RequestDelivery | m.ResponseDelivery:
-        stored = parse_secure(
-            delivery.message.body,
-            max_bytes=2 * self.ctx.max_message_bytes,
-            limits=self.ctx.xml_limits,
-        )
+        # Re-parsed, not kept: the body is the journaled form the bus wrote itself.
+        stored = parse_own(delivery.message.body)
         sender = self.ctx.registry.get(record.sender)
         meta = metadata(record, sender, caller, record.created_at, delivered=record.updated_at)
         if direction is Direction.REQUESTS:

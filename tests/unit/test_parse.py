@@ -13,7 +13,7 @@ import pytest
 from lxml import etree
 
 from gateway.core.errors import InvalidContent, MessageTooLarge
-from gateway.xml.parse import CHUNK, LIMITS, STREAM_ABOVE, XmlLimits, parse_secure
+from gateway.xml.parse import CHUNK, LIMITS, STREAM_ABOVE, XmlLimits, parse_own, parse_secure
 
 
 def whole(doc: bytes) -> bytes:
@@ -291,3 +291,11 @@ def test_garbage_is_invalid_content(doc: bytes) -> None:
 def test_garbage_after_a_large_prefix_is_invalid_content() -> None:
     with pytest.raises(InvalidContent, match="not well-formed"):
         parse_secure(b"<r>" + b" " * STREAM_ABOVE + b"</x>")
+
+
+def test_the_bus_reads_back_what_it_serialized_as_it_was() -> None:
+    checked = parse_secure(b'<a xmlns="urn:x" xmlns:p="urn:p"><p:b c="1">t&amp;u</p:b></a>')
+    written = etree.tostring(checked)
+    assert etree.tostring(parse_own(written)) == written
+    with pytest.raises(InvalidContent):
+        parse_own(written[:-3])
