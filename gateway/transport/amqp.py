@@ -63,6 +63,7 @@ from gateway.transport.base import (
     Direction,
     Handler,
     Message,
+    QueueCounts,
 )
 from gateway.transport.errors import QueueNotDeclared, TransportUnavailable
 from gateway.transport.topology import (
@@ -318,6 +319,24 @@ class AmqpTransport:
             return int(declared.message_count or 0)
 
         return await self._ride_out(self._topology, count, f"depth of {queue.name}")
+
+    async def counts(self, direction: Direction, participant: str) -> QueueCounts:
+        """By passive declares: ready and consumers of the main queue, the dead-letter
+        queue's depth; unacked is not told (the management API knows it)."""
+        queue = self._declared(direction, participant)
+        dead_name = dead_letter_queue_name(direction, participant)
+
+        async def count(seconds_left: float) -> QueueCounts:
+            main = await queue.declare(timeout=seconds_left)
+            dead = await self._topology.declare_queue(dead_name, passive=True, timeout=seconds_left)
+            return QueueCounts(
+                ready=int(main.message_count or 0),
+                unacked=None,
+                consumers=int(main.consumer_count or 0),
+                dead_letters=int(dead.declaration_result.message_count or 0),
+            )
+
+        return await self._ride_out(self._topology, count, f"counts of {queue.name}")
 
     async def close(self, grace: float = 30.0) -> None:
         if self._closing:
