@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway.ops.metrics import render
+
 
 @dataclass(frozen=True)
 class Samples:
@@ -39,3 +41,8 @@ def samples(text: str) -> Samples:
         for sample in family.samples:
             values[sample.name, tuple(sorted(sample.labels.items()))] = sample.value
     return Samples(values, types)
+
+
+def this_process() -> Samples:
+    """This process's own metrics, as its ``/metrics`` would show them."""
+    return samples(render().decode())

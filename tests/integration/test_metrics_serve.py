@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -20,15 +21,17 @@ import pytest
 from gateway.client.http import SoapHttp
 from gateway.client.participant import ParticipantClient
 from gateway.core.clock import SystemClock
-from gateway.crypto.devpki import init_dev_pki
 from gateway.crypto.keystore import load_signer, load_verifier
 from gateway.testing.chain import running_chain
 from gateway.testing.processes import GatewayProcess, fresh_database, isolated_vhost
 from gateway.testing.scrape import Samples, samples
 from gateway.xml.parse import parse_secure
 from tests.integration import store_fixtures
+from tests.integration.test_gateway_cluster import _env as cluster_env
+from tests.integration.test_gateway_cluster import keys
 
 postgres_url = store_fixtures.postgres_url
+__all__ = ["keys"]  # the cluster tests' dev PKI, re-used
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTENT = ROOT / "tests" / "data" / "content"
@@ -41,24 +44,26 @@ WITHIN_S = 60.0
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    keys_dir = tmp_path_factory.mktemp("keys")
-    names = {"PORTAL": "portal", "ZAGS": "zags", "MVD_MIGR": "mvd", "FNS": "fns"}
-    init_dev_pki(keys_dir, {**names, "SMEVBUS": "bus"}, clock=SystemClock())
-    return keys_dir
-
-
 def _env(keys: Path, vhost_url: str, db_url: str) -> dict[str, str]:
+    """The cluster tests' gateway, with an operator token and samplers every 0.2 s."""
     return {
-        "SMEVBUS_TRANSPORT": "amqp",
-        "SMEVBUS_AMQP_URL": vhost_url,
-        "SMEVBUS_DATABASE_URL": db_url,
-        "SMEVBUS_KEYS_DIR": str(keys),
+        **cluster_env(keys, vhost_url, db_url),
         "SMEVBUS_OPS_TOKENS": json.dumps({OPERATOR: "ivanov"}),
         "SMEVBUS_METRICS_INTERVAL_S": "0.2",
         "SMEVBUS_AVAILABILITY_INTERVAL_S": "0.2",
     }
+
+
+@contextmanager
+def serving(amqp_url: str, keys: Path, logs: Path, **env: str) -> Iterator[GatewayProcess]:
+    """``smevbus serve`` on a vhost and a database of its own, with ``env`` added."""
+    with isolated_vhost(amqp_url) as vhost_url, fresh_database() as db_url:
+        process = GatewayProcess(env={**_env(keys, vhost_url, db_url), **env}, log_path=logs)
+        process.start()
+        try:
+            yield process
+        finally:
+            process.stop()
 
 
 def client(keys: Path, who: str, call: SoapHttp) -> ParticipantClient:
@@ -91,16 +96,8 @@ async def eventually(base_url: str, holds: Callable[[Samples], bool], what: str)
 def gateway(
     keys: Path, amqp_url: str, postgres_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GatewayProcess]:
-    with isolated_vhost(amqp_url) as vhost_url, fresh_database() as db_url:
-        process = GatewayProcess(
-            env=_env(keys, vhost_url, db_url),
-            log_path=tmp_path_factory.mktemp("logs") / "gateway.log",
-        )
-        process.start()
-        try:
-            yield process
-        finally:
-            process.stop()
+    with serving(amqp_url, keys, tmp_path_factory.mktemp("logs") / "gateway.log") as process:
+        yield process
 
 
 async def test_metrics_want_an_operator_token_and_ready_names_every_check(
@@ -182,20 +179,14 @@ def workers(
     # Left over from an earlier run: serve must empty the directory, or these counts
     # would be summed into the new ones (or break the merge).
     (metrics_dir / "counter_999999.db").write_bytes(b"stale")
-    with isolated_vhost(amqp_url) as vhost_url, fresh_database() as db_url:
-        process = GatewayProcess(
-            env={
-                **_env(keys, vhost_url, db_url),
-                "SMEVBUS_HTTP_WORKERS": "2",
-                "SMEVBUS_METRICS_DIR": str(metrics_dir),
-            },
-            log_path=tmp_path_factory.mktemp("logs") / "workers.log",
-        )
-        process.start()
-        try:
-            yield process
-        finally:
-            process.stop()
+    with serving(
+        amqp_url,
+        keys,
+        tmp_path_factory.mktemp("logs") / "workers.log",
+        SMEVBUS_HTTP_WORKERS="2",
+        SMEVBUS_METRICS_DIR=str(metrics_dir),
+    ) as process:
+        yield process
 
 
 async def test_two_workers_expose_their_counts_merged(keys: Path, workers: GatewayProcess) -> None:

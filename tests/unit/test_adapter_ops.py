@@ -12,9 +12,9 @@ from adapters.sdk.adapter import AgencyUnavailable, Reject
 from adapters.sdk.metrics import PrometheusMetrics
 from adapters.sdk.policies import RetryPolicy
 from gateway.core.envelope import RejectionCode
-from gateway.ops.metrics import CONTENT_TYPE, render
+from gateway.ops.metrics import CONTENT_TYPE
 from gateway.testing.bus import Bus, birth_response, open_bus
-from gateway.testing.scrape import Samples, samples
+from gateway.testing.scrape import Samples, samples, this_process
 from tests.unit.test_adapter_sdk import Agency, Rig
 
 OPERATOR = "operator-token"
@@ -25,10 +25,6 @@ async def bus() -> AsyncIterator[Bus]:
     b = await open_bus()
     yield b
     await b.close()
-
-
-def scrape() -> Samples:
-    return samples(render().decode())
 
 
 def agency_figures(page: Samples, agency: str) -> dict[str, float]:
@@ -43,7 +39,7 @@ def agency_figures(page: Samples, agency: str) -> dict[str, float]:
 
 async def test_the_adapter_counts_its_agency_calls_by_outcome(bus: Bus) -> None:
     agency = "TEST_AGENCY"  # a label of its own: other tests' adapters count under theirs
-    before = agency_figures(scrape(), agency)
+    before = agency_figures(this_process(), agency)
     replies = Agency(
         birth_response(),  # answered at once
         Reject(RejectionCode.NO_DATA, "no such record"),  # refused: the agency is up
@@ -56,7 +52,7 @@ async def test_the_adapter_counts_its_agency_calls_by_outcome(bus: Bus) -> None:
         await rig.request()
         assert await rig.runner.run_once() is not None
 
-    after = agency_figures(scrape(), agency)
+    after = agency_figures(this_process(), agency)
     moved = {k: after[k] - before[k] for k in after}
     assert moved == {
         "answered": 1,
@@ -70,7 +66,9 @@ async def test_the_adapter_counts_its_agency_calls_by_outcome(bus: Bus) -> None:
 
 async def test_a_timed_out_last_attempt_counts_as_timed_out(bus: Bus) -> None:
     agency = "SLOW_AGENCY"
-    before = scrape().value("smevbus_agency_requests_total", agency=agency, outcome="timed_out")
+    before = this_process().value(
+        "smevbus_agency_requests_total", agency=agency, outcome="timed_out"
+    )
 
     async def hangs() -> Reject:
         raise TimeoutError
@@ -80,7 +78,9 @@ async def test_a_timed_out_last_attempt_counts_as_timed_out(bus: Bus) -> None:
     await rig.request()
     assert await rig.runner.run_once() is not None
 
-    after = scrape().value("smevbus_agency_requests_total", agency=agency, outcome="timed_out")
+    after = this_process().value(
+        "smevbus_agency_requests_total", agency=agency, outcome="timed_out"
+    )
     assert after - before == 1
     assert rig.agency.calls == 1
 

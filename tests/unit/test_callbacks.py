@@ -37,14 +37,13 @@ from gateway.core.aggregation import new_service_request, on_answer
 from gateway.core.clock import FakeClock
 from gateway.core.errors import SchemaViolation
 from gateway.core.service_lifecycle import ServiceState
-from gateway.ops.metrics import render
 from gateway.store import ServiceRequests, open_stores
 from gateway.store.callback_outbox import CallbackOutbox
 from gateway.store.callbacks import CallbackState
 from gateway.store.service_requests import ServiceRequestRecord
 from gateway.supervisor import Supervisor, rounds
 from gateway.testing.bus import pump
-from gateway.testing.scrape import samples
+from gateway.testing.scrape import this_process
 from tests.unit.callback_fixtures import CallbackReceiver
 from tests.unit.test_aggregator_service import APPLICANT, CATALOGUE, PORTAL, SERVICE, World
 from tests.unit.test_aggregator_service import world as world
@@ -478,7 +477,7 @@ async def test_the_aggregator_makes_the_callback_due_with_the_final_save(world: 
 
 async def test_each_attempt_is_counted_by_outcome_in_the_metrics(setup: Setup) -> None:
     def counted() -> dict[str, float]:
-        page = samples(render().decode())
+        page = this_process()
         return {
             o: page.value("smevbus_callbacks_total", outcome=o)
             for o in ("delivered", "retry", "failed")

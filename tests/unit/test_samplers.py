@@ -15,7 +15,6 @@ from aiohttp import web
 from cryptography import x509
 
 from gateway.ops.kpi_queries import Params
-from gateway.ops.metrics import render
 from gateway.ops.queues import ManagementApi, read_queues
 from gateway.ops.samplers import Samplers
 from gateway.testing.bus import (
@@ -25,7 +24,7 @@ from gateway.testing.bus import (
     open_bus,
 )
 from gateway.testing.processes import free_port
-from gateway.testing.scrape import Samples, samples
+from gateway.testing.scrape import this_process
 from gateway.transport.base import Direction
 
 
@@ -34,10 +33,6 @@ async def bus() -> AsyncIterator[Bus]:
     b = await open_bus()
     yield b
     await b.close()
-
-
-def scrape() -> Samples:
-    return samples(render().decode())
 
 
 def view(samplers: Samplers, name: str) -> Any:
@@ -76,7 +71,7 @@ async def test_queue_figures_come_from_the_transport_and_ages_from_the_journal(b
     assert (zags.ready, zags.unacked, zags.consumers, zags.dead_letters) == (1, 1, 0, 0)
     assert zags.oldest_age_s == 30.0  # the first request, QUEUED 30 s ago, then DELIVERED
     assert view(samplers, "responses.PORTAL").oldest_age_s == 0.0
-    page = scrape()
+    page = this_process()
     q = {"queue": "requests.ZAGS"}
     assert page.value("smevbus_queue_messages", **q, state="ready") == 1
     assert page.value("smevbus_queue_messages", **q, state="unacked") == 1
@@ -111,7 +106,7 @@ async def test_dead_letters_are_exported_by_reason_every_reason_present(bus: Bus
     assert await samplers.sample_all()
 
     assert view(samplers, "requests.ZAGS").dead_letters == 1
-    page = scrape()
+    page = this_process()
     dead = "smevbus_dead_letters"
     assert page.value(dead, participant="ZAGS", reason="rejected") == 1
     assert page.has(dead, participant="ZAGS", reason="delivery_limit")
@@ -127,7 +122,7 @@ async def test_availability_over_the_window_and_certificate_expiry(bus: Bus) -> 
     assert await samplers.sample_all()
 
     assert samplers.availability["ZAGS"] == 1.0
-    page = scrape()
+    page = this_process()
     assert page.value("smevbus_agency_availability_ratio", agency="ZAGS") == 1.0
     pem = (bus.pki.keys_dir / "ZAGS.cert.pem").read_bytes()
     not_after = x509.load_pem_x509_certificate(pem).not_valid_after_utc
@@ -172,7 +167,7 @@ class SlowJournal:
 
 
 def failures(sampler: str) -> float:
-    return scrape().value("smevbus_sampler_failures_total", sampler=sampler)
+    return this_process().value("smevbus_sampler_failures_total", sampler=sampler)
 
 
 async def test_a_slow_journal_holds_up_the_sampler_and_no_message(bus: Bus) -> None:
@@ -204,7 +199,7 @@ async def test_a_failing_round_keeps_the_last_figures_and_is_counted(bus: Bus) -
 
     assert failing.queues == good
     assert view(failing, "requests.ZAGS").ready == 1
-    assert scrape().value("smevbus_queue_messages", queue="requests.ZAGS", state="ready") == 1
+    assert this_process().value("smevbus_queue_messages", queue="requests.ZAGS", state="ready") == 1
     assert failures("queues") - before == 1
 
 
