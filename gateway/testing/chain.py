@@ -119,6 +119,8 @@ def running_chain(
                 ),
                 logs / f"adapter-{name}.log",
                 env={**env, "SMEVBUS_AMQP_URL": vhost_url},
+                # Up once it serves /health: its consumers (push) are subscribed by then.
+                ready_url=f"http://127.0.0.1:{ops_ports[name]}/health",
             )
         try:
             for service in services.values():

@@ -22,7 +22,7 @@ from gateway.client.http import SoapHttp
 from gateway.client.participant import ParticipantClient
 from gateway.core.clock import SystemClock
 from gateway.crypto.keystore import load_signer, load_verifier
-from gateway.testing.chain import running_chain
+from gateway.testing.chain import Chain, running_chain
 from gateway.testing.processes import GatewayProcess, fresh_database, isolated_vhost
 from gateway.testing.scrape import Samples, samples
 from gateway.xml.parse import parse_secure
@@ -216,44 +216,41 @@ async def test_two_workers_expose_their_counts_merged(keys: Path, workers: Gatew
     )
 
 
-async def test_every_adapter_serves_health_ready_and_its_own_metrics(
-    keys: Path, amqp_url: str, postgres_url: str, tmp_path: Path
-) -> None:
-    tokens = {"portal-token": "PORTAL"}
+@pytest.fixture
+def chain(amqp_url: str, postgres_url: str, tmp_path: Path) -> Iterator[Chain]:
+    """Gateway, mock agencies and adapters as processes (ZAGS pulls, MVD and FNS push)."""
     shared = {"SMEVBUS_OPS_TOKENS": json.dumps({OPERATOR: "ivanov"})}
-    with running_chain(
-        amqp_url, tmp_path / "keys", tmp_path, api_tokens=tokens, shared_env=shared
-    ) as chain:
-        bases = {name: f"http://127.0.0.1:{port}" for name, port in chain.ops_ports.items()}
-        async with httpx.AsyncClient(timeout=30) as http:
-            for name, base in bases.items():
-                assert (await http.get(base + "/health")).status_code == 200, name
-                ready = await http.get(base + "/ready")
-                assert ready.status_code == 200, (name, ready.text)
-                checks = ready.json()["checks"]
-                expected = {"keys", "registry", "gateway"} | (
-                    {"broker"} if name != "zags" else set()
-                )
-                assert set(checks) == expected, name
-                assert (await http.get(base + "/metrics")).status_code == 401, name
+    with running_chain(amqp_url, tmp_path / "keys", tmp_path, shared_env=shared) as running:
+        yield running
 
-        inn = parse_secure((CONTENT / "fns-inn.request.xml").read_bytes())
-        async with SoapHttp(chain.gateway.base_url + "/ws", timeout=30) as call:
-            portal = client(chain.keys, "PORTAL", call)
-            sent = await portal.send_request(inn)
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + WITHIN_S
-            while (got := await portal.get_response()) is None:
-                assert loop.time() < deadline, "FNS never answered"
-                await asyncio.sleep(0.1)
-            assert got.original_message_id == sent.message_id
-            await portal.ack(got.metadata.message_id)
 
-        fns = await scrape(bases["fns"])
-        assert fns.value("smevbus_agency_requests_total", agency="FNS", outcome="answered") == 1
-        assert (
-            fns.value("smevbus_agency_answer_seconds_count", agency="FNS", outcome="answered") == 1
-        )
-        assert fns.value("smevbus_stage_duration_seconds_count", stage="agency_call") == 1
-        zags = await scrape(bases["zags"])
-        assert zags.total("smevbus_agency_requests_total") == 0
+async def test_every_adapter_serves_health_ready_and_its_own_metrics(chain: Chain) -> None:
+    bases = {name: f"http://127.0.0.1:{port}" for name, port in chain.ops_ports.items()}
+    async with httpx.AsyncClient(timeout=30) as http:
+        for name, base in bases.items():
+            assert (await http.get(base + "/health")).status_code == 200, name
+            ready = await http.get(base + "/ready")
+            assert ready.status_code == 200, (name, ready.text)
+            checks = ready.json()["checks"]
+            expected = {"keys", "registry", "gateway"} | ({"broker"} if name != "zags" else set())
+            assert set(checks) == expected, name
+            assert (await http.get(base + "/metrics")).status_code == 401, name
+    inn = parse_secure((CONTENT / "fns-inn.request.xml").read_bytes())
+    async with SoapHttp(chain.gateway.base_url + "/ws", timeout=30) as call:
+        portal = client(chain.keys, "PORTAL", call)
+        sent = await portal.send_request(inn)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WITHIN_S
+        while (got := await portal.get_response()) is None:
+            assert loop.time() < deadline, "FNS never answered"
+            await asyncio.sleep(0.1)
+        assert got.original_message_id == sent.message_id
+        await portal.ack(got.metadata.message_id)
+    fns = await scrape(bases["fns"])
+    # The mock knows no such taxpayer: a refusal (NO_DATA), the agency answered.
+    assert fns.value("smevbus_agency_requests_total", agency="FNS", outcome="rejected") == 1
+    assert fns.total("smevbus_agency_requests_total") == 1
+    assert fns.value("smevbus_agency_answer_seconds_count", agency="FNS", outcome="rejected") == 1
+    assert fns.value("smevbus_stage_duration_seconds_count", stage="agency_call") == 1
+    zags = await scrape(bases["zags"])
+    assert zags.total("smevbus_agency_requests_total") == 0
