@@ -309,10 +309,18 @@ class Recorder:
 
     def __init__(self, metrics: BusMetrics) -> None:
         self.metrics = metrics
+        # The series the message path records into, looked up once each: ``labels()``
+        # takes a lock and costs several times the observation itself.
+        self._stages: dict[str, Histogram] = {}
+        self._messages: dict[tuple[str, str, str, str], Counter] = {}
 
     @_never_raises
     def observe_stage(self, stage: Stage | str, seconds: float) -> None:
-        self.metrics.stage_duration.labels(Stage(stage).value).observe(max(seconds, 0.0))
+        series = self._stages.get(stage)
+        if series is None:
+            series = self.metrics.stage_duration.labels(Stage(stage).value)
+            self._stages[stage] = series
+        series.observe(max(seconds, 0.0))
 
     @_never_raises
     def count_message(
@@ -322,9 +330,17 @@ class Recorder:
         recipient: str,
         outcome: MessageOutcome | str,
     ) -> None:
-        self.metrics.messages.labels(
-            _label(message_type), _label(sender), _label(recipient), MessageOutcome(outcome).value
-        ).inc()
+        key = (message_type, sender, recipient, outcome)
+        series = self._messages.get(key)
+        if series is None:
+            series = self.metrics.messages.labels(
+                _label(message_type),
+                _label(sender),
+                _label(recipient),
+                MessageOutcome(outcome).value,
+            )
+            self._messages[key] = series
+        series.inc()
 
     @_never_raises
     def count_fault(self, code: str) -> None:
