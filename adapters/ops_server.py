@@ -35,7 +35,7 @@ class OpsServer:
         *,
         tokens: Mapping[str, str],
         public: bool,
-        host: str = "0.0.0.0",  # noqa: S104 (scraped by Prometheus from elsewhere)
+        host: str = "127.0.0.1",
         port: int = 0,
         check_timeout: float = 5.0,
     ) -> None:

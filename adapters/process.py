@@ -133,7 +133,11 @@ async def run_adapter(
                 transport=transport,
             )
             ops = OpsServer(
-                checks, tokens=settings.ops_tokens, public=settings.metrics_public, port=port
+                checks,
+                tokens=settings.ops_tokens,
+                public=settings.metrics_public,
+                host=settings.http_host,  # 0.0.0.0 in the container image
+                port=port,
             )
             await ops.start()
             stack.push_async_callback(ops.close)

@@ -99,7 +99,7 @@ class Settings(BaseSettings):
     #: directory, removed at exit.
     metrics_dir: Path | None = None
     #: Port of an adapter process's own ``/metrics``, ``/health`` and ``/ready``
-    #: (``smevbus adapter --ops-port``); 0: none.
+    #: (``smevbus adapter --ops-port``; on ``http_host``); 0: none.
     adapter_ops_port: int = Field(default=9102, ge=0, le=65535)
     #: The gateway's base URL as portals reach it (``https://bus.region.example``), for
     #: the ``self`` links in result callbacks. Default: ``http://HTTP_HOST:HTTP_PORT``.
