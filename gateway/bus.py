@@ -11,6 +11,8 @@ background tasks, each supervised (:mod:`gateway.supervisor`):
 * ``deadlines``: fire due service-request deadlines;
 * ``callbacks``: POST due result callbacks (woken when this process finishes one);
 * ``resume``: once, after start, count what a restart left pending;
+* ``relay``: publish what a process journaled and died before publishing
+  (:mod:`gateway.router.outbox`);
 * ``sampler.queues``, ``sampler.availability``, ``sampler.certificates``: the figures
   ``/metrics`` shows that are read rather than counted (:mod:`gateway.ops.samplers`).
 
@@ -254,6 +256,8 @@ class Bus:
             lambda: rounds(self._deliver_callbacks, interval, self.aggregator.finalized),
         )
         self.supervisor.spawn("resume", self._resume)
+        relay_after = self.settings.relay_after_s
+        self.supervisor.spawn("relay", lambda: rounds(self._relay_stranded, relay_after / 2))
         self.samplers.spawn(self.supervisor)
 
     def replies(self, portal: str) -> ReplyIntake:
@@ -304,6 +308,9 @@ class Bus:
 
     async def _resume(self) -> None:
         await self.aggregator.resume()
+
+    async def _relay_stranded(self) -> None:
+        await self.router.relay(timedelta(seconds=self.settings.relay_after_s)).sweep()
 
 
 def assemble(

@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     services_file: Path = REPO_ROOT / "config" / "services.toml"
     #: How often the gateway fires due deadlines and looks for due callbacks (seconds).
     aggregator_interval_s: float = Field(default=0.2, gt=0)
+    #: A message journaled ACCEPTED this long ago and still not queued was left by a
+    #: process that died before publishing it: the gateway publishes it then (seconds;
+    #: see gateway/router/outbox.py). Looked for every ``relay_after_s / 2``.
+    relay_after_s: float = Field(default=10.0, gt=0)
     xsd_dir: Path = REPO_ROOT / "xsd"
     signature_profile: SignatureProfile = SignatureProfile.SMEV
     http_host: str = "127.0.0.1"

@@ -25,6 +25,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from typing import ParamSpec, TypeVar
 
 import structlog
@@ -54,21 +55,13 @@ from gateway.router import intake
 from gateway.router.context import BusContext
 from gateway.router.deadletters import DeadLetterJournal
 from gateway.router.moves import Moves, metadata
+from gateway.router.outbox import Relay, queued
 from gateway.router.pulls import Pulls
 from gateway.router.replays import ReplayGuard
 from gateway.router.statuses import StatusFeed
 from gateway.store.base import Store
 from gateway.store.records import AcceptOutcome, AcceptResult, MessageRecord, NewMessage
-from gateway.transport.base import (
-    HEADER_KIND,
-    HEADER_SENDER,
-    HEADER_TYPE,
-    Delivery,
-    Direction,
-    Message,
-    Subscription,
-    Transport,
-)
+from gateway.transport.base import Delivery, Direction, Subscription, Transport
 from gateway.xml import messages as m
 from gateway.xml.namespaces import SMEV_TYPES
 from gateway.xml.readers import (
@@ -121,6 +114,11 @@ class Router:
         """Migrate the journal and declare every participant's queues (idempotent)."""
         await self._store.migrate()
         await self._transport.declare(self._ctx.registry.mnemonics)
+
+    def relay(self, after: timedelta) -> Relay:
+        """The relay of messages left ACCEPTED for longer than ``after`` (a process died
+        between journaling and publishing them): see :mod:`gateway.router.outbox`."""
+        return Relay(self._store, self._transport, self._moves, after=after)
 
     async def watch_dead_letters(self) -> Subscription:
         """Journal what the transport dead-letters, from now until the subscription is
@@ -400,24 +398,11 @@ class Router:
             return record
         # New, or journaled but not yet queued (the first attempt died before publishing).
         began = time.perf_counter()
-        await self._transport.publish(
-            direction,
-            new.recipient,
-            Message(
-                message_id=new.message_id,
-                body=new.xml,
-                headers={
-                    HEADER_SENDER: new.sender,
-                    HEADER_TYPE: new.message_type,
-                    HEADER_KIND: str(new.kind),
-                },
-                expires_at=new.expires_at,
-            ),
-        )
-        queued = time.perf_counter()
-        metrics.observe_stage(Stage.PUBLISH, queued - began)
+        await self._transport.publish(direction, new.recipient, queued(new, new.xml))
+        published = time.perf_counter()
+        metrics.observe_stage(Stage.PUBLISH, published - began)
         record = await self._moves.mark_queued(record, f"to {direction}.{new.recipient}")
-        metrics.observe_stage(Stage.JOURNAL, time.perf_counter() - queued)
+        metrics.observe_stage(Stage.JOURNAL, time.perf_counter() - published)
         metrics.count_message(*labels, MessageOutcome.ACCEPTED)
         return record
 

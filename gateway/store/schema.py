@@ -25,6 +25,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import TypeDecorator
@@ -96,6 +97,14 @@ messages = Table(
     Index("ix_messages_in_reply_to", "in_reply_to"),
     Index("ix_messages_created_at_message_id", "created_at", "message_id"),
     Index("ix_messages_kind_created_at", "kind", "created_at"),
+    # The outbox relay's look for messages left ACCEPTED (gateway.router.outbox).
+    Index(
+        "ix_messages_accepted_created_at",
+        "created_at",
+        "message_id",
+        postgresql_where=text("state = 'ACCEPTED'"),
+        sqlite_where=text("state = 'ACCEPTED'"),
+    ),
 )
 
 transitions = Table(

@@ -44,12 +44,14 @@ REQUESTS = 100
 CONCURRENCY = 10
 #: The gateway is SIGKILLed once this many service requests were created (202).
 KILL_AFTER = 30
-#: Service deadline of the kill test's requests: short enough for a test, long enough
-#: for a restart and the agencies' answers on a shared 2-core machine.
-KILL_DEADLINE_S = 60.0
+#: Service deadline of the kill test's requests: long enough for a restart and the
+#: agencies' answers on a shared 2-core machine (at load 14 a restart took 45 s and the
+#: ZAGS adapter answered one request per 1.5 s: a 60 s deadline timed parts out). The
+#: test waits only until every request is final, so a long deadline costs nothing.
+KILL_DEADLINE_S = 180.0
 #: Bounds of the bounded waits (generous: other work shares the machine).
 SUBMIT_WITHIN = 90.0
-FINAL_WITHIN = 120.0
+FINAL_WITHIN = 240.0
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +191,9 @@ async def test_sigkill_with_service_requests_pending_loses_and_duplicates_none(
         for key in keys
         if views[stats.locations[key]]["status"] != "COMPLETED"
     }
-    assert statuses == {"COMPLETED": REQUESTS}, unfinished
+    if statuses != {"COMPLETED": REQUESTS}:
+        histories = await part_histories(chain, views, unfinished)
+        raise AssertionError(f"not completed: {unfinished}\n{histories}")
     for view in views.values():
         assert view["completed_by"] == "all_answered", view
         # Not completed_at <= deadline_at: on a loaded machine the last answer may land
@@ -224,6 +228,39 @@ async def test_sigkill_with_service_requests_pending_loses_and_duplicates_none(
     assert {r["in_reply_to"] for r in replies} == set(part_ids), "every part answered"
     assert {r["n"] for r in replies} == {1}, "no part answered twice"
     assert links == 3 * REQUESTS
+
+
+async def part_histories(
+    chain: Chain, views: dict[str, dict[str, Any]], unfinished: dict[str, Any]
+) -> str:
+    """The journal history of every part of the unfinished service requests and of the
+    replies to them: what an engineer needs to see when one did not complete."""
+    ids = [
+        p["message_id"]
+        for view in views.values()
+        if view["status"] != "COMPLETED"
+        for p in view["parts"]
+        if p["status"] != "ANSWERED"
+    ]
+    conn = await asyncpg.connect(chain.database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT m.message_id, m.kind, m.in_reply_to, t.from_state, t.to_state, t.at,"
+            " t.reason, t.actor FROM messages m JOIN transitions t USING (message_id)"
+            " WHERE m.message_id = ANY($1) OR m.in_reply_to = ANY($1)"
+            " ORDER BY m.message_id, t.at",
+            ids,
+        )
+    finally:
+        await conn.close()
+    return (
+        "\n".join(
+            f"{r['kind']:8} {r['message_id']} re {r['in_reply_to']}: {r['from_state']} -> "
+            f"{r['to_state']} at {r['at'].isoformat()} ({r['reason']}, {r['actor']})"
+            for r in rows
+        )
+        or f"no journal rows for {ids} ({unfinished})"
+    )
 
 
 async def one_request(chain: Chain, key: str, deadline_s: float) -> dict[str, Any]:

@@ -417,7 +417,7 @@ def _schema_differences(connection: Connection) -> list[object]:
 
 
 async def test_migrations_are_idempotent_and_match_the_tables(backend: Backend) -> None:
-    assert head_revision() == "0006"
+    assert head_revision() == "0007"
     await upgrade(backend.url, "0001", schema=backend.schema)
     async with open_store(backend) as store:
         assert await current_revision(backend.url, schema=backend.schema) == "0001"
@@ -427,7 +427,7 @@ async def test_migrations_are_idempotent_and_match_the_tables(backend: Backend) 
         await upgrade(backend.url, schema=backend.schema)
         await upgrade(backend.url, schema=backend.schema)
 
-        assert await current_revision(backend.url, schema=backend.schema) == "0006"
+        assert await current_revision(backend.url, schema=backend.schema) == "0007"
         assert (await store.get(rid(1))).state == new_request(1)
         async with backend.sql() as connection:
             assert await connection.run_sync(_schema_differences) == []
