@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from gateway.ops import metrics  # noqa: E402
 from gateway.ops.metrics import MessageOutcome, Stage  # noqa: E402
-from gateway.testing.bus import Bus, birth_request, birth_response, open_bus  # noqa: E402
+from gateway.testing.bus import Bus, open_bus, round_trip  # noqa: E402
 
 #: The helpers the message path calls.
 HELPERS = ("observe_stage", "count_message", "count_fault")
@@ -46,17 +46,6 @@ def recording_off() -> Iterator[None]:
     finally:
         for name, helper in saved.items():
             setattr(metrics, name, helper)
-
-
-async def round_trip(bus: Bus) -> None:
-    await bus.portal.send_request(birth_request())
-    delivery = await bus.zags.get_request()
-    assert delivery is not None
-    await bus.zags.send_response(delivery.reply_to, content=birth_response())
-    await bus.zags.ack(delivery.metadata.message_id)
-    got = await bus.portal.get_response()
-    assert got is not None
-    await bus.portal.ack(got.metadata.message_id)
 
 
 async def timed(bus: Bus, n: int) -> float:

@@ -20,8 +20,8 @@ from gateway.ops.samplers import Samplers
 from gateway.testing.bus import (
     Bus,
     birth_request,
-    birth_response,
     open_bus,
+    round_trip,
 )
 from gateway.testing.processes import free_port
 from gateway.testing.scrape import this_process
@@ -38,19 +38,6 @@ async def bus() -> AsyncIterator[Bus]:
 def view(samplers: Samplers, name: str) -> Any:
     (found,) = [v for v in samplers.queues if v.name == name]
     return found
-
-
-async def round_trip(bus: Bus) -> None:
-    """PORTAL asks ZAGS, ZAGS answers, PORTAL takes the answer: the whole exchange."""
-    sent = await bus.portal.send_request(birth_request())
-    delivery = await bus.zags.get_request()
-    assert delivery is not None
-    await bus.zags.send_response(delivery.reply_to, content=birth_response())
-    await bus.zags.ack(delivery.metadata.message_id)
-    got = await bus.portal.get_response()
-    assert got is not None
-    assert got.original_message_id == sent.message_id
-    await bus.portal.ack(got.metadata.message_id)
 
 
 # --- what they read ------------------------------------------------------------------------
