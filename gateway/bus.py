@@ -12,7 +12,9 @@ background tasks, each supervised (:mod:`gateway.supervisor`):
 * ``callbacks``: POST due result callbacks (woken when this process finishes one);
 * ``resume``: once, after start, count what a restart left pending;
 * ``relay``: publish what a process journaled and died before publishing
-  (:mod:`gateway.router.outbox`).
+  (:mod:`gateway.router.outbox`);
+* ``sampler.queues``, ``sampler.availability``, ``sampler.certificates``: the figures
+  ``/metrics`` shows that are read rather than counted (:mod:`gateway.ops.samplers`).
 
 ``smevbus serve`` (through the HTTP app's lifespan), ``smevbus demo``, the adapters,
 the tests (:mod:`gateway.testing.bus`) and the benchmarks all build it here, so they
@@ -46,7 +48,11 @@ from gateway.core.admission import TimePolicy
 from gateway.core.clock import Clock, MessageIdSource, SystemClock
 from gateway.core.errors import InternalError
 from gateway.core.registry import Registry, parse_registry
+from gateway.crypto.certificates import validity_problem
 from gateway.crypto.keystore import load_signer, load_verifier
+from gateway.ops.kpi_queries import ops_database
+from gateway.ops.queues import ManagementApi
+from gateway.ops.samplers import Samplers
 from gateway.router.context import BusContext
 from gateway.router.local import LocalParticipant
 from gateway.router.router import Router
@@ -219,6 +225,9 @@ class Bus:
     callbacks: CallbackDispatcher
     #: The participants whose replies the aggregator consumes (portals with API tokens).
     portals: tuple[str, ...]
+    #: The queue, availability and certificate figures of ``/metrics``, read in the
+    #: background (and what the operator's console reads of them).
+    samplers: Samplers
     supervisor: Supervisor = field(default_factory=Supervisor)
 
     @property
@@ -249,6 +258,7 @@ class Bus:
         self.supervisor.spawn("resume", self._resume)
         relay_after = self.settings.relay_after_s
         self.supervisor.spawn("relay", lambda: rounds(self._relay_stranded, relay_after / 2))
+        self.samplers.spawn(self.supervisor)
 
     def replies(self, portal: str) -> ReplyIntake:
         """The aggregator's intake of ``portal``'s replies (not subscribed)."""
@@ -264,6 +274,8 @@ class Bus:
         if isinstance(self.sender, HttpSender):
             await self.sender.aclose()
         await self.transport.close()
+        if self.samplers.journal is not None:
+            await self.samplers.journal.close()
         await self.journal.close()
 
     # --- what the HTTP layer and the CLI need ------------------------------------------
@@ -275,8 +287,12 @@ class Bus:
         return await self.router.handle(raw, tls_client=tls_client)
 
     async def readiness(self) -> dict[str, str]:
-        """``{"journal": ..., "transport": ...}``: ``"ok"`` or why not."""
-        return await self.router.readiness()
+        """``{"journal", "transport", "keys", "registry"}`` -> ``"ok"`` or why not."""
+        checks = await self.router.readiness()
+        signer = self.ctx.bus_signer.certificate
+        checks["keys"] = validity_problem(signer, self.clock.now()) or "ok"
+        checks["registry"] = "ok" if self.registry.participants else "no participants registered"
+        return checks
 
     def knows(self, participant: str) -> bool:
         """Whether ``participant`` is registered on the bus."""
@@ -328,6 +344,30 @@ def assemble(
         sender=sender,
         callbacks=callback_dispatcher(settings, aggregator, sender),
         portals=tuple(chosen),
+        samplers=samplers(settings, ctx, transport, journal),
+    )
+
+
+def samplers(settings: Settings, ctx: BusContext, transport: Transport, journal: Store) -> Samplers:
+    """The bus's background samplers as ``settings`` say (not started)."""
+    management = settings.rabbitmq_management_url
+    participants = ctx.registry.mnemonics
+    return Samplers(
+        transport=transport,
+        participants=tuple(participants),
+        clock=ctx.clock,
+        keys_dir=settings.keys_dir,
+        certificate_holders=(*participants, ctx.registry.bus_mnemonic),
+        journal=ops_database(journal),
+        management=(
+            None
+            if management is None or settings.transport != "amqp"
+            else ManagementApi(management, settings.amqp_url, timeout=settings.metrics_timeout_s)
+        ),
+        interval=settings.metrics_interval_s,
+        availability_interval=settings.availability_interval_s,
+        timeout=settings.metrics_timeout_s,
+        window=timedelta(seconds=settings.availability_window_s),
     )
 
 

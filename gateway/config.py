@@ -93,6 +93,26 @@ class Settings(BaseSettings):
     agency_probes: dict[str, str] = Field(default_factory=dict)
     #: How long one such probe may take, seconds.
     agency_probe_timeout_s: float = Field(default=2.0, gt=0, le=30)
+    #: RabbitMQ's management HTTP API (``http://rabbitmq:15672``; user and password from
+    #: the URL, else from ``amqp_url``), for unacked counts of the queue figures. Unset:
+    #: passive declares (ready and consumers only).
+    rabbitmq_management_url: str | None = None
+    #: How often the background samplers read the queues, the journal's agency
+    #: availability and the certificates for ``/metrics`` (seconds), and how long one
+    #: round may take before it counts as failed.
+    metrics_interval_s: float = Field(default=15.0, gt=0)
+    metrics_timeout_s: float = Field(default=10.0, gt=0)
+    #: The window ``smevbus_agency_availability_ratio`` is computed over, and how often
+    #: (seconds): a journal query over the window's requests.
+    availability_window_s: float = Field(default=3600.0, gt=0)
+    availability_interval_s: float = Field(default=60.0, gt=0)
+    #: Where the gateway processes of ``smevbus serve --workers N`` (N > 1) keep their
+    #: metric files for ``/metrics`` to merge; emptied at start. Unset: a new temporary
+    #: directory, removed at exit.
+    metrics_dir: Path | None = None
+    #: Port of an adapter process's own ``/metrics``, ``/health`` and ``/ready``
+    #: (``smevbus adapter --ops-port``; on ``http_host``); 0: none.
+    adapter_ops_port: int = Field(default=9102, ge=0, le=65535)
     #: The gateway's base URL as portals reach it (``https://bus.region.example``), for
     #: the ``self`` links in result callbacks. Default: ``http://HTTP_HOST:HTTP_PORT``.
     public_url: str | None = None

@@ -56,6 +56,7 @@ from gateway.client.participant import ParticipantClient
 from gateway.core.envelope import RejectionCode
 from gateway.core.errors import MessageAlreadySent, SchemaViolation, SmevbusError
 from gateway.crypto.certificates import common_name
+from gateway.ops.metrics import AgencyOutcome
 from gateway.xml import messages as m
 from gateway.xml.readers import read_request_data
 from gateway.xml.schema import TypeCatalog, type_catalog
@@ -111,6 +112,15 @@ class _Prepared:
         if self.content is not None:
             return OutcomeKind.ANSWERED
         return OutcomeKind.REJECTED if self.rejection is not None else OutcomeKind.PROCESSING
+
+
+def _outcome_of(answer: Answer) -> AgencyOutcome:
+    """How the agency's call ended, by what its handler returned (as the KPIs class it)."""
+    if not isinstance(answer, Reject):
+        return AgencyOutcome.ANSWERED
+    if answer.code is RejectionCode.AGENCY_UNAVAILABLE:
+        return AgencyOutcome.UNAVAILABLE
+    return AgencyOutcome.REJECTED
 
 
 class AdapterRunner:
@@ -269,20 +279,35 @@ class AdapterRunner:
     async def _call(
         self, handler: Handler, content: etree._Element, context: RequestContext
     ) -> tuple[Answer, int]:
-        """The handler's answer with retries while the agency is unavailable."""
+        """The handler's answer with retries while the agency is unavailable; the
+        metrics hear of every attempt and of how the call ended."""
+        started = self._monotonic()
+        answer, attempts, outcome = await self._attempts(handler, content, context)
+        safely(
+            self.metrics.agency_answered, context.message_type, outcome, self._monotonic() - started
+        )
+        return answer, attempts
+
+    async def _attempts(
+        self, handler: Handler, content: etree._Element, context: RequestContext
+    ) -> tuple[Answer, int, AgencyOutcome]:
         policy, mt = self.retry, context.message_type
-        reason = "unknown"
+        reason, outcome = "unknown", AgencyOutcome.UNAVAILABLE
         for attempt in range(1, policy.attempts + 1):
+            began = self._monotonic()
             try:
                 async with asyncio.timeout(policy.call_timeout):
-                    return await handler(copy.deepcopy(content), context), attempt
+                    answer = await handler(copy.deepcopy(content), context)
+                return answer, attempt, _outcome_of(answer)
             except AgencyUnavailable as exc:
-                reason = exc.message
+                reason, outcome = exc.message, AgencyOutcome.UNAVAILABLE
             except AgencyError as exc:
                 log.warning("agency_error", error=exc.message, attempt=attempt)
-                return Reject(RejectionCode.FAILURE, f"the agency failed: {exc.message}"), attempt
+                failed = Reject(RejectionCode.FAILURE, f"the agency failed: {exc.message}")
+                return failed, attempt, AgencyOutcome.REJECTED
             except TimeoutError:
                 reason = f"no answer within {policy.call_timeout} s"
+                outcome = AgencyOutcome.TIMED_OUT
             except Exception as exc:
                 unreachable = unreachable_reason(exc)
                 if unreachable is None:
@@ -292,14 +317,20 @@ class AdapterRunner:
                         f"the {self.adapter.name} adapter failed ({type(exc).__name__}); "
                         f"its operators can find request {context.message_id} in its log"
                     )
-                    return Reject(RejectionCode.FAILURE, description), attempt
-                reason = unreachable
+                    return (
+                        Reject(RejectionCode.FAILURE, description),
+                        attempt,
+                        AgencyOutcome.REJECTED,
+                    )
+                reason, outcome = unreachable, AgencyOutcome.UNAVAILABLE
+            finally:
+                safely(self.metrics.agency_call, mt, self._monotonic() - began)
             log.warning("agency_unavailable", reason=reason, attempt=attempt)
             if attempt < policy.attempts:
                 safely(self.metrics.retried, mt)
                 await self._sleep(policy.delay(attempt))
         description = f"the agency did not answer after {policy.attempts} attempt(s): {reason}"
-        return Reject(RejectionCode.AGENCY_UNAVAILABLE, description), policy.attempts
+        return Reject(RejectionCode.AGENCY_UNAVAILABLE, description), policy.attempts, outcome
 
     def _check_answer(self, answer: Answer, message_type: str) -> _Prepared:
         if isinstance(answer, Reject):

@@ -51,6 +51,8 @@ from gateway.aggregator.callback_url import check_callback_url
 from gateway.core import backoff
 from gateway.core.clock import Clock
 from gateway.core.errors import SchemaViolation
+from gateway.ops import metrics
+from gateway.ops.metrics import CallbackOutcome
 from gateway.store.callback_outbox import CallbackOutbox
 from gateway.store.service_requests import ServiceRequestRecord
 
@@ -243,6 +245,7 @@ class CallbackDispatcher:
         refusal = self._refusal(callback.url)
         if refusal is not None:
             await self.outbox.fail(record.id, attempt, error=_clip(refusal), made=attempt - 1)
+            metrics.count_callback(CallbackOutcome.FAILED)
             log.error("callback_failed", error=refusal, **fields)
             return
         if attempt > self.policy.max_attempts:
@@ -250,19 +253,23 @@ class CallbackDispatcher:
             # claim makes no POST and does not count.
             last = callback.last_error or "the last attempt was interrupted"
             await self.outbox.fail(record.id, attempt, error=last, made=attempt - 1)
+            metrics.count_callback(CallbackOutcome.FAILED)
             log.error("callback_failed", error=last, **fields)
             return
         error, hopeless = await self._post(record, callback.url, attempt)
         now = self.clock.now()
         if error is None:
             await self.outbox.delivered(record.id, at=now)
+            metrics.count_callback(CallbackOutcome.DELIVERED)
             log.info("callback_delivered", **fields)
         elif hopeless or attempt >= self.policy.max_attempts:
             await self.outbox.fail(record.id, attempt, error=error)
+            metrics.count_callback(CallbackOutcome.FAILED)
             log.error("callback_failed", error=error, **fields)
         else:
             at = now + self.policy.delay(attempt)
             await self.outbox.retry(record.id, attempt, error=error, at=at)
+            metrics.count_callback(CallbackOutcome.RETRY)
             log.warning(
                 "callback_retry_scheduled", error=error, next_attempt_at=at.isoformat(), **fields
             )

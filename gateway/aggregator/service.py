@@ -104,6 +104,7 @@ from gateway.core.errors import (
 from gateway.core.faults import fault_of
 from gateway.core.idempotency import request_digest
 from gateway.core.registry import Registry
+from gateway.ops import metrics
 from gateway.store.base import ServiceRequests
 from gateway.store.service_requests import (
     ServiceRequestConflict,
@@ -421,6 +422,7 @@ class Aggregator:
     ) -> tuple[ServiceRequestRecord, Outcome]:
         if outcome.became_final:
             self.finalized.set()
+            metrics.count_service_request(record.service, record.status.value, _value(record))
         return record, outcome
 
 

@@ -1,4 +1,5 @@
-"""The HTTP face of the bus: SOAP ``/ws``, its WSDL, REST ``/api/v1``, ``/health``, ``/ready``.
+"""The HTTP face of the bus: SOAP ``/ws``, its WSDL, REST ``/api/v1``, ``/health``, ``/ready``,
+``/metrics``.
 
 Two layers. In front, :class:`Gateway`, a bare ASGI app, sends ``POST /ws`` (every SOAP
 exchange: the hot path) straight to :class:`~gateway.api.soap_endpoint.SoapEndpoint`,
@@ -25,6 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gateway.api import request_id, wsdl
 from gateway.api.auth import TokenAuth
 from gateway.api.body_limit import BodyLimit
+from gateway.api.monitoring import metrics_router
 from gateway.api.operators import OperatorAuth
 from gateway.api.ops import bus_console, ops_router
 from gateway.api.rest import rest_router
@@ -124,6 +126,7 @@ def create_app(
         app.state.console = console
     app.include_router(ops_router(operators, lambda: bus_console(app)))
     app.include_router(ui_router(lambda: bus_console(app), operators))
+    app.include_router(metrics_router(settings))
     app.add_middleware(BodyLimit, limit=settings.api_max_body_bytes, prefix=PREFIX)
 
     def base_url(request: Request) -> str:
@@ -156,7 +159,7 @@ def create_app(
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/ready", summary="Readiness: broker and journal reachable")
+    @app.get("/ready", summary="Readiness: broker, journal, keys and registry")
     async def ready(request: Request) -> JSONResponse:
         checks = await the_bus().readiness()
         ok = all(v == "ok" for v in checks.values())

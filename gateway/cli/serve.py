@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -47,7 +50,7 @@ def serve(
         ),
     ] = None,
 ) -> None:
-    """Run the gateway: SOAP /ws (WSDL at /ws?wsdl), /health, /ready.
+    """Run the gateway: SOAP /ws (WSDL at /ws?wsdl), /health, /ready, /metrics.
 
     Transport, journal, keys and registry come from SMEVBUS_* settings
     (SMEVBUS_TRANSPORT=amqp and SMEVBUS_DATABASE_URL=postgresql://... in production);
@@ -58,6 +61,7 @@ def serve(
     from gateway.api.app import create_app
     from gateway.api.tls import uvicorn_tls
     from gateway.logs import configure_logging
+    from gateway.ops import metrics
 
     # Worker processes read their settings from the environment: put the options there.
     for name, value in (("HTTP_HOST", host), ("HTTP_PORT", port), ("HTTP_WORKERS", workers)):
@@ -71,17 +75,28 @@ def serve(
             param_hint="--workers",
         )
     configure_logging(fmt=settings.log_format, level=settings.log_level, secrets=settings.secrets)
-    uvicorn.run(
-        create_app(settings) if settings.http_workers == 1 else "gateway.api.app:app_from_env",
-        factory=settings.http_workers > 1,
-        workers=settings.http_workers,
-        host=settings.http_host,
-        port=settings.http_port,
-        log_level=settings.log_level.lower(),
-        log_config=None,  # uvicorn logs through configure_logging's redacting pipeline
-        timeout_graceful_shutdown=30,
-        **{"http": "httptools", "loop": "uvloop", **uvicorn_tls(settings)},
-    )
+    temporary = None
+    if settings.http_workers > 1:
+        # Before the workers start: each records into files there, /metrics merges them.
+        directory = settings.metrics_dir
+        if directory is None:
+            directory = temporary = Path(tempfile.mkdtemp(prefix="smevbus-metrics-"))
+        metrics.enable_multiprocess(metrics.prepare_multiprocess_dir(directory))
+    try:
+        uvicorn.run(
+            create_app(settings) if settings.http_workers == 1 else "gateway.api.app:app_from_env",
+            factory=settings.http_workers > 1,
+            workers=settings.http_workers,
+            host=settings.http_host,
+            port=settings.http_port,
+            log_level=settings.log_level.lower(),
+            log_config=None,  # uvicorn logs through configure_logging's redacting pipeline
+            timeout_graceful_shutdown=30,
+            **{"http": "httptools", "loop": "uvloop", **uvicorn_tls(settings)},
+        )
+    finally:
+        if temporary is not None:
+            shutil.rmtree(temporary, ignore_errors=True)
 
 
 @app.command()
@@ -120,6 +135,15 @@ def adapter(
             "agency taking 0.2 s per answer serves 5 requests/s per worker.",
         ),
     ] = 1,
+    ops_port: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=65535,
+            help="Port of this process's /health, /ready and /metrics "
+            "(SMEVBUS_ADAPTER_OPS_PORT, default 9102; 0: none).",
+        ),
+    ] = None,
 ) -> None:
     """Run one agency adapter: take its requests from the bus, ask the agency, answer signed."""
     from adapters.catalog import ADAPTERS
@@ -132,5 +156,14 @@ def adapter(
     configure_logging(fmt=settings.log_format, level=settings.log_level)
     url = agency_url or ADAPTERS[name].default_agency_url
     asyncio.run(
-        run_adapter(name, settings, gateway_url, url, pull=pull, poll_max=poll_max, workers=workers)
+        run_adapter(
+            name,
+            settings,
+            gateway_url,
+            url,
+            pull=pull,
+            poll_max=poll_max,
+            workers=workers,
+            ops_port=ops_port,
+        )
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import binascii
 import hashlib
 import re
+from datetime import datetime
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -35,6 +36,15 @@ def common_name(cert: x509.Certificate) -> str | None:
         return None
     value = attrs[0].value
     return value if isinstance(value, str) else value.decode()
+
+
+def validity_problem(cert: x509.Certificate, now: datetime) -> str | None:
+    """Why ``cert`` is not valid at ``now`` (not yet, or no longer), else ``None``."""
+    if now < cert.not_valid_before_utc:
+        return f"certificate valid only from {cert.not_valid_before_utc.isoformat()}"
+    if now >= cert.not_valid_after_utc:
+        return f"certificate expired at {cert.not_valid_after_utc.isoformat()}"
+    return None
 
 
 _ASN1_LOCATION = re.compile(r"location: \[([^\]]*)\]")

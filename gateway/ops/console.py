@@ -2,9 +2,11 @@
 :class:`~gateway.ops.console_api.OpsConsole` for ``/ui``, the ops REST API and the CLI.
 
 It reads what the bus already holds and never sits on a message's path: the journal
-(traffic, KPIs, traces, the oldest message per queue) through report queries on the
-journal's own database (:mod:`gateway.store.reports`), the transport (depths, dead
-letters), and the agencies' health endpoints (:mod:`gateway.ops.probes`). Replays and
+(traffic, KPIs, traces, the oldest message per queue) through report queries on a read
+pool of its own (the samplers', :func:`gateway.ops.kpi_queries.ops_database`, so a slow
+report never holds a connection a message needs), the transport or RabbitMQ's
+management API (depths, dead letters), and the agencies' health endpoints
+(:mod:`gateway.ops.probes`). Replays and
 purges go through :class:`~gateway.ops.deadletters.DeadLetterDesk` with the operator's
 name, which the journal keeps as the actor of each move.
 """
@@ -17,7 +19,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Final
 
 from gateway.core.clock import Clock
-from gateway.core.errors import InvalidContent, NotFound
+from gateway.core.errors import InternalError, InvalidContent, NotFound
 from gateway.core.registry import Registry
 from gateway.ops.console_api import AgencyView, Overview, QueueView
 from gateway.ops.deadletters import (
@@ -36,12 +38,11 @@ from gateway.ops.kpi import (
 )
 from gateway.ops.kpi_queries import KpiDatabase
 from gateway.ops.probes import AgencyProbes, ProbeResult
-from gateway.ops.queues import read_queues
+from gateway.ops.queues import ManagementApi, read_queues
 from gateway.ops.tracing import message_trace
 from gateway.ops.traffic import traffic
 from gateway.store.base import ServiceRequests, Store
 from gateway.store.records import canonical_message_id
-from gateway.store.reports import report_database
 from gateway.transport.base import Direction, Transport
 from gateway.wire.rest import MessageTrace
 
@@ -63,7 +64,8 @@ class BusConsole:
         registry: Registry,
         clock: Clock,
         probes: AgencyProbes,
-        reports: KpiDatabase | None = None,
+        reports: KpiDatabase,
+        management: ManagementApi | None = None,
         answer_timeout: timedelta = DEFAULT_ANSWER_TIMEOUT,
     ) -> None:
         self.transport = transport
@@ -72,7 +74,8 @@ class BusConsole:
         self.registry = registry
         self.clock = clock
         self.probes = probes
-        self.reports = reports or report_database(journal)
+        self.reports = reports
+        self.management = management
         self.answer_timeout = answer_timeout
         self.desk = DeadLetterDesk(transport, journal, clock)
         self._checks: dict[str, ProbeResult] = {}
@@ -81,6 +84,8 @@ class BusConsole:
     def of(cls, bus: Bus) -> BusConsole:
         """The console of a running bus, probing the agencies its settings name."""
         settings = bus.settings
+        if bus.samplers.journal is None:
+            raise InternalError("the operator's console needs a journal on an SQL database")
         return cls(
             transport=bus.transport,
             journal=bus.journal,
@@ -88,6 +93,8 @@ class BusConsole:
             registry=bus.registry,
             clock=bus.clock,
             probes=AgencyProbes(settings.agency_probes, timeout_s=settings.agency_probe_timeout_s),
+            reports=bus.samplers.journal,
+            management=bus.samplers.management,
         )
 
     @property
@@ -111,7 +118,11 @@ class BusConsole:
 
     async def queues(self) -> tuple[QueueView, ...]:
         return await read_queues(
-            self.transport, self.reports, self.registry.mnemonics, now=self.clock.now()
+            self.transport,
+            self.registry.mnemonics,
+            now=self.clock.now(),
+            journal=self.reports,
+            management=self.management,
         )
 
     async def agencies(self) -> tuple[AgencyView, ...]:

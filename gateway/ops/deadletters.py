@@ -27,7 +27,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
-from gateway.bus import open_transport
 from gateway.config import Settings
 from gateway.core.clock import Clock, SystemClock
 from gateway.core.errors import NotFound
@@ -239,6 +238,9 @@ async def open_desk(
     settings: Settings, participants: Collection[str], clock: Clock | None = None
 ) -> AsyncIterator[DeadLetterDesk]:
     """A desk on the transport and journal ``settings`` name, these participants declared."""
+    # Here, not at the top: the composition root imports the ops modules.
+    from gateway.bus import open_transport
+
     clock = clock or SystemClock()
     transport = await open_transport(settings, clock)
     store = open_journal(settings.database_url)

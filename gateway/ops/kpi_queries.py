@@ -34,9 +34,13 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final, Protocol
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import bindparam, event, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.store.base import Journal
+from gateway.store.engine import create_engine
+from gateway.store.journal_pg import PgJournal
+from gateway.store.journal_sqlite import SqliteJournal
 from gateway.store.schema import UtcDateTime
 
 #: The percentiles reported, as (column suffix, fraction).
@@ -63,6 +67,10 @@ class KpiDatabase(Protocol):
         """Run ``sql`` with ``:name`` parameters (datetimes aware) and return its rows."""
         ...
 
+    async def close(self) -> None:
+        """Release its connections."""
+        ...
+
 
 class EngineKpiDatabase:
     """:class:`KpiDatabase` over a SQLAlchemy async engine (the journal's)."""
@@ -86,11 +94,45 @@ class EngineKpiDatabase:
             result = await connection.execute(statement, dict(params))
             return [dict(row) for row in result.mappings()]
 
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+
+#: Connections the operators' reads may hold: they never take the journal's own.
+OPS_POOL_SIZE: Final = 2
+
+
+def ops_database(journal: Journal) -> EngineKpiDatabase | None:
+    """A read connection pool on ``journal``'s database for the operators' queries (KPIs,
+    queue ages), apart from the journal's own pool, so that a slow operator query never
+    holds a connection a message needs. ``None`` for a journal on no SQL database."""
+    if isinstance(journal, PgJournal):
+        db = journal.database
+        return EngineKpiDatabase(create_engine(db.url, schema=db.schema, pool_size=OPS_POOL_SIZE))
+    if isinstance(journal, SqliteJournal):
+        # A second connection: WAL lets it read while the journal's connection writes.
+        engine = create_engine(journal.database.migration_url)
+        if journal.database.memory:
+            # In a shared-cache (in-memory) database a reader's table locks would make the
+            # journal's writes fail ("table is locked"); reading uncommitted takes none.
+            event.listen(engine.sync_engine, "connect", _read_uncommitted)
+        return EngineKpiDatabase(engine)
+    return None
+
+
+def _read_uncommitted(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA read_uncommitted = 1")
+    finally:
+        cursor.close()
+
 
 # --- SQL -------------------------------------------------------------------------------
 
 
 def seconds_between(dialect: str, later: str, earlier: str) -> str:
+    """SQL for ``later - earlier`` in seconds (SQLite: to the millisecond)."""
     if dialect == "postgresql":
         return f"EXTRACT(EPOCH FROM {later} - {earlier})::float8"
     return f"ROUND((julianday({later}) - julianday({earlier})) * 86400000.0) / 1000.0"

@@ -87,16 +87,17 @@ class MessageOutcome(StrEnum):
 
 
 class AgencyOutcome(StrEnum):
-    """How an agency's request ended; the same classes as the journal KPIs."""
+    """How an adapter's call of its agency ended (retries included); the journal KPIs
+    class requests the same way and add what only the bus sees (dead letters)."""
 
-    #: Answered with data.
+    #: Answered with data (or an accepted "still processing").
     ANSWERED = "answered"
     #: Answered with a refusal (NO_DATA, ACCESS_DENIED, ...): the agency is up.
     REJECTED = "rejected"
-    #: ``AGENCY_UNAVAILABLE``: the adapter could not reach the agency's system.
+    #: The agency's system could not be reached (answered ``AGENCY_UNAVAILABLE``).
     UNAVAILABLE = "unavailable"
+    #: The last attempt ran into the call timeout (also answered ``AGENCY_UNAVAILABLE``).
     TIMED_OUT = "timed_out"
-    DEAD_LETTERED = "dead_lettered"
 
 
 class CallbackOutcome(StrEnum):
@@ -134,14 +135,15 @@ _FAULT_CODE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 @dataclass(frozen=True, slots=True)
 class QueueStats:
-    """One queue as the broker (or the journal) sees it now."""
+    """One queue as the broker (or the journal) sees it now; ``None``: not known (that
+    series is left as it was)."""
 
     queue: str
     ready: int
-    unacked: int
-    consumers: int
-    #: Age of the oldest message waiting in it; 0 when it is empty or unknown.
-    oldest_age_seconds: float = 0.0
+    unacked: int | None
+    consumers: int | None
+    #: Age of the oldest message waiting in it; 0 when it is empty.
+    oldest_age_seconds: float | None = 0.0
 
 
 class BusMetrics:
@@ -203,13 +205,13 @@ class BusMetrics:
         )
         self.agency_requests = Counter(
             "smevbus_agency_requests",
-            "Requests to an agency that ended, by how they ended.",
+            "Requests an adapter put to its agency, by how the call ended.",
             ["agency", "outcome"],
             registry=registry,
         )
         self.agency_answer = Histogram(
             "smevbus_agency_answer_seconds",
-            "Time from a request's acceptance to its agency's final answer.",
+            "Time an adapter took to get its agency's final answer (retries included).",
             ["agency", "outcome"],
             buckets=ANSWER_BUCKETS,
             registry=registry,
@@ -232,6 +234,13 @@ class BusMetrics:
             "smevbus_callbacks",
             "Result-callback POST attempts, by outcome.",
             ["outcome"],
+            registry=registry,
+        )
+        self.sampler_failures = Counter(
+            "smevbus_sampler_failures",
+            "Rounds of a background sampler (queues, availability, certificates) that "
+            "failed; its gauges keep the last good figures.",
+            ["sampler"],
             registry=registry,
         )
         self.certificate_expiry = Gauge(
@@ -260,6 +269,7 @@ METRIC_NAMES: Final = frozenset(
         "smevbus_service_requests_total",
         "smevbus_callbacks_total",
         "smevbus_certificate_expiry_timestamp_seconds",
+        "smevbus_sampler_failures_total",
     }
 )
 
@@ -299,10 +309,18 @@ class Recorder:
 
     def __init__(self, metrics: BusMetrics) -> None:
         self.metrics = metrics
+        # The series the message path records into, looked up once each: ``labels()``
+        # takes a lock and costs several times the observation itself.
+        self._stages: dict[str, Histogram] = {}
+        self._messages: dict[tuple[str, str, str, str], Counter] = {}
 
     @_never_raises
     def observe_stage(self, stage: Stage | str, seconds: float) -> None:
-        self.metrics.stage_duration.labels(Stage(stage).value).observe(max(seconds, 0.0))
+        series = self._stages.get(stage)
+        if series is None:
+            series = self.metrics.stage_duration.labels(Stage(stage).value)
+            self._stages[stage] = series
+        series.observe(max(seconds, 0.0))
 
     @_never_raises
     def count_message(
@@ -312,9 +330,17 @@ class Recorder:
         recipient: str,
         outcome: MessageOutcome | str,
     ) -> None:
-        self.metrics.messages.labels(
-            _label(message_type), _label(sender), _label(recipient), MessageOutcome(outcome).value
-        ).inc()
+        key = (message_type, sender, recipient, outcome)
+        series = self._messages.get(key)
+        if series is None:
+            series = self.metrics.messages.labels(
+                _label(message_type),
+                _label(sender),
+                _label(recipient),
+                MessageOutcome(outcome).value,
+            )
+            self._messages[key] = series
+        series.inc()
 
     @_never_raises
     def count_fault(self, code: str) -> None:
@@ -343,15 +369,22 @@ class Recorder:
         self.metrics.callbacks.labels(CallbackOutcome(outcome).value).inc()
 
     @_never_raises
+    def count_sampler_failure(self, sampler: str) -> None:
+        self.metrics.sampler_failures.labels(_label(sampler)).inc()
+
+    @_never_raises
     def set_queues(self, stats: Iterable[QueueStats]) -> None:
         """The queues' figures as sampled now (one call per sampling round)."""
         m = self.metrics
         for s in stats:
             queue = _label(s.queue)
             m.queue_messages.labels(queue, QueueState.READY.value).set(s.ready)
-            m.queue_messages.labels(queue, QueueState.UNACKED.value).set(s.unacked)
-            m.queue_consumers.labels(queue).set(s.consumers)
-            m.queue_oldest_age.labels(queue).set(max(s.oldest_age_seconds, 0.0))
+            if s.unacked is not None:
+                m.queue_messages.labels(queue, QueueState.UNACKED.value).set(s.unacked)
+            if s.consumers is not None:
+                m.queue_consumers.labels(queue).set(s.consumers)
+            if s.oldest_age_seconds is not None:
+                m.queue_oldest_age.labels(queue).set(max(s.oldest_age_seconds, 0.0))
 
     @_never_raises
     def set_dead_letters(self, participant: str, counts: dict[str, int]) -> None:
@@ -387,19 +420,21 @@ class Recorder:
 
 #: This process's metrics, on prometheus-client's default registry.
 METRICS: Final = BusMetrics()
-_recorder = Recorder(METRICS)
+#: The recording helpers on :data:`METRICS`.
+RECORDER: Final = Recorder(METRICS)
 
-observe_stage = _recorder.observe_stage
-count_message = _recorder.count_message
-count_fault = _recorder.count_fault
-count_agency_request = _recorder.count_agency_request
-count_service_request = _recorder.count_service_request
-count_callback = _recorder.count_callback
-set_queues = _recorder.set_queues
-set_dead_letters = _recorder.set_dead_letters
-set_availability = _recorder.set_availability
-set_certificate_expiry = _recorder.set_certificate_expiry
-timed = _recorder.timed
+observe_stage = RECORDER.observe_stage
+count_message = RECORDER.count_message
+count_fault = RECORDER.count_fault
+count_agency_request = RECORDER.count_agency_request
+count_service_request = RECORDER.count_service_request
+count_callback = RECORDER.count_callback
+count_sampler_failure = RECORDER.count_sampler_failure
+set_queues = RECORDER.set_queues
+set_dead_letters = RECORDER.set_dead_letters
+set_availability = RECORDER.set_availability
+set_certificate_expiry = RECORDER.set_certificate_expiry
+timed = RECORDER.timed
 
 
 # --- multi-process mode and exposition ------------------------------------------------
@@ -427,6 +462,13 @@ def enable_multiprocess(directory: Path) -> None:
     recorded: a series created before stays in this process's memory."""
     os.environ[MULTIPROC_ENV] = str(directory)
     values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
+
+
+def multiprocess_dir() -> Path | None:
+    """The directory this process records into, if it is one of several (the
+    environment prometheus-client itself reads)."""
+    directory = os.environ.get(MULTIPROC_ENV)
+    return Path(directory) if directory else None
 
 
 def mark_process_dead(pid: int, directory: Path) -> None:

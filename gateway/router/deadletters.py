@@ -30,6 +30,8 @@ import structlog
 from gateway.core.clock import Clock
 from gateway.core.errors import SmevbusError
 from gateway.core.lifecycle import MessageState, can_transition
+from gateway.ops import metrics
+from gateway.ops.metrics import MessageOutcome
 from gateway.store.base import Store
 from gateway.store.records import MessageRecord
 from gateway.transport.base import DeadLetterEvent, DeadLetterReason
@@ -88,6 +90,14 @@ class DeadLetterJournal:
                 at=self.clock.now(),
                 reason=journal_reason(event),
                 actor=TRANSPORT_ACTOR,
+            )
+            metrics.count_message(
+                record.message_type,
+                record.sender,
+                record.recipient,
+                MessageOutcome.EXPIRED
+                if target is MessageState.EXPIRED
+                else MessageOutcome.DEAD_LETTERED,
             )
         except SmevbusError as exc:
             if exc.transient:

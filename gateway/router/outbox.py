@@ -23,6 +23,8 @@ import structlog
 from gateway import request_id
 from gateway.core.envelope import MessageKind
 from gateway.core.lifecycle import MessageState
+from gateway.ops import metrics
+from gateway.ops.metrics import MessageOutcome
 from gateway.router.moves import Moves
 from gateway.store.base import Store
 from gateway.store.records import MessageRecord, NewMessage
@@ -93,6 +95,10 @@ class Relay:
         direction = direction_of(record.kind)
         await self.transport.publish(direction, record.recipient, queued(record, record.xml))
         await self.moves.mark_queued(record, f"relayed to {direction}.{record.recipient}")
+        # Counted here: the process that accepted it died before counting it.
+        metrics.count_message(
+            record.message_type, record.sender, record.recipient, MessageOutcome.ACCEPTED
+        )
         log.warning(
             "stranded_message_relayed",
             message_id=record.message_id,

@@ -15,6 +15,7 @@ answers "no message" even if one lies deeper in the queue.
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import structlog
@@ -25,6 +26,8 @@ from gateway.core.errors import InvalidContent, NotFound
 from gateway.core.lifecycle import TERMINAL, IllegalTransition, MessageState
 from gateway.core.registry import Participant
 from gateway.crypto.envelope import sign_element
+from gateway.ops import metrics
+from gateway.ops.metrics import Stage
 from gateway.router.context import BusContext
 from gateway.router.held import PARK_LIMIT, ParkedMessages, PulledMessages, of_type
 from gateway.router.moves import Moves, metadata
@@ -123,7 +126,9 @@ class Pulls:
         """``delivery`` journaled DELIVERED (through ``window`` if given; held for its Ack
         if ``hold``); None when it is a copy not to be handed out (settled here)."""
         try:
+            began = time.perf_counter()
             record = await self._deliver(delivery, caller, direction, window)
+            metrics.observe_stage(Stage.DELIVER, time.perf_counter() - began)
             if record is None:
                 return None
             if hold:

@@ -22,6 +22,7 @@ by push") when its answer arrives, then RESPONDED as usual.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
@@ -48,6 +49,8 @@ from gateway.core.lifecycle import MessageState
 from gateway.core.registry import Participant
 from gateway.core.smev_faults import Operation
 from gateway.crypto.envelope import sign_element
+from gateway.ops import metrics
+from gateway.ops.metrics import MessageOutcome, Stage
 from gateway.router import intake
 from gateway.router.context import BusContext
 from gateway.router.deadletters import DeadLetterJournal
@@ -83,6 +86,10 @@ async def _work(large: bool, fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.
     if large:
         return await asyncio.to_thread(fn, *args, **kwargs)
     return fn(*args, **kwargs)
+
+
+#: Operations that hand the bus a message (counted in ``smevbus_messages_total``).
+_SENDS = frozenset({"SendRequest", "SendResponse"})
 
 
 def _operation(name: str) -> Operation | None:
@@ -169,18 +176,27 @@ class Router:
         verified in a worker thread (:func:`_work`). ``tls_client`` is the TLS client
         certificate the request came with, if any: it must belong to the participant
         that signed the request."""
-        operation = "?"
+        operation, caller = "?", None
         large = len(raw) > self._ctx.thread_above_bytes
         try:
+            began = time.perf_counter()
             incoming = await _work(large, intake.read_envelope, raw, self._ctx)
             operation = incoming.operation
+            parsed = time.perf_counter()
+            metrics.observe_stage(Stage.PARSE, parsed - began)
             caller = await _work(large, intake.authenticate, incoming.body, self._ctx)
+            metrics.observe_stage(Stage.VERIFY, time.perf_counter() - parsed)
             intake.check_tls_client(caller, tls_client, self._ctx.registry)
             with structlog.contextvars.bound_contextvars(participant=caller.mnemonic):
                 reply = await self._dispatch(operation, incoming.body, caller, large)
             return 200, wrap_envelope(reply)
         except Exception as exc:  # every failure becomes a Fault with a stable code
             fault = fault_of(exc)
+            metrics.count_fault(fault.code)
+            if operation in _SENDS:
+                # Only registered names as labels: the refused content is not trusted.
+                sender = "" if caller is None else caller.mnemonic
+                metrics.count_message("", sender, "", MessageOutcome.REFUSED)
             if fault.code == "internal":
                 log.exception("operation_failed", operation=operation)
             else:
@@ -248,7 +264,9 @@ class Router:
         self, data: m.RequestData, body: etree._Element
     ) -> tuple[SenderProvidedRequestData, str, str, bytes]:
         """The request's values, message type, content digest and journal form."""
+        began = time.perf_counter()
         message_type = self._ctx.catalog.validate(data.content, expect="request").namespace
+        metrics.observe_stage(Stage.SCHEMA, time.perf_counter() - began)
         return (
             intake.request_model(data, message_type),
             message_type,
@@ -260,11 +278,13 @@ class Router:
         self, data: m.ResponseData, body: etree._Element
     ) -> tuple[SenderProvidedResponseData, str, bytes]:
         """The response's values, content digest and journal form."""
+        began = time.perf_counter()
         message_type = (
             None
             if data.content is None
             else self._ctx.catalog.validate(data.content, expect="response").namespace
         )
+        metrics.observe_stage(Stage.SCHEMA, time.perf_counter() - began)
         return (
             intake.response_model(data, message_type),
             intake.content_digest(data.element),
@@ -304,9 +324,11 @@ class Router:
         # One transaction: the claim of a final answer, the response journaled, and the
         # request moved on from the state it is in now (QUEUED if its provider consumed
         # it by push, even ACCEPTED if its sender has not journaled the publish yet).
+        began = time.perf_counter()
         answered = await self._store.answer(
             new, final=response.is_final, at=self._ctx.clock.now(), actor=new.sender
         )
+        metrics.observe_stage(Stage.JOURNAL, time.perf_counter() - began)
         if answered.result is None:
             existing = await self._refuse_second_answer(request, new.message_id)
             if existing.content_sha256 != new.content_sha256:
@@ -319,6 +341,10 @@ class Router:
             result = answered.result
         if answered.request.state is MessageState.RESPONDED:
             self._pulls.answered(provider, request.message_id)
+            if result.outcome is AcceptOutcome.ACCEPTED:
+                # The exchange's whole time: request journaled -> its final answer journaled.
+                waited = self._ctx.clock.now() - request.created_at
+                metrics.observe_stage(Stage.END_TO_END, waited.total_seconds())
         record = await self._publish(new, result, Direction.RESPONSES)
         return self._signed_send_result("SendResponseResponse", record, provider, consumer)
 
@@ -354,7 +380,9 @@ class Router:
         return request
 
     async def _journal_and_publish(self, new: NewMessage, direction: Direction) -> MessageRecord:
+        began = time.perf_counter()
         result = await self._store.accept(new, at=self._ctx.clock.now(), actor=new.sender)
+        metrics.observe_stage(Stage.JOURNAL, time.perf_counter() - began)
         return await self._publish(new, result, direction)
 
     async def _publish(
@@ -363,12 +391,20 @@ class Router:
         """Publish what ``result`` journaled, then journal it QUEUED; a duplicate that
         was queued before is not published again."""
         record = result.record
+        labels = (new.message_type, new.sender, new.recipient)
         if result.outcome is AcceptOutcome.DUPLICATE and record.state is not MessageState.ACCEPTED:
             log.info("duplicate_submission", message_id=new.message_id, state=str(record.state))
+            metrics.count_message(*labels, MessageOutcome.DUPLICATE)
             return record
         # New, or journaled but not yet queued (the first attempt died before publishing).
+        began = time.perf_counter()
         await self._transport.publish(direction, new.recipient, queued(new, new.xml))
-        return await self._moves.mark_queued(record, f"to {direction}.{new.recipient}")
+        published = time.perf_counter()
+        metrics.observe_stage(Stage.PUBLISH, published - began)
+        record = await self._moves.mark_queued(record, f"to {direction}.{new.recipient}")
+        metrics.observe_stage(Stage.JOURNAL, time.perf_counter() - published)
+        metrics.count_message(*labels, MessageOutcome.ACCEPTED)
+        return record
 
     def _signed_send_result(
         self, name: str, record: MessageRecord, sender: Participant, recipient: Participant

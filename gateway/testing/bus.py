@@ -348,6 +348,20 @@ async def open_bus(
     return bus
 
 
+async def round_trip(bus: Bus) -> None:
+    """PORTAL asks ZAGS for a birth record, ZAGS answers, PORTAL takes the answer: six
+    signed SOAP exchanges through the router, every message acknowledged."""
+    sent = await bus.portal.send_request(birth_request())
+    delivery = await bus.zags.get_request()
+    assert delivery is not None, "the request did not reach ZAGS"
+    await bus.zags.send_response(delivery.reply_to, content=birth_response())
+    await bus.zags.ack(delivery.metadata.message_id)
+    got = await bus.portal.get_response()
+    assert got is not None, "the answer did not reach PORTAL"
+    assert got.original_message_id == sent.message_id
+    await bus.portal.ack(got.metadata.message_id)
+
+
 async def pump(bus: Bus, aggregator: Aggregator, portal: str = "PORTAL") -> int:
     """Apply the replies waiting for ``portal`` to ``aggregator``'s service requests, as
     its subscription would (:meth:`~gateway.aggregator.replies.ReplyIntake.drain`); how

@@ -38,10 +38,17 @@ class Chain:
     services: dict[str, ServiceProcess] = field(default_factory=dict)
     #: The gateway's own database (its journal), for tests that inspect it.
     database_url: str = ""
+    #: Each adapter's port of /health, /ready and /metrics, by adapter name ("zags").
+    ops_ports: dict[str, int] = field(default_factory=dict)
 
 
 def _adapter(
-    name: str, gateway: GatewayProcess, agency: str, pull: bool, extra: Sequence[str]
+    name: str,
+    gateway: GatewayProcess,
+    agency: str,
+    pull: bool,
+    extra: Sequence[str],
+    ops_port: int,
 ) -> list[str]:
     return [
         str(SMEVBUS),
@@ -52,6 +59,8 @@ def _adapter(
         gateway.base_url,
         "--agency-url",
         agency,
+        "--ops-port",
+        str(ops_port),
         *extra,
     ]
 
@@ -79,6 +88,7 @@ def running_chain(
     init_dev_pki(keys, {**PARTICIPANTS, "SMEVBUS": "bus"}, clock=SystemClock())
     env = {**(shared_env or {}), "SMEVBUS_KEYS_DIR": str(keys)}
     ports = {"zags": free_port(), "mvd_migration": free_port(), "fns": free_port()}
+    ops_ports = {name: free_port() for name in ports}
     python = sys.executable
     started: list[ServiceProcess] = []
     with isolated_vhost(amqp_url) as vhost_url, fresh_database(database_admin_url) as db_url:
@@ -109,15 +119,19 @@ def running_chain(
                 ready_url=base + health,
             )
             services[f"adapter-{name}"] = ServiceProcess(
-                _adapter(name, gateway, base + path, name in pulling, adapter_args),
+                _adapter(
+                    name, gateway, base + path, name in pulling, adapter_args, ops_ports[name]
+                ),
                 logs / f"adapter-{name}.log",
                 env={**env, "SMEVBUS_AMQP_URL": vhost_url},
+                # Up once it serves /health: its consumers (push) are subscribed by then.
+                ready_url=f"http://127.0.0.1:{ops_ports[name]}/health",
             )
         try:
             for service in services.values():
                 service.start()
                 started.append(service)
-            yield Chain(gateway, keys, services, db_url)
+            yield Chain(gateway, keys, services, db_url, ops_ports)
         finally:
             for service in reversed(started):
                 service.stop()

@@ -9,6 +9,7 @@ from gateway.transport.base import (
     Direction,
     Handler,
     Message,
+    QueueCounts,
     Subscription,
     Transport,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "MemoryTransport",
     "Message",
     "PublishRefused",
+    "QueueCounts",
     "QueueNotDeclared",
     "QueuePolicy",
     "Subscription",

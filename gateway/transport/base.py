@@ -86,6 +86,20 @@ class DeadLetter:
 
 
 @dataclass(frozen=True, slots=True)
+class QueueCounts:
+    """One participant queue as the transport sees it now (for operators)."""
+
+    #: Messages waiting in the main queue.
+    ready: int
+    #: Handed out and not yet settled; ``None`` where the transport cannot tell.
+    unacked: int | None
+    #: Consumers attached to the main queue; ``None`` where the transport cannot tell.
+    consumers: int | None
+    #: Messages in its dead-letter queue.
+    dead_letters: int
+
+
+@dataclass(frozen=True, slots=True)
 class DeadLetterEvent:
     """A message has just landed in the dead-letter queue of ``participant``/``direction``.
 
@@ -326,6 +340,10 @@ class Transport(Protocol):
 
     async def depth(self, direction: Direction, participant: str) -> int:
         """Messages ready in the main queue (not counting unsettled or retrying ones)."""
+        ...
+
+    async def counts(self, direction: Direction, participant: str) -> QueueCounts:
+        """The queue's figures now: ready, unacked, consumers, dead letters."""
         ...
 
     async def close(self, grace: float = 30.0) -> None:

@@ -36,6 +36,7 @@ from gateway.transport.base import (
     Direction,
     Handler,
     Message,
+    QueueCounts,
     redelivery_pause,
     run_handler,
 )
@@ -60,6 +61,9 @@ class _Queue:
     participant: str
     ready: deque[_Entry] = field(default_factory=deque)
     dead: list[DeadLetter] = field(default_factory=list)
+    #: Deliveries handed out and not yet settled.
+    unacked: int = 0
+    consumers: int = 0
     #: Set on every change a waiting consumer may care about.
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -75,6 +79,11 @@ class _MemoryDelivery(Delivery):
         self._transport = transport
         self._queue = queue
         self._entry = entry
+        queue.unacked += 1
+        self.on_settle(self._settled_here)
+
+    def _settled_here(self) -> None:
+        self._queue.unacked -= 1
 
     async def _ack(self) -> None:
         self._queue.changed.set()
@@ -100,6 +109,7 @@ class _MemorySubscription:
         self._unsettled = 0
         self._handlers: set[asyncio.Task[None]] = set()
         self._pump = asyncio.create_task(self._run(), name=f"consume {queue.name}")
+        queue.consumers += 1
 
     async def _run(self) -> None:
         queue = self._queue
@@ -122,6 +132,8 @@ class _MemorySubscription:
         self._queue.changed.set()
 
     def stop(self) -> None:
+        if self in self._transport._subscriptions:
+            self._queue.consumers -= 1
         self._pump.cancel()
         self._transport._subscriptions.discard(self)
 
@@ -312,6 +324,11 @@ class MemoryTransport:
         queue = self._queue(direction, participant)
         self._expire(queue)
         return len(queue.ready)
+
+    async def counts(self, direction: Direction, participant: str) -> QueueCounts:
+        queue = self._queue(direction, participant)
+        self._expire(queue)
+        return QueueCounts(len(queue.ready), queue.unacked, queue.consumers, len(queue.dead))
 
     async def close(self, grace: float = 30.0) -> None:
         if self._closing:

@@ -33,6 +33,7 @@ from gateway.transport import (
     Direction,
     MemoryTransport,
     Message,
+    QueueCounts,
     QueueNotDeclared,
     QueuePolicy,
     Transport,
@@ -445,6 +446,37 @@ async def test_depth_counts_ready_messages(kit: Kit) -> None:
     assert await kit.transport.depth(REQ, zags) == 2
     await held.ack()
     assert await kit.transport.depth(REQ, zags) == 2
+
+
+async def test_counts_tell_ready_consumers_dead_letters_and_unacked_where_known(
+    kit: Kit,
+) -> None:
+    [zags] = await kit.declare("ZAGS")
+    for n in range(3):
+        await kit.transport.publish(REQ, zags, message(n))
+    refused = await kit.transport.get(REQ, zags)
+    assert refused is not None
+    await refused.reject("not for this participant")
+    held = await kit.transport.get(REQ, zags)
+    assert held is not None
+
+    async def dead_lettered() -> QueueCounts | None:
+        counts = await kit.transport.counts(REQ, zags)
+        return counts if counts.dead_letters else None
+
+    counts = await eventually(dead_lettered)
+    # Declares on RabbitMQ do not tell unacked; the memory transport knows. (RabbitMQ
+    # counts the channel that pulled from a quorum queue as a consumer: not compared.)
+    unacked = 1 if kit.kind == "memory" else None
+    assert (counts.ready, counts.unacked, counts.dead_letters) == (1, unacked, 1)
+
+    subscription = await kit.transport.consume(RESP, zags, Inbox(lambda d: d.ack()))
+    consumed = await kit.transport.counts(RESP, zags)
+    await subscription.cancel()
+    assert (consumed.ready, consumed.consumers, consumed.dead_letters) == (0, 1, 0)
+    assert (await kit.transport.counts(RESP, zags)).consumers == 0
+    await held.ack()
+    assert (await kit.transport.counts(REQ, zags)).unacked == (0 if unacked else None)
 
 
 async def test_prefetch_bounds_unsettled_deliveries(kit: Kit) -> None:

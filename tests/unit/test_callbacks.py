@@ -43,6 +43,7 @@ from gateway.store.callbacks import CallbackState
 from gateway.store.service_requests import ServiceRequestRecord
 from gateway.supervisor import Supervisor, rounds
 from gateway.testing.bus import pump
+from gateway.testing.scrape import this_process
 from tests.unit.callback_fixtures import CallbackReceiver
 from tests.unit.test_aggregator_service import APPLICANT, CATALOGUE, PORTAL, SERVICE, World
 from tests.unit.test_aggregator_service import world as world
@@ -472,3 +473,26 @@ async def test_the_aggregator_makes_the_callback_due_with_the_final_save(world: 
         await world.agg.submit(
             service=SERVICE, applicant=APPLICANT, participant=PORTAL, callback_url="file:///x"
         )
+
+
+async def test_each_attempt_is_counted_by_outcome_in_the_metrics(setup: Setup) -> None:
+    def counted() -> dict[str, float]:
+        page = this_process()
+        return {
+            o: page.value("smevbus_callbacks_total", outcome=o)
+            for o in ("delivered", "retry", "failed")
+        }
+
+    before = counted()
+    setup.receiver.answers = [500, 200, 500]
+    await setup.final_request(1)
+    dispatcher = setup.dispatcher(policy=RetryPolicy(jitter=0, max_attempts=2))
+    assert await dispatcher.deliver_due() == 1  # 500: retried
+    setup.clock.advance(timedelta(seconds=1))
+    assert await dispatcher.deliver_due() == 1  # 200: delivered
+    await setup.final_request(2)
+    once = setup.dispatcher(policy=RetryPolicy(jitter=0, max_attempts=1))
+    assert await once.deliver_due() == 1  # 500 on the only attempt: failed
+
+    after = counted()
+    assert {o: after[o] - before[o] for o in after} == {"delivered": 1, "retry": 1, "failed": 1}

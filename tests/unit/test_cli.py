@@ -211,8 +211,12 @@ def test_adapter_command_passes_mode_and_poll_bound(monkeypatch: pytest.MonkeyPa
     pushed = runner.invoke(app, ["adapter", "fns", "--workers", "4"])
     assert pushed.exit_code == 0, pushed.output
     assert calls == [
-        ("zags", "http://gw:8080", {"pull": True, "poll_max": 2.0, "workers": 1}),
-        ("fns", "http://127.0.0.1:8080", {"pull": False, "poll_max": 10.0, "workers": 4}),
+        ("zags", "http://gw:8080", {"pull": True, "poll_max": 2.0, "workers": 1, "ops_port": None}),
+        (
+            "fns",
+            "http://127.0.0.1:8080",
+            {"pull": False, "poll_max": 10.0, "workers": 4, "ops_port": None},
+        ),
     ]
     refused = runner.invoke(app, ["adapter", "zags", "--pull", "--poll-max", "0"])
     assert refused.exit_code != 0
