@@ -29,6 +29,7 @@ from datetime import datetime
 
 from gateway.config import Settings
 from gateway.core.clock import Clock, SystemClock
+from gateway.core.copies import why_not_purgeable, why_not_replayable
 from gateway.core.errors import NotFound
 from gateway.core.lifecycle import IllegalTransition, MessageState
 from gateway.router.deadletters import OPERATOR_ACTOR, DeadLetterJournal
@@ -83,10 +84,6 @@ class PurgeReport:
     purged: tuple[str, ...]
     #: ``(message_id, why)`` for each dead letter left in the queue.
     skipped: tuple[tuple[str, str], ...]
-
-
-#: Journal states whose dead letters a purge drops (after journaling ``PURGED``).
-_PURGEABLE = frozenset({MessageState.DEAD_LETTERED, MessageState.EXPIRED})
 
 
 class DeadLetterDesk:
@@ -174,10 +171,9 @@ class DeadLetterDesk:
         record = await self._record(message_id)
         if record is None:
             return "not in the journal"
-        if record.state is MessageState.PURGED:
-            return None
-        if record.state not in _PURGEABLE:
-            return f"journal has it {record.state}, not DEAD_LETTERED (is the router running?)"
+        why = why_not_purgeable(record.state)
+        if why is not None or record.state is MessageState.PURGED:
+            return why
         try:
             await self.journal.purged(message_id, operator)
         except IllegalTransition:
@@ -188,11 +184,7 @@ class DeadLetterDesk:
         record = await self._record(message_id)
         if record is None:
             return "not in the journal"
-        if record.state is MessageState.EXPIRED:
-            return "expired: its end of life has passed"
-        if record.state is not MessageState.DEAD_LETTERED:
-            return f"journal has it {record.state}, not DEAD_LETTERED (is the router running?)"
-        return None
+        return why_not_replayable(record.state)
 
     async def _find(self, direction: Direction, participant: str, message_id: str) -> DeadLetter:
         for letter in await self.transport.dead_letters(direction, participant, limit=SCAN_LIMIT):

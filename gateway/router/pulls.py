@@ -22,8 +22,9 @@ import structlog
 from lxml import etree
 
 from gateway.core.admission import check_timestamp
+from gateway.core.copies import AckAction, CopyAction, on_ack, on_copy
 from gateway.core.errors import InvalidContent, NotFound
-from gateway.core.lifecycle import TERMINAL, IllegalTransition, MessageState
+from gateway.core.lifecycle import IllegalTransition, MessageState
 from gateway.core.registry import Participant
 from gateway.crypto.envelope import sign_element
 from gateway.ops import metrics
@@ -138,7 +139,7 @@ class Pulls:
             # Two copies of one message (at-least-once publishing) pulled at once:
             # the other one was handed out first, so this copy is redundant.
             current = await self.store.get(delivery.message.message_id)
-            if current.state not in _SETTLED and current.state is not MessageState.DELIVERED:
+            if on_copy(current.state, held_here=False, lost_race=True) is CopyAction.REQUEUE:
                 await delivery.lapse()
                 raise
             log.info(
@@ -203,15 +204,17 @@ class Pulls:
             await delivery.reject("not in the journal")
             return None
         record = await self.store.get(message_id)
-        state = record.state
-        in_hand = self._pulled.take(caller.mnemonic, message_id) is not None
-        if state in _SETTLED or (state is MessageState.DELIVERED and in_hand):
-            log.info("redundant_copy_dropped", message_id=message_id, state=str(state))
+        held_here = self._pulled.take(caller.mnemonic, message_id) is not None
+        action = on_copy(record.state, held_here=held_here)
+        if action is CopyAction.QUEUE_AND_DELIVER:
+            record = await self.moves.mark_queued(record, f"seen in {direction}.{caller.mnemonic}")
+            if record.state is not MessageState.QUEUED:  # another copy moved it meanwhile
+                action = on_copy(record.state, held_here=False, lost_race=True)
+        if action is CopyAction.DROP:
+            log.info("redundant_copy_dropped", message_id=message_id, state=str(record.state))
             await delivery.ack()
             return None
-        if state is MessageState.ACCEPTED:  # delivered before the sender journaled it
-            record = await self.moves.mark_queued(record, f"seen in {direction}.{caller.mnemonic}")
-        if record.state is MessageState.DELIVERED:  # the visibility timeout lapsed before
+        if action is CopyAction.REDELIVER:
             record = await self.moves.move(
                 message_id, MessageState.QUEUED, "not acknowledged in time", seen=record
             )
@@ -297,9 +300,10 @@ class Pulls:
             raise not_held from None
         if record.recipient != caller.mnemonic:
             raise not_held
-        if record.state in (MessageState.RESPONDED, MessageState.RESPONSE_DELIVERED):
+        action = on_ack(record.state)
+        if action is AckAction.ALREADY_SETTLED:
             return  # answered before the Ack: settled, as where it is held
-        if record.state is not MessageState.DELIVERED:
+        if action is AckAction.NOT_HELD:
             raise not_held
         acked = await self.store.acknowledge(
             message_id, at=self.ctx.clock.now(), reason=reason, actor="bus"
@@ -307,10 +311,6 @@ class Pulls:
         if not acked.moved:
             raise not_held
         log.info("acked_elsewhere", message_id=message_id)
-
-
-#: States in which a message's delivery is over: a further copy of it is redundant.
-_SETTLED = frozenset({MessageState.ACKED, MessageState.RESPONDED, MessageState.EXPIRED}) | TERMINAL
 
 
 def _required(element: etree._Element | None) -> etree._Element:
