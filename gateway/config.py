@@ -26,7 +26,7 @@ class Settings(BaseSettings):
     #: The service catalogue of the REST service-request API.
     services_file: Path = REPO_ROOT / "config" / "services.toml"
     #: How often the gateway fires due deadlines and looks for due callbacks (seconds).
-    aggregator_interval_s: float = Field(default=0.2, gt=0)
+    aggregator_interval_s: float = Field(default=1.0, gt=0)
     #: A message journaled ACCEPTED this long ago and still not queued was left by a
     #: process that died before publishing it: the gateway publishes it then (seconds;
     #: see gateway/router/outbox.py). Looked for every ``relay_after_s / 2``.
