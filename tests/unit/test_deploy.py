@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import shutil
 import subprocess
 from importlib.util import find_spec
@@ -350,6 +351,22 @@ def test_promtool_accepts_every_dashboard_query(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"{len(rules)} rules found" in result.stdout
+
+
+def test_every_smevbus_command_in_the_operations_guide_is_one_the_cli_accepts() -> None:
+    guide = (REPO_ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    commands = []
+    for block in re.findall(r"```sh\n(.*?)```", guide, flags=re.DOTALL):
+        for line in block.replace("\\\n", " ").splitlines():
+            words = shlex.split(line.split(" #")[0])
+            while words and re.fullmatch(r"[A-Z_]+=.*", words[0]):
+                words.pop(0)  # VAR=value before the command
+            if words[:1] == ["smevbus"]:
+                commands.append([w for w in words[1:] if w != "&"])
+    assert len(commands) > 10
+    for args in commands:
+        result = CliRunner().invoke(app, [*args, "--help"])
+        assert result.exit_code == 0, (args, result.output)
 
 
 # --- running it locally -----------------------------------------------------------
