@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from adapters.catalog import ADAPTERS
 from gateway.core.clock import SystemClock
 from gateway.crypto.devpki import init_dev_pki
 from gateway.testing.processes import (
@@ -84,11 +85,14 @@ def running_chain(
     named in ``pulling`` poll /ws, the others consume by push; every adapter gets
     ``adapter_args`` too. Each process's stdout and stderr go to ``logs/<name>.log``.
     The gateway's database is a fresh one on the server ``database_admin_url`` names,
-    reached at ``route_database(its URL)`` (a benchmark's statement counter, say)."""
+    reached at ``route_database(its URL)`` (a benchmark's statement counter, say).
+    The gateway checks each agency's reachability at its adapter's /health
+    (``SMEVBUS_AGENCY_PROBES``), as a deployment points it."""
     init_dev_pki(keys, {**PARTICIPANTS, "SMEVBUS": "bus"}, clock=SystemClock())
     env = {**(shared_env or {}), "SMEVBUS_KEYS_DIR": str(keys)}
     ports = {"zags": free_port(), "mvd_migration": free_port(), "fns": free_port()}
     ops_ports = {name: free_port() for name in ports}
+    probes = {ADAPTERS[n].mnemonic: f"http://127.0.0.1:{p}/health" for n, p in ops_ports.items()}
     python = sys.executable
     started: list[ServiceProcess] = []
     with isolated_vhost(amqp_url) as vhost_url, fresh_database(database_admin_url) as db_url:
@@ -99,6 +103,7 @@ def running_chain(
                 "SMEVBUS_AMQP_URL": vhost_url,
                 "SMEVBUS_DATABASE_URL": route_database(db_url),
                 "SMEVBUS_API_TOKENS": json.dumps(api_tokens or {}),
+                "SMEVBUS_AGENCY_PROBES": json.dumps(probes),
                 **(gateway_env or {}),
             },
             log_path=logs / "gateway.log",

@@ -8,6 +8,7 @@ test reads as the operator's steps, and each step can leave a screenshot.
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -54,6 +55,10 @@ class Dashboard:
     def queue_row(self, queue: str) -> Locator:
         return self.page.locator(f'#queues tr[id="queue-{queue}"]')
 
+    async def oldest_age_s(self, queue: str) -> float | None:
+        """The queue's oldest-message age as the overview shows it now, in seconds."""
+        return seconds_shown(await self.queue_row(queue).locator("td").nth(2).inner_text())
+
     def agency_row(self, participant: str) -> Locator:
         return self.page.locator(f'#agencies tr[id="agency-{participant}"]')
 
@@ -70,6 +75,13 @@ class Dashboard:
         await self.page.get_by_role("link", name=message_id).click()
         await expect(self.page.get_by_role("heading", level=1)).to_contain_text(message_id)
 
+    async def replay_all(self, queue: str) -> Locator:
+        """Replay every dead letter of ``queue`` from its page; the result line."""
+        await self.go("Dead letters")
+        await self.page.get_by_role("link", name=queue, exact=True).click()
+        await self.page.get_by_role("button", name=re.compile(r"^Replay all \d+$")).click()
+        return self.page.locator("#result")
+
     async def replay_shown(self) -> Locator:
         """Replay the dead letter on screen; the result line."""
         await self.page.get_by_role("button", name="Replay this message").click()
@@ -78,6 +90,29 @@ class Dashboard:
     async def check_agency(self, participant: str) -> None:
         await self.go("Agencies")
         await self.page.get_by_role("button", name=f"Check now {participant}").click()
+
+
+_DURATION = re.compile(
+    r"^(?:(?P<h>\d+) h )?(?:(?P<min>\d+) min)? ?(?:(?P<s>[\d.]+) s)?(?:(?P<ms>\d+) ms)?$"
+)
+
+
+def seconds_shown(text: str) -> float | None:
+    """A duration as the dashboard writes it (``12 ms``, ``4.2 s``, ``1 min 15 s``,
+    ``2 h 5 min``; an em dash for none) in seconds."""
+    text = text.strip()
+    if text == "—":
+        return None
+    found = _DURATION.match(text)
+    if found is None or not any(found.groupdict().values()):
+        raise ValueError(f"not a duration the dashboard writes: {text!r}")
+    parts = {k: float(v) for k, v in found.groupdict().items() if v is not None}
+    return (
+        parts.get("h", 0) * 3600
+        + parts.get("min", 0) * 60
+        + parts.get("s", 0)
+        + parts.get("ms", 0) / 1000
+    )
 
 
 @asynccontextmanager
