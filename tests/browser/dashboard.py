@@ -52,6 +52,16 @@ class Dashboard:
         await nav.get_by_role("link", name=section, exact=True).click()
         await expect(self.page.get_by_role("heading", level=1)).to_contain_text(section)
 
+    async def reload_until(self, where: Locator, text: str, within_s: float = 30.0) -> None:
+        """Reload a page that does not refresh by itself until ``where`` shows ``text``
+        (bounded: fails after ``within_s``)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within_s
+        while text not in await where.inner_text():
+            assert loop.time() < deadline, f"{where} does not show {text!r} in {within_s} s"
+            await asyncio.sleep(0.25)  # the bus moves on by itself: poll, bounded
+            await self.page.reload()
+
     def queue_row(self, queue: str) -> Locator:
         return self.page.locator(f'#queues tr[id="queue-{queue}"]')
 

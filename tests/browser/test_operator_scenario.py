@@ -13,14 +13,16 @@ chromium the operator:
    age rise and MVD's availability fall below the 95 % target, and Prometheus raises
    ``SmevbusAgencyAvailabilityLow`` for MVD_MIGR (pending: the rule wants 5 minutes);
 3. starts the agency again and replays the dead letters from the page, finds the
-   replay in the journal under their name and sees the agency answer again.
+   replay in the journal under their name and sees the agency answer it, and a new
+   request.
 
 The stopped agency itself leaves no dead letters: its adapter settles every request
 with an ``AGENCY_UNAVAILABLE`` rejection, which the portal sees, and nothing is lost.
-The dead letter is made as an operator meets one: a request its consumer cannot take
-is refused (rejected) by the consumer, here the test standing in for a faulty MVD
-adapter, as in ``tests/integration/test_ops_console_process.py``. The replayed request
-is then answered by the real adapter, so its service request completes.
+The dead letter comes as an operator meets one: MVD's adapter process is redeployed
+with a stale trust store (another CA, as after a CA rotation that missed it), cannot
+verify the portal's signature on a request and refuses it, which dead-letters it
+(:mod:`adapters.sdk.push`); redeployed with the right keys, it answers the request
+the operator replays, and its service request completes.
 
 Waits are bounded polls on what the page, the bus or Prometheus show; nothing depends
 on how long a step took.
@@ -44,11 +46,10 @@ from playwright.async_api import Browser, expect
 from gateway.config import REPO_ROOT
 from gateway.core.catalogue import parse_catalogue
 from gateway.core.clock import SystemClock
+from gateway.crypto.devpki import cert_path, init_dev_pki, key_path
 from gateway.testing.chain import Chain, running_chain
-from gateway.testing.processes import SMEVBUS
+from gateway.testing.processes import SMEVBUS, ServiceProcess
 from gateway.testing.prometheus import PrometheusProcess, ScrapeJob
-from gateway.transport.amqp import AmqpTransport
-from gateway.transport.base import Direction
 from tests.browser.dashboard import Dashboard
 from tests.integration import store_fixtures
 from tests.integration.conftest import amqp_url
@@ -197,21 +198,14 @@ async def final_view(chain: Chain, request_id: str) -> dict[str, Any] | None:
     return None if view["status"] == "PENDING" else view
 
 
-async def refuse_one(chain: Chain) -> str:
-    """As MVD's consumer, take the next request from its queue and refuse it (the
-    broker dead-letters it, the gateway journals it); its MessageID."""
-    transport = await AmqpTransport.connect(
-        chain.gateway.env["SMEVBUS_AMQP_URL"], clock=SystemClock()
-    )
-    try:
-        await transport.declare([MVD])
-        delivery = await until(
-            lambda: transport.get(Direction.REQUESTS, MVD), "a request in MVD's queue"
-        )
-        await delivery.reject("the MVD adapter cannot take this request")
-        return delivery.message.message_id
-    finally:
-        await transport.close(grace=5)
+def stale_trust(keys: Path, where: Path, participant: str) -> Path:
+    """The keys directory of ``participant``'s adapter redeployed with a stale trust
+    store: its own key and certificate, and another CA (one that did not issue the
+    portal's certificate), as after a CA rotation that missed it."""
+    init_dev_pki(where, {}, clock=SystemClock())
+    for path in (cert_path(keys, participant), key_path(keys, participant)):
+        shutil.copy(path, where / path.name)
+    return where
 
 
 async def test_an_operator_watches_an_agency_fail_and_recover_and_replays_its_dead_letters(
@@ -219,6 +213,7 @@ async def test_an_operator_watches_an_agency_fail_and_recover_and_replays_its_de
     prometheus: PrometheusProcess,
     dashboard: Dashboard,
     applicants: dict[str, Path],
+    tmp_path: Path,
 ) -> None:
     page = dashboard.page
     benefit, passport = applicants["child-birth-benefit"], applicants["passport-check"]
@@ -292,23 +287,38 @@ async def test_an_operator_watches_an_agency_fail_and_recover_and_replays_its_de
     await expect(page.locator(f'#queues tr[id="queue-{MVD_QUEUE}"] td').nth(2)).to_have_text("0 ms")
     await dashboard.shot("queue-drained")
 
-    # 3. The agency is back. A request MVD's consumer cannot take is dead-lettered.
+    # 3. The agency is back, but MVD's adapter comes back with a stale trust store: it
+    # cannot verify the portal's signature and refuses the request (a dead letter).
     await asyncio.to_thread(chain.services["mock-mvd_migration"].start)
     adapter = chain.services["adapter-mvd_migration"]
+    stale_keys = stale_trust(chain.keys, tmp_path / "stale-keys", MVD)
+    stale = ServiceProcess(
+        adapter.argv,
+        adapter.log_path,
+        env={**adapter.env, "SMEVBUS_KEYS_DIR": str(stale_keys)},
+        ready_url=adapter.ready_url,
+    )
     await asyncio.to_thread(adapter.stop)
-    [dead_request, *_] = await submit(chain, passport, "passport-check")
-    dead = await refuse_one(chain)
-    assert (await service_request(chain, dead_request))["parts"][0]["message_id"] == dead
-    await asyncio.to_thread(adapter.start)
-    letters = dashboard.queue_row(MVD_QUEUE).locator("td").nth(4)
-    await expect(letters).to_have_text("1")
+    await asyncio.to_thread(stale.start)
+    try:
+        [dead_request, *_] = await submit(chain, passport, "passport-check")
+        letters = dashboard.queue_row(MVD_QUEUE).locator("td").nth(4)
+        await expect(letters).to_have_text("1")
+    finally:
+        await asyncio.to_thread(stale.stop)
     await dashboard.shot("dead-letter")
+    # Redeployed with the right keys.
+    await asyncio.to_thread(adapter.start)
 
     # Replayed from the page once the journal has it DEAD_LETTERED; journaled with the
     # operator's name; the agency answers it.
+    dead = (await service_request(chain, dead_request))["parts"][0]["message_id"]
     await dashboard.go("Dead letters")
     await page.get_by_role("link", name=MVD_QUEUE, exact=True).click()
-    await expect(page.locator(f'tr[id="letter-{dead}"]')).to_contain_text("DEAD_LETTERED")
+    letter = page.locator(f'tr[id="letter-{dead}"]')
+    await expect(letter).to_contain_text("the consumer's signature does not verify")
+    await dashboard.reload_until(letter, "DEAD_LETTERED")  # the journal has it so
+    await dashboard.shot("dead-letter-reason")
     result = await dashboard.replay_all(MVD_QUEUE)
     await expect(result).to_have_text(f"1 replayed, 0 skipped, by {OPERATOR}.")
     await dashboard.shot("replayed")
@@ -318,8 +328,7 @@ async def test_an_operator_watches_an_agency_fail_and_recover_and_replays_its_de
 
     view = await until(partial(final_view, chain, dead_request), "the replayed one answered")
     assert view["status"] == "COMPLETED", view
-    await page.reload()
-    await expect(page.locator("section.trace .state")).to_have_text("RESPONSE_DELIVERED")
+    await dashboard.reload_until(page.locator("section.trace .state"), "RESPONSE_DELIVERED")
     await dashboard.shot("replay-journal")
 
     # A new request is answered by the agency at once.
@@ -327,7 +336,7 @@ async def test_an_operator_watches_an_agency_fail_and_recover_and_replays_its_de
     assert any("status:" in line and "COMPLETED" in line for line in lines), lines
     traces = await dashboard.search(lines[0])
     await expect(traces).to_have_count(1)  # its one part: the request to MVD
-    await expect(traces.locator(".state")).to_have_text("RESPONSE_DELIVERED")
+    await dashboard.reload_until(traces.locator(".state"), "RESPONSE_DELIVERED")
     await expect(traces).to_contain_text("Responses:")  # MVD's answer, linked
     await dashboard.shot("answered-again")
     # The gateway reaches MVD's adapter (SMEVBUS_AGENCY_PROBES: its /health).
