@@ -28,6 +28,12 @@ from gateway.testing.processes import (
 )
 
 PARTICIPANTS = {"PORTAL": "portal", "ZAGS": "zags", "MVD_MIGR": "mvd", "FNS": "fns"}
+#: Each mock agency's module, health path and the path its adapter calls, by adapter name.
+MOCKS = {
+    "zags": ("adapters.zags.mock_service", "/_health", "/zags?wsdl"),
+    "mvd_migration": ("adapters.mvd_migration.mock_service", "/health", ""),
+    "fns": ("adapters.fns.mock_service", "/health", ""),
+}
 
 
 @dataclass
@@ -86,13 +92,16 @@ def running_chain(
     ``adapter_args`` too. Each process's stdout and stderr go to ``logs/<name>.log``.
     The gateway's database is a fresh one on the server ``database_admin_url`` names,
     reached at ``route_database(its URL)`` (a benchmark's statement counter, say).
-    The gateway checks each agency's reachability at its adapter's /health
-    (``SMEVBUS_AGENCY_PROBES``), as a deployment points it."""
+    The gateway checks each agency's reachability at its mock's health endpoint
+    (``SMEVBUS_AGENCY_PROBES``), as docker-compose.yml points it."""
     init_dev_pki(keys, {**PARTICIPANTS, "SMEVBUS": "bus"}, clock=SystemClock())
     env = {**(shared_env or {}), "SMEVBUS_KEYS_DIR": str(keys)}
     ports = {"zags": free_port(), "mvd_migration": free_port(), "fns": free_port()}
     ops_ports = {name: free_port() for name in ports}
-    probes = {ADAPTERS[n].mnemonic: f"http://127.0.0.1:{p}/health" for n, p in ops_ports.items()}
+    probes = {
+        ADAPTERS[name].mnemonic: f"http://127.0.0.1:{ports[name]}{health}"
+        for name, (_, health, _) in MOCKS.items()
+    }
     python = sys.executable
     started: list[ServiceProcess] = []
     with isolated_vhost(amqp_url) as vhost_url, fresh_database(database_admin_url) as db_url:
@@ -109,13 +118,8 @@ def running_chain(
             log_path=logs / "gateway.log",
         )
         gateway.start()
-        mocks = {
-            "zags": ("adapters.zags.mock_service", "/_health", "/zags?wsdl"),
-            "mvd_migration": ("adapters.mvd_migration.mock_service", "/health", ""),
-            "fns": ("adapters.fns.mock_service", "/health", ""),
-        }
         services: dict[str, ServiceProcess] = {}
-        for name, (module, health, path) in mocks.items():
+        for name, (module, health, path) in MOCKS.items():
             base = f"http://127.0.0.1:{ports[name]}"
             services[f"mock-{name}"] = ServiceProcess(
                 [python, "-m", module, "--port", str(ports[name])],

@@ -12,9 +12,10 @@ chromium the operator:
    ``AGENCY_UNAVAILABLE``; the operator watches ``requests.MVD_MIGR``'s oldest-message
    age rise and MVD's availability fall below the 95 % target, and Prometheus raises
    ``SmevbusAgencyAvailabilityLow`` for MVD_MIGR (pending: the rule wants 5 minutes);
+   the Agencies page's check finds the agency unreachable;
 3. starts the agency again and replays the dead letters from the page, finds the
    replay in the journal under their name and sees the agency answer it, and a new
-   request.
+   request; the check finds the agency reachable again.
 
 The stopped agency itself leaves no dead letters: its adapter settles every request
 with an ``AGENCY_UNAVAILABLE`` rejection, which the portal sees, and nothing is lost.
@@ -279,6 +280,12 @@ async def test_an_operator_watches_an_agency_fail_and_recover_and_replays_its_de
     [ratio] = await prometheus.query(f'smevbus_agency_availability_ratio{{agency="{MVD}"}}')
     assert float(ratio["value"][1]) < 0.95
 
+    # The connectivity check finds MVD's agency unreachable (SMEVBUS_AGENCY_PROBES).
+    await dashboard.check_agency(MVD)
+    await expect(dashboard.agency_row(MVD).locator("strong.warn")).to_have_text("no")
+    await dashboard.shot("agency-unreachable")
+    await dashboard.go("Overview")
+
     # Every passport check ends FAILED by MVD's AGENCY_UNAVAILABLE, none hangs.
     for lines in created:
         view = await until(partial(final_view, chain, lines[0]), f"{lines[0]} final")
@@ -339,7 +346,6 @@ async def test_an_operator_watches_an_agency_fail_and_recover_and_replays_its_de
     await dashboard.reload_until(traces.locator(".state"), "RESPONSE_DELIVERED")
     await expect(traces).to_contain_text("Responses:")  # MVD's answer, linked
     await dashboard.shot("answered-again")
-    # The gateway reaches MVD's adapter (SMEVBUS_AGENCY_PROBES: its /health).
     await dashboard.check_agency(MVD)
     await expect(dashboard.agency_row(MVD)).to_contain_text("yes (200 in")
     await dashboard.shot("agency-checked")
