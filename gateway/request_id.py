@@ -4,7 +4,10 @@ Taken from a client's ``X-Request-ID`` (or made) where a request enters the gate
 HTTP (:mod:`gateway.api.request_id`), carried on the bus as the ``request-id`` header of
 every message published while it is bound, bound by the adapters while they answer such a
 message, and sent back on their SendResponse as ``X-Request-ID``: the answer, and the
-aggregator's handling of it, log under the same id. Every log line made while one is
+aggregator's handling of it, log under the same id. A message taken by a pull (SOAP
+GetRequest, GetResponse), whose wire format has no place for the id, comes with it in the
+HTTP answer's ``X-Request-ID`` (:func:`adopt` on the gateway, :func:`answered` on the
+client). Every log line made while one is
 bound carries it as ``request_id`` (:func:`add_request_id`, in
 :func:`gateway.logs.configure_logging`), so ``grep`` finds one request in every process's
 log.
@@ -28,6 +31,8 @@ HTTP_HEADER: Final = "X-Request-ID"
 _ACCEPTABLE: Final = re.compile(r"[A-Za-z0-9._:@+=-]{1,128}")
 
 _current: ContextVar[str | None] = ContextVar("smevbus_request_id", default=None)
+#: What the gateway answered an HTTP call with (client side).
+_answered: ContextVar[str | None] = ContextVar("smevbus_answered_request_id", default=None)
 
 
 def new() -> str:
@@ -52,6 +57,25 @@ def bound(request_id: str | None) -> Iterator[None]:
         yield
     finally:
         _current.reset(token)
+
+
+def adopt(request_id: str | None) -> None:
+    """Go on under ``request_id`` (if acceptable) for the rest of this exchange: the
+    gateway handing out a message by pull logs, and answers, under the message's id.
+    The enclosing :func:`bound` restores the exchange's own id when it ends."""
+    if request_id is not None and _ACCEPTABLE.fullmatch(request_id):
+        _current.set(request_id)
+
+
+def note_answer(request_id: str | None) -> None:
+    """Remember the gateway's ``X-Request-ID`` answer to this context's last HTTP call."""
+    _answered.set(request_id if request_id is None or _ACCEPTABLE.fullmatch(request_id) else None)
+
+
+def answered() -> str | None:
+    """The request id the gateway answered this context's last HTTP call with, if any:
+    after a pull that took a message, the id the message was published under."""
+    return _answered.get()
 
 
 def add_request_id(logger: WrappedLogger, method_name: str, event: EventDict) -> EventDict:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from gateway import request_id as request_ids
 from gateway.client.participant import ParticipantClient
 from gateway.xml.messages import RequestDelivery
 
@@ -45,7 +46,7 @@ class PulledRequest:
 
     delivery: RequestDelivery
     client: ParticipantClient
-    #: GetRequest does not carry the request id.
+    #: The request id the gateway answered GetRequest with (over HTTP: the message's).
     request_id: str | None = None
 
     async def ack(self) -> None:
@@ -61,4 +62,6 @@ class PullSource:
 
     async def next(self) -> PulledRequest | None:
         delivery = await self.client.get_request(self.namespace)
-        return None if delivery is None else PulledRequest(delivery, self.client)
+        if delivery is None:
+            return None
+        return PulledRequest(delivery, self.client, request_ids.answered())

@@ -2,8 +2,9 @@
 
 Every HTTP exchange (SOAP ``/ws``, REST, the rest) runs with a request id bound
 (:mod:`gateway.request_id`): the client's ``X-Request-ID`` if it is acceptable, else a
-new one. The answer carries it back in the same header, and so does every message the
-exchange publishes on the bus.
+new one. The answer carries it back in the same header (or, when the exchange was a pull
+that handed out a message, that message's id), and so does every message the exchange
+publishes on the bus.
 """
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ def offered(scope: Scope) -> str | None:
 async def serve(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
     """Run ``app`` for one HTTP exchange with its request id bound and answered."""
     current = request_id.accepted(offered(scope))
-    header = (_HEADER, current.encode("latin-1"))
 
     async def answering(message: Message) -> None:
         if message["type"] == "http.response.start":
-            message["headers"] = [*message.get("headers", ()), header]
+            # The id bound now: the exchange's, or the one of a message a pull handed
+            # out (request_id.adopt).
+            answer = request_id.current() or current
+            message["headers"] = [*message.get("headers", ()), (_HEADER, answer.encode())]
         await send(message)
 
     with request_id.bound(current):

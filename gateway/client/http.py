@@ -66,6 +66,7 @@ class SoapHttp:
         headers = _HEADERS if traced is None else {**_HEADERS, request_id.HTTP_HEADER: traced}
         try:
             async with self._session.post(self.url, data=soap, headers=headers) as response:
+                request_id.note_answer(response.headers.get(request_id.HTTP_HEADER))
                 return response.status, await response.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
             detail = str(exc) or type(exc).__name__

@@ -21,6 +21,7 @@ import uuid
 import structlog
 from lxml import etree
 
+from gateway import request_id as request_ids
 from gateway.core.admission import check_timestamp
 from gateway.core.copies import AckAction, CopyAction, on_ack, on_copy
 from gateway.core.errors import InvalidContent, NotFound
@@ -35,7 +36,7 @@ from gateway.router.moves import Moves, metadata
 from gateway.router.replays import ReplayGuard
 from gateway.store.base import PullWindow, Store, TransitionConflict
 from gateway.store.records import MessageRecord
-from gateway.transport.base import Delivery, Direction, Transport
+from gateway.transport.base import HEADER_REQUEST_ID, Delivery, Direction, Transport
 from gateway.xml import messages as m
 from gateway.xml.namespaces import SMEV_TYPES
 from gateway.xml.parse import parse_own
@@ -104,6 +105,8 @@ class Pulls:
             delivered = await self._hand_out(delivery, caller, direction, hold=True, window=window)
             window = None  # one statement rides with the pull; redundant copies don't
             if delivered is not None:
+                # The pull goes on, and answers, under the id the message was sent under.
+                request_ids.adopt(delivery.message.headers.get(HEADER_REQUEST_ID))
                 return delivered
 
     async def receive(self, caller: Participant, delivery: Delivery) -> m.ResponseDelivery | None:

@@ -4,9 +4,11 @@ The whole bus as processes (:func:`gateway.testing.chain.running_chain`: ``smevb
 serve``, the mock agencies, their adapters), logging JSON (``SMEVBUS_LOG_FORMAT`` left at
 ``auto``: their stderr is a file). A portal submits a service request with its own
 ``X-Request-ID``; the gateway answers with it, and the same id is on the gateway's lines
-for the request (created, each part sent, each reply applied) and on the lines of the
-push-mode adapters (MVD, FNS) that answered its parts, next to the part's message id and
-message type: ``grep`` follows it from the portal to the agencies and back.
+for the request (created, each part sent, each reply applied) and on the lines of every
+adapter that answered its parts, next to the part's message id and message type: the
+push-mode ones (MVD, FNS) read it from the message, the pull-mode one (ZAGS) from the
+gateway's answer to its GetRequest. ``grep`` follows it from the portal to the agencies
+and back.
 """
 
 from __future__ import annotations
@@ -28,8 +30,12 @@ pytestmark = pytest.mark.integration
 
 TOKEN = "tracing-token"
 REQUEST_ID = "portal-trace-5d21c8"
-#: The parts answered by adapters consuming by push, and who answers each.
-PUSHED = {"parent-registration": "mvd_migration", "parent-inn": "fns"}
+#: The parts, and the adapter that answers each (ZAGS pulls, MVD and FNS are pushed to).
+ANSWERED_BY = {
+    "birth-record": ("zags", "ZAGS"),
+    "parent-registration": ("mvd_migration", "MVD_MIGR"),
+    "parent-inn": ("fns", "FNS"),
+}
 
 
 def json_lines(path: Path) -> list[dict[str, Any]]:
@@ -70,21 +76,21 @@ def test_one_request_id_is_logged_by_the_gateway_and_the_adapters(
     assert {"service_request_created", "part_sent", "reply_applied"} <= events, events
     sent = {e["part"] for e in gateway if e["event"] == "part_sent"}
     assert sent == set(parts)
-    # The replies to the pushed parts came back under the same id.
+    # Every reply came back under the same id.
     applied = {e["part"] for e in gateway if e["event"] == "reply_applied"}
-    assert set(PUSHED) <= applied, applied
+    assert applied == set(ANSWERED_BY), applied
     assert all(
         e["service_request_id"] == service_request_id
         for e in gateway
         if e["event"] in ("part_sent", "reply_applied")
     )
 
-    for part, adapter in PUSHED.items():
+    for part, (adapter, participant) in ANSWERED_BY.items():
         lines = json_lines(logs / f"adapter-{adapter}.log")
         traced = [e for e in lines if e.get("request_id") == REQUEST_ID]
         settled = [e for e in traced if e["event"] == "request_settled"]
         assert len(settled) == 1, (adapter, traced)
         assert settled[0]["message_id"] == parts[part]
         assert settled[0]["message_type"].startswith("urn://")
-        assert settled[0]["participant"] in ("MVD_MIGR", "FNS")
+        assert settled[0]["participant"] == participant
         assert settled[0]["outcome"] == "answered"

@@ -83,6 +83,37 @@ async def test_every_http_exchange_runs_with_its_request_id_and_answers_it() -> 
     assert request_id.current() is None
 
 
+async def test_a_pull_answers_with_the_id_of_the_message_it_handed_out() -> None:
+    """GetRequest's wire format has no place for the id: the gateway adopts the
+    message's for the rest of the exchange and answers with it; a malformed one is not
+    adopted."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        request_id.adopt(scope["path"].strip("/") or None)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def front(scope: Scope, receive: Receive, send: Send) -> None:
+        await http_request_id.serve(app, scope, receive, send)
+
+    transport = httpx.ASGITransport(app=front)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
+        pulled = await http.get("/req-trace-9", headers={"X-Request-ID": "adapter-poll"})
+        empty = await http.get("/", headers={"X-Request-ID": "adapter-poll"})
+        malformed = await http.get("/bad%20id", headers={"X-Request-ID": "adapter-poll"})
+    assert pulled.headers["X-Request-ID"] == "req-trace-9"
+    assert empty.headers["X-Request-ID"] == "adapter-poll"
+    assert malformed.headers["X-Request-ID"] == "adapter-poll"
+    assert request_id.current() is None
+
+
+def test_the_client_remembers_what_the_gateway_answered() -> None:
+    request_id.note_answer("req-trace-9")
+    assert request_id.answered() == "req-trace-9"
+    request_id.note_answer("not acceptable")
+    assert request_id.answered() is None
+
+
 class BirthRecords:
     """A provider answering every birth record request with the sample answer."""
 
