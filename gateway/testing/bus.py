@@ -31,7 +31,7 @@ from gateway.bus import Bus as RootBus
 from gateway.bus import assemble
 from gateway.client.participant import ParticipantClient
 from gateway.config import REPO_ROOT, Settings
-from gateway.core.clock import FakeClock, MessageIdSource
+from gateway.core.clock import Clock, FakeClock, MessageIdSource
 from gateway.core.registry import Registry, parse_registry
 from gateway.crypto import devpki
 from gateway.crypto.envelope import sign_element
@@ -96,7 +96,12 @@ def bus_pki() -> BusPKI:
     """The session's keys directory: every registry participant, the bus, bad certs."""
     keys_dir = Path(tempfile.mkdtemp(prefix="smevbus-bus-pki-"))
     atexit.register(shutil.rmtree, keys_dir, ignore_errors=True)
-    clock = FakeClock(START)
+    return make_pki(keys_dir, FakeClock(START))
+
+
+def make_pki(keys_dir: Path, clock: Clock) -> BusPKI:
+    """A dev PKI in ``keys_dir`` for every registry participant and the bus, and the bad
+    certificates, valid by ``clock`` (a real gateway process reads the system clock)."""
     reg = registry()
     names = {p.mnemonic: p.name for p in reg.participants}
     names[reg.bus_mnemonic] = "smevbus"

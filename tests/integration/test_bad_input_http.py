@@ -26,7 +26,6 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import aio_pika
 import asyncpg
@@ -39,10 +38,9 @@ from gateway.client.participant import ParticipantClient
 from gateway.config import REPO_ROOT
 from gateway.core.clock import SystemClock
 from gateway.core.errors import error_class
-from gateway.crypto import devpki
 from gateway.crypto.keystore import load_verifier
 from gateway.crypto.xmldsig import XmlVerifier
-from gateway.testing.bus import PARTICIPANTS, STRANGER, BusPKI, birth_request, registry
+from gateway.testing.bus import PARTICIPANTS, BusPKI, birth_request, make_pki
 from gateway.testing.processes import GatewayProcess, fresh_database, isolated_vhost
 from gateway.transport.base import Direction
 from gateway.transport.topology import (
@@ -69,25 +67,6 @@ POST_TIMEOUT = 120.0
 # --- the gateway and the world around it -------------------------------------------------
 
 
-def _pki(keys_dir: Path) -> BusPKI:
-    """As :func:`gateway.testing.bus.bus_pki`, on the system clock the gateway reads."""
-    clock = SystemClock()
-    reg = registry()
-    names = {p.mnemonic: p.name for p in reg.participants}
-    names[reg.bus_mnemonic] = "smevbus"
-    devpki.init_dev_pki(keys_dir, names, clock=clock)
-    ca = devpki.load_ca(keys_dir)
-    return BusPKI(
-        keys_dir=keys_dir,
-        ca=ca,
-        expired=devpki.issue_expired(ca, "PORTAL", clock),
-        not_yet_valid=devpki.issue_not_yet_valid(ca, "PORTAL", clock),
-        untrusted=devpki.issue_untrusted("PORTAL", clock),
-        revoked=devpki.issue_revoked(keys_dir, "PORTAL", clock),  # before the gateway loads
-        stranger=devpki.issue(ca, STRANGER, clock),
-    )
-
-
 @dataclass
 class Gateway:
     process: GatewayProcess
@@ -105,7 +84,7 @@ def gateway(
     tmp_path_factory: pytest.TempPathFactory, amqp_url: str, postgres_url: str
 ) -> Iterator[Gateway]:
     keys_dir = tmp_path_factory.mktemp("bad-input-keys")
-    pki = _pki(keys_dir)
+    pki = make_pki(keys_dir, SystemClock())
     with isolated_vhost(amqp_url) as vhost_url, fresh_database() as db_url:
         process = GatewayProcess(
             env={
