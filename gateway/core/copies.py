@@ -4,14 +4,15 @@ Queues deliver at least once: a copy may come from a queue after its message was
 handed out, answered, expired or dead-lettered, and an Ack may come for a message
 handed out by another process. These decisions are pure and made here only (the
 table is walked state by state in ``tests/unit/test_copies.py``); the router carries
-them out (:mod:`gateway.router.pulls`, :mod:`gateway.ops.deadletters`).
+them out (:mod:`gateway.router.pulls`, :mod:`gateway.router.deadletters`,
+:mod:`gateway.ops.deadletters`).
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
 
-from gateway.core.lifecycle import MessageState
+from gateway.core.lifecycle import MessageState, can_transition
 
 S = MessageState
 
@@ -64,6 +65,31 @@ def on_copy(state: MessageState, *, held_here: bool, lost_race: bool = False) ->
     if state is S.ACCEPTED:
         return CopyAction.QUEUE_AND_DELIVER
     return CopyAction.DELIVER  # QUEUED
+
+
+class DeadLetterAction(StrEnum):
+    """What the journal does when the transport reports a message dead-lettered."""
+
+    #: Journal the dead letter's state (DEAD_LETTERED, or EXPIRED).
+    RECORD = "record"
+    #: ACCEPTED: the broker had the message (it dead-lettered it) before its publisher
+    #: journaled QUEUED; journal QUEUED first, as a consumer's copy would, then record.
+    QUEUE_AND_RECORD = "queue_and_record"
+    #: Journaled so already (events come at least once).
+    ALREADY = "already"
+    #: Its lifecycle forbids the move (answered, expired first): leave it alone.
+    IGNORE = "ignore"
+
+
+def on_dead_letter(state: MessageState, target: MessageState) -> DeadLetterAction:
+    """The action for a dead letter bound for ``target`` whose message is in ``state``."""
+    if state is target:
+        return DeadLetterAction.ALREADY
+    if state is S.ACCEPTED:
+        return DeadLetterAction.QUEUE_AND_RECORD
+    if can_transition(state, target):
+        return DeadLetterAction.RECORD
+    return DeadLetterAction.IGNORE
 
 
 class AckAction(StrEnum):

@@ -9,6 +9,11 @@ The router watches the transport's dead-letter events
   ``DEAD_LETTERED``, the journal reason saying which and why
   (``"delivery_limit: delivered 2 times without an ack"``).
 
+A message still ACCEPTED was dead-lettered before its publisher journaled it QUEUED
+(a consumer refused it at once): the journal records ``QUEUED`` first, as a consumer's
+copy would (:func:`gateway.core.copies.on_dead_letter`), and the publisher, second,
+finds the move made.
+
 Events come at least once, so recording is idempotent: a message already in the
 target state, one whose lifecycle forbids the move (it was answered, it expired
 first), or one the journal does not know, is logged and left alone; the event is
@@ -25,14 +30,17 @@ moves ``DEAD_LETTERED`` to ``QUEUED`` with reason ``"replayed by operator"``; pu
 
 from __future__ import annotations
 
+import contextlib
+
 import structlog
 
 from gateway.core.clock import Clock
+from gateway.core.copies import DeadLetterAction, on_dead_letter
 from gateway.core.errors import SmevbusError
-from gateway.core.lifecycle import MessageState, can_transition
+from gateway.core.lifecycle import MessageState
 from gateway.ops import metrics
 from gateway.ops.metrics import MessageOutcome
-from gateway.store.base import Store
+from gateway.store.base import Store, TransitionConflict
 from gateway.store.records import MessageRecord
 from gateway.transport.base import DeadLetterEvent, DeadLetterReason
 
@@ -73,10 +81,11 @@ class DeadLetterJournal:
         )
         try:
             record = await self.store.get(message_id)
-            if record.state is target:
+            action = on_dead_letter(record.state, target)
+            if action is DeadLetterAction.ALREADY:
                 bound.info("dead_letter_already_journaled", state=str(target))
                 return
-            if record.recipient != event.participant or not can_transition(record.state, target):
+            if record.recipient != event.participant or action is DeadLetterAction.IGNORE:
                 bound.warning(
                     "dead_letter_not_journaled",
                     state=str(record.state),
@@ -84,6 +93,8 @@ class DeadLetterJournal:
                     recipient=record.recipient,
                 )
                 return
+            if action is DeadLetterAction.QUEUE_AND_RECORD:
+                await self._queued(record, event)
             await self.store.transition(
                 message_id,
                 target,
@@ -106,6 +117,20 @@ class DeadLetterJournal:
             bound.warning("dead_letter_not_journaled", code=exc.code, error=exc.message)
             return
         bound.info("dead_letter_journaled", state=str(target), detail=event.letter.detail)
+
+    async def _queued(self, accepted: MessageRecord, event: DeadLetterEvent) -> None:
+        """ACCEPTED -> QUEUED for a message the broker dead-lettered before its publisher
+        journaled it queued; the publisher, second, finds the move made."""
+        with contextlib.suppress(TransitionConflict):  # the publisher journaled it meanwhile
+            await self.store.transition(
+                accepted.message_id,
+                MessageState.QUEUED,
+                at=self.clock.now(),
+                reason=f"in {event.direction}.{event.participant} (seen dead-lettered)",
+                actor=TRANSPORT_ACTOR,
+                expected_version=accepted.version,
+                expected_state=MessageState.ACCEPTED,
+            )
 
     async def replayed(self, message_id: str, operator: str = OPERATOR_ACTOR) -> MessageRecord:
         """Journal ``operator``'s replay: ``DEAD_LETTERED`` -> ``QUEUED``.

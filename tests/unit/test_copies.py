@@ -11,8 +11,10 @@ from gateway.core.copies import (
     DELIVERY_OVER,
     AckAction,
     CopyAction,
+    DeadLetterAction,
     on_ack,
     on_copy,
+    on_dead_letter,
     why_not_purgeable,
     why_not_replayable,
 )
@@ -97,3 +99,34 @@ def test_replay_and_purge_only_from_the_dead_letter_states(state: MessageState) 
     purgeable = why_not_purgeable(state) is None
     assert purgeable == (state in {S.DEAD_LETTERED, S.EXPIRED, S.PURGED})
     assert purgeable == (can_transition(state, S.PURGED) or state is S.PURGED)
+
+
+D = DeadLetterAction
+_RECORD_ONLY_WHILE_OUT = {S.QUEUED: D.RECORD, S.DELIVERED: D.RECORD}
+#: (state, target) -> action: to DEAD_LETTERED only while queued or out; to EXPIRED
+#: from anything not yet answered.
+DEAD_LETTER_TABLE: dict[tuple[MessageState, MessageState], DeadLetterAction] = {
+    **{(s, S.DEAD_LETTERED): _RECORD_ONLY_WHILE_OUT.get(s, D.IGNORE) for s in MessageState},
+    **{(s, S.EXPIRED): D.IGNORE for s in MessageState},
+    (S.ACCEPTED, S.DEAD_LETTERED): D.QUEUE_AND_RECORD,
+    (S.DEAD_LETTERED, S.DEAD_LETTERED): D.ALREADY,
+    (S.ACCEPTED, S.EXPIRED): D.QUEUE_AND_RECORD,
+    (S.QUEUED, S.EXPIRED): D.RECORD,
+    (S.DELIVERED, S.EXPIRED): D.RECORD,
+    (S.ACKED, S.EXPIRED): D.RECORD,
+    (S.EXPIRED, S.EXPIRED): D.ALREADY,
+}
+
+
+@pytest.mark.parametrize("target", [S.DEAD_LETTERED, S.EXPIRED])
+@pytest.mark.parametrize("state", list(MessageState))
+def test_each_dead_letter_decision(state: MessageState, target: MessageState) -> None:
+    """A dead letter is journaled along a legal path; an ACCEPTED one by way of QUEUED
+    (the broker had it, so its publisher was not done journaling)."""
+    action = on_dead_letter(state, target)
+    assert action is DEAD_LETTER_TABLE[state, target]
+    path = {D.RECORD: [target], D.QUEUE_AND_RECORD: [S.QUEUED, target]}.get(action, [])
+    current = state
+    for step in path:
+        assert can_transition(current, step), (state, action, current, step)
+        current = step
