@@ -25,7 +25,7 @@ from adapters.sdk import AdapterRunner, PollPolicy
 from adapters.sdk.metrics import PrometheusMetrics
 from adapters.sdk.push import PushSource
 from adapters.sdk.runner import BUS_UNREACHABLE_ATTEMPTS
-from gateway.bus import load_registry, open_transport
+from gateway.bus import load_registry
 from gateway.client.http import SoapHttp, tls_context
 from gateway.client.participant import ParticipantClient
 from gateway.config import Settings
@@ -34,6 +34,7 @@ from gateway.crypto.certificates import validity_problem
 from gateway.crypto.keystore import load_signer, load_verifier
 from gateway.crypto.xmldsig import XmlSigner
 from gateway.transport.base import Direction, Transport
+from gateway.transport.opening import open_transport
 
 log = structlog.get_logger(__name__)
 

@@ -61,10 +61,8 @@ from gateway.store.base import ServiceRequests, Store
 from gateway.store.callback_outbox import CallbackOutbox
 from gateway.store.service_requests import ServiceRequestRecord
 from gateway.supervisor import Supervisor, held, rounds
-from gateway.transport.amqp import AmqpTransport
 from gateway.transport.base import Transport
-from gateway.transport.memory import MemoryTransport
-from gateway.transport.topology import QueuePolicy
+from gateway.transport.opening import open_transport
 from gateway.xml.parse import XmlLimits
 from gateway.xml.schema import type_catalog
 
@@ -103,16 +101,6 @@ def build_context(settings: Settings, clock: Clock | None = None) -> BusContext:
         thread_above_bytes=settings.xml_thread_above_bytes,
         time_policy=TimePolicy(message_id_window=timedelta(seconds=settings.message_id_window_s)),
     )
-
-
-async def open_transport(settings: Settings, clock: Clock) -> Transport:
-    policy = QueuePolicy(
-        visibility_timeout=timedelta(seconds=settings.visibility_timeout_s),
-        prefetch=settings.prefetch,
-    )
-    if settings.transport == "memory":
-        return MemoryTransport(clock=clock, policy=policy)
-    return await AmqpTransport.connect(settings.amqp_url, clock=clock, policy=policy)
 
 
 def open_stores(settings: Settings) -> tuple[Store, ServiceRequests]:

@@ -44,6 +44,7 @@ from gateway.transport.base import (
     Direction,
     Transport,
 )
+from gateway.transport.opening import open_transport
 
 #: How many dead letters ``show`` and ``replay`` look through in one queue.
 SCAN_LIMIT = 10_000
@@ -230,9 +231,6 @@ async def open_desk(
     settings: Settings, participants: Collection[str], clock: Clock | None = None
 ) -> AsyncIterator[DeadLetterDesk]:
     """A desk on the transport and journal ``settings`` name, these participants declared."""
-    # Here, not at the top: the composition root imports the ops modules.
-    from gateway.bus import open_transport
-
     clock = clock or SystemClock()
     transport = await open_transport(settings, clock)
     store = open_journal(settings.database_url)
