@@ -6,7 +6,8 @@ It reads what the bus already holds and never sits on a message's path: the jour
 pool of its own (the samplers', :func:`gateway.ops.kpi_queries.ops_database`, so a slow
 report never holds a connection a message needs), the transport or RabbitMQ's
 management API (depths, dead letters), and the agencies' health endpoints
-(:mod:`gateway.ops.probes`). Replays and
+(:mod:`gateway.ops.probes`). However many operators watch, each of those reads runs
+once a second at most (:class:`~gateway.ops.shared.SharedRead`). Replays and
 purges go through :class:`~gateway.ops.deadletters.DeadLetterDesk` with the operator's
 name, which the journal keeps as the actor of each move.
 """
@@ -39,6 +40,7 @@ from gateway.ops.kpi import (
 from gateway.ops.kpi_queries import KpiDatabase
 from gateway.ops.probes import AgencyProbes, ProbeResult
 from gateway.ops.queues import ManagementApi, read_queues
+from gateway.ops.shared import SharedRead
 from gateway.ops.tracing import message_trace
 from gateway.ops.traffic import traffic
 from gateway.store.base import ServiceRequests, Store
@@ -52,6 +54,8 @@ if TYPE_CHECKING:
 #: The window the agencies' figures on the overview cover.
 AGENCY_WINDOW: Final = timedelta(hours=1)
 NEVER_CHECKED: Final = ProbeResult(None, "not checked yet")
+#: How long one read of queues, traffic or KPIs serves every viewer, seconds.
+SHARED_S: Final = 1.0
 
 
 class BusConsole:
@@ -79,6 +83,10 @@ class BusConsole:
         self.answer_timeout = answer_timeout
         self.desk = DeadLetterDesk(transport, journal, clock)
         self._checks: dict[str, ProbeResult] = {}
+        # Every viewer's refresh is served from these (gateway.ops.shared).
+        self._traffic = SharedRead(lambda: traffic(self.reports, now=self.clock.now()), SHARED_S)
+        self._queues = SharedRead(self._read_queues, SHARED_S)
+        self._recent = SharedRead(self._recent_kpis, SHARED_S)
 
     @classmethod
     def of(cls, bus: Bus) -> BusConsole:
@@ -106,7 +114,7 @@ class BusConsole:
 
     async def overview(self) -> Overview:
         history, queues, agencies = await asyncio.gather(
-            traffic(self.reports, now=self.clock.now()), self.queues(), self.agencies()
+            self._traffic.get(), self.queues(), self.agencies()
         )
         return Overview(
             rate=history[-1],
@@ -117,6 +125,9 @@ class BusConsole:
         )
 
     async def queues(self) -> tuple[QueueView, ...]:
+        return await self._queues.get()
+
+    async def _read_queues(self) -> tuple[QueueView, ...]:
         return await read_queues(
             self.transport,
             self.registry.mnemonics,
@@ -126,7 +137,7 @@ class BusConsole:
         )
 
     async def agencies(self) -> tuple[AgencyView, ...]:
-        totals = (await self._recent_kpis()).agency_totals()
+        totals = (await self._recent.get()).agency_totals()
         return tuple(self._agency(name, totals.get(name)) for name in self.agency_names)
 
     async def check_agency(self, participant: str) -> AgencyView:
@@ -185,11 +196,14 @@ class BusConsole:
         operator: str,
     ) -> ReplayReport:
         self._known(participant)
-        return await self.desk.replay(direction, participant, message_ids, operator=operator)
+        report = await self.desk.replay(direction, participant, message_ids, operator=operator)
+        self._queues.forget()
+        return report
 
     async def purge(self, direction: Direction, participant: str, *, operator: str) -> int:
         self._known(participant)
         report = await self.desk.purge(direction, participant, operator=operator)
+        self._queues.forget()
         return len(report.purged)
 
     # --- plumbing --------------------------------------------------------------------
