@@ -32,7 +32,9 @@ class Moves:
         ``seen``, the record as the caller just read it, spares the journal a read;
         if the message moved since, the move is decided again on a fresh read.
         """
-        if seen is not None:
+        for _ in range(2):  # as seen, then as the refused move found it
+            if seen is None:
+                break
             try:
                 return await self.store.transition(
                     message_id,
@@ -43,8 +45,8 @@ class Moves:
                     expected_version=seen.version,
                     expected_state=seen.state,
                 )
-            except TransitionConflict:
-                pass
+            except TransitionConflict as refused:
+                seen = refused.record
         return await self.store.transition(
             message_id, state, at=self.clock.now(), reason=reason, actor="bus"
         )
@@ -84,8 +86,9 @@ class Moves:
                 expected_version=accepted.version,
                 expected_state=accepted.state,
             )
-        except IllegalTransition:  # TransitionConflict included
-            record = await self.store.get(message_id)
+        except IllegalTransition as refused:  # TransitionConflict included
+            found = refused.record if isinstance(refused, TransitionConflict) else None
+            record = found or await self.store.get(message_id)
             if record.state is MessageState.ACCEPTED:
                 raise
             return record

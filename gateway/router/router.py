@@ -326,7 +326,7 @@ class Router:
         # it by push, even ACCEPTED if its sender has not journaled the publish yet).
         began = time.perf_counter()
         answered = await self._store.answer(
-            new, final=response.is_final, at=self._ctx.clock.now(), actor=new.sender
+            new, final=response.is_final, at=self._ctx.clock.now(), actor=new.sender, seen=request
         )
         metrics.observe_stage(Stage.JOURNAL, time.perf_counter() - began)
         if answered.result is None:

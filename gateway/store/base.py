@@ -71,10 +71,13 @@ class TransitionConflict(IllegalTransition):
     """Another writer moved the message first (its version changed under us).
 
     Re-read the message and decide again; retrying the same move blindly would
-    duplicate a business step.
+    duplicate a business step. ``record``, when the store could tell it in the same
+    statement, is the message as the refused move found it (its body left out): that
+    read is done.
     """
 
     code = "internal"
+    record: MessageRecord | None = None
 
 
 class Closing:
@@ -183,6 +186,7 @@ class Journal(Protocol):
         final: bool,
         at: datetime,
         actor: str | None = None,
+        seen: MessageRecord | None = None,
     ) -> Answered:
         """SendResponse's writes, in one transaction.
 
@@ -193,6 +197,10 @@ class Journal(Protocol):
         DELIVERED (interim), each step journaled: a request answered before its sender
         journaled it QUEUED, or answered by a push provider, ends in its true state.
         Raises ``NotFound`` for an unknown request.
+
+        ``seen``, the request as the caller just read it, lets a backend write all of
+        this in one statement while the request is still so (the usual case); the
+        outcome is the same either way.
         """
         ...
 

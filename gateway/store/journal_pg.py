@@ -28,7 +28,7 @@ import asyncpg
 
 from gateway.core.lifecycle import MessageState
 from gateway.store.base import PullWindow
-from gateway.store.journal_flow import JournalFlow
+from gateway.store.journal_flow import AnswerRaced, JournalFlow
 from gateway.store.journal_rules import (
     Step,
     accepted_record,
@@ -42,6 +42,7 @@ from gateway.store.records import (
     AcceptOutcome,
     AcceptResult,
     Acknowledged,
+    Answered,
     MessageRecord,
     NewMessage,
     require_aware,
@@ -142,6 +143,52 @@ SELECT {MESSAGE_HEAD} FROM moved
 """
 
 
+def _answer_sql(*, rejection_code: bool) -> str:
+    """SendResponse's writes in one statement, when the request is as the router read it.
+
+    $1 request, $2 its state seen, $3 its version seen, $4 final, $5 state to, $6 steps,
+    $7 at, $8 answered_by (NULL: unchanged), $9..$11 the steps' from, to and reason;
+    the response: $12 id, $13 kind, $14 sender, $15 recipient, $16 type, $17 digest,
+    $18 xml, $19 expires at, $20 test, $21 actor (of its ACCEPTED row), $22 rejection
+    code (with ``rejection_code``). No row: nothing written (the request moved or was
+    claimed since, or the response is journaled already); ``added`` false: the response
+    was journaled by a concurrent twin while this statement ran (roll back)."""
+    column, value = (", rejection_code", ", $22") if rejection_code else ("", "")
+    return f"""
+WITH moved AS (
+    UPDATE messages
+    SET state = $5, version = version + $6, updated_at = $7,
+        answered_by = coalesce($8, answered_by)
+    WHERE message_id = $1 AND kind = 'request' AND state = $2 AND version = $3
+        AND (NOT $4 OR answered_by IS NULL)
+        AND NOT EXISTS (SELECT 1 FROM messages WHERE message_id = $12)
+    RETURNING {MESSAGE_HEAD}
+), added AS (
+    INSERT INTO messages (message_id, kind, sender, recipient, message_type, in_reply_to,
+        content_sha256, xml, state, created_at, updated_at, expires_at, test_message,
+        version{column})
+    SELECT $12, $13, $14, $15, $16, $1, $17, $18, 'ACCEPTED', $7, $7, $19, $20, 1{value}
+    WHERE EXISTS (SELECT 1 FROM moved)
+    ON CONFLICT (message_id) DO NOTHING
+    RETURNING message_id
+), added_logged AS (
+    {_HISTORY} SELECT message_id, NULL, 'ACCEPTED', $7, NULL, $21 FROM added
+), logged AS (
+    {_HISTORY}
+    SELECT $1, step.from_state, step.to_state, $7, step.reason, 'bus'
+    FROM unnest($9::text[], $10::text[], $11::text[]) WITH ORDINALITY
+        AS step(from_state, to_state, reason, n)
+    WHERE EXISTS (SELECT 1 FROM moved)
+    ORDER BY step.n
+)
+SELECT EXISTS (SELECT 1 FROM added) AS added, {MESSAGE_HEAD} FROM moved
+"""
+
+
+_ANSWER = _answer_sql(rejection_code=False)
+_ANSWER_REJECTION = _answer_sql(rejection_code=True)
+
+
 class PgJournal(JournalFlow[asyncpg.Connection]):
     """The :class:`~gateway.store.base.Journal` on a :class:`PgDatabase`."""
 
@@ -208,6 +255,50 @@ WHERE message_id = $1 AND kind = 'request' FOR UPDATE
         )
         return message_of(moved)
 
+    async def _answer_as_seen(
+        self,
+        connection: asyncpg.Connection,
+        response: NewMessage,
+        seen: MessageRecord,
+        steps: list[Step],
+        final: bool,
+        at: datetime,
+        actor: str | None,
+    ) -> Answered | None:
+        record = accepted_record(response, at)
+        params: list[Any] = [
+            seen.message_id,
+            seen.state.value,
+            seen.version,
+            final,
+            (steps[-1].to_state if steps else seen.state).value,
+            len(steps),
+            at,
+            response.message_id if final else None,
+            [s.from_state.value for s in steps],
+            [s.to_state.value for s in steps],
+            [s.reason for s in steps],
+            record.message_id,
+            record.kind.value,
+            record.sender,
+            record.recipient,
+            record.message_type,
+            record.content_sha256,
+            response.xml,
+            record.expires_at,
+            record.test_message,
+            actor,
+        ]
+        if response.rejection_code is None:
+            row = await connection.fetchrow(_ANSWER, *params)
+        else:
+            row = await connection.fetchrow(_ANSWER_REJECTION, *params, response.rejection_code)
+        if row is None:
+            return None
+        if not row["added"]:
+            raise AnswerRaced(response.message_id)
+        return Answered(AcceptResult(AcceptOutcome.ACCEPTED, record), message_of(row))
+
     @asynccontextmanager
     async def _pull(
         self, digest: str, participant: str, expires_at: datetime, now: datetime
@@ -247,7 +338,7 @@ async def _move(
     if row is None:
         raise not_found(message_id)
     if not row["moved"]:
-        raise conflict(message_id, state, target, version)
+        raise conflict(message_id, state, target, version, message_of(row))
     return message_of(row)
 
 

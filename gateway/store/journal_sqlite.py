@@ -143,12 +143,10 @@ SELECT {MESSAGE_HEAD}, answered_by FROM messages WHERE message_id = $1 AND kind 
     ) -> MessageRecord:
         moved = await self._try_move(connection, message_id, step, version, at, actor)
         if moved is None:
-            if (
-                await self.database.fetch_one(connection, self.database.sql(self.STATE), message_id)
-                is None
-            ):
+            row = await self.database.fetch_one(connection, _HEAD, message_id)
+            if row is None:
                 raise not_found(message_id)
-            raise conflict(message_id, step.from_state, step.to_state, version)
+            raise conflict(message_id, step.from_state, step.to_state, version, message_of(row))
         return moved
 
     async def _try_move(

@@ -544,13 +544,24 @@ def answer_to(n: int, request: int) -> NewMessage:
         ([S.QUEUED, S.DELIVERED], False, [S.ACCEPTED, S.QUEUED, S.DELIVERED]),
     ],
 )
+# The request as the router read it: not given, read just before, read before it moved.
+@pytest.mark.parametrize("seen", ["none", "now", "stale"])
 async def test_an_answer_moves_its_request_on_from_where_it_is_now(
-    store: Journal, clock: FakeClock, start: list[MessageState], final: bool, path: list[S]
+    store: Journal,
+    clock: FakeClock,
+    start: list[MessageState],
+    final: bool,
+    path: list[S],
+    seen: str,
 ) -> None:
     await store.accept(new_message(1), at=clock.now())
+    before = await store.get(message_id(1))
     await drive(store, clock, message_id(1), start)
+    read = {"none": None, "now": await store.get(message_id(1)), "stale": before}[seen]
 
-    answered = await store.answer(answer_to(2, 1), final=final, at=clock.now(), actor="zags")
+    answered = await store.answer(
+        answer_to(2, 1), final=final, at=clock.now(), actor="zags", seen=read
+    )
 
     assert answered.result is not None
     assert answered.result.outcome is AcceptOutcome.ACCEPTED
@@ -560,14 +571,16 @@ async def test_an_answer_moves_its_request_on_from_where_it_is_now(
     assert dataclasses.replace(await store.get(message_id(1)), xml=None) == answered.request
 
 
+@pytest.mark.parametrize("given", [False, True])
 async def test_a_second_final_answer_writes_nothing_and_a_retry_is_a_duplicate(
-    store: Journal, clock: FakeClock
+    store: Journal, clock: FakeClock, given: bool
 ) -> None:
     await store.accept(new_message(1), at=clock.now())
-    first = await store.answer(answer_to(2, 1), final=True, at=clock.now())
+    seen = await store.get(message_id(1)) if given else None  # read before either answer
+    first = await store.answer(answer_to(2, 1), final=True, at=clock.now(), seen=seen)
 
-    second = await store.answer(answer_to(3, 1), final=True, at=clock.now())
-    retry = await store.answer(answer_to(2, 1), final=True, at=clock.now())
+    second = await store.answer(answer_to(3, 1), final=True, at=clock.now(), seen=seen)
+    retry = await store.answer(answer_to(2, 1), final=True, at=clock.now(), seen=seen)
 
     assert first.result is not None
     assert first.result.outcome is AcceptOutcome.ACCEPTED
@@ -623,6 +636,18 @@ async def test_an_ack_of_an_answered_request_changes_nothing(
     assert len(await store.history(message_id(1))) == 4
 
 
+async def test_a_refused_move_tells_the_message_as_it_found_it(
+    store: Journal, clock: FakeClock
+) -> None:
+    await store.accept(new_message(1), at=clock.now())
+    delivered = await drive(store, clock, message_id(1), [S.QUEUED, S.DELIVERED])
+    with pytest.raises(TransitionConflict) as refused:
+        await store.transition(
+            message_id(1), S.QUEUED, at=clock.now(), expected_state=S.ACCEPTED, expected_version=1
+        )
+    assert refused.value.record == delivered
+
+
 async def test_a_refused_conditional_move_is_one_write_and_one_statement_on_postgresql(
     backend: Backend, clock: FakeClock
 ) -> None:
@@ -643,6 +668,32 @@ async def test_a_refused_conditional_move_is_one_write_and_one_statement_on_post
         assert writes(statements) == ["WITH", "WITH"]
     else:  # a local transaction: the move, then a look at why it did not match
         assert writes(statements) == ["UPDATE", "UPDATE"]
+
+
+async def test_an_answer_to_a_request_as_seen_is_one_statement_on_postgresql(
+    backend: Backend, clock: FakeClock
+) -> None:
+    statements: list[str] = []
+    async with traced(backend, statements) as journal:
+        await journal.migrate()
+        await journal.accept(new_message(1), at=clock.now())
+        await journal.transition(message_id(1), S.QUEUED, at=clock.now())
+        seen = await journal.get(message_id(1))
+        statements.clear()
+        answered = await journal.answer(answer_to(2, 1), final=True, at=clock.now(), seen=seen)
+        assert answered.request.state is S.RESPONDED
+        assert answered.result is not None
+        assert answered.result.outcome is AcceptOutcome.ACCEPTED
+        assert [t.to_state for t in await journal.history(message_id(1))] == [
+            S.ACCEPTED,
+            S.QUEUED,
+            S.DELIVERED,
+            S.RESPONDED,
+        ]
+        assert [t.actor for t in await journal.history(message_id(2))] == [None]
+    if backend.name == "postgresql":  # the claim, the response, the moves: one statement
+        assert writes(statements) == ["WITH"]
+        assert not any("FOR UPDATE" in sql for sql in statements)  # no read first
 
 
 # --- the pull replay guard -----------------------------------------------------------
