@@ -11,6 +11,7 @@ timing.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 
@@ -72,5 +73,31 @@ async def test_an_answer_before_the_queued_move_ends_in_the_true_states(bus: Bus
         ]  # fmt: skip
         answer = await bus.report(got.metadata.message_id)
         assert states(answer.history) == ["ACCEPTED", "QUEUED", "DELIVERED", "ACKED"]
+    finally:
+        await push.close()
+
+
+async def test_an_answer_to_a_request_this_process_queued_is_journaled_without_a_read(
+    bus: Bus,
+) -> None:
+    push = PushSource(bus.transport, "ZAGS", bus.ctx.verifier, clock=bus.clock, wait=FOUND)
+    reads: list[str] = []
+    get = bus.journal.get
+
+    async def counted(message_id: str) -> Any:
+        reads.append(message_id)
+        return await get(message_id)
+
+    try:
+        sent = await bus.portal.send_request(birth_request())
+        inbound = await push.next()
+        assert inbound is not None
+        bus.journal.get = counted  # type: ignore[method-assign]
+        await bus.zags.send_response(inbound.delivery.reply_to, content=birth_response())
+        await inbound.ack()
+        assert str(sent.message_id) not in reads  # the request as this process queued it
+        bus.journal.get = get  # type: ignore[method-assign]
+        report = await bus.report(sent.message_id)
+        assert states(report.history) == ["ACCEPTED", "QUEUED", "DELIVERED", "RESPONDED"]
     finally:
         await push.close()
