@@ -101,3 +101,37 @@ async def test_an_answer_to_a_request_this_process_queued_is_journaled_without_a
         assert states(report.history) == ["ACCEPTED", "QUEUED", "DELIVERED", "RESPONDED"]
     finally:
         await push.close()
+
+
+async def test_a_reply_consumed_before_its_queued_move_is_delivered_without_a_read(
+    bus: Bus,
+) -> None:
+    push = PushSource(bus.transport, "ZAGS", bus.ctx.verifier, clock=bus.clock, wait=FOUND)
+    reads: list[str] = []
+    get = bus.journal.get
+
+    async def counted(message_id: str) -> Any:
+        reads.append(message_id)
+        return await get(message_id)
+
+    async def portal_consumes() -> None:
+        delivery = await bus.transport.get(Direction.RESPONSES, "PORTAL")
+        assert delivery is not None
+        bus.journal.get = counted  # type: ignore[method-assign]
+        reply = await bus.router.receive_response("PORTAL", delivery)
+        bus.journal.get = get  # type: ignore[method-assign]
+        assert reply is not None
+        await bus.router.settle_response(delivery)
+
+    try:
+        await bus.portal.send_request(birth_request())
+        inbound = await push.next()
+        assert inbound is not None
+        after_publish(bus, Direction.RESPONSES, portal_consumes)
+        answer = await bus.zags.send_response(inbound.delivery.reply_to, content=birth_response())
+        await inbound.ack()
+        assert reads == []  # the refused QUEUED -> DELIVERED move told it ACCEPTED
+        report = await bus.report(answer.message_id)
+        assert states(report.history) == ["ACCEPTED", "QUEUED", "DELIVERED", "ACKED"]
+    finally:
+        await push.close()
