@@ -65,6 +65,14 @@ class Moves:
             expected_state=from_state,
         )
 
+    async def deliver(self, message_id: str, reason: str, queued_reason: str) -> MessageRecord:
+        """QUEUED -> DELIVERED, or ACCEPTED -> QUEUED -> DELIVERED when a consumer got
+        the message before its publisher journaled the confirm (one journal write);
+        :class:`~gateway.store.base.TransitionConflict` from any other state."""
+        return await self.store.deliver(
+            message_id, at=self.clock.now(), reason=reason, queued_reason=queued_reason, actor="bus"
+        )
+
     async def mark_queued(self, accepted: MessageRecord, reason: str) -> MessageRecord:
         """ACCEPTED -> QUEUED once the broker has the message.
 
@@ -88,7 +96,9 @@ class Moves:
             )
         except IllegalTransition as refused:  # TransitionConflict included
             found = refused.record if isinstance(refused, TransitionConflict) else None
-            record = found or await self.store.get(message_id)
+            if found is None or found.version == accepted.version:
+                found = await self.store.get(message_id)  # none, or it predates the winner
+            record = found
             if record.state is MessageState.ACCEPTED:
                 raise
             return record

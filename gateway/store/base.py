@@ -72,8 +72,10 @@ class TransitionConflict(IllegalTransition):
 
     Re-read the message and decide again; retrying the same move blindly would
     duplicate a business step. ``record``, when the store could tell it in the same
-    statement, is the message as the refused move found it (its body left out): that
-    read is done.
+    statement, is the message as the refused move's statement saw it (its body left
+    out): that read is done. It may predate a concurrent move that won while the
+    statement waited for it (PostgreSQL reads it in the statement's snapshot): a
+    record still in the expected state at the expected version is such a one.
     """
 
     code = "internal"
@@ -168,6 +170,22 @@ class Journal(Protocol):
         message first, and the move is one statement whether it succeeds or not.
         Raises :class:`~gateway.core.errors.NotFound` for an unknown id.
         """
+        ...
+
+    async def deliver(
+        self,
+        message_id: str,
+        *,
+        at: datetime,
+        reason: str | None,
+        queued_reason: str | None,
+        actor: str | None = None,
+    ) -> MessageRecord:
+        """A consumer was handed the message: QUEUED -> DELIVERED (``reason``), or, if
+        its publisher has not journaled the broker's confirm yet, ACCEPTED -> QUEUED
+        (``queued_reason``) -> DELIVERED; one write either way. Raises
+        :class:`TransitionConflict` (with the record as found) from any other state,
+        ``NotFound`` for an unknown id."""
         ...
 
     async def acknowledge(

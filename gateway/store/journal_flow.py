@@ -202,6 +202,29 @@ ON CONFLICT (digest) DO NOTHING RETURNING digest
             step = Step(state, target, reason)
             return await self._move(connection, message_id, step, version, at, actor)
 
+    async def deliver(
+        self,
+        message_id: str,
+        *,
+        at: datetime,
+        reason: str | None,
+        queued_reason: str | None,
+        actor: str | None = None,
+    ) -> MessageRecord:
+        require_aware("at", at)
+        require_name("actor", actor)
+        return await self._deliver(lookup_id(message_id), at, reason, queued_reason, actor)
+
+    async def _deliver(
+        self,
+        message_id: str,
+        at: datetime,
+        reason: str | None,
+        queued_reason: str | None,
+        actor: str | None,
+    ) -> MessageRecord:
+        raise NotImplementedError
+
     async def acknowledge(
         self, message_id: str, *, at: datetime, reason: str | None = None, actor: str | None = None
     ) -> Acknowledged:

@@ -97,6 +97,34 @@ SELECT false, {MESSAGE_HEAD} FROM messages
 WHERE message_id = $1 AND NOT EXISTS (SELECT 1 FROM moved)
 """
 
+# $1 id, $2 at, $3 reason, $4 queued reason, $5 actor. The row is locked first (a
+# concurrent mover is waited for, and the state it left is the one moved from).
+_DELIVER = f"""
+WITH old AS (
+    SELECT message_id, state, version FROM messages
+    WHERE message_id = $1 AND state IN ('ACCEPTED', 'QUEUED')
+    FOR UPDATE
+), moved AS (
+    UPDATE messages AS m
+    SET state = 'DELIVERED', updated_at = $2,
+        version = m.version + CASE WHEN old.state = 'ACCEPTED' THEN 2 ELSE 1 END
+    FROM old
+    WHERE m.message_id = old.message_id AND m.version = old.version
+    RETURNING {_M_HEAD}, old.state AS was
+), logged AS (
+    {_HISTORY}
+    SELECT moved.message_id, step.from_state, step.to_state, $2, step.reason, $5
+    FROM moved, (VALUES (1, 'ACCEPTED', 'QUEUED', $4::text), (2, 'QUEUED', 'DELIVERED', $3::text))
+        AS step(n, from_state, to_state, reason)
+    WHERE step.n = 2 OR moved.was = 'ACCEPTED'
+    ORDER BY step.n
+)
+SELECT true AS moved, {MESSAGE_HEAD} FROM moved
+UNION ALL
+SELECT false, {MESSAGE_HEAD} FROM messages
+WHERE message_id = $1 AND NOT EXISTS (SELECT 1 FROM moved)
+"""
+
 # $1 id, $2 at, $3 reason, $4 actor. The response's Ack also settles its request when
 # it is the request's claimed final answer.
 _ACKNOWLEDGE = f"""
@@ -222,6 +250,23 @@ WHERE message_id = $1 AND kind = 'request' FOR UPDATE
         actor: str | None,
     ) -> MessageRecord:
         return await _move(connection, message_id, step, version, at, actor)
+
+    async def _deliver(
+        self,
+        message_id: str,
+        at: datetime,
+        reason: str | None,
+        queued_reason: str | None,
+        actor: str | None,
+    ) -> MessageRecord:
+        pool = await self.database.pool()
+        row = await pool.fetchrow(_DELIVER, message_id, at, reason, queued_reason, actor)
+        if row is None:
+            raise not_found(message_id)
+        record = message_of(row)
+        if not row["moved"]:
+            raise conflict(message_id, MessageState.QUEUED, MessageState.DELIVERED, None, record)
+        return record
 
     async def _acknowledge(
         self, message_id: str, at: datetime, reason: str | None, actor: str | None

@@ -636,6 +636,74 @@ async def test_an_ack_of_an_answered_request_changes_nothing(
     assert len(await store.history(message_id(1))) == 4
 
 
+@pytest.mark.parametrize(
+    ("start", "path"),
+    [
+        ([S.QUEUED], [S.ACCEPTED, S.QUEUED, S.DELIVERED]),
+        # handed out before its publisher journaled the broker's confirm
+        ([], [S.ACCEPTED, S.QUEUED, S.DELIVERED]),
+    ],
+)
+async def test_deliver_moves_a_queued_or_a_just_published_message(
+    store: Journal, clock: FakeClock, start: list[S], path: list[S]
+) -> None:
+    await store.accept(new_message(1), at=clock.now())
+    await drive(store, clock, message_id(1), start)
+
+    delivered = await store.deliver(
+        message_id(1), at=clock.now(), reason="attempt 1", queued_reason="seen", actor="bus"
+    )
+
+    assert delivered.state is S.DELIVERED
+    assert delivered.version == 3
+    history = await store.history(message_id(1))
+    assert [t.to_state for t in history] == path
+    assert history[-1].reason == "attempt 1"
+    assert history[-1].actor == "bus"
+    if not start:
+        assert history[1].reason == "seen"
+    assert dataclasses.replace(await store.get(message_id(1)), xml=None) == delivered
+
+
+async def test_deliver_refuses_a_message_handed_out_already(
+    store: Journal, clock: FakeClock
+) -> None:
+    await store.accept(new_message(1), at=clock.now())
+    delivered = await drive(store, clock, message_id(1), [S.QUEUED, S.DELIVERED])
+    with pytest.raises(TransitionConflict) as refused:
+        await store.deliver(message_id(1), at=clock.now(), reason="again", queued_reason=None)
+    assert refused.value.record == delivered
+    assert len(await store.history(message_id(1))) == 3
+    with pytest.raises(NotFound):
+        await store.deliver(message_id(2), at=clock.now(), reason=None, queued_reason=None)
+
+
+async def test_of_copies_delivered_at_once_one_is_handed_out(
+    store: Journal, clock: FakeClock
+) -> None:
+    for n in range(1, 21):  # ACCEPTED and QUEUED ones alike
+        await store.accept(new_message(n), at=clock.now())
+        if n % 2:
+            await store.transition(message_id(n), S.QUEUED, at=clock.now())
+
+    async def deliver(n: int) -> MessageRecord | None:
+        """The record delivered, or as a refused copy found it."""
+        try:
+            return await store.deliver(message_id(n), at=clock.now(), reason="a", queued_reason="q")
+        except TransitionConflict as refused:
+            return refused.record
+
+    outcomes = await asyncio.gather(*(deliver(n) for n in range(1, 21) for _ in range(3)))
+
+    won = [o for o in outcomes if o is not None and o.state is S.DELIVERED]
+    assert len(won) >= 20  # the winners, and refused copies that saw them
+    # A refused copy's record is never older than the state it was sent to move.
+    assert all(o is not None for o in outcomes)
+    for n in range(1, 21):
+        history = [t.to_state for t in await store.history(message_id(n))]
+        assert history == [S.ACCEPTED, S.QUEUED, S.DELIVERED]
+
+
 async def test_a_refused_move_tells_the_message_as_it_found_it(
     store: Journal, clock: FakeClock
 ) -> None:
