@@ -198,8 +198,8 @@ class Pulls:
                 return await window.deliver(
                     message_id, at=self.ctx.clock.now(), reason=attempt, actor="bus"
                 )
-            return await self.moves.move_from(
-                message_id, MessageState.QUEUED, MessageState.DELIVERED, attempt
+            return await self.moves.deliver(
+                message_id, attempt, f"seen in {direction}.{caller.mnemonic}"
             )
         except TransitionConflict as refused:
             found = refused.record  # as the refused move found it: no read
