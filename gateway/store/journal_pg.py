@@ -97,8 +97,10 @@ SELECT false, {MESSAGE_HEAD} FROM messages
 WHERE message_id = $1 AND NOT EXISTS (SELECT 1 FROM moved)
 """
 
-# $1 id, $2 at, $3 reason, $4 queued reason, $5 actor. The row is locked first (a
-# concurrent mover is waited for, and the state it left is the one moved from).
+# $1 id, $2 at, $3 reason, $4 queued reason, $5 actor. The row is locked first: a
+# concurrent mover (the publisher's QUEUED) is waited for, and the state it left is the
+# one moved from. The update then takes the row as locked, not as the statement's
+# snapshot had it (no condition on the version, which the snapshot may predate).
 _DELIVER = f"""
 WITH old AS (
     SELECT message_id, state, version FROM messages
@@ -109,7 +111,7 @@ WITH old AS (
     SET state = 'DELIVERED', updated_at = $2,
         version = m.version + CASE WHEN old.state = 'ACCEPTED' THEN 2 ELSE 1 END
     FROM old
-    WHERE m.message_id = old.message_id AND m.version = old.version
+    WHERE m.message_id = old.message_id
     RETURNING {_M_HEAD}, old.state AS was
 ), logged AS (
     {_HISTORY}

@@ -11,6 +11,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 
+import asyncpg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -33,6 +34,7 @@ from gateway.store import (
 )
 from gateway.store.engine import async_url
 from gateway.store.journal import REPLAY_PURGE_INTERVAL
+from gateway.store.pg import libpq_url
 from gateway.store.schema import messages, metadata, replay_guard
 from tests.integration import store_fixtures
 from tests.integration.store_fixtures import Backend
@@ -676,6 +678,51 @@ async def test_deliver_refuses_a_message_handed_out_already(
     assert len(await store.history(message_id(1))) == 3
     with pytest.raises(NotFound):
         await store.deliver(message_id(2), at=clock.now(), reason=None, queued_reason=None)
+
+
+async def test_deliver_waits_for_the_publisher_queueing_it_and_moves_on_from_there(
+    backend: Backend, store: Journal, clock: FakeClock
+) -> None:
+    """The consumer's statement starts while the publisher's QUEUED move is uncommitted
+    (the usual race of a gateway consuming what it publishes): it waits for the row and
+    delivers it from QUEUED, not refusing it as its snapshot's ACCEPTED."""
+    if backend.name != "postgresql":
+        pytest.skip("SQLite has one writer: nothing runs in between")
+    await store.accept(new_message(1), at=clock.now())
+    publisher = await asyncpg.connect(
+        libpq_url(backend.url), server_settings={"search_path": backend.schema or "public"}
+    )
+    try:
+        queueing = publisher.transaction()
+        await queueing.start()
+        await publisher.execute(
+            "UPDATE messages SET state = 'QUEUED', version = 2 WHERE message_id = $1; ",
+            message_id(1),
+        )
+        await publisher.execute(
+            "INSERT INTO transitions (message_id, from_state, to_state, at, actor) "
+            "VALUES ($1, 'ACCEPTED', 'QUEUED', now(), 'publisher')",
+            message_id(1),
+        )
+        delivering = asyncio.create_task(
+            store.deliver(message_id(1), at=clock.now(), reason="attempt 1", queued_reason="q")
+        )
+        waiting = 0
+        async with asyncio.timeout(10):  # until the statement waits for the row lock
+            while not waiting:
+                waiting = await publisher.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE wait_event_type = 'Lock' AND query LIKE '%WITH old AS%'"
+                )
+        await queueing.commit()
+        delivered = await delivering
+    finally:
+        await publisher.close()
+    assert (delivered.state, delivered.version) == (S.DELIVERED, 3)
+    history = await store.history(message_id(1))
+    assert [(t.to_state, t.actor) for t in history] == [
+        (S.ACCEPTED, None), (S.QUEUED, "publisher"), (S.DELIVERED, None)
+    ]  # fmt: skip
 
 
 async def test_of_copies_delivered_at_once_one_is_handed_out(
