@@ -401,6 +401,7 @@ class Router:
             metrics.count_message(*labels, MessageOutcome.DUPLICATE)
             return record
         # New, or journaled but not yet queued (the first attempt died before publishing).
+        self._sent.keep(record)  # a push provider may answer before the QUEUED move
         began = time.perf_counter()
         await self._transport.publish(direction, new.recipient, queued(new, new.xml))
         published = time.perf_counter()

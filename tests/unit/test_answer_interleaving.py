@@ -51,12 +51,21 @@ def states(history: tuple[Transition, ...]) -> list[str]:
 async def test_an_answer_before_the_queued_move_ends_in_the_true_states(bus: Bus) -> None:
     push = PushSource(bus.transport, "ZAGS", bus.ctx.verifier, clock=bus.clock, wait=FOUND)
 
+    reads: list[str] = []
+    get = bus.journal.get
+
+    async def counted(message_id: str) -> Any:
+        reads.append(message_id)
+        return await get(message_id)
+
     async def provider_answers() -> None:
         inbound = await push.next()
         assert inbound is not None
         report = await bus.report(inbound.delivery.metadata.message_id)
         assert report.status == "ACCEPTED"  # the sender has not journaled QUEUED yet
+        bus.journal.get = counted  # type: ignore[method-assign]
         await bus.zags.send_response(inbound.delivery.reply_to, content=birth_response())
+        bus.journal.get = get  # type: ignore[method-assign]
         await inbound.ack()
 
     try:
@@ -64,6 +73,7 @@ async def test_an_answer_before_the_queued_move_ends_in_the_true_states(bus: Bus
         sent = await bus.portal.send_request(birth_request())
 
         assert sent.status == "responseIsAcceptedBySmev"  # the QUEUED move found it RESPONDED
+        assert str(sent.message_id) not in reads  # answered on the request as accepted
         got = await bus.portal.get_response()
         assert got is not None
         await bus.portal.ack(got.metadata.message_id)
