@@ -261,8 +261,8 @@ WHERE message_id = $1 AND kind = 'request' FOR UPDATE
         queued_reason: str | None,
         actor: str | None,
     ) -> MessageRecord:
-        pool = await self.database.pool()
-        row = await pool.fetchrow(_DELIVER, message_id, at, reason, queued_reason, actor)
+        async with self.database.writing() as connection:
+            row = await connection.fetchrow(_DELIVER, message_id, at, reason, queued_reason, actor)
         if row is None:
             raise not_found(message_id)
         record = message_of(row)
