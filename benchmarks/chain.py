@@ -28,8 +28,11 @@ makes every mock agency wait before it answers, as real registries do. RabbitMQ 
 PostgreSQL are ``SMEVBUS_AMQP_URL`` and ``SMEVBUS_DATABASE_URL``. Figures, JSON keys
 and targets: ``benchmarks/README.md``.
 
+``--statements-by-text N`` also prints the N statements (by SQL text) sent most often
+per service request over row 3.
+
 Run: .venv/bin/python benchmarks/chain.py [--requests 40] [--concurrency 8]
-     [--agency-latency-ms 0] [--json PATH] [--check]
+     [--agency-latency-ms 0] [--statements-by-text N] [--json PATH] [--check]
 """
 
 from __future__ import annotations
@@ -242,6 +245,7 @@ class Measured:
         self.cpu_s: dict[str, float] = {}
         self.transactions = 0
         self.statements = 0
+        self.by_text: dict[str, int] = {}
 
 
 async def measure(
@@ -263,12 +267,20 @@ async def measure(
         )
         if concurrency > 1:
             xacts, statements = await settled(chain.database_url), counter.statements
+            texts = counter.by_text() if counter.counts_text else {}
             before = chain_cpu(chain)
             loaded = await drive(
                 f"{SERVICE} (3 parts)", n, concurrency, lambda: portal.request(SERVICE)
             )
             after = chain_cpu(chain)
             measured.statements = counter.statements - statements
+            if counter.counts_text:
+                after_texts = counter.by_text()
+                measured.by_text = {
+                    sql: n - texts.get(sql, 0)
+                    for sql, n in after_texts.items()
+                    if n > texts.get(sql, 0)
+                }
             measured.transactions = await settled(chain.database_url) - xacts
             measured.cpu_s = {role: after[role] - before.get(role, 0.0) for role in after}
             measured.rows.append(loaded)
@@ -299,6 +311,13 @@ def cpu_figures(measured: Measured, requests: int) -> dict[str, Any]:
     return figures
 
 
+def print_by_text(by_text: dict[str, int], requests: int, top: int) -> None:
+    """The ``top`` statements (by SQL text) sent most often, per service request."""
+    print(f"SQL statements per service request by text (top {top} of {len(by_text)}):")
+    for sql, n in sorted(by_text.items(), key=lambda item: -item[1])[:top]:
+        print(f"  {n / requests:6.2f}  {sql[:150]}")
+
+
 def slow_down(chain: Chain, latency_ms: int) -> None:
     for name, service in chain.services.items():
         if name.startswith("mock-") and service.ready_url is not None:
@@ -322,6 +341,13 @@ def main() -> None:
         action="store_true",
         help="the ZAGS adapter polls /ws (as docker-compose runs it) instead of push",
     )
+    parser.add_argument(
+        "--statements-by-text",
+        type=int,
+        default=0,
+        metavar="N",
+        help="print the N SQL texts sent most often per service request (last row)",
+    )
     add_output_options(parser)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="smevbus-bench-chain-"))
@@ -339,7 +365,7 @@ def main() -> None:
     )
     database = database_url()
     with (
-        StatementCounter(database) as counter,
+        StatementCounter(database, by_text=args.statements_by_text > 0) as counter,
         running_chain(
             amqp_url(),
             work / "keys",
@@ -363,6 +389,8 @@ def main() -> None:
     figures = {"benchmark": "chain", **report(measured.rows, {}, {})}
     if measured.cpu_s:
         figures |= cpu_figures(measured, args.requests)
+    if measured.by_text:
+        print_by_text(measured.by_text, args.requests, args.statements_by_text)
     finish(args, figures)
 
 

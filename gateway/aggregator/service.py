@@ -12,7 +12,8 @@
 * :meth:`Aggregator.apply_reply` takes one reply, as the portal's reply subscription
   (:class:`~gateway.aggregator.replies.ReplyIntake`) hands it over, correlates it by
   its ``OriginalMessageId``
-  (:meth:`~gateway.store.base.ServiceRequests.by_message`), applies it
+  (:meth:`~gateway.store.base.ServiceRequests.by_message`, or the record this process
+  keeps from its own last save: :mod:`gateway.aggregator.open_requests`), applies it
   (:func:`gateway.aggregator.responses.apply_event`) and saves; the intake acks the
   reply only then, so a crash between the two redelivers the reply (which then changes
   nothing: the first outcome of a part stands). A reply for a request that is already
@@ -78,6 +79,7 @@ from lxml import etree
 
 from gateway.aggregator.callback_url import check_callback_url
 from gateway.aggregator.keyed_locks import KeyedLocks
+from gateway.aggregator.open_requests import OpenRequests
 from gateway.aggregator.requests_builder import build_request
 from gateway.aggregator.responses import apply_event, to_event
 from gateway.core.aggregation import (
@@ -156,6 +158,7 @@ class Aggregator:
         #: dispatcher waits on it instead of only polling.
         self.finalized = asyncio.Event()
         self._applying = KeyedLocks()  # by service request id
+        self._open = OpenRequests()
 
     # --- portal operations ------------------------------------------------------------
 
@@ -205,7 +208,9 @@ class Aggregator:
         record, created = await self.store.create(
             state, participant, idempotency_key, callback_url=callback_url, request_digest=digest
         )
-        if not created:
+        if created:
+            self._open.keep(record)
+        else:
             log.info(
                 "service_request_exists",
                 service_request_id=str(record.id),
@@ -348,7 +353,7 @@ class Aggregator:
         """Apply one reply (to request ``original``) to its part; True when it changed the
         service request. Applying the same reply again changes nothing (the first outcome
         of a part stands), so a redelivered reply is harmless."""
-        link = await self.store.by_message(original)
+        link = self._open.link(original) or await self.store.by_message(original)
         if link is None:
             log.warning("uncorrelated_reply", original_message_id=str(original))
             return False
@@ -368,7 +373,9 @@ class Aggregator:
         # re-read and a second save.
         async with self._applying.hold(link.service_request_id):
             now = self.clock.now()
-            record = await self.store.get(link.service_request_id)
+            record = self._open.record(link.service_request_id)
+            if record is None:
+                record = await self.store.get(link.service_request_id)
             record, outcome = await self._update(
                 record, lambda s: apply_event(s, link.part_id, event, now)
             )
@@ -420,6 +427,7 @@ class Aggregator:
     def _saved(
         self, record: ServiceRequestRecord, outcome: Outcome
     ) -> tuple[ServiceRequestRecord, Outcome]:
+        self._open.keep(record)
         if outcome.became_final:
             self.finalized.set()
             metrics.count_service_request(record.service, record.status.value, _value(record))

@@ -32,7 +32,9 @@ class Moves:
         ``seen``, the record as the caller just read it, spares the journal a read;
         if the message moved since, the move is decided again on a fresh read.
         """
-        if seen is not None:
+        for _ in range(2):  # as seen, then as the refused move found it
+            if seen is None:
+                break
             try:
                 return await self.store.transition(
                     message_id,
@@ -43,8 +45,8 @@ class Moves:
                     expected_version=seen.version,
                     expected_state=seen.state,
                 )
-            except TransitionConflict:
-                pass
+            except TransitionConflict as refused:
+                seen = refused.record
         return await self.store.transition(
             message_id, state, at=self.clock.now(), reason=reason, actor="bus"
         )
@@ -61,6 +63,14 @@ class Moves:
             reason=reason,
             actor="bus",
             expected_state=from_state,
+        )
+
+    async def deliver(self, message_id: str, reason: str, queued_reason: str) -> MessageRecord:
+        """QUEUED -> DELIVERED, or ACCEPTED -> QUEUED -> DELIVERED when a consumer got
+        the message before its publisher journaled the confirm (one journal write);
+        :class:`~gateway.store.base.TransitionConflict` from any other state."""
+        return await self.store.deliver(
+            message_id, at=self.clock.now(), reason=reason, queued_reason=queued_reason, actor="bus"
         )
 
     async def mark_queued(self, accepted: MessageRecord, reason: str) -> MessageRecord:
@@ -84,8 +94,11 @@ class Moves:
                 expected_version=accepted.version,
                 expected_state=accepted.state,
             )
-        except IllegalTransition:  # TransitionConflict included
-            record = await self.store.get(message_id)
+        except IllegalTransition as refused:  # TransitionConflict included
+            found = refused.record if isinstance(refused, TransitionConflict) else None
+            if found is None or found.version == accepted.version:
+                found = await self.store.get(message_id)  # none, or it predates the winner
+            record = found
             if record.state is MessageState.ACCEPTED:
                 raise
             return record

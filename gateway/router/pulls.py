@@ -191,22 +191,23 @@ class Pulls:
         """
         message_id = delivery.message.message_id
         attempt = f"attempt {delivery.delivery_count}"
+        found: MessageRecord | None = None
         try:
             # The usual case, in one statement: a QUEUED message is handed out.
             if window is not None:
                 return await window.deliver(
                     message_id, at=self.ctx.clock.now(), reason=attempt, actor="bus"
                 )
-            return await self.moves.move_from(
-                message_id, MessageState.QUEUED, MessageState.DELIVERED, attempt
+            return await self.moves.deliver(
+                message_id, attempt, f"seen in {direction}.{caller.mnemonic}"
             )
-        except TransitionConflict:
-            pass
+        except TransitionConflict as refused:
+            found = refused.record  # as the refused move found it: no read
         except NotFound:
             # Not journaled: nothing the bus accepted; park it where an operator sees it.
             await delivery.reject("not in the journal")
             return None
-        record = await self.store.get(message_id)
+        record = found or await self.store.get(message_id)
         held_here = self._pulled.take(caller.mnemonic, message_id) is not None
         action = on_copy(record.state, held_here=held_here)
         if action is CopyAction.QUEUE_AND_DELIVER:

@@ -58,6 +58,7 @@ from gateway.router.moves import Moves, metadata
 from gateway.router.outbox import Relay, queued
 from gateway.router.pulls import Pulls
 from gateway.router.replays import ReplayGuard
+from gateway.router.sent import SentRequests
 from gateway.router.statuses import StatusFeed
 from gateway.store.base import Store
 from gateway.store.records import AcceptOutcome, AcceptResult, MessageRecord, NewMessage
@@ -109,6 +110,7 @@ class Router:
         self._pulls = Pulls(ctx, transport, store, self._moves)
         self._statuses = StatusFeed(ctx, store)
         self._replays = ReplayGuard(ctx, store)
+        self._sent = SentRequests()
 
     async def start(self) -> None:
         """Migrate the journal and declare every participant's queues (idempotent)."""
@@ -326,7 +328,7 @@ class Router:
         # it by push, even ACCEPTED if its sender has not journaled the publish yet).
         began = time.perf_counter()
         answered = await self._store.answer(
-            new, final=response.is_final, at=self._ctx.clock.now(), actor=new.sender
+            new, final=response.is_final, at=self._ctx.clock.now(), actor=new.sender, seen=request
         )
         metrics.observe_stage(Stage.JOURNAL, time.perf_counter() - began)
         if answered.result is None:
@@ -339,6 +341,7 @@ class Router:
             result = AcceptResult(AcceptOutcome.DUPLICATE, existing)
         else:
             result = answered.result
+        self._sent.keep(answered.request)
         if answered.request.state is MessageState.RESPONDED:
             self._pulls.answered(provider, request.message_id)
             if result.outcome is AcceptOutcome.ACCEPTED:
@@ -369,7 +372,8 @@ class Router:
 
     async def _request_answered_by(self, to: str) -> MessageRecord:
         try:
-            request = await self._store.get(str(uuid.UUID(to)))
+            request_id = str(uuid.UUID(to))
+            request = self._sent.get(request_id) or await self._store.get(request_id)
         except (ValueError, NotFound):
             request = None
         if request is None or request.kind is not MessageKind.REQUEST:
@@ -397,12 +401,14 @@ class Router:
             metrics.count_message(*labels, MessageOutcome.DUPLICATE)
             return record
         # New, or journaled but not yet queued (the first attempt died before publishing).
+        self._sent.keep(record)  # a push provider may answer before the QUEUED move
         began = time.perf_counter()
         await self._transport.publish(direction, new.recipient, queued(new, new.xml))
         published = time.perf_counter()
         metrics.observe_stage(Stage.PUBLISH, published - began)
         record = await self._moves.mark_queued(record, f"to {direction}.{new.recipient}")
         metrics.observe_stage(Stage.JOURNAL, time.perf_counter() - published)
+        self._sent.keep(record)
         metrics.count_message(*labels, MessageOutcome.ACCEPTED)
         return record
 

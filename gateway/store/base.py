@@ -71,10 +71,15 @@ class TransitionConflict(IllegalTransition):
     """Another writer moved the message first (its version changed under us).
 
     Re-read the message and decide again; retrying the same move blindly would
-    duplicate a business step.
+    duplicate a business step. ``record``, when the store could tell it in the same
+    statement, is the message as the refused move's statement saw it (its body left
+    out): that read is done. It may predate a concurrent move that won while the
+    statement waited for it (PostgreSQL reads it in the statement's snapshot): a
+    record still in the expected state at the expected version is such a one.
     """
 
     code = "internal"
+    record: MessageRecord | None = None
 
 
 class Closing:
@@ -167,6 +172,22 @@ class Journal(Protocol):
         """
         ...
 
+    async def deliver(
+        self,
+        message_id: str,
+        *,
+        at: datetime,
+        reason: str | None,
+        queued_reason: str | None,
+        actor: str | None = None,
+    ) -> MessageRecord:
+        """A consumer was handed the message: QUEUED -> DELIVERED (``reason``), or, if
+        its publisher has not journaled the broker's confirm yet, ACCEPTED -> QUEUED
+        (``queued_reason``) -> DELIVERED; one write either way. Raises
+        :class:`TransitionConflict` (with the record as found) from any other state,
+        ``NotFound`` for an unknown id."""
+        ...
+
     async def acknowledge(
         self, message_id: str, *, at: datetime, reason: str | None = None, actor: str | None = None
     ) -> Acknowledged:
@@ -183,6 +204,7 @@ class Journal(Protocol):
         final: bool,
         at: datetime,
         actor: str | None = None,
+        seen: MessageRecord | None = None,
     ) -> Answered:
         """SendResponse's writes, in one transaction.
 
@@ -193,6 +215,10 @@ class Journal(Protocol):
         DELIVERED (interim), each step journaled: a request answered before its sender
         journaled it QUEUED, or answered by a push provider, ends in its true state.
         Raises ``NotFound`` for an unknown request.
+
+        ``seen``, the request as the caller just read it, lets a backend write all of
+        this in one statement while the request is still so (the usual case); the
+        outcome is the same either way.
         """
         ...
 

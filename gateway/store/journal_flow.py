@@ -44,6 +44,11 @@ from gateway.store.records import (
 from gateway.store.rows import MESSAGE_FULL, TRANSITION_COLUMNS, Row, message_of, transition_of
 
 
+class AnswerRaced(Exception):
+    """The fast ``answer`` moved the request but found its response journaled by a
+    concurrent twin: its transaction must be rolled back."""
+
+
 class JournalFlow(Closing, Generic[C]):
     """The :class:`~gateway.store.base.Journal` on a database with connections ``C``.
 
@@ -135,6 +140,23 @@ ON CONFLICT (digest) DO NOTHING RETURNING digest
     ) -> AbstractAsyncContextManager[PullWindow]:
         raise NotImplementedError
 
+    async def _answer_as_seen(
+        self,
+        connection: C,
+        response: NewMessage,
+        seen: MessageRecord,
+        steps: list[Step],
+        final: bool,
+        at: datetime,
+        actor: str | None,
+    ) -> Answered | None:
+        """``answer`` in one statement, if the request is still as ``seen`` (its version;
+        for a ``final`` answer, unclaimed) and the response is new; None (nothing
+        written) otherwise, or where the backend has no such statement. Raises
+        :class:`AnswerRaced` (after writing) if the response was journaled meanwhile:
+        the caller rolls back."""
+        return None
+
     # --- the operations ----------------------------------------------------------------------
 
     async def accept(
@@ -180,6 +202,29 @@ ON CONFLICT (digest) DO NOTHING RETURNING digest
             step = Step(state, target, reason)
             return await self._move(connection, message_id, step, version, at, actor)
 
+    async def deliver(
+        self,
+        message_id: str,
+        *,
+        at: datetime,
+        reason: str | None,
+        queued_reason: str | None,
+        actor: str | None = None,
+    ) -> MessageRecord:
+        require_aware("at", at)
+        require_name("actor", actor)
+        return await self._deliver(lookup_id(message_id), at, reason, queued_reason, actor)
+
+    async def _deliver(
+        self,
+        message_id: str,
+        at: datetime,
+        reason: str | None,
+        queued_reason: str | None,
+        actor: str | None,
+    ) -> MessageRecord:
+        raise NotImplementedError
+
     async def acknowledge(
         self, message_id: str, *, at: datetime, reason: str | None = None, actor: str | None = None
     ) -> Acknowledged:
@@ -194,35 +239,63 @@ ON CONFLICT (digest) DO NOTHING RETURNING digest
         final: bool,
         at: datetime,
         actor: str | None = None,
+        seen: MessageRecord | None = None,
     ) -> Answered:
         require_aware("at", at)
         require_name("actor", actor)
         request_id = response.in_reply_to
         if request_id is None:
             raise InvalidContent("an answer must name its request", message_id=response.message_id)
+        if seen is not None and seen.message_id == request_id:
+            steps = answer_path(seen.state, final, response.message_id)
+            if steps or final:
+                try:
+                    async with self.database.transaction() as connection:
+                        answered = await self._answer_as_seen(
+                            connection, response, seen, steps, final, at, actor
+                        )
+                        if answered is not None:
+                            return answered
+                        return await self._answer(
+                            connection, response, request_id, final, at, actor
+                        )
+                except AnswerRaced:
+                    pass  # rolled back: decided again on the locked request
         async with self.database.transaction() as connection:
-            row = await self._one(
+            return await self._answer(connection, response, request_id, final, at, actor)
+
+    async def _answer(
+        self,
+        connection: C,
+        response: NewMessage,
+        request_id: str,
+        final: bool,
+        at: datetime,
+        actor: str | None,
+    ) -> Answered:
+        """``answer`` on the request read (and locked, where the database can) now."""
+        row = await self._one(
+            connection,
+            self.REQUEST_FOR_ANSWER,
+            request_id,
+        )
+        if row is None:
+            raise not_found(request_id)
+        request = message_of(row)
+        claimed = row["answered_by"]
+        if final and claimed not in (None, response.message_id):
+            return Answered(None, request)
+        result = await self._accept(connection, response, at, None, actor)
+        steps = answer_path(request.state, final, response.message_id)
+        if steps or (final and claimed is None):
+            request = await self._advance(
                 connection,
-                self.REQUEST_FOR_ANSWER,
                 request_id,
+                steps,
+                steps[-1].to_state if steps else request.state,
+                at,
+                response.message_id if final else None,
             )
-            if row is None:
-                raise not_found(request_id)
-            request = message_of(row)
-            claimed = row["answered_by"]
-            if final and claimed not in (None, response.message_id):
-                return Answered(None, request)
-            result = await self._accept(connection, response, at, None, actor)
-            steps = answer_path(request.state, final, response.message_id)
-            if steps or (final and claimed is None):
-                request = await self._advance(
-                    connection,
-                    request_id,
-                    steps,
-                    steps[-1].to_state if steps else request.state,
-                    at,
-                    response.message_id if final else None,
-                )
         return Answered(result, request)
 
     async def claim_answer(self, request_id: str, response_id: str) -> bool:

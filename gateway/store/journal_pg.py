@@ -28,7 +28,7 @@ import asyncpg
 
 from gateway.core.lifecycle import MessageState
 from gateway.store.base import PullWindow
-from gateway.store.journal_flow import JournalFlow
+from gateway.store.journal_flow import AnswerRaced, JournalFlow
 from gateway.store.journal_rules import (
     Step,
     accepted_record,
@@ -42,6 +42,7 @@ from gateway.store.records import (
     AcceptOutcome,
     AcceptResult,
     Acknowledged,
+    Answered,
     MessageRecord,
     NewMessage,
     require_aware,
@@ -96,6 +97,36 @@ SELECT false, {MESSAGE_HEAD} FROM messages
 WHERE message_id = $1 AND NOT EXISTS (SELECT 1 FROM moved)
 """
 
+# $1 id, $2 at, $3 reason, $4 queued reason, $5 actor. The row is locked first: a
+# concurrent mover (the publisher's QUEUED) is waited for, and the state it left is the
+# one moved from. The update then takes the row as locked, not as the statement's
+# snapshot had it (no condition on the version, which the snapshot may predate).
+_DELIVER = f"""
+WITH old AS (
+    SELECT message_id, state, version FROM messages
+    WHERE message_id = $1 AND state IN ('ACCEPTED', 'QUEUED')
+    FOR UPDATE
+), moved AS (
+    UPDATE messages AS m
+    SET state = 'DELIVERED', updated_at = $2,
+        version = m.version + CASE WHEN old.state = 'ACCEPTED' THEN 2 ELSE 1 END
+    FROM old
+    WHERE m.message_id = old.message_id
+    RETURNING {_M_HEAD}, old.state AS was
+), logged AS (
+    {_HISTORY}
+    SELECT moved.message_id, step.from_state, step.to_state, $2, step.reason, $5
+    FROM moved, (VALUES (1, 'ACCEPTED', 'QUEUED', $4::text), (2, 'QUEUED', 'DELIVERED', $3::text))
+        AS step(n, from_state, to_state, reason)
+    WHERE step.n = 2 OR moved.was = 'ACCEPTED'
+    ORDER BY step.n
+)
+SELECT true AS moved, {MESSAGE_HEAD} FROM moved
+UNION ALL
+SELECT false, {MESSAGE_HEAD} FROM messages
+WHERE message_id = $1 AND NOT EXISTS (SELECT 1 FROM moved)
+"""
+
 # $1 id, $2 at, $3 reason, $4 actor. The response's Ack also settles its request when
 # it is the request's claimed final answer.
 _ACKNOWLEDGE = f"""
@@ -142,6 +173,52 @@ SELECT {MESSAGE_HEAD} FROM moved
 """
 
 
+def _answer_sql(*, rejection_code: bool) -> str:
+    """SendResponse's writes in one statement, when the request is as the router read it.
+
+    $1 request, $2 its state seen, $3 its version seen, $4 final, $5 state to, $6 steps,
+    $7 at, $8 answered_by (NULL: unchanged), $9..$11 the steps' from, to and reason;
+    the response: $12 id, $13 kind, $14 sender, $15 recipient, $16 type, $17 digest,
+    $18 xml, $19 expires at, $20 test, $21 actor (of its ACCEPTED row), $22 rejection
+    code (with ``rejection_code``). No row: nothing written (the request moved or was
+    claimed since, or the response is journaled already); ``added`` false: the response
+    was journaled by a concurrent twin while this statement ran (roll back)."""
+    column, value = (", rejection_code", ", $22") if rejection_code else ("", "")
+    return f"""
+WITH moved AS (
+    UPDATE messages
+    SET state = $5, version = version + $6, updated_at = $7,
+        answered_by = coalesce($8, answered_by)
+    WHERE message_id = $1 AND kind = 'request' AND state = $2 AND version = $3
+        AND (NOT $4 OR answered_by IS NULL)
+        AND NOT EXISTS (SELECT 1 FROM messages WHERE message_id = $12)
+    RETURNING {MESSAGE_HEAD}
+), added AS (
+    INSERT INTO messages (message_id, kind, sender, recipient, message_type, in_reply_to,
+        content_sha256, xml, state, created_at, updated_at, expires_at, test_message,
+        version{column})
+    SELECT $12, $13, $14, $15, $16, $1, $17, $18, 'ACCEPTED', $7, $7, $19, $20, 1{value}
+    WHERE EXISTS (SELECT 1 FROM moved)
+    ON CONFLICT (message_id) DO NOTHING
+    RETURNING message_id
+), added_logged AS (
+    {_HISTORY} SELECT message_id, NULL, 'ACCEPTED', $7, NULL, $21 FROM added
+), logged AS (
+    {_HISTORY}
+    SELECT $1, step.from_state, step.to_state, $7, step.reason, 'bus'
+    FROM unnest($9::text[], $10::text[], $11::text[]) WITH ORDINALITY
+        AS step(from_state, to_state, reason, n)
+    WHERE EXISTS (SELECT 1 FROM moved)
+    ORDER BY step.n
+)
+SELECT EXISTS (SELECT 1 FROM added) AS added, {MESSAGE_HEAD} FROM moved
+"""
+
+
+_ANSWER = _answer_sql(rejection_code=False)
+_ANSWER_REJECTION = _answer_sql(rejection_code=True)
+
+
 class PgJournal(JournalFlow[asyncpg.Connection]):
     """The :class:`~gateway.store.base.Journal` on a :class:`PgDatabase`."""
 
@@ -176,6 +253,23 @@ WHERE message_id = $1 AND kind = 'request' FOR UPDATE
     ) -> MessageRecord:
         return await _move(connection, message_id, step, version, at, actor)
 
+    async def _deliver(
+        self,
+        message_id: str,
+        at: datetime,
+        reason: str | None,
+        queued_reason: str | None,
+        actor: str | None,
+    ) -> MessageRecord:
+        async with self.database.writing() as connection:
+            row = await connection.fetchrow(_DELIVER, message_id, at, reason, queued_reason, actor)
+        if row is None:
+            raise not_found(message_id)
+        record = message_of(row)
+        if not row["moved"]:
+            raise conflict(message_id, MessageState.QUEUED, MessageState.DELIVERED, None, record)
+        return record
+
     async def _acknowledge(
         self, message_id: str, at: datetime, reason: str | None, actor: str | None
     ) -> Acknowledged:
@@ -207,6 +301,50 @@ WHERE message_id = $1 AND kind = 'request' FOR UPDATE
             "bus",
         )
         return message_of(moved)
+
+    async def _answer_as_seen(
+        self,
+        connection: asyncpg.Connection,
+        response: NewMessage,
+        seen: MessageRecord,
+        steps: list[Step],
+        final: bool,
+        at: datetime,
+        actor: str | None,
+    ) -> Answered | None:
+        record = accepted_record(response, at)
+        params: list[Any] = [
+            seen.message_id,
+            seen.state.value,
+            seen.version,
+            final,
+            (steps[-1].to_state if steps else seen.state).value,
+            len(steps),
+            at,
+            response.message_id if final else None,
+            [s.from_state.value for s in steps],
+            [s.to_state.value for s in steps],
+            [s.reason for s in steps],
+            record.message_id,
+            record.kind.value,
+            record.sender,
+            record.recipient,
+            record.message_type,
+            record.content_sha256,
+            response.xml,
+            record.expires_at,
+            record.test_message,
+            actor,
+        ]
+        if response.rejection_code is None:
+            row = await connection.fetchrow(_ANSWER, *params)
+        else:
+            row = await connection.fetchrow(_ANSWER_REJECTION, *params, response.rejection_code)
+        if row is None:
+            return None
+        if not row["added"]:
+            raise AnswerRaced(response.message_id)
+        return Answered(AcceptResult(AcceptOutcome.ACCEPTED, record), message_of(row))
 
     @asynccontextmanager
     async def _pull(
@@ -247,7 +385,7 @@ async def _move(
     if row is None:
         raise not_found(message_id)
     if not row["moved"]:
-        raise conflict(message_id, state, target, version)
+        raise conflict(message_id, state, target, version, message_of(row))
     return message_of(row)
 
 

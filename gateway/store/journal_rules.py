@@ -44,15 +44,22 @@ def not_found(message_id: str) -> NotFound:
 
 
 def conflict(
-    message_id: str, state: MessageState, target: MessageState, version: int | None
+    message_id: str,
+    state: MessageState,
+    target: MessageState,
+    version: int | None,
+    record: MessageRecord | None = None,
 ) -> TransitionConflict:
-    return TransitionConflict(
+    """``record``: the message as the refused move found it, if the store read it."""
+    error = TransitionConflict(
         f"message {message_id} was moved by another writer while going {state} -> {target}",
         message_id=message_id,
         current=str(state),
         target=str(target),
         version=version,
     )
+    error.record = record
+    return error
 
 
 def accepted_record(message: NewMessage, at: datetime) -> MessageRecord:

@@ -143,12 +143,10 @@ SELECT {MESSAGE_HEAD}, answered_by FROM messages WHERE message_id = $1 AND kind 
     ) -> MessageRecord:
         moved = await self._try_move(connection, message_id, step, version, at, actor)
         if moved is None:
-            if (
-                await self.database.fetch_one(connection, self.database.sql(self.STATE), message_id)
-                is None
-            ):
+            row = await self.database.fetch_one(connection, _HEAD, message_id)
+            if row is None:
                 raise not_found(message_id)
-            raise conflict(message_id, step.from_state, step.to_state, version)
+            raise conflict(message_id, step.from_state, step.to_state, version, message_of(row))
         return moved
 
     async def _try_move(
@@ -173,6 +171,31 @@ SELECT {MESSAGE_HEAD}, answered_by FROM messages WHERE message_id = $1 AND kind 
             (message_id, step.from_state.value, step.to_state.value, when, step.reason, actor),
         )
         return message_of(row)
+
+    async def _deliver(
+        self,
+        message_id: str,
+        at: datetime,
+        reason: str | None,
+        queued_reason: str | None,
+        actor: str | None,
+    ) -> MessageRecord:
+        to_deliver = Step(MessageState.QUEUED, MessageState.DELIVERED, reason)
+        async with self.database.writing() as connection:
+            moved = await self._try_move(connection, message_id, to_deliver, None, at, actor)
+            if moved is not None:
+                return moved
+            row = await self.database.fetch_one(connection, _HEAD, message_id)
+            if row is None:
+                raise not_found(message_id)
+            found = message_of(row)
+            if found.state is MessageState.ACCEPTED:
+                to_queue = Step(MessageState.ACCEPTED, MessageState.QUEUED, queued_reason)
+                await self._try_move(connection, message_id, to_queue, found.version, at, actor)
+                moved = await self._try_move(connection, message_id, to_deliver, None, at, actor)
+                assert moved is not None  # this transaction holds SQLite's one writer
+                return moved
+        raise conflict(message_id, MessageState.QUEUED, MessageState.DELIVERED, None, found)
 
     async def _acknowledge(
         self, message_id: str, at: datetime, reason: str | None, actor: str | None

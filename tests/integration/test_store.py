@@ -11,6 +11,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 
+import asyncpg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -33,6 +34,7 @@ from gateway.store import (
 )
 from gateway.store.engine import async_url
 from gateway.store.journal import REPLAY_PURGE_INTERVAL
+from gateway.store.pg import libpq_url
 from gateway.store.schema import messages, metadata, replay_guard
 from tests.integration import store_fixtures
 from tests.integration.store_fixtures import Backend
@@ -544,13 +546,24 @@ def answer_to(n: int, request: int) -> NewMessage:
         ([S.QUEUED, S.DELIVERED], False, [S.ACCEPTED, S.QUEUED, S.DELIVERED]),
     ],
 )
+# The request as the router read it: not given, read just before, read before it moved.
+@pytest.mark.parametrize("seen", ["none", "now", "stale"])
 async def test_an_answer_moves_its_request_on_from_where_it_is_now(
-    store: Journal, clock: FakeClock, start: list[MessageState], final: bool, path: list[S]
+    store: Journal,
+    clock: FakeClock,
+    start: list[MessageState],
+    final: bool,
+    path: list[S],
+    seen: str,
 ) -> None:
     await store.accept(new_message(1), at=clock.now())
+    before = await store.get(message_id(1))
     await drive(store, clock, message_id(1), start)
+    read = {"none": None, "now": await store.get(message_id(1)), "stale": before}[seen]
 
-    answered = await store.answer(answer_to(2, 1), final=final, at=clock.now(), actor="zags")
+    answered = await store.answer(
+        answer_to(2, 1), final=final, at=clock.now(), actor="zags", seen=read
+    )
 
     assert answered.result is not None
     assert answered.result.outcome is AcceptOutcome.ACCEPTED
@@ -560,14 +573,16 @@ async def test_an_answer_moves_its_request_on_from_where_it_is_now(
     assert dataclasses.replace(await store.get(message_id(1)), xml=None) == answered.request
 
 
+@pytest.mark.parametrize("given", [False, True])
 async def test_a_second_final_answer_writes_nothing_and_a_retry_is_a_duplicate(
-    store: Journal, clock: FakeClock
+    store: Journal, clock: FakeClock, given: bool
 ) -> None:
     await store.accept(new_message(1), at=clock.now())
-    first = await store.answer(answer_to(2, 1), final=True, at=clock.now())
+    seen = await store.get(message_id(1)) if given else None  # read before either answer
+    first = await store.answer(answer_to(2, 1), final=True, at=clock.now(), seen=seen)
 
-    second = await store.answer(answer_to(3, 1), final=True, at=clock.now())
-    retry = await store.answer(answer_to(2, 1), final=True, at=clock.now())
+    second = await store.answer(answer_to(3, 1), final=True, at=clock.now(), seen=seen)
+    retry = await store.answer(answer_to(2, 1), final=True, at=clock.now(), seen=seen)
 
     assert first.result is not None
     assert first.result.outcome is AcceptOutcome.ACCEPTED
@@ -623,6 +638,131 @@ async def test_an_ack_of_an_answered_request_changes_nothing(
     assert len(await store.history(message_id(1))) == 4
 
 
+@pytest.mark.parametrize(
+    ("start", "path"),
+    [
+        ([S.QUEUED], [S.ACCEPTED, S.QUEUED, S.DELIVERED]),
+        # handed out before its publisher journaled the broker's confirm
+        ([], [S.ACCEPTED, S.QUEUED, S.DELIVERED]),
+    ],
+)
+async def test_deliver_moves_a_queued_or_a_just_published_message(
+    store: Journal, clock: FakeClock, start: list[S], path: list[S]
+) -> None:
+    await store.accept(new_message(1), at=clock.now())
+    await drive(store, clock, message_id(1), start)
+
+    delivered = await store.deliver(
+        message_id(1), at=clock.now(), reason="attempt 1", queued_reason="seen", actor="bus"
+    )
+
+    assert delivered.state is S.DELIVERED
+    assert delivered.version == 3
+    history = await store.history(message_id(1))
+    assert [t.to_state for t in history] == path
+    assert history[-1].reason == "attempt 1"
+    assert history[-1].actor == "bus"
+    if not start:
+        assert history[1].reason == "seen"
+    assert dataclasses.replace(await store.get(message_id(1)), xml=None) == delivered
+
+
+async def test_deliver_refuses_a_message_handed_out_already(
+    store: Journal, clock: FakeClock
+) -> None:
+    await store.accept(new_message(1), at=clock.now())
+    delivered = await drive(store, clock, message_id(1), [S.QUEUED, S.DELIVERED])
+    with pytest.raises(TransitionConflict) as refused:
+        await store.deliver(message_id(1), at=clock.now(), reason="again", queued_reason=None)
+    assert refused.value.record == delivered
+    assert len(await store.history(message_id(1))) == 3
+    with pytest.raises(NotFound):
+        await store.deliver(message_id(2), at=clock.now(), reason=None, queued_reason=None)
+
+
+async def test_deliver_waits_for_the_publisher_queueing_it_and_moves_on_from_there(
+    backend: Backend, store: Journal, clock: FakeClock
+) -> None:
+    """The consumer's statement starts while the publisher's QUEUED move is uncommitted
+    (the usual race of a gateway consuming what it publishes): it waits for the row and
+    delivers it from QUEUED, not refusing it as its snapshot's ACCEPTED."""
+    if backend.name != "postgresql":
+        pytest.skip("SQLite has one writer: nothing runs in between")
+    await store.accept(new_message(1), at=clock.now())
+    publisher = await asyncpg.connect(
+        libpq_url(backend.url), server_settings={"search_path": backend.schema or "public"}
+    )
+    try:
+        queueing = publisher.transaction()
+        await queueing.start()
+        await publisher.execute(
+            "UPDATE messages SET state = 'QUEUED', version = 2 WHERE message_id = $1; ",
+            message_id(1),
+        )
+        await publisher.execute(
+            "INSERT INTO transitions (message_id, from_state, to_state, at, actor) "
+            "VALUES ($1, 'ACCEPTED', 'QUEUED', now(), 'publisher')",
+            message_id(1),
+        )
+        delivering = asyncio.create_task(
+            store.deliver(message_id(1), at=clock.now(), reason="attempt 1", queued_reason="q")
+        )
+        waiting = 0
+        async with asyncio.timeout(10):  # until the statement waits for the row lock
+            while not waiting:
+                waiting = await publisher.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE wait_event_type = 'Lock' AND query LIKE '%WITH old AS%'"
+                )
+        await queueing.commit()
+        delivered = await delivering
+    finally:
+        await publisher.close()
+    assert (delivered.state, delivered.version) == (S.DELIVERED, 3)
+    history = await store.history(message_id(1))
+    assert [(t.to_state, t.actor) for t in history] == [
+        (S.ACCEPTED, None), (S.QUEUED, "publisher"), (S.DELIVERED, None)
+    ]  # fmt: skip
+
+
+async def test_of_copies_delivered_at_once_one_is_handed_out(
+    store: Journal, clock: FakeClock
+) -> None:
+    for n in range(1, 21):  # ACCEPTED and QUEUED ones alike
+        await store.accept(new_message(n), at=clock.now())
+        if n % 2:
+            await store.transition(message_id(n), S.QUEUED, at=clock.now())
+
+    async def deliver(n: int) -> MessageRecord | None:
+        """The record delivered, or as a refused copy found it."""
+        try:
+            return await store.deliver(message_id(n), at=clock.now(), reason="a", queued_reason="q")
+        except TransitionConflict as refused:
+            return refused.record
+
+    outcomes = await asyncio.gather(*(deliver(n) for n in range(1, 21) for _ in range(3)))
+
+    won = [o for o in outcomes if o is not None and o.state is S.DELIVERED]
+    assert len(won) >= 20  # the winners, and refused copies that saw them
+    # A refused copy's record is never older than the state it was sent to move.
+    assert all(o is not None for o in outcomes)
+    for n in range(1, 21):
+        history = [t.to_state for t in await store.history(message_id(n))]
+        assert history == [S.ACCEPTED, S.QUEUED, S.DELIVERED]
+
+
+async def test_a_refused_move_tells_the_message_as_it_found_it(
+    store: Journal, clock: FakeClock
+) -> None:
+    await store.accept(new_message(1), at=clock.now())
+    delivered = await drive(store, clock, message_id(1), [S.QUEUED, S.DELIVERED])
+    with pytest.raises(TransitionConflict) as refused:
+        await store.transition(
+            message_id(1), S.QUEUED, at=clock.now(), expected_state=S.ACCEPTED, expected_version=1
+        )
+    assert refused.value.record == delivered
+
+
 async def test_a_refused_conditional_move_is_one_write_and_one_statement_on_postgresql(
     backend: Backend, clock: FakeClock
 ) -> None:
@@ -643,6 +783,32 @@ async def test_a_refused_conditional_move_is_one_write_and_one_statement_on_post
         assert writes(statements) == ["WITH", "WITH"]
     else:  # a local transaction: the move, then a look at why it did not match
         assert writes(statements) == ["UPDATE", "UPDATE"]
+
+
+async def test_an_answer_to_a_request_as_seen_is_one_statement_on_postgresql(
+    backend: Backend, clock: FakeClock
+) -> None:
+    statements: list[str] = []
+    async with traced(backend, statements) as journal:
+        await journal.migrate()
+        await journal.accept(new_message(1), at=clock.now())
+        await journal.transition(message_id(1), S.QUEUED, at=clock.now())
+        seen = await journal.get(message_id(1))
+        statements.clear()
+        answered = await journal.answer(answer_to(2, 1), final=True, at=clock.now(), seen=seen)
+        assert answered.request.state is S.RESPONDED
+        assert answered.result is not None
+        assert answered.result.outcome is AcceptOutcome.ACCEPTED
+        assert [t.to_state for t in await journal.history(message_id(1))] == [
+            S.ACCEPTED,
+            S.QUEUED,
+            S.DELIVERED,
+            S.RESPONDED,
+        ]
+        assert [t.actor for t in await journal.history(message_id(2))] == [None]
+    if backend.name == "postgresql":  # the claim, the response, the moves: one statement
+        assert writes(statements) == ["WITH"]
+        assert not any("FOR UPDATE" in sql for sql in statements)  # no read first
 
 
 # --- the pull replay guard -----------------------------------------------------------

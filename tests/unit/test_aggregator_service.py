@@ -484,3 +484,48 @@ async def test_a_retried_submit_sends_the_parts_a_dead_process_never_sent(
     await world.answer_all()
     await pump(world.bus, world.agg)
     assert (await world.agg.get(str(again.id))).status is ServiceState.COMPLETED
+
+
+class CountingReads(SqliteServiceRequests):
+    """Counts the reads an aggregator makes to correlate and apply a reply."""
+
+    reads = 0
+
+    async def get(self, id: str | uuid.UUID) -> ServiceRequestRecord:
+        self.reads += 1
+        return await super().get(id)
+
+    async def by_message(self, message_id: str | uuid.UUID) -> MessageLink | None:
+        self.reads += 1
+        return await super().by_message(message_id)
+
+
+async def test_replies_to_what_this_process_sent_are_applied_without_a_read(
+    world: World,
+) -> None:
+    store = CountingReads(world.store.database)
+    agg = world.aggregator(store)
+    record = await submit(world, agg)
+    await world.answer_all()
+    assert await pump(world.bus, agg) == 3
+    assert store.reads == 0  # the record and links it created and saved, kept
+    done = await world.agg.get(str(record.id))
+    assert done.status is ServiceState.COMPLETED
+    assert done.version == 4
+
+
+async def test_a_kept_record_another_process_saved_since_is_re_read_not_overwritten(
+    world: World,
+) -> None:
+    store = CountingReads(world.store.database)
+    agg = world.aggregator(store)
+    record = await submit(world, agg)
+    await world.answer("birth-record")
+    assert await pump(world.bus, world.aggregator()) == 1  # another process saves v2
+    await world.answer("parent-registration")
+    assert await pump(world.bus, agg) == 1  # its kept v1 is refused, re-read, re-applied
+    assert store.reads == 1
+    done = await world.agg.get(str(record.id))
+    assert parts(done.state)["birth-record"] is PartStatus.ANSWERED
+    assert parts(done.state)["parent-registration"] is PartStatus.ANSWERED
+    assert done.version == 3

@@ -11,6 +11,7 @@ timing.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 
@@ -50,12 +51,21 @@ def states(history: tuple[Transition, ...]) -> list[str]:
 async def test_an_answer_before_the_queued_move_ends_in_the_true_states(bus: Bus) -> None:
     push = PushSource(bus.transport, "ZAGS", bus.ctx.verifier, clock=bus.clock, wait=FOUND)
 
+    reads: list[str] = []
+    get = bus.journal.get
+
+    async def counted(message_id: str) -> Any:
+        reads.append(message_id)
+        return await get(message_id)
+
     async def provider_answers() -> None:
         inbound = await push.next()
         assert inbound is not None
         report = await bus.report(inbound.delivery.metadata.message_id)
         assert report.status == "ACCEPTED"  # the sender has not journaled QUEUED yet
+        bus.journal.get = counted  # type: ignore[method-assign]
         await bus.zags.send_response(inbound.delivery.reply_to, content=birth_response())
+        bus.journal.get = get  # type: ignore[method-assign]
         await inbound.ack()
 
     try:
@@ -63,6 +73,7 @@ async def test_an_answer_before_the_queued_move_ends_in_the_true_states(bus: Bus
         sent = await bus.portal.send_request(birth_request())
 
         assert sent.status == "responseIsAcceptedBySmev"  # the QUEUED move found it RESPONDED
+        assert str(sent.message_id) not in reads  # answered on the request as accepted
         got = await bus.portal.get_response()
         assert got is not None
         await bus.portal.ack(got.metadata.message_id)
@@ -72,5 +83,65 @@ async def test_an_answer_before_the_queued_move_ends_in_the_true_states(bus: Bus
         ]  # fmt: skip
         answer = await bus.report(got.metadata.message_id)
         assert states(answer.history) == ["ACCEPTED", "QUEUED", "DELIVERED", "ACKED"]
+    finally:
+        await push.close()
+
+
+async def test_an_answer_to_a_request_this_process_queued_is_journaled_without_a_read(
+    bus: Bus,
+) -> None:
+    push = PushSource(bus.transport, "ZAGS", bus.ctx.verifier, clock=bus.clock, wait=FOUND)
+    reads: list[str] = []
+    get = bus.journal.get
+
+    async def counted(message_id: str) -> Any:
+        reads.append(message_id)
+        return await get(message_id)
+
+    try:
+        sent = await bus.portal.send_request(birth_request())
+        inbound = await push.next()
+        assert inbound is not None
+        bus.journal.get = counted  # type: ignore[method-assign]
+        await bus.zags.send_response(inbound.delivery.reply_to, content=birth_response())
+        await inbound.ack()
+        assert str(sent.message_id) not in reads  # the request as this process queued it
+        bus.journal.get = get  # type: ignore[method-assign]
+        report = await bus.report(sent.message_id)
+        assert states(report.history) == ["ACCEPTED", "QUEUED", "DELIVERED", "RESPONDED"]
+    finally:
+        await push.close()
+
+
+async def test_a_reply_consumed_before_its_queued_move_is_delivered_without_a_read(
+    bus: Bus,
+) -> None:
+    push = PushSource(bus.transport, "ZAGS", bus.ctx.verifier, clock=bus.clock, wait=FOUND)
+    reads: list[str] = []
+    get = bus.journal.get
+
+    async def counted(message_id: str) -> Any:
+        reads.append(message_id)
+        return await get(message_id)
+
+    async def portal_consumes() -> None:
+        delivery = await bus.transport.get(Direction.RESPONSES, "PORTAL")
+        assert delivery is not None
+        bus.journal.get = counted  # type: ignore[method-assign]
+        reply = await bus.router.receive_response("PORTAL", delivery)
+        bus.journal.get = get  # type: ignore[method-assign]
+        assert reply is not None
+        await bus.router.settle_response(delivery)
+
+    try:
+        await bus.portal.send_request(birth_request())
+        inbound = await push.next()
+        assert inbound is not None
+        after_publish(bus, Direction.RESPONSES, portal_consumes)
+        answer = await bus.zags.send_response(inbound.delivery.reply_to, content=birth_response())
+        await inbound.ack()
+        assert reads == []  # the refused QUEUED -> DELIVERED move told it ACCEPTED
+        report = await bus.report(answer.message_id)
+        assert states(report.history) == ["ACCEPTED", "QUEUED", "DELIVERED", "ACKED"]
     finally:
         await push.close()

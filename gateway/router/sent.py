@@ -1,0 +1,46 @@
+"""Requests this process queued lately, kept so that their SendResponse needs no read.
+
+What SendResponse checks of a request (its sender, recipient, type, end of life, test
+flag) never changes once journaled. Its state and version may be stale (another
+process moved it, or a pull handed it out): the journal's answer is conditional on
+them (``Journal.answer(seen=...)``) and decides again on the locked row when they
+are. Most answers reach the process that queued their request; the others read the
+journal, as before. A request leaves once answered (RESPONDED); the least recently
+used leave beyond :data:`LIMIT`.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Final
+
+from gateway.core.envelope import MessageKind
+from gateway.core.lifecycle import MessageState
+from gateway.store.records import MessageRecord
+
+#: Requests kept at most.
+LIMIT: Final = 10_000
+
+
+class SentRequests:
+    def __init__(self, limit: int = LIMIT) -> None:
+        self._limit = limit
+        self._records: OrderedDict[str, MessageRecord] = OrderedDict()
+
+    def keep(self, record: MessageRecord) -> None:
+        """``record`` (a request) as the journal last told it; forgotten once answered."""
+        if record.kind is not MessageKind.REQUEST:
+            return
+        if record.state is MessageState.RESPONDED:
+            self._records.pop(record.message_id, None)
+            return
+        self._records[record.message_id] = record
+        self._records.move_to_end(record.message_id)
+        while len(self._records) > self._limit:
+            self._records.popitem(last=False)
+
+    def get(self, message_id: str) -> MessageRecord | None:
+        return self._records.get(message_id)
+
+    def __len__(self) -> int:
+        return len(self._records)
