@@ -1,7 +1,8 @@
 """PostgreSQL for the stores: one asyncpg pool, opened on first use.
 
 Every store operation leases one connection for itself (a single statement, or one
-transaction), never one per statement. asyncpg prepares each distinct SQL text once
+transaction), never one per statement, from :class:`~gateway.store.pg_leases.Leases`
+(no pool checkout per operation). asyncpg prepares each distinct SQL text once
 per connection and keeps it (its statement cache), so the stores' constant SQL is
 parsed and planned once per connection. ``schema`` puts every table in that schema
 through the connections' ``search_path``.
@@ -22,6 +23,7 @@ from typing import Any
 import asyncpg
 
 from gateway.store.migrate import upgrade
+from gateway.store.pg_leases import Leases
 from gateway.store.rows import Row
 
 #: Connections kept open. Every concurrent store operation holds one; the pool must
@@ -56,6 +58,7 @@ class PgDatabase:
         self.schema = schema
         self._pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
+        self._leases: Leases | None = None
         self._opening: asyncio.Lock | None = None
         self._closed = False
         #: Called with the SQL of every statement run, when set before the pool opens.
@@ -82,6 +85,8 @@ class PgDatabase:
                     init=None if self.trace is None else self._init,
                     reset=_keep_session,
                 )
+                # A quarter of the pool stays for its direct users (and overflow).
+                self._leases = Leases(self._pool, keep=max(1, self._pool_size * 3 // 4))
         return self._pool
 
     # --- gateway.store.database.Database ------------------------------------------------
@@ -89,8 +94,12 @@ class PgDatabase:
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[asyncpg.Connection]:
         """A leased connection (one per operation, never one per statement)."""
-        pool = await self.pool()
-        async with pool.acquire() as connection:
+        leases = self._leases
+        if leases is None:
+            await self.pool()
+            leases = self._leases
+            assert leases is not None
+        async with leases.lease() as connection:
             yield connection
 
     def writing(self) -> AbstractAsyncContextManager[asyncpg.Connection]:
@@ -148,5 +157,8 @@ class PgDatabase:
     async def close(self) -> None:
         self._closed = True
         pool, self._pool = self._pool, None
+        leases, self._leases = self._leases, None
+        if leases is not None:
+            await leases.close()
         if pool is not None:
             await pool.close()

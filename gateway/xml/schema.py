@@ -177,7 +177,15 @@ def bus_schema(directory: str | Path | None = None) -> CompiledSchema:
     """The compiled bus schema (1.1 types, basic and faults), compiled once per process.
 
     ``directory`` is the xsd folder (the schemas are in its ``smev3/1.1``)."""
+    if directory is None:
+        return _default_bus_schema()
     return _bus_schema(bus_schema_dir(directory))
+
+
+@functools.cache
+def _default_bus_schema() -> CompiledSchema:
+    # Every SOAP request asks for it: no path to build and resolve each time.
+    return _bus_schema(bus_schema_dir())
 
 
 def validate_bus_element(element: etree._Element, *, directory: str | Path | None = None) -> None:
