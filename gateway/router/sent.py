@@ -11,6 +11,7 @@ used leave beyond :data:`LIMIT`.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import OrderedDict
 from typing import Final
 
@@ -34,7 +35,8 @@ class SentRequests:
         if record.state is MessageState.RESPONDED:
             self._records.pop(record.message_id, None)
             return
-        self._records[record.message_id] = record
+        # Its body is never needed here, and would make the kept requests weigh megabytes.
+        self._records[record.message_id] = dataclasses.replace(record, xml=None)
         self._records.move_to_end(record.message_id)
         while len(self._records) > self._limit:
             self._records.popitem(last=False)
