@@ -13,18 +13,11 @@ from adapters.sdk.metrics import PrometheusMetrics
 from adapters.sdk.policies import RetryPolicy
 from gateway.core.envelope import RejectionCode
 from gateway.ops.metrics import CONTENT_TYPE
-from gateway.testing.bus import Bus, birth_response, open_bus
+from gateway.testing.bus import Bus, birth_response
 from gateway.testing.scrape import Samples, samples, this_process
 from tests.unit.test_adapter_sdk import Agency, Rig
 
 OPERATOR = "operator-token"
-
-
-@pytest.fixture
-async def bus() -> AsyncIterator[Bus]:
-    b = await open_bus()
-    yield b
-    await b.close()
 
 
 def agency_figures(page: Samples, agency: str) -> dict[str, float]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 
 import httpx
@@ -148,13 +148,6 @@ class Rig:
 
     async def status(self, message_id: uuid.UUID) -> str:
         return (await self.bus.report(message_id)).status
-
-
-@pytest.fixture
-async def bus() -> AsyncIterator[Bus]:
-    b = await open_bus()
-    yield b
-    await b.close()
 
 
 def c14n(element: etree._Element) -> bytes:

@@ -10,24 +10,15 @@ timing.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-import pytest
-
 from adapters.sdk.push import PushSource
-from gateway.testing.bus import Bus, birth_request, birth_response, open_bus
+from gateway.testing.bus import Bus, birth_request, birth_response
 from gateway.testing.journal import Transition
 from gateway.transport.base import Direction, Message
 
 FOUND = 10.0
-
-
-@pytest.fixture
-async def bus() -> AsyncIterator[Bus]:
-    b = await open_bus()
-    yield b
-    await b.close()
 
 
 def after_publish(bus: Bus, direction: Direction, step: Callable[[], Awaitable[None]]) -> None:

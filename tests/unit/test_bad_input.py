@@ -10,7 +10,6 @@ hypothesis test then mutates a valid signed SendRequest at random.
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
 
 import pytest
 from cryptography import x509
@@ -20,7 +19,7 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from gateway.core.errors import error_class, error_classes
-from gateway.testing.bus import START, Bus, birth_request, open_bus, uuid1_at
+from gateway.testing.bus import START, Bus, birth_request, uuid1_at
 from gateway.transport.base import Direction
 from gateway.xml.namespaces import SOAP_ENV, qname
 from gateway.xml.soap import parse_fault
@@ -33,13 +32,6 @@ from tests.bad_input.world import (
 )
 
 KNOWN_CODES = {e.code for e in error_classes()} - {"internal"}
-
-
-@pytest.fixture
-async def bus() -> AsyncIterator[Bus]:
-    b = await open_bus()
-    yield b
-    await b.close()
 
 
 # --- the test --------------------------------------------------------------------------

@@ -4,7 +4,6 @@ aggregator and the callbacks."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import httpx
@@ -20,7 +19,6 @@ from gateway.testing.bus import (
     Bus,
     birth_request,
     birth_response,
-    open_bus,
     pump,
     send_request_body,
     soap,
@@ -34,13 +32,6 @@ __all__ = ["world"]  # the real-aggregator fixture, re-used
 OPERATOR = "operator-token"
 SETTINGS = Settings(ops_tokens={OPERATOR: "ivanov"})
 STAGES = ("parse", "verify", "schema", "journal", "publish", "deliver", "end_to_end")
-
-
-@pytest.fixture
-async def bus() -> AsyncIterator[Bus]:
-    b = await open_bus()
-    yield b
-    await b.close()
 
 
 def client(bus: Bus, settings: Settings = SETTINGS) -> httpx.AsyncClient:

@@ -10,26 +10,13 @@ the journal said QUEUED forever, and the dead letter could not be replayed.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
-
 from gateway.core.copies import why_not_replayable
 from gateway.core.lifecycle import MessageState
 from gateway.router.deadletters import DeadLetterJournal
-from gateway.testing.bus import START, Bus, open_bus, send_request_body, soap, uuid1_at
+from gateway.testing.bus import START, Bus, send_request_body, soap, uuid1_at
 from gateway.transport.base import DeadLetter, DeadLetterEvent, DeadLetterReason, Direction, Message
 
 REFUSAL = "signature_invalid: the consumer's signature does not verify"
-
-
-@pytest.fixture
-async def bus() -> AsyncIterator[Bus]:
-    b = await open_bus()
-    try:
-        yield b
-    finally:
-        await b.close()
 
 
 def refuse_on_publish(bus: Bus, refused: list[str]) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator
 
 import pytest
 from lxml import etree
@@ -18,18 +17,11 @@ from lxml import etree
 from gateway.core.errors import InvalidContent
 from gateway.router import intake
 from gateway.router.context import BusContext
-from gateway.testing.bus import Bus, open_bus, send_request_body, soap
+from gateway.testing.bus import Bus, send_request_body, soap
 from gateway.transport.base import Direction
 
 ENVELOPE = b'<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"'
 SIGNED = b'<smev:SenderProvidedRequestData Id="SIGNED_BY_CONSUMER"'
-
-
-@pytest.fixture
-async def bus() -> AsyncIterator[Bus]:
-    b = await open_bus()
-    yield b
-    await b.close()
 
 
 def signed_request(bus: Bus) -> bytes:

@@ -7,23 +7,14 @@ on it, and the journal records the same lifecycle.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from lxml import etree
 
 from gateway.core.errors import AccessDenied, NotFound
 from gateway.router.local import LocalParticipant
-from gateway.testing.bus import BIRTH, Bus, birth_request, birth_response, content, open_bus
+from gateway.testing.bus import BIRTH, Bus, birth_request, birth_response, content
 from gateway.transport.base import Direction
 from gateway.xml.readers import read_request_data, read_response_data
-
-
-@pytest.fixture
-async def bus() -> AsyncIterator[Bus]:
-    b = await open_bus()
-    yield b
-    await b.close()
 
 
 def local(bus: Bus, mnemonic: str = "PORTAL") -> LocalParticipant:

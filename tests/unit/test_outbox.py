@@ -9,7 +9,7 @@ answer does not: its request comes back instead).
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import pytest
@@ -22,7 +22,6 @@ from gateway.testing.bus import (
     Bus,
     birth_request,
     birth_response,
-    open_bus,
     send_request_body,
     soap,
     uuid1_at,
@@ -33,15 +32,6 @@ from gateway.transport.errors import PublishRefused
 AFTER = timedelta(seconds=10)
 
 Publish = Callable[[Direction, str, Message], Awaitable[None]]
-
-
-@pytest.fixture
-async def bus() -> AsyncIterator[Bus]:
-    b = await open_bus()
-    try:
-        yield b
-    finally:
-        await b.close()
 
 
 def relay(bus: Bus) -> Relay:

@@ -8,9 +8,6 @@ runner leaves unsettled go back to the queue. Waits are bounded; no wall-clock c
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
 from lxml import etree
 
 from adapters.sdk.push import PushSource
@@ -19,7 +16,6 @@ from gateway.testing.bus import (
     Bus,
     birth_request,
     birth_response,
-    open_bus,
     send_request_body,
     uuid1_at,
 )
@@ -32,13 +28,6 @@ from gateway.xml.readers import read_request_data
 FOUND = 10.0
 #: How long ``next`` waits when nothing should come.
 NOTHING = 0.05
-
-
-@pytest.fixture
-async def bus() -> AsyncIterator[Bus]:
-    b = await open_bus()
-    yield b
-    await b.close()
 
 
 def source(bus: Bus, participant: str = "ZAGS", **kwargs: float) -> PushSource:

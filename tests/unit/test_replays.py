@@ -9,7 +9,7 @@ nothing from the queue.
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import pytest
@@ -17,20 +17,13 @@ from lxml import etree
 
 from gateway.core.lifecycle import MessageState
 from gateway.crypto.profiles import DS_NS
-from gateway.testing.bus import Bus, birth_request, birth_response, open_bus, signed, soap
+from gateway.testing.bus import Bus, birth_request, birth_response, signed, soap
 from gateway.transport.base import Direction
 from gateway.xml import messages as m
 from gateway.xml.soap import find_signature
 
 #: The order of the P-256 group: an ECDSA signature (r, s) verifies as (r, N - s) too.
 P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
-
-
-@pytest.fixture
-async def bus() -> AsyncIterator[Bus]:
-    b = await open_bus()
-    yield b
-    await b.close()
 
 
 def get_request(bus: Bus, who: str, at: datetime | None = None) -> bytes:

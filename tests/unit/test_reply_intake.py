@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 from lxml import etree
@@ -48,13 +47,6 @@ async def journal_states(bus: Bus, record: ServiceRequestRecord) -> set[tuple[st
         for response in await bus.journal.responses_to(str(part.message_id)):
             seen.add((str(response.kind), str(response.state)))
     return seen
-
-
-@pytest.fixture
-async def bus() -> AsyncIterator[Bus]:
-    b = await open_bus()
-    yield b
-    await b.close()
 
 
 async def test_the_running_bus_applies_pushed_replies_without_polling() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 
 import httpx
 import pytest
@@ -19,18 +19,11 @@ from adapters.sdk.runner import AdapterRunner, OutcomeKind
 from gateway import request_id
 from gateway.api import request_id as http_request_id
 from gateway.logs import configure_logging
-from gateway.testing.bus import BIRTH, Bus, birth_request, birth_response, open_bus
+from gateway.testing.bus import BIRTH, Bus, birth_request, birth_response
 from gateway.transport.base import HEADER_REQUEST_ID, Direction
 
 #: Bounds a wait for a delivery that is expected.
 FOUND = 10.0
-
-
-@pytest.fixture
-async def bus() -> AsyncIterator[Bus]:
-    b = await open_bus()
-    yield b
-    await b.close()
 
 
 @pytest.mark.parametrize("offered", ["req-1", "0f8e7d6c5b4a", "portal:2026-12-03.7"])

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -54,13 +53,6 @@ from gateway.xml import messages as m
 from gateway.xml.namespaces import SMEV_TYPES, qname
 from gateway.xml.readers import read_request_data, read_response_data
 from gateway.xml.soap import find_signature, signature_target, unwrap_envelope
-
-
-@pytest.fixture
-async def bus() -> AsyncIterator[Bus]:
-    b = await open_bus()
-    yield b
-    await b.close()
 
 
 def c14n(element: etree._Element) -> bytes:

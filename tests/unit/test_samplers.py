@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
-import pytest
 from aiohttp import web
 from cryptography import x509
 
@@ -26,13 +25,6 @@ from gateway.testing.bus import (
 from gateway.testing.processes import free_port
 from gateway.testing.scrape import this_process
 from gateway.transport.base import Direction
-
-
-@pytest.fixture
-async def bus() -> AsyncIterator[Bus]:
-    b = await open_bus()
-    yield b
-    await b.close()
 
 
 def view(samplers: Samplers, name: str) -> Any:

@@ -9,7 +9,6 @@ them, and the adapters read a value's whole text, never only its first text node
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -24,7 +23,7 @@ from adapters.sdk.adapter import RequestContext
 from gateway.crypto import devpki
 from gateway.crypto.profiles import SignatureProfile
 from gateway.crypto.xmldsig import XmlSigner
-from gateway.testing.bus import Bus, content, open_bus, send_request_body, soap
+from gateway.testing.bus import Bus, content, send_request_body, soap
 from gateway.transport.base import Direction
 from gateway.xml.parse import parse_secure
 from gateway.xml.readers import read_send_request
@@ -35,13 +34,6 @@ SPLIT = {
     "processing_instruction": b"<Number>4829<?p x?>13</Number>",
     "cdata": b"<Number>4829<![CDATA[13]]></Number>",
 }
-
-
-@pytest.fixture
-async def bus() -> AsyncIterator[Bus]:
-    b = await open_bus()
-    yield b
-    await b.close()
 
 
 def signer(bus: Bus, profile: SignatureProfile) -> XmlSigner:

@@ -7,7 +7,6 @@ The whole path over a real ``smevbus serve`` with TLS is in
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -21,19 +20,11 @@ from gateway.testing.bus import (
     Bus,
     Reply,
     bus_pki,
-    open_bus,
     read_reply,
     send_request_body,
     soap,
 )
 from gateway.transport.base import Direction
-
-
-@pytest.fixture
-async def bus() -> AsyncIterator[Bus]:
-    b = await open_bus()
-    yield b
-    await b.close()
 
 
 def certificate(bus: Bus, mnemonic: str) -> x509.Certificate:

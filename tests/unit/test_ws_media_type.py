@@ -10,15 +10,8 @@ import pytest
 
 from gateway.api.app import create_app
 from gateway.config import Settings
-from gateway.testing.bus import Bus, open_bus, read_reply, send_request_body, soap
+from gateway.testing.bus import Bus, read_reply, send_request_body, soap
 from gateway.transport.base import Direction
-
-
-@pytest.fixture
-async def bus() -> AsyncIterator[Bus]:
-    b = await open_bus()
-    yield b
-    await b.close()
 
 
 @pytest.fixture
