@@ -30,8 +30,6 @@ moves ``DEAD_LETTERED`` to ``QUEUED`` with reason ``"replayed by operator"``; pu
 
 from __future__ import annotations
 
-import contextlib
-
 import structlog
 
 from gateway.core.clock import Clock
@@ -40,7 +38,8 @@ from gateway.core.errors import SmevbusError
 from gateway.core.lifecycle import MessageState
 from gateway.ops import metrics
 from gateway.ops.metrics import MessageOutcome
-from gateway.store.base import Store, TransitionConflict
+from gateway.router.moves import Moves
+from gateway.store.base import Store
 from gateway.store.records import MessageRecord
 from gateway.transport.base import DeadLetterEvent, DeadLetterReason
 
@@ -68,6 +67,7 @@ class DeadLetterJournal:
     def __init__(self, store: Store, clock: Clock) -> None:
         self.store = store
         self.clock = clock
+        self._moves = Moves(store, clock)
 
     async def record(self, event: DeadLetterEvent) -> None:
         """Journal one dead letter (see the module docstring); idempotent."""
@@ -93,8 +93,9 @@ class DeadLetterJournal:
                     recipient=record.recipient,
                 )
                 return
-            if action is DeadLetterAction.QUEUE_AND_RECORD:
-                await self._queued(record, event)
+            if action is DeadLetterAction.QUEUE_AND_RECORD:  # the publisher, second, finds it
+                reason = f"in {event.direction}.{event.participant} (seen dead-lettered)"
+                await self._moves.mark_queued(record, reason)
             await self.store.transition(
                 message_id,
                 target,
@@ -117,20 +118,6 @@ class DeadLetterJournal:
             bound.warning("dead_letter_not_journaled", code=exc.code, error=exc.message)
             return
         bound.info("dead_letter_journaled", state=str(target), detail=event.letter.detail)
-
-    async def _queued(self, accepted: MessageRecord, event: DeadLetterEvent) -> None:
-        """ACCEPTED -> QUEUED for a message the broker dead-lettered before its publisher
-        journaled it queued; the publisher, second, finds the move made."""
-        with contextlib.suppress(TransitionConflict):  # the publisher journaled it meanwhile
-            await self.store.transition(
-                accepted.message_id,
-                MessageState.QUEUED,
-                at=self.clock.now(),
-                reason=f"in {event.direction}.{event.participant} (seen dead-lettered)",
-                actor=TRANSPORT_ACTOR,
-                expected_version=accepted.version,
-                expected_state=MessageState.ACCEPTED,
-            )
 
     async def replayed(self, message_id: str, operator: str = OPERATOR_ACTOR) -> MessageRecord:
         """Journal ``operator``'s replay: ``DEAD_LETTERED`` -> ``QUEUED``.
