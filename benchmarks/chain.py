@@ -63,6 +63,8 @@ from benchmarks.harness import (  # noqa: E402
     drive,
     finish,
     interleaved,
+    print_by_text,
+    text_delta,
 )
 from benchmarks.sqlcount import StatementCounter  # noqa: E402
 from gateway.demo.run import APPLICANT  # noqa: E402
@@ -275,12 +277,7 @@ async def measure(
             after = chain_cpu(chain)
             measured.statements = counter.statements - statements
             if counter.counts_text:
-                after_texts = counter.by_text()
-                measured.by_text = {
-                    sql: n - texts.get(sql, 0)
-                    for sql, n in after_texts.items()
-                    if n > texts.get(sql, 0)
-                }
+                measured.by_text = text_delta(texts, counter.by_text())
             measured.transactions = await settled(chain.database_url) - xacts
             measured.cpu_s = {role: after[role] - before.get(role, 0.0) for role in after}
             measured.rows.append(loaded)
@@ -309,13 +306,6 @@ def cpu_figures(measured: Measured, requests: int) -> dict[str, Any]:
         f"(pg_stat_database) {figures['transactions_per_service_request']:.1f}"
     )
     return figures
-
-
-def print_by_text(by_text: dict[str, int], requests: int, top: int) -> None:
-    """The ``top`` statements (by SQL text) sent most often, per service request."""
-    print(f"SQL statements per service request by text (top {top} of {len(by_text)}):")
-    for sql, n in sorted(by_text.items(), key=lambda item: -item[1])[:top]:
-        print(f"  {n / requests:6.2f}  {sql[:150]}")
 
 
 def slow_down(chain: Chain, latency_ms: int) -> None:
@@ -390,7 +380,7 @@ def main() -> None:
     if measured.cpu_s:
         figures |= cpu_figures(measured, args.requests)
     if measured.by_text:
-        print_by_text(measured.by_text, args.requests, args.statements_by_text)
+        print_by_text(measured.by_text, args.requests, args.statements_by_text, "service request")
     finish(args, figures)
 
 

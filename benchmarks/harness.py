@@ -273,6 +273,18 @@ def verdicts(figures: Mapping[str, Any]) -> list[tuple[Target, float, bool]]:
     return [(target, value, target.met(value)) for target, value in found if value is not None]
 
 
+def print_by_text(by_text: dict[str, int], n: int, top: int, unit: str) -> None:
+    """The ``top`` statements (by SQL text) sent most often, per ``unit`` (``n`` of them)."""
+    print(f"SQL statements per {unit} by text (top {top} of {len(by_text)}):")
+    for sql, count in sorted(by_text.items(), key=lambda item: -item[1])[:top]:
+        print(f"  {count / n:6.2f}  {sql[:150]}")
+
+
+def text_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    """The statements counted by text between two readings of a counter."""
+    return {sql: n - before.get(sql, 0) for sql, n in after.items() if n > before.get(sql, 0)}
+
+
 def add_output_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", type=Path, metavar="PATH", help="write the figures as JSON")
     parser.add_argument(

@@ -55,8 +55,10 @@ from benchmarks.harness import (  # noqa: E402
     database_url,
     drive,
     finish,
+    print_by_text,
     rss_bytes,
     table,
+    text_delta,
 )
 from benchmarks.sqlcount import StatementCounter  # noqa: E402
 from gateway.client.http import SoapHttp  # noqa: E402
@@ -300,6 +302,13 @@ def main() -> None:
     parser.add_argument(
         "--checkpoints", default="", help="comma-separated counts at which to read gateway RSS"
     )
+    parser.add_argument(
+        "--statements-by-text",
+        type=int,
+        default=0,
+        metavar="N",
+        help="print the N SQL texts sent most often per pull and per push round trip",
+    )
     add_output_options(parser)
     args = parser.parse_args()
     checkpoints = [int(c) for c in args.checkpoints.split(",") if c] or [
@@ -325,7 +334,7 @@ def main() -> None:
     with (
         isolated_vhost(amqp) as vhost,
         fresh_database(database_url()) as database,
-        StatementCounter(database) as counter,
+        StatementCounter(database, by_text=args.statements_by_text > 0) as counter,
     ):
         gateway = GatewayProcess(
             env={
@@ -340,16 +349,19 @@ def main() -> None:
         gateway.start()
         try:
             xacts, statements = [settled_transactions(database)], [counter.statements]
+            texts = [counter.by_text() if counter.counts_text else {}]
             pull = asyncio.run(
                 smevbus_pipeline(gateway, keys, args.messages, conc, sorted(checkpoints))
             )
             statements.append(counter.statements)
             xacts.append(settled_transactions(database))
+            texts.append(counter.by_text() if counter.counts_text else {})
             push = asyncio.run(
                 smevbus_pipeline(gateway, keys, args.raw_messages, conc, [], push_from=vhost)
             )
             statements.append(counter.statements)
             xacts.append(settled_transactions(database))
+            texts.append(counter.by_text() if counter.counts_text else {})
             # One at a time, polling every 2 ms at most: the bus's own latency, without
             # queueing behind other round trips or a poller's back-off.
             alone = asyncio.run(
@@ -427,6 +439,10 @@ def main() -> None:
         f"one at a time: raw signed p50 {signed_alone.pct(50):.2f} ms, smevbus (push provider) "
         f"p50 {alone.result.pct(50):.2f} ms = {alone.result.pct(50) / signed_alone.pct(50):.1f}x"
     )
+    if args.statements_by_text:
+        for name, row, before, after in (("pull", ours, *texts[:2]), ("push", pushed, *texts[1:])):
+            unit = f"{name} round trip"
+            print_by_text(text_delta(before, after), row.n, args.statements_by_text, unit)
     finish(args, figures)
 
 
