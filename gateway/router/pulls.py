@@ -34,6 +34,7 @@ from gateway.router.context import BusContext
 from gateway.router.held import PARK_LIMIT, ParkedMessages, PulledMessages, of_type
 from gateway.router.moves import Moves, metadata
 from gateway.router.replays import ReplayGuard
+from gateway.router.sent import SentRequests
 from gateway.store.base import PullWindow, Store, TransitionConflict
 from gateway.store.records import MessageRecord
 from gateway.transport.base import HEADER_REQUEST_ID, Delivery, Direction, Transport
@@ -48,7 +49,9 @@ log = structlog.get_logger(__name__)
 class Pulls:
     """GetRequest, GetResponse and Ack: handing out queued messages and settling them."""
 
-    def __init__(self, ctx: BusContext, transport: Transport, store: Store, moves: Moves) -> None:
+    def __init__(
+        self, ctx: BusContext, transport: Transport, store: Store, moves: Moves, sent: SentRequests
+    ) -> None:
         self.ctx = ctx
         self.transport = transport
         self.store = store
@@ -56,6 +59,7 @@ class Pulls:
         self._pulled = PulledMessages()
         self._parked = ParkedMessages()
         self._replays = ReplayGuard(ctx, store)
+        self._sent = sent
 
     async def get(
         self, body: etree._Element, caller: Participant, direction: Direction
@@ -135,6 +139,7 @@ class Pulls:
             metrics.observe_stage(Stage.DELIVER, time.perf_counter() - began)
             if record is None:
                 return None
+            self._sent.keep(record)  # so that its SendResponse finds it as it is now
             if hold:
                 self._pulled.hold(caller.mnemonic, delivery)
             return self._delivery_of(delivery, record, caller, direction)

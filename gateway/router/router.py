@@ -107,10 +107,10 @@ class Router:
         self._transport = transport
         self._store = store
         self._moves = Moves(store, ctx.clock)
-        self._pulls = Pulls(ctx, transport, store, self._moves)
+        self._sent = SentRequests()
+        self._pulls = Pulls(ctx, transport, store, self._moves, self._sent)
         self._statuses = StatusFeed(ctx, store)
         self._replays = ReplayGuard(ctx, store)
-        self._sent = SentRequests()
 
     async def start(self) -> None:
         """Migrate the journal and declare every participant's queues (idempotent)."""

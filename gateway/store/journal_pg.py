@@ -174,25 +174,33 @@ SELECT {MESSAGE_HEAD} FROM moved
 
 
 def _answer_sql(*, rejection_code: bool) -> str:
-    """SendResponse's writes in one statement, when the request is as the router read it.
+    """SendResponse's writes in one statement, when the request is as the router read it,
+    or further along the same path (another process journaled a step of it meanwhile:
+    the steps still to make are the path's rest, as :func:`answer_path` would say).
 
     $1 request, $2 its state seen, $3 its version seen, $4 final, $5 state to, $6 steps,
     $7 at, $8 answered_by (NULL: unchanged), $9..$11 the steps' from, to and reason;
     the response: $12 id, $13 kind, $14 sender, $15 recipient, $16 type, $17 digest,
     $18 xml, $19 expires at, $20 test, $21 actor (of its ACCEPTED row), $22 rejection
-    code (with ``rejection_code``). No row: nothing written (the request moved or was
-    claimed since, or the response is journaled already); ``added`` false: the response
-    was journaled by a concurrent twin while this statement ran (roll back)."""
+    code (with ``rejection_code``). No row: nothing written (the request left the path
+    or was claimed since, or the response is journaled already); ``added`` false: the
+    response was journaled by a concurrent twin while this statement ran (roll back)."""
     column, value = (", rejection_code", ", $22") if rejection_code else ("", "")
     return f"""
-WITH moved AS (
-    UPDATE messages
-    SET state = $5, version = version + $6, updated_at = $7,
-        answered_by = coalesce($8, answered_by)
-    WHERE message_id = $1 AND kind = 'request' AND state = $2 AND version = $3
+WITH old AS (
+    SELECT message_id, array_position($9::text[], state) AS step FROM messages
+    WHERE message_id = $1 AND kind = 'request'
+        AND (state = ANY($9::text[]) OR (state = $2 AND version = $3))
         AND (NOT $4 OR answered_by IS NULL)
         AND NOT EXISTS (SELECT 1 FROM messages WHERE message_id = $12)
-    RETURNING {MESSAGE_HEAD}
+    FOR UPDATE
+), moved AS (
+    UPDATE messages AS m
+    SET state = $5, version = m.version + $6 + 1 - coalesce(old.step, $6 + 1),
+        updated_at = $7, answered_by = coalesce($8, m.answered_by)
+    FROM old
+    WHERE m.message_id = old.message_id
+    RETURNING {_M_HEAD}, old.step AS first_step
 ), added AS (
     INSERT INTO messages (message_id, kind, sender, recipient, message_type, in_reply_to,
         content_sha256, xml, state, created_at, updated_at, expires_at, test_message,
@@ -206,9 +214,9 @@ WITH moved AS (
 ), logged AS (
     {_HISTORY}
     SELECT $1, step.from_state, step.to_state, $7, step.reason, 'bus'
-    FROM unnest($9::text[], $10::text[], $11::text[]) WITH ORDINALITY
+    FROM moved, unnest($9::text[], $10::text[], $11::text[]) WITH ORDINALITY
         AS step(from_state, to_state, reason, n)
-    WHERE EXISTS (SELECT 1 FROM moved)
+    WHERE step.n >= moved.first_step
     ORDER BY step.n
 )
 SELECT EXISTS (SELECT 1 FROM added) AS added, {MESSAGE_HEAD} FROM moved

@@ -521,6 +521,11 @@ def writes(statements: list[str]) -> list[str]:
     return [w for w in words if w in ("INSERT", "UPDATE", "DELETE", "WITH")]
 
 
+def locked_read(sql: str) -> bool:
+    """A statement that reads a row to lock it (the answer's slow path)."""
+    return sql.lstrip().upper().startswith("SELECT") and "FOR UPDATE" in sql
+
+
 # --- SendResponse and Ack in one transaction each ----------------------------------------
 
 
@@ -810,7 +815,55 @@ async def test_an_answer_to_a_request_as_seen_is_one_statement_on_postgresql(
         assert [t.actor for t in await journal.history(message_id(2))] == [None]
     if backend.name == "postgresql":  # the claim, the response, the moves: one statement
         assert writes(statements) == ["WITH"]
-        assert not any("FOR UPDATE" in sql for sql in statements)  # no read first
+        assert not any(locked_read(sql) for sql in statements)  # no read first
+
+
+async def test_an_answer_to_a_request_moved_along_its_path_since_is_one_statement(
+    backend: Backend, clock: FakeClock
+) -> None:
+    """Seen ACCEPTED (a push provider answered before the publisher's QUEUED move),
+    QUEUED by the time the answer is written: the rest of the path, no read first."""
+    statements: list[str] = []
+    async with traced(backend, statements) as journal:
+        await journal.migrate()
+        await journal.accept(new_message(1), at=clock.now())
+        seen = await journal.get(message_id(1))
+        await journal.transition(message_id(1), S.QUEUED, at=clock.now())
+        await journal.get(message_id(1))  # lets the trace of the move through
+        statements.clear()
+        answered = await journal.answer(answer_to(2, 1), final=True, at=clock.now(), seen=seen)
+        assert answered.request.state is S.RESPONDED
+        assert answered.request.version == seen.version + 3
+        assert answered.result is not None
+        history = await journal.history(message_id(1))
+        assert [(t.from_state, t.to_state) for t in history] == [
+            (None, S.ACCEPTED),
+            (S.ACCEPTED, S.QUEUED),
+            (S.QUEUED, S.DELIVERED),
+            (S.DELIVERED, S.RESPONDED),
+        ]
+    if backend.name == "postgresql":
+        assert writes(statements) == ["WITH"]
+        assert not any(locked_read(sql) for sql in statements)
+
+
+async def test_an_answer_to_a_request_off_its_path_since_is_decided_on_the_row(
+    backend: Backend, clock: FakeClock
+) -> None:
+    """Seen QUEUED, expired since: not on the path, so the locked path decides."""
+    async with traced(backend, []) as journal:
+        await journal.migrate()
+        await journal.accept(new_message(1), at=clock.now())
+        await journal.transition(message_id(1), S.QUEUED, at=clock.now())
+        seen = await journal.get(message_id(1))
+        await journal.transition(message_id(1), S.EXPIRED, at=clock.now())
+        answered = await journal.answer(answer_to(2, 1), final=True, at=clock.now(), seen=seen)
+        assert answered.request.state is S.EXPIRED
+        assert [t.to_state for t in await journal.history(message_id(1))] == [
+            S.ACCEPTED,
+            S.QUEUED,
+            S.EXPIRED,
+        ]
 
 
 # --- the pull replay guard -----------------------------------------------------------

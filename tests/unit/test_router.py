@@ -12,6 +12,7 @@ import sqlite3
 import uuid
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -30,6 +31,7 @@ from gateway.crypto.certificates import common_name, fingerprint
 from gateway.crypto.envelope import verify_element
 from gateway.router.router import Router
 from gateway.store import open_journal
+from gateway.store.records import Answered, MessageRecord, NewMessage
 from gateway.testing.bus import (
     BIRTH,
     BUS,
@@ -593,3 +595,29 @@ async def test_ack_at_another_router_after_the_answer_is_accepted(bus: Bus) -> N
     assert (await bus.journal.get(str(sent.message_id))).state is MessageState.RESPONDED
     with pytest.raises(NotFound):  # not PORTAL's to acknowledge
         await other.settle("PORTAL", str(sent.message_id), accepted=True)
+
+
+async def test_a_pulled_request_is_answered_as_the_pull_left_it() -> None:
+    """The pull's DELIVERED record is what SendResponse's conditional write starts from:
+    the answer needs no read of the request (one statement on PostgreSQL)."""
+    journal = open_journal("sqlite://")
+    seen: list[MessageRecord | None] = []
+    answer = journal.answer
+
+    async def spy(response: NewMessage, **kwargs: Any) -> Answered:
+        seen.append(kwargs.get("seen"))
+        return await answer(response, **kwargs)
+
+    journal.answer = spy  # type: ignore[method-assign]
+    bus = await open_bus(journal=journal)
+    try:
+        sent = await bus.portal.send_request(birth_request())
+        delivery = await bus.zags.get_request()
+        assert delivery is not None
+        await bus.zags.send_response(delivery.reply_to, content=birth_response())
+    finally:
+        await bus.close()
+    assert len(seen) == 1
+    assert seen[0] is not None
+    assert seen[0].message_id == str(sent.message_id)
+    assert seen[0].state is MessageState.DELIVERED
