@@ -44,11 +44,6 @@ from gateway.store.records import (
 from gateway.store.rows import MESSAGE_FULL, TRANSITION_COLUMNS, Row, message_of, transition_of
 
 
-class AnswerRaced(Exception):
-    """The fast ``answer`` moved the request but found its response journaled by a
-    concurrent twin: its transaction must be rolled back."""
-
-
 class JournalFlow(Closing, Generic[C]):
     """The :class:`~gateway.store.base.Journal` on a database with connections ``C``.
 
@@ -142,7 +137,6 @@ ON CONFLICT (digest) DO NOTHING RETURNING digest
 
     async def _answer_as_seen(
         self,
-        connection: C,
         response: NewMessage,
         seen: MessageRecord,
         steps: list[Step],
@@ -150,11 +144,10 @@ ON CONFLICT (digest) DO NOTHING RETURNING digest
         at: datetime,
         actor: str | None,
     ) -> Answered | None:
-        """``answer`` in one statement, if the request is still as ``seen`` (its version;
-        for a ``final`` answer, unclaimed) and the response is new; None (nothing
-        written) otherwise, or where the backend has no such statement. Raises
-        :class:`AnswerRaced` (after writing) if the response was journaled meanwhile:
-        the caller rolls back."""
+        """``answer`` in one statement (all or nothing, no transaction around it), if the
+        request is as ``seen`` or further along its path (for a ``final`` answer,
+        unclaimed) and the response is new; None (nothing written) otherwise, or where
+        the backend has no such statement."""
         return None
 
     # --- the operations ----------------------------------------------------------------------
@@ -249,18 +242,9 @@ ON CONFLICT (digest) DO NOTHING RETURNING digest
         if seen is not None and seen.message_id == request_id:
             steps = answer_path(seen.state, final, response.message_id)
             if steps or final:
-                try:
-                    async with self.database.transaction() as connection:
-                        answered = await self._answer_as_seen(
-                            connection, response, seen, steps, final, at, actor
-                        )
-                        if answered is not None:
-                            return answered
-                        return await self._answer(
-                            connection, response, request_id, final, at, actor
-                        )
-                except AnswerRaced:
-                    pass  # rolled back: decided again on the locked request
+                answered = await self._answer_as_seen(response, seen, steps, final, at, actor)
+                if answered is not None:
+                    return answered
         async with self.database.transaction() as connection:
             return await self._answer(connection, response, request_id, final, at, actor)
 

@@ -28,7 +28,7 @@ import asyncpg
 
 from gateway.core.lifecycle import MessageState
 from gateway.store.base import PullWindow
-from gateway.store.journal_flow import AnswerRaced, JournalFlow
+from gateway.store.journal_flow import JournalFlow
 from gateway.store.journal_rules import (
     Step,
     accepted_record,
@@ -174,41 +174,43 @@ SELECT {MESSAGE_HEAD} FROM moved
 
 
 def _answer_sql(*, rejection_code: bool) -> str:
-    """SendResponse's writes in one statement, when the request is as the router read it,
-    or further along the same path (another process journaled a step of it meanwhile:
-    the steps still to make are the path's rest, as :func:`answer_path` would say).
+    """SendResponse's writes in one statement, all or nothing, when the request is as the
+    router read it, or further along the same path (another process journaled a step of
+    it meanwhile: the steps still to make are the path's rest, as :func:`answer_path`
+    would say). The request is locked first, the response inserted next, and the request
+    moved only if the insert happened: a twin journaling the same response meanwhile
+    leaves nothing written.
 
     $1 request, $2 its state seen, $3 its version seen, $4 final, $5 state to, $6 steps,
     $7 at, $8 answered_by (NULL: unchanged), $9..$11 the steps' from, to and reason;
     the response: $12 id, $13 kind, $14 sender, $15 recipient, $16 type, $17 digest,
     $18 xml, $19 expires at, $20 test, $21 actor (of its ACCEPTED row), $22 rejection
     code (with ``rejection_code``). No row: nothing written (the request left the path
-    or was claimed since, or the response is journaled already); ``added`` false: the
-    response was journaled by a concurrent twin while this statement ran (roll back)."""
+    or was claimed since, or the response is journaled already)."""
     column, value = (", rejection_code", ", $22") if rejection_code else ("", "")
     return f"""
 WITH old AS (
-    SELECT message_id, array_position($9::text[], state) AS step FROM messages
+    SELECT message_id, array_position($9::text[], state) AS first_step FROM messages
     WHERE message_id = $1 AND kind = 'request'
         AND (state = ANY($9::text[]) OR (state = $2 AND version = $3))
         AND (NOT $4 OR answered_by IS NULL)
         AND NOT EXISTS (SELECT 1 FROM messages WHERE message_id = $12)
     FOR UPDATE
-), moved AS (
-    UPDATE messages AS m
-    SET state = $5, version = m.version + $6 + 1 - coalesce(old.step, $6 + 1),
-        updated_at = $7, answered_by = coalesce($8, m.answered_by)
-    FROM old
-    WHERE m.message_id = old.message_id
-    RETURNING {_M_HEAD}, old.step AS first_step
 ), added AS (
     INSERT INTO messages (message_id, kind, sender, recipient, message_type, in_reply_to,
         content_sha256, xml, state, created_at, updated_at, expires_at, test_message,
         version{column})
     SELECT $12, $13, $14, $15, $16, $1, $17, $18, 'ACCEPTED', $7, $7, $19, $20, 1{value}
-    WHERE EXISTS (SELECT 1 FROM moved)
+    FROM old
     ON CONFLICT (message_id) DO NOTHING
     RETURNING message_id
+), moved AS (
+    UPDATE messages AS m
+    SET state = $5, version = m.version + $6 + 1 - coalesce(old.first_step, $6 + 1),
+        updated_at = $7, answered_by = coalesce($8, m.answered_by)
+    FROM old
+    WHERE m.message_id = old.message_id AND EXISTS (SELECT 1 FROM added)
+    RETURNING {_M_HEAD}, old.first_step
 ), added_logged AS (
     {_HISTORY} SELECT message_id, NULL, 'ACCEPTED', $7, NULL, $21 FROM added
 ), logged AS (
@@ -219,7 +221,7 @@ WITH old AS (
     WHERE step.n >= moved.first_step
     ORDER BY step.n
 )
-SELECT EXISTS (SELECT 1 FROM added) AS added, {MESSAGE_HEAD} FROM moved
+SELECT {MESSAGE_HEAD} FROM moved
 """
 
 
@@ -312,7 +314,6 @@ WHERE message_id = $1 AND kind = 'request' FOR UPDATE
 
     async def _answer_as_seen(
         self,
-        connection: asyncpg.Connection,
         response: NewMessage,
         seen: MessageRecord,
         steps: list[Step],
@@ -344,14 +345,13 @@ WHERE message_id = $1 AND kind = 'request' FOR UPDATE
             record.test_message,
             actor,
         ]
-        if response.rejection_code is None:
-            row = await connection.fetchrow(_ANSWER, *params)
-        else:
-            row = await connection.fetchrow(_ANSWER_REJECTION, *params, response.rejection_code)
+        async with self.database.writing() as connection:
+            if response.rejection_code is None:
+                row = await connection.fetchrow(_ANSWER, *params)
+            else:
+                row = await connection.fetchrow(_ANSWER_REJECTION, *params, response.rejection_code)
         if row is None:
             return None
-        if not row["added"]:
-            raise AnswerRaced(response.message_id)
         return Answered(AcceptResult(AcceptOutcome.ACCEPTED, record), message_of(row))
 
     @asynccontextmanager

@@ -816,6 +816,7 @@ async def test_an_answer_to_a_request_as_seen_is_one_statement_on_postgresql(
     if backend.name == "postgresql":  # the claim, the response, the moves: one statement
         assert writes(statements) == ["WITH"]
         assert not any(locked_read(sql) for sql in statements)  # no read first
+        assert not any(sql.startswith("BEGIN") for sql in statements)  # all or nothing
 
 
 async def test_an_answer_to_a_request_moved_along_its_path_since_is_one_statement(
