@@ -4,17 +4,23 @@ The router publishes each answer to ``responses.<portal>``; :class:`ReplyIntake`
 consumes that queue (an AMQP consumer, or a memory-transport subscriber) and, per
 delivery:
 
-1. the router journals it DELIVERED (:meth:`Inbox.receive_response`; a redundant copy
-   of a reply already delivered is acked there and goes no further);
-2. the aggregator applies it to its service request and saves
-   (:meth:`~gateway.aggregator.service.Aggregator.apply_reply`);
-3. the router journals it ACKED (its request RESPONSE_DELIVERED) and only then acks
-   it on the transport (:meth:`Inbox.settle_response`).
+1. the router reads the reply from the delivery, without the journal
+   (:meth:`Inbox.read_reply`);
+2. the aggregator applies it to its service request in memory
+   (:meth:`~gateway.aggregator.service.Aggregator.apply_reply`) and hands the new
+   state back to the router (:meth:`Inbox.take_reply`), which journals the reply
+   ACKED (its request RESPONSE_DELIVERED) and saves the service request in one write
+   (the save a compare-and-set: on a conflict nothing is written, and the aggregator
+   re-reads, applies again and hands it back again); a reply that changes nothing is
+   only journaled;
+3. only after that write the router acks the delivery on the transport.
 
-A failure anywhere leaves the delivery unsettled, and it goes back to the queue: the
-redelivery is applied again, which changes nothing the first application did (the
-first outcome of a part stands). A reply that arrives while no gateway runs waits in
-the queue for the next one. Nothing wakes, polls or pulls: the broker pushes.
+A failure before the write leaves the delivery unsettled, and it goes back to the
+queue to be applied again. A copy that comes back after the write (the process died
+before the transport's ack, or the reply was queued twice) finds the reply ACKED in
+the journal: it changes nothing, and the router acks and drops it. A reply that
+arrives while no gateway runs waits in the queue for the next one. Nothing wakes,
+polls or pulls: the broker pushes.
 """
 
 from __future__ import annotations
@@ -27,6 +33,9 @@ import structlog
 from lxml import etree
 
 from gateway import request_id
+from gateway.aggregator.service import TakeReply
+from gateway.router.pushed import PushedReply
+from gateway.store.replies import ReplySave, ReplyTaken
 from gateway.transport.base import (
     HEADER_REQUEST_ID,
     Delivery,
@@ -34,7 +43,6 @@ from gateway.transport.base import (
     Subscription,
     Transport,
 )
-from gateway.xml import messages as m
 
 log = structlog.get_logger(__name__)
 
@@ -46,17 +54,19 @@ PREFETCH = 8
 class Inbox(Protocol):
     """What the intake needs of the router."""
 
-    async def receive_response(
-        self, participant: str, delivery: Delivery
-    ) -> m.ResponseDelivery | None: ...
+    def read_reply(self, delivery: Delivery) -> PushedReply: ...
 
-    async def settle_response(self, delivery: Delivery) -> None: ...
+    async def take_reply(
+        self, participant: str, delivery: Delivery, save: ReplySave | None
+    ) -> ReplyTaken | None: ...
 
 
 class Applies(Protocol):
     """What the intake needs of the aggregator."""
 
-    async def apply_reply(self, original: uuid.UUID, response_data: etree._Element) -> bool: ...
+    async def apply_reply(
+        self, original: uuid.UUID, response_data: etree._Element, take: TakeReply
+    ) -> bool: ...
 
 
 class ReplyIntake:
@@ -81,14 +91,14 @@ class ReplyIntake:
         """Take one delivery from ``responses.<participant>``: True when it changed a
         service request. Raises (the delivery unsettled) when it could not be stored."""
         with request_id.bound(delivery.message.headers.get(HEADER_REQUEST_ID)):
-            reply = await self.inbox.receive_response(self.participant, delivery)
-            if reply is None:
-                return False  # a redundant copy, settled by the router
-            applied = await self.aggregator.apply_reply(
-                reply.original_message_id, reply.response_data
+            reply = self.inbox.read_reply(delivery)
+
+            async def take(save: ReplySave | None) -> ReplyTaken | None:
+                return await self.inbox.take_reply(self.participant, delivery, save)
+
+            return await self.aggregator.apply_reply(
+                reply.original_message_id, reply.response_data, take
             )
-            await self.inbox.settle_response(delivery)
-            return applied
 
     async def _consume(self, delivery: Delivery) -> None:
         await self.handle(delivery)
@@ -103,9 +113,11 @@ class ReplyIntake:
         """Take what is in the queue now, ``workers`` at a time, through :meth:`handle`;
         how many replies changed a service request. The same intake as the
         subscription, driven by the caller: deterministic, for tests and one-shot tools.
-        A worker whose delivery failed gives it back to the queue and stops; the others
-        go on, and the first error is raised once every worker has stopped."""
+        A worker whose delivery failed stops; the others go on. The failed deliveries
+        go back to the queue once every worker has stopped (not at once, where another
+        worker would take them again), and the first error is raised then."""
         applied = 0
+        failed: list[Delivery] = []
 
         async def worker() -> None:
             nonlocal applied
@@ -114,12 +126,18 @@ class ReplyIntake:
                     if await self.handle(delivery):
                         applied += 1
                 except BaseException:
-                    await delivery.lapse()  # back to its queue (unless settled)
+                    failed.append(delivery)  # back to its queue (unless settled) at the end
                     raise
 
         # Not a TaskGroup: one worker failing must not cancel the others halfway
         # through a reply.
-        outcomes = await asyncio.gather(*(worker() for _ in range(workers)), return_exceptions=True)
+        try:
+            outcomes = await asyncio.gather(
+                *(worker() for _ in range(workers)), return_exceptions=True
+            )
+        finally:
+            for delivery in failed:
+                await delivery.lapse()
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome

@@ -14,10 +14,14 @@
   its ``OriginalMessageId``
   (:meth:`~gateway.store.base.ServiceRequests.by_message`, or the record this process
   keeps from its own last save: :mod:`gateway.aggregator.open_requests`), applies it
-  (:func:`gateway.aggregator.responses.apply_event`) and saves; the intake acks the
-  reply only then, so a crash between the two redelivers the reply (which then changes
-  nothing: the first outcome of a part stands). A reply for a request that is already
-  final is journaled as ``late_reply`` and does not change the result.
+  (:func:`gateway.aggregator.responses.apply_event`) and hands the new state to the
+  intake's ``take`` (:class:`TakeReply`): the router journals the reply done and the
+  store saves the service request in one write
+  (:meth:`~gateway.store.base.Journal.take_reply`), and the reply is acked on the
+  transport only after it. A crash before the write redelivers the reply; a copy
+  redelivered after it changes nothing (the first outcome of a part stands) and is
+  dropped as redundant. A reply that changes nothing (a request already final: logged
+  as ``late_reply``; a part answered already) is only journaled.
 * :meth:`Aggregator.fire_deadlines` applies
   :func:`~gateway.core.aggregation.on_deadline` to every pending request due now.
 * A request may name a ``callback_url``: the store keeps it and marks the callback due
@@ -98,6 +102,7 @@ from gateway.core.clock import Clock, MessageIdSource
 from gateway.core.envelope import MessageMetadata
 from gateway.core.errors import (
     IdempotencyKeyReused,
+    InternalError,
     MessageAlreadySent,
     NotFound,
     SchemaViolation,
@@ -108,6 +113,7 @@ from gateway.core.idempotency import request_digest
 from gateway.core.registry import Registry
 from gateway.ops import metrics
 from gateway.store.base import ServiceRequests
+from gateway.store.replies import ReplyOutcome, ReplySave, ReplyTaken
 from gateway.store.service_requests import (
     ServiceRequestConflict,
     ServiceRequestPage,
@@ -115,7 +121,7 @@ from gateway.store.service_requests import (
 )
 from gateway.xml.readers import read_response_data
 
-__all__ = ["SEND_FAILED", "Aggregator", "BusConsumer"]
+__all__ = ["SEND_FAILED", "Aggregator", "BusConsumer", "TakeReply"]
 
 log = structlog.get_logger(__name__)
 
@@ -133,6 +139,15 @@ class BusConsumer(Protocol):
     async def send_request(
         self, content: etree._Element, *, message_id: uuid.UUID | None = None
     ) -> MessageMetadata: ...
+
+
+class TakeReply(Protocol):
+    """The one write that settles a reply (the router's, through the intake): the
+    reply journaled done with ``save`` stored (none: the journal only), all or
+    nothing. A ``CONFLICT`` wrote nothing; None: the reply was a redundant copy,
+    dropped without writing."""
+
+    async def __call__(self, save: ReplySave | None) -> ReplyTaken | None: ...
 
 
 class Aggregator:
@@ -349,13 +364,18 @@ class Aggregator:
         )
         return record
 
-    async def apply_reply(self, original: uuid.UUID, response_data: etree._Element) -> bool:
-        """Apply one reply (to request ``original``) to its part; True when it changed the
-        service request. Applying the same reply again changes nothing (the first outcome
-        of a part stands), so a redelivered reply is harmless."""
+    async def apply_reply(
+        self, original: uuid.UUID, response_data: etree._Element, take: TakeReply
+    ) -> bool:
+        """Apply one reply (to request ``original``) to its part and settle it through
+        ``take``, which journals the reply done in one write with the service request's
+        save; True when it changed the service request. Applying the same reply again
+        changes nothing (the first outcome of a part stands): a redelivered reply is
+        only journaled, or dropped as the redundant copy it is."""
         link = self._open.link(original) or await self.store.by_message(original)
         if link is None:
             log.warning("uncorrelated_reply", original_message_id=str(original))
+            await take(None)
             return False
         try:
             event = to_event(read_response_data(response_data))
@@ -367,24 +387,28 @@ class Aggregator:
                 original_message_id=str(original),
                 error=exc.message,
             )
+            await take(None)
             return False
         # Replies to one request wait for each other here rather than collide in the
         # store's compare-and-set (kept for other processes): a collision costs a
-        # re-read and a second save.
+        # re-read and a second write.
         async with self._applying.hold(link.service_request_id):
             now = self.clock.now()
             record = self._open.record(link.service_request_id)
             if record is None:
                 record = await self.store.get(link.service_request_id)
-            record, outcome = await self._update(
-                record, lambda s: apply_event(s, link.part_id, event, now)
+            taken = await self._take(
+                record, lambda s: apply_event(s, link.part_id, event, now), take
             )
         fields = {
-            "service_request_id": str(record.id),
+            "service_request_id": str(link.service_request_id),
             "part": link.part_id,
             "original_message_id": str(original),
             "reply": event.kind,
         }
+        if taken is None:
+            return False  # a redundant copy, dropped by the router
+        record, outcome = taken
         if outcome.effect is Effect.LATE:
             log.info("late_reply", status=record.status.value, **fields)
             return False
@@ -400,6 +424,39 @@ class Aggregator:
                 **fields,
             )
         return True
+
+    async def _take(
+        self,
+        record: ServiceRequestRecord,
+        event: Callable[[ServiceRequestState], Outcome],
+        take: TakeReply,
+    ) -> tuple[ServiceRequestRecord, Outcome] | None:
+        """Apply ``event`` to ``record`` and settle the reply through ``take`` with the
+        save (only the journal's write when it changes nothing), re-reading and
+        re-applying on conflict as :meth:`_update` does; None when the reply was a
+        redundant copy (nothing saved)."""
+        for _ in range(MAX_SAVE_ATTEMPTS):
+            outcome = event(record.state)
+            if outcome.state is record.state:
+                return None if await take(None) is None else (record, outcome)
+            taken = await take(ReplySave(outcome.state, record.version))
+            if taken is None:
+                return None
+            if taken.outcome is ReplyOutcome.TAKEN and taken.saved is not None:
+                return self._saved(taken.saved, outcome)
+            log.info("save_conflict", service_request_id=str(record.id), version=record.version)
+            fresh = await self.store.get(record.id)
+            if fresh.version == record.version:
+                raise InternalError(
+                    f"service request {record.id} is not in the journal's database: open "
+                    "the journal and the service-request store on one (open_stores)",
+                    service_request_id=str(record.id),
+                )
+            record = fresh
+        raise ServiceRequestConflict(
+            f"service request {record.id} kept moving under {MAX_SAVE_ATTEMPTS} replies",
+            service_request_id=str(record.id),
+        )
 
     async def _update(
         self,

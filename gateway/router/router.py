@@ -13,7 +13,8 @@ GetResponse / Ack: the consumer's side of the same.
 GetStatus:    the caller's next status notice (:mod:`gateway.router.statuses`)
 GetIncomingQueueStatistics: messages waiting in the caller's two queues
 
-Pulls and Acks live in :mod:`gateway.router.pulls`, the bus's own journal moves in
+Pulls and Acks live in :mod:`gateway.router.pulls`, responses pushed to the
+aggregator in :mod:`gateway.router.pushed`, the bus's own journal moves in
 :mod:`gateway.router.moves`. A request
 an adapter consumed straight from its queue (push) is journaled DELIVERED ("delivered
 by push") when its answer arrives, then RESPONDED as usual.
@@ -57,11 +58,13 @@ from gateway.router.deadletters import DeadLetterJournal
 from gateway.router.moves import Moves, metadata
 from gateway.router.outbox import Relay, queued
 from gateway.router.pulls import Pulls
+from gateway.router.pushed import PushedReplies, PushedReply, read_reply
 from gateway.router.replays import ReplayGuard
 from gateway.router.sent import SentRequests
 from gateway.router.statuses import StatusFeed
 from gateway.store.base import Store
 from gateway.store.records import AcceptOutcome, AcceptResult, MessageRecord, NewMessage
+from gateway.store.replies import ReplySave, ReplyTaken
 from gateway.transport.base import Delivery, Direction, Subscription, Transport
 from gateway.xml import messages as m
 from gateway.xml.namespaces import SMEV_TYPES
@@ -109,6 +112,7 @@ class Router:
         self._moves = Moves(store, ctx.clock)
         self._sent = SentRequests()
         self._pulls = Pulls(ctx, transport, store, self._moves, self._sent)
+        self._pushed = PushedReplies(store, ctx.clock)
         self._statuses = StatusFeed(ctx, store)
         self._replays = ReplayGuard(ctx, store)
 
@@ -153,6 +157,21 @@ class Router:
         """A response from :meth:`receive_response` is done: journal ACKED (its request
         RESPONSE_DELIVERED), then ack it on the transport."""
         await self._pulls.settle_delivery(delivery)
+
+    def read_reply(self, delivery: Delivery) -> PushedReply:
+        """What a subscriber in this process needs of a response pushed to it from
+        ``responses.<participant>``, read without the journal; it then settles the
+        delivery with :meth:`take_reply`."""
+        return read_reply(delivery)
+
+    async def take_reply(
+        self, participant: str, delivery: Delivery, save: ReplySave | None
+    ) -> ReplyTaken | None:
+        """A pushed response is done with: journaled ACKED (its request
+        RESPONSE_DELIVERED) in one write with the subscriber's service-request ``save``,
+        then acked on the transport; see :meth:`PushedReplies.take
+        <gateway.router.pushed.PushedReplies.take>` for what comes back."""
+        return await self._pushed.take(participant, delivery, save)
 
     async def readiness(self) -> dict[str, str]:
         """``{"journal": "ok"|error, "transport": "ok"|error}`` for ``/ready``."""

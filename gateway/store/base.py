@@ -51,6 +51,7 @@ from gateway.store.records import (
     Page,
     TransitionRecord,
 )
+from gateway.store.replies import ReplySave, ReplyTaken
 from gateway.store.service_requests import (
     MessageLink,
     ServiceRequestPage,
@@ -195,6 +196,27 @@ class Journal(Protocol):
         that is its request's claimed final answer, move the request RESPONDED ->
         RESPONSE_DELIVERED in the same transaction. A message in another state is left
         as it is (``moved`` False). Raises ``NotFound`` for an unknown id."""
+        ...
+
+    async def take_reply(
+        self,
+        message_id: str,
+        save: ReplySave | None,
+        *,
+        at: datetime,
+        reason: str | None,
+        queued_reason: str | None,
+        actor: str | None = None,
+    ) -> ReplyTaken:
+        """A response pushed to an in-process subscriber is done with, in one write
+        (:mod:`gateway.store.replies`): from ACCEPTED, QUEUED or DELIVERED to ACKED,
+        each step journaled (``queued_reason`` on ACCEPTED -> QUEUED, ``reason`` on
+        QUEUED -> DELIVERED), its request settled as :meth:`acknowledge` settles it,
+        and ``save`` (if given) stored as :meth:`ServiceRequests.save` stores it, all
+        or nothing. ``CONFLICT``: the service request is not at
+        ``save.expected_version`` (or unknown); ``NOT_TAKEN``: the response is in
+        another state; either way nothing is written. Raises ``NotFound`` for an
+        unknown response."""
         ...
 
     async def answer(

@@ -3,7 +3,8 @@ writes, over a backend's SQL and its :class:`~gateway.store.database.Database`.
 
 A backend (:mod:`gateway.store.journal_pg`, :mod:`gateway.store.journal_sqlite`)
 names its SQL as class attributes and implements the writes its database does its
-own way: ``_accept``, ``_move``, ``_acknowledge``, ``_advance`` and ``_pull``.
+own way: ``_accept``, ``_move``, ``_deliver``, ``_acknowledge``, ``_take_reply``,
+``_advance`` and ``_pull``.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from gateway.store.records import (
     require_aware,
     require_name,
 )
+from gateway.store.replies import ReplySave, ReplyTaken
 from gateway.store.rows import MESSAGE_FULL, TRANSITION_COLUMNS, Row, message_of, transition_of
 
 
@@ -224,6 +226,31 @@ ON CONFLICT (digest) DO NOTHING RETURNING digest
         require_aware("at", at)
         require_name("actor", actor)
         return await self._acknowledge(lookup_id(message_id), at, reason, actor)
+
+    async def take_reply(
+        self,
+        message_id: str,
+        save: ReplySave | None,
+        *,
+        at: datetime,
+        reason: str | None,
+        queued_reason: str | None,
+        actor: str | None = None,
+    ) -> ReplyTaken:
+        require_aware("at", at)
+        require_name("actor", actor)
+        return await self._take_reply(lookup_id(message_id), save, at, reason, queued_reason, actor)
+
+    async def _take_reply(
+        self,
+        message_id: str,
+        save: ReplySave | None,
+        at: datetime,
+        reason: str | None,
+        queued_reason: str | None,
+        actor: str | None,
+    ) -> ReplyTaken:
+        raise NotImplementedError
 
     async def answer(
         self,

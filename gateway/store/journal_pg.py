@@ -4,7 +4,8 @@ How the guarantees of :mod:`gateway.store.base` are kept:
 
 * every write is one statement (a data-modifying CTE writes the history row with
   the move) in autocommit, or one explicit transaction for ``answer``; a connection
-  is leased per operation;
+  is leased per operation (``take_reply``, which also saves a service request, is
+  one statement too: :mod:`gateway.store.replies_pg`);
 * ``accept`` inserts with ``ON CONFLICT DO NOTHING``; the primary key on
   ``message_id`` settles a race between two identical submissions;
 * a conditional move (``expected_state``) is ``UPDATE ... WHERE state = $s [AND
@@ -48,6 +49,8 @@ from gateway.store.records import (
     require_aware,
     require_name,
 )
+from gateway.store.replies import ReplySave, ReplyTaken
+from gateway.store.replies_pg import take_reply
 from gateway.store.requests_pg import PgServiceRequests
 from gateway.store.rows import MESSAGE_HEAD, message_of
 
@@ -288,6 +291,18 @@ WHERE message_id = $1 AND kind = 'request' FOR UPDATE
         if row is None:
             raise not_found(message_id)
         return Acknowledged(message_of(row), bool(row["moved"]))
+
+    async def _take_reply(
+        self,
+        message_id: str,
+        save: ReplySave | None,
+        at: datetime,
+        reason: str | None,
+        queued_reason: str | None,
+        actor: str | None,
+    ) -> ReplyTaken:
+        async with self.database.writing() as connection:
+            return await take_reply(connection, message_id, save, at, reason, queued_reason, actor)
 
     async def _advance(
         self,

@@ -118,6 +118,22 @@ def answer_path(state: MessageState, final: bool, response_id: str) -> list[Step
     return steps
 
 
+def reply_path(state: MessageState, reason: str | None, queued_reason: str | None) -> list[Step]:
+    """The moves a pushed response in ``state`` makes when it is taken
+    (:meth:`~gateway.store.base.Journal.take_reply`): to ACKED through every state
+    between (``queued_reason`` on ACCEPTED -> QUEUED, ``reason`` on QUEUED ->
+    DELIVERED); none from a state it is not taken from."""
+    steps = [
+        Step(S.ACCEPTED, S.QUEUED, queued_reason),
+        Step(S.QUEUED, S.DELIVERED, reason),
+        Step(S.DELIVERED, S.ACKED, None),
+    ]
+    for n, step in enumerate(steps):
+        if step.from_state is state:
+            return steps[n:]
+    return []
+
+
 def check_find(limit: int, since: datetime | None) -> None:
     if not 1 <= limit <= MAX_PAGE_SIZE:
         raise ValueError(f"limit must be 1..{MAX_PAGE_SIZE}, got {limit}")

@@ -3,7 +3,8 @@
 The same guarantees as on PostgreSQL (:mod:`gateway.store.journal_pg`), kept by
 SQLite's single writer: every write is one ``BEGIN IMMEDIATE`` transaction of a few
 statements (SQLite has no data-modifying CTEs; a local transaction costs no round
-trips), and the database's lock serializes this process's operations.
+trips), and the database's lock serializes this process's operations. ``take_reply``
+saves the service request in the same transaction as the response's moves.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from gateway.store.journal_rules import (
     conflict,
     duplicate_or_refusal,
     not_found,
+    reply_path,
 )
 from gateway.store.records import (
     AcceptOutcome,
@@ -31,10 +33,12 @@ from gateway.store.records import (
     MessageRecord,
     NewMessage,
 )
+from gateway.store.replies import ReplyOutcome, ReplySave, ReplyTaken
 from gateway.store.requests_sqlite import SqliteServiceRequests
 from gateway.store.rows import (
     MESSAGE_HEAD,
     message_of,
+    service_request_of,
     sqlite_time,
     sqlite_time_or_none,
 )
@@ -91,7 +95,8 @@ SELECT {MESSAGE_HEAD}, answered_by FROM messages WHERE message_id = $1 AND kind 
     database: SqliteDatabase
 
     def __init__(self, database: SqliteDatabase) -> None:
-        super().__init__(database, SqliteServiceRequests(database))
+        self._lite_requests = SqliteServiceRequests(database)
+        super().__init__(database, self._lite_requests)
 
     async def _accept(
         self,
@@ -201,32 +206,75 @@ SELECT {MESSAGE_HEAD}, answered_by FROM messages WHERE message_id = $1 AND kind 
         self, message_id: str, at: datetime, reason: str | None, actor: str | None
     ) -> Acknowledged:
         step = Step(MessageState.DELIVERED, MessageState.ACKED, reason)
-        one = self.database.fetch_one
         async with self.database.writing() as connection:
             moved = await self._try_move(connection, message_id, step, None, at, actor)
             if moved is None:
-                row = await one(connection, _HEAD, message_id)
+                row = await self.database.fetch_one(connection, _HEAD, message_id)
                 if row is None:
                     raise not_found(message_id)
                 return Acknowledged(message_of(row), False)
-            if moved.in_reply_to is not None:
-                when = sqlite_time(at)
-                settled = await one(
-                    connection, _SETTLE_REQUEST, when, moved.in_reply_to, message_id
-                )
-                if settled is not None:
-                    await connection.execute(
-                        _HISTORY,
-                        (
-                            moved.in_reply_to,
-                            MessageState.RESPONDED.value,
-                            MessageState.RESPONSE_DELIVERED.value,
-                            when,
-                            None,
-                            actor,
-                        ),
-                    )
+            await self._settle_request(connection, moved, at, actor)
         return Acknowledged(moved, True)
+
+    async def _settle_request(
+        self,
+        connection: aiosqlite.Connection,
+        acked: MessageRecord,
+        at: datetime,
+        actor: str | None,
+    ) -> None:
+        """RESPONDED -> RESPONSE_DELIVERED for the request ``acked`` is the claimed final
+        answer of (nothing otherwise)."""
+        if acked.in_reply_to is None:
+            return
+        when = sqlite_time(at)
+        settled = await self.database.fetch_one(
+            connection, _SETTLE_REQUEST, when, acked.in_reply_to, acked.message_id
+        )
+        if settled is not None:
+            await connection.execute(
+                _HISTORY,
+                (
+                    acked.in_reply_to,
+                    MessageState.RESPONDED.value,
+                    MessageState.RESPONSE_DELIVERED.value,
+                    when,
+                    None,
+                    actor,
+                ),
+            )
+
+    async def _take_reply(
+        self,
+        message_id: str,
+        save: ReplySave | None,
+        at: datetime,
+        reason: str | None,
+        queued_reason: str | None,
+        actor: str | None,
+    ) -> ReplyTaken:
+        async with self.database.writing() as connection:
+            row = await self.database.fetch_one(connection, _HEAD, message_id)
+            if row is None:
+                raise not_found(message_id)
+            found = message_of(row)
+            steps = reply_path(found.state, reason, queued_reason)
+            if not steps:
+                return ReplyTaken(ReplyOutcome.NOT_TAKEN, found)
+            saved = None
+            if save is not None:  # first: a refused save has written nothing
+                saved_row = await self._lite_requests.save_in(
+                    connection, save.state, save.expected_version, at
+                )
+                if saved_row is None:
+                    return ReplyTaken(ReplyOutcome.CONFLICT, found)
+                saved = service_request_of(saved_row)
+            # This transaction holds SQLite's one writer: the response is still as found.
+            moved = await self._advance_as(
+                connection, message_id, steps, MessageState.ACKED, at, None, actor
+            )
+            await self._settle_request(connection, moved, at, actor)
+        return ReplyTaken(ReplyOutcome.TAKEN, moved, saved)
 
     async def _advance(
         self,
@@ -237,15 +285,31 @@ SELECT {MESSAGE_HEAD}, answered_by FROM messages WHERE message_id = $1 AND kind 
         at: datetime,
         answered_by: str | None,
     ) -> MessageRecord:
+        return await self._advance_as(
+            connection, request_id, steps, to_state, at, answered_by, "bus"
+        )
+
+    async def _advance_as(
+        self,
+        connection: aiosqlite.Connection,
+        message_id: str,
+        steps: list[Step],
+        to_state: MessageState,
+        at: datetime,
+        answered_by: str | None,
+        actor: str | None,
+    ) -> MessageRecord:
+        """The message (read by this transaction) moved along ``steps`` to
+        ``to_state``, each step journaled as ``actor``'s."""
         when = sqlite_time(at)
         moved = await self.database.fetch_one(
-            connection, _ADVANCE, to_state.value, len(steps), when, answered_by, request_id
+            connection, _ADVANCE, to_state.value, len(steps), when, answered_by, message_id
         )
         assert moved is not None  # the row is ours: this transaction read it
         await connection.executemany(
             _HISTORY,
             [
-                (request_id, s.from_state.value, s.to_state.value, when, s.reason, "bus")
+                (message_id, s.from_state.value, s.to_state.value, when, s.reason, actor)
                 for s in steps
             ],
         )

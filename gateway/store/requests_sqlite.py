@@ -128,6 +128,17 @@ class SqliteServiceRequests(RequestsFlow[aiosqlite.Connection]):
             await _link_parts(connection, state)
         return row
 
+    async def save_in(
+        self,
+        connection: aiosqlite.Connection,
+        state: ServiceRequestState,
+        expected_version: int,
+        at: datetime,
+    ) -> Row | None:
+        """``save`` inside the caller's transaction: the row saved (parts linked), None
+        if the request is not at ``expected_version`` (or unknown)."""
+        return await self._save(connection, state, expected_version, at)
+
     async def _link(
         self, connection: aiosqlite.Connection, message_id: str, wanted: MessageLink
     ) -> MessageLink | None:

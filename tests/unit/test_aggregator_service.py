@@ -12,7 +12,7 @@ import copy
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from gateway.core.catalogue import Catalogue
 from gateway.core.errors import NotFound, SchemaViolation
 from gateway.core.lifecycle import MessageState
 from gateway.core.service_lifecycle import CompletedBy, ServiceState
-from gateway.store import ServiceRequests, open_stores
+from gateway.store import ServiceRequests
 from gateway.store.requests_sqlite import SqliteServiceRequests
 from gateway.store.service_requests import (
     MessageLink,
@@ -99,8 +99,8 @@ class World:
 @pytest.fixture
 async def world() -> AsyncIterator[World]:
     bus = await open_bus()
-    store = open_stores("sqlite://").service_requests
-    await store.migrate()
+    # On the journal's database: a reply is journaled and saved in one write.
+    store = bus.journal.service_requests()
     agg = Aggregator(
         catalogue=CATALOGUE,
         registry=bus.registry,
@@ -111,7 +111,6 @@ async def world() -> AsyncIterator[World]:
     try:
         yield World(bus, store, agg)
     finally:
-        await store.close()
         await bus.close()
 
 
@@ -385,8 +384,8 @@ async def test_a_reply_that_fails_to_apply_stops_no_other_and_stays_unacked(
         done = await world.agg.get(str(r.id))
         assert done.status is ServiceState.COMPLETED
     assert (await world.agg.get(str(broken.id))).status is ServiceState.PENDING
-    # Its three replies were not acked: they come back after the visibility timeout.
-    unacked = await world.bus.journal.find(recipient=PORTAL, state=MessageState.DELIVERED)
+    # Its three replies were neither journaled nor acked: they went back to the queue.
+    unacked = await world.bus.journal.find(recipient=PORTAL, state=MessageState.QUEUED)
     assert len(unacked.items) == 3
 
 
@@ -397,15 +396,14 @@ async def test_conflicting_save_is_reapplied_on_the_fresh_state(world: World) ->
     class RacingStore(SqliteServiceRequests):
         raced = False
 
-        async def save(
-            self, state: ServiceRequestState, expected_version: int, *, at: datetime
-        ) -> ServiceRequestRecord:
+        async def get(self, id: str | uuid.UUID) -> ServiceRequestRecord:
+            record = await super().get(id)
             if not self.raced:
-                # Another process applies its reply between our read and our save.
+                # Another process applies its reply between our read and our write.
                 self.raced = True
                 await world.answer("parent-registration")
                 assert await pump(world.bus, other) == 1
-            return await super().save(state, expected_version, at=at)
+            return record
 
     racing = RacingStore(world.store.database)
     agg = world.aggregator(racing)

@@ -1,9 +1,10 @@
 """The aggregator's replies arrive by push: a subscription on the portal's response queue.
 
-Each reply is journaled DELIVERED, applied to its service request, journaled ACKED
-(its request RESPONSE_DELIVERED) and only then acked on the transport; applying a
-redelivered reply changes nothing; a reply that arrives while no subscription runs
-waits in its queue for the next one.
+Each reply is applied to its service request and journaled ACKED (its request
+RESPONSE_DELIVERED) in one write with the request's save, and only then acked on the
+transport; a copy redelivered after that write changes nothing and is dropped; a
+reply that changes nothing is only journaled; a reply that arrives while no
+subscription runs waits in its queue for the next one.
 """
 
 from __future__ import annotations
@@ -15,13 +16,18 @@ import pytest
 from lxml import etree
 
 from gateway.aggregator.replies import ReplyIntake
+from gateway.aggregator.service import TakeReply
 from gateway.config import Settings
+from gateway.core.aggregation import PartStatus, on_rejection
 from gateway.core.envelope import MessageKind
 from gateway.core.lifecycle import MessageState
 from gateway.core.service_lifecycle import ServiceState
+from gateway.router.pushed import PushedReply
+from gateway.router.router import Router
+from gateway.store.replies import ReplyOutcome, ReplySave, ReplyTaken
 from gateway.store.service_requests import ServiceRequestRecord
 from gateway.testing.bus import Bus, open_bus
-from gateway.transport.base import Direction, Message
+from gateway.transport.base import Delivery, Direction, Message
 from tests.unit.test_aggregator_service import APPLICANT, PORTAL, SERVICE, World
 
 WAIT = 10  # seconds; bounds only a failure
@@ -93,31 +99,107 @@ async def test_a_reply_is_journaled_before_it_is_acked(bus: Bus) -> None:
     assert (await bus.aggregator.get(str(record.id))).version == record.version + 1
 
 
-async def test_a_redelivered_reply_changes_nothing(bus: Bus) -> None:
+class Watched:
+    """The router as the intake sees it, telling what each ``take_reply`` was asked
+    (a save or not) and answered (None: the copy was dropped)."""
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+        self.takes: list[tuple[bool, ReplyOutcome | None]] = []
+
+    def read_reply(self, delivery: Delivery) -> PushedReply:
+        return self.router.read_reply(delivery)
+
+    async def take_reply(
+        self, participant: str, delivery: Delivery, save: ReplySave | None
+    ) -> ReplyTaken | None:
+        taken = await self.router.take_reply(participant, delivery, save)
+        self.takes.append((save is not None, None if taken is None else taken.outcome))
+        return taken
+
+
+def watched(bus: Bus) -> tuple[ReplyIntake, Watched]:
+    inbox = Watched(bus.router)
+    return ReplyIntake(bus.aggregator, inbox, bus.transport, PORTAL), inbox
+
+
+async def test_a_copy_redelivered_after_the_write_is_dropped(bus: Bus) -> None:
+    """The process dies between the journal's write and the transport's ack: the copy
+    that comes back finds the reply taken, and changes nothing."""
     record = await submit(bus)
     await world_of(bus).answer("birth-record")
-    intake = bus.replies(PORTAL)
-    # Applied, then the process dies before its journal write and ack: redelivered.
     delivery = await bus.transport.get(Direction.RESPONSES, PORTAL)
     assert delivery is not None
-    reply = await bus.router.receive_response(PORTAL, delivery)
-    assert reply is not None
-    assert await bus.aggregator.apply_reply(reply.original_message_id, reply.response_data)
-    applied_once = await bus.aggregator.get(str(record.id))
-    await delivery.lapse()
 
-    assert await intake.drain() == 0  # the second application changes nothing
-    again = await bus.aggregator.get(str(record.id))
-    assert again.version == applied_once.version
+    async def dies() -> None:
+        raise ConnectionError("the gateway died before the broker heard the ack")
+
+    delivery.ack = dies  # type: ignore[method-assign]
+    intake, inbox = watched(bus)
+    with pytest.raises(ConnectionError):
+        await intake.handle(delivery)
+    await delivery.lapse()  # the broker's redelivery
+    applied_once = await bus.aggregator.get(str(record.id))
+    assert applied_once.version == record.version + 1
+
+    assert await intake.drain() == 0
+    # The first take never returned (its ack died). The copy, applied to what this
+    # process last saw of the request, was dropped by the journal's write: no save.
+    assert inbox.takes == [(True, None)]
+    assert await bus.aggregator.get(str(record.id)) == applied_once
     assert await bus.depth(Direction.RESPONSES, PORTAL) == 0
     [response] = await bus.journal.responses_to(str(record.state.parts[0].message_id))
+    assert response.state is MessageState.ACKED
+    assert [t.to_state for t in await bus.journal.history(response.message_id)].count(
+        MessageState.ACKED
+    ) == 1
+
+
+async def test_a_reply_applied_to_a_stale_request_is_applied_again(bus: Bus) -> None:
+    record = await submit(bus)
+    await world_of(bus).answer("birth-record")
+    # Another aggregator process saves the request after this one last saw it.
+    other = await bus.aggregator.store.save(
+        on_rejection(record.state, "parent-inn", "NO_DATA", "none", bus.clock.now()).state,
+        record.version,
+        at=bus.clock.now(),
+    )
+    intake, inbox = watched(bus)
+
+    assert await intake.drain() == 1
+
+    assert inbox.takes == [(True, ReplyOutcome.CONFLICT), (True, ReplyOutcome.TAKEN)]
+    done = await bus.aggregator.get(str(record.id))
+    assert done.version == other.version + 1
+    assert done.state.part("parent-inn").status is PartStatus.REJECTED  # the other's change
+    assert done.state.part("birth-record").status is PartStatus.ANSWERED  # and the reply
+    [response] = await bus.journal.responses_to(str(record.state.parts[0].message_id))
+    assert response.state is MessageState.ACKED
+
+
+async def test_a_late_reply_is_only_journaled(bus: Bus) -> None:
+    record = await submit(bus)
+    cancelled = await bus.aggregator.cancel(str(record.id), PORTAL)
+    await world_of(bus).answer("birth-record")
+    intake, inbox = watched(bus)
+
+    assert await intake.drain() == 0
+
+    assert inbox.takes == [(False, ReplyOutcome.TAKEN)]  # the journal's move, no save
+    assert await bus.aggregator.get(str(record.id)) == cancelled
+    assert await bus.depth(Direction.RESPONSES, PORTAL) == 0
+    request = await bus.journal.get(str(record.state.parts[0].message_id))
+    assert request.state is MessageState.RESPONSE_DELIVERED
+    [response] = await bus.journal.responses_to(request.message_id)
     assert response.state is MessageState.ACKED
 
 
 class Failing:
     """An aggregator whose store is down."""
 
-    async def apply_reply(self, original: uuid.UUID, response_data: etree._Element) -> bool:
+    async def apply_reply(
+        self, original: uuid.UUID, response_data: etree._Element, take: TakeReply
+    ) -> bool:
         raise OSError("database connection lost")
 
 

@@ -1,0 +1,61 @@
+"""A reply taken into its service request: the journal's moves of a response pushed to
+an in-process subscriber and the save of the service request it changes, as one write.
+
+:meth:`~gateway.store.base.Journal.take_reply` moves the response from where a copy is
+handed out (ACCEPTED, QUEUED or DELIVERED) to ACKED, each step journaled, settles its
+request (RESPONDED -> RESPONSE_DELIVERED when it is the request's claimed final
+answer, as :meth:`~gateway.store.base.Journal.acknowledge` does) and, given a
+:class:`ReplySave`, saves the service request as a compare-and-set on its version:
+all of it or none of it. On PostgreSQL that is one statement
+(:mod:`gateway.store.replies_pg`), on SQLite one transaction
+(:mod:`gateway.store.journal_sqlite`).
+
+The values here are shared by both; the path a response takes is
+:func:`gateway.store.journal_rules.reply_path`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from gateway.core.aggregation import ServiceRequestState
+from gateway.core.lifecycle import MessageState
+from gateway.store.records import MessageRecord
+from gateway.store.service_requests import ServiceRequestRecord
+
+S = MessageState
+
+#: The states a pushed response is taken from (a copy of it is handed out from these).
+TAKEN_FROM: frozenset[MessageState] = frozenset({S.ACCEPTED, S.QUEUED, S.DELIVERED})
+
+
+@dataclass(frozen=True, slots=True)
+class ReplySave:
+    """The service request a reply changes: ``state`` is saved only if the stored
+    request is still at ``expected_version``."""
+
+    state: ServiceRequestState
+    expected_version: int
+
+
+class ReplyOutcome(StrEnum):
+    #: The response is journaled ACKED, and the service request saved (if asked).
+    TAKEN = "taken"
+    #: The service request is no longer at the expected version: nothing was written.
+    #: Re-read it, apply the reply again, and take it again.
+    CONFLICT = "conflict"
+    #: The response is not in a state it is taken from (a redundant copy: ACKED
+    #: already, or past its delivery): nothing was written.
+    NOT_TAKEN = "not_taken"
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyTaken:
+    """What :meth:`~gateway.store.base.Journal.take_reply` found and did."""
+
+    outcome: ReplyOutcome
+    #: The response (without its body): as moved, or as found when not taken.
+    record: MessageRecord
+    #: The service request as saved; None when nothing was saved.
+    saved: ServiceRequestRecord | None = None

@@ -1,0 +1,182 @@
+"""A reply taken into its service request on PostgreSQL: one statement
+(:mod:`gateway.store.replies`).
+
+How it stays all or nothing under READ COMMITTED, in autocommit:
+
+* ``sr`` locks the service request's row ``FOR UPDATE`` if it is still at the
+  expected version. A concurrent save is waited for, and the version is checked again
+  on the row it committed: a row saved meanwhile drops out, and nothing else is
+  written (a conflict). Once locked, no other writer can save the request until this
+  statement ends, so its own save cannot be refused after the response moved.
+* ``old`` locks the response if it is in a state it is taken from (only when ``sr``
+  has the request, or no save is asked): a concurrent mover (the publisher's QUEUED,
+  another copy taken) is waited for and the state it left is the one moved from (a
+  copy taken first leaves it ACKED: it drops out).
+* ``moved`` and its history rows, the request settled (as ``acknowledge`` does) and
+  ``saved`` (on the condition that the response moved) follow from those two; the
+  request's row is always locked before the response's, by every writer of both.
+
+When nothing moved, the statement returns the response as its snapshot had it, which
+may predate a concurrent taker that won while this one waited for the row: a response
+still found in a state it is taken from is read again.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from gateway.core.errors import InternalError
+from gateway.core.lifecycle import MessageState
+from gateway.store.journal_rules import conflict, not_found
+from gateway.store.records import MessageRecord
+from gateway.store.replies import TAKEN_FROM, ReplyOutcome, ReplySave, ReplyTaken
+from gateway.store.rows import MESSAGE_HEAD, SERVICE_REQUEST_COLUMNS, message_of, service_request_of
+from gateway.store.service_requests import ServiceRequestRecord, next_deadline_of, part_links
+
+_HISTORY = "INSERT INTO transitions (message_id, from_state, to_state, at, reason, actor)"
+_M_HEAD = ", ".join(f"m.{column}" for column in MESSAGE_HEAD.split(", "))
+_SR = SERVICE_REQUEST_COLUMNS.split(", ")
+_SAVED = ", ".join(f"saved.{column} AS sr_{column}" for column in _SR)
+
+# $1 response, $2 at, $3 reason (QUEUED -> DELIVERED), $4 queued reason, $5 actor;
+# $6 service request (NULL: no save), $7 its expected version, $8 status,
+# $9 completed_by, $10 state, $11 next deadline, $12 final, $13 message ids and
+# $14 part ids of its sent parts.
+TAKE_REPLY = f"""
+WITH sr AS (
+    SELECT id FROM service_requests WHERE id = $6::text AND version = $7::integer
+    FOR UPDATE
+), old AS (
+    SELECT message_id, state FROM messages
+    WHERE message_id = $1 AND state IN ('ACCEPTED', 'QUEUED', 'DELIVERED')
+        AND ($6::text IS NULL OR EXISTS (SELECT 1 FROM sr))
+    FOR UPDATE
+), moved AS (
+    UPDATE messages AS m
+    SET state = 'ACKED', updated_at = $2,
+        version = m.version
+            + CASE old.state WHEN 'ACCEPTED' THEN 3 WHEN 'QUEUED' THEN 2 ELSE 1 END
+    FROM old
+    WHERE m.message_id = old.message_id
+    RETURNING {_M_HEAD}, old.state AS was
+), logged AS (
+    {_HISTORY}
+    SELECT moved.message_id, step.from_state, step.to_state, $2, step.reason, $5
+    FROM moved, (VALUES (1, 'ACCEPTED', 'QUEUED', $4::text),
+            (2, 'QUEUED', 'DELIVERED', $3::text), (3, 'DELIVERED', 'ACKED', NULL::text))
+        AS step(n, from_state, to_state, reason)
+    WHERE step.n >= CASE moved.was WHEN 'ACCEPTED' THEN 1 WHEN 'QUEUED' THEN 2 ELSE 3 END
+    ORDER BY step.n
+), settled AS (
+    UPDATE messages AS r
+    SET state = 'RESPONSE_DELIVERED', version = r.version + 1, updated_at = $2
+    FROM moved
+    WHERE moved.kind = 'response' AND r.message_id = moved.in_reply_to
+        AND r.state = 'RESPONDED' AND r.answered_by = moved.message_id
+    RETURNING r.message_id
+), settled_logged AS (
+    {_HISTORY} SELECT message_id, 'RESPONDED', 'RESPONSE_DELIVERED', $2, NULL, $5 FROM settled
+), saved AS (
+    UPDATE service_requests
+    SET status = $8, completed_by = $9, state = $10::jsonb, next_deadline = $11,
+        updated_at = $2, version = version + 1,
+        callback_state = CASE WHEN $12 AND callback_state = 'pending' THEN 'due'
+            ELSE callback_state END,
+        callback_next_at = CASE WHEN $12 AND callback_state = 'pending' THEN $2
+            ELSE callback_next_at END
+    WHERE id = $6::text AND version = $7::integer AND EXISTS (SELECT 1 FROM moved)
+    RETURNING {SERVICE_REQUEST_COLUMNS}
+), linked AS (
+    INSERT INTO service_request_messages (message_id, service_request_id, part_id)
+    SELECT link.message_id, $6::text, link.part_id
+    FROM unnest($13::text[], $14::text[]) AS link(message_id, part_id)
+    WHERE EXISTS (SELECT 1 FROM saved)
+    ON CONFLICT (message_id) DO NOTHING
+)
+SELECT head.*, EXISTS (SELECT 1 FROM sr) AS locked, {_SAVED}
+FROM (
+    SELECT true AS moved, {MESSAGE_HEAD} FROM moved
+    UNION ALL
+    SELECT false, {MESSAGE_HEAD} FROM messages
+    WHERE message_id = $1 AND NOT EXISTS (SELECT 1 FROM moved)
+) AS head
+LEFT JOIN saved ON true
+"""
+
+_HEAD = f"SELECT {MESSAGE_HEAD} FROM messages WHERE message_id = $1"
+
+#: Statements tried before a response that keeps moving under this one is given up.
+_ATTEMPTS = 3
+
+
+def _params(
+    message_id: str,
+    save: ReplySave | None,
+    at: datetime,
+    reason: str | None,
+    queued_reason: str | None,
+    actor: str | None,
+) -> list[Any]:
+    head: list[Any] = [message_id, at, reason, queued_reason, actor]
+    if save is None:
+        return [*head, None, None, None, None, None, None, False, [], []]
+    state, links = save.state, part_links(save.state)
+    return [
+        *head,
+        str(state.id),
+        save.expected_version,
+        state.status.value,
+        None if state.completed_by is None else state.completed_by.value,
+        state.model_dump_json(),
+        next_deadline_of(state),
+        state.final,
+        list(links),
+        list(links.values()),
+    ]
+
+
+async def take_reply(
+    connection: asyncpg.Connection,
+    message_id: str,
+    save: ReplySave | None,
+    at: datetime,
+    reason: str | None,
+    queued_reason: str | None,
+    actor: str | None,
+) -> ReplyTaken:
+    """:meth:`~gateway.store.base.Journal.take_reply` on ``connection`` (autocommit)."""
+    params = _params(message_id, save, at, reason, queued_reason, actor)
+    for _ in range(_ATTEMPTS):
+        row = await connection.fetchrow(TAKE_REPLY, *params)
+        if row is None:
+            raise not_found(message_id)
+        record = message_of(row)
+        if row["moved"]:
+            return ReplyTaken(ReplyOutcome.TAKEN, record, _saved(row, save))
+        if record.state not in TAKEN_FROM:
+            return ReplyTaken(ReplyOutcome.NOT_TAKEN, record)
+        if save is not None and not row["locked"]:
+            return ReplyTaken(ReplyOutcome.CONFLICT, record)
+        # As the snapshot had it: a concurrent taker won while this one waited.
+        found = await _head(connection, message_id)
+        if found.state not in TAKEN_FROM:
+            return ReplyTaken(ReplyOutcome.NOT_TAKEN, found)
+    raise conflict(message_id, record.state, MessageState.ACKED, None, record)
+
+
+async def _head(connection: asyncpg.Connection, message_id: str) -> MessageRecord:
+    row = await connection.fetchrow(_HEAD, message_id)
+    if row is None:
+        raise not_found(message_id)
+    return message_of(row)
+
+
+def _saved(row: asyncpg.Record, save: ReplySave | None) -> ServiceRequestRecord | None:
+    if save is None:
+        return None
+    if row["sr_id"] is None:  # pragma: no cover - the locked request is saved with the move
+        raise InternalError(f"service request {save.state.id} was not saved with its reply")
+    return service_request_of({column: row[f"sr_{column}"] for column in _SR})

@@ -1,0 +1,236 @@
+"""A reply taken into its service request (``Journal.take_reply``): the response's moves
+and the service request's save, all or nothing; one suite on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from datetime import timedelta
+
+import pytest
+
+from gateway.core.aggregation import on_answer, on_cancel, on_sent
+from gateway.core.clock import FakeClock
+from gateway.core.errors import NotFound
+from gateway.core.lifecycle import MessageState
+from gateway.store import Journal, ServiceRequests
+from gateway.store.replies import ReplyOutcome, ReplySave, ReplyTaken
+from gateway.store.service_requests import ServiceRequestRecord
+from tests.integration import store_fixtures
+from tests.integration.store_fixtures import Backend
+from tests.integration.test_service_request_store import PORTAL, T0, mid, new_request, rid
+from tests.integration.test_store import answer_to, drive, message_id, new_message, traced, writes
+
+# The fixtures, bound here so that they stay local to this module.
+postgres_url = store_fixtures.postgres_url
+backend = store_fixtures.backend
+store = store_fixtures.store
+clock = store_fixtures.clock
+
+S = MessageState
+REQUEST, RESPONSE = message_id(1), message_id(2)
+
+
+@pytest.fixture
+def requests(store: Journal) -> ServiceRequests:
+    return store.service_requests()
+
+
+async def answered(store: Journal, clock: FakeClock, start: list[MessageState]) -> None:
+    """A request answered (finally) by RESPONSE, which is then moved along ``start``."""
+    await store.accept(new_message(1), at=clock.now())
+    await store.transition(REQUEST, S.QUEUED, at=clock.now())
+    await store.answer(answer_to(2, 1), final=True, at=clock.now())
+    await drive(store, clock, RESPONSE, start)
+
+
+async def pending(requests: ServiceRequests, *, callback: bool = False) -> ServiceRequestRecord:
+    """A service request whose part ``birth-record`` was sent as REQUEST."""
+    state = on_sent(new_request(1), "birth-record", mid(1), T0)
+    url = "https://portal.example/done" if callback else None
+    record, _ = await requests.create(state, PORTAL, callback_url=url)
+    return record
+
+
+def with_answer(record: ServiceRequestRecord) -> ReplySave:
+    return ReplySave(on_answer(record.state, "birth-record", {"n": "1"}, T0).state, record.version)
+
+
+async def take(
+    store: Journal, clock: FakeClock, save: ReplySave | None, message: str = RESPONSE
+) -> ReplyTaken:
+    return await store.take_reply(
+        message, save, at=clock.now(), reason="attempt 1", queued_reason="seen", actor="bus"
+    )
+
+
+@pytest.mark.parametrize(
+    ("start", "path"),
+    [
+        ([], [S.ACCEPTED, S.QUEUED, S.DELIVERED, S.ACKED]),  # before its publisher's QUEUED
+        ([S.QUEUED], [S.ACCEPTED, S.QUEUED, S.DELIVERED, S.ACKED]),
+        ([S.QUEUED, S.DELIVERED], [S.ACCEPTED, S.QUEUED, S.DELIVERED, S.ACKED]),  # lapsed
+    ],
+)
+async def test_a_reply_is_acked_its_request_settled_and_its_service_request_saved(
+    store: Journal,
+    requests: ServiceRequests,
+    clock: FakeClock,
+    start: list[MessageState],
+    path: list[MessageState],
+) -> None:
+    await answered(store, clock, start)
+    record = await pending(requests)
+    save = with_answer(record)
+    clock.advance(timedelta(seconds=1))
+
+    taken = await take(store, clock, save)
+
+    assert taken.outcome is ReplyOutcome.TAKEN
+    assert (taken.record.state, taken.record.version) == (S.ACKED, len(path))
+    assert dataclasses.replace(await store.get(RESPONSE), xml=None) == taken.record
+    history = await store.history(RESPONSE)
+    assert [t.to_state for t in history] == path
+    reasons = {S.QUEUED: "seen", S.DELIVERED: "attempt 1", S.ACKED: None}
+    taken_steps = history[len(start) + 1 :]
+    assert [(t.reason, t.actor) for t in taken_steps] == [
+        (reasons[t.to_state], "bus") for t in taken_steps
+    ]
+    assert (await store.get(REQUEST)).state is S.RESPONSE_DELIVERED
+    assert (await store.history(REQUEST))[-1].actor == "bus"
+    assert taken.saved is not None
+    assert (taken.saved.state, taken.saved.version) == (save.state, record.version + 1)
+    assert taken.saved.updated_at == clock.now()
+    assert await requests.get(rid(1)) == taken.saved
+
+
+async def test_a_stale_service_request_writes_nothing(
+    store: Journal, requests: ServiceRequests, clock: FakeClock
+) -> None:
+    await answered(store, clock, [S.QUEUED])
+    record = await pending(requests)
+    cancelled = await requests.save(on_cancel(record.state, T0).state, record.version, at=T0)
+
+    conflict = await take(store, clock, with_answer(record))  # from the version before
+
+    assert conflict.outcome is ReplyOutcome.CONFLICT
+    assert conflict.saved is None
+    assert conflict.record.state is S.QUEUED
+    assert len(await store.history(RESPONSE)) == 2
+    assert (await store.get(REQUEST)).state is S.RESPONDED
+    assert await requests.get(rid(1)) == cancelled
+    # Re-read and applied again: taken.
+    again = await take(store, clock, with_answer(cancelled))
+    assert again.outcome is ReplyOutcome.TAKEN
+
+
+async def test_an_unknown_service_request_is_a_conflict(
+    store: Journal, requests: ServiceRequests, clock: FakeClock
+) -> None:
+    await answered(store, clock, [S.QUEUED])
+    stray = ReplySave(new_request(7), 1)
+    assert (await take(store, clock, stray)).outcome is ReplyOutcome.CONFLICT
+    assert (await store.get(RESPONSE)).state is S.QUEUED
+
+
+@pytest.mark.parametrize("gone", [S.ACKED, S.EXPIRED])
+async def test_a_copy_of_a_reply_taken_already_writes_nothing(
+    store: Journal, requests: ServiceRequests, clock: FakeClock, gone: MessageState
+) -> None:
+    await answered(store, clock, [S.QUEUED, S.DELIVERED, gone])
+    record = await pending(requests)
+
+    copy = await take(store, clock, with_answer(record))
+
+    assert (copy.outcome, copy.record.state, copy.saved) == (ReplyOutcome.NOT_TAKEN, gone, None)
+    assert await requests.get(rid(1)) == record
+    assert len(await store.history(RESPONSE)) == 4
+
+
+async def test_a_reply_that_changes_nothing_only_moves_the_journal(
+    store: Journal, requests: ServiceRequests, clock: FakeClock
+) -> None:
+    await answered(store, clock, [S.QUEUED])
+    record = await pending(requests)
+
+    taken = await take(store, clock, None)
+
+    assert (taken.outcome, taken.record.state, taken.saved) == (ReplyOutcome.TAKEN, S.ACKED, None)
+    assert (await store.get(REQUEST)).state is S.RESPONSE_DELIVERED
+    assert await requests.get(rid(1)) == record
+    assert (await take(store, clock, None)).outcome is ReplyOutcome.NOT_TAKEN
+
+
+async def test_an_unknown_reply_is_not_found(
+    store: Journal, requests: ServiceRequests, clock: FakeClock
+) -> None:
+    record = await pending(requests)
+    with pytest.raises(NotFound):
+        await take(store, clock, with_answer(record), message_id(9))
+    assert await requests.get(rid(1)) == record
+
+
+async def test_a_final_save_makes_its_callback_due(
+    store: Journal, requests: ServiceRequests, clock: FakeClock
+) -> None:
+    await answered(store, clock, [S.QUEUED])
+    record = await pending(requests, callback=True)
+    final = ReplySave(on_cancel(record.state, T0).state, record.version)
+
+    taken = await take(store, clock, final)
+
+    assert taken.saved is not None
+    assert taken.saved.callback is not None
+    assert str(taken.saved.callback.state) == "due"
+    assert taken.saved.callback.next_attempt_at == clock.now()
+
+
+async def test_of_copies_and_replies_racing_from_one_version_one_is_taken(
+    backend: Backend, store: Journal, requests: ServiceRequests, clock: FakeClock
+) -> None:
+    await answered(store, clock, [S.QUEUED])
+    await store.accept(new_message(3), at=clock.now())  # a second request and its reply
+    await store.answer(answer_to(4, 3), final=True, at=clock.now())
+    await store.transition(message_id(4), S.QUEUED, at=clock.now())
+    record = await pending(requests)
+    other_reply = ReplySave(on_answer(record.state, "parent-inn", {}, T0).state, record.version)
+    others = [backend.open() for _ in range(3)]  # independent pools, as processes
+    journals = [store, *others, store, *others]
+    try:
+        outcomes = await asyncio.gather(
+            *(take(j, clock, with_answer(record)) for j in journals),
+            take(others[0], clock, other_reply, message_id(4)),
+        )
+    finally:
+        for other in others:
+            await other.close()
+
+    taken = [o for o in outcomes if o.outcome is ReplyOutcome.TAKEN]
+    assert len(taken) == 1, outcomes
+    assert all(o.outcome is not ReplyOutcome.TAKEN or o.saved is not None for o in outcomes)
+    stored = await requests.get(rid(1))
+    assert (stored.version, stored) == (record.version + 1, taken[0].saved)
+    for response in (RESPONSE, message_id(4)):  # ACCEPTED, QUEUED, then DELIVERED, ACKED once
+        moves = [t.to_state for t in await store.history(response)]
+        won = taken[0].record.message_id == response
+        assert moves == [S.ACCEPTED, S.QUEUED, *([S.DELIVERED, S.ACKED] if won else [])]
+    assert (await store.get(RESPONSE)).state is (
+        S.ACKED if taken[0].record.message_id == RESPONSE else S.QUEUED
+    )
+
+
+async def test_a_reply_with_its_save_is_one_statement_on_postgresql(
+    backend: Backend, clock: FakeClock
+) -> None:
+    statements: list[str] = []
+    async with traced(backend, statements) as journal:
+        await journal.migrate()
+        await answered(journal, clock, [S.QUEUED])
+        record = await pending(journal.service_requests())
+        await journal.get(RESPONSE)  # the trace is told soon after: a read lets it through
+        statements.clear()
+        taken = await take(journal, clock, with_answer(record))
+        assert taken.outcome is ReplyOutcome.TAKEN
+        await journal.get(RESPONSE)
+    if backend.name == "postgresql":
+        assert writes(statements) == ["WITH"]
