@@ -106,33 +106,22 @@ class Pulls:
             delivery = await self._next(direction, caller, namespace)
             if delivery is None:
                 return None
-            delivered = await self._hand_out(delivery, caller, direction, hold=True, window=window)
+            delivered = await self._hand_out(delivery, caller, direction, window)
             window = None  # one statement rides with the pull; redundant copies don't
             if delivered is not None:
                 # The pull goes on, and answers, under the id the message was sent under.
                 request_ids.adopt(delivery.message.headers.get(HEADER_REQUEST_ID))
                 return delivered
 
-    async def receive(self, caller: Participant, delivery: Delivery) -> m.ResponseDelivery | None:
-        """A response pushed to an in-process consumer (the aggregator's subscription):
-        journaled DELIVERED like a pulled one, not held (the consumer settles it with
-        :meth:`settle_delivery`). None for a redundant copy, which is settled here."""
-        delivered = await self._hand_out(delivery, caller, Direction.RESPONSES, hold=False)
-        if delivered is not None and not isinstance(delivered, m.ResponseDelivery):
-            raise InvalidContent("a request was queued as a response")
-        return delivered
-
     async def _hand_out(
         self,
         delivery: Delivery,
         caller: Participant,
         direction: Direction,
-        *,
-        hold: bool,
-        window: PullWindow | None = None,
+        window: PullWindow | None,
     ) -> m.RequestDelivery | m.ResponseDelivery | None:
-        """``delivery`` journaled DELIVERED (through ``window`` if given; held for its Ack
-        if ``hold``); None when it is a copy not to be handed out (settled here)."""
+        """``delivery`` journaled DELIVERED (through ``window`` if given) and held for its
+        Ack; None when it is a copy not to be handed out (settled here)."""
         try:
             began = time.perf_counter()
             record = await self._deliver(delivery, caller, direction, window)
@@ -140,8 +129,7 @@ class Pulls:
             if record is None:
                 return None
             self._sent.keep(record)  # so that its SendResponse finds it as it is now
-            if hold:
-                self._pulled.hold(caller.mnemonic, delivery)
+            self._pulled.hold(caller.mnemonic, delivery)
             return self._delivery_of(delivery, record, caller, direction)
         except IllegalTransition:
             # Two copies of one message (at-least-once publishing) pulled at once:

@@ -145,19 +145,6 @@ class Router:
         """Ack without SOAP: a message :meth:`take` handed out to ``participant``."""
         await self._pulls.settle(self._ctx.registry.get(participant), message_id, accepted=accepted)
 
-    async def receive_response(
-        self, participant: str, delivery: Delivery
-    ) -> m.ResponseDelivery | None:
-        """A response pushed from ``responses.<participant>`` to a subscriber in this
-        process: journaled DELIVERED; None for a redundant copy (settled here). The
-        subscriber settles it with :meth:`settle_response` once it has stored it."""
-        return await self._pulls.receive(self._ctx.registry.get(participant), delivery)
-
-    async def settle_response(self, delivery: Delivery) -> None:
-        """A response from :meth:`receive_response` is done: journal ACKED (its request
-        RESPONSE_DELIVERED), then ack it on the transport."""
-        await self._pulls.settle_delivery(delivery)
-
     def read_reply(self, delivery: Delivery) -> PushedReply:
         """What a subscriber in this process needs of a response pushed to it from
         ``responses.<participant>``, read without the journal; it then settles the

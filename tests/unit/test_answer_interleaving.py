@@ -104,7 +104,7 @@ async def test_an_answer_to_a_request_this_process_queued_is_journaled_without_a
         await push.close()
 
 
-async def test_a_reply_consumed_before_its_queued_move_is_delivered_without_a_read(
+async def test_a_reply_consumed_before_its_queued_move_is_taken_without_a_read(
     bus: Bus,
 ) -> None:
     push = PushSource(bus.transport, "ZAGS", bus.ctx.verifier, clock=bus.clock, wait=FOUND)
@@ -119,10 +119,9 @@ async def test_a_reply_consumed_before_its_queued_move_is_delivered_without_a_re
         delivery = await bus.transport.get(Direction.RESPONSES, "PORTAL")
         assert delivery is not None
         bus.journal.get = counted  # type: ignore[method-assign]
-        reply = await bus.router.receive_response("PORTAL", delivery)
+        taken = await bus.router.take_reply("PORTAL", delivery, None)
         bus.journal.get = get  # type: ignore[method-assign]
-        assert reply is not None
-        await bus.router.settle_response(delivery)
+        assert taken is not None
 
     try:
         await bus.portal.send_request(birth_request())
@@ -131,7 +130,7 @@ async def test_a_reply_consumed_before_its_queued_move_is_delivered_without_a_re
         after_publish(bus, Direction.RESPONSES, portal_consumes)
         answer = await bus.zags.send_response(inbound.delivery.reply_to, content=birth_response())
         await inbound.ack()
-        assert reads == []  # the refused QUEUED -> DELIVERED move told it ACCEPTED
+        assert reads == []  # taken from ACCEPTED in its one write
         report = await bus.report(answer.message_id)
         assert states(report.history) == ["ACCEPTED", "QUEUED", "DELIVERED", "ACKED"]
     finally:
