@@ -39,6 +39,7 @@ from gateway.store.journal_rules import (
     not_found,
 )
 from gateway.store.pg import PgDatabase
+from gateway.store.pg_sql import HISTORY, M_HEAD, settle_request
 from gateway.store.records import (
     AcceptOutcome,
     AcceptResult,
@@ -53,9 +54,6 @@ from gateway.store.replies import ReplySave, ReplyTaken
 from gateway.store.replies_pg import take_reply
 from gateway.store.requests_pg import PgServiceRequests
 from gateway.store.rows import MESSAGE_HEAD, message_of
-
-_M_HEAD = ", ".join(f"m.{column}" for column in MESSAGE_HEAD.split(", "))
-_HISTORY = "INSERT INTO transitions (message_id, from_state, to_state, at, reason, actor)"
 
 
 def _accept_sql(*, rejection_code: bool) -> str:
@@ -74,9 +72,9 @@ WITH added AS (
     ON CONFLICT (message_id) DO NOTHING
     RETURNING message_id
 ), logged AS (
-    {_HISTORY} SELECT message_id, NULL, 'ACCEPTED', $9, $12, $13 FROM added
+    {HISTORY} SELECT message_id, NULL, 'ACCEPTED', $9, $12, $13 FROM added
 )
-SELECT EXISTS (SELECT 1 FROM added) AS added, {_M_HEAD}
+SELECT EXISTS (SELECT 1 FROM added) AS added, {M_HEAD}
 FROM (SELECT 1) AS one
 LEFT JOIN messages AS m ON m.message_id = $1 AND NOT EXISTS (SELECT 1 FROM added)
 """
@@ -92,7 +90,7 @@ WITH moved AS (
     WHERE message_id = $1 AND state = $2 AND version = coalesce($4::integer, version)
     RETURNING {MESSAGE_HEAD}
 ), logged AS (
-    {_HISTORY} SELECT message_id, $2, $3, $5, $6, $7 FROM moved
+    {HISTORY} SELECT message_id, $2, $3, $5, $6, $7 FROM moved
 )
 SELECT true AS moved, {MESSAGE_HEAD} FROM moved
 UNION ALL
@@ -115,9 +113,9 @@ WITH old AS (
         version = m.version + CASE WHEN old.state = 'ACCEPTED' THEN 2 ELSE 1 END
     FROM old
     WHERE m.message_id = old.message_id
-    RETURNING {_M_HEAD}, old.state AS was
+    RETURNING {M_HEAD}, old.state AS was
 ), logged AS (
-    {_HISTORY}
+    {HISTORY}
     SELECT moved.message_id, step.from_state, step.to_state, $2, step.reason, $5
     FROM moved, (VALUES (1, 'ACCEPTED', 'QUEUED', $4::text), (2, 'QUEUED', 'DELIVERED', $3::text))
         AS step(n, from_state, to_state, reason)
@@ -138,17 +136,8 @@ WITH moved AS (
     WHERE message_id = $1 AND state = 'DELIVERED'
     RETURNING {MESSAGE_HEAD}
 ), logged AS (
-    {_HISTORY} SELECT message_id, 'DELIVERED', 'ACKED', $2, $3, $4 FROM moved
-), settled AS (
-    UPDATE messages AS r
-    SET state = 'RESPONSE_DELIVERED', version = r.version + 1, updated_at = $2
-    FROM moved
-    WHERE moved.kind = 'response' AND r.message_id = moved.in_reply_to
-        AND r.state = 'RESPONDED' AND r.answered_by = moved.message_id
-    RETURNING r.message_id
-), settled_logged AS (
-    {_HISTORY} SELECT message_id, 'RESPONDED', 'RESPONSE_DELIVERED', $2, NULL, $4 FROM settled
-)
+    {HISTORY} SELECT message_id, 'DELIVERED', 'ACKED', $2, $3, $4 FROM moved
+), {settle_request("$2", "$4")}
 SELECT true AS moved, {MESSAGE_HEAD} FROM moved
 UNION ALL
 SELECT false, {MESSAGE_HEAD} FROM messages
@@ -165,7 +154,7 @@ WITH moved AS (
     WHERE message_id = $1
     RETURNING {MESSAGE_HEAD}
 ), logged AS (
-    {_HISTORY}
+    {HISTORY}
     SELECT $1, step.from_state, step.to_state, $4, step.reason, $9
     FROM unnest($6::text[], $7::text[], $8::text[]) WITH ORDINALITY
         AS step(from_state, to_state, reason, n)
@@ -213,11 +202,11 @@ WITH old AS (
         updated_at = $7, answered_by = coalesce($8, m.answered_by)
     FROM old
     WHERE m.message_id = old.message_id AND EXISTS (SELECT 1 FROM added)
-    RETURNING {_M_HEAD}, old.first_step
+    RETURNING {M_HEAD}, old.first_step
 ), added_logged AS (
-    {_HISTORY} SELECT message_id, NULL, 'ACCEPTED', $7, NULL, $21 FROM added
+    {HISTORY} SELECT message_id, NULL, 'ACCEPTED', $7, NULL, $21 FROM added
 ), logged AS (
-    {_HISTORY}
+    {HISTORY}
     SELECT $1, step.from_state, step.to_state, $7, step.reason, 'bus'
     FROM moved, unnest($9::text[], $10::text[], $11::text[]) WITH ORDINALITY
         AS step(from_state, to_state, reason, n)

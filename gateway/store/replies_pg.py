@@ -31,13 +31,12 @@ import asyncpg
 from gateway.core.errors import InternalError
 from gateway.core.lifecycle import MessageState
 from gateway.store.journal_rules import conflict, not_found
+from gateway.store.pg_sql import HISTORY, M_HEAD, settle_request
 from gateway.store.records import MessageRecord
 from gateway.store.replies import TAKEN_FROM, ReplyOutcome, ReplySave, ReplyTaken
 from gateway.store.rows import MESSAGE_HEAD, SERVICE_REQUEST_COLUMNS, message_of, service_request_of
 from gateway.store.service_requests import ServiceRequestRecord, next_deadline_of, part_links
 
-_HISTORY = "INSERT INTO transitions (message_id, from_state, to_state, at, reason, actor)"
-_M_HEAD = ", ".join(f"m.{column}" for column in MESSAGE_HEAD.split(", "))
 _SR = SERVICE_REQUEST_COLUMNS.split(", ")
 _SAVED = ", ".join(f"saved.{column} AS sr_{column}" for column in _SR)
 
@@ -61,25 +60,16 @@ WITH sr AS (
             + CASE old.state WHEN 'ACCEPTED' THEN 3 WHEN 'QUEUED' THEN 2 ELSE 1 END
     FROM old
     WHERE m.message_id = old.message_id
-    RETURNING {_M_HEAD}, old.state AS was
+    RETURNING {M_HEAD}, old.state AS was
 ), logged AS (
-    {_HISTORY}
+    {HISTORY}
     SELECT moved.message_id, step.from_state, step.to_state, $2, step.reason, $5
     FROM moved, (VALUES (1, 'ACCEPTED', 'QUEUED', $4::text),
             (2, 'QUEUED', 'DELIVERED', $3::text), (3, 'DELIVERED', 'ACKED', NULL::text))
         AS step(n, from_state, to_state, reason)
     WHERE step.n >= CASE moved.was WHEN 'ACCEPTED' THEN 1 WHEN 'QUEUED' THEN 2 ELSE 3 END
     ORDER BY step.n
-), settled AS (
-    UPDATE messages AS r
-    SET state = 'RESPONSE_DELIVERED', version = r.version + 1, updated_at = $2
-    FROM moved
-    WHERE moved.kind = 'response' AND r.message_id = moved.in_reply_to
-        AND r.state = 'RESPONDED' AND r.answered_by = moved.message_id
-    RETURNING r.message_id
-), settled_logged AS (
-    {_HISTORY} SELECT message_id, 'RESPONDED', 'RESPONSE_DELIVERED', $2, NULL, $5 FROM settled
-), saved AS (
+), {settle_request("$2", "$5")}, saved AS (
     UPDATE service_requests
     SET status = $8, completed_by = $9, state = $10::jsonb, next_deadline = $11,
         updated_at = $2, version = version + 1,
