@@ -275,8 +275,8 @@ WHERE message_id = $1 AND kind = 'request' FOR UPDATE
     async def _acknowledge(
         self, message_id: str, at: datetime, reason: str | None, actor: str | None
     ) -> Acknowledged:
-        pool = await self.database.pool()
-        row = await pool.fetchrow(_ACKNOWLEDGE, message_id, at, reason, actor)
+        async with self.database.writing() as connection:
+            row = await connection.fetchrow(_ACKNOWLEDGE, message_id, at, reason, actor)
         if row is None:
             raise not_found(message_id)
         return Acknowledged(message_of(row), bool(row["moved"]))

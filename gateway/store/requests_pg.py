@@ -151,23 +151,23 @@ class PgServiceRequests(RequestsFlow[asyncpg.Connection]):
     async def claim_callbacks(
         self, now: datetime, *, lease: timedelta, limit: int
     ) -> list[ServiceRequestRecord]:
-        pool = await self.database.pool()
-        rows = await pool.fetch(_CLAIM_CALLBACKS, now, limit, now + lease)
+        async with self.database.writing() as connection:
+            rows = await connection.fetch(_CLAIM_CALLBACKS, now, limit, now + lease)
         rows = sorted(rows, key=lambda row: (row["due_at"], row["id"]))
         return [service_request_of(row) for row in rows]
 
     async def settle_callback(
         self, sr_id: uuid.UUID, attempt: int | None, settlement: Settlement
     ) -> bool:
-        pool = await self.database.pool()
-        status = await pool.execute(
-            _SETTLE_CALLBACK,
-            str(sr_id),
-            attempt,
-            settlement.next_attempt_at,
-            None if settlement.state is None else settlement.state.value,
-            settlement.last_error,
-            settlement.delivered_at,
-            settlement.attempts,
-        )
+        async with self.database.writing() as connection:
+            status = await connection.execute(
+                _SETTLE_CALLBACK,
+                str(sr_id),
+                attempt,
+                settlement.next_attempt_at,
+                None if settlement.state is None else settlement.state.value,
+                settlement.last_error,
+                settlement.delivered_at,
+                settlement.attempts,
+            )
         return bool(status != "UPDATE 0")
