@@ -848,6 +848,71 @@ async def test_an_answer_to_a_request_moved_along_its_path_since_is_one_statemen
         assert not any(locked_read(sql) for sql in statements)
 
 
+async def test_an_answer_whose_twin_commits_its_response_meanwhile_writes_nothing_itself(
+    backend: Backend, store: Journal, clock: FakeClock
+) -> None:
+    """The one statement finds the response new, then waits on its insert for a twin
+    that journaled the same response (uncommitted): once the twin commits, the insert
+    does nothing, so neither does the request's move (all or nothing with no
+    transaction around it). The locked path then decides on the twin's rows."""
+    if backend.name != "postgresql":
+        pytest.skip("SQLite has one writer: nothing runs in between")
+    await store.accept(new_message(1), at=clock.now())
+    await store.transition(message_id(1), S.QUEUED, at=clock.now())
+    seen = await store.get(message_id(1))
+    response = answer_to(2, 1)
+    twin = await asyncpg.connect(
+        libpq_url(backend.url), server_settings={"search_path": backend.schema or "public"}
+    )
+    try:
+        journaling = twin.transaction()
+        await journaling.start()
+        await twin.execute(
+            "INSERT INTO messages (message_id, kind, sender, recipient, message_type, "
+            "in_reply_to, content_sha256, xml, state, created_at, updated_at, expires_at, "
+            "test_message, version) VALUES ($1, 'response', $2, $3, $4, $5, $6, $7, "
+            "'ACCEPTED', now(), now(), NULL, false, 1)",
+            response.message_id,
+            response.sender,
+            response.recipient,
+            response.message_type,
+            message_id(1),
+            hashlib.sha256(response.xml or b"").hexdigest(),
+            response.xml,
+        )
+        await twin.execute(
+            "INSERT INTO transitions (message_id, from_state, to_state, at, actor) "
+            "VALUES ($1, NULL, 'ACCEPTED', now(), 'twin')",
+            response.message_id,
+        )
+        answering = asyncio.create_task(
+            store.answer(response, final=True, at=clock.now(), seen=seen)
+        )
+        waiting = 0
+        async with asyncio.timeout(10):  # until the statement waits for the twin's row
+            while not waiting:
+                waiting = await twin.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE wait_event_type = 'Lock' AND query LIKE '%array_position%'"
+                )
+        await journaling.commit()
+        answered = await answering
+    finally:
+        await twin.close()
+    # The twin's response stands; the request moves once, by the locked path.
+    assert answered.result is not None
+    assert answered.result.outcome is AcceptOutcome.DUPLICATE  # not ours to count
+    assert answered.request.state is S.RESPONDED
+    assert [t.to_state for t in await store.history(message_id(1))] == [
+        S.ACCEPTED,
+        S.QUEUED,
+        S.DELIVERED,
+        S.RESPONDED,
+    ]
+    history = await store.history(response.message_id)
+    assert [(t.to_state, t.actor) for t in history] == [(S.ACCEPTED, "twin")]  # not twice
+
+
 async def test_an_answer_to_a_request_off_its_path_since_is_decided_on_the_row(
     backend: Backend, clock: FakeClock
 ) -> None:
