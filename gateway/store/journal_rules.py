@@ -122,7 +122,7 @@ def reply_path(state: MessageState, reason: str | None, queued_reason: str | Non
     """The moves a pushed response in ``state`` makes when it is taken
     (:meth:`~gateway.store.base.Journal.take_reply`): to ACKED through every state
     between (``queued_reason`` on ACCEPTED -> QUEUED, ``reason`` on QUEUED ->
-    DELIVERED); none from a state it is not taken from."""
+    DELIVERED); none from a state it is not taken from (:data:`TAKEN_FROM`)."""
     steps = [
         Step(S.ACCEPTED, S.QUEUED, queued_reason),
         Step(S.QUEUED, S.DELIVERED, reason),
@@ -132,6 +132,12 @@ def reply_path(state: MessageState, reason: str | None, queued_reason: str | Non
         if step.from_state is state:
             return steps[n:]
     return []
+
+
+#: The states a pushed response is taken from (a copy of it is handed out from these).
+TAKEN_FROM: frozenset[MessageState] = frozenset(
+    step.from_state for step in reply_path(S.ACCEPTED, None, None)
+)
 
 
 def check_find(limit: int, since: datetime | None) -> None:

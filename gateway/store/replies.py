@@ -10,8 +10,8 @@ all of it or none of it. On PostgreSQL that is one statement
 (:mod:`gateway.store.replies_pg`), on SQLite one transaction
 (:mod:`gateway.store.journal_sqlite`).
 
-The values here are shared by both; the path a response takes is
-:func:`gateway.store.journal_rules.reply_path`.
+The values here are shared by both; the path a response takes, and the states it is
+taken from, are :func:`gateway.store.journal_rules.reply_path` and ``TAKEN_FROM`` there.
 """
 
 from __future__ import annotations
@@ -20,14 +20,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from gateway.core.aggregation import ServiceRequestState
-from gateway.core.lifecycle import MessageState
 from gateway.store.records import MessageRecord
 from gateway.store.service_requests import ServiceRequestRecord
-
-S = MessageState
-
-#: The states a pushed response is taken from (a copy of it is handed out from these).
-TAKEN_FROM: frozenset[MessageState] = frozenset({S.ACCEPTED, S.QUEUED, S.DELIVERED})
 
 
 @dataclass(frozen=True, slots=True)

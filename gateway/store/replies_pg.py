@@ -30,10 +30,10 @@ import asyncpg
 
 from gateway.core.errors import InternalError
 from gateway.core.lifecycle import MessageState
-from gateway.store.journal_rules import conflict, not_found
+from gateway.store.journal_rules import TAKEN_FROM, conflict, not_found
 from gateway.store.pg_sql import HISTORY, M_HEAD, settle_request
 from gateway.store.records import MessageRecord
-from gateway.store.replies import TAKEN_FROM, ReplyOutcome, ReplySave, ReplyTaken
+from gateway.store.replies import ReplyOutcome, ReplySave, ReplyTaken
 from gateway.store.rows import MESSAGE_HEAD, SERVICE_REQUEST_COLUMNS, message_of, service_request_of
 from gateway.store.service_requests import ServiceRequestRecord, next_deadline_of, part_links
 
