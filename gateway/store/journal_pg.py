@@ -3,9 +3,11 @@
 How the guarantees of :mod:`gateway.store.base` are kept:
 
 * every write is one statement (a data-modifying CTE writes the history row with
-  the move) in autocommit, or one explicit transaction for ``answer``; a connection
-  is leased per operation (``take_reply``, which also saves a service request, is
-  one statement too: :mod:`gateway.store.replies_pg`);
+  the move) in autocommit; a connection is leased per operation. ``answer`` is one
+  statement when the request is as the router saw it (or further along its path),
+  else one explicit transaction on the locked request; a pull's replay-guard row and
+  delivery share one transaction. ``take_reply``, which also saves a service request,
+  is one statement too (:mod:`gateway.store.replies_pg`);
 * ``accept`` inserts with ``ON CONFLICT DO NOTHING``; the primary key on
   ``message_id`` settles a race between two identical submissions;
 * a conditional move (``expected_state``) is ``UPDATE ... WHERE state = $s [AND
