@@ -685,6 +685,25 @@ async def test_deliver_refuses_a_message_handed_out_already(
         await store.deliver(message_id(2), at=clock.now(), reason=None, queued_reason=None)
 
 
+async def connect(backend: Backend) -> asyncpg.Connection:
+    """A connection of its own to ``backend``'s schema, to hold rows locked from outside."""
+    return await asyncpg.connect(
+        libpq_url(backend.url), server_settings={"search_path": backend.schema or "public"}
+    )
+
+
+async def blocked(connection: asyncpg.Connection, query: str) -> None:
+    """Return once a statement whose text is ``LIKE query`` waits for a lock."""
+    waiting = 0
+    async with asyncio.timeout(10):
+        while not waiting:
+            waiting = await connection.fetchval(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE wait_event_type = 'Lock' AND query LIKE $1",
+                query,
+            )
+
+
 async def test_deliver_waits_for_the_publisher_queueing_it_and_moves_on_from_there(
     backend: Backend, store: Journal, clock: FakeClock
 ) -> None:
@@ -694,9 +713,7 @@ async def test_deliver_waits_for_the_publisher_queueing_it_and_moves_on_from_the
     if backend.name != "postgresql":
         pytest.skip("SQLite has one writer: nothing runs in between")
     await store.accept(new_message(1), at=clock.now())
-    publisher = await asyncpg.connect(
-        libpq_url(backend.url), server_settings={"search_path": backend.schema or "public"}
-    )
+    publisher = await connect(backend)
     try:
         queueing = publisher.transaction()
         await queueing.start()
@@ -712,13 +729,7 @@ async def test_deliver_waits_for_the_publisher_queueing_it_and_moves_on_from_the
         delivering = asyncio.create_task(
             store.deliver(message_id(1), at=clock.now(), reason="attempt 1", queued_reason="q")
         )
-        waiting = 0
-        async with asyncio.timeout(10):  # until the statement waits for the row lock
-            while not waiting:
-                waiting = await publisher.fetchval(
-                    "SELECT count(*) FROM pg_stat_activity "
-                    "WHERE wait_event_type = 'Lock' AND query LIKE '%WITH old AS%'"
-                )
+        await blocked(publisher, "%WITH old AS%")  # until the statement waits for the row lock
         await queueing.commit()
         delivered = await delivering
     finally:
@@ -861,9 +872,7 @@ async def test_an_answer_whose_twin_commits_its_response_meanwhile_writes_nothin
     await store.transition(message_id(1), S.QUEUED, at=clock.now())
     seen = await store.get(message_id(1))
     response = answer_to(2, 1)
-    twin = await asyncpg.connect(
-        libpq_url(backend.url), server_settings={"search_path": backend.schema or "public"}
-    )
+    twin = await connect(backend)
     try:
         journaling = twin.transaction()
         await journaling.start()
@@ -888,13 +897,7 @@ async def test_an_answer_whose_twin_commits_its_response_meanwhile_writes_nothin
         answering = asyncio.create_task(
             store.answer(response, final=True, at=clock.now(), seen=seen)
         )
-        waiting = 0
-        async with asyncio.timeout(10):  # until the statement waits for the twin's row
-            while not waiting:
-                waiting = await twin.fetchval(
-                    "SELECT count(*) FROM pg_stat_activity "
-                    "WHERE wait_event_type = 'Lock' AND query LIKE '%array_position%'"
-                )
+        await blocked(twin, "%array_position%")  # until the statement waits for the twin's row
         await journaling.commit()
         answered = await answering
     finally:
