@@ -13,7 +13,15 @@ import pytest
 from lxml import etree
 
 from gateway.core.errors import InvalidContent, MessageTooLarge
-from gateway.xml.parse import CHUNK, LIMITS, STREAM_ABOVE, XmlLimits, parse_own, parse_secure
+from gateway.xml.parse import (
+    CHUNK,
+    LIMITS,
+    STREAM_ABOVE,
+    XmlLimits,
+    parse_own,
+    parse_secure,
+    plain_prolog,
+)
 
 
 def whole(doc: bytes) -> bytes:
@@ -127,6 +135,35 @@ def test_a_large_document_in_utf32_is_not_read() -> None:
     """libxml2 reads UTF-32 only whole, not in chunks: a large one is refused."""
     doc = '<?xml version="1.0" encoding="UTF-32"?><r>' + "x" * STREAM_ABOVE + "</r>"
     refused(doc.encode("utf-32"), "syntax")
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+@pytest.mark.parametrize("doctype", DOCTYPES)
+def test_no_document_with_a_doctype_skips_the_prolog_pass(doctype: str, encoding: str) -> None:
+    assert not plain_prolog(encoded(DOCTYPES[doctype], encoding))
+
+
+@pytest.mark.parametrize(
+    ("prolog", "plain"),
+    [
+        (b"", True),
+        (b"\xef\xbb\xbf \r\n", True),
+        (b'<?xml version="1.0"?>\n', True),
+        (b"<?xml version='1.0' encoding='utf-8' standalone='yes' ?>", True),
+        (b'<?xml version="1.0" encoding="UTF-8"?>', True),
+        (b'<?xml version="1.0" encoding="windows-1251"?>', False),  # another encoding
+        (b"<?xml version='1.1' encoding='ISO-8859-5'?>", False),
+        (b"<!-- c -->", False),
+        (b"<?pi x?>", False),
+        (b" " * 600, False),  # the root not within the first bytes
+    ],
+)
+def test_the_prolog_pass_is_skipped_only_when_the_root_comes_first(
+    prolog: bytes, plain: bool
+) -> None:
+    document = prolog + b'<r a="1">x</r>'
+    assert plain_prolog(document) is plain
+    assert parse_secure(document).get("a") == "1"
 
 
 def test_lowercase_doctype_is_not_xml() -> None:
