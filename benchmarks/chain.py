@@ -41,12 +41,15 @@ import argparse
 import asyncio
 import json
 import os
+import statistics
 import sys
 import tempfile
+import time
 import tomllib
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -154,6 +157,10 @@ class Portal:
         )
         self.waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self.early: dict[str, dict[str, Any]] = {}
+        #: When each service request was POSTed and its result callback arrived (wall clock, s).
+        self.posted: dict[str, float] = {}
+        self.service: dict[str, str] = {}
+        self.heard: dict[str, float] = {}
         self.callback_url = ""
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
@@ -176,6 +183,7 @@ class Portal:
                     if line.lower().startswith(b"content-length:")
                 )
                 view = json.loads(await reader.readexactly(length))
+                self.heard[view["id"]] = time.time()
                 writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
                 await writer.drain()
                 future = self.waiting.pop(view["id"], None)
@@ -195,12 +203,14 @@ class Portal:
 
     async def request(self, service: str) -> dict[str, Any]:
         """Submit ``service`` for the demo applicant; its final view (from the callback)."""
+        posted = time.time()
         reply = await self.http.post(
             "/api/v1/service-requests",
             json={"service": service, "applicant": APPLICANT, "callback_url": self.callback_url},
         )
         reply.raise_for_status()
         id = reply.json()["id"]
+        self.posted[id], self.service[id] = posted, service
         if id in self.early:
             return self.early.pop(id)
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
@@ -217,6 +227,84 @@ class Portal:
             for handler in self._handlers:
                 handler.cancel()
             await asyncio.gather(*self._handlers, return_exceptions=True)
+
+
+# --- where a fan-out's time goes, from the journal's own timestamps --------------------
+
+_PARTS = """
+SELECT srm.service_request_id AS sr, srm.part_id AS part, 'request' AS side, t.to_state AS state,
+       extract(epoch FROM t.at) AS at
+  FROM service_request_messages srm JOIN transitions t ON t.message_id = srm.message_id
+ WHERE srm.service_request_id = ANY($1::text[])
+UNION ALL
+SELECT srm.service_request_id, srm.part_id, 'response', t.to_state, extract(epoch FROM t.at)
+  FROM service_request_messages srm
+  JOIN messages m ON m.in_reply_to = srm.message_id
+  JOIN transitions t ON t.message_id = m.message_id
+ WHERE srm.service_request_id = ANY($1::text[])
+"""
+_SAVED = "SELECT id, extract(epoch FROM updated_at) AS at FROM service_requests WHERE id = ANY($1)"
+
+#: The milestones of one part, in the order they happen (a pushed request is journaled
+#: DELIVERED with its answer, so that milestone is the SendResponse's).
+MILESTONES = [
+    ("request", "ACCEPTED", "request journaled"),
+    ("request", "QUEUED", "request published, confirmed"),
+    ("response", "ACCEPTED", "adapter's SendResponse journaled"),
+    ("response", "QUEUED", "response published, confirmed"),
+    ("response", "ACKED", "reply taken by the aggregator"),
+]
+
+
+async def timeline(database_url: str, portal: Portal) -> dict[str, dict[str, float]]:
+    """For each service ``portal`` heard back from: the median ms from POST to each
+    milestone of a part (of a fan-out: its first part there, and its last), to the final
+    save and to the callback."""
+    heard = [id for id in portal.service if id in portal.heard]
+    connection = await asyncpg.connect(database_url)
+    try:
+        rows = await connection.fetch(_PARTS, heard)
+        saved = {row["id"]: float(row["at"]) for row in await connection.fetch(_SAVED, heard)}
+    finally:
+        await connection.close()
+    # (service request, part, side, state) -> first time
+    first: dict[tuple[str, str, str, str], float] = {}
+    parts: dict[str, set[str]] = {}
+    for row in rows:
+        key = (row["sr"], row["part"], row["side"], row["state"])
+        first[key] = min(first.get(key, float("inf")), float(row["at"]))
+        parts.setdefault(row["sr"], set()).add(row["part"])
+    found: dict[str, dict[str, float]] = {}
+    for service in sorted(set(portal.service.values())):
+        ids = [id for id in heard if portal.service[id] == service and id in parts]
+        fan_out = any(len(parts[id]) > 1 for id in ids)
+        for column, pick in (("first part", min), ("last part", max)) if fan_out else (("", max),):
+            name = f"{service} {column}".strip()
+            medians: dict[str, float] = {}
+            for side, state, what in MILESTONES:
+                offsets = []
+                for id in ids:
+                    times = [first.get((id, part, side, state)) for part in parts[id]]
+                    if None not in times:
+                        at = pick(t for t in times if t is not None)
+                        offsets.append((at - portal.posted[id]) * 1000)
+                if offsets:
+                    medians[what] = statistics.median(offsets)
+            for what, ends in (("saved complete", saved), ("callback heard", portal.heard)):
+                medians[what] = statistics.median(
+                    (ends[id] - portal.posted[id]) * 1000 for id in ids
+                )
+            found[name] = medians
+    print("where the time goes (C=1 rows; median ms from POST):")
+    names = list(found)
+    for what in [m[2] for m in MILESTONES] + ["saved complete", "callback heard"]:
+        print(
+            f"  {what:<40}"
+            + "".join(f"{found[name].get(what, float('nan')):>10.1f}" for name in names)
+        )
+    for i, name in enumerate(names):
+        print(f"  column {i + 1}: {name}")
+    return found
 
 
 # --- CPU per service request, by process ------------------------------------------------
@@ -248,10 +336,16 @@ class Measured:
         self.transactions = 0
         self.statements = 0
         self.by_text: dict[str, int] = {}
+        self.timeline: dict[str, dict[str, float]] = {}
 
 
 async def measure(
-    chain: Chain, counter: StatementCounter, singles: list[str], n: int, concurrency: int
+    chain: Chain,
+    counter: StatementCounter,
+    singles: list[str],
+    n: int,
+    concurrency: int,
+    with_timeline: bool = False,
 ) -> Measured:
     portal = Portal(chain.gateway.base_url)
     await portal.listen()
@@ -267,6 +361,8 @@ async def measure(
             [lambda code=code: portal.request(code) for code in codes],
             warmup=0,
         )
+        if with_timeline:
+            measured.timeline = await timeline(chain.database_url, portal)
         if concurrency > 1:
             xacts, statements = await settled(chain.database_url), counter.statements
             texts = counter.by_text() if counter.counts_text else {}
@@ -338,6 +434,11 @@ def main() -> None:
         metavar="N",
         help="print the N SQL texts sent most often per service request (last row)",
     )
+    parser.add_argument(
+        "--timeline",
+        action="store_true",
+        help="print where the C=1 fan-outs' time goes, from the journal's timestamps",
+    )
     add_output_options(parser)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="smevbus-bench-chain-"))
@@ -375,10 +476,14 @@ def main() -> None:
         ) as chain,
     ):
         slow_down(chain, args.agency_latency_ms)
-        measured = asyncio.run(measure(chain, counter, singles, args.requests, args.concurrency))
+        measured = asyncio.run(
+            measure(chain, counter, singles, args.requests, args.concurrency, args.timeline)
+        )
     figures = {"benchmark": "chain", **report(measured.rows, {}, {})}
     if measured.cpu_s:
         figures |= cpu_figures(measured, args.requests)
+    if measured.timeline:
+        figures["fanout_timeline_ms"] = measured.timeline
     if measured.by_text:
         print_by_text(measured.by_text, args.requests, args.statements_by_text, "service request")
     finish(args, figures)
