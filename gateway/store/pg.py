@@ -91,15 +91,17 @@ class PgDatabase:
 
     # --- gateway.store.database.Database ------------------------------------------------
 
-    @asynccontextmanager
-    async def reading(self) -> AsyncIterator[asyncpg.Connection]:
+    def reading(self) -> AbstractAsyncContextManager[asyncpg.Connection]:
         """A leased connection (one per operation, never one per statement)."""
-        leases = self._leases
-        if leases is None:
-            await self.pool()
-            leases = self._leases
-            assert leases is not None
-        async with leases.lease() as connection:
+        if self._leases is not None:
+            return self._leases.lease()
+        return self._first_lease()
+
+    @asynccontextmanager
+    async def _first_lease(self) -> AsyncIterator[asyncpg.Connection]:
+        await self.pool()
+        assert self._leases is not None
+        async with self._leases.lease() as connection:
             yield connection
 
     def writing(self) -> AbstractAsyncContextManager[asyncpg.Connection]:

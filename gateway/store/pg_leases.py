@@ -12,8 +12,7 @@ never starved by connections kept here.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from types import TracebackType
 
 import asyncpg
 
@@ -28,15 +27,9 @@ class Leases:
         self._kept = 0
         self._closed = False
 
-    @asynccontextmanager
-    async def lease(self) -> AsyncIterator[asyncpg.Connection]:
-        connection, kept = await self._take()
-        try:
-            yield connection
-        except BaseException:
-            await self._give_back(connection, kept, clean=False)
-            raise
-        await self._give_back(connection, kept, clean=True)
+    def lease(self) -> Lease:
+        """One connection for ``async with``, back here (or to the pool) at its end."""
+        return Lease(self)
 
     async def _take(self) -> tuple[asyncpg.Connection, bool]:
         while self._idle:
@@ -69,6 +62,29 @@ class Leases:
         self._kept -= len(idle)
         for connection in idle:
             await self._pool.release(connection)
+
+
+class Lease:
+    """A class, not a generator: an async generator context manager costs two more
+    objects and the event loop's async-generator bookkeeping, on every store operation."""
+
+    __slots__ = ("_connection", "_kept", "_leases")
+
+    def __init__(self, leases: Leases) -> None:
+        self._leases = leases
+
+    async def __aenter__(self) -> asyncpg.Connection:
+        self._connection, self._kept = await self._leases._take()
+        return self._connection
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        # Raised or cancelled: the connection may be in doubt, the pool cleans it up.
+        await self._leases._give_back(self._connection, self._kept, clean=kind is None)
 
 
 def _usable(connection: asyncpg.Connection) -> bool:
