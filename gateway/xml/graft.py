@@ -15,7 +15,7 @@ scope where it was) in place of its placeholder, and parses the result once.
 
 from __future__ import annotations
 
-import uuid
+import os
 
 from lxml import etree
 
@@ -35,7 +35,7 @@ class Grafts:
 
     def slot(self, parent: etree._Element, part: etree._Element) -> None:
         """A copy of ``part`` (without its tail) becomes ``parent``'s last child."""
-        marker = uuid.uuid4().hex
+        marker = os.urandom(16).hex()
         parent.append(etree.ProcessingInstruction(_TARGET, marker))
         self._parts.append((f"<?{_TARGET} {marker}?>".encode(), part))
 
