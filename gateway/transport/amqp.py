@@ -250,15 +250,15 @@ class AmqpTransport:
         queue = await self._puller.get_queue(name, ensure=False)
 
         async def get_one(seconds_left: float) -> AbstractIncomingMessage | None:
-            # A basic.get in flight when the connection drops may never be answered; cap
-            # each attempt so it is retried on the reopened channel instead of stalling
-            # the caller for the whole reconnect budget.
-            return await queue.get(
-                no_ack=False, fail=False, timeout=min(seconds_left, GET_ATTEMPT_TIMEOUT)
-            )
+            return await queue.get(no_ack=False, fail=False)
 
         while True:
-            incoming = await self._ride_out(self._puller, get_one, f"get from {name}")
+            # A basic.get in flight when the connection drops may never be answered; each
+            # attempt is capped so it is retried on the reopened channel instead of
+            # stalling the caller for the whole reconnect budget.
+            incoming = await self._ride_out(
+                self._puller, get_one, f"get from {name}", attempt_cap=GET_ATTEMPT_TIMEOUT
+            )
             if incoming is None:
                 return None
             delivery = await self._open(incoming, direction, participant)
@@ -449,8 +449,12 @@ class AmqpTransport:
         channel: AbstractRobustChannel,
         operation: Callable[[float], Awaitable[T]],
         what: str,
+        *,
+        attempt_cap: float | None = None,
     ) -> Awaitable[T]:
-        return ride_out_reconnects(channel, self._reconnect_timeout, operation, what)
+        return ride_out_reconnects(
+            channel, self._reconnect_timeout, operation, what, attempt_cap=attempt_cap
+        )
 
     def _declared(self, direction: Direction, participant: str) -> AbstractQueue:
         if self._closed:

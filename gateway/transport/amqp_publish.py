@@ -47,11 +47,15 @@ async def ride_out_reconnects(
     give_up_after: float,
     operation: Callable[[float], Awaitable[T]],
     what: str,
+    *,
+    attempt_cap: float | None = None,
 ) -> T:
     """Run ``operation(seconds_left)`` once ``channel`` is usable, again after a lost connection.
 
     Gives up with :class:`TransportUnavailable` after ``give_up_after`` s. Other errors
-    pass through. Only for operations that are safe to repeat.
+    pass through. Only for operations that are safe to repeat. Each attempt is bounded
+    by the time left (and by ``attempt_cap`` s): operations need not pass a timeout on
+    to aio-pika, which would wrap its call in ``wait_for`` (a task and a timer more).
 
     The first attempt runs without the retry machinery (a tenacity loop costs ~30 us,
     and every publish, get and ack of the hot path comes this way); only a failure a
@@ -60,7 +64,7 @@ async def ride_out_reconnects(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + give_up_after
     try:
-        return await _attempt(channel, operation, deadline, loop)
+        return await _attempt(channel, operation, deadline, attempt_cap, loop)
     except TRANSIENT_ERRORS as exc:
         if loop.time() >= deadline:
             raise TransportUnavailable(f"{what} failed: {exc!r}") from exc
@@ -79,7 +83,7 @@ async def ride_out_reconnects(
     try:
         async for attempt in retrying:
             with attempt:
-                return await _attempt(channel, operation, deadline, loop)
+                return await _attempt(channel, operation, deadline, attempt_cap, loop)
     except RetryError as exc:
         error = exc.last_attempt.exception()
         raise TransportUnavailable(f"{what} failed: {error!r}") from error
@@ -90,11 +94,16 @@ async def _attempt(
     channel: AbstractRobustChannel,
     operation: Callable[[float], Awaitable[T]],
     deadline: float,
+    cap: float | None,
     loop: asyncio.AbstractEventLoop,
 ) -> T:
-    # A reconnected connection is not enough: the channel reopens after it.
-    await asyncio.wait_for(channel.ready(), timeout=max(deadline - loop.time(), 0.001))
-    return await operation(max(deadline - loop.time(), 0.001))
+    seconds_left = max(deadline - loop.time(), 0.001)
+    # One timer for the whole attempt: wait_for would add a task and a timer to each
+    # step. Its TimeoutError is transient: the attempt is made again while time is left.
+    async with asyncio.timeout(seconds_left if cap is None else min(seconds_left, cap)):
+        # A reconnected connection is not enough: the channel reopens after it.
+        await channel.ready()
+        return await operation(seconds_left)
 
 
 def _log_retry(what: str, attempt: int, error: BaseException | None) -> None:
@@ -121,7 +130,7 @@ class ConfirmedPublisher:
     ) -> None:
         async def attempt(seconds_left: float) -> None:
             target = self._exchange(exchange)
-            await target.publish(message, routing_key, mandatory=True, timeout=seconds_left)
+            await target.publish(message, routing_key, mandatory=True)
 
         try:
             await ride_out_reconnects(self._channel, self._timeout, attempt, "publish")
