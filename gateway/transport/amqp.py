@@ -250,7 +250,8 @@ class AmqpTransport:
         queue = await self._puller.get_queue(name, ensure=False)
 
         async def get_one(seconds_left: float) -> AbstractIncomingMessage | None:
-            return await queue.get(no_ack=False, fail=False)
+            # No timeout of aio-pika's own (5 s unless None): the attempt is bounded.
+            return await queue.get(no_ack=False, fail=False, timeout=None)
 
         while True:
             # A basic.get in flight when the connection drops may never be answered; each
