@@ -92,6 +92,7 @@ def serve(
             log_level=settings.log_level.lower(),
             log_config=None,  # uvicorn logs through configure_logging's redacting pipeline
             timeout_graceful_shutdown=30,
+            server_header=False,  # no "server: uvicorn" on every answer: nothing to advertise
             **{"http": "httptools", "loop": "uvloop", **uvicorn_tls(settings)},
         )
     finally:

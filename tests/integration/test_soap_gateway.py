@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 import zeep
 import zeep.exceptions
@@ -102,6 +103,13 @@ def test_wsdl_lists_the_seven_operations(gateway: GatewayProcess) -> None:
         "GetIncomingQueueStatistics",
     }
     assert wsdl_client.service._binding_options["address"] == f"{gateway.base_url}/ws"
+
+
+def test_answers_do_not_name_the_server_software(gateway: GatewayProcess) -> None:
+    answer = httpx.get(f"{gateway.base_url}/ws?wsdl", timeout=10)
+    assert answer.status_code == 200
+    assert "date" in answer.headers
+    assert "server" not in answer.headers
 
 
 def test_six_operations_round_trip(
