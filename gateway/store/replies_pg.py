@@ -16,6 +16,12 @@ How it stays all or nothing under READ COMMITTED, in autocommit:
   ``saved`` (on the condition that the response moved) follow from those two; the
   request's row is always locked before the response's, by every writer of both.
 
+The path itself is not spelled here: it comes as parameter arrays, the steps of
+:func:`~gateway.store.journal_rules.reply_path` from ACCEPTED, the one the SQLite
+journal walks. A response is taken from a state that some step starts from; its
+first step is that one, and the steps from there on are its moves and history rows,
+in order.
+
 When nothing moved, the statement returns the response as its snapshot had it, which
 may predate a concurrent taker that won while this one waited for the row: a response
 still found in a state it is taken from is read again.
@@ -30,7 +36,7 @@ import asyncpg
 
 from gateway.core.errors import InternalError
 from gateway.core.lifecycle import MessageState
-from gateway.store.journal_rules import TAKEN_FROM, conflict, not_found
+from gateway.store.journal_rules import TAKEN_FROM, conflict, not_found, reply_path
 from gateway.store.pg_sql import HISTORY, M_HEAD, settle_request
 from gateway.store.records import MessageRecord
 from gateway.store.replies import ReplyOutcome, ReplySave, ReplyTaken
@@ -40,49 +46,47 @@ from gateway.store.service_requests import ServiceRequestRecord, next_deadline_o
 _SR = SERVICE_REQUEST_COLUMNS.split(", ")
 _SAVED = ", ".join(f"saved.{column} AS sr_{column}" for column in _SR)
 
-# $1 response, $2 at, $3 reason (QUEUED -> DELIVERED), $4 queued reason, $5 actor;
-# $6 service request (NULL: no save), $7 its expected version, $8 status,
-# $9 completed_by, $10 state, $11 next deadline, $12 final, $13 message ids and
-# $14 part ids of its sent parts.
+# $1 response, $2 at, $3 actor; its path (:func:`reply_path` from ACCEPTED): $4 state
+# to, $5 from states, $6 to states, $7 reasons; $8 service request (NULL: no save),
+# $9 its expected version, $10 status, $11 completed_by, $12 state, $13 next deadline,
+# $14 final, $15 message ids and $16 part ids of its sent parts.
 TAKE_REPLY = f"""
 WITH sr AS (
-    SELECT id FROM service_requests WHERE id = $6::text AND version = $7::integer
+    SELECT id FROM service_requests WHERE id = $8::text AND version = $9::integer
     FOR UPDATE
 ), old AS (
-    SELECT message_id, state FROM messages
-    WHERE message_id = $1 AND state IN ('ACCEPTED', 'QUEUED', 'DELIVERED')
-        AND ($6::text IS NULL OR EXISTS (SELECT 1 FROM sr))
+    SELECT message_id, array_position($5::text[], state) AS first_step FROM messages
+    WHERE message_id = $1 AND state = ANY($5::text[])
+        AND ($8::text IS NULL OR EXISTS (SELECT 1 FROM sr))
     FOR UPDATE
 ), moved AS (
     UPDATE messages AS m
-    SET state = 'ACKED', updated_at = $2,
-        version = m.version
-            + CASE old.state WHEN 'ACCEPTED' THEN 3 WHEN 'QUEUED' THEN 2 ELSE 1 END
+    SET state = $4, updated_at = $2,
+        version = m.version + array_length($5::text[], 1) - old.first_step + 1
     FROM old
     WHERE m.message_id = old.message_id
-    RETURNING {M_HEAD}, old.state AS was
+    RETURNING {M_HEAD}, old.first_step
 ), logged AS (
     {HISTORY}
-    SELECT moved.message_id, step.from_state, step.to_state, $2, step.reason, $5
-    FROM moved, (VALUES (1, 'ACCEPTED', 'QUEUED', $4::text),
-            (2, 'QUEUED', 'DELIVERED', $3::text), (3, 'DELIVERED', 'ACKED', NULL::text))
-        AS step(n, from_state, to_state, reason)
-    WHERE step.n >= CASE moved.was WHEN 'ACCEPTED' THEN 1 WHEN 'QUEUED' THEN 2 ELSE 3 END
+    SELECT moved.message_id, step.from_state, step.to_state, $2, step.reason, $3
+    FROM moved, unnest($5::text[], $6::text[], $7::text[]) WITH ORDINALITY
+        AS step(from_state, to_state, reason, n)
+    WHERE step.n >= moved.first_step
     ORDER BY step.n
-), {settle_request("$2", "$5")}, saved AS (
+), {settle_request("$2", "$3")}, saved AS (
     UPDATE service_requests
-    SET status = $8, completed_by = $9, state = $10::jsonb, next_deadline = $11,
+    SET status = $10, completed_by = $11, state = $12::jsonb, next_deadline = $13,
         updated_at = $2, version = version + 1,
-        callback_state = CASE WHEN $12 AND callback_state = 'pending' THEN 'due'
+        callback_state = CASE WHEN $14 AND callback_state = 'pending' THEN 'due'
             ELSE callback_state END,
-        callback_next_at = CASE WHEN $12 AND callback_state = 'pending' THEN $2
+        callback_next_at = CASE WHEN $14 AND callback_state = 'pending' THEN $2
             ELSE callback_next_at END
-    WHERE id = $6::text AND version = $7::integer AND EXISTS (SELECT 1 FROM moved)
+    WHERE id = $8::text AND version = $9::integer AND EXISTS (SELECT 1 FROM moved)
     RETURNING {SERVICE_REQUEST_COLUMNS}
 ), linked AS (
     INSERT INTO service_request_messages (message_id, service_request_id, part_id)
-    SELECT link.message_id, $6::text, link.part_id
-    FROM unnest($13::text[], $14::text[]) AS link(message_id, part_id)
+    SELECT link.message_id, $8::text, link.part_id
+    FROM unnest($15::text[], $16::text[]) AS link(message_id, part_id)
     WHERE EXISTS (SELECT 1 FROM saved)
     ON CONFLICT (message_id) DO NOTHING
 )
@@ -110,7 +114,16 @@ def _params(
     queued_reason: str | None,
     actor: str | None,
 ) -> list[Any]:
-    head: list[Any] = [message_id, at, reason, queued_reason, actor]
+    steps = reply_path(MessageState.ACCEPTED, reason, queued_reason)
+    head: list[Any] = [
+        message_id,
+        at,
+        actor,
+        steps[-1].to_state.value,
+        [step.from_state.value for step in steps],
+        [step.to_state.value for step in steps],
+        [step.reason for step in steps],
+    ]
     if save is None:
         return [*head, None, None, None, None, None, None, False, [], []]
     state, links = save.state, part_links(save.state)
