@@ -21,8 +21,9 @@ the floor to the target says how much room the target leaves for everything else
    measured the same way and shown apart, not in the floor.
 3. I/O (``floor_io.py``): raw aio-pika per confirmed publish and per get + ack, raw
    asyncpg sending the journal's statements of the census again, a bare ASGI app on
-   uvicorn + httptools + uvloop per POST; each times the counts per round trip. The
-   journal's own CPU (this process inside its methods) is shown beside the raw figure.
+   uvicorn + httptools + uvloop per POST; each times the counts per round trip. Beside
+   it, what the journal's own layer adds: CPU per statement of accepts and QUEUED moves
+   through ``PgJournal`` and of the same statements on raw asyncpg.
 
 CPU of this process (``time.process_time``), of the bare server's process for HTTP
 (psutil). RabbitMQ and PostgreSQL are ``SMEVBUS_AMQP_URL`` and ``SMEVBUS_DATABASE_URL``
@@ -54,7 +55,7 @@ from benchmarks.floor_census import (  # noqa: E402
     RoundTrip,
     census,
     is_control,
-    journal_cpu,
+    store_overhead,
 )
 from benchmarks.floor_io import amqp_floor, http_floor, replay  # noqa: E402
 from benchmarks.harness import (  # noqa: E402
@@ -152,7 +153,7 @@ def main() -> None:
         counted = asyncio.run(census(database, n))
     trips = {"pull": counted.pull, "push": counted.push}
     with fresh_database(database_url()) as database:
-        journal = asyncio.run(journal_cpu(database, n))
+        store_us, raw_us = asyncio.run(store_overhead(database, 10 * n))
     sql_ms: dict[str, float] = {}
     with fresh_database(database_url()) as database:
         for mode in MODES:
@@ -242,15 +243,10 @@ def main() -> None:
     print("not in the floor (the gateway does them too):")
     for name in OTHER_PRIMITIVES:
         line(name)
-    via = journal.ms_per_round_trip
     print(
-        f"journal per round trip, CPU of this process: via our store (PgJournal) pull "
-        f"{via['pull']:.3f} ms, push {via['push']:.3f} ms; the same statements on raw "
-        f"asyncpg pull {sql_ms['pull']:.3f} ms, push {sql_ms['push']:.3f} ms"
+        f"journal: CPU per statement through PgJournal (accept, QUEUED move) {store_us:.1f} us, "
+        f"the same statements on raw asyncpg {raw_us:.1f} us ({store_us / raw_us:.2f}x)"
     )
-    for mode in MODES:
-        calls = ", ".join(f"{k} {v:g}" for k, v in journal.calls_per_round_trip[mode].items())
-        print(f"  journal calls per {mode} round trip: {calls}")
     print(
         f"raw signed pipeline CPU per round trip: {raw:.3f} ms "
         f"({raw_bracket[0]:.3f} before, {raw_bracket[1]:.3f} after)"
@@ -286,8 +282,7 @@ def main() -> None:
         "allowance_ms": {mode: target[mode] - floor[mode] for mode in MODES},
         "components": {name: component(name) for name in floor_names},
         "not_in_floor": {name: component(name) for name in OTHER_PRIMITIVES},
-        "journal_cpu_ms_per_round_trip": {"via_store": via, "raw_asyncpg": sql_ms},
-        "journal_calls_per_round_trip": journal.calls_per_round_trip,
+        "journal_us_per_statement": {"store": store_us, "raw_asyncpg": raw_us},
         "xml_crypto_ms_by_call": {mode: xml[mode][1] for mode in MODES},
     }
     finish(args, figures)

@@ -11,27 +11,37 @@ SendResponse, GetResponse, Ack).
 parsing and checking are theirs, not the gateway's), every call of the XML and crypto
 primitives with its arguments (so ``floor.py`` can time the very same calls on the very
 same documents), every publish, get and ack of the transport with what was published,
-and every SQL statement with its arguments. :func:`journal_cpu` times, in a second bus
-on its own database, the CPU of this process inside the journal's methods.
+and every SQL statement with its arguments. :func:`store_overhead` compares the
+journal's own layer with raw asyncpg, statement by statement.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
+from lxml import etree
+
 from adapters.sdk.push import PushSource
+from gateway.core.envelope import MessageKind
+from gateway.core.lifecycle import MessageState
 from gateway.crypto import envelope
 from gateway.router import intake
 from gateway.router.router import Router
 from gateway.store import open_stores
+from gateway.store.journal import Journal
+from gateway.store.records import NewMessage
 from gateway.testing.bus import Bus, birth_request, birth_response, open_bus, round_trip
 from gateway.transport.base import Message
 from gateway.transport.memory import MemoryTransport, _MemoryDelivery
@@ -299,96 +309,89 @@ async def census(database_url: str, n: int) -> Census:
     return Census(trips("pull"), trips("push"), len(stray))
 
 
-@dataclass
-class JournalCpu:
-    """CPU of this process inside the journal's methods, per round trip, and the calls."""
-
-    ms_per_round_trip: dict[str, float]
-    calls_per_round_trip: dict[str, dict[str, float]]
+#: Statements of :func:`store_overhead` per lap (``accept``, then its QUEUED move).
+_STORE_LAP = 2
 
 
-class _Timer:
-    """Wraps a journal's methods (on the instance) to add up the CPU spent inside the
-    outermost of them (round trips run one at a time: nothing else runs meanwhile)."""
+async def store_overhead(database_url: str, n: int, rounds: int = 10) -> tuple[float, float]:
+    """CPU µs per statement of accepts and QUEUED moves through ``PgJournal``, and of the
+    very statements it sends, on one raw asyncpg connection (with new ids): ``n`` of
+    each, in ``rounds`` alternating rounds (this host's speed drifts).
 
-    METHODS = (
-        "accept",
-        "transition",
-        "deliver",
-        "acknowledge",
-        "take_reply",
-        "answer",
-        "claim_answer",
-        "get",
-        "remember",
-    )
+    One operation at a time and nothing else in the loop: CPU inside the journal's
+    methods of a whole bus would count whatever else ran while they awaited. The
+    statements are captured by a journal of their own: asyncpg's statement logging
+    is not in the timed one."""
+    xml = etree.tostring(birth_request()) * 4  # a stored envelope's size
+    now = datetime.now(UTC)
 
-    def __init__(self, journal: Any) -> None:
-        self.cpu = 0.0
-        self.calls: Counter[str] = Counter()
-        self._depth = 0
-        for name in self.METHODS:
-            setattr(journal, name, self._timed(name, getattr(journal, name)))
-        pull = journal.pull
-        timer = self
+    def message() -> NewMessage:
+        return NewMessage(
+            message_id=str(uuid.uuid1()),
+            kind=MessageKind.REQUEST,
+            sender="PORTAL",
+            recipient="ZAGS",
+            message_type="urn://x-artefacts-zags-rogdzags/root/112-51/4.0.1",
+            content_sha256="0" * 64,
+            xml=xml,
+        )
 
-        @asynccontextmanager
-        async def timed_pull(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-            timer.calls["pull"] += 1
-            window = pull(*args, **kwargs)
+    async def lap(journal: Journal, new: NewMessage) -> None:
+        accepted = await journal.accept(new, at=now, actor="bus")
+        await journal.transition(
+            new.message_id,
+            MessageState.QUEUED,
+            at=now,
+            actor="bus",
+            expected_state=MessageState.ACCEPTED,
+            expected_version=accepted.record.version,
+        )
+
+    sent: list[tuple[str, list[Any]]] = []
+    traced = open_stores(database_url)
+    traced.database.trace = lambda sql: None  # the pool's connections log their statements
+    traced.database._log = lambda query: sent.append((query.query, list(query.args)))  # type: ignore[method-assign]
+    await traced.migrate()
+    await lap(traced.journal, message())
+    await asyncio.sleep(0)  # asyncpg calls the statement loggers soon after, not at once
+    await traced.close()
+    if len(sent) != _STORE_LAP:
+        raise RuntimeError(f"expected {_STORE_LAP} statements a lap, the journal sent {len(sent)}")
+
+    stores = open_stores(database_url)
+    connection = await asyncpg.connect(database_url)
+    per_round = max(1, n // rounds)
+    store_s = raw_s = 0.0
+    try:
+        for new in [message() for _ in range(WARMUP)]:
+            await lap(stores.journal, new)
+        for _ in range(rounds):
+            messages = [message() for _ in range(per_round)]
             began = time.process_time()
-            opened = await window.__aenter__()
-            timer.cpu += time.process_time() - began
-            opened.deliver = timer._timed("pull.deliver", opened.deliver)
-            failure: BaseException | None = None
-            try:
-                yield opened
-            except BaseException as exc:
-                failure = exc
-                raise
-            finally:
-                began = time.process_time()
-                args_out = (None, None, None) if failure is None else (type(failure), failure, None)
-                await window.__aexit__(*args_out)
-                timer.cpu += time.process_time() - began
-
-        journal.pull = timed_pull
-
-    def _timed(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-        async def timed(*args: Any, **kwargs: Any) -> Any:
-            if self._depth:
-                return await fn(*args, **kwargs)
-            self._depth += 1
-            self.calls[name] += 1
+            for new in messages:
+                await lap(stores.journal, new)
+            store_s += time.process_time() - began
+            again = [_with_new_ids(sent) for _ in range(per_round)]
             began = time.process_time()
-            try:
-                return await fn(*args, **kwargs)
-            finally:
-                self.cpu += time.process_time() - began
-                self._depth -= 1
-
-        return timed
-
-    def reset(self) -> None:
-        self.cpu = 0.0
-        self.calls.clear()
+            for statements in again:
+                for sql, args in statements:
+                    await connection.fetch(sql, *args)
+            raw_s += time.process_time() - began
+    finally:
+        await connection.close()
+        await stores.close()
+    per = 1e6 / (rounds * per_round * _STORE_LAP)
+    return store_s * per, raw_s * per
 
 
-async def journal_cpu(database_url: str, n: int) -> JournalCpu:
-    """``n`` pull and ``n`` push round trips on a fresh database, the journal timed."""
-    ms: dict[str, float] = {}
-    calls: dict[str, dict[str, float]] = {}
-    async with _bus_on(database_url) as bus:
-        assert bus.router._store is bus.journal
-        timer = _Timer(bus.journal)
-        current: list[str] = []
+def _with_new_ids(statements: list[tuple[str, list[Any]]]) -> list[tuple[str, list[Any]]]:
+    """``statements`` with every message id replaced by a new one (the same throughout)."""
+    fresh: dict[str, str] = {}
+    return [
+        (sql, [fresh.setdefault(a, str(uuid.uuid1())) if _is_id(a) else a for a in args])
+        for sql, args in statements
+    ]
 
-        def between(mode: str) -> None:
-            if current and current[0]:
-                ms[current[0]] = timer.cpu * 1000 / n
-                calls[current[0]] = {k: v / n for k, v in sorted(timer.calls.items())}
-            current[:] = [mode]
-            timer.reset()
 
-        await _each_mode(bus, n, between, warmup=WARMUP)
-    return JournalCpu(ms, calls)
+def _is_id(value: object) -> bool:
+    return isinstance(value, str) and len(value) == 36 and value.count("-") == 4
