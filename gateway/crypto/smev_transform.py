@@ -92,6 +92,11 @@ def _split(name: str | bytes, what: str) -> tuple[str, str]:
     return qname.namespace or "", qname.localname
 
 
+#: Clark-notation name -> (namespace URI or "", local name), shared by every transform:
+#: a round trip transforms the same few dozen names ten times. Cleared past the limit.
+_NAMES: dict[str, tuple[str, str]] = {}
+_NAMES_LIMIT = 4096
+
 #: An open element: the element, its end tag, the URIs it declared (out of scope at its end).
 _Open = tuple[etree._Element, str, list[str] | None]
 
@@ -107,8 +112,9 @@ class _Writer:
         self.counter = 0
         #: uri -> prefix for declarations made by currently open elements
         self.scope: dict[str, str] = {}
-        self.names: dict[str, tuple[str, str]] = {}
-        self.attribute_names: dict[str, tuple[str, str]] = {}
+        if len(_NAMES) > _NAMES_LIMIT:  # names come from outside: keep the cache bounded
+            _NAMES.clear()
+        self.names = self.attribute_names = _NAMES
 
     def run(self, element: etree._Element) -> str:
         out: list[str] = []
