@@ -37,11 +37,11 @@ import asyncpg
 from gateway.core.errors import InternalError
 from gateway.core.lifecycle import MessageState
 from gateway.store.journal_rules import TAKEN_FROM, conflict, not_found, reply_path
-from gateway.store.pg_sql import HISTORY, M_HEAD, settle_request
+from gateway.store.pg_sql import HISTORY, M_HEAD, save_request, save_values, settle_request
 from gateway.store.records import MessageRecord
 from gateway.store.replies import ReplyOutcome, ReplySave, ReplyTaken
 from gateway.store.rows import MESSAGE_HEAD, SERVICE_REQUEST_COLUMNS, message_of, service_request_of
-from gateway.store.service_requests import ServiceRequestRecord, next_deadline_of, part_links
+from gateway.store.service_requests import ServiceRequestRecord
 
 _SR = SERVICE_REQUEST_COLUMNS.split(", ")
 _SAVED = ", ".join(f"saved.{column} AS sr_{column}" for column in _SR)
@@ -50,6 +50,8 @@ _SAVED = ", ".join(f"saved.{column} AS sr_{column}" for column in _SR)
 # to, $5 from states, $6 to states, $7 reasons; $8 service request (NULL: no save),
 # $9 its expected version, $10 status, $11 completed_by, $12 state, $13 next deadline,
 # $14 final, $15 message ids and $16 part ids of its sent parts.
+# Nothing saved at a stale version (or none asked), nor unless the response moved.
+_SAVE_WHERE = "id = $8::text AND version = $9::integer AND EXISTS (SELECT 1 FROM moved)"
 TAKE_REPLY = f"""
 WITH sr AS (
     SELECT id FROM service_requests WHERE id = $8::text AND version = $9::integer
@@ -73,23 +75,7 @@ WITH sr AS (
         AS step(from_state, to_state, reason, n)
     WHERE step.n >= moved.first_step
     ORDER BY step.n
-), {settle_request("$2", "$3")}, saved AS (
-    UPDATE service_requests
-    SET status = $10, completed_by = $11, state = $12::jsonb, next_deadline = $13,
-        updated_at = $2, version = version + 1,
-        callback_state = CASE WHEN $14 AND callback_state = 'pending' THEN 'due'
-            ELSE callback_state END,
-        callback_next_at = CASE WHEN $14 AND callback_state = 'pending' THEN $2
-            ELSE callback_next_at END
-    WHERE id = $8::text AND version = $9::integer AND EXISTS (SELECT 1 FROM moved)
-    RETURNING {SERVICE_REQUEST_COLUMNS}
-), linked AS (
-    INSERT INTO service_request_messages (message_id, service_request_id, part_id)
-    SELECT link.message_id, $8::text, link.part_id
-    FROM unnest($15::text[], $16::text[]) AS link(message_id, part_id)
-    WHERE EXISTS (SELECT 1 FROM saved)
-    ON CONFLICT (message_id) DO NOTHING
-)
+), {settle_request("$2", "$3")}, {save_request("$8::text", "$2", 10, _SAVE_WHERE)}
 SELECT head.*, EXISTS (SELECT 1 FROM sr) AS locked, {_SAVED}
 FROM (
     SELECT true AS moved, {MESSAGE_HEAD} FROM moved
@@ -126,19 +112,7 @@ def _params(
     ]
     if save is None:
         return [*head, None, None, None, None, None, None, False, [], []]
-    state, links = save.state, part_links(save.state)
-    return [
-        *head,
-        str(state.id),
-        save.expected_version,
-        state.status.value,
-        None if state.completed_by is None else state.completed_by.value,
-        state.model_dump_json(),
-        next_deadline_of(state),
-        state.final,
-        list(links),
-        list(links.values()),
-    ]
+    return [*head, str(save.state.id), save.expected_version, *save_values(save.state)]
 
 
 async def take_reply(

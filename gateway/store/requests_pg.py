@@ -17,26 +17,18 @@ import asyncpg
 from gateway.core.aggregation import ServiceRequestState
 from gateway.store.callbacks import Settlement
 from gateway.store.pg import PgDatabase
+from gateway.store.pg_sql import link_parts, save_request, save_values
 from gateway.store.requests_flow import RequestsFlow
 from gateway.store.rows import SERVICE_REQUEST_COLUMNS, Row, service_request_of
 from gateway.store.service_requests import (
     MessageLink,
     ServiceRequestRecord,
-    next_deadline_of,
     not_found,
     part_links,
 )
 
 _COLUMNS = SERVICE_REQUEST_COLUMNS
 _S_COLUMNS = ", ".join(f"s.{c}" for c in _COLUMNS.split(", "))
-# $n..$n+2: message ids, part ids, the request's id: the links of its sent parts.
-_LINK_PARTS = """
-INSERT INTO service_request_messages (message_id, service_request_id, part_id)
-SELECT link.message_id, {sr}, link.part_id
-FROM unnest({mids}::text[], {parts}::text[]) AS link(message_id, part_id)
-WHERE EXISTS (SELECT 1 FROM {source})
-ON CONFLICT (message_id) DO NOTHING
-"""
 _CREATE = f"""
 WITH created AS (
     INSERT INTO service_requests (id, service, participant, idempotency_key, status,
@@ -45,21 +37,12 @@ WITH created AS (
     VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $9, 1, $10, $11, $12, $13)
     ON CONFLICT DO NOTHING
     RETURNING id
-), linked AS ({_LINK_PARTS.format(sr="$1", mids="$14", parts="$15", source="created")})
+), linked AS ({link_parts("$1", "$14", "$15", "created")})
 SELECT count(*) AS created FROM created
 """
+# $1 id, $2 expected version, $3 service, $4 at, $5.. save_values
 _SAVE = f"""
-WITH saved AS (
-    UPDATE service_requests
-    SET status = $4, completed_by = $5, state = $6::jsonb, next_deadline = $7,
-        updated_at = $8, version = version + 1,
-        callback_state = CASE WHEN $9 AND callback_state = 'pending' THEN 'due'
-            ELSE callback_state END,
-        callback_next_at = CASE WHEN $9 AND callback_state = 'pending' THEN $8
-            ELSE callback_next_at END
-    WHERE id = $1 AND version = $2 AND service = $3
-    RETURNING {_COLUMNS}
-), linked AS ({_LINK_PARTS.format(sr="$1", mids="$10", parts="$11", source="saved")})
+WITH {save_request("$1", "$4", 5, "id = $1 AND version = $2 AND service = $3")}
 SELECT {_COLUMNS} FROM saved
 """
 _LINK = """
@@ -118,21 +101,14 @@ class PgServiceRequests(RequestsFlow[asyncpg.Connection]):
         expected_version: int,
         at: datetime,
     ) -> Row | None:
-        links = part_links(state)
         return await self.database.fetch_one(
             connection,
             _SAVE,
             str(state.id),
             expected_version,
             state.service,
-            state.status.value,
-            None if state.completed_by is None else state.completed_by.value,
-            state.model_dump_json(),
-            next_deadline_of(state),
             at,
-            state.final,
-            list(links),
-            list(links.values()),
+            *save_values(state),
         )
 
     async def _link(
