@@ -56,7 +56,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.dbstats import settled  # noqa: E402
-from benchmarks.fanout import SERVICE, report  # noqa: E402
+from benchmarks.fanout import SERVICE, fanout_ratio, report  # noqa: E402
 from benchmarks.harness import (  # noqa: E402
     Result,
     add_output_options,
@@ -74,6 +74,8 @@ from gateway.demo.run import APPLICANT  # noqa: E402
 from gateway.testing.chain import Chain, running_chain  # noqa: E402
 
 TOKEN = "bench-portal-token"
+#: Seconds over which the chain's idle CPU is measured before the C=1 rows.
+IDLE_SPAN = 2.0
 
 
 # --- the catalogue: child-birth-benefit and each of its parts alone ---------------------
@@ -309,6 +311,7 @@ async def timeline(database_url: str, portal: Portal) -> dict[str, dict[str, flo
 
 # --- CPU per service request, by process ------------------------------------------------
 
+PORTAL_ROLE = "this benchmark (the portal)"
 #: What the bus itself is made of (the rest: agencies, adapters, this portal).
 BUS_ROLES = ("gateway", "RabbitMQ", "PostgreSQL")
 SHARED = {
@@ -320,11 +323,16 @@ SHARED = {
 def chain_cpu(chain: Chain) -> dict[str, float]:
     """CPU seconds used so far by role: the gateway (and its workers), each adapter and
     mock, this benchmark, and all of RabbitMQ and PostgreSQL (run nothing else meanwhile)."""
-    roles = {os.getpid(): "this benchmark (the portal)"}
+    roles = {os.getpid(): PORTAL_ROLE}
     for name, service in [("gateway", chain.gateway), *chain.services.items()]:
         if service.process is not None:
             roles[service.process.pid] = name
     return cpu_by_role(roles, SHARED)
+
+
+def others_cpu(chain: Chain) -> dict[str, float]:
+    """CPU seconds used so far by every process of the chain but this benchmark, by role."""
+    return {role: s for role, s in chain_cpu(chain).items() if role != PORTAL_ROLE}
 
 
 class Measured:
@@ -332,6 +340,8 @@ class Measured:
 
     def __init__(self) -> None:
         self.rows: list[Result] = []
+        #: CPU seconds per second the chain's processes use with nothing in flight, by role.
+        self.idle_cpu_rate: dict[str, float] = {}
         self.cpu_s: dict[str, float] = {}
         self.transactions = 0
         self.statements = 0
@@ -353,6 +363,14 @@ async def measure(
     try:
         for code in [*singles, SERVICE]:  # warm-up: every path once
             await portal.request(code)
+        # What the chain burns with nothing in flight (pollers, timers), to take out of
+        # the C=1 rows' CPU.
+        idle, began = others_cpu(chain), time.perf_counter()
+        await asyncio.sleep(IDLE_SPAN)
+        span = time.perf_counter() - began
+        measured.idle_cpu_rate = {
+            role: (s - idle.get(role, 0.0)) / span for role, s in others_cpu(chain).items()
+        }
         codes = [*singles, SERVICE]
         names = [f"single: {code.removeprefix('single-')}" for code in singles]
         measured.rows = await interleaved(
@@ -360,6 +378,7 @@ async def measure(
             n,
             [lambda code=code: portal.request(code) for code in codes],
             warmup=0,
+            meter=lambda: others_cpu(chain),
         )
         if with_timeline:
             measured.timeline = await timeline(chain.database_url, portal)
@@ -380,6 +399,45 @@ async def measure(
         return measured
     finally:
         await portal.close()
+
+
+def cpu_bound(measured: Measured, cores: int) -> dict[str, Any]:
+    """What each C=1 request cost in CPU, every process counted, and the fan-out ratio
+    no schedule can beat on ``cores`` cores with that much CPU per fan-out."""
+    rows = [row for row in measured.rows if row.concurrency == 1]
+    by_role = {
+        row.label: {PORTAL_ROLE: row.cpu_ms}
+        | {
+            role: row.per_call_ms(s - measured.idle_cpu_rate.get(role, 0.0) * row.seconds)
+            for role, s in row.others_cpu_s.items()
+        }
+        for row in rows
+    }
+    per_request = {label: sum(roles.values()) for label, roles in by_role.items()}
+    _, fanout, slowest = fanout_ratio(measured.rows)
+    floor_ms = per_request[fanout.label] / cores
+    bound = floor_ms / slowest.pct(50)
+    idle_ms = sum(measured.idle_cpu_rate.values()) * 1000
+    print(
+        "C=1, CPU per request of each process (the chain's idle background, "
+        f"{idle_ms:.1f} ms/s, taken out), ms:"
+    )
+    roles = sorted(by_role[fanout.label], key=lambda role: -by_role[fanout.label][role])
+    print(f"  {'':<32}" + "".join(f"{f'row {i + 1}':>10}" for i in range(len(rows))))
+    for role in [*roles, "all"]:
+        cells = [per_request[r.label] if role == "all" else by_role[r.label][role] for r in rows]
+        print(f"  {role:<32}" + "".join(f"{ms:>10.1f}" for ms in cells))
+    print(
+        f"on {cores} cores no schedule finishes a fan-out in less than "
+        f"{per_request[fanout.label]:.1f} / {cores} = {floor_ms:.1f} ms: fan-out ratio "
+        f">= {bound:.2f}x with this CPU (measured {fanout.pct(50) / slowest.pct(50):.2f}x)"
+    )
+    return {
+        "c1_cpu_ms_per_request": per_request,
+        "c1_cpu_ms_per_request_by_role": by_role,
+        "fanout_ratio_cpu_bound": bound,
+        "cores": cores,
+    }
 
 
 def cpu_figures(measured: Measured, requests: int) -> dict[str, Any]:
@@ -480,6 +538,7 @@ def main() -> None:
             measure(chain, counter, singles, args.requests, args.concurrency, args.timeline)
         )
     figures = {"benchmark": "chain", **report(measured.rows, {}, {})}
+    figures |= cpu_bound(measured, len(os.sched_getaffinity(0)))
     if measured.cpu_s:
         figures |= cpu_figures(measured, args.requests)
     if measured.timeline:

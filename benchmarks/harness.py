@@ -60,6 +60,8 @@ class Result:
     cpu_s: float = 0.0
     #: CPU seconds the gateway process (and its workers) spent on it, where measured.
     gateway_cpu_s: float = 0.0
+    #: CPU seconds other processes spent during its calls, by role (``interleaved``).
+    others_cpu_s: dict[str, float] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -144,10 +146,13 @@ async def interleaved(
     *,
     warmup: int = 5,
     budget: float | None = None,
+    meter: Callable[[], Mapping[str, float]] | None = None,
 ) -> list[Result]:
     """One row per call, measured in turn (one call of each per step) so that load from
     elsewhere on a shared machine hits every row alike; no new step after ``budget``
-    seconds. Each row holds this process's CPU over its own calls."""
+    seconds. Each row holds this process's CPU over its own calls and, with ``meter``
+    (CPU seconds used so far by other processes, by role), theirs in ``others_cpu_s``:
+    read just before and after each call, outside its timing."""
     for _ in range(min(warmup, n)):
         for one in ones:
             await one()
@@ -157,10 +162,15 @@ async def interleaved(
         if deadline is not None and time.perf_counter() > deadline:
             break
         for row, one in zip(rows, ones, strict=True):
+            others = {} if meter is None else meter()
             began, began_cpu = time.perf_counter(), time.process_time()
             await one()
             row.record(time.perf_counter() - began)
             row.cpu_s += time.process_time() - began_cpu
+            if meter is not None:
+                for role, seconds in meter().items():
+                    used = seconds - others.get(role, 0.0)
+                    row.others_cpu_s[role] = row.others_cpu_s.get(role, 0.0) + used
     return rows
 
 
