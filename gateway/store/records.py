@@ -13,6 +13,7 @@ from gateway.core.errors import InvalidContent
 from gateway.core.lifecycle import MessageState
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
@@ -29,6 +30,9 @@ def canonical_message_id(message_id: str) -> str:
 
     Raises :class:`InvalidContent` when ``message_id`` is not a UUID.
     """
+    # Most ids are canonical already (the bus's own, re-read): no UUID round trip.
+    if type(message_id) is str and _CANONICAL_UUID.fullmatch(message_id):
+        return message_id
     try:
         return str(uuid.UUID(message_id))
     except (ValueError, AttributeError, TypeError):
