@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 
 from gateway.core.clock import Clock
@@ -114,7 +113,7 @@ def metadata(
 ) -> MessageMetadata:
     """The wire metadata of ``record``; ``status`` is its 1.1 code (one table)."""
     return MessageMetadata(
-        message_id=uuid.UUID(record.message_id),
+        message_id=record.message_id,  # the canonical string: parsed inside pydantic
         message_type=record.message_type,
         kind=record.kind,
         sender=ParticipantRef(mnemonic=sender.mnemonic, name=sender.name),

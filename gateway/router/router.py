@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from typing import ParamSpec, TypeVar
@@ -63,7 +62,13 @@ from gateway.router.replays import ReplayGuard
 from gateway.router.sent import SentRequests
 from gateway.router.statuses import StatusFeed
 from gateway.store.base import Store
-from gateway.store.records import AcceptOutcome, AcceptResult, MessageRecord, NewMessage
+from gateway.store.records import (
+    AcceptOutcome,
+    AcceptResult,
+    MessageRecord,
+    NewMessage,
+    canonical_message_id,
+)
 from gateway.store.replies import ReplySave, ReplyTaken
 from gateway.transport.base import Delivery, Direction, Subscription, Transport
 from gateway.xml import messages as m
@@ -378,9 +383,9 @@ class Router:
 
     async def _request_answered_by(self, to: str) -> MessageRecord:
         try:
-            request_id = str(uuid.UUID(to))
+            request_id = canonical_message_id(to)
             request = self._sent.get(request_id) or await self._store.get(request_id)
-        except (ValueError, NotFound):
+        except (InvalidContent, NotFound):
             request = None
         if request is None or request.kind is not MessageKind.REQUEST:
             raise NotFound(
