@@ -112,6 +112,14 @@ def test_stage_histogram_buckets_hold_the_observations(recorder: Recorder) -> No
     assert sample(recorder, name + "_bucket", {"stage": "agency_call", "le": "5.0"}) == 1
 
 
+def test_a_negative_stage_time_is_observed_as_zero(recorder: Recorder) -> None:
+    recorder.observe_stage(Stage.VERIFY, -0.5)  # a clock step
+
+    name = "smevbus_stage_duration_seconds"
+    assert sample(recorder, name + "_sum", {"stage": "verify"}) == 0.0
+    assert sample(recorder, name + "_bucket", {"stage": "verify", "le": "0.001"}) == 1
+
+
 def test_timed_observes_a_block_that_raises(recorder: Recorder) -> None:
     with pytest.raises(KeyError), recorder.timed(Stage.JOURNAL):
         raise KeyError("the caller's own error passes through")
