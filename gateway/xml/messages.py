@@ -188,7 +188,7 @@ def _ts(value: datetime) -> str:
 
 
 def _sub(parent: etree._Element, ns: str, name: str, text: str | None = None) -> etree._Element:
-    el = etree.SubElement(parent, qname(ns, name))
+    el = etree.SubElement(parent, f"{{{ns}}}{name}")  # qname() inline: the builders' hot path
     if text is not None:
         el.text = text
     return el
@@ -207,11 +207,11 @@ def _sign(
         attach_signature(parent, copy.deepcopy(signature), container)
 
 
-def _participant(parent: etree._Element, name: str, who: ParticipantRef) -> None:
-    el = _sub(parent, SMEV_TYPES, name)
-    _sub(el, SMEV_TYPES, "Mnemonic", who.mnemonic)
+def _participant(el: etree._Element, who: ParticipantRef) -> None:
+    mnemonic, name = el
+    mnemonic.text = who.mnemonic
     # Required in 1.1: the mnemonic stands in for a participant registered without a name.
-    _sub(el, SMEV_TYPES, "HumanReadableName", who.name or who.mnemonic)
+    name.text = who.name or who.mnemonic
 
 
 INTERACTION_TYPE = "NotDetected"
@@ -233,24 +233,44 @@ def destination_name(meta: MessageMetadata) -> str:
     return f"{direction}.{meta.recipient.mnemonic}"
 
 
+_METADATA = etree.fromstring(
+    f'<smev:MessageMetadata xmlns:smev="{SMEV_TYPES}"><smev:MessageId/><smev:MessageType/>'
+    "<smev:Sender><smev:Mnemonic/><smev:HumanReadableName/></smev:Sender>"
+    "<smev:SendingTimestamp/><smev:DestinationName/>"
+    "<smev:Recipient><smev:Mnemonic/><smev:HumanReadableName/></smev:Recipient>"
+    "<smev:SupplementaryData><smev:DetectedContentTypeName/>"
+    f"<smev:InteractionType>{INTERACTION_TYPE}</smev:InteractionType></smev:SupplementaryData>"
+    "<smev:DeliveryTimestamp/><smev:Status/></smev:MessageMetadata>"
+)
+"""Every child ``MessageMetadata`` may have, in order: a copy is filled and the absent
+optional ones removed (a third of the time of building it element by element)."""
+
+
 def _metadata(parent: etree._Element, meta: MessageMetadata, id_: str | None) -> None:
-    el = _sub(parent, SMEV_TYPES, "MessageMetadata")
+    el = copy.deepcopy(_METADATA)
+    message_id, kind, sender, sent, destination, recipient, data, delivered, status = el
     if id_ is not None:
         el.set("Id", id_)
-    _sub(el, SMEV_TYPES, "MessageId", str(meta.message_id))
-    _sub(el, SMEV_TYPES, "MessageType", MESSAGE_TYPES[meta.kind])
-    _participant(el, "Sender", meta.sender)
-    _sub(el, SMEV_TYPES, "SendingTimestamp", _ts(meta.sending_timestamp))
-    _sub(el, SMEV_TYPES, "DestinationName", destination_name(meta))
-    if meta.recipient is not None:
-        _participant(el, "Recipient", meta.recipient)
-    data = _sub(el, SMEV_TYPES, "SupplementaryData")
-    _sub(data, SMEV_TYPES, "DetectedContentTypeName", meta.message_type)
-    _sub(data, SMEV_TYPES, "InteractionType", INTERACTION_TYPE)
-    if meta.delivery_timestamp is not None:
-        _sub(el, SMEV_TYPES, "DeliveryTimestamp", _ts(meta.delivery_timestamp))
-    if meta.status is not None:
-        _sub(el, SMEV_TYPES, "Status", meta.status)
+    message_id.text = str(meta.message_id)
+    kind.text = MESSAGE_TYPES[meta.kind]
+    _participant(sender, meta.sender)
+    sent.text = _ts(meta.sending_timestamp)
+    destination.text = destination_name(meta)
+    if meta.recipient is None:
+        el.remove(recipient)
+    else:
+        _participant(recipient, meta.recipient)
+    data[0].text = meta.message_type
+    if meta.delivery_timestamp is None:
+        el.remove(delivered)
+    else:
+        delivered.text = _ts(meta.delivery_timestamp)
+    if meta.status is None:
+        el.remove(status)
+    else:
+        status.text = meta.status
+    # Moved into parent's tree: its xmlns:smev is dropped there, as _root declares it.
+    parent.append(el)
 
 
 def _timestamp(parent: etree._Element, when: datetime) -> None:
