@@ -61,6 +61,8 @@ _SIGNATURE_TARGETS: dict[str, str] = {
 element, or for the bus's signature on a delivery ``RequestMessage``/``ResponseMessage``/
 ``SmevAsyncProcessingMessage`` (SMEVSignature inside them, as 1.1 has it), or the
 author's inside ``Request``/``Response``."""
+_TARGET_TAGS: dict[str, str] = {_T + name: tag for name, tag in _SIGNATURE_TARGETS.items()}
+"""The same keyed by the signed element's Clark tag: one look-up, no QName."""
 
 
 def soap_action(operation: str) -> str:
@@ -209,15 +211,16 @@ def signature_target(element: etree._Element) -> etree._Element:
     ``Request`` (SenderInformationSystemSignature). The target carries the ``Id`` the
     XMLDSig Reference points to.
     """
-    tag = etree.QName(element)
-    path = _SIGNATURE_TARGETS.get(tag.localname) if tag.namespace == SMEV_TYPES else None
+    path = _TARGET_TAGS.get(element.tag)
     if path is None:
+        tag = etree.QName(element)
         raise InvalidContent(f"<{tag.text}> is not a signed bus element", reason="structure")
-    target = element.find(path)
-    if target is None:
-        name = path.rsplit("}", 1)[-1]  # the last step's local name (URIs hold "/")
-        raise InvalidContent(f"<{tag.localname}> has no <{name}> to sign", reason="structure")
-    return target
+    # Each path is one child's tag: iterchildren skips find()'s ElementPath (half the time).
+    for target in element.iterchildren(path):
+        return target
+    name = path.rsplit("}", 1)[-1]  # the local name (URIs hold "/")
+    local = etree.QName(element).localname
+    raise InvalidContent(f"<{local}> has no <{name}> to sign", reason="structure")
 
 
 def attach_signature(
