@@ -36,16 +36,21 @@ def verify_element(
     element: etree._Element,
     verifier: XmlVerifier,
     container: SignatureContainer = "CallerInformationSystemSignature",
+    *,
+    target: etree._Element | None = None,
 ) -> x509.Certificate:
-    """Verify the signature in ``element``'s container over exactly its target."""
+    """Verify the signature in ``element``'s container over exactly its target
+    (``target``: that target, when the caller has looked it up already)."""
+    if target is None:
+        target = signature_target(element)
     signature = find_signature(element, container)
     if signature is None:
         raise SignatureInvalid(
             f"<{etree.QName(element).localname}> is not signed: put an XMLDSig signature over "
-            f"its <{etree.QName(signature_target(element)).localname}> into <{container}>",
+            f"its <{etree.QName(target).localname}> into <{container}>",
             reason="missing",
         )
-    return verifier.verify(signature_target(element), signature)
+    return verifier.verify(target, signature)
 
 
 def signed_bytes(

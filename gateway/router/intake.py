@@ -58,13 +58,14 @@ def read_envelope(raw: bytes, ctx: BusContext) -> Incoming:
 
 def authenticate(body: etree._Element, ctx: BusContext) -> Participant:
     """Verify the caller's signature; the certificate, not any claim, names the caller."""
-    if signature_target(body).get("Id") == SMEV_ID:
+    target = signature_target(body)
+    if target.get("Id") == SMEV_ID:
         raise SignatureInvalid(
             f"Id {SMEV_ID!r} is reserved for the bus's own signature; sign with another Id",
             reason="reserved_id",
         )
     try:
-        cert = verify_element(body, ctx.verifier)
+        cert = verify_element(body, ctx.verifier, target=target)
         cn = common_name(cert)
         if cn is None:
             raise SignatureInvalid(f"signing certificate has no common name ({describe(cert)})")

@@ -42,9 +42,9 @@ def costly_steps(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         ran.append("xsd")
         validate(element)
 
-    def verify_spy(*args: object) -> object:
+    def verify_spy(*args: object, **kwargs: object) -> object:
         ran.append("signature")
-        return verify(*args)  # type: ignore[arg-type]
+        return verify(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(intake, "validate_bus_element", validate_spy)
     monkeypatch.setattr(intake, "verify_element", verify_spy)
