@@ -296,7 +296,8 @@ def _require_unique_id(target: etree._Element, ref_id: str) -> None:
 
 
 def _elements(parent: etree._Element) -> list[etree._Element]:
-    return [child for child in parent if isinstance(child.tag, str)]
+    # Elements only (no comments, PIs, entities), filtered inside lxml: ~48 times a round trip.
+    return list(parent.iterchildren(etree.Element))
 
 
 def _expect_children(parent: etree._Element, names: tuple[str, ...]) -> list[etree._Element]:

@@ -99,14 +99,14 @@ def _body(root: etree._Element) -> etree._Element:
             f"document root is <{root.tag}>, expected a SOAP 1.1 <Envelope> in {SOAP_ENV}",
             reason="soap",
         )
-    children = [c for c in root if isinstance(c.tag, str)]
+    children = list(root.iterchildren(etree.Element))  # elements only
     if children and children[0].tag == qname(SOAP_ENV, "Header"):
         _check_headers(children.pop(0))
     if len(children) != 1 or children[0].tag != qname(SOAP_ENV, "Body"):
         raise InvalidContent(
             "SOAP Envelope must hold an optional Header followed by one Body", reason="soap"
         )
-    payload = [c for c in children[0] if isinstance(c.tag, str)]
+    payload = list(children[0].iterchildren(etree.Element))
     if len(payload) != 1:
         raise InvalidContent(
             f"SOAP Body must hold exactly one element, found {len(payload)}", reason="soap"

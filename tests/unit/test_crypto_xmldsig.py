@@ -92,6 +92,19 @@ def test_smev_profile_ignores_prefixes_and_whitespace(mnemonic: str) -> None:
     dev_pki().verifier().verify(target, sig)
 
 
+@BOTH
+def test_comments_between_signature_elements_are_not_elements(profile: SignatureProfile) -> None:
+    _root, target, sig = signed(profile)
+    for parent in (sig, *sig.iter(DS + "KeyInfo")):
+        parent.insert(0, etree.Comment("c"))
+        parent.append(etree.ProcessingInstruction("pi"))
+    dev_pki().verifier().verify(target, sig)
+    # Inside SignedInfo they pass the structure checks; c14n keeps them, so the value fails.
+    for parent in sig.iter(DS + "SignedInfo", DS + "Reference", DS + "Transforms"):
+        parent.insert(0, etree.Comment("c"))
+    assert "SignatureValue does not verify" in str(refused(SignatureInvalid, target, sig))
+
+
 def test_exc_c14n_digest_is_plain_exc_c14n() -> None:
     _root, target, sig = signed(SignatureProfile.EXC_C14N)
     digest = sig.findtext(f".//{DS}DigestValue")

@@ -496,6 +496,17 @@ def test_unwrap_refuses_bad_bodies() -> None:
         unwrap_envelope(envelope(ack.replace("AckResponse", "DeleteAllRequest")))
 
 
+def test_unwrap_skips_comments_and_processing_instructions() -> None:
+    ack = etree.tostring(m.build_ack_response()).decode()
+    root = envelope(
+        f"<!-- before --><?pi x?>{ack}<!-- after -->", header="<soap:Header/><!-- h -->"
+    )
+    operation, child = unwrap_envelope(root)
+    assert (operation, etree.QName(child).localname) == ("Ack", "AckResponse")
+    with pytest.raises(InvalidContent, match="found 0"):
+        unwrap_envelope(envelope("<!-- only a comment -->"))
+
+
 def test_unwrap_honours_must_understand() -> None:
     ack = etree.tostring(m.build_ack_response()).decode()
     header = '<soap:Header><w:Security xmlns:w="urn:wsse" soap:mustUnderstand="1"/></soap:Header>'
