@@ -38,6 +38,8 @@ Row = Mapping[str, Any]
 
 def utc(value: datetime | str) -> datetime:
     """A stored timestamp as an aware UTC datetime."""
+    if type(value) is datetime and value.tzinfo is UTC:
+        return value  # asyncpg's timestamptz: astimezone(UTC) would return it as it is
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     if value.tzinfo is None:
@@ -60,19 +62,26 @@ def sqlite_time_or_none(value: datetime | None) -> str | None:
     return None if value is None else sqlite_time(value)
 
 
+#: Stored value -> member: a dict look-up, where the Enum call is two Python calls (five
+#: records a round trip); a value not in it still goes through the Enum (and its error).
+_KINDS: dict[str, MessageKind] = {kind.value: kind for kind in MessageKind}
+_STATES: dict[str, MessageState] = {state.value: state for state in MessageState}
+
+
 def message_of(row: Row) -> MessageRecord:
     """The record of a row with :data:`MESSAGE_HEAD` (and maybe ``xml``) columns."""
     xml = row.get("xml")
+    kind, state = row["kind"], row["state"]
     return MessageRecord(
         message_id=row["message_id"],
-        kind=MessageKind(row["kind"]),
+        kind=_KINDS.get(kind) or MessageKind(kind),
         sender=row["sender"],
         recipient=row["recipient"],
         message_type=row["message_type"],
         in_reply_to=row["in_reply_to"],
         content_sha256=row["content_sha256"],
         xml=None if xml is None else bytes(xml),
-        state=MessageState(row["state"]),
+        state=_STATES.get(state) or MessageState(state),
         created_at=utc(row["created_at"]),
         updated_at=utc(row["updated_at"]),
         expires_at=utc_or_none(row["expires_at"]),
