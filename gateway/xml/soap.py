@@ -41,6 +41,13 @@ SignatureContainer = Literal[
 
 _T = f"{{{SMEV_TYPES}}}"
 _B = f"{{{SMEV_BASIC}}}"
+# The tags every SOAP request is checked against, written once (not a qname() call each).
+_ENVELOPE = qname(SOAP_ENV, "Envelope")
+_ENVELOPE_12 = qname(SOAP12_ENV, "Envelope")
+_HEADER = qname(SOAP_ENV, "Header")
+_BODY = qname(SOAP_ENV, "Body")
+_FAULT = qname(SOAP_ENV, "Fault")
+_SIGNATURE = qname(DS, "Signature")
 _SIGNATURE_TARGETS: dict[str, str] = {
     "SendRequestRequest": f"{_T}SenderProvidedRequestData",
     "SendResponseRequest": f"{_T}SenderProvidedResponseData",
@@ -92,17 +99,17 @@ def wrap_envelope(body_child: etree._Element) -> bytes:
 
 def _body(root: etree._Element) -> etree._Element:
     """The single element child of soap:Body, checked for SOAP 1.1 structure."""
-    if root.tag == qname(SOAP12_ENV, "Envelope"):
+    if root.tag == _ENVELOPE_12:
         raise InvalidContent("SOAP 1.2 envelopes are not supported; send SOAP 1.1", reason="soap")
-    if root.tag != qname(SOAP_ENV, "Envelope"):
+    if root.tag != _ENVELOPE:
         raise InvalidContent(
             f"document root is <{root.tag}>, expected a SOAP 1.1 <Envelope> in {SOAP_ENV}",
             reason="soap",
         )
     children = list(root.iterchildren(etree.Element))  # elements only
-    if children and children[0].tag == qname(SOAP_ENV, "Header"):
+    if children and children[0].tag == _HEADER:
         _check_headers(children.pop(0))
-    if len(children) != 1 or children[0].tag != qname(SOAP_ENV, "Body"):
+    if len(children) != 1 or children[0].tag != _BODY:
         raise InvalidContent(
             "SOAP Envelope must hold an optional Header followed by one Body", reason="soap"
         )
@@ -138,7 +145,7 @@ def unwrap_envelope(root: etree._Element) -> tuple[str, etree._Element]:
     """
     child = _body(root)
     tag = etree.QName(child)
-    if child.tag == qname(SOAP_ENV, "Fault"):
+    if child.tag == _FAULT:
         raise InvalidContent(
             "SOAP Body holds a Fault, not an operation; read it with parse_fault", reason="fault"
         )
@@ -175,7 +182,7 @@ class SoapFault:
 def parse_fault(root: etree._Element) -> SoapFault | None:
     """The Fault in a SOAP 1.1 response, or None if the Body holds something else."""
     child = _body(root)
-    if child.tag != qname(SOAP_ENV, "Fault"):
+    if child.tag != _FAULT:
         return None
     faultcode = find_text(child, "faultcode")
     if faultcode is None:
@@ -215,8 +222,8 @@ def signature_target(element: etree._Element) -> etree._Element:
     if path is None:
         tag = etree.QName(element)
         raise InvalidContent(f"<{tag.text}> is not a signed bus element", reason="structure")
-    # Each path is one child's tag: iterchildren skips find()'s ElementPath (half the time).
-    for target in element.iterchildren(path):
+    target = first_child(element, path)  # each path is one child's tag
+    if target is not None:
         return target
     name = path.rsplit("}", 1)[-1]  # the local name (URIs hold "/")
     local = etree.QName(element).localname
@@ -233,7 +240,7 @@ def attach_signature(
     The container is the last child of its parent in every bus element; an existing one
     is replaced. The signature element is moved, not copied. Returns the container.
     """
-    if signature.tag != qname(DS, "Signature"):
+    if signature.tag != _SIGNATURE:
         raise ValueError(f"expected a ds:Signature element, got <{signature.tag}>")
     tag = qname(SMEV_TYPES, container)
     for old in parent.findall(tag):
@@ -247,7 +254,14 @@ def find_signature(
     parent: etree._Element, container: SignatureContainer = "CallerInformationSystemSignature"
 ) -> etree._Element | None:
     """The ``ds:Signature`` in ``parent``'s container, or None if it is absent."""
-    holder = parent.find(qname(SMEV_TYPES, container))
+    holder = first_child(parent, _T + container)
     if holder is None:
         return None
-    return holder.find(qname(DS, "Signature"))
+    return first_child(holder, _SIGNATURE)
+
+
+def first_child(parent: etree._Element, tag: str) -> etree._Element | None:
+    """``parent.find(tag)`` for one Clark-notation tag, without ElementPath (half the time)."""
+    for child in parent.iterchildren(tag):
+        return child
+    return None
