@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import timedelta
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import structlog
 from cryptography import x509
@@ -222,24 +222,25 @@ class Router:
                 )
             return 500, smev_fault(exc, _operation(operation))
 
-    async def _dispatch(
+    def _dispatch(
         self, operation: str, body: etree._Element, caller: Participant, large: bool
-    ) -> etree._Element:
+    ) -> Coroutine[Any, Any, etree._Element]:
+        # The operation's coroutine itself, awaited by handle(): no frame of its own.
         match operation:
             case "SendRequest":
-                return await self.send_request(body, caller, large=large)
+                return self.send_request(body, caller, large=large)
             case "GetRequest":
-                return await self._pulls.get(body, caller, Direction.REQUESTS)
+                return self._pulls.get(body, caller, Direction.REQUESTS)
             case "SendResponse":
-                return await self.send_response(body, caller, large=large)
+                return self.send_response(body, caller, large=large)
             case "GetResponse":
-                return await self._pulls.get(body, caller, Direction.RESPONSES)
+                return self._pulls.get(body, caller, Direction.RESPONSES)
             case "Ack":
-                return await self._pulls.ack(body, caller)
+                return self._pulls.ack(body, caller)
             case "GetStatus":
-                return await self.get_status(body, caller)
+                return self.get_status(body, caller)
             case "GetIncomingQueueStatistics":
-                return await self.queue_statistics(body, caller)
+                return self.queue_statistics(body, caller)
         raise InvalidContent(f"unknown operation {operation}")  # unwrap_envelope prevents this
 
     # --- consumer sends -------------------------------------------------------------
