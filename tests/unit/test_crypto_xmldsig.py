@@ -253,6 +253,19 @@ def test_refuses_duplicate_id(profile: SignatureProfile) -> None:
     assert "occurs 2 times" in err.message
 
 
+@pytest.mark.parametrize(
+    ("attribute", "counted"),
+    [("Id", True), ("{http://www.w3.org/XML/1998/namespace}id", True), ("{urn:x}Id", False)],
+)
+def test_an_id_elsewhere_counts_as_id_or_xml_id_only(attribute: str, counted: bool) -> None:
+    root, target, sig = signed()
+    etree.SubElement(root, "Elsewhere").set(attribute, target.get("Id", ""))
+    if counted:
+        assert "occurs 2 times" in refused(SignatureInvalid, target, sig).message
+    else:
+        dev_pki().verifier().verify(target, sig)
+
+
 @BOTH
 def test_refuses_wrapping_forged_element_in_place(profile: SignatureProfile) -> None:
     """Signed original moved away, a forged one with the same Id put where the bus reads."""
