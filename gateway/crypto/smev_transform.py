@@ -216,7 +216,9 @@ class _Writer:
         attributes = self._attributes(node, items, declared) if items else ""
         if declared:
             scope = self.scope
-            namespaces = "".join(f' xmlns:{scope[ns]}="{_escape_attribute(ns)}"' for ns in declared)
+            namespaces = "".join(
+                [f' xmlns:{scope[ns]}="{_escape_attribute(ns)}"' for ns in declared]
+            )
             return f"<{name}{namespaces}{attributes}>", f"</{name}>", declared
         return f"<{name}{attributes}>", f"</{name}>", declared
 

@@ -341,7 +341,7 @@ def _parse_signature(
     """Check the signature against the allow-list and pull out what verification needs."""
     if signature.tag != _DS + "Signature":
         raise SignatureInvalid(f"expected a ds:Signature element, found {signature.tag}")
-    if not any(c.tag == _DS + "KeyInfo" for c in signature):
+    if _DS + "KeyInfo" not in [c.tag for c in signature]:  # a list: no generator to resume
         raise SignatureInvalid("ds:Signature has no ds:KeyInfo with the signer's certificate")
     children = _expect_children(signature, ("SignedInfo", "SignatureValue", "KeyInfo"))
     signed_info, value_node, key_info = children
@@ -368,8 +368,10 @@ def _parse_signature(
         reference, ("Transforms", "DigestMethod", "DigestValue")
     )
     transforms = tuple(
-        _algorithm(t, (EXC_C14N, SMEV_TRANSFORM)) if t.tag == _DS + "Transform" else t.tag
-        for t in _elements(transforms_node)
+        [
+            _algorithm(t, (EXC_C14N, SMEV_TRANSFORM)) if t.tag == _DS + "Transform" else t.tag
+            for t in _elements(transforms_node)
+        ]
     )
     profile = SignatureProfile.from_transforms(transforms)
     if profile is None:
