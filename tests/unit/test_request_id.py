@@ -39,6 +39,20 @@ def test_an_unusable_or_missing_id_is_replaced_by_a_new_one(offered: str | None)
     int(made, 16)
 
 
+def test_bound_restores_the_outer_id_after_adopt_and_after_an_error() -> None:
+    def adopt_and_fail() -> None:
+        with request_id.bound("inner"):
+            request_id.adopt("adopted")
+            assert request_id.current() == "adopted"
+            raise KeyError("fails inside")
+
+    with request_id.bound("outer"):
+        with pytest.raises(KeyError):
+            adopt_and_fail()
+        assert request_id.current() == "outer"
+    assert request_id.current() is None
+
+
 def test_json_lines_carry_the_bound_request_id_and_auto_means_json_off_a_terminal() -> None:
     out = io.StringIO()
     configure_logging(level="INFO", stream=out)  # fmt auto; a StringIO is no terminal
