@@ -9,8 +9,7 @@ own way: ``_accept``, ``_move``, ``_deliver``, ``_acknowledge``, ``_take_reply``
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any, ClassVar, Generic
 
@@ -383,15 +382,14 @@ ON CONFLICT (digest) DO NOTHING RETURNING digest
         async with self.database.writing() as connection:
             return await self._remember(connection, digest, participant, expires_at, now)
 
-    @asynccontextmanager
-    async def pull(
+    def pull(
         self, digest: str, participant: str, *, expires_at: datetime, now: datetime
-    ) -> AsyncIterator[PullWindow]:
+    ) -> AbstractAsyncContextManager[PullWindow]:
+        # The backend's context manager itself, not one more generator around it.
         require_name("participant", participant)
         require_aware("expires_at", expires_at)
         require_aware("now", now)
-        async with self._pull(digest, participant, expires_at, now) as window:
-            yield window
+        return self._pull(digest, participant, expires_at, now)
 
     async def _one(self, connection: C, sql: str, *args: Any) -> Row | None:
         """One row of ``sql`` (written with ``$n`` parameters) on ``connection``."""

@@ -22,9 +22,9 @@ How the guarantees of :mod:`gateway.store.base` are kept:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
+from types import TracebackType
 from typing import Any
 
 import asyncpg
@@ -360,19 +360,39 @@ WHERE message_id = $1 AND kind = 'request' FOR UPDATE
             return None
         return Answered(AcceptResult(AcceptOutcome.ACCEPTED, record), message_of(row))
 
-    @asynccontextmanager
-    async def _pull(
+    def _pull(
         self, digest: str, participant: str, expires_at: datetime, now: datetime
-    ) -> AsyncIterator[PullWindow]:
-        async with self.database.transaction() as connection:
-            first = await self._remember(connection, digest, participant, expires_at, now)
-            yield _PgPullWindow(connection, first)
+    ) -> AbstractAsyncContextManager[PullWindow]:
+        return _PgPullWindow(self, (digest, participant, expires_at, now))
 
 
 class _PgPullWindow:
-    def __init__(self, connection: asyncpg.Connection, first: bool) -> None:
-        self._connection = connection
-        self.first = first
+    """The pull's transaction (the digest remembered first) and its window in one
+    object, not an async generator around the transaction: one per signed pull."""
+
+    __slots__ = ("_connection", "_journal", "_pull", "_transaction", "first")
+
+    def __init__(self, journal: PgJournal, pull: tuple[str, str, datetime, datetime]) -> None:
+        self._journal = journal
+        self._pull = pull
+        self._transaction = journal.database.transaction()
+
+    async def __aenter__(self) -> _PgPullWindow:
+        self._connection = connection = await self._transaction.__aenter__()
+        try:
+            self.first = await self._journal._remember(connection, *self._pull)
+        except BaseException as failed:
+            await self._transaction.__aexit__(type(failed), failed, failed.__traceback__)
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self._transaction.__aexit__(kind, error, traceback)
 
     async def deliver(
         self, message_id: str, *, at: datetime, reason: str | None, actor: str | None

@@ -18,6 +18,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
+from types import TracebackType
 from typing import Any
 
 import asyncpg
@@ -108,10 +109,10 @@ class PgDatabase:
         """A leased connection in autocommit: the stores' writes are one statement each."""
         return self.reading()
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
-        async with self.reading() as connection, connection.transaction():
-            yield connection
+    def transaction(self) -> AbstractAsyncContextManager[asyncpg.Connection]:
+        """A leased connection in a transaction, committed at the block's end (rolled
+        back if it raises)."""
+        return _Transaction(self.reading())
 
     async def fetch_one(self, connection: asyncpg.Connection, sql: str, *args: Any) -> Row | None:
         row: Row | None = await connection.fetchrow(sql, *args)
@@ -164,3 +165,38 @@ class PgDatabase:
             await leases.close()
         if pool is not None:
             await pool.close()
+
+
+class _Transaction:
+    """``async with lease as connection, connection.transaction()`` as one class, not an
+    async generator around the two: a signed pull runs in one, and a generator context
+    manager costs two more objects and the event loop's async-generator bookkeeping."""
+
+    __slots__ = ("_lease", "_transaction")
+
+    def __init__(self, lease: AbstractAsyncContextManager[asyncpg.Connection]) -> None:
+        self._lease = lease
+
+    async def __aenter__(self) -> asyncpg.Connection:
+        connection = await self._lease.__aenter__()
+        self._transaction = connection.transaction()
+        try:
+            await self._transaction.__aenter__()
+        except BaseException as failed:
+            await self._lease.__aexit__(type(failed), failed, failed.__traceback__)
+            raise
+        return connection
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        # As nested blocks: the lease ends with what the commit or rollback raised, if so.
+        try:
+            await self._transaction.__aexit__(kind, error, traceback)
+        except BaseException as failed:
+            await self._lease.__aexit__(type(failed), failed, failed.__traceback__)
+            raise
+        await self._lease.__aexit__(kind, error, traceback)

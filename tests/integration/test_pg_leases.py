@@ -46,6 +46,32 @@ async def test_a_connection_left_in_doubt_goes_back_to_the_pool(database: PgData
         assert await connection.fetchval("SELECT 1") == 1
 
 
+async def test_a_committed_transaction_keeps_its_connection(database: PgDatabase) -> None:
+    first = await backend_pid(database)
+    async with database.transaction() as connection:
+        assert connection.is_in_transaction()
+        await connection.execute("CREATE TEMP TABLE kept (a int) ON COMMIT DROP")
+    assert await backend_pid(database) == first
+    pool = await database.pool()
+    assert pool.get_idle_size() == 0
+
+
+async def test_a_failed_commit_sends_the_connection_back_to_the_pool(
+    database: PgDatabase,
+) -> None:
+    await backend_pid(database)
+    with pytest.raises(asyncpg.UniqueViolationError):
+        async with database.transaction() as connection:
+            await connection.execute(
+                "CREATE TEMP TABLE twice (a int UNIQUE DEFERRABLE INITIALLY DEFERRED)"
+                " ON COMMIT DROP; INSERT INTO twice VALUES (1), (1)"
+            )  # refused only by the commit
+    pool = await database.pool()
+    assert pool.get_idle_size() == 1  # the lease ended with the commit's error
+    async with database.reading() as connection:
+        assert await connection.fetchval("SELECT 1") == 1
+
+
 async def test_a_lost_connection_is_not_lent_again(database: PgDatabase) -> None:
     first = await backend_pid(database)
     async with database.reading() as connection:
