@@ -36,7 +36,10 @@ class SentRequests:
             self._records.pop(record.message_id, None)
             return
         # Its body is never needed here, and would make the kept requests weigh megabytes.
-        self._records[record.message_id] = dataclasses.replace(record, xml=None)
+        # The journal's moves and accepts leave it out already: no copy then.
+        if record.xml is not None:
+            record = dataclasses.replace(record, xml=None)
+        self._records[record.message_id] = record
         self._records.move_to_end(record.message_id)
         while len(self._records) > self._limit:
             self._records.popitem(last=False)
