@@ -23,9 +23,9 @@ but their signer from posting them (:mod:`gateway.api.tls`).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
+from types import TracebackType
 
 from lxml import etree
 
@@ -42,22 +42,19 @@ class ReplayGuard:
         self.ctx = ctx
         self.store = store
 
-    @asynccontextmanager
-    async def admit(
+    def admit(
         self, body: etree._Element, caller: Participant, operation: str, timestamp: datetime
-    ) -> AsyncIterator[PullWindow]:
+    ) -> AbstractAsyncContextManager[PullWindow]:
         """Remember the signed pull ``body`` of ``caller`` (verified, its ``timestamp``
         checked); raise :class:`ReplayedRequest` if it was served before. Inside the
         block, the pull's delivery goes through the window, in the same transaction."""
-        async with self.store.pull(
+        pull = self.store.pull(
             _digest(body, caller),
             caller.mnemonic,
             expires_at=replay_window_end(timestamp, self.ctx.time_policy),
             now=self.ctx.clock.now(),
-        ) as window:
-            if not window.first:
-                raise _replayed(operation, timestamp)
-            yield window
+        )
+        return _Admission(pull, operation, timestamp)
 
     async def admit_once(
         self, body: etree._Element, caller: Participant, operation: str, timestamp: datetime
@@ -72,6 +69,37 @@ class ReplayGuard:
         )
         if not first:
             raise _replayed(operation, timestamp)
+
+
+class _Admission:
+    """The journal's pull block, refused on entry if the pull is a replay: a class, not
+    an async generator around it (one per signed pull)."""
+
+    __slots__ = ("_operation", "_pull", "_timestamp")
+
+    def __init__(
+        self, pull: AbstractAsyncContextManager[PullWindow], operation: str, timestamp: datetime
+    ) -> None:
+        self._pull = pull
+        self._operation = operation
+        self._timestamp = timestamp
+
+    async def __aenter__(self) -> PullWindow:
+        window = await self._pull.__aenter__()
+        if window.first:
+            return window
+        # A replay ends the pull's block as a raise inside it would: nothing is kept.
+        replayed = _replayed(self._operation, self._timestamp)
+        await self._pull.__aexit__(ReplayedRequest, replayed, None)
+        raise replayed
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self._pull.__aexit__(kind, error, traceback)
 
 
 def _digest(body: etree._Element, caller: Participant) -> str:
