@@ -113,6 +113,8 @@ class AmqpTransport:
         self._queues: dict[str, AbstractQueue] = {}
         #: Each main queue's dead-letter queue, by the main queue's name.
         self._dead_queues: dict[str, AbstractQueue] = {}
+        #: The puller's handles of the main queues pulled from, by name.
+        self._pulled_from: dict[str, AbstractQueue] = {}
         self._subscriptions: set[AmqpSubscription] = set()
         self._watches: set[AmqpDeadLetterWatch] = set()
         #: The DLQ routing keys of every declared queue.
@@ -247,7 +249,11 @@ class AmqpTransport:
 
     async def get(self, direction: Direction, participant: str) -> Delivery | None:
         name = self._declared(direction, participant).name
-        queue = await self._puller.get_queue(name, ensure=False)
+        queue = self._pulled_from.get(name)
+        if queue is None:
+            # A handle is a name on the robust channel (each get takes the channel open
+            # now): made once per queue, not one per pull (a lock and callbacks each).
+            queue = self._pulled_from[name] = await self._puller.get_queue(name, ensure=False)
 
         async def get_one(seconds_left: float) -> AbstractIncomingMessage | None:
             # No timeout of aio-pika's own (5 s unless None): the attempt is bounded.

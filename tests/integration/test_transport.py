@@ -571,6 +571,23 @@ async def test_reconnects_after_forced_close_and_loses_no_confirmed_message(kit:
     assert await kit.transport.depth(REQ, zags) == 0  # topology usable again
 
 
+async def test_pulls_from_one_queue_go_on_across_a_forced_close(kit: Kit) -> None:
+    if kit.kind != "amqp":
+        pytest.skip("a broker connection exists only on RabbitMQ")
+    [zags] = await kit.declare("ZAGS")
+    await kit.transport.publish(REQ, zags, message(1))
+    before = await kit.transport.get(REQ, zags)
+    assert before is not None
+    await before.ack()
+
+    assert await close_broker_connections(connection_name(kit.prefix)) == 1
+    await kit.transport.publish(REQ, zags, message(2))  # confirmed once reconnected
+    after = await eventually(lambda: kit.transport.get(REQ, zags))
+    assert after.message == message(2)
+    await after.ack()
+    assert await kit.transport.get(REQ, zags) is None
+
+
 async def test_watcher_hears_of_every_dead_letter_with_where_and_why(watched_kit: Kit) -> None:
     kit = watched_kit
     [zags, portal] = await kit.declare("ZAGS", "PORTAL")
