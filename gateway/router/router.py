@@ -200,8 +200,13 @@ class Router:
             caller = await _work(large, intake.authenticate, incoming.body, self._ctx)
             metrics.observe_stage(Stage.VERIFY, time.perf_counter() - parsed)
             intake.check_tls_client(caller, tls_client, self._ctx.registry)
-            with structlog.contextvars.bound_contextvars(participant=caller.mnemonic):
+            # bound_contextvars, without its copy of every bound var and its generator:
+            # the token puts back what was bound before, as it would.
+            bound = structlog.contextvars.bind_contextvars(participant=caller.mnemonic)
+            try:
                 reply = await self._dispatch(operation, incoming.body, caller, large)
+            finally:
+                structlog.contextvars.reset_contextvars(**bound)
             return 200, wrap_envelope(reply)
         except Exception as exc:  # every failure becomes a Fault with a stable code
             fault = fault_of(exc)

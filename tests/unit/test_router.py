@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from cryptography import x509
 from lxml import etree
 
@@ -621,3 +622,25 @@ async def test_a_pulled_request_is_answered_as_the_pull_left_it() -> None:
     assert seen[0] is not None
     assert seen[0].message_id == str(sent.message_id)
     assert seen[0].state is MessageState.DELIVERED
+
+
+async def test_an_operation_logs_under_its_caller_and_unbinds_it_after(
+    bus: Bus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[dict[str, Any]] = []
+    dispatch = Router._dispatch
+
+    def spying(self: Router, *args: Any) -> Any:
+        seen.append(structlog.contextvars.get_contextvars())
+        return dispatch(self, *args)
+
+    monkeypatch.setattr(Router, "_dispatch", spying)
+    with structlog.contextvars.bound_contextvars(participant="OUTER"):
+        await bus.portal.send_request(birth_request())
+        assert structlog.contextvars.get_contextvars()["participant"] == "OUTER"
+    await bus.zags.get_request()
+    assert "participant" not in structlog.contextvars.get_contextvars()
+    with pytest.raises(NotFound):  # raised inside the operation: unbound all the same
+        await bus.zags.ack(uuid.uuid4())
+    assert "participant" not in structlog.contextvars.get_contextvars()
+    assert [s["participant"] for s in seen] == ["PORTAL", "ZAGS", "ZAGS"]
