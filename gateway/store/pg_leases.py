@@ -34,7 +34,9 @@ class Leases:
     async def _take(self) -> tuple[asyncpg.Connection, bool]:
         while self._idle:
             connection = self._idle.pop()
-            if _usable(connection):
+            # It came back outside a transaction (_give_back): only a loss may have
+            # happened to it since.
+            if _open(connection):
                 return connection, True
             self._kept -= 1
             await self._pool.release(connection)  # the pool cleans up after a lost one
@@ -48,7 +50,13 @@ class Leases:
         return await self._pool.acquire(), False
 
     async def _give_back(self, connection: asyncpg.Connection, kept: bool, *, clean: bool) -> None:
-        if kept and clean and not self._closed and _usable(connection):
+        if (
+            kept
+            and clean
+            and not self._closed
+            and _open(connection)
+            and not connection.is_in_transaction()
+        ):
             self._idle.append(connection)
             return
         if kept:
@@ -87,10 +95,9 @@ class Lease:
         await self._leases._give_back(self._connection, self._kept, clean=kind is None)
 
 
-def _usable(connection: asyncpg.Connection) -> bool:
-    """Open and outside a transaction (a lost connection the pool took back already
-    refuses every call)."""
+def _open(connection: asyncpg.Connection) -> bool:
+    """Not lost (a lost connection the pool took back already refuses every call)."""
     try:
-        return not connection.is_closed() and not connection.is_in_transaction()
+        return not connection.is_closed()
     except asyncpg.InterfaceError:
         return False
