@@ -114,12 +114,11 @@ class _Writer:
         self.scope: dict[str, str] = {}
         if len(_NAMES) > _NAMES_LIMIT:  # names come from outside: keep the cache bounded
             _NAMES.clear()
-        self.names = self.attribute_names = _NAMES
 
     def run(self, element: etree._Element) -> str:
         out: list[str] = []
         append = out.append
-        scope, names = self.scope, self.names
+        scope, names = self.scope, _NAMES
         #: tag -> (the prefix it was cached with, start tag, end tag)
         plain: dict[str, tuple[str, str, str]] = {}
         stack: list[_Open] = []
@@ -247,7 +246,7 @@ class _Writer:
                 and rendered.count('"') == 2 * len(items)
             ):
                 return rendered
-        names = self.attribute_names
+        names = _NAMES
         attrs: list[tuple[bool, str, str, str]] = []
         for key, value in items:
             split = names.get(key)
