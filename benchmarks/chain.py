@@ -364,8 +364,7 @@ async def measure(
         for code in [*singles, SERVICE]:  # warm-up: every path once
             await portal.request(code)
         # What the chain burns with nothing in flight (pollers, timers), to take out of
-        # the C=1 rows' CPU.
-        # Each role's least over a few spans: anything else on the machine only adds.
+        # the C=1 rows' CPU: each role's least over a few spans (other load only adds).
         for _ in range(IDLE_SPANS):
             idle, began = others_cpu(chain), time.perf_counter()
             await asyncio.sleep(IDLE_SPAN)
@@ -416,7 +415,7 @@ def cpu_bound(measured: Measured, cores: int) -> dict[str, Any]:
         for row in rows
     }
     per_request = {label: sum(roles.values()) for label, roles in by_role.items()}
-    _, fanout, slowest = fanout_ratio(measured.rows)
+    ratio, fanout, slowest = fanout_ratio(measured.rows)
     floor_ms = per_request[fanout.label] / cores
     bound = floor_ms / slowest.pct(50)
     idle_ms = sum(measured.idle_cpu_rate.values()) * 1000
@@ -432,7 +431,7 @@ def cpu_bound(measured: Measured, cores: int) -> dict[str, Any]:
     print(
         f"on {cores} cores no schedule finishes a fan-out in less than "
         f"{per_request[fanout.label]:.1f} / {cores} = {floor_ms:.1f} ms: fan-out ratio "
-        f">= {bound:.2f}x with this CPU (measured {fanout.pct(50) / slowest.pct(50):.2f}x)"
+        f">= {bound:.2f}x with this CPU (measured {ratio:.2f}x)"
     )
     return {
         "c1_cpu_ms_per_request": per_request,
