@@ -100,14 +100,13 @@ class Pulls:
         window: PullWindow | None = None,
     ) -> m.RequestDelivery | m.ResponseDelivery | None:
         """The next message for ``caller`` (of type ``namespace`` if given), journaled
-        DELIVERED (through ``window``, a signed pull's transaction, if given) and held
-        for its Ack."""
+        DELIVERED (through ``window``, a signed pull's, if given) and held for its Ack."""
         while True:
             delivery = await self._next(direction, caller, namespace)
             if delivery is None:
                 return None
             delivered = await self._hand_out(delivery, caller, direction, window)
-            window = None  # one statement rides with the pull; redundant copies don't
+            window = None  # one statement goes through the pull; redundant copies don't
             if delivered is not None:
                 # The pull goes on, and answers, under the id the message was sent under.
                 request_ids.adopt(delivery.message.headers.get(HEADER_REQUEST_ID))

@@ -7,8 +7,9 @@ with its personal data. So the journal remembers every pull it served, keyed by 
 its signature signs (:func:`~gateway.crypto.envelope.signed_bytes`) and who signed
 it, until the window has passed (:func:`~gateway.core.admission.replay_window_end`);
 the table is shared by every gateway process on the database. The check comes
-before anything is taken from a queue: a refused replay moves nothing. The digest
-and the delivery it makes are journaled in one transaction
+before anything is taken from a queue: a refused replay moves nothing. The digest is
+journaled first, the delivery it makes after it, each in its own transaction; a pull
+that fails is forgotten again, so that its retry is served
 (:meth:`~gateway.store.base.Journal.pull`).
 
 ``GetStatus`` hands out a notice once, so it is guarded the same way (its signed
@@ -47,7 +48,8 @@ class ReplayGuard:
     ) -> AbstractAsyncContextManager[PullWindow]:
         """Remember the signed pull ``body`` of ``caller`` (verified, its ``timestamp``
         checked); raise :class:`ReplayedRequest` if it was served before. Inside the
-        block, the pull's delivery goes through the window, in the same transaction."""
+        block, the pull's delivery goes through the window; if the block raises, the
+        pull is forgotten."""
         pull = self.store.pull(
             _digest(body, caller),
             caller.mnemonic,
@@ -88,7 +90,8 @@ class _Admission:
         window = await self._pull.__aenter__()
         if window.first:
             return window
-        # A replay ends the pull's block as a raise inside it would: nothing is kept.
+        # A replay ends the pull's block as a raise inside it would (the digest stays:
+        # it is the replayed pull's).
         replayed = _replayed(self._operation, self._timestamp)
         await self._pull.__aexit__(ReplayedRequest, replayed, None)
         raise replayed

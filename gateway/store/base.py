@@ -294,14 +294,14 @@ class Journal(Protocol):
     def pull(
         self, digest: str, participant: str, *, expires_at: datetime, now: datetime
     ) -> AbstractAsyncContextManager[PullWindow]:
-        """``remember`` a signed pull, and the delivery it makes, in one transaction.
+        """``remember`` a signed pull on entry, for the delivery it makes in the block.
 
         Inside the block, ``first`` says whether the digest was new (as ``remember``);
         the block takes the message from the queue and journals it with ``deliver``.
-        The transaction commits when the block ends; if the block raises, nothing of
-        it stays (the digest is not remembered). On SQLite the two are separate
-        transactions (the one writer is not held while the broker answers), with the
-        same outcome."""
+        No transaction spans the block: the digest and the delivery are written each
+        in its own (one statement on PostgreSQL), and if the block raises, the digest
+        is forgotten again, so that the same signed pull is served when it comes back
+        (a delivery the block journaled before it raised stays journaled)."""
         ...
 
 

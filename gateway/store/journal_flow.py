@@ -3,8 +3,8 @@ writes, over a backend's SQL and its :class:`~gateway.store.database.Database`.
 
 A backend (:mod:`gateway.store.journal_pg`, :mod:`gateway.store.journal_sqlite`)
 names its SQL as class attributes and implements the writes its database does its
-own way: ``_accept``, ``_move``, ``_deliver``, ``_acknowledge``, ``_take_reply``,
-``_advance`` and ``_pull``.
+own way: ``_accept``, ``_move``, ``_deliver``, ``_acknowledge``, ``_take_reply`` and
+``_advance``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from gateway.core.errors import InvalidContent, NotFound
 from gateway.core.lifecycle import MessageState, check_transition
 from gateway.store.base import Closing, PullWindow, ServiceRequests
 from gateway.store.database import C, Database
+from gateway.store.journal_pull import Pull
 from gateway.store.journal_rules import (
     Filters,
     ReplayPurge,
@@ -129,11 +130,6 @@ ON CONFLICT (digest) DO NOTHING RETURNING digest
     ) -> MessageRecord:
         """Move the request (locked by this transaction) along ``steps`` to ``to_state``,
         each step journaled, and record its final answer (None: unchanged)."""
-        raise NotImplementedError
-
-    def _pull(
-        self, digest: str, participant: str, expires_at: datetime, now: datetime
-    ) -> AbstractAsyncContextManager[PullWindow]:
         raise NotImplementedError
 
     async def _answer_as_seen(
@@ -385,11 +381,10 @@ ON CONFLICT (digest) DO NOTHING RETURNING digest
     def pull(
         self, digest: str, participant: str, *, expires_at: datetime, now: datetime
     ) -> AbstractAsyncContextManager[PullWindow]:
-        # The backend's context manager itself, not one more generator around it.
         require_name("participant", participant)
         require_aware("expires_at", expires_at)
         require_aware("now", now)
-        return self._pull(digest, participant, expires_at, now)
+        return Pull(self, (digest, participant, expires_at, now))
 
     async def _one(self, connection: C, sql: str, *args: Any) -> Row | None:
         """One row of ``sql`` (written with ``$n`` parameters) on ``connection``."""

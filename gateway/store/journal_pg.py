@@ -5,9 +5,10 @@ How the guarantees of :mod:`gateway.store.base` are kept:
 * every write is one statement (a data-modifying CTE writes the history row with
   the move) in autocommit; a connection is leased per operation. ``answer`` is one
   statement when the request is as the router saw it (or further along its path),
-  else one explicit transaction on the locked request; a pull's replay-guard row and
-  delivery share one transaction. ``take_reply``, which also saves a service request,
-  is one statement too (:mod:`gateway.store.replies_pg`);
+  else one explicit transaction on the locked request. A signed pull's replay-guard
+  row and its delivery are a statement each (:mod:`gateway.store.journal_pull`).
+  ``take_reply``, which also saves a service request, is one statement too
+  (:mod:`gateway.store.replies_pg`);
 * ``accept`` inserts with ``ON CONFLICT DO NOTHING``; the primary key on
   ``message_id`` settles a race between two identical submissions;
 * a conditional move (``expected_state``) is ``UPDATE ... WHERE state = $s [AND
@@ -22,22 +23,18 @@ How the guarantees of :mod:`gateway.store.base` are kept:
 
 from __future__ import annotations
 
-from contextlib import AbstractAsyncContextManager
 from datetime import datetime
-from types import TracebackType
 from typing import Any
 
 import asyncpg
 
 from gateway.core.lifecycle import MessageState
-from gateway.store.base import PullWindow
 from gateway.store.journal_flow import JournalFlow
 from gateway.store.journal_rules import (
     Step,
     accepted_record,
     conflict,
     duplicate_or_refusal,
-    lookup_id,
     not_found,
 )
 from gateway.store.pg import PgDatabase
@@ -49,8 +46,6 @@ from gateway.store.records import (
     Answered,
     MessageRecord,
     NewMessage,
-    require_aware,
-    require_name,
 )
 from gateway.store.replies import ReplySave, ReplyTaken
 from gateway.store.replies_pg import take_reply
@@ -359,48 +354,6 @@ WHERE message_id = $1 AND kind = 'request' FOR UPDATE
         if row is None:
             return None
         return Answered(AcceptResult(AcceptOutcome.ACCEPTED, record), message_of(row))
-
-    def _pull(
-        self, digest: str, participant: str, expires_at: datetime, now: datetime
-    ) -> AbstractAsyncContextManager[PullWindow]:
-        return _PgPullWindow(self, (digest, participant, expires_at, now))
-
-
-class _PgPullWindow:
-    """The pull's transaction (the digest remembered first) and its window in one
-    object, not an async generator around the transaction: one per signed pull."""
-
-    __slots__ = ("_connection", "_journal", "_pull", "_transaction", "first")
-
-    def __init__(self, journal: PgJournal, pull: tuple[str, str, datetime, datetime]) -> None:
-        self._journal = journal
-        self._pull = pull
-        self._transaction = journal.database.transaction()
-
-    async def __aenter__(self) -> _PgPullWindow:
-        self._connection = connection = await self._transaction.__aenter__()
-        try:
-            self.first = await self._journal._remember(connection, *self._pull)
-        except BaseException as failed:
-            await self._transaction.__aexit__(type(failed), failed, failed.__traceback__)
-            raise
-        return self
-
-    async def __aexit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self._transaction.__aexit__(kind, error, traceback)
-
-    async def deliver(
-        self, message_id: str, *, at: datetime, reason: str | None, actor: str | None
-    ) -> MessageRecord:
-        require_aware("at", at)
-        require_name("actor", actor)
-        step = Step(MessageState.QUEUED, MessageState.DELIVERED, reason)
-        return await _move(self._connection, lookup_id(message_id), step, None, at, actor)
 
 
 async def _move(

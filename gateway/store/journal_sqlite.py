@@ -9,14 +9,11 @@ saves the service request in the same transaction as the response's moves.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import datetime
 
 import aiosqlite
 
 from gateway.core.lifecycle import MessageState
-from gateway.store.base import PullWindow
 from gateway.store.journal_flow import JournalFlow
 from gateway.store.journal_rules import (
     Step,
@@ -82,7 +79,6 @@ SET state = ?, version = version + ?, updated_at = ?, answered_by = coalesce(?, 
 WHERE message_id = ?
 RETURNING {MESSAGE_HEAD}
 """
-_FORGET = "DELETE FROM replay_guard WHERE digest = ?"
 
 
 class SqliteJournal(JournalFlow[aiosqlite.Connection]):
@@ -314,37 +310,3 @@ SELECT {MESSAGE_HEAD}, answered_by FROM messages WHERE message_id = $1 AND kind 
             ],
         )
         return message_of(moved)
-
-    @asynccontextmanager
-    async def _pull(
-        self, digest: str, participant: str, expires_at: datetime, now: datetime
-    ) -> AsyncIterator[PullWindow]:
-        # Two transactions: holding SQLite's one writer while the broker answers would
-        # stall every other journal operation. A failed block forgets the digest again,
-        # as a rolled-back transaction would.
-        first = await self.remember(digest, participant, expires_at=expires_at, now=now)
-        try:
-            yield _SqlitePullWindow(self, first)
-        except BaseException:
-            if first:
-                async with self.database.writing() as connection:
-                    await connection.execute(_FORGET, (digest,))
-            raise
-
-
-class _SqlitePullWindow:
-    def __init__(self, journal: SqliteJournal, first: bool) -> None:
-        self._journal = journal
-        self.first = first
-
-    async def deliver(
-        self, message_id: str, *, at: datetime, reason: str | None, actor: str | None
-    ) -> MessageRecord:
-        return await self._journal.transition(
-            message_id,
-            MessageState.DELIVERED,
-            at=at,
-            reason=reason,
-            actor=actor,
-            expected_state=MessageState.QUEUED,
-        )

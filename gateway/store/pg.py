@@ -169,8 +169,8 @@ class PgDatabase:
 
 class _Transaction:
     """``async with lease as connection, connection.transaction()`` as one class, not an
-    async generator around the two: a signed pull runs in one, and a generator context
-    manager costs two more objects and the event loop's async-generator bookkeeping."""
+    async generator around the two: a generator context manager costs two more objects
+    and the event loop's async-generator bookkeeping."""
 
     __slots__ = ("_lease", "_transaction")
 
