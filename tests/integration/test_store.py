@@ -32,6 +32,7 @@ from gateway.store import (
     open_stores,
     upgrade,
 )
+from gateway.store.base import PullWindow
 from gateway.store.engine import async_url
 from gateway.store.journal import REPLAY_PURGE_INTERVAL
 from gateway.store.pg import libpq_url
@@ -1022,6 +1023,80 @@ async def test_a_failed_pull_remembers_nothing(store: Journal, clock: FakeClock)
             await window.deliver(message_id(7), at=clock.now(), reason=None, actor="bus")
 
     assert await store.remember(digest(1), "ZAGS", expires_at=until, now=clock.now())
+
+
+async def test_a_pull_failing_after_its_delivery_forgets_the_digest_not_the_delivery(
+    store: Journal, clock: FakeClock
+) -> None:
+    until = clock.now() + timedelta(minutes=10)
+    await store.accept(new_message(1), at=clock.now())
+    await store.transition(message_id(1), S.QUEUED, at=clock.now())
+
+    async def deliver_then_fail(window: PullWindow) -> None:
+        await window.deliver(message_id(1), at=clock.now(), reason=None, actor="bus")
+        raise RuntimeError("the reply could not be built")
+
+    with pytest.raises(RuntimeError):
+        async with store.pull(digest(1), "ZAGS", expires_at=until, now=clock.now()) as window:
+            await deliver_then_fail(window)
+
+    # No transaction spans the pull: the move stays, and the retry is served.
+    assert (await store.get(message_id(1))).state is S.DELIVERED
+    async with store.pull(digest(1), "ZAGS", expires_at=until, now=clock.now()) as window:
+        assert window.first
+
+
+async def test_a_failing_replay_leaves_the_digest_of_the_pull_it_replays(
+    store: Journal, clock: FakeClock
+) -> None:
+    until = clock.now() + timedelta(minutes=10)
+    async with store.pull(digest(1), "ZAGS", expires_at=until, now=clock.now()) as window:
+        assert window.first
+
+    def refuse_a_replay(window: PullWindow) -> None:
+        if not window.first:
+            raise RuntimeError("refused as a replay")
+
+    with pytest.raises(RuntimeError):  # raised: a replay
+        async with store.pull(digest(1), "ZAGS", expires_at=until, now=clock.now()) as window:
+            refuse_a_replay(window)
+
+    assert not await store.remember(digest(1), "ZAGS", expires_at=until, now=clock.now())
+
+
+async def test_a_pull_is_a_statement_and_its_delivery_another_without_a_transaction(
+    backend: Backend, clock: FakeClock
+) -> None:
+    statements: list[str] = []
+    async with traced(backend, statements) as journal:
+        await journal.migrate()
+        until = clock.now() + timedelta(minutes=10)
+        await journal.accept(new_message(1), at=clock.now())
+        await journal.transition(message_id(1), S.QUEUED, at=clock.now())
+        await journal.remember(digest(0), "ZAGS", expires_at=until, now=clock.now())  # purged
+        await asyncio.sleep(0)  # the driver's trace of the statements so far, then count
+        statements.clear()
+        async with journal.pull(digest(1), "ZAGS", expires_at=until, now=clock.now()) as window:
+            await window.deliver(message_id(1), at=clock.now(), reason=None, actor="bus")
+        await asyncio.sleep(0)
+        pull = list(statements)
+        statements.clear()
+        async with journal.pull(digest(2), "ZAGS", expires_at=until, now=clock.now()):
+            pass  # an empty poll
+        with pytest.raises(NotFound):  # a failed pull: forgotten again
+            async with journal.pull(digest(3), "ZAGS", expires_at=until, now=clock.now()) as w:
+                await w.deliver(message_id(7), at=clock.now(), reason=None, actor="bus")
+    if backend.name == "postgresql":  # autocommit: one round trip each, no BEGIN/COMMIT
+        assert [sql.split()[0].upper() for sql in pull] == ["INSERT", "WITH"]
+        assert [sql.split()[0].upper() for sql in statements] == [
+            "INSERT",
+            "INSERT",
+            "WITH",
+            "DELETE",
+        ]
+    else:  # SQLite: the digest in one local transaction, the move and its history in another
+        assert writes(pull) == ["INSERT", "UPDATE", "INSERT"]
+        assert writes(statements) == ["INSERT", "INSERT", "UPDATE", "DELETE"]
 
 
 async def test_remembering_is_one_statement_and_the_purge_comes_now_and_then(
