@@ -997,9 +997,7 @@ async def test_expired_digests_are_forgotten_now_and_then_never_early(
     assert await store.remember(digest(2), "MVD_MIGR", expires_at=long, now=clock.now())
 
 
-async def test_a_pull_remembers_its_digest_and_delivers_in_one_go(
-    store: Journal, clock: FakeClock
-) -> None:
+async def test_a_pull_remembers_its_digest_then_delivers(store: Journal, clock: FakeClock) -> None:
     until = clock.now() + timedelta(minutes=10)
     await store.accept(new_message(1), at=clock.now())
     await store.transition(message_id(1), S.QUEUED, at=clock.now())
