@@ -6,6 +6,8 @@ router, aggregator, result callbacks (sender, SSRF guard, dispatcher), and the
 background tasks, each supervised (:mod:`gateway.supervisor`):
 
 * ``dead-letters``: journal what the transport dead-letters;
+* ``queued-marks``: journal QUEUED what was published and not handed out within a
+  second (:mod:`gateway.router.marks`; the rest once more on :meth:`Bus.close`);
 * ``replies.<portal>``: the aggregator's subscription on each portal's response queue
   (:class:`~gateway.aggregator.replies.ReplyIntake`);
 * ``deadlines``: fire due service-request deadlines;
@@ -30,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+import structlog
 import yarl
 from aiohttp.abc import AbstractResolver
 from cryptography import x509
@@ -56,6 +59,7 @@ from gateway.ops.queues import ManagementApi
 from gateway.ops.samplers import Samplers
 from gateway.router.context import BusContext
 from gateway.router.local import LocalParticipant
+from gateway.router.marks import DELAY
 from gateway.router.router import Router
 from gateway.store import open_stores as open_database
 from gateway.store.base import ServiceRequests, Store
@@ -66,6 +70,8 @@ from gateway.transport.base import Transport
 from gateway.transport.opening import open_transport
 from gateway.xml.parse import XmlLimits
 from gateway.xml.schema import type_catalog
+
+log = structlog.get_logger(__name__)
 
 # --- the parts, each from settings ------------------------------------------------------
 
@@ -229,13 +235,14 @@ class Bus:
 
     async def start(self, *, background: bool = True) -> None:
         """Migrate the journal, declare the queues, watch the dead letters; with
-        ``background`` also consume the portals' replies and run the deadline and
-        callback loops. Tests that drive those themselves pass ``background=False``.
-        Every subscription is in place when this returns."""
+        ``background`` also consume the portals' replies and run the QUEUED marks,
+        deadline, callback and relay loops. Tests that drive those themselves pass
+        ``background=False``. Every subscription is in place when this returns."""
         await self.router.start()
         self.supervisor.spawn("dead-letters", await held(self.router.watch_dead_letters))
         if not background:
             return
+        self.supervisor.spawn("queued-marks", lambda: rounds(self._journal_queued_marks, DELAY))
         for portal in self.portals:
             await self.serve_portal(portal)
         interval = self.settings.aggregator_interval_s
@@ -260,6 +267,10 @@ class Bus:
     async def close(self) -> None:
         """Stop the background tasks, then close the sender, transport and journal."""
         await self.supervisor.close()
+        try:
+            await self._journal_queued_marks(everything=True)
+        except Exception:  # the relay journals them later; close the rest
+            log.warning("queued_marks_not_journaled", exc_info=True)
         if isinstance(self.sender, HttpSender):
             await self.sender.aclose()
         await self.transport.close()
@@ -297,6 +308,9 @@ class Bus:
 
     async def _deliver_callbacks(self) -> None:
         await self.callbacks.deliver_due()
+
+    async def _journal_queued_marks(self, *, everything: bool = False) -> None:
+        await self.router.journal_queued_marks(everything=everything)
 
     async def _resume(self) -> None:
         await self.aggregator.resume()

@@ -29,8 +29,9 @@ class Settings(BaseSettings):
     aggregator_interval_s: float = Field(default=1.0, gt=0)
     #: A message journaled ACCEPTED this long ago and still not queued was left by a
     #: process that died before publishing it: the gateway publishes it then (seconds;
-    #: see gateway/router/outbox.py). Looked for every ``relay_after_s / 2``.
-    relay_after_s: float = Field(default=10.0, gt=0)
+    #: see gateway/router/outbox.py). Looked for every ``relay_after_s / 2``. More than
+    #: the 2 s a published message may wait for its QUEUED mark (gateway/router/marks.py).
+    relay_after_s: float = Field(default=10.0, gt=2.0)
     xsd_dir: Path = REPO_ROOT / "xsd"
     signature_profile: SignatureProfile = SignatureProfile.SMEV
     http_host: str = "127.0.0.1"

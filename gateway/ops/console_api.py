@@ -29,7 +29,7 @@ class QueueView:
     unacked: int | None
     #: Consumers attached now; None where the transport cannot tell.
     consumers: int | None
-    #: Age of the oldest message journaled QUEUED or DELIVERED (not settled), seconds;
+    #: Age of the oldest message journaled ACCEPTED, QUEUED or DELIVERED (not settled), seconds;
     #: 0 when none waits, None where the journal is not read.
     oldest_age_s: float | None
     #: Messages in the queue's dead-letter queue.

@@ -8,9 +8,11 @@ Per participant queue (``requests.<P>``, ``responses.<P>``):
   memory transport knows all three);
 * dead letters from the transport (the depth of the queue's dead-letter queue);
 * the age of the oldest message from the journal: the oldest message journaled
-  ``QUEUED`` or ``DELIVERED`` (not settled) per recipient queue. A request an adapter
-  consumed by push stays ``QUEUED`` until its answer arrives, so the age counts how
-  long the oldest request has waited for its agency.
+  ``ACCEPTED``, ``QUEUED`` or ``DELIVERED`` (not settled) per recipient queue. A
+  published message may stay ``ACCEPTED`` for a second (:mod:`gateway.router.marks`),
+  and a request an adapter consumed by push stays ``ACCEPTED`` or ``QUEUED`` until its
+  answer arrives, so the age counts how long the oldest request has waited for its
+  agency.
 
 Nothing here is on a message's path: the samplers (:mod:`gateway.ops.samplers`) and
 the operator's console call it; the journal reads go through their own connections
@@ -87,13 +89,13 @@ def _oldest_sql(dialect: str) -> str:
     return f"""
     SELECT kind, recipient, {age} AS age_s
     FROM messages
-    WHERE state IN ('QUEUED', 'DELIVERED')
+    WHERE state IN ('ACCEPTED', 'QUEUED', 'DELIVERED')
     GROUP BY kind, recipient"""  # noqa: S608 (only constants are interpolated)
 
 
 async def oldest_unsettled(db: KpiDatabase, now: datetime) -> dict[str, float]:
     """Queue (``requests.ZAGS``) -> age in seconds of its oldest message journaled
-    ``QUEUED`` or ``DELIVERED``; queues without one are absent."""
+    ``ACCEPTED``, ``QUEUED`` or ``DELIVERED``; queues without one are absent."""
     rows = await db.fetch(_oldest_sql(db.dialect), {"now": now})
     direction = {"request": Direction.REQUESTS, "response": Direction.RESPONSES}
     return {

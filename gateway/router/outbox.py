@@ -1,8 +1,9 @@
 """The journal as an outbox: what was accepted gets published, even if its process died.
 
-The router journals a message ACCEPTED, publishes it, then journals it QUEUED. A
-process killed between the commit and the broker's confirm leaves the message
-ACCEPTED and unpublished, and nobody may be left to send it again: a provider whose
+The router journals a message ACCEPTED, publishes it, then journals it QUEUED (or
+leaves that to whoever takes it first: :mod:`gateway.router.marks`). A process killed
+between the commit and the broker's confirm leaves the message ACCEPTED and
+unpublished, and nobody may be left to send it again: a provider whose
 SendResponse got no answer does not retry it (its request comes back instead, and the
 bus drops that copy as already answered), a portal whose submit was cut off may never
 retry. :class:`Relay` finds such messages (ACCEPTED for longer than ``after``) and

@@ -32,10 +32,11 @@ from gateway.ops import metrics
 from gateway.ops.metrics import Stage
 from gateway.router.context import BusContext
 from gateway.router.held import PARK_LIMIT, ParkedMessages, PulledMessages, of_type
+from gateway.router.marks import QueuedMarks
 from gateway.router.moves import Moves, metadata
 from gateway.router.replays import ReplayGuard
 from gateway.router.sent import SentRequests
-from gateway.store.base import PullWindow, Store, TransitionConflict
+from gateway.store.base import Store, TransitionConflict
 from gateway.store.records import MessageRecord
 from gateway.transport.base import HEADER_REQUEST_ID, Delivery, Direction, Transport
 from gateway.xml import messages as m
@@ -50,7 +51,13 @@ class Pulls:
     """GetRequest, GetResponse and Ack: handing out queued messages and settling them."""
 
     def __init__(
-        self, ctx: BusContext, transport: Transport, store: Store, moves: Moves, sent: SentRequests
+        self,
+        ctx: BusContext,
+        transport: Transport,
+        store: Store,
+        moves: Moves,
+        sent: SentRequests,
+        marks: QueuedMarks,
     ) -> None:
         self.ctx = ctx
         self.transport = transport
@@ -60,6 +67,7 @@ class Pulls:
         self._parked = ParkedMessages()
         self._replays = ReplayGuard(ctx, store)
         self._sent = sent
+        self._marks = marks
 
     async def get(
         self, body: etree._Element, caller: Participant, direction: Direction
@@ -76,8 +84,8 @@ class Pulls:
             what="MessageTypeSelector/Timestamp",
         )
         operation = "GetRequest" if direction is Direction.REQUESTS else "GetResponse"
-        async with self._replays.admit(body, caller, operation, selector.timestamp) as window:
-            delivered = await self.take(caller, direction, selector.namespace_uri, window)
+        async with self._replays.admit(body, caller, operation, selector.timestamp):
+            delivered = await self.take(caller, direction, selector.namespace_uri)
         if isinstance(delivered, m.RequestDelivery):
             reply, holder = m.build_get_request_response(delivered), "RequestMessage"
         elif isinstance(delivered, m.ResponseDelivery):
@@ -97,16 +105,14 @@ class Pulls:
         caller: Participant,
         direction: Direction,
         namespace: str | None = None,
-        window: PullWindow | None = None,
     ) -> m.RequestDelivery | m.ResponseDelivery | None:
         """The next message for ``caller`` (of type ``namespace`` if given), journaled
-        DELIVERED (through ``window``, a signed pull's, if given) and held for its Ack."""
+        DELIVERED and held for its Ack."""
         while True:
             delivery = await self._next(direction, caller, namespace)
             if delivery is None:
                 return None
-            delivered = await self._hand_out(delivery, caller, direction, window)
-            window = None  # one statement goes through the pull; redundant copies don't
+            delivered = await self._hand_out(delivery, caller, direction)
             if delivered is not None:
                 # The pull goes on, and answers, under the id the message was sent under.
                 request_ids.adopt(delivery.message.headers.get(HEADER_REQUEST_ID))
@@ -117,14 +123,14 @@ class Pulls:
         delivery: Delivery,
         caller: Participant,
         direction: Direction,
-        window: PullWindow | None,
     ) -> m.RequestDelivery | m.ResponseDelivery | None:
-        """``delivery`` journaled DELIVERED (through ``window`` if given) and held for its
+        """``delivery`` journaled DELIVERED and held for its
         Ack; None when it is a copy not to be handed out (settled here)."""
         try:
             began = time.perf_counter()
-            record = await self._deliver(delivery, caller, direction, window)
+            record = await self._deliver(delivery, caller, direction)
             metrics.observe_stage(Stage.DELIVER, time.perf_counter() - began)
+            self._marks.discard(delivery.message.message_id)  # moved past QUEUED, or a copy
             if record is None:
                 return None
             self._sent.keep(record)  # so that its SendResponse finds it as it is now
@@ -171,7 +177,6 @@ class Pulls:
         delivery: Delivery,
         caller: Participant,
         direction: Direction,
-        window: PullWindow | None = None,
     ) -> MessageRecord | None:
         """Journal ``delivery`` DELIVERED; None when it is not to be handed out.
 
@@ -185,11 +190,8 @@ class Pulls:
         attempt = f"attempt {delivery.delivery_count}"
         found: MessageRecord | None = None
         try:
-            # The usual case, in one statement: a QUEUED message is handed out.
-            if window is not None:
-                return await window.deliver(
-                    message_id, at=self.ctx.clock.now(), reason=attempt, actor="bus"
-                )
+            # The usual case, in one statement: a QUEUED message (or one whose QUEUED
+            # move is still to come, gateway.router.marks) is handed out.
             return await self.moves.deliver(
                 message_id, attempt, f"seen in {direction}.{caller.mnemonic}"
             )

@@ -48,8 +48,8 @@ class ReplayGuard:
     ) -> AbstractAsyncContextManager[PullWindow]:
         """Remember the signed pull ``body`` of ``caller`` (verified, its ``timestamp``
         checked); raise :class:`ReplayedRequest` if it was served before. Inside the
-        block, the pull's delivery goes through the window; if the block raises, the
-        pull is forgotten."""
+        block the caller takes and journals the delivery; if the block raises, the pull
+        is forgotten."""
         pull = self.store.pull(
             _digest(body, caller),
             caller.mnemonic,

@@ -5,7 +5,8 @@ bytes (a Fault for every refusal), so the HTTP endpoint, the demo and the tests 
 drive the same code. Steps per DESIGN.md section 4:
 
 SendRequest:  intake -> content XSD -> authorize(sender, type) -> journal ACCEPTED
-              (dedup by MessageID) -> publish requests.<provider> -> journal QUEUED
+              (dedup by MessageID) -> publish requests.<provider> -> answer; journal
+              QUEUED later unless handed out first (:mod:`gateway.router.marks`)
 GetRequest:   pull from requests.<caller> -> journal DELIVERED -> bus signs the Request
 SendResponse: intake -> the request exists and went to this caller -> content XSD of
               the same type -> journal the response -> publish responses.<consumer>
@@ -23,6 +24,7 @@ by push") when its answer arrives, then RESPONDED as usual.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable, Coroutine
 from datetime import timedelta
@@ -54,6 +56,7 @@ from gateway.ops.metrics import MessageOutcome, Stage
 from gateway.router import intake
 from gateway.router.context import BusContext
 from gateway.router.deadletters import DeadLetterJournal
+from gateway.router.marks import QueuedMarks
 from gateway.router.moves import Moves, metadata
 from gateway.router.outbox import Relay, queued
 from gateway.router.pulls import Pulls
@@ -116,7 +119,8 @@ class Router:
         self._store = store
         self._moves = Moves(store, ctx.clock)
         self._sent = SentRequests()
-        self._pulls = Pulls(ctx, transport, store, self._moves, self._sent)
+        self._marks = QueuedMarks(self._moves)
+        self._pulls = Pulls(ctx, transport, store, self._moves, self._sent, self._marks)
         self._pushed = PushedReplies(store, ctx.clock)
         self._statuses = StatusFeed(ctx, store)
         self._replays = ReplayGuard(ctx, store)
@@ -130,6 +134,11 @@ class Router:
         """The relay of messages left ACCEPTED for longer than ``after`` (a process died
         between journaling and publishing them): see :mod:`gateway.router.outbox`."""
         return Relay(self._store, self._transport, self._moves, after=after)
+
+    async def journal_queued_marks(self, *, everything: bool = False) -> int:
+        """Journal QUEUED what was published and not handed out for a while
+        (:mod:`gateway.router.marks`; ``everything``: all of it, as on shutdown)."""
+        return await self._marks.flush(everything=everything)
 
     async def watch_dead_letters(self) -> Subscription:
         """Journal what the transport dead-letters, from now until the subscription is
@@ -163,7 +172,9 @@ class Router:
         RESPONSE_DELIVERED) in one write with the subscriber's service-request ``save``,
         then acked on the transport; see :meth:`PushedReplies.take
         <gateway.router.pushed.PushedReplies.take>` for what comes back."""
-        return await self._pushed.take(participant, delivery, save)
+        taken = await self._pushed.take(participant, delivery, save)
+        self._marks.discard(delivery.message.message_id)
+        return taken
 
     async def readiness(self) -> dict[str, str]:
         """``{"journal": "ok"|error, "transport": "ok"|error}`` for ``/ready``."""
@@ -359,6 +370,7 @@ class Router:
         else:
             result = answered.result
         self._sent.keep(answered.request)
+        self._marks.discard(request.message_id)
         if answered.request.state is MessageState.RESPONDED:
             self._pulls.answered(provider, request.message_id)
             if result.outcome is AcceptOutcome.ACCEPTED:
@@ -413,21 +425,36 @@ class Router:
         was queued before is not published again."""
         record = result.record
         labels = (new.message_type, new.sender, new.recipient)
-        if result.outcome is AcceptOutcome.DUPLICATE and record.state is not MessageState.ACCEPTED:
+        if result.outcome is AcceptOutcome.DUPLICATE and (
+            record.state is not MessageState.ACCEPTED or record.message_id in self._marks
+        ):
             log.info("duplicate_submission", message_id=new.message_id, state=str(record.state))
             metrics.count_message(*labels, MessageOutcome.DUPLICATE)
-            return record
+            return self._as_queued(record)
         # New, or journaled but not yet queued (the first attempt died before publishing).
-        self._sent.keep(record)  # a push provider may answer before the QUEUED move
+        self._sent.keep(record)  # as journaled: a push provider may answer any moment
+        self._marks.publishing(record.message_id)
         began = time.perf_counter()
-        await self._transport.publish(direction, new.recipient, queued(new, new.xml))
-        published = time.perf_counter()
-        metrics.observe_stage(Stage.PUBLISH, published - began)
-        record = await self._moves.mark_queued(record, f"to {direction}.{new.recipient}")
-        metrics.observe_stage(Stage.JOURNAL, time.perf_counter() - published)
-        self._sent.keep(record)
+        try:
+            await self._transport.publish(direction, new.recipient, queued(new, new.xml))
+        except BaseException:
+            self._marks.discard(record.message_id)
+            raise
+        metrics.observe_stage(Stage.PUBLISH, time.perf_counter() - began)
         metrics.count_message(*labels, MessageOutcome.ACCEPTED)
-        return record
+        # The broker has it: QUEUED, journaled later unless handed out first (marks.py).
+        if self._marks.published(record, f"to {direction}.{new.recipient}"):
+            return self._as_queued(record)
+        return await self._store.get(record.message_id)  # handed out meanwhile: as it is now
+
+    def _as_queued(self, record: MessageRecord) -> MessageRecord:
+        """``record`` as its sender is told: QUEUED once published, even while the
+        journal still says ACCEPTED (its mark pending, :mod:`gateway.router.marks`)."""
+        if record.state is not MessageState.ACCEPTED:
+            return record
+        return dataclasses.replace(
+            record, state=MessageState.QUEUED, updated_at=self._ctx.clock.now()
+        )
 
     def _signed_send_result(
         self, name: str, record: MessageRecord, sender: Participant, recipient: Participant

@@ -102,18 +102,11 @@ class Closing:
 
 
 class PullWindow(Protocol):
-    """A signed pull remembered (:meth:`Journal.pull`), and its delivery to come."""
+    """A signed pull remembered (:meth:`Journal.pull`)."""
 
     @property
     def first(self) -> bool:
         """True if the pull was new; False for a replay (then deliver nothing)."""
-        ...
-
-    async def deliver(
-        self, message_id: str, *, at: datetime, reason: str | None, actor: str | None
-    ) -> MessageRecord:
-        """Move the message QUEUED -> DELIVERED (``transition`` with ``expected_state``
-        QUEUED: ``TransitionConflict`` if it is not QUEUED, ``NotFound`` if unknown)."""
         ...
 
 
@@ -297,7 +290,7 @@ class Journal(Protocol):
         """``remember`` a signed pull on entry, for the delivery it makes in the block.
 
         Inside the block, ``first`` says whether the digest was new (as ``remember``);
-        the block takes the message from the queue and journals it with ``deliver``.
+        the block takes the message from the queue and journals it (:meth:`deliver`).
         No transaction spans the block: the digest and the delivery are written each
         in its own (one statement on PostgreSQL), and if the block raises, the digest
         is forgotten again, so that the same signed pull is served when it comes back

@@ -14,9 +14,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Generic, Self
 
-from gateway.core.lifecycle import MessageState
 from gateway.store.database import C
-from gateway.store.records import MessageRecord
 
 if TYPE_CHECKING:
     from gateway.store.journal_flow import JournalFlow
@@ -53,15 +51,3 @@ class Pull(Generic[C]):
             database = self._journal.database
             async with database.writing() as connection:
                 await database.run(connection, database.sql(FORGET), self._pull[0])
-
-    async def deliver(
-        self, message_id: str, *, at: datetime, reason: str | None, actor: str | None
-    ) -> MessageRecord:
-        return await self._journal.transition(
-            message_id,
-            MessageState.DELIVERED,
-            at=at,
-            reason=reason,
-            actor=actor,
-            expected_state=MessageState.QUEUED,
-        )

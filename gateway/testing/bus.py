@@ -285,6 +285,12 @@ class Bus:
     async def depth(self, direction: Direction, participant: str) -> int:
         return await self.transport.depth(direction, participant)
 
+    async def journal_queued_marks(self) -> int:
+        """Journal QUEUED every published message not handed out yet, as the root's
+        ``queued-marks`` task does a second later when it runs its background tasks
+        (:mod:`gateway.router.marks`)."""
+        return await self.router.journal_queued_marks(everything=True)
+
     async def report(self, message_id: uuid.UUID | str) -> Report:
         """The message's journal state and history (GetStatus no longer tells them)."""
         return await journal_report(self.journal, message_id)

@@ -23,7 +23,7 @@ class QueueOut(_Model):
     unacked: int | None = Field(description="Taken, not settled; null: unknown")
     consumers: int | None = Field(description="Consumers attached now; null: unknown")
     oldest_age_s: float | None = Field(
-        description="Age of the oldest message journaled QUEUED or DELIVERED, seconds"
+        description="Age of the oldest message journaled ACCEPTED, QUEUED or DELIVERED, seconds"
     )
     dead_letters: int = Field(description="Messages in the queue's dead-letter queue")
 

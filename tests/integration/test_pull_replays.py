@@ -43,6 +43,7 @@ async def test_a_replayed_pull_is_refused_and_the_served_one_stays_delivered(bus
     replay = await bus.send(captured)
     assert (replay.status, replay.code) == (500, "replayed_request")
     assert (await bus.journal.get(first)).state is MessageState.DELIVERED
+    assert await bus.journal_queued_marks() == 1  # the second's: nothing handed it out
     assert (await bus.journal.get(second)).state is MessageState.QUEUED
     assert await bus.depth(Direction.REQUESTS, "ZAGS") == 1
 

@@ -1004,9 +1004,13 @@ async def test_a_pull_remembers_its_digest_then_delivers(store: Journal, clock: 
 
     async with store.pull(digest(1), "ZAGS", expires_at=until, now=clock.now()) as window:
         assert window.first
-        delivered = await window.deliver(message_id(1), at=clock.now(), reason="a", actor="bus")
+        delivered = await store.deliver(
+            message_id(1), at=clock.now(), reason="a", queued_reason=None, actor="bus"
+        )
         with pytest.raises(TransitionConflict):  # not QUEUED any more
-            await window.deliver(message_id(1), at=clock.now(), reason="a", actor="bus")
+            await store.deliver(
+                message_id(1), at=clock.now(), reason="a", queued_reason=None, actor="bus"
+            )
     async with store.pull(digest(1), "ZAGS", expires_at=until, now=clock.now()) as window:
         assert not window.first  # a replay
 
@@ -1017,8 +1021,10 @@ async def test_a_pull_remembers_its_digest_then_delivers(store: Journal, clock: 
 async def test_a_failed_pull_remembers_nothing(store: Journal, clock: FakeClock) -> None:
     until = clock.now() + timedelta(minutes=10)
     with pytest.raises(NotFound):
-        async with store.pull(digest(1), "ZAGS", expires_at=until, now=clock.now()) as window:
-            await window.deliver(message_id(7), at=clock.now(), reason=None, actor="bus")
+        async with store.pull(digest(1), "ZAGS", expires_at=until, now=clock.now()):
+            await store.deliver(
+                message_id(7), at=clock.now(), reason=None, queued_reason=None, actor="bus"
+            )
 
     assert await store.remember(digest(1), "ZAGS", expires_at=until, now=clock.now())
 
@@ -1030,13 +1036,15 @@ async def test_a_pull_failing_after_its_delivery_forgets_the_digest_not_the_deli
     await store.accept(new_message(1), at=clock.now())
     await store.transition(message_id(1), S.QUEUED, at=clock.now())
 
-    async def deliver_then_fail(window: PullWindow) -> None:
-        await window.deliver(message_id(1), at=clock.now(), reason=None, actor="bus")
+    async def deliver_then_fail() -> None:
+        await store.deliver(
+            message_id(1), at=clock.now(), reason=None, queued_reason=None, actor="bus"
+        )
         raise RuntimeError("the reply could not be built")
 
     with pytest.raises(RuntimeError):
-        async with store.pull(digest(1), "ZAGS", expires_at=until, now=clock.now()) as window:
-            await deliver_then_fail(window)
+        async with store.pull(digest(1), "ZAGS", expires_at=until, now=clock.now()):
+            await deliver_then_fail()
 
     # No transaction spans the pull: the move stays, and the retry is served.
     assert (await store.get(message_id(1))).state is S.DELIVERED
@@ -1074,16 +1082,20 @@ async def test_a_pull_is_a_statement_and_its_delivery_another_without_a_transact
         await journal.remember(digest(0), "ZAGS", expires_at=until, now=clock.now())  # purged
         await asyncio.sleep(0)  # the driver's trace of the statements so far, then count
         statements.clear()
-        async with journal.pull(digest(1), "ZAGS", expires_at=until, now=clock.now()) as window:
-            await window.deliver(message_id(1), at=clock.now(), reason=None, actor="bus")
+        async with journal.pull(digest(1), "ZAGS", expires_at=until, now=clock.now()):
+            await journal.deliver(
+                message_id(1), at=clock.now(), reason=None, queued_reason=None, actor="bus"
+            )
         await asyncio.sleep(0)
         pull = list(statements)
         statements.clear()
         async with journal.pull(digest(2), "ZAGS", expires_at=until, now=clock.now()):
             pass  # an empty poll
         with pytest.raises(NotFound):  # a failed pull: forgotten again
-            async with journal.pull(digest(3), "ZAGS", expires_at=until, now=clock.now()) as w:
-                await w.deliver(message_id(7), at=clock.now(), reason=None, actor="bus")
+            async with journal.pull(digest(3), "ZAGS", expires_at=until, now=clock.now()):
+                await journal.deliver(
+                    message_id(7), at=clock.now(), reason=None, queued_reason=None, actor="bus"
+                )
     if backend.name == "postgresql":  # autocommit: one round trip each, no BEGIN/COMMIT
         assert [sql.split()[0].upper() for sql in pull] == ["INSERT", "WITH"]
         assert [sql.split()[0].upper() for sql in statements] == [

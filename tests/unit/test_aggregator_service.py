@@ -385,6 +385,7 @@ async def test_a_reply_that_fails_to_apply_stops_no_other_and_stays_unacked(
         assert done.status is ServiceState.COMPLETED
     assert (await world.agg.get(str(broken.id))).status is ServiceState.PENDING
     # Its three replies were neither journaled nor acked: they went back to the queue.
+    assert await world.bus.journal_queued_marks() == 3
     unacked = await world.bus.journal.find(recipient=PORTAL, state=MessageState.QUEUED)
     assert len(unacked.items) == 3
 

@@ -1,11 +1,12 @@
 """A push provider's answer that outruns its request's QUEUED move, step by step.
 
-The sender publishes, then journals QUEUED; a provider consuming its queue by push can
-answer in between. Whatever the interleaving, the round trip ends in its true state:
+The sender publishes, and leaves the QUEUED move for later (:mod:`gateway.router.marks`);
+a provider consuming its queue by push can answer even before the broker's confirm
+reaches the sender. Whatever the interleaving, the round trip ends in its true state:
 the answer moves the request on from the state it is in at that moment (here
-ACCEPTED), and the sender's QUEUED move, coming second, leaves it so. The
-interleaving is forced by the transport (the answer runs inside ``publish``), not by
-timing.
+ACCEPTED), and the sender, coming second, leaves it so and tells its caller the state
+it found. The interleaving is forced by the transport (the answer runs inside
+``publish``), not by timing.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ async def test_an_answer_before_the_queued_move_ends_in_the_true_states(bus: Bus
         after_publish(bus, Direction.REQUESTS, provider_answers)
         sent = await bus.portal.send_request(birth_request())
 
-        assert sent.status == "responseIsAcceptedBySmev"  # the QUEUED move found it RESPONDED
+        assert sent.status == "responseIsAcceptedBySmev"  # the sender found it RESPONDED
         assert str(sent.message_id) not in reads  # answered on the request as accepted
         got = await bus.portal.get_response()
         assert got is not None

@@ -117,7 +117,8 @@ async def test_a_round_trip_counts_both_messages_and_times_every_stage(bus: Bus)
     assert moved(count, stage="verify") == moved(count, stage="parse")
     assert moved(count, stage="schema") == 2
     assert moved(count, stage="publish") == 2
-    assert moved(count, stage="journal") >= 4  # accepted and queued, twice
+    # Accepted, twice; the QUEUED marks are not on the path (the pulls moved both on).
+    assert moved(count, stage="journal") >= 2
     assert moved(count, stage="deliver") == 2
     assert moved(count, stage="end_to_end") == 1
     # The fake clock's 3 s between the request and its answer.

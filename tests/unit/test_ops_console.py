@@ -181,6 +181,7 @@ async def test_purge_drops_expired_letters_too(bus: Bus) -> None:
 async def test_purge_leaves_a_letter_the_journal_has_not_dead_lettered(bus: Bus) -> None:
     # The router's watcher is not told: the journal still has the message QUEUED.
     sent = await bus.portal.send_request(birth_request())
+    await bus.journal_queued_marks()
     await bus.root.supervisor.close()
     delivery = await bus.transport.get(REQ, "ZAGS")
     assert delivery is not None

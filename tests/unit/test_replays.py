@@ -57,6 +57,7 @@ async def test_a_get_request_posted_again_is_refused_and_hands_out_nothing(bus: 
     assert "sign a new one with a fresh Timestamp" in replay.description
     assert replay.root.findtext(".//faultcode") == "soap:Client.replayed_request"
     assert await bus.depth(Direction.REQUESTS, "ZAGS") == 1
+    assert await bus.journal_queued_marks() == 1  # the second's: the first was handed out
     assert (await bus.journal.get(second)).state is MessageState.QUEUED
 
     bus.clock.advance(timedelta(milliseconds=1))

@@ -215,6 +215,7 @@ async def test_a_publish_the_broker_refused_goes_through_when_resent(bus: Bus) -
 
     resent = await bus.send(raw)
     assert resent.ok, resent.description
+    assert await bus.journal_queued_marks() == 1
     report = await bus.report(uuid.UUID(message_id))
     assert states(report.history) == ["ACCEPTED", "QUEUED"]
     delivery = await bus.zags.get_request()
@@ -501,6 +502,7 @@ async def test_get_request_filtered_by_type_sets_other_types_aside_in_order(bus:
     assert await bus.zags.get_request(MARRIAGE) is None
     assert await bus.zags.get_request(PASSPORT) is None
     # ... nor journaled as delivered: it waits, first in line for the next pull.
+    assert await bus.journal_queued_marks() == 1  # the birth record's; not the marriage's
     assert (await bus.report(birth.message_id)).status == "QUEUED"
     first = await bus.zags.get_request()
     assert first is not None
