@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -51,6 +50,7 @@ from gateway.crypto.certificates import describe, why_unreadable
 from gateway.crypto.profiles import DS_NS, EXC_C14N, SMEV_TRANSFORM, SignatureProfile
 from gateway.crypto.smev_transform import smev_transform
 from gateway.crypto.trust import TrustStore
+from gateway.xml.graft import copy_tree
 
 _DS = f"{{{DS_NS}}}"
 _CERT_CACHE_LIMIT = 4096
@@ -134,7 +134,7 @@ class XmlSigner:
         if not _same_document(target, into):
             raise InternalError("the signature container is not in the signed element's document")
         digest = reference_digest(target, self._profile, self._algorithm)
-        sig = copy.deepcopy(self._template)
+        sig = copy_tree(self._template)
         signed_info, value_node = sig[0], sig[1]
         reference = signed_info[2]
         reference.set("URI", "#" + ref_id)
