@@ -110,14 +110,17 @@ def parse_secure(
     data = bytes(data)
     # Whole, a document cannot hold a run longer than itself.
     whole = len(data) <= min(STREAM_ABOVE, limits.max_text_bytes)
-    _refuse_doctype(data, whole, limits.max_text_bytes)
+    plain = plain_prolog(data)
+    if not plain:
+        _refuse_doctype(data, whole, limits.max_text_bytes)
     census = _Census(limits)
     try:
         if whole:
             parser = _parsers.tree
             root = etree.fromstring(data, parser)
             _refuse_namespace_errors(parser.error_log)
-            census.take(etree.iterwalk(root, events=_EVENTS))
+            if not (plain and _below_limits(data, limits)):
+                census.take(etree.iterwalk(root, events=_EVENTS))
         else:
             root = _stream(data, census, limits.max_text_bytes)
     except etree.XMLSyntaxError as exc:
@@ -251,10 +254,8 @@ def plain_prolog(data: bytes) -> bool:
 
 def _refuse_doctype(data: bytes, whole: bool, max_run: int) -> None:
     """Run the prolog parser up to the root element: over ``data`` at once if
-    ``whole``, else fed a chunk at a time (as the document will be); not at all when
+    ``whole``, else fed a chunk at a time (as the document will be). Not needed when
     the root comes first (:func:`plain_prolog`)."""
-    if plain_prolog(data):
-        return
     parser = _parsers.prolog
     try:
         if whole:
@@ -289,6 +290,21 @@ def _feed_prolog(parser: etree.XMLParser, data: bytes, max_run: int) -> None:
 
 
 # --- counting what the parser reports ----------------------------------------------------
+
+
+def _below_limits(data: bytes, limits: XmlLimits) -> bool:
+    """Whether the bytes of a UTF-8 document (:func:`plain_prolog`: no DOCTYPE, so no
+    defaulted attributes) show it within every limit :class:`_Census` counts, so the
+    census cannot refuse it: each element's start tag takes a ``<``, each attribute
+    and namespace declaration a ``=``, each declaration an ``xmlns``, as they are
+    written (no reference can stand for markup). A bus message has a few dozen of
+    each; the census's pass over the parser's events costs more than its parse.
+    Anything over these bounds is counted by the census, as before."""
+    return (
+        data.count(b"<") <= limits.max_elements
+        and data.count(b"=") <= min(limits.max_attributes, limits.max_attributes_in_document)
+        and data.count(b"xmlns") <= min(limits.max_namespaces, limits.max_namespaces_in_scope)
+    )
 
 
 class _Census:
