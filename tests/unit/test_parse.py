@@ -260,8 +260,12 @@ def test_namespace_declarations_in_scope(way: Way) -> None:
 def test_the_limits_are_counted_whenever_the_bytes_do_not_bound_them() -> None:
     """A small UTF-8 document is not counted when its ``<``, ``=`` and ``xmlns`` are
     within the limits (it cannot pass them); past those bounds, or in another
-    encoding (where ``xmlns`` is not those bytes), the census counts as before."""
-    limits = XmlLimits(max_attributes=2, max_namespaces=1, max_namespaces_in_scope=1)
+    encoding (where ``xmlns`` is not those bytes), the census counts as before. Its
+    depth likewise, by its ``<``."""
+    limits = XmlLimits(max_depth=3, max_attributes=2, max_namespaces=1, max_namespaces_in_scope=1)
+    assert parse_secure(b"<a><b><c/></b></a>", limits=limits)[0][0].tag == "c"
+    assert parse_secure(b"<a><b><c/></b><b/></a>", limits=limits)[1].tag == "b"
+    refused(b"<a><b><c><d/></c></b></a>", "depth", limits)
     assert parse_secure(b'<r a="1" b="2"/>', limits=limits).get("b") == "2"
     # More "=" than attributes: counted, and within the limits.
     assert parse_secure(b'<r a="1" b="2">x=y</r>', limits=limits).text == "x=y"
