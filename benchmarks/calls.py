@@ -16,7 +16,12 @@ count does not depend on timing: the same code gives the same calls, and a cut t
 removes work shows as fewer calls. Printed per round trip of each mode: all calls,
 primitive (non-recursive) calls, and the top functions by own time and by calls.
 
+With ``--cpu PASSES`` the same runs are made again without the profiler, each on a
+fresh bus, and the thread CPU of the same steps is printed per round trip: the least
+over the passes (other load on the host only adds).
+
 Run: .venv/bin/python benchmarks/calls.py [--round-trips 500] [--top 25] [--sqlite]
+[--cpu PASSES] [--dump PREFIX]
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import asyncio
 import cProfile
 import pstats
 import sys
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Generator, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -44,28 +50,31 @@ from gateway.testing.processes import fresh_database  # noqa: E402
 WARMUP = 20
 
 
-class _Profiled:
-    """Awaits ``coroutine`` with ``profile`` on only while one of its steps runs."""
+class _Stepwise:
+    """Awaits ``coroutine`` with ``on()`` before each of its steps and ``off()`` after."""
 
-    def __init__(self, coroutine: Coroutine[Any, Any, Any], profile: cProfile.Profile) -> None:
+    def __init__(
+        self, coroutine: Coroutine[Any, Any, Any], on: Callable[[], Any], off: Callable[[], Any]
+    ) -> None:
         self.coroutine = coroutine
-        self.profile = profile
+        self.on = on
+        self.off = off
 
     def __await__(self) -> Generator[Any, Any, Any]:
-        coroutine, profile = self.coroutine, self.profile
+        coroutine, on, off = self.coroutine, self.on, self.off
         value: Any = None
         error: BaseException | None = None
         while True:
-            profile.enable()
+            on()
             try:
                 step = coroutine.send(value) if error is None else coroutine.throw(error)
             except StopIteration as stop:
-                profile.disable()
+                off()
                 return stop.value
             except BaseException:
-                profile.disable()
+                off()
                 raise
-            profile.disable()
+            off()
             try:
                 value, error = (yield step), None
             except BaseException as exc:  # handed to the coroutine
@@ -73,21 +82,35 @@ class _Profiled:
 
 
 class Meter:
-    """The ``POST /ws`` app in front of the bus, profiled while ``on``."""
+    """The ``POST /ws`` app in front of the bus, profiled (or its CPU read, with
+    ``cpu``) while a mode runs."""
 
-    def __init__(self) -> None:
+    def __init__(self, cpu: bool = False) -> None:
+        self.cpu = cpu
         self.profile: cProfile.Profile | None = None
-        self.calls = 0
+        self.on = False
+        self.began = 0
+        self.ns = 0
 
     def start(self) -> None:
-        self.profile = cProfile.Profile()
-        self.calls = 0
+        self.on = True
+        self.ns = 0
+        if not self.cpu:
+            self.profile = cProfile.Profile()
 
-    def stop(self) -> pstats.Stats:
-        assert self.profile is not None
+    def stop(self) -> pstats.Stats | int:
+        self.on = False
+        if self.profile is None:
+            return self.ns
         stats = pstats.Stats(self.profile)
         self.profile = None
         return stats
+
+    def _tick(self) -> None:
+        self.began = time.thread_time_ns()
+
+    def _tock(self) -> None:
+        self.ns += time.thread_time_ns() - self.began
 
     def handle_through_endpoint(
         self, bus: testing_bus.Bus
@@ -114,11 +137,12 @@ class Meter:
                 sent.append(message)
 
             call = endpoint(scope, receive, send)
-            if self.profile is None:
+            if not self.on:
                 await call
+            elif self.profile is not None:
+                await _Stepwise(call, self.profile.enable, self.profile.disable)
             else:
-                self.calls += 1
-                await _Profiled(call, self.profile)
+                await _Stepwise(call, self._tick, self._tock)
             status: int = sent[0]["status"]
             body: bytes = sent[1]["body"]
             result = (status, body)
@@ -129,9 +153,11 @@ class Meter:
         return handle
 
 
-async def measure(url: str, n: int) -> dict[str, pstats.Stats]:
-    meter = Meter()
-    stats: dict[str, pstats.Stats] = {}
+async def measure(url: str, n: int, *, cpu: bool = False) -> dict[str, Any]:
+    """Per mode: the profile of ``n`` round trips, or with ``cpu`` the CPU ns of the
+    gateway's steps over them."""
+    meter = Meter(cpu)
+    stats: dict[str, Any] = {}
     current: list[str] = []
     stores = open_stores(url)
     bus = await testing_bus.open_bus(journal=stores.journal)
@@ -183,17 +209,35 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--sqlite", action="store_true", help="journal on in-memory SQLite")
     parser.add_argument("--dump", type=Path, help="write each mode's pstats to DUMP.<mode>")
+    parser.add_argument(
+        "--cpu",
+        type=int,
+        default=0,
+        metavar="PASSES",
+        help="also PASSES more runs without the profiler, each on a fresh bus: the CPU "
+        "of the gateway's steps per round trip (thread time; the least of the passes)",
+    )
     args = parser.parse_args()
     n = args.round_trips
-    if args.sqlite:
-        stats = asyncio.run(measure("sqlite://", n))
-    else:
+
+    def run(cpu: bool) -> dict[str, Any]:
+        if args.sqlite:
+            return asyncio.run(measure("sqlite://", n, cpu=cpu))
         with fresh_database(database_url()) as url:
-            stats = asyncio.run(measure(url, n))
+            return asyncio.run(measure(url, n, cpu=cpu))
+
+    stats = run(False)
     for mode in ("pull", "push"):
         report(mode, stats[mode], n, args.top)
         if args.dump:
             stats[mode].dump_stats(f"{args.dump}.{mode}")
+    if args.cpu:
+        passes = [run(True) for _ in range(args.cpu)]
+        print()
+        for mode in ("pull", "push"):
+            each = sorted(p[mode] / n / 1000 for p in passes)
+            shown = ", ".join(f"{us:.0f}" for us in each)
+            print(f"== {mode}: {each[0]:.0f} us CPU per round trip (passes: {shown})")
 
 
 if __name__ == "__main__":
