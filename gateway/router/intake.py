@@ -163,11 +163,7 @@ def _interim(data: ResponseData) -> AsyncProcessingStatus | None:
 
 
 def _content(element: etree._Element, message_type: str) -> PrimaryContent:
-    return PrimaryContent(
-        message_type=message_type,
-        root=etree.QName(element).localname,
-        xml=etree.tostring(element),
-    )
+    return PrimaryContent(message_type=message_type, root=etree.QName(element).localname)
 
 
 def content_digest(signed: etree._Element) -> str:
