@@ -77,6 +77,11 @@ def _c14n(element: etree._Element) -> bytes:
     return etree.tostring(element, method="c14n", exclusive=True)
 
 
+def _b64(data: bytes) -> str:
+    """``base64.b64encode(data).decode()``, without its Python frame."""
+    return binascii.b2a_base64(data, newline=False).decode()
+
+
 def _same_document(a: etree._Element, b: etree._Element) -> bool:
     return a.getroottree().getroot() is b.getroottree().getroot()
 
@@ -140,7 +145,7 @@ class XmlSigner:
         signed_info, value_node = sig[0], sig[1]
         reference = signed_info[2]
         reference.set("URI", "#" + ref_id)
-        digest_b64 = base64.b64encode(digest).decode()
+        digest_b64 = _b64(digest)
         reference[2].text = digest_b64
         into.append(sig)
         try:
@@ -148,7 +153,7 @@ class XmlSigner:
         except Exception as exc:  # whatever the key backend (engine, HSM) raises
             into.remove(sig)
             raise InternalError(f"signing failed: {exc}") from exc
-        value_node.text = base64.b64encode(value).decode()
+        value_node.text = _b64(value)
         return sig
 
 
@@ -367,7 +372,8 @@ def _algorithm(element: etree._Element, allowed: tuple[str, ...]) -> str:
 
 def _base64(element: etree._Element) -> bytes:
     try:
-        return base64.b64decode("".join((element.text or "").split()), validate=True)
+        # base64.b64decode(validate=True) is this, behind two Python calls
+        return binascii.a2b_base64("".join((element.text or "").split()), strict_mode=True)
     except binascii.Error as exc:
         raise SignatureInvalid(f"ds:{etree.QName(element).localname} is not base64") from exc
 
