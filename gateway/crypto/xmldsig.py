@@ -344,9 +344,17 @@ def _elements(parent: etree._Element) -> list[etree._Element]:
     return list(parent.iterchildren(etree.Element))
 
 
+#: The Clark tags of the children a ds element must have, by their local names (the
+#: three tuples of _parse_signature).
+_EXPECTED: dict[tuple[str, ...], list[str]] = {}
+
+
 def _expect_children(parent: etree._Element, names: tuple[str, ...]) -> list[etree._Element]:
     children = _elements(parent)
-    if [c.tag for c in children] != [_DS + n for n in names]:
+    expected = _EXPECTED.get(names)
+    if expected is None:
+        expected = _EXPECTED[names] = [_DS + n for n in names]
+    if [c.tag for c in children] != expected:
         found = [
             f"ds:{etree.QName(c).localname}" if etree.QName(c).namespace == DS_NS else str(c.tag)
             for c in children
@@ -365,7 +373,7 @@ def _algorithm(element: etree._Element, allowed: tuple[str, ...]) -> str:
             f"{etree.QName(element).localname} algorithm {algorithm!r} is not accepted; "
             f"expected {' or '.join(allowed)}"
         )
-    if _elements(element):
+    for _parameter in element.iterchildren(etree.Element):  # any element child
         raise SignatureInvalid(f"{etree.QName(element).localname} must not have parameters")
     return algorithm
 
