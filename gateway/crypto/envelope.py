@@ -14,7 +14,7 @@ from lxml import etree
 from gateway.core.errors import SignatureInvalid
 from gateway.crypto.profiles import DS_NS
 from gateway.crypto.xmldsig import XmlSigner, XmlVerifier
-from gateway.xml.namespaces import SMEV_TYPES, qname
+from gateway.xml.namespaces import SMEV_TYPES
 from gateway.xml.soap import SignatureContainer, find_signature, signature_target
 
 
@@ -25,9 +25,11 @@ def sign_element(
 ) -> etree._Element:
     """Sign ``element``'s target in place; returns ``element``."""
     target = signature_target(element)
-    for old in element.findall(qname(SMEV_TYPES, container)):
+    tag = f"{{{SMEV_TYPES}}}{container}"
+    # The containers already there (direct children; iterchildren, not ElementPath)
+    for old in list(element.iterchildren(tag)):
         element.remove(old)
-    holder = etree.SubElement(element, qname(SMEV_TYPES, container))
+    holder = etree.SubElement(element, tag)
     signer.sign(target, holder)
     return element
 

@@ -246,8 +246,8 @@ def attach_signature(
     """
     if signature.tag != _SIGNATURE:
         raise ValueError(f"expected a ds:Signature element, got <{signature.tag}>")
-    tag = qname(SMEV_TYPES, container)
-    for old in parent.findall(tag):
+    tag = _T + container
+    for old in list(parent.iterchildren(tag)):  # direct children, without ElementPath
         parent.remove(old)
     holder = etree.SubElement(parent, tag)
     holder.append(signature)
