@@ -15,7 +15,7 @@ from gateway.core.errors import SignatureInvalid
 from gateway.crypto.profiles import DS_NS
 from gateway.crypto.xmldsig import XmlSigner, XmlVerifier
 from gateway.xml.namespaces import SMEV_TYPES
-from gateway.xml.soap import SignatureContainer, find_signature, signature_target
+from gateway.xml.soap import SignatureContainer, find_signature, first_child, signature_target
 
 
 def sign_element(
@@ -67,7 +67,7 @@ def signed_bytes(
     SignatureValue, identifies a signed request for the replay guard.
     """
     signature = find_signature(element, container)
-    signed_info = None if signature is None else signature.find(f"{{{DS_NS}}}SignedInfo")
+    signed_info = None if signature is None else first_child(signature, f"{{{DS_NS}}}SignedInfo")
     if signed_info is None:
         raise SignatureInvalid(f"<{container}> holds no ds:Signature/ds:SignedInfo")
     return etree.tostring(signed_info, method="c14n", exclusive=True)

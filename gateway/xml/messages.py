@@ -24,7 +24,7 @@ from lxml import etree
 from gateway.core.envelope import MessageKind, MessageMetadata, ParticipantRef
 from gateway.xml.graft import Grafts, copy_tree
 from gateway.xml.namespaces import SMEV_BASIC, SMEV_TYPES, qname
-from gateway.xml.soap import SignatureContainer, attach_signature
+from gateway.xml.soap import SignatureContainer, attach_signature, first_child
 
 CONSUMER_ID = "SIGNED_BY_CONSUMER"
 PROVIDER_ID = "SIGNED_BY_PROVIDER"
@@ -296,7 +296,7 @@ def _sender_signature(parent: etree._Element, signature: etree._Element, grafts:
 
 def _sign_message(root: etree._Element, name: str, signature: etree._Element | None) -> None:
     """1.1 puts the bus's SMEVSignature inside ``RequestMessage``/``ResponseMessage``."""
-    message = root.find(qname(SMEV_TYPES, name))
+    message = first_child(root, f"{{{SMEV_TYPES}}}{name}")
     if message is not None:
         _sign(message, signature, "SMEVSignature")
 
