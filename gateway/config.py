@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     #: the amqp transport and a shared database. Each runs its own aggregator rounds
     #: and callback deliveries; the store's compare-and-set and leases keep them apart.
     http_workers: int = Field(default=1, ge=1, le=64)
+    #: Take the client's scheme and address from ``X-Forwarded-Proto`` and
+    #: ``X-Forwarded-For`` when a request comes from an address in uvicorn's
+    #: ``FORWARDED_ALLOW_IPS`` (default ``127.0.0.1,::1``): a proxy in front that ends
+    #: TLS. False when nothing is in front: no request pays for the look.
+    proxy_headers: bool = True
     prefetch: int = Field(default=32, ge=1)
     #: How long a pulled message stays invisible, waiting for its Ack, before it comes
     #: back to the queue (seconds).

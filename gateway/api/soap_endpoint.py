@@ -24,6 +24,21 @@ from gateway.xml.faults import soap_fault
 SOAP_MEDIA_TYPE = "text/xml; charset=utf-8"
 #: What ``POST /ws`` takes: SOAP 1.1 (``text/xml``) and SOAP 1.2's media type.
 SOAP_MEDIA_TYPES = ("text/xml", "application/soap+xml")
+#: ``Content-Type`` headers clients send most, taken as they are (:func:`not_soap`
+#: reads any other, to the same answer for these).
+_SOAP_HEADERS = frozenset(
+    [
+        b"text/xml",
+        b"text/xml; charset=utf-8",
+        b"text/xml; charset=UTF-8",
+        b"text/xml;charset=utf-8",
+        b"text/xml;charset=UTF-8",
+        b"application/soap+xml",
+        b"application/soap+xml; charset=utf-8",
+        b"application/soap+xml; charset=UTF-8",
+    ]
+)
+_CONTENT_TYPE = (b"content-type", SOAP_MEDIA_TYPE.encode())
 
 Handle = Callable[..., Awaitable[tuple[int, bytes]]]
 """``handle(body, *, tls_client=certificate_or_None) -> (http_status, soap_reply)``."""
@@ -49,10 +64,11 @@ class SoapEndpoint:
                 content_type = value
             elif name == b"content-length":
                 declared = value
-        refusal = not_soap(None if content_type is None else content_type.decode("latin-1"))
-        if refusal is not None:
-            await _reply(send, 415, soap_fault(refusal))
-            return
+        if content_type not in _SOAP_HEADERS:
+            refusal = not_soap(None if content_type is None else content_type.decode("latin-1"))
+            if refusal is not None:
+                await _reply(send, 415, soap_fault(refusal))
+                return
         try:
             body = await self._read(receive, declared)
         except MessageTooLarge as exc:
@@ -91,10 +107,7 @@ async def _reply(send: Send, status: int, body: bytes) -> None:
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [
-                (b"content-type", SOAP_MEDIA_TYPE.encode()),
-                (b"content-length", str(len(body)).encode()),
-            ],
+            "headers": [_CONTENT_TYPE, (b"content-length", b"%d" % len(body))],
         }
     )
     await send({"type": "http.response.body", "body": body})

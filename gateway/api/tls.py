@@ -13,6 +13,7 @@ The router then requires that certificate to belong to the participant that sign
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
 from typing import Any
 
@@ -22,6 +23,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from gateway.config import Settings
+from gateway.crypto.certificates import CACHED_CERTIFICATES
 
 _CERT_REQS = {
     "required": ssl.CERT_REQUIRED,
@@ -95,8 +97,18 @@ def _with_tls(app: ASGI3Application, tls: dict[object, object]) -> ASGI3Applicat
 
 def client_certificate(scope: Any) -> x509.Certificate | None:
     """The TLS client certificate the ASGI server reports in ``scope``, if any."""
-    tls = (scope.get("extensions") or {}).get("tls") or {}
+    extensions = scope.get("extensions")
+    if not extensions:  # plain HTTP
+        return None
+    tls = extensions.get("tls") or {}
     chain = tls.get("client_cert_chain") or ()
     for pem in chain:
-        return x509.load_pem_x509_certificate(pem.encode())
+        return _certificate(pem)
     return None
+
+
+@functools.lru_cache(maxsize=CACHED_CERTIFICATES)
+def _certificate(pem: str) -> x509.Certificate:
+    """A connection's client certificate, read once for all its requests (and once for
+    every connection made with the same certificate: the same PEM, the same DER)."""
+    return x509.load_pem_x509_certificate(pem.encode())

@@ -93,6 +93,7 @@ def serve(
             log_config=None,  # uvicorn logs through configure_logging's redacting pipeline
             timeout_graceful_shutdown=30,
             server_header=False,  # no "server: uvicorn" on every answer: nothing to advertise
+            proxy_headers=settings.proxy_headers,
             **{"http": "httptools", "loop": "uvloop", **uvicorn_tls(settings)},
         )
     finally:

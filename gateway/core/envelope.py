@@ -24,11 +24,11 @@ class MessageKind(StrEnum):
 
 
 class PrimaryContent(_Frozen):
-    """One business element: its message type (root namespace), root name and XML."""
+    """One business element: its message type (root namespace) and root name. Its XML
+    stays in the verified tree the router journals (no rule reads it)."""
 
     message_type: str = Field(min_length=1)
     root: str = Field(min_length=1)
-    xml: bytes
 
 
 class SenderProvidedRequestData(_Frozen):

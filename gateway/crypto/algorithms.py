@@ -58,6 +58,10 @@ _GOST2012_256_KEY_OID = "1.2.643.7.1.1.1.1"
 #: The Russian arc, under which every GOST algorithm is.
 _GOST_ARC = "1.2.643."
 _P256_HALF = 32
+# The schemes' parameter objects hold no state: made once, not per signature.
+_SHA256 = hashes.SHA256()
+_PKCS1V15 = padding.PKCS1v15()
+_ECDSA_SHA256 = ec.ECDSA(_SHA256)
 
 
 class KeySigner(Protocol):
@@ -140,7 +144,7 @@ class _RsaSigner:
     algorithm: str = RSA_SHA256
 
     def sign(self, data: bytes) -> bytes:
-        return self.key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+        return self.key.sign(data, _PKCS1V15, _SHA256)
 
 
 @dataclass(frozen=True)
@@ -149,7 +153,7 @@ class _RsaVerifier:
 
     def verify(self, data: bytes, signature: bytes) -> bool:
         try:
-            self.key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
+            self.key.verify(signature, data, _PKCS1V15, _SHA256)
         except InvalidSignature:
             return False
         return True
@@ -181,7 +185,7 @@ class _EcdsaSigner:
     algorithm: str = ECDSA_SHA256
 
     def sign(self, data: bytes) -> bytes:
-        r, s = decode_dss_signature(self.key.sign(data, ec.ECDSA(hashes.SHA256())))
+        r, s = decode_dss_signature(self.key.sign(data, _ECDSA_SHA256))
         return r.to_bytes(_P256_HALF, "big") + s.to_bytes(_P256_HALF, "big")
 
 
@@ -195,7 +199,7 @@ class _EcdsaVerifier:
         r = int.from_bytes(signature[:_P256_HALF], "big")
         s = int.from_bytes(signature[_P256_HALF:], "big")
         try:
-            self.key.verify(encode_dss_signature(r, s), data, ec.ECDSA(hashes.SHA256()))
+            self.key.verify(encode_dss_signature(r, s), data, _ECDSA_SHA256)
         except InvalidSignature:
             return False
         return True

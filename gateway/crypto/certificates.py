@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import binascii
+import functools
 import hashlib
 import re
 from datetime import datetime
@@ -10,7 +11,13 @@ from datetime import datetime
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+#: Certificates whose fingerprint and common name are kept: every signed SOAP call asks
+#: for its signer's (the same few certificates over and over). A certificate is equal
+#: to another, so found here, only when its DER bytes are the same.
+CACHED_CERTIFICATES = 1024
 
+
+@functools.lru_cache(maxsize=CACHED_CERTIFICATES)
 def fingerprint(cert: x509.Certificate) -> str:
     """SHA-256 of the DER encoding, lowercase hex without colons."""
     return hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest()
@@ -29,6 +36,7 @@ def describe(cert: x509.Certificate) -> str:
     )
 
 
+@functools.lru_cache(maxsize=CACHED_CERTIFICATES)
 def common_name(cert: x509.Certificate) -> str | None:
     """The subject's first CN, which for participants is their mnemonic."""
     attrs = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)

@@ -14,8 +14,8 @@ from lxml import etree
 from gateway.core.errors import SignatureInvalid
 from gateway.crypto.profiles import DS_NS
 from gateway.crypto.xmldsig import XmlSigner, XmlVerifier
-from gateway.xml.namespaces import SMEV_TYPES, qname
-from gateway.xml.soap import SignatureContainer, find_signature, signature_target
+from gateway.xml.namespaces import SMEV_TYPES
+from gateway.xml.soap import SignatureContainer, find_signature, first_child, signature_target
 
 
 def sign_element(
@@ -25,9 +25,11 @@ def sign_element(
 ) -> etree._Element:
     """Sign ``element``'s target in place; returns ``element``."""
     target = signature_target(element)
-    for old in element.findall(qname(SMEV_TYPES, container)):
+    tag = f"{{{SMEV_TYPES}}}{container}"
+    # The containers already there (direct children; iterchildren, not ElementPath)
+    for old in list(element.iterchildren(tag)):
         element.remove(old)
-    holder = etree.SubElement(element, qname(SMEV_TYPES, container))
+    holder = etree.SubElement(element, tag)
     signer.sign(target, holder)
     return element
 
@@ -65,7 +67,7 @@ def signed_bytes(
     SignatureValue, identifies a signed request for the replay guard.
     """
     signature = find_signature(element, container)
-    signed_info = None if signature is None else signature.find(f"{{{DS_NS}}}SignedInfo")
+    signed_info = None if signature is None else first_child(signature, f"{{{DS_NS}}}SignedInfo")
     if signed_info is None:
         raise SignatureInvalid(f"<{container}> holds no ds:Signature/ds:SignedInfo")
     return etree.tostring(signed_info, method="c14n", exclusive=True)

@@ -29,7 +29,9 @@ class SignatureProfile(StrEnum):
 
     @classmethod
     def from_transforms(cls, transforms: tuple[str, ...]) -> SignatureProfile | None:
-        for profile in cls:
-            if profile.transforms == transforms:
-                return profile
-        return None
+        # A look-up in a table made once: iterating the enum is a generator each time.
+        return _BY_TRANSFORMS.get(transforms)
+
+
+#: Each profile by its transforms.
+_BY_TRANSFORMS = {profile.transforms: profile for profile in SignatureProfile}

@@ -47,7 +47,7 @@ def read_envelope(raw: bytes, ctx: BusContext) -> Incoming:
     """Parse and structurally validate a SOAP request to the bus."""
     root = parse_secure(raw, max_bytes=ctx.max_message_bytes, limits=ctx.xml_limits)
     operation, body = unwrap_envelope(root)
-    if not etree.QName(body).localname.endswith("Request"):
+    if not body.tag.endswith("Request"):  # its local name: the tag ends with it
         raise InvalidContent(
             f"<{etree.QName(body).localname}> is a reply; send {operation}Request to the bus",
             reason="operation",
@@ -163,11 +163,7 @@ def _interim(data: ResponseData) -> AsyncProcessingStatus | None:
 
 
 def _content(element: etree._Element, message_type: str) -> PrimaryContent:
-    return PrimaryContent(
-        message_type=message_type,
-        root=etree.QName(element).localname,
-        xml=etree.tostring(element),
-    )
+    return PrimaryContent(message_type=message_type, root=etree.QName(element).localname)
 
 
 def content_digest(signed: etree._Element) -> str:

@@ -26,9 +26,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from datetime import timedelta
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 import structlog
 from cryptography import x509
@@ -86,18 +86,6 @@ from gateway.xml.smev_faults import smev_fault
 from gateway.xml.soap import wrap_envelope
 
 log = structlog.get_logger(__name__)
-
-_P = ParamSpec("_P")
-_T = TypeVar("_T")
-
-
-async def _work(large: bool, fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
-    """``fn(*args)``, in a worker thread when the document is large: lxml lets go
-    of the GIL while they parse, validate and canonicalize, and the event loop goes on
-    serving other requests meanwhile. A small document costs less than the thread hop."""
-    if large:
-        return await asyncio.to_thread(fn, *args, **kwargs)
-    return fn(*args, **kwargs)
 
 
 #: Operations that hand the bus a message (counted in ``smevbus_messages_total``).
@@ -197,18 +185,29 @@ class Router:
         """Serve one SOAP request: ``(http_status, soap_reply)``; never raises.
 
         A request larger than ``ctx.thread_above_bytes`` is parsed, validated and
-        verified in a worker thread (:func:`_work`). ``tls_client`` is the TLS client
+        verified in a worker thread: lxml lets go of the GIL while it parses, validates
+        and canonicalizes, and the event loop goes on serving other requests meanwhile.
+        A smaller one costs less than the thread hop and is served in place (called
+        inline, not through a coroutine of its own). ``tls_client`` is the TLS client
         certificate the request came with, if any: it must belong to the participant
         that signed the request."""
         operation, caller = "?", None
         large = len(raw) > self._ctx.thread_above_bytes
         try:
             began = time.perf_counter()
-            incoming = await _work(large, intake.read_envelope, raw, self._ctx)
+            incoming = (
+                await asyncio.to_thread(intake.read_envelope, raw, self._ctx)
+                if large
+                else intake.read_envelope(raw, self._ctx)
+            )
             operation = incoming.operation
             parsed = time.perf_counter()
             metrics.observe_stage(Stage.PARSE, parsed - began)
-            caller = await _work(large, intake.authenticate, incoming.body, self._ctx)
+            caller = (
+                await asyncio.to_thread(intake.authenticate, incoming.body, self._ctx)
+                if large
+                else intake.authenticate(incoming.body, self._ctx)
+            )
             metrics.observe_stage(Stage.VERIFY, time.perf_counter() - parsed)
             intake.check_tls_client(caller, tls_client, self._ctx.registry)
             # bound_contextvars, without its copy of every bound var and its generator:
@@ -273,7 +272,11 @@ class Router:
         """SendRequest of an authenticated ``sender``: the queued record and its provider.
         ``large``: read the content in a worker thread."""
         data = read_send_request(body)
-        request, message_type, digest, xml = await _work(large, self._read_request, data, body)
+        request, message_type, digest, xml = (
+            await asyncio.to_thread(self._read_request, data, body)
+            if large
+            else self._read_request(data, body)
+        )
         provider = admit_request(
             request, sender, self._ctx.registry, self._ctx.clock.now(), self._ctx.time_policy
         )
@@ -326,7 +329,11 @@ class Router:
     ) -> etree._Element:
         data = read_send_response(body)
         request = await self._request_answered_by(data.to)
-        response, digest, xml = await _work(large, self._read_response, data, body)
+        response, digest, xml = (
+            await asyncio.to_thread(self._read_response, data, body)
+            if large
+            else self._read_response(data, body)
+        )
         consumer = admit_response(
             response,
             provider,

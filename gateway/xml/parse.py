@@ -18,7 +18,9 @@ the document. libxml2 copies every namespace in scope at an element it validates
 serializes on its own, so 100 000 declarations on the Envelope once cost tens of
 seconds of XSD validation; here they are counted before any of that runs. Counting is
 one linear pass over the parser's events (never ``nsmap``, which collects every
-namespace in scope on each call) and one XPath over the finished tree for the depth.
+namespace in scope on each call) and one XPath over the finished tree for the depth;
+a small UTF-8 document whose bytes hold fewer ``<``, ``=`` and ``xmlns`` than the
+limits allow cannot pass them, and is not counted (a bus message, nearly always).
 A document larger than :data:`STREAM_ABOVE` is fed to libxml2 :data:`CHUNK` bytes at a
 time and refused as soon as a limit is passed, neither read to its end nor held in
 memory: one element with 500 000 attributes is refused after ``max_text_bytes`` of
@@ -110,21 +112,28 @@ def parse_secure(
     data = bytes(data)
     # Whole, a document cannot hold a run longer than itself.
     whole = len(data) <= min(STREAM_ABOVE, limits.max_text_bytes)
-    _refuse_doctype(data, whole, limits.max_text_bytes)
+    # In UTF-8 (a plain prolog) every start tag takes a "<" byte: the elements, and how
+    # deep they nest, are at most as many.
+    plain = plain_prolog(data)
+    tags = data.count(b"<") if plain else None
+    if not plain:
+        _refuse_doctype(data, whole, limits.max_text_bytes)
     census = _Census(limits)
     try:
         if whole:
             parser = _parsers.tree
             root = etree.fromstring(data, parser)
             _refuse_namespace_errors(parser.error_log)
-            census.take(etree.iterwalk(root, events=_EVENTS))
+            if tags is None or not _below_limits(data, tags, limits):
+                census.take(etree.iterwalk(root, events=_EVENTS))
         else:
             root = _stream(data, census, limits.max_text_bytes)
     except etree.XMLSyntaxError as exc:
         raise _syntax_error(exc) from None
     except ValueError as exc:  # e.g. an encoding declaration lxml cannot honour
         raise InvalidContent(f"document cannot be read: {exc}", reason="encoding") from None
-    _check_depth(root, limits.max_depth)
+    if tags is None or tags > limits.max_depth:
+        _check_depth(root, limits.max_depth)
     return root
 
 
@@ -251,10 +260,8 @@ def plain_prolog(data: bytes) -> bool:
 
 def _refuse_doctype(data: bytes, whole: bool, max_run: int) -> None:
     """Run the prolog parser up to the root element: over ``data`` at once if
-    ``whole``, else fed a chunk at a time (as the document will be); not at all when
+    ``whole``, else fed a chunk at a time (as the document will be). Not needed when
     the root comes first (:func:`plain_prolog`)."""
-    if plain_prolog(data):
-        return
     parser = _parsers.prolog
     try:
         if whole:
@@ -289,6 +296,21 @@ def _feed_prolog(parser: etree.XMLParser, data: bytes, max_run: int) -> None:
 
 
 # --- counting what the parser reports ----------------------------------------------------
+
+
+def _below_limits(data: bytes, tags: int, limits: XmlLimits) -> bool:
+    """Whether the bytes of a UTF-8 document (:func:`plain_prolog`: no DOCTYPE, so no
+    defaulted attributes) with ``tags`` ``<`` in it show it within every limit
+    :class:`_Census` counts, so the census cannot refuse it: each element's start tag
+    takes a ``<``, each attribute and namespace declaration a ``=``, each declaration
+    an ``xmlns``, as they are written (no reference can stand for markup). A bus
+    message has a few dozen of each; the census's pass over the parser's events costs
+    more than its parse. Anything over these bounds is counted by the census, as before."""
+    return (
+        tags <= limits.max_elements
+        and data.count(b"=") <= min(limits.max_attributes, limits.max_attributes_in_document)
+        and data.count(b"xmlns") <= min(limits.max_namespaces, limits.max_namespaces_in_scope)
+    )
 
 
 class _Census:

@@ -35,6 +35,13 @@ from gateway.xml.soap import find_signature, first_child
 from gateway.xml.text import text_of
 
 T, B = SMEV_TYPES, SMEV_BASIC
+# Optional children of the senders' data, looked up among the direct children (first_child,
+# iterchildren), not with find()'s ElementPath.
+_TEST_MESSAGE = f"{{{T}}}TestMessage"
+_PRIMARY_CONTENT = f"{{{B}}}MessagePrimaryContent"
+_REQUEST_REJECTED = f"{{{T}}}RequestRejected"
+_ASYNC_STATUS = f"{{{T}}}AsyncProcessingStatus"
+_REQUEST_STATUS = f"{{{T}}}RequestStatus"
 
 
 def _name(el: etree._Element) -> str:
@@ -155,7 +162,7 @@ def read_request_data(el: etree._Element) -> RequestData:
         message_id=_uuid(_text(el, T, "MessageID"), "MessageID"),
         content=_single_content(_child(el, B, "MessagePrimaryContent")),
         eol=_opt_datetime(el, T, "EOL"),
-        test=el.find(qname(T, "TestMessage")) is not None,
+        test=first_child(el, _TEST_MESSAGE) is not None,
         reference_message_id=None if reference is None else _uuid(reference, "ReferenceMessageID"),
         transaction_code=_opt_text(el, T, "TransactionCode"),
         element=el,
@@ -166,16 +173,18 @@ def read_request_data(el: etree._Element) -> RequestData:
 def read_response_data(el: etree._Element) -> ResponseData:
     """``SenderProvidedResponseData`` -> values (exactly one answer kind is set)."""
     _expect(el, T, "SenderProvidedResponseData")
-    holder = el.find(qname(B, "MessagePrimaryContent"))
+    holder = first_child(el, _PRIMARY_CONTENT)
     rejections = tuple(
-        rejection_from_wire(
-            _text(r, T, "RejectionReasonCode"), _text(r, T, "RejectionReasonDescription")
-        )
-        for r in el.iterfind(qname(T, "RequestRejected"))
+        [
+            rejection_from_wire(
+                _text(r, T, "RejectionReasonCode"), _text(r, T, "RejectionReasonDescription")
+            )
+            for r in el.iterchildren(_REQUEST_REJECTED)
+        ]
     )
-    status_el = el.find(qname(T, "AsyncProcessingStatus"))
+    status_el = first_child(el, _ASYNC_STATUS)
     status = None if status_el is None else _async_status(status_el)
-    request_status_el = el.find(qname(T, "RequestStatus"))
+    request_status_el = first_child(el, _REQUEST_STATUS)
     request_status = None if request_status_el is None else _request_status(request_status_el)
     kinds = (
         (holder is not None)

@@ -70,6 +70,12 @@ element, or for the bus's signature on a delivery ``RequestMessage``/``ResponseM
 author's inside ``Request``/``Response``."""
 _TARGET_TAGS: dict[str, str] = {_T + name: tag for name, tag in _SIGNATURE_TARGETS.items()}
 """The same keyed by the signed element's Clark tag: one look-up, no QName."""
+_OPERATION_OF: dict[str, str] = {
+    f"{_T}{operation}{suffix}": operation
+    for operation in OPERATIONS
+    for suffix in ("Request", "Response")
+}
+"""A message-exchange Body element's Clark tag -> its operation."""
 
 
 def soap_action(operation: str) -> str:
@@ -144,16 +150,14 @@ def unwrap_envelope(root: etree._Element) -> tuple[str, etree._Element]:
     and a Fault (check :func:`parse_fault` first on the client side).
     """
     child = _body(root)
-    tag = etree.QName(child)
+    operation = _OPERATION_OF.get(child.tag)
+    if operation is not None:
+        return operation, child
     if child.tag == _FAULT:
         raise InvalidContent(
             "SOAP Body holds a Fault, not an operation; read it with parse_fault", reason="fault"
         )
-    if tag.namespace == SMEV_TYPES:
-        for suffix in ("Request", "Response"):
-            operation = tag.localname.removesuffix(suffix)
-            if tag.localname.endswith(suffix) and operation in OPERATIONS:
-                return operation, child
+    tag = etree.QName(child)
     raise InvalidContent(
         f"SOAP Body element <{tag.text}> is not a message-exchange operation; expected one of "
         f"{', '.join(op + 'Request' for op in OPERATIONS)} in namespace {SMEV_TYPES}",
@@ -242,8 +246,8 @@ def attach_signature(
     """
     if signature.tag != _SIGNATURE:
         raise ValueError(f"expected a ds:Signature element, got <{signature.tag}>")
-    tag = qname(SMEV_TYPES, container)
-    for old in parent.findall(tag):
+    tag = _T + container
+    for old in list(parent.iterchildren(tag)):  # direct children, without ElementPath
         parent.remove(old)
     holder = etree.SubElement(parent, tag)
     holder.append(signature)

@@ -50,7 +50,7 @@ def message_id(at: datetime = NOW) -> uuid.UUID:
 def request(**changes: object) -> SenderProvidedRequestData:
     fields: dict[str, object] = {
         "message_id": message_id(),
-        "content": PrimaryContent(message_type=BIRTH, root="BirthRecordRequest", xml=b"<x/>"),
+        "content": PrimaryContent(message_type=BIRTH, root="BirthRecordRequest"),
     }
     fields.update(changes)
     return SenderProvidedRequestData.model_validate(fields)
@@ -106,7 +106,7 @@ def response(content_type: str | None = BIRTH) -> SenderProvidedResponseData:
     return SenderProvidedResponseData(
         message_id=message_id(),
         to=message_id(),
-        content=PrimaryContent(message_type=content_type, root="R", xml=b"<r/>"),
+        content=PrimaryContent(message_type=content_type, root="R"),
     )
 
 

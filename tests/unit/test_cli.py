@@ -349,3 +349,18 @@ def test_keys_init_gost_without_the_engine_names_the_package(tmp_path: Path) -> 
     assert run.returncode == 1, run.stdout + run.stderr
     assert "cannot make the dev PKI" in run.stderr
     assert "libengine-gost-openssl" in run.stderr
+
+
+@pytest.mark.parametrize(("value", "expected"), [(None, True), ("false", False), ("true", True)])
+def test_serve_takes_proxy_headers_only_as_the_settings_say(
+    monkeypatch: pytest.MonkeyPatch, value: str | None, expected: bool
+) -> None:
+    import uvicorn
+
+    options: dict[str, object] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: options.update(kwargs))
+    env = {} if value is None else {"SMEVBUS_PROXY_HEADERS": value}
+    result = runner.invoke(app, ["serve"], env=env)
+    assert result.exit_code == 0, result.output
+    assert options["proxy_headers"] is expected
+    assert options["server_header"] is False

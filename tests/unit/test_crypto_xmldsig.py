@@ -82,6 +82,37 @@ def test_round_trip(mnemonic: str, profile: SignatureProfile) -> None:
 
 
 @KEYS
+@BOTH
+@pytest.mark.parametrize(
+    "around",
+    [
+        "",
+        f'xmlns:dsig="{DS_NS}"',
+        f'xmlns="{DS_NS}"',
+        f'xmlns:ds="{DS_NS}" xml:lang="ru"',
+        'xmlns:ds="urn:other"',
+        'xmlns="urn:other"',
+    ],
+)
+@pytest.mark.parametrize("ref_id", ["SIGNED_BY_CONSUMER", "a-1.b_2", "x&y", 'q"<\t'])
+def test_a_signature_verifies_whatever_is_declared_around_it(
+    mnemonic: str, profile: SignatureProfile, around: str, ref_id: str
+) -> None:
+    """The signer writes SignedInfo's canonical form from its skeleton only where that
+    is c14n's: an Id with nothing to escape, a ``ds`` prefix that an ancestor binding
+    the signature namespace did not rename."""
+    root, target, into = request_doc()
+    outer = etree.fromstring(f"<outer {around}/>")
+    outer.append(root)
+    target.set("Id", ref_id)
+    signer = dev_pki().signer(mnemonic, profile)
+    sig = signer.sign(target, into)
+    assert dev_pki().verifier().verify(target, sig) == signer.certificate
+    _, target2, sig2 = reparse(outer)
+    assert dev_pki().verifier().verify(target2, sig2) == signer.certificate
+
+
+@KEYS
 def test_smev_profile_ignores_prefixes_and_whitespace(mnemonic: str) -> None:
     """What the SMEV transform is for: re-serialization by an intermediary keeps it valid."""
     root, target, sig = signed(SignatureProfile.SMEV, mnemonic)

@@ -257,6 +257,25 @@ def test_namespace_declarations_in_scope(way: Way) -> None:
     assert "11 namespace declarations are in scope at <b>" in error.message
 
 
+def test_the_limits_are_counted_whenever_the_bytes_do_not_bound_them() -> None:
+    """A small UTF-8 document is not counted when its ``<``, ``=`` and ``xmlns`` are
+    within the limits (it cannot pass them); past those bounds, or in another
+    encoding (where ``xmlns`` is not those bytes), the census counts as before. Its
+    depth likewise, by its ``<``."""
+    limits = XmlLimits(max_depth=3, max_attributes=2, max_namespaces=1, max_namespaces_in_scope=1)
+    assert parse_secure(b"<a><b><c/></b></a>", limits=limits)[0][0].tag == "c"
+    assert parse_secure(b"<a><b><c/></b><b/></a>", limits=limits)[1].tag == "b"
+    refused(b"<a><b><c><d/></c></b></a>", "depth", limits)
+    assert parse_secure(b'<r a="1" b="2"/>', limits=limits).get("b") == "2"
+    # More "=" than attributes: counted, and within the limits.
+    assert parse_secure(b'<r a="1" b="2">x=y</r>', limits=limits).text == "x=y"
+    assert "has 3 attributes" in refused(b'<r a="1" b="2" c="3"/>', "attributes", limits).message
+    two = '<?xml version="1.0" encoding="UTF-16"?><r xmlns:p="urn:p" xmlns:q="urn:q"/>'
+    for doc in (two.encode("utf-16"), two.encode("utf-16-be")):
+        assert doc.count(b"xmlns") == 0
+        assert "more than 1 namespaces" in refused(doc, "namespaces", limits).message
+
+
 @pytest.mark.parametrize("count", [2_000, 30_000])  # read whole, in chunks
 def test_namespace_bomb_on_the_root_is_refused_by_the_parser(count: int) -> None:
     error = refused(b"<r%s/>" % declaring(count), "namespaces")

@@ -67,6 +67,21 @@ def test_the_client_certificate_is_read_from_the_asgi_tls_extension() -> None:
     assert found == x509.load_pem_x509_certificate(cert_pem.encode())
     assert client_certificate({"type": "http", "extensions": {"tls": {}}}) is None
     assert client_certificate({"type": "http"}) is None
+    assert client_certificate({"type": "http", "extensions": {}}) is None
+
+
+def test_a_client_certificate_is_read_once_for_every_request_that_presents_it() -> None:
+    zags, portal = (bus_pki().cert_pem(name).decode() for name in ("ZAGS", "PORTAL"))
+
+    def scope(pem: str) -> dict[str, object]:
+        return {"type": "http", "extensions": {"tls": {"client_cert_chain": [pem]}}}
+
+    first = client_certificate(scope(zags))
+    assert client_certificate(scope(zags)) is first
+    other = client_certificate(scope(portal))
+    assert other is not None
+    assert other != first
+    assert other == x509.load_pem_x509_certificate(portal.encode())
 
 
 def test_serve_gets_uvicorn_tls_options_from_the_settings(tmp_path: Path) -> None:
