@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -107,7 +106,6 @@ class XmlSigner:
         self._profile = profile
         cert_b64 = base64.b64encode(key.certificate.public_bytes(Encoding.DER)).decode()
         self._template = _signature_template(algorithm, profile.transforms, cert_b64)
-        self._signed_info = _SignedInfoText(self._template)
 
     @classmethod
     def from_pem(
@@ -145,11 +143,10 @@ class XmlSigner:
         signed_info, value_node = sig[0], sig[1]
         reference = signed_info[2]
         reference.set("URI", "#" + ref_id)
-        digest_b64 = _b64(digest)
-        reference[2].text = digest_b64
+        reference[2].text = _b64(digest)
         into.append(sig)
         try:
-            value = self._key.sign(self._signed_info.c14n(signed_info, ref_id, digest_b64))
+            value = self._key.sign(_c14n(signed_info))
         except Exception as exc:  # whatever the key backend (engine, HSM) raises
             into.remove(sig)
             raise InternalError(f"signing failed: {exc}") from exc
@@ -179,40 +176,6 @@ def _signature_template(
     add(sig, "SignatureValue")
     add(add(add(sig, "KeyInfo"), "X509Data"), "X509Certificate").text = cert_b64
     return sig
-
-
-#: An Id written as it is in a canonical attribute value (nothing to escape), as a
-#: signature's Ids are: an xs:ID is an NCName.
-_PLAIN_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
-
-
-class _SignedInfoText:
-    """The exclusive c14n of a signer's SignedInfo, written around its two variable
-    parts (the Reference URI and the DigestValue) instead of canonicalizing the
-    element each time (~7 us: libxml2 gathers the namespaces in scope first).
-
-    Used only where it is sure to give the very bytes c14n gives: the Id needs no
-    escaping, and the SignedInfo kept its ``ds`` prefix when its signature went into
-    the document (lxml renames a prefix an ancestor binds to the same URI otherwise);
-    else the element is canonicalized."""
-
-    def __init__(self, template: etree._Element) -> None:
-        sig = copy_tree(template)
-        signed_info = sig[0]
-        reference = signed_info[2]
-        uri, digest = "#smevbus-uri", "smevbus-digest"  # each written once, as it is
-        reference.set("URI", uri)
-        reference[2].text = digest
-        text = _c14n(signed_info).decode("utf-8")
-        head, rest = text.split(f'URI="{uri}"')
-        middle, tail = rest.split(digest)
-        self._parts = (head + 'URI="#', '"' + middle, tail)
-
-    def c14n(self, signed_info: etree._Element, ref_id: str, digest_b64: str) -> bytes:
-        if signed_info.prefix != "ds" or _PLAIN_ID.fullmatch(ref_id) is None:
-            return _c14n(signed_info)
-        head, middle, tail = self._parts
-        return f"{head}{ref_id}{middle}{digest_b64}{tail}".encode()
 
 
 @dataclass(frozen=True)

@@ -98,9 +98,9 @@ def test_round_trip(mnemonic: str, profile: SignatureProfile) -> None:
 def test_a_signature_verifies_whatever_is_declared_around_it(
     mnemonic: str, profile: SignatureProfile, around: str, ref_id: str
 ) -> None:
-    """The signer writes SignedInfo's canonical form from its skeleton only where that
-    is c14n's: an Id with nothing to escape, a ``ds`` prefix that an ancestor binding
-    the signature namespace did not rename."""
+    """Whatever an enclosing element declares (the signature's namespace under another
+    prefix, as the default, or ``ds`` bound elsewhere) and whatever the Id holds, the
+    signature verifies where it was made and once re-parsed."""
     root, target, into = request_doc()
     outer = etree.fromstring(f"<outer {around}/>")
     outer.append(root)
