@@ -247,13 +247,11 @@ SELECT srm.service_request_id, srm.part_id, 'response', t.to_state, extract(epoc
 """
 _SAVED = "SELECT id, extract(epoch FROM updated_at) AS at FROM service_requests WHERE id = ANY($1)"
 
-#: The milestones of one part, in the order they happen (a pushed request is journaled
-#: DELIVERED with its answer, so that milestone is the SendResponse's).
+#: The milestones of one part, in the order they happen. Not the publishes: a message
+#: is journaled QUEUED by whoever takes it (gateway/router/marks.py), with that move.
 MILESTONES = [
     ("request", "ACCEPTED", "request journaled"),
-    ("request", "QUEUED", "request published, confirmed"),
     ("response", "ACCEPTED", "adapter's SendResponse journaled"),
-    ("response", "QUEUED", "response published, confirmed"),
     ("response", "ACKED", "reply taken by the aggregator"),
 ]
 
