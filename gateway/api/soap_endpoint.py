@@ -11,6 +11,7 @@ with the TLS client certificate if the connection has one, to ``handle``
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 
 from cryptography import x509
@@ -24,20 +25,6 @@ from gateway.xml.faults import soap_fault
 SOAP_MEDIA_TYPE = "text/xml; charset=utf-8"
 #: What ``POST /ws`` takes: SOAP 1.1 (``text/xml``) and SOAP 1.2's media type.
 SOAP_MEDIA_TYPES = ("text/xml", "application/soap+xml")
-#: ``Content-Type`` headers clients send most, taken as they are (:func:`not_soap`
-#: reads any other, to the same answer for these).
-_SOAP_HEADERS = frozenset(
-    [
-        b"text/xml",
-        b"text/xml; charset=utf-8",
-        b"text/xml; charset=UTF-8",
-        b"text/xml;charset=utf-8",
-        b"text/xml;charset=UTF-8",
-        b"application/soap+xml",
-        b"application/soap+xml; charset=utf-8",
-        b"application/soap+xml; charset=UTF-8",
-    ]
-)
 _CONTENT_TYPE = (b"content-type", SOAP_MEDIA_TYPE.encode())
 
 Handle = Callable[..., Awaitable[tuple[int, bytes]]]
@@ -64,11 +51,10 @@ class SoapEndpoint:
                 content_type = value
             elif name == b"content-length":
                 declared = value
-        if content_type not in _SOAP_HEADERS:
-            refusal = not_soap(None if content_type is None else content_type.decode("latin-1"))
-            if refusal is not None:
-                await _reply(send, 415, soap_fault(refusal))
-                return
+        refusal = _refusal(content_type)
+        if refusal is not None:
+            await _reply(send, 415, soap_fault(refusal))
+            return
         try:
             body = await self._read(receive, declared)
         except MessageTooLarge as exc:
@@ -111,6 +97,13 @@ async def _reply(send: Send, status: int, body: bytes) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+@functools.lru_cache(maxsize=256)
+def _refusal(content_type: bytes | None) -> UnsupportedMediaType | None:
+    """:func:`not_soap` of a raw ``Content-Type`` header, kept per header: a client sends
+    the same one (or a few, with SOAP 1.2's ``action``) every time."""
+    return not_soap(None if content_type is None else content_type.decode("latin-1"))
 
 
 def not_soap(content_type: str | None) -> UnsupportedMediaType | None:
