@@ -71,6 +71,8 @@ INSERT INTO replay_guard (digest, participant, expires_at) VALUES ($1, $2, $3)
 ON CONFLICT (digest) DO NOTHING RETURNING digest
 """
     FORGET_EXPIRED = "DELETE FROM replay_guard WHERE expires_at < $1"
+    #: $1 digest: remembered by a pull whose block then failed (:mod:`.journal_pull`).
+    FORGET = "DELETE FROM replay_guard WHERE digest = $1"
     #: $1 id: the request's head and ``answered_by``, locked where the database can.
     REQUEST_FOR_ANSWER: ClassVar[str]
 

@@ -19,9 +19,6 @@ from gateway.store.database import C
 if TYPE_CHECKING:
     from gateway.store.journal_flow import JournalFlow
 
-#: $1 digest: remembered by a pull whose block then failed.
-FORGET = "DELETE FROM replay_guard WHERE digest = $1"
-
 
 class Pull(Generic[C]):
     """The pull's block and its :class:`~gateway.store.base.PullWindow` in one object,
@@ -48,6 +45,7 @@ class Pull(Generic[C]):
     ) -> None:
         # Only a digest this pull remembered: a replay's is the pull's it replays.
         if kind is not None and self.first:
-            database = self._journal.database
+            journal = self._journal
+            database = journal.database
             async with database.writing() as connection:
-                await database.run(connection, database.sql(FORGET), self._pull[0])
+                await database.run(connection, database.sql(journal.FORGET), self._pull[0])
