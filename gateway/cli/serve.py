@@ -148,6 +148,8 @@ def adapter(
     ] = None,
 ) -> None:
     """Run one agency adapter: take its requests from the bus, ask the agency, answer signed."""
+    import uvloop
+
     from adapters.catalog import ADAPTERS
     from adapters.process import run_adapter
     from gateway.logs import configure_logging
@@ -157,7 +159,8 @@ def adapter(
     settings = Settings()
     configure_logging(fmt=settings.log_format, level=settings.log_level)
     url = agency_url or ADAPTERS[name].default_agency_url
-    asyncio.run(
+    # uvloop as in serve: the adapter's loop runs an AMQP consumer and two HTTP clients.
+    uvloop.run(
         run_adapter(
             name,
             settings,
