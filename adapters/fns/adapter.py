@@ -1,8 +1,8 @@
 """The FNS adapter: bus INN requests answered from the tax service's XML over HTTP.
 
 Written only with the kit (:mod:`adapters.sdk`): one handler for
-``urn://smevbus/types/fns/inn/1.0``, one :class:`httpx.AsyncClient` per process posting
-one native ``<InnQuery>`` to ``{base_url}/inn`` per request
+``urn://smevbus/types/fns/inn/1.0``, one :class:`~adapters.sdk.xml_http.AgencyHttp`
+(aiohttp) per process posting one native ``<InnQuery>`` to ``{base_url}/inn`` per request
 (:class:`~adapters.sdk.xml_http.XmlOverHttp`). The reply is read with the bus's
 hardened parser and validated against the native XSD before it is mapped
 (:mod:`.mapping`):
@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
-import httpx
+import aiohttp
 from lxml import etree
 
 from adapters.fns import mapping
@@ -33,8 +33,9 @@ from adapters.sdk import (
     agency_call,
 )
 from adapters.sdk.xml_http import (
-    DEFAULT_LIMITS,
+    DEFAULT_LIMIT,
     DEFAULT_TIMEOUT,
+    AgencyHttp,
     NativeReplies,
     XmlOverHttp,
     agency_client,
@@ -58,7 +59,7 @@ class FnsAdapter:
 
     name = "fns"
 
-    def __init__(self, http: httpx.AsyncClient) -> None:
+    def __init__(self, http: AgencyHttp) -> None:
         self.http = http
         """The one client for this process; its ``base_url`` is the service's root."""
         self.agency = XmlOverHttp(http, REPLIES)
@@ -89,13 +90,11 @@ class FnsAdapter:
 def build_fns_adapter(
     base_url: str,
     *,
-    timeout: httpx.Timeout = DEFAULT_TIMEOUT,
-    limits: httpx.Limits = DEFAULT_LIMITS,
-    transport: httpx.AsyncBaseTransport | None = None,
+    timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT,
+    limit: int = DEFAULT_LIMIT,
 ) -> FnsAdapter:
     """The adapter with its one HTTP client for the service at ``base_url``.
 
-    ``await adapter.aclose()`` when done. ``transport`` is for tests (e.g.
-    ``httpx.ASGITransport`` around :func:`~adapters.fns.mock_service.create_mock_fns`).
+    ``await adapter.aclose()`` when done.
     """
-    return FnsAdapter(agency_client(base_url, timeout=timeout, limits=limits, transport=transport))
+    return FnsAdapter(agency_client(base_url, timeout=timeout, limit=limit))

@@ -1,7 +1,8 @@
 """The MVD migration adapter: bus passport-validity and residence-registration requests
 answered from the migration service's XML-over-HTTP interface.
 
-One :class:`httpx.AsyncClient` per adapter (per process), with explicit timeouts, posts
+One :class:`~adapters.sdk.xml_http.AgencyHttp` (aiohttp) per adapter (per process), with
+explicit timeouts, posts
 one native ``<Query>`` to ``{base_url}/query`` per request
 (:class:`~adapters.sdk.xml_http.XmlOverHttp`). The answer is read with the bus's
 hardened parser (:func:`gateway.xml.parse.parse_secure`) and validated against the
@@ -23,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Final
 
-import httpx
+import aiohttp
 from lxml import etree
 
 from adapters.mvd_migration import mapping
@@ -37,8 +38,9 @@ from adapters.sdk.adapter import (
 )
 from adapters.sdk.native_calls import agency_call
 from adapters.sdk.xml_http import (
-    DEFAULT_LIMITS,
+    DEFAULT_LIMIT,
     DEFAULT_TIMEOUT,
+    AgencyHttp,
     NativeReplies,
     XmlOverHttp,
     agency_client,
@@ -64,7 +66,7 @@ class MvdMigrationAdapter:
 
     name = "mvd_migration"
 
-    def __init__(self, http: httpx.AsyncClient) -> None:
+    def __init__(self, http: AgencyHttp) -> None:
         self.http = http
         """The one client for this process; its ``base_url`` is the service's root."""
         self.agency = XmlOverHttp(http, ANSWERS)
@@ -116,15 +118,11 @@ class MvdMigrationAdapter:
 def build_mvd_adapter(
     base_url: str,
     *,
-    timeout: httpx.Timeout = DEFAULT_TIMEOUT,
-    limits: httpx.Limits = DEFAULT_LIMITS,
-    transport: httpx.AsyncBaseTransport | None = None,
+    timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT,
+    limit: int = DEFAULT_LIMIT,
 ) -> MvdMigrationAdapter:
     """The adapter with its one HTTP client for the service at ``base_url``.
 
-    ``await adapter.aclose()`` when done. ``transport`` is for tests (e.g.
-    ``httpx.ASGITransport`` around :func:`~adapters.mvd_migration.mock_service.create_mock_mvd`).
+    ``await adapter.aclose()`` when done.
     """
-    return MvdMigrationAdapter(
-        agency_client(base_url, timeout=timeout, limits=limits, transport=transport)
-    )
+    return MvdMigrationAdapter(agency_client(base_url, timeout=timeout, limit=limit))

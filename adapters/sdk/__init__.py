@@ -23,13 +23,14 @@ from adapters.sdk.policies import PollPolicy, RetryPolicy
 from adapters.sdk.push import PushSource
 from adapters.sdk.runner import AdapterRunner, Outcome, OutcomeKind
 from adapters.sdk.sources import InboundRequest, PullSource, RequestSource
-from adapters.sdk.xml_http import NativeReplies, XmlOverHttp, agency_client
+from adapters.sdk.xml_http import AgencyHttp, NativeReplies, XmlOverHttp, agency_client
 
 __all__ = [
     "Adapter",
     "AdapterMetrics",
     "AdapterRunner",
     "AgencyError",
+    "AgencyHttp",
     "AgencyUnavailable",
     "Answer",
     "Handler",

@@ -1,4 +1,4 @@
-"""Classify failures of an agency's native interface (httpx, zeep, lxml) for the kit.
+"""Classify failures of an agency's native interface (aiohttp, httpx, zeep, lxml) for the kit.
 
 Wrap every call of the agency, and the parsing of its answer, in :func:`agency_call`::
 
@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import aiohttp
 import httpx
 import zeep.exceptions
 from lxml import etree
@@ -52,9 +53,7 @@ def translate(exc: BaseException, what: str) -> AgencyUnavailable | AgencyError 
         return AgencyUnavailable(f"{what}: {reason}", operation=what)
     status = _http_status(exc)
     if status is not None:
-        if status >= 500:
-            return AgencyUnavailable(f"{what}: the agency answered HTTP {status}", status=status)
-        return AgencyError(f"{what}: the agency answered HTTP {status}", status=status)
+        return status_error(what, status)
     if isinstance(exc, zeep.exceptions.Fault):
         return AgencyError(f"{what}: SOAP Fault {exc.code}: {exc.message}", operation=what)
     if isinstance(
@@ -69,16 +68,32 @@ def translate(exc: BaseException, what: str) -> AgencyUnavailable | AgencyError 
     return None
 
 
+def status_error(what: str, status: int) -> AgencyUnavailable | AgencyError:
+    """The kit's error for an answer with HTTP ``status`` (not 2xx): 5xx may pass."""
+    message = f"{what}: the agency answered HTTP {status}"
+    if status >= 500:
+        return AgencyUnavailable(message, status=status)
+    return AgencyError(message, status=status)
+
+
 def unreachable_reason(exc: BaseException) -> str | None:
     """Why the agency could not be reached, if ``exc`` says so; None otherwise."""
     if isinstance(exc, TimeoutError | httpx.TimeoutException):
         return "no answer in time"
-    if isinstance(exc, httpx.TransportError | ConnectionError):
+    if isinstance(
+        exc,
+        aiohttp.ClientConnectionError
+        | aiohttp.ClientPayloadError
+        | httpx.TransportError
+        | ConnectionError,
+    ):
         return f"agency unreachable ({type(exc).__name__}: {exc})"
     return None
 
 
 def _http_status(exc: BaseException) -> int | None:
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return exc.status
     if isinstance(exc, httpx.HTTPStatusError):
         return exc.response.status_code
     if isinstance(exc, zeep.exceptions.TransportError):

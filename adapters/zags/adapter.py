@@ -2,8 +2,9 @@
 
 One zeep :class:`~zeep.AsyncClient` per process, built from the registry's WSDL URL by
 :func:`build_zags_adapter` and reused for every call: the WSDL is fetched once, at
-build time (synchronously, by zeep), and the operations run on the event loop over
-one :class:`httpx.AsyncClient` (the adapters' one HTTP client stack; no worker thread).
+build time (synchronously, by zeep, over httpx), and the operations run on the event
+loop over aiohttp (:class:`~adapters.sdk.zeep_http.AiohttpTransport`, the HTTP client
+of the adapters' agency calls and of their client of the bus; no worker thread).
 The runner's ``call_timeout`` bounds the wait, and ``operation_timeout`` bounds each
 HTTP exchange. Every call goes through :func:`adapters.sdk.native_calls.agency_call`, so:
 
@@ -27,7 +28,6 @@ import zeep
 import zeep.exceptions
 from lxml import etree
 from zeep.proxy import AsyncServiceProxy
-from zeep.transports import AsyncTransport
 
 from adapters.sdk.adapter import (
     AgencyError,
@@ -38,6 +38,7 @@ from adapters.sdk.adapter import (
     RequestContext,
 )
 from adapters.sdk.native_calls import agency_call
+from adapters.sdk.zeep_http import AiohttpTransport
 from adapters.zags.mapping import (
     MAPPINGS,
     TypeMapping,
@@ -55,7 +56,7 @@ BINDING = f"{{{REGISTRY_NS}}}ZagsRegistrySoapBinding"
 WSDL_TIMEOUT = 10.0
 OPERATION_TIMEOUT = 10.0
 #: Connections kept to the registry (the runner's workers share them).
-LIMITS = httpx.Limits(max_connections=50, max_keepalive_connections=20)
+LIMIT = 50
 
 
 class ZagsAdapter:
@@ -87,8 +88,8 @@ class ZagsAdapter:
 
     async def aclose(self) -> None:
         """Close the zeep client's HTTP connections."""
-        transport: AsyncTransport = self.client.transport
-        await transport.aclose()  # type: ignore[no-untyped-call]
+        transport: AiohttpTransport = self.client.transport
+        await transport.aclose()
 
     def _handler(self, mapping: TypeMapping) -> Handler:
         async def handle(request: etree._Element, context: RequestContext) -> Answer:
@@ -160,15 +161,12 @@ def build_client(
 ) -> zeep.AsyncClient:
     """A zeep client for the registry's WSDL (fetched now), with XML hardening on.
 
-    TLS as before: the system's trust (httpx's default, certifi), proxies from the
-    environment. The WSDL fetch follows redirects (as requests did); operations do not
-    (a 3xx is the registry's error, as with the XML-over-HTTP agencies).
+    Proxies from the environment. The WSDL fetch follows redirects (as requests did);
+    operations do not (a 3xx is the registry's error, as with the XML-over-HTTP
+    agencies).
     """
     with httpx.Client(timeout=WSDL_TIMEOUT, follow_redirects=True) as wsdl_client:
-        transport = AsyncTransport(  # type: ignore[no-untyped-call]
-            client=httpx.AsyncClient(timeout=operation_timeout, limits=LIMITS),
-            wsdl_client=wsdl_client,
-        )
+        transport = AiohttpTransport(wsdl_client, timeout=operation_timeout, limit=LIMIT)
         settings = zeep.Settings(forbid_dtd=True, forbid_entities=True, forbid_external=True)
         return zeep.AsyncClient(  # type: ignore[no-untyped-call]
             wsdl_url, transport=transport, settings=settings

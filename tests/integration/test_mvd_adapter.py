@@ -78,9 +78,9 @@ class DeadPortKnob(ControlKnob):
 
     async def set_mode(self, mode: kit.AgencyMode) -> None:
         if mode is kit.AgencyMode.UNREACHABLE:
-            self.adapter.http.base_url = httpx.URL(self.dead_url)
+            self.adapter.http.base_url = self.dead_url
             return
-        self.adapter.http.base_url = httpx.URL(self.base_url)
+        self.adapter.http.base_url = self.base_url
         await super().set_mode(mode)
 
 

@@ -13,11 +13,14 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 
+import aiohttp
 import httpx
 import pytest
 import structlog
 import zeep.exceptions
 from lxml import etree
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
 
 from adapters.sdk import conformance as kit
 from adapters.sdk.adapter import (
@@ -550,6 +553,12 @@ async def test_stop_finishes_the_request_in_hand_and_takes_no_more(bus: Bus) -> 
 # --- native-call classification ---------------------------------------------------------
 
 _REQ = httpx.Request("POST", "http://agency.invalid/")
+_AIOHTTP_REQ = aiohttp.RequestInfo(
+    URL("http://agency.invalid/"),
+    "POST",
+    CIMultiDictProxy(CIMultiDict()),
+    URL("http://agency.invalid/"),
+)
 
 
 def malformed_xml_error() -> etree.XMLSyntaxError:
@@ -566,6 +575,11 @@ def malformed_xml_error() -> etree.XMLSyntaxError:
         (httpx.ConnectError("refused", request=_REQ), AgencyUnavailable),
         (httpx.ReadTimeout("slow", request=_REQ), AgencyUnavailable),
         (TimeoutError(), AgencyUnavailable),
+        (aiohttp.ServerDisconnectedError(), AgencyUnavailable),
+        (aiohttp.ClientPayloadError("cut off"), AgencyUnavailable),
+        (aiohttp.ServerTimeoutError("slow"), AgencyUnavailable),
+        (aiohttp.ClientResponseError(_AIOHTTP_REQ, (), status=502), AgencyUnavailable),
+        (aiohttp.ClientResponseError(_AIOHTTP_REQ, (), status=400), AgencyError),
         (
             httpx.HTTPStatusError("x", request=_REQ, response=httpx.Response(503, request=_REQ)),
             AgencyUnavailable,

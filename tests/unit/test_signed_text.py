@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import uuid
 
-import httpx
 import pytest
 from lxml import etree
 
-from adapters.mvd_migration.adapter import MvdMigrationAdapter
+from adapters.mvd_migration.adapter import build_mvd_adapter
 from adapters.mvd_migration.answers import answer_query
 from adapters.mvd_migration.dataset import build_dataset
 from adapters.mvd_migration.mapping import PASSPORT
@@ -27,6 +26,7 @@ from gateway.testing.bus import Bus, content, send_request_body, soap
 from gateway.transport.base import Direction
 from gateway.xml.parse import parse_secure
 from gateway.xml.readers import read_send_request
+from tests.unit.agency_fixtures import PlayedAgency
 
 NUMBER = b"<Number>482913</Number>"
 SPLIT = {
@@ -125,22 +125,21 @@ async def test_the_mvd_adapter_asks_the_agency_the_whole_value(split: str) -> No
     asked: list[str | None] = []
     dataset = build_dataset()
 
-    def agency(call: httpx.Request) -> httpx.Response:
-        query = parse_secure(call.content)
+    def agency(body: bytes) -> tuple[int, bytes, dict[str, str]]:
+        query = parse_secure(body)
         asked.append(query.findtext(f"{q('PassportCheck')}/{q('DocNumber')}"))
         answer = etree.tostring(answer_query(query, dataset))
-        return httpx.Response(200, content=answer, headers={"Content-Type": CONTENT_TYPE})
+        return 200, answer, {"Content-Type": CONTENT_TYPE}
 
-    adapter = MvdMigrationAdapter(
-        httpx.AsyncClient(transport=httpx.MockTransport(agency), base_url="http://mvd")
-    )
     context = RequestContext(
         message_id=uuid.uuid4(), reply_to="x", sender="PORTAL", message_type=PASSPORT
     )
-    try:
-        answer = await adapter.passport_validity(request, context)
-    finally:
-        await adapter.aclose()
+    async with PlayedAgency(agency) as played:
+        adapter = build_mvd_adapter(played.base_url)
+        try:
+            answer = await adapter.passport_validity(request, context)
+        finally:
+            await adapter.aclose()
     assert asked == ["482913"]
     assert isinstance(answer, etree._Element)
     assert "482913" in etree.tostring(answer, encoding="unicode")
