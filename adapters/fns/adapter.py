@@ -38,7 +38,6 @@ from adapters.sdk.xml_http import (
     AgencyHttp,
     NativeReplies,
     XmlOverHttp,
-    agency_client,
 )
 from gateway.core.envelope import RejectionCode
 
@@ -97,4 +96,4 @@ def build_fns_adapter(
 
     ``await adapter.aclose()`` when done.
     """
-    return FnsAdapter(agency_client(base_url, timeout=timeout, limit=limit))
+    return FnsAdapter(AgencyHttp(base_url, timeout=timeout, limit=limit))

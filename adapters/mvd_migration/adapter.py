@@ -43,7 +43,6 @@ from adapters.sdk.xml_http import (
     AgencyHttp,
     NativeReplies,
     XmlOverHttp,
-    agency_client,
 )
 from gateway.core.envelope import RejectionCode
 
@@ -125,4 +124,4 @@ def build_mvd_adapter(
 
     ``await adapter.aclose()`` when done.
     """
-    return MvdMigrationAdapter(agency_client(base_url, timeout=timeout, limit=limit))
+    return MvdMigrationAdapter(AgencyHttp(base_url, timeout=timeout, limit=limit))

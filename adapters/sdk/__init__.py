@@ -23,7 +23,7 @@ from adapters.sdk.policies import PollPolicy, RetryPolicy
 from adapters.sdk.push import PushSource
 from adapters.sdk.runner import AdapterRunner, Outcome, OutcomeKind
 from adapters.sdk.sources import InboundRequest, PullSource, RequestSource
-from adapters.sdk.xml_http import AgencyHttp, NativeReplies, XmlOverHttp, agency_client
+from adapters.sdk.xml_http import AgencyHttp, NativeReplies, XmlOverHttp
 
 __all__ = [
     "Adapter",
@@ -50,5 +50,4 @@ __all__ = [
     "RetryPolicy",
     "XmlOverHttp",
     "agency_call",
-    "agency_client",
 ]

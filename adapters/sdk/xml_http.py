@@ -1,11 +1,11 @@
 """Agencies that speak XML over HTTP: POST one query element, read one reply element.
 
-What the FNS and MVD adapters share: one :class:`AgencyHttp` per process
-(:func:`agency_client`, on aiohttp like the adapters' client of the bus: httpx's
-``AsyncClient`` cost about five times its CPU per POST here, 470 against 85 us), and
-:meth:`XmlOverHttp.post`, which sends a native query and
-hands back the reply only once it is trusted: read with the bus's hardened parser,
-valid against the agency's XSD, no error in it, for the query that was sent. Every
+What the FNS and MVD adapters share: one :class:`AgencyHttp` per process (aiohttp, as
+the adapters' client of the bus: httpx's ``AsyncClient`` cost four times its CPU per
+POST here, 430-530 against 100-115 us), and :meth:`XmlOverHttp.post`, which sends a
+native query and hands back the reply only once it is trusted: read with the bus's
+hardened parser, valid against the agency's XSD, no error in it, for the query that
+was sent. Every
 failure comes out as one of the kit's two kinds (inside
 :func:`~adapters.sdk.native_calls.agency_call`):
 
@@ -64,7 +64,7 @@ class AgencyHttp:
     """POSTs to one agency at ``base_url`` over one aiohttp session (opened on first use,
     inside the adapter's event loop). Redirects are not followed: a 3xx is the agency's
     error, as any other status it should not send. The proxy is the environment's for
-    ``base_url`` (:func:`env_proxy`)."""
+    ``base_url`` (:func:`env_proxy`); TLS is checked against the system's trust store."""
 
     def __init__(
         self,
@@ -124,16 +124,6 @@ def env_proxy(url: str) -> str | None:
     if parts.hostname is None or urllib.request.proxy_bypass(parts.hostname):
         return None
     return urllib.request.getproxies().get(parts.scheme)
-
-
-def agency_client(
-    base_url: str,
-    *,
-    timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT,
-    limit: int = DEFAULT_LIMIT,
-) -> AgencyHttp:
-    """The one HTTP client of an adapter process for the agency at ``base_url``."""
-    return AgencyHttp(base_url, timeout=timeout, limit=limit)
 
 
 class XmlOverHttp:
