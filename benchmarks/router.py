@@ -13,9 +13,14 @@ Prints, in one run against the local RabbitMQ (and PostgreSQL for smevbus):
 
 each as p50/p99 round-trip latency and round trips per second at the same
 concurrency, the ratios smevbus/raw-signed, and the gateway's resident memory
-(peak, and at checkpoints) to show whether it grows with the message count. Last,
+(peak, and at checkpoints) to show whether it grows with the message count. Then
 the p50 of raw signed and of smevbus one round trip at a time (clients polling every
 2 ms at most): the latency the bus adds, without queueing behind other round trips.
+Last, the CPU ratios the targets are checked on: ``--rounds`` K rounds, each a raw
+signed, a pull and a push batch of ``--round-messages`` round trips back to back, so
+that both sides of a ratio are measured within seconds of each other (this host's
+speed drifts by tens of per cent over a run); each side's CPU summed over its K
+batches.
 
 The gateway reaches PostgreSQL through a statement counter (``benchmarks/sqlcount.py``);
 transactions are PostgreSQL's own count (``pg_stat_database``). RabbitMQ and PostgreSQL
@@ -23,7 +28,8 @@ are ``SMEVBUS_AMQP_URL`` and ``SMEVBUS_DATABASE_URL`` (a fresh vhost and databas
 each). Figures, JSON keys and targets: ``benchmarks/README.md``.
 
 Run: .venv/bin/python benchmarks/router.py [--messages 2000] [--raw-messages 2000]
-[--concurrency 16] [--algorithm ec|rsa|gost2012-256] [--json PATH] [--check]
+[--concurrency 16] [--rounds 6] [--round-messages 300] [--algorithm ec|rsa|gost2012-256]
+[--json PATH] [--check]
 (``--algorithm``: the key type of every participant and of the bus; ``gost2012-256``
 needs OpenSSL's gost engine)
 """
@@ -291,6 +297,34 @@ async def smevbus_pipeline(
     return Run(result, memory, empty_polls)
 
 
+@dataclass
+class Round:
+    """A raw signed, a pull and a push batch run back to back: the ratios' two sides
+    measured minutes apart at most, where the host's speed drifts over a whole run."""
+
+    signed: Result
+    pull: Run
+    push: Run
+
+    def ratios(self) -> dict[str, float]:
+        raw = self.signed.cpu_ms
+        return {
+            "pull": self.pull.result.per_call_ms(self.pull.result.gateway_cpu_s) / raw,
+            "push": self.push.result.per_call_ms(self.push.result.gateway_cpu_s) / raw,
+        }
+
+    @staticmethod
+    def ratio(rounds: list[Round]) -> dict[str, float]:
+        """Gateway CPU over all round trips of a mode / raw signed CPU over all of its."""
+        raw = sum(r.signed.cpu_s for r in rounds) / sum(r.signed.n for r in rounds)
+        return {
+            mode: sum(getattr(r, mode).result.gateway_cpu_s for r in rounds)
+            / sum(getattr(r, mode).result.n for r in rounds)
+            / raw
+            for mode in ("pull", "push")
+        }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=2000)
@@ -302,6 +336,15 @@ def main() -> None:
     parser.add_argument(
         "--checkpoints", default="", help="comma-separated counts at which to read gateway RSS"
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=6,
+        metavar="K",
+        help="the CPU ratios from K rounds, each a raw signed, a pull and a push batch of "
+        "--round-messages round trips back to back (0: from the rows, bracketed)",
+    )
+    parser.add_argument("--round-messages", type=int, default=300, metavar="M")
     parser.add_argument(
         "--statements-by-text",
         type=int,
@@ -367,6 +410,18 @@ def main() -> None:
             alone = asyncio.run(
                 smevbus_pipeline(gateway, keys, ALONE, 1, [], push_from=vhost, idle_cap=0.002)
             )
+            rounds = [
+                Round(
+                    asyncio.run(raw_pipeline(amqp, args.round_messages, conc, crypto)),
+                    asyncio.run(smevbus_pipeline(gateway, keys, args.round_messages, conc, [])),
+                    asyncio.run(
+                        smevbus_pipeline(
+                            gateway, keys, args.round_messages, conc, [], push_from=vhost
+                        )
+                    ),
+                )
+                for _ in range(args.rounds)
+            ]
         finally:
             gateway.stop()
     # Again after the gateway's rows: the ratio's two sides bracket the same minutes (this
@@ -383,6 +438,8 @@ def main() -> None:
         "pull": ours.per_call_ms(ours.gateway_cpu_s),
         "push": pushed.per_call_ms(pushed.gateway_cpu_s),
     }
+    ratio_rows = {key: ms / raw_cpu for key, ms in gateway_cpu.items()}
+    ratios = ratio_rows if not rounds else Round.ratio(rounds)
     memory = {count: rss for count, rss in pull.memory}
     first, last = pull.memory[0], pull.memory[-1]
     figures: dict[str, Any] = {
@@ -396,7 +453,19 @@ def main() -> None:
         "raw_signed_cpu_ms_per_round_trip": raw_cpu,
         "raw_signed_cpu_ms_before_after": raw_bracket,
         "gateway_cpu_ms_per_round_trip": gateway_cpu,
-        "cpu_ratio_to_raw_signed": {key: ms / raw_cpu for key, ms in gateway_cpu.items()},
+        "cpu_ratio_to_raw_signed": ratios,
+        "cpu_ratio_rows": ratio_rows,
+        "cpu_ratio_rounds": {
+            "rounds": len(rounds),
+            "round_trips_each": args.round_messages,
+            "pull": [r.ratios()["pull"] for r in rounds],
+            "push": [r.ratios()["push"] for r in rounds],
+            "raw_signed_cpu_ms": [r.signed.cpu_ms for r in rounds],
+            "gateway_cpu_ms": {
+                "pull": [r.pull.result.per_call_ms(r.pull.result.gateway_cpu_s) for r in rounds],
+                "push": [r.push.result.per_call_ms(r.push.result.gateway_cpu_s) for r in rounds],
+            },
+        },
         "client_cpu_ms_per_round_trip": {
             "pull": ours.per_call_ms(ours.cpu_s),
             "push": pushed.per_call_ms(pushed.cpu_s),
@@ -435,6 +504,21 @@ def main() -> None:
         f"(on the wire) pull {per_trip[1]['pull']:.2f}, push {per_trip[1]['push']:.2f}; "
         f"empty polls pull {pull.empty_polls}, push {push.empty_polls}"
     )
+    print(
+        f"CPU ratio gateway / raw signed from these rows (raw signed bracketing them): "
+        f"pull {ratio_rows['pull']:.2f}, push {ratio_rows['push']:.2f}"
+    )
+    if rounds:
+        each = figures["cpu_ratio_rounds"]
+        print(
+            f"CPU ratio from {len(rounds)} rounds of {args.round_messages} round trips each "
+            f"(raw signed, pull, push back to back; all CPU of a side over all its round "
+            f"trips): pull {ratios['pull']:.2f} (rounds "
+            + ", ".join(f"{r:.2f}" for r in each["pull"])
+            + f"), push {ratios['push']:.2f} (rounds "
+            + ", ".join(f"{r:.2f}" for r in each["push"])
+            + ")"
+        )
     print(
         f"one at a time: raw signed p50 {signed_alone.pct(50):.2f} ms, smevbus (push provider) "
         f"p50 {alone.result.pct(50):.2f} ms = {alone.result.pct(50) / signed_alone.pct(50):.1f}x"
