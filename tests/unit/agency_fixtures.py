@@ -23,6 +23,8 @@ class PlayedAgency:
     def __init__(self, answer: Answer) -> None:
         self.answer = answer
         self.sent: list[bytes] = []
+        #: The Host header of each request (a proxy is asked for another host).
+        self.hosts: list[str | None] = []
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         app = web.Application()
@@ -32,6 +34,7 @@ class PlayedAgency:
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
         self.sent.append(body)
+        self.hosts.append(request.headers.get("Host"))
         status, content, headers = self.answer(body)
         return web.Response(status=status, body=content, headers=headers)
 

@@ -10,6 +10,7 @@ from adapters.fns.adapter import REPLIES
 from adapters.fns.mock_service import fault_reply
 from adapters.fns.native import FaultCode, inn_query, q, to_bytes
 from adapters.sdk import AgencyError, AgencyHttp, AgencyUnavailable, XmlOverHttp
+from adapters.sdk.xml_http import env_proxy
 from gateway.testing.processes import free_port
 from tests.unit.agency_fixtures import Answer, PlayedAgency
 
@@ -110,3 +111,23 @@ async def test_an_oversize_answer_is_refused_unread(agency: PlayedAgency) -> Non
     with pytest.raises(AgencyError, match="malformed reply") as caught:
         await ask(agency, lambda _: (200, endless, {}))
     assert f"{REPLIES.max_bytes}" in str(caught.value)
+
+
+async def test_the_environments_proxy_is_asked(
+    agency: PlayedAgency, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As httpx did: HTTP_PROXY is honoured (here the played agency is the proxy, and
+    the agency's own name does not resolve), NO_PROXY exempts a host."""
+    monkeypatch.setenv("HTTP_PROXY", agency.base_url)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    agency.answer = lambda _: (200, inn_reply("q-1"), {})
+    call = XmlOverHttp(AgencyHttp("http://fns.invalid"), REPLIES)
+    try:
+        await call.post("InnQuery", "/inn", QUERY)
+    finally:
+        await call.http.aclose()
+    assert agency.hosts == ["fns.invalid"]
+    monkeypatch.setenv("NO_PROXY", "fns.invalid")
+    assert env_proxy("http://fns.invalid/inn") is None
+    assert env_proxy("http://mvd.invalid/query") == agency.base_url
