@@ -2,8 +2,7 @@
 answered from the migration service's XML-over-HTTP interface.
 
 One :class:`~adapters.sdk.xml_http.AgencyHttp` (aiohttp) per adapter (per process), with
-explicit timeouts, posts
-one native ``<Query>`` to ``{base_url}/query`` per request
+explicit timeouts, posts one native ``<Query>`` to ``{base_url}/query`` per request
 (:class:`~adapters.sdk.xml_http.XmlOverHttp`). The answer is read with the bus's
 hardened parser (:func:`gateway.xml.parse.parse_secure`) and validated against the
 native XSD before it is mapped (:mod:`.mapping`), so the kit sees:

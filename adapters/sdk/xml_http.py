@@ -5,8 +5,7 @@ the adapters' client of the bus: httpx's ``AsyncClient`` cost four times its CPU
 POST here, 430-530 against 100-115 us), and :meth:`XmlOverHttp.post`, which sends a
 native query and hands back the reply only once it is trusted: read with the bus's
 hardened parser, valid against the agency's XSD, no error in it, for the query that
-was sent. Every
-failure comes out as one of the kit's two kinds (inside
+was sent. Every failure comes out as one of the kit's two kinds (inside
 :func:`~adapters.sdk.native_calls.agency_call`):
 
 * HTTP 5xx, an error code the agency uses for "try again", timeouts, refused
@@ -19,6 +18,7 @@ What differs between agencies is a :class:`NativeReplies`.
 
 from __future__ import annotations
 
+import functools
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -60,11 +60,42 @@ class NativeReplies:
     what: str = "reply"
 
 
+class AgencySession:
+    """The aiohttp session of an adapter's calls to its agency, opened on first use
+    (inside the adapter's event loop) and again after :meth:`aclose`: no cookies, at
+    most ``limit`` connections, ``timeout`` for each call."""
+
+    def __init__(
+        self, timeout: aiohttp.ClientTimeout, limit: int, headers: dict[str, str] | None = None
+    ) -> None:
+        self.timeout = timeout
+        self.limit = limit
+        self.headers = headers
+        self._session: aiohttp.ClientSession | None = None
+
+    def get(self) -> aiohttp.ClientSession:
+        session = self._session
+        if session is None or session.closed:
+            session = self._session = aiohttp.ClientSession(
+                timeout=self.timeout,
+                connector=aiohttp.TCPConnector(limit=self.limit),
+                cookie_jar=aiohttp.DummyCookieJar(),
+                headers=self.headers,
+            )
+        return session
+
+    async def aclose(self) -> None:
+        """Close the connections (a later :meth:`get` opens new ones)."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
 class AgencyHttp:
-    """POSTs to one agency at ``base_url`` over one aiohttp session (opened on first use,
-    inside the adapter's event loop). Redirects are not followed: a 3xx is the agency's
-    error, as any other status it should not send. The proxy is the environment's for
-    ``base_url`` (:func:`env_proxy`); TLS is checked against the system's trust store."""
+    """POSTs to one agency at ``base_url`` over one :class:`AgencySession`. Redirects
+    are not followed: a 3xx is the agency's error, as any other status it should not
+    send. The proxy is the environment's for ``base_url`` (:func:`env_proxy`); TLS is
+    checked against the system's trust store."""
 
     def __init__(
         self,
@@ -74,10 +105,7 @@ class AgencyHttp:
         limit: int = DEFAULT_LIMIT,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self.timeout = timeout
-        self.limit = limit
-        self.proxy = env_proxy(self.base_url)
-        self._session: aiohttp.ClientSession | None = None
+        self.session = AgencySession(timeout, limit, {"Accept": "application/xml"})
 
     async def post(
         self, path: str, body: bytes, content_type: str, *, max_bytes: int
@@ -85,20 +113,12 @@ class AgencyHttp:
         """The status and the body of the answer to ``body`` POSTed at ``path``: the
         whole body, or its first ``max_bytes + 1`` bytes when it is longer (read no
         further, so an endless answer costs no more memory than that)."""
-        session = self._session
-        if session is None or session.closed:
-            session = self._session = aiohttp.ClientSession(
-                timeout=self.timeout,
-                connector=aiohttp.TCPConnector(limit=self.limit),
-                cookie_jar=aiohttp.DummyCookieJar(),
-                headers={"Accept": "application/xml"},
-            )
-        async with session.post(
+        async with self.session.get().post(
             self.base_url + path,
             data=body,
             headers={"Content-Type": content_type},
             allow_redirects=False,
-            proxy=self.proxy,
+            proxy=env_proxy(self.base_url),
         ) as response:
             chunks: list[bytes] = []
             size = 0
@@ -110,16 +130,14 @@ class AgencyHttp:
             return response.status, b"".join(chunks)
 
     async def aclose(self) -> None:
-        """Close the connections (a later :meth:`post` opens new ones)."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self.session.aclose()
 
 
+@functools.lru_cache(maxsize=64)
 def env_proxy(url: str) -> str | None:
     """The proxy the environment names for ``url`` (``HTTP_PROXY``, ``HTTPS_PROXY``,
-    ``NO_PROXY``, as httpx honoured them), read once: aiohttp's ``trust_env`` reads
-    the environment again on every request (about 0.3 ms of CPU each here)."""
+    ``NO_PROXY``, as httpx honoured them), read once per URL: aiohttp's ``trust_env``
+    reads the environment again on every request (about 0.3 ms of CPU each here)."""
     parts = urlsplit(url)
     if parts.hostname is None or urllib.request.proxy_bypass(parts.hostname):
         return None

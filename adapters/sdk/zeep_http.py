@@ -10,7 +10,6 @@ against the system's trust store (aiohttp's default; httpx used certifi's).
 
 from __future__ import annotations
 
-import functools
 import logging
 
 import aiohttp
@@ -21,17 +20,15 @@ from requests.structures import CaseInsensitiveDict
 from zeep.transports import AsyncTransport
 from zeep.wsdl.utils import etree_to_string
 
-from adapters.sdk.xml_http import env_proxy
-
-#: The environment's proxy per operation address (an adapter calls one or two).
-_proxy = functools.lru_cache(maxsize=16)(env_proxy)
+from adapters.sdk.xml_http import AgencySession, env_proxy
 
 
 class AiohttpTransport(AsyncTransport):
-    """Operations POSTed over one aiohttp session (opened on first use, inside the
-    event loop). ``timeout`` bounds the connect and then each read of an answer;
-    redirects are not followed (a 3xx is the service's error); the proxy is the
-    environment's for the operation's address, as with httpx."""
+    """Operations POSTed over one :class:`~adapters.sdk.xml_http.AgencySession`
+    (``self._agency``: zeep's own transports keep a requests session in ``session``).
+    ``timeout`` bounds the connect and then each read of an answer; redirects are not
+    followed (a 3xx is the service's error); the proxy is the environment's for the
+    operation's address, as with httpx."""
 
     def __init__(self, wsdl_client: httpx.Client, *, timeout: float, limit: int) -> None:
         # Not AsyncTransport.__init__: it would build an httpx.AsyncClient.
@@ -39,26 +36,17 @@ class AiohttpTransport(AsyncTransport):
         self._close_session = False  # read by zeep's Transport.__del__
         self.wsdl_client = wsdl_client
         self.logger = logging.getLogger("zeep.transports")
-        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
-        self._limit = limit
-        self._session: aiohttp.ClientSession | None = None
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                timeout=self._timeout,
-                connector=aiohttp.TCPConnector(limit=self._limit),
-                cookie_jar=aiohttp.DummyCookieJar(),
-            )
-        return self._session
+        self._agency = AgencySession(
+            aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout), limit
+        )
 
     async def post_xml(
         self, address: str, envelope: etree._Element, headers: dict[str, str]
     ) -> Response:
         """The answer as the ``requests.Response`` zeep reads (status, headers, body)."""
         body: bytes = etree_to_string(envelope)  # type: ignore[no-untyped-call]
-        async with self._client().post(
-            address, data=body, headers=headers, allow_redirects=False, proxy=_proxy(address)
+        async with self._agency.get().post(
+            address, data=body, headers=headers, allow_redirects=False, proxy=env_proxy(address)
         ) as answer:
             content = await answer.read()
             response = Response()
@@ -69,6 +57,4 @@ class AiohttpTransport(AsyncTransport):
             return response
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._agency.aclose()

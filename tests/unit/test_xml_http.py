@@ -121,13 +121,15 @@ async def test_the_environments_proxy_is_asked(
     monkeypatch.setenv("HTTP_PROXY", agency.base_url)
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
+    env_proxy.cache_clear()  # the environment is read once per URL
     agency.answer = lambda _: (200, inn_reply("q-1"), {})
     call = XmlOverHttp(AgencyHttp("http://fns.invalid"), REPLIES)
     try:
         await call.post("InnQuery", "/inn", QUERY)
+        assert agency.hosts == ["fns.invalid"]
+        monkeypatch.setenv("NO_PROXY", "fns.invalid")
+        assert env_proxy("http://fns.invalid/inn") is None
+        assert env_proxy("http://mvd.invalid/query") == agency.base_url
     finally:
         await call.http.aclose()
-    assert agency.hosts == ["fns.invalid"]
-    monkeypatch.setenv("NO_PROXY", "fns.invalid")
-    assert env_proxy("http://fns.invalid/inn") is None
-    assert env_proxy("http://mvd.invalid/query") == agency.base_url
+        env_proxy.cache_clear()
