@@ -297,21 +297,22 @@ async def smevbus_pipeline(
     return Run(result, memory, empty_polls)
 
 
+MODES = ("pull", "push")
+
+
 @dataclass
 class Round:
     """A raw signed, a pull and a push batch run back to back: the ratios' two sides
-    measured minutes apart at most, where the host's speed drifts over a whole run."""
+    measured seconds apart, where the host's speed drifts over a whole run."""
 
     signed: Result
     pull: Run
     push: Run
 
-    def ratios(self) -> dict[str, float]:
-        raw = self.signed.cpu_ms
-        return {
-            "pull": self.pull.result.per_call_ms(self.pull.result.gateway_cpu_s) / raw,
-            "push": self.push.result.per_call_ms(self.push.result.gateway_cpu_s) / raw,
-        }
+    def gateway_ms(self, mode: str) -> float:
+        """Gateway CPU per round trip of the ``mode`` ("pull", "push") batch."""
+        row: Result = getattr(self, mode).result
+        return row.per_call_ms(row.gateway_cpu_s)
 
     @staticmethod
     def ratio(rounds: list[Round]) -> dict[str, float]:
@@ -321,7 +322,7 @@ class Round:
             mode: sum(getattr(r, mode).result.gateway_cpu_s for r in rounds)
             / sum(getattr(r, mode).result.n for r in rounds)
             / raw
-            for mode in ("pull", "push")
+            for mode in MODES
         }
 
 
@@ -458,13 +459,9 @@ def main() -> None:
         "cpu_ratio_rounds": {
             "rounds": len(rounds),
             "round_trips_each": args.round_messages,
-            "pull": [r.ratios()["pull"] for r in rounds],
-            "push": [r.ratios()["push"] for r in rounds],
+            **{mode: [r.gateway_ms(mode) / r.signed.cpu_ms for r in rounds] for mode in MODES},
             "raw_signed_cpu_ms": [r.signed.cpu_ms for r in rounds],
-            "gateway_cpu_ms": {
-                "pull": [r.pull.result.per_call_ms(r.pull.result.gateway_cpu_s) for r in rounds],
-                "push": [r.push.result.per_call_ms(r.push.result.gateway_cpu_s) for r in rounds],
-            },
+            "gateway_cpu_ms": {mode: [r.gateway_ms(mode) for r in rounds] for mode in MODES},
         },
         "client_cpu_ms_per_round_trip": {
             "pull": ours.per_call_ms(ours.cpu_s),
