@@ -57,7 +57,6 @@ def main() -> None:
         for name, binary in trees.items():
             vhost = stack.enter_context(isolated_vhost(amqp_url()))
             database = stack.enter_context(fresh_database(database_url()))
-            processes.SMEVBUS = binary  # what GatewayProcess.start runs
             gateway = GatewayProcess(
                 env={
                     "SMEVBUS_TRANSPORT": "amqp",
@@ -67,6 +66,7 @@ def main() -> None:
                     "SMEVBUS_LOG_LEVEL": "WARNING",
                 },
                 log_path=Path(tempfile.mkdtemp()) / f"gateway-{name}.log",
+                binary=binary,
             )
             gateway.start()
             stack.callback(gateway.stop)

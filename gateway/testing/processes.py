@@ -101,6 +101,8 @@ class GatewayProcess:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     tls: ssl.SSLContext | None = None
+    #: The ``smevbus`` to run: this tree's, or another checkout's (``benchmarks/trees.py``).
+    binary: Path = SMEVBUS
 
     @property
     def base_url(self) -> str:
@@ -110,7 +112,7 @@ class GatewayProcess:
         env = {**os.environ, **self.env, "SMEVBUS_HTTP_PORT": str(self.port)}
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [str(SMEVBUS), "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
+                [str(self.binary), "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
             )
         self._wait_ready(ready_within)
 
