@@ -151,8 +151,7 @@ async def raw_pipeline(
             if future is not None and not future.done():
                 future.set_result(message.body)
 
-        await requests.consume(respond)
-        await replies.consume(collect)
+        consumers = [await requests.consume(respond), await replies.consume(collect)]
 
         async def one() -> None:
             doc = document(content)
@@ -175,6 +174,9 @@ async def raw_pipeline(
 
         name = "raw signed pipeline" if crypto else "raw aio-pika"
         result = await drive(name, n, concurrency, one)
+        # Cancelled before the queues go, or the broker cancels them (and aiormq logs it).
+        await requests.cancel(consumers[0])
+        await replies.cancel(consumers[1])
         await requests.delete(if_unused=False, if_empty=False)
         await replies.delete(if_unused=False, if_empty=False)
         return result
