@@ -2,8 +2,8 @@
 
 Every pull round trip makes two confirmed publishes, two ``basic.get`` and two acks
 (push: two publishes, one get, one ack). This measures, on uvloop as ``smevbus serve``
-runs, the CPU of one cycle of the hot path's three operations (a persistent,
-``mandatory``, confirmed publish to a quorum queue; a ``basic.get``; an ack) made by:
+runs, the CPU of a publish (persistent, ``mandatory``, confirmed, to a quorum queue)
+and of a take (a ``basic.get`` and its ack) made by:
 
 1. the gateway's :class:`~gateway.transport.amqp.AmqpTransport` (aio-pika over aiormq,
    riding out reconnects, as the router calls it);
@@ -13,12 +13,11 @@ runs, the CPU of one cycle of the hot path's three operations (a persistent,
    transport (no reconnect, no flow control, no TLS, no heartbeats): it is the floor of
    what a purpose-built client of the same broker, in Python, costs for the same frames.
 
-The three take turns in rounds (``--rounds``) of ``--cycles`` cycles each, so the host's
-drift hits them alike; CPU is this process's (the broker's is not counted). The gap
-between 1 and 3, over the operations of a round trip, is what the AMQP library costs
-the gateway above the work's own floor. Publishes and takes are timed apart (a round
-of publishes, then as many takes), so a pull round trip (2 publishes, 2 takes) and a
-push round trip (2 publishes, 1 take) are each priced.
+The three take turns in ``--rounds`` rounds, each client ``--cycles`` publishes and
+then as many takes, so the host's drift hits them alike; CPU is this process's (the
+broker's is not counted). Priced per pull round trip (2 publishes, 2 takes) and per
+push round trip (2 publishes, 1 take), the gap between 1 and 3 is what the AMQP
+library costs the gateway above the work's own floor.
 """
 
 from __future__ import annotations
