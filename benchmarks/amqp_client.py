@@ -303,9 +303,9 @@ def main() -> None:
         for name, steps in cpu.items()
     }
     # A pull round trip: 2 publishes, 2 takes; push: 2 publishes, 1 take (the provider
-    # consumes the request on its own connection).
-    pull = {name: 2 * m["publish"] + 2 * m["take"] for name, m in mean.items()}
-    push = {name: 2 * m["publish"] + m["take"] for name, m in mean.items()}
+    # consumes the request on its own connection). In ms, as the JSON has them.
+    pull = {name: (2 * m["publish"] + 2 * m["take"]) / 1000 for name, m in mean.items()}
+    push = {name: (2 * m["publish"] + m["take"]) / 1000 for name, m in mean.items()}
     base = "gateway transport"
     print(
         f"CPU of this process, uvloop; {args.rounds} rounds of {args.cycles} publishes "
@@ -315,13 +315,13 @@ def main() -> None:
     for name, m in mean.items():
         print(
             f"{name:<20}{m['publish']:>11.1f}{m['take']:>9.1f}"
-            f"{pull[name] / 1000:>12.3f}{push[name] / 1000:>12.3f}"
+            f"{pull[name]:>12.3f}{push[name]:>12.3f}"
             f"   ({pull[name] / pull[base]:.0%} of the gateway's)"
         )
     print(
         "a minimal client would save "
-        f"{(pull[base] - pull['minimal']) / 1000:.2f} ms per pull round trip, "
-        f"{(push[base] - push['minimal']) / 1000:.2f} ms per push round trip"
+        f"{pull[base] - pull['minimal']:.2f} ms per pull round trip, "
+        f"{push[base] - push['minimal']:.2f} ms per push round trip"
     )
     finish(
         args,
