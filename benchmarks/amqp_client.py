@@ -233,7 +233,7 @@ async def clients(url: str) -> tuple[dict[str, Client], Callable[[], Awaitable[N
     channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
 
     async def aiormq_publish() -> None:
-        properties = amqp_wire.to_amqp(message(), clock.now()).properties
+        properties = amqp_wire.to_properties(message(), clock.now())
         await channel.basic_publish(
             BODY, exchange=exchange, routing_key=PARTICIPANT, properties=properties, mandatory=True
         )
@@ -246,7 +246,7 @@ async def clients(url: str) -> tuple[dict[str, Client], Callable[[], Awaitable[N
     mini = await MiniAmqp.open(url)
 
     async def mini_publish() -> None:
-        properties = amqp_wire.to_amqp(message(), clock.now()).properties
+        properties = amqp_wire.to_properties(message(), clock.now())
         await mini.publish(exchange, PARTICIPANT, BODY, properties)
 
     async def mini_take() -> None:

@@ -42,6 +42,7 @@ from aio_pika.abc import (
     AbstractRobustChannel,
     AbstractRobustConnection,
 )
+from pamqp.commands import Basic
 
 from gateway.core.clock import Clock, SystemClock
 from gateway.transport import amqp_wire
@@ -113,8 +114,6 @@ class AmqpTransport:
         self._queues: dict[str, AbstractQueue] = {}
         #: Each main queue's dead-letter queue, by the main queue's name.
         self._dead_queues: dict[str, AbstractQueue] = {}
-        #: The puller's handles of the main queues pulled from, by name.
-        self._pulled_from: dict[str, AbstractQueue] = {}
         self._subscriptions: set[AmqpSubscription] = set()
         self._watches: set[AmqpDeadLetterWatch] = set()
         #: The DLQ routing keys of every declared queue.
@@ -209,7 +208,8 @@ class AmqpTransport:
         await self._publisher.publish(
             exchange_name(direction),
             check_participant(participant),
-            amqp_wire.to_amqp(message, self.clock.now()),
+            message,
+            amqp_wire.to_properties(message, self.clock.now()),
             participant,
         )
 
@@ -249,22 +249,24 @@ class AmqpTransport:
 
     async def get(self, direction: Direction, participant: str) -> Delivery | None:
         name = self._declared(direction, participant).name
-        queue = self._pulled_from.get(name)
-        if queue is None:
-            # A handle is a name on the robust channel (each get takes the channel open
-            # now): made once per queue, not one per pull (a lock and callbacks each).
-            queue = self._pulled_from[name] = await self._puller.get_queue(name, ensure=False)
+        puller = self._puller
 
-        async def get_one(seconds_left: float) -> AbstractIncomingMessage | None:
-            # No timeout of aio-pika's own (5 s unless None): the attempt is bounded.
-            return await queue.get(no_ack=False, fail=False, timeout=None)
+        async def get_one(seconds_left: float) -> amqp_wire.Pulled | None:
+            # basic.get on aiormq's channel under the robust one (what aio-pika's
+            # Queue.get does, less its IncomingMessage). No timeout of aiormq's own:
+            # the attempt is bounded.
+            channel = await puller.get_underlay_channel()
+            got = await channel.basic_get(name, no_ack=False)
+            if isinstance(got.delivery, Basic.GetEmpty):
+                return None
+            return amqp_wire.Pulled(got)
 
         while True:
             # A basic.get in flight when the connection drops may never be answered; each
             # attempt is capped so it is retried on the reopened channel instead of
             # stalling the caller for the whole reconnect budget.
             incoming = await self._ride_out(
-                self._puller, get_one, f"get from {name}", attempt_cap=GET_ATTEMPT_TIMEOUT
+                puller, get_one, f"get from {name}", attempt_cap=GET_ATTEMPT_TIMEOUT
             )
             if incoming is None:
                 return None
@@ -394,7 +396,7 @@ class AmqpTransport:
         await self._connection.close()
 
     def _open(
-        self, incoming: AbstractIncomingMessage, direction: Direction, participant: str
+        self, incoming: amqp_wire.Incoming, direction: Direction, participant: str
     ) -> Awaitable[AmqpDelivery | None]:
         return open_delivery(
             incoming, direction, participant, self._publisher, self.policy.retry_delays, self.clock

@@ -21,7 +21,7 @@ log = structlog.get_logger(__name__)
 class AmqpDelivery(Delivery):
     def __init__(
         self,
-        incoming: AbstractIncomingMessage,
+        incoming: amqp_wire.Incoming,
         direction: Direction,
         participant: str,
         publisher: ConfirmedPublisher,
@@ -70,7 +70,7 @@ class AmqpDelivery(Delivery):
 
 
 async def open_delivery(
-    incoming: AbstractIncomingMessage,
+    incoming: amqp_wire.Incoming,
     direction: Direction,
     participant: str,
     publisher: ConfirmedPublisher,

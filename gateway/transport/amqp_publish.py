@@ -6,10 +6,10 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-import aio_pika
 import aiormq
 import structlog
-from aio_pika.abc import AbstractExchange, AbstractRobustChannel
+from aio_pika.abc import AbstractRobustChannel
+from pamqp.commands import Basic
 from tenacity import (
     AsyncRetrying,
     RetryError,
@@ -123,14 +123,29 @@ class ConfirmedPublisher:
         self._channel = channel
         self._clock = clock
         self._timeout = timeout
-        self._exchanges: dict[str, AbstractExchange] = {}
 
     async def publish(
-        self, exchange: str, routing_key: str, message: aio_pika.Message, participant: str
+        self,
+        exchange: str,
+        routing_key: str,
+        message: Message,
+        properties: Basic.Properties,
+        participant: str,
     ) -> None:
         async def attempt(seconds_left: float) -> None:
-            target = self._exchange(exchange)
-            await target.publish(message, routing_key, mandatory=True)
+            # On aiormq's channel under the robust one (aio-pika's Exchange.publish does
+            # the same after building the properties from an aio_pika.Message), without
+            # waiting for the frames to be written: the confirm comes after them.
+            channel = await self._channel.get_underlay_channel()
+            assert isinstance(channel, aiormq.Channel)  # ``wait`` is not in its ABC
+            await channel.basic_publish(
+                message.body,
+                exchange=exchange,
+                routing_key=routing_key,
+                properties=properties,
+                mandatory=True,
+                wait=False,
+            )
 
         try:
             await ride_out_reconnects(self._channel, self._timeout, attempt, "publish")
@@ -156,28 +171,21 @@ class ConfirmedPublisher:
     ) -> None:
         """Put ``message`` in the dead-letter queue, with the reason in headers."""
         extra = {amqp_wire.DEAD_REASON: str(reason), amqp_wire.DEAD_DETAIL: detail}
-        amqp_message = amqp_wire.to_amqp(message, self._clock.now(), extra=extra)
         # The end of life stays in its header; a dead letter itself must not expire.
-        amqp_message.expiration = None
+        properties = amqp_wire.to_properties(
+            message, self._clock.now(), extra=extra, broker_expiry=False
+        )
         key = dead_letter_key(direction, participant)
-        await self.publish(DEAD_LETTER_EXCHANGE, key, amqp_message, participant)
+        await self.publish(DEAD_LETTER_EXCHANGE, key, message, properties, participant)
 
     async def retry(
         self, direction: Direction, participant: str, message: Message, attempt: int
     ) -> None:
         """Park ``message`` in the delay queue of retry step ``attempt``."""
-        amqp_message = amqp_wire.to_amqp(message, self._clock.now(), retries=attempt)
         # The delay queue's TTL must decide when it comes back, not the end of
         # life (checked again on delivery).
-        amqp_message.expiration = None
+        properties = amqp_wire.to_properties(
+            message, self._clock.now(), retries=attempt, broker_expiry=False
+        )
         name = retry_queue_name(direction, participant, attempt)
-        await self.publish("", name, amqp_message, participant)
-
-    def _exchange(self, name: str) -> AbstractExchange:
-        if name == "":
-            return self._channel.default_exchange
-        if name not in self._exchanges:
-            self._exchanges[name] = aio_pika.Exchange(
-                self._channel, name, aio_pika.ExchangeType.DIRECT, durable=True
-            )
-        return self._exchanges[name]
+        await self.publish("", name, message, properties, participant)
