@@ -256,10 +256,23 @@ MILESTONES = [
 ]
 
 
+def _rank(rank: int, parts: int) -> str:
+    """The column of the part that reaches a milestone ``rank``-th of ``parts``."""
+    if parts == 1:
+        return ""
+    if rank == parts - 1:
+        return "last part"
+    return f"{_ORDINALS[rank]} part" if rank < len(_ORDINALS) else f"part {rank + 1}"
+
+
+_ORDINALS = ("first", "second", "third", "fourth", "fifth")
+
+
 async def timeline(database_url: str, portal: Portal) -> dict[str, dict[str, float]]:
     """For each service ``portal`` heard back from: the median ms from POST to each
-    milestone of a part (of a fan-out: its first part there, and its last), to the final
-    save and to the callback."""
+    milestone of a part (of a fan-out: of the part that reaches it first, second, ...,
+    last: replies applied one after another show here), to the final save and to the
+    callback."""
     heard = [id for id in portal.service if id in portal.heard]
     connection = await asyncpg.connect(database_url)
     try:
@@ -277,16 +290,16 @@ async def timeline(database_url: str, portal: Portal) -> dict[str, dict[str, flo
     found: dict[str, dict[str, float]] = {}
     for service in sorted(set(portal.service.values())):
         ids = [id for id in heard if portal.service[id] == service and id in parts]
-        fan_out = any(len(parts[id]) > 1 for id in ids)
-        for column, pick in (("first part", min), ("last part", max)) if fan_out else (("", max),):
-            name = f"{service} {column}".strip()
+        width = max(len(parts[id]) for id in ids) if ids else 1
+        for rank in range(width):
+            name = f"{service} {_rank(rank, width)}".strip()
             medians: dict[str, float] = {}
             for side, state, what in MILESTONES:
                 offsets = []
                 for id in ids:
                     times = [first.get((id, part, side, state)) for part in parts[id]]
-                    if None not in times:
-                        at = pick(t for t in times if t is not None)
+                    if None not in times and len(times) == width:
+                        at = sorted(t for t in times if t is not None)[rank]
                         offsets.append((at - portal.posted[id]) * 1000)
                 if offsets:
                     medians[what] = statistics.median(offsets)
