@@ -56,6 +56,7 @@ def broker_ttl(expires_at: datetime, now: datetime) -> timedelta | None:
 
 #: ``delivery_mode`` of a persistent message.
 PERSISTENT = 2
+_MILLISECOND = timedelta(milliseconds=1)
 
 
 def to_properties(
@@ -86,9 +87,6 @@ def to_properties(
         expiration=expiration,
         delivery_mode=PERSISTENT,
     )
-
-
-_MILLISECOND = timedelta(milliseconds=1)
 
 
 class Incoming(Protocol):
