@@ -10,12 +10,19 @@ RUN apt-get update \
 RUN useradd --create-home --uid 10001 smevbus
 WORKDIR /app
 
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY gateway ./gateway
 COPY adapters ./adapters
 COPY xsd ./xsd
 COPY config ./config
-RUN pip install --no-cache-dir -e . && mkdir -p /app/keys /app/data && chown smevbus /app/keys /app/data
+# gcc only while pip compiles the SMEV transform's C scanner (gateway/crypto/_smev_fast.c).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && pip install --no-cache-dir -e . \
+ && python -c "import gateway.crypto._smev_fast" \
+ && apt-get purge -y --auto-remove gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/* \
+ && mkdir -p /app/keys /app/data && chown smevbus /app/keys /app/data
 
 USER smevbus
 ENV SMEVBUS_KEYS_DIR=/app/keys \

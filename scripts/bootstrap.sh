@@ -16,11 +16,16 @@ VENV=${VENV:-.venv}
 # prometheus brings promtool, which tests deploy/prometheus/alerts.yml (Debian packages
 # promtool only with the server; on a machine with systemd that also enables a Prometheus on :9090).
 # chromium is the headless browser the /ui test drives through playwright (which cannot
-# download its own browsers here).
+# download its own browsers here). gcc and the Python headers compile the SMEV
+# transform's C scanner (gateway/crypto/_smev_fast.c; without them it runs in Python).
 need=()
-for pkg in xmlsec1 pkg-config libxmlsec1-dev libxml2-dev libengine-gost-openssl prometheus chromium; do
+for pkg in xmlsec1 pkg-config libxmlsec1-dev libxml2-dev libengine-gost-openssl prometheus chromium gcc; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
+if command -v "$PYTHON" >/dev/null 2>&1 && ! "$PYTHON" -c 'import os, sys, sysconfig
+sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then
+  need+=("$PYTHON-dev")
+fi
 if ((${#need[@]})); then
   echo "bootstrap: installing system packages: ${need[*]}"
   SUDO=""
