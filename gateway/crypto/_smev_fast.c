@@ -135,6 +135,11 @@ typedef struct {
 
 static const char XML_NS[] = "http://www.w3.org/XML/1998/namespace";
 
+/* Prefixes are looked up in a stack, not a hash: past this many bindings or
+ * declarations in scope the input goes to the Python implementation (dicts), so that
+ * a document with thousands of namespaces costs no quadratic time here. */
+#define MAX_IN_SCOPE 128
+
 /* The URI c14n's ``prefix`` is bound to (a zero-length prefix: the default namespace,
  * possibly undeclared as ""); -1 when nothing binds it. */
 static int resolve(State *s, Str prefix, Str *uri) {
@@ -162,6 +167,7 @@ static int prefix_of(State *s, Str uri, Buf *decls) {
     for (Py_ssize_t i = s->n_declared; i-- > 0;) {
         if (str_eq(s->declared[i].uri, uri)) return s->declared[i].k;
     }
+    if (s->n_declared >= MAX_IN_SCOPE) return -1;
     GROW(s->declared, s->n_declared, s->cap_declared);
     int k = ++s->counter;
     s->declared[s->n_declared].uri = uri;
@@ -255,6 +261,7 @@ static int start_tag(State *s, Buf *out, Buf *decls, const char *p, const char *
             Str bound = {aname.n == 5 ? aname.p + 5 : aname.p + 6, aname.n == 5 ? 0 : aname.n - 6};
             /* One prefix declared twice on a tag: c14n of a tree built in memory whose
              * element and attribute share a prefix for two URIs. Not XML: refused. */
+            if (s->n_bindings >= MAX_IN_SCOPE) return -1;
             for (Py_ssize_t i = bindings_before; i < s->n_bindings; i++) {
                 if (str_eq(s->bindings[i].prefix, bound)) return -1;
             }
