@@ -285,7 +285,10 @@ static int start_tag(State *s, Buf *out, Buf *decls, const char *p, const char *
     for (Py_ssize_t i = 0; i < n_attrs; i++) {
         Attr *at = &s->attrs[i];
         if (at->qualified && resolve(s, at->prefix, &at->uri) < 0) return -1;
-        if (!at->qualified) at->uri.n = 0;
+        if (!at->qualified) {
+            at->uri.p = "";
+            at->uri.n = 0;
+        }
     }
     decls->len = 0;
     int k = uri.n ? prefix_of(s, uri, decls) : 0;
