@@ -32,6 +32,7 @@ typedef struct {
 } Buf;
 
 static int buf_put(Buf *b, const char *p, Py_ssize_t n) {
+    if (n == 0) return 0;
     if (b->len + n > b->cap) {
         Py_ssize_t cap = b->cap ? b->cap : 256;
         while (cap < b->len + n) cap *= 2;
