@@ -31,8 +31,9 @@ Python (the reference: every rule above is in its code), and the C scanner in
 to three times faster: a round trip transforms ten elements of up to 70, and in Python
 that was about 5 % of the gateway's CPU. The C one runs when it was built (``pip
 install`` compiles it where a C compiler is found); whatever it does not take (an
-entity reference, a prefix nothing binds, a character reference in a namespace URI)
-goes to the Python one, which also gives the errors. Of a tree built in memory (not
+entity reference, a prefix nothing binds, a character reference in a namespace URI,
+more than 128 prefixes in scope, a c14n form that is not XML) goes to the Python one,
+which also gives the errors. Of a tree built in memory (not
 parsed) the C one transforms what the tree serializes to, as SMEV 3 defines the
 Reference (exclusive c14n first): lxml can build trees whose serialization binds a
 prefix to another namespace than the tree holds, and what is signed must be what is
