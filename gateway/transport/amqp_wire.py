@@ -54,8 +54,6 @@ def broker_ttl(expires_at: datetime, now: datetime) -> timedelta | None:
     return None if left > MAX_BROKER_TTL else left
 
 
-#: ``delivery_mode`` of a persistent message.
-PERSISTENT = 2
 _MILLISECOND = timedelta(milliseconds=1)
 
 
@@ -85,7 +83,7 @@ def to_properties(
         message_id=message.message_id,
         headers=headers,
         expiration=expiration,
-        delivery_mode=PERSISTENT,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
     )
 
 
