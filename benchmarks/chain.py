@@ -271,8 +271,7 @@ _ORDINALS = ("first", "second", "third", "fourth", "fifth")
 async def timeline(database_url: str, portal: Portal) -> dict[str, dict[str, float]]:
     """For each service ``portal`` heard back from: the median ms from POST to each
     milestone of a part (of a fan-out: of the part that reaches it first, second, ...,
-    last: replies applied one after another show here), to the final save and to the
-    callback."""
+    last: replies taking turns show here), to the final save and to the callback."""
     heard = [id for id in portal.service if id in portal.heard]
     connection = await asyncpg.connect(database_url)
     try:

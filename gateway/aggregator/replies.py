@@ -12,7 +12,9 @@ delivery:
    ACKED (its request RESPONSE_DELIVERED) and saves the service request in one write
    (the save a compare-and-set: on a conflict nothing is written, and the aggregator
    re-reads, applies again and hands it back again); a reply that changes nothing is
-   only journaled;
+   only journaled; replies that waited for their turn at one service request are
+   saved together, in the first one's write, the others journaled after it
+   (:mod:`gateway.aggregator.reply_turns`);
 3. only after that write the router acks the delivery on the transport.
 
 A failure before the write leaves the delivery unsettled, and it goes back to the
@@ -47,7 +49,8 @@ from gateway.transport.base import (
 log = structlog.get_logger(__name__)
 
 #: Replies applied side by side per subscription (each waits on journal and store
-#: round trips; replies to one service request still take turns in the aggregator).
+#: round trips; replies to one service request still take turns in the aggregator:
+#: :mod:`gateway.aggregator.reply_turns`).
 PREFETCH = 8
 
 

@@ -18,10 +18,12 @@
   intake's ``take`` (:class:`TakeReply`): the router journals the reply done and the
   store saves the service request in one write
   (:meth:`~gateway.store.base.Journal.take_reply`), and the reply is acked on the
-  transport only after it. A crash before the write redelivers the reply; a copy
-  redelivered after it changes nothing (the first outcome of a part stands) and is
-  dropped as redundant. A reply that changes nothing (a request already final: logged
-  as ``late_reply``; a part answered already) is only journaled.
+  transport only after it (replies that waited for their turn at one request are saved
+  together: :mod:`gateway.aggregator.reply_turns`). A crash before the write
+  redelivers the reply; a copy redelivered after it changes nothing (the first
+  outcome of a part stands) and is dropped as redundant. A reply that changes
+  nothing (a request already final: logged as ``late_reply``; a part answered
+  already) is only journaled.
 * :meth:`Aggregator.fire_deadlines` applies
   :func:`~gateway.core.aggregation.on_deadline` to every pending request due now.
 * A request may name a ``callback_url``: the store keeps it and marks the callback due
@@ -82,10 +84,10 @@ import structlog
 from lxml import etree
 
 from gateway.aggregator.callback_url import check_callback_url
-from gateway.aggregator.keyed_locks import KeyedLocks
 from gateway.aggregator.open_requests import OpenRequests
+from gateway.aggregator.reply_turns import MAX_SAVE_ATTEMPTS, ReplyTurns, TakeReply
 from gateway.aggregator.requests_builder import build_request
-from gateway.aggregator.responses import apply_event, to_event
+from gateway.aggregator.responses import to_event
 from gateway.core.aggregation import (
     Effect,
     Outcome,
@@ -102,7 +104,6 @@ from gateway.core.clock import Clock, MessageIdSource
 from gateway.core.envelope import MessageMetadata
 from gateway.core.errors import (
     IdempotencyKeyReused,
-    InternalError,
     MessageAlreadySent,
     NotFound,
     SchemaViolation,
@@ -113,7 +114,6 @@ from gateway.core.idempotency import request_digest
 from gateway.core.registry import Registry
 from gateway.ops import metrics
 from gateway.store.base import ServiceRequests
-from gateway.store.replies import ReplyOutcome, ReplySave, ReplyTaken
 from gateway.store.service_requests import (
     ServiceRequestConflict,
     ServiceRequestPage,
@@ -127,8 +127,6 @@ log = structlog.get_logger(__name__)
 
 #: Rejection code recorded for a part whose SendRequest did not reach the bus.
 SEND_FAILED: Final = "SEND_FAILED"
-#: Compare-and-set attempts before a conflict is given up (each re-reads the record).
-MAX_SAVE_ATTEMPTS: Final = 20
 
 
 class BusConsumer(Protocol):
@@ -139,15 +137,6 @@ class BusConsumer(Protocol):
     async def send_request(
         self, content: etree._Element, *, message_id: uuid.UUID | None = None
     ) -> MessageMetadata: ...
-
-
-class TakeReply(Protocol):
-    """The one write that settles a reply (the router's, through the intake): the
-    reply journaled done with ``save`` stored (none: the journal only), all or
-    nothing. A ``CONFLICT`` wrote nothing; None: the reply was a redundant copy,
-    dropped without writing."""
-
-    async def __call__(self, save: ReplySave | None) -> ReplyTaken | None: ...
 
 
 class Aggregator:
@@ -172,8 +161,10 @@ class Aggregator:
         #: Set whenever this aggregator saves a request as final: the callback
         #: dispatcher waits on it instead of only polling.
         self.finalized = asyncio.Event()
-        self._applying = KeyedLocks()  # by service request id
         self._open = OpenRequests()
+        self._turns = ReplyTurns(
+            clock=clock, current=self._current, reread=store.get, saved=self._kept
+        )
 
     # --- portal operations ------------------------------------------------------------
 
@@ -389,17 +380,7 @@ class Aggregator:
             )
             await take(None)
             return False
-        # Replies to one request wait for each other here rather than collide in the
-        # store's compare-and-set (kept for other processes): a collision costs a
-        # re-read and a second write.
-        async with self._applying.hold(link.service_request_id):
-            now = self.clock.now()
-            record = self._open.record(link.service_request_id)
-            if record is None:
-                record = await self.store.get(link.service_request_id)
-            taken = await self._take(
-                record, lambda s: apply_event(s, link.part_id, event, now), take
-            )
+        taken = await self._turns.take(link.service_request_id, link.part_id, event, take)
         fields = {
             "service_request_id": str(link.service_request_id),
             "part": link.part_id,
@@ -424,39 +405,6 @@ class Aggregator:
                 **fields,
             )
         return True
-
-    async def _take(
-        self,
-        record: ServiceRequestRecord,
-        event: Callable[[ServiceRequestState], Outcome],
-        take: TakeReply,
-    ) -> tuple[ServiceRequestRecord, Outcome] | None:
-        """Apply ``event`` to ``record`` and settle the reply through ``take`` with the
-        save (only the journal's write when it changes nothing), re-reading and
-        re-applying on conflict as :meth:`_update` does; None when the reply was a
-        redundant copy (nothing saved)."""
-        for _ in range(MAX_SAVE_ATTEMPTS):
-            outcome = event(record.state)
-            if outcome.state is record.state:
-                return None if await take(None) is None else (record, outcome)
-            taken = await take(ReplySave(outcome.state, record.version))
-            if taken is None:
-                return None
-            if taken.outcome is ReplyOutcome.TAKEN and taken.saved is not None:
-                return self._saved(taken.saved, outcome)
-            log.info("save_conflict", service_request_id=str(record.id), version=record.version)
-            fresh = await self.store.get(record.id)
-            if fresh.version == record.version:
-                raise InternalError(
-                    f"service request {record.id} is not in the journal's database: open "
-                    "the journal and the service-request store on one (open_stores)",
-                    service_request_id=str(record.id),
-                )
-            record = fresh
-        raise ServiceRequestConflict(
-            f"service request {record.id} kept moving under {MAX_SAVE_ATTEMPTS} replies",
-            service_request_id=str(record.id),
-        )
 
     async def _update(
         self,
@@ -484,11 +432,19 @@ class Aggregator:
     def _saved(
         self, record: ServiceRequestRecord, outcome: Outcome
     ) -> tuple[ServiceRequestRecord, Outcome]:
+        self._kept(record, outcome.became_final)
+        return record, outcome
+
+    def _kept(self, record: ServiceRequestRecord, became_final: bool) -> None:
+        """``record`` was just saved (and made final, if ``became_final``)."""
         self._open.keep(record)
-        if outcome.became_final:
+        if became_final:
             self.finalized.set()
             metrics.count_service_request(record.service, record.status.value, _value(record))
-        return record, outcome
+
+    async def _current(self, sr_id: uuid.UUID) -> ServiceRequestRecord:
+        """The record as this process last saved or read it, or from the store."""
+        return self._open.record(sr_id) or await self.store.get(sr_id)
 
 
 def _with_deadline(state: ServiceRequestState, deadline: timedelta) -> ServiceRequestState:

@@ -333,8 +333,10 @@ async def test_two_aggregators_applying_concurrently_stay_consistent(world: Worl
     for r in records:
         done = await world.agg.get(str(r.id))
         assert done.status is ServiceState.COMPLETED
-        assert set(parts(done.state).values()) == {PartStatus.ANSWERED}
-        assert done.version == 4  # created + three applied replies, none lost
+        assert set(parts(done.state).values()) == {PartStatus.ANSWERED}  # none lost
+        # Created, then one to three saves: replies waiting for their turn are saved
+        # together (gateway.aggregator.reply_turns).
+        assert 2 <= done.version <= 4
 
 
 async def test_one_pump_applies_replies_side_by_side_and_loses_none(world: World) -> None:
@@ -359,7 +361,8 @@ async def test_one_pump_applies_replies_side_by_side_and_loses_none(world: World
     for r in records:
         done = await world.agg.get(str(r.id))
         assert done.status is ServiceState.COMPLETED
-        assert done.version == 4  # created + three applied replies, none lost
+        assert set(parts(done.state).values()) == {PartStatus.ANSWERED}  # none lost
+        assert 2 <= done.version <= 4  # as above
     assert await world.bus.depth(Direction.RESPONSES, PORTAL) == 0
 
 
@@ -510,7 +513,8 @@ async def test_replies_to_what_this_process_sent_are_applied_without_a_read(
     assert store.reads == 0  # the record and links it created and saved, kept
     done = await world.agg.get(str(record.id))
     assert done.status is ServiceState.COMPLETED
-    assert done.version == 4
+    # The first reply saved alone; the two that waited for its write, together.
+    assert done.version == 3
 
 
 async def test_a_kept_record_another_process_saved_since_is_re_read_not_overwritten(

@@ -242,3 +242,90 @@ async def test_a_redundant_copy_is_settled_by_the_router(bus: Bus) -> None:
     assert await bus.depth(Direction.RESPONSES, PORTAL) == 0
     assert (await bus.aggregator.get(str(record.id))).version == applied.version
     assert (await bus.journal.get(response.message_id)).state is MessageState.ACKED
+
+
+async def test_replies_waiting_for_their_turn_are_saved_together(bus: Bus) -> None:
+    """A fan-out answered at once: the first reply is saved alone; the two that came
+    while its write was out are applied in one turn and saved in the write of the
+    first of them, the other only journaled."""
+    record = await submit(bus)
+    await world_of(bus).answer_all()
+    intake, inbox = watched(bus)
+    finalized = asyncio.create_task(bus.aggregator.finalized.wait())
+
+    assert await intake.drain() == 3
+
+    assert inbox.takes == [
+        (True, ReplyOutcome.TAKEN),
+        (True, ReplyOutcome.TAKEN),  # carries the save of both
+        (False, ReplyOutcome.TAKEN),  # journaled, after that save
+    ]
+    await asyncio.wait_for(finalized, timeout=WAIT)
+    done = await bus.aggregator.get(str(record.id))
+    assert done.status is ServiceState.COMPLETED
+    assert {p.status for p in done.state.parts} == {PartStatus.ANSWERED}
+    assert done.version == record.version + 2
+    assert await bus.depth(Direction.RESPONSES, PORTAL) == 0
+    assert await journal_states(bus, done) == {
+        (str(MessageKind.REQUEST), str(MessageState.RESPONSE_DELIVERED)),
+        (str(MessageKind.RESPONSE), str(MessageState.ACKED)),
+    }
+
+
+async def test_a_redundant_copy_in_a_turn_leaves_the_save_to_the_next_reply(bus: Bus) -> None:
+    record = await submit(bus)
+    world = world_of(bus)
+    await world.answer("birth-record")
+    assert await bus.replies(PORTAL).drain() == 1
+    [first] = await bus.journal.responses_to(str(record.state.parts[0].message_id))
+    # Queued: a new reply, a copy of the one taken (it waits behind the new one's write
+    # and is first in the next turn), another new reply.
+    await world.answer("parent-registration")
+    copy = Message(message_id=first.message_id, body=first.xml, headers={})
+    await bus.transport.publish(Direction.RESPONSES, PORTAL, copy)
+    await world.answer("parent-inn")
+    intake, inbox = watched(bus)
+
+    assert await intake.drain() == 2
+
+    assert inbox.takes == [
+        (True, ReplyOutcome.TAKEN),
+        (True, None),  # the copy: dropped, nothing written
+        (True, ReplyOutcome.TAKEN),  # so the last reply carries the save
+    ]
+    done = await bus.aggregator.get(str(record.id))
+    assert done.status is ServiceState.COMPLETED
+    assert done.version == record.version + 3
+    assert await bus.depth(Direction.RESPONSES, PORTAL) == 0
+    assert [t.to_state for t in await bus.journal.history(first.message_id)].count(
+        MessageState.ACKED
+    ) == 1
+
+
+async def test_a_failed_turn_leaves_every_reply_in_it_unsettled(bus: Bus) -> None:
+    record = await submit(bus)
+    await world_of(bus).answer_all()
+    real = Watched(bus.router)
+    writes = 0
+
+    class FailsSecondWrite(Watched):
+        async def take_reply(
+            self, participant: str, delivery: Delivery, save: ReplySave | None
+        ) -> ReplyTaken | None:
+            nonlocal writes
+            writes += 1
+            if writes == 2:  # the turn of the two that waited
+                raise OSError("database connection lost")
+            return await real.take_reply(participant, delivery, save)
+
+    broken = ReplyIntake(bus.aggregator, FailsSecondWrite(bus.router), bus.transport, PORTAL)
+    with pytest.raises(OSError, match="connection lost"):
+        await broken.drain()
+    assert real.takes == [(True, ReplyOutcome.TAKEN)]
+    assert await bus.depth(Direction.RESPONSES, PORTAL) == 2  # both back, not acked
+    assert (await bus.aggregator.get(str(record.id))).version == record.version + 1
+
+    assert await bus.replies(PORTAL).drain() == 2  # the database is back
+    done = await bus.aggregator.get(str(record.id))
+    assert done.status is ServiceState.COMPLETED
+    assert await bus.depth(Direction.RESPONSES, PORTAL) == 0

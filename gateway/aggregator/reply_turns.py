@@ -1,0 +1,180 @@
+"""Replies to one service request take turns, and those that wait are taken together.
+
+Each reply is applied to its service request and settled by its ``take``: the
+reply journaled done in one write with the request's save (a compare-and-set on the
+version; :meth:`~gateway.store.base.Journal.take_reply`). Replies to one request
+wait for each other here rather than collide in that compare-and-set (kept for other
+processes): a collision costs a re-read and a second write.
+
+When the replies of a fan-out arrive together, the second and third wait for the
+first one's write. The turn after it takes every reply waiting by then: their events
+are applied in the order they came, and the request is saved once, in the write of
+the first of them (its *carrier*); the others then journal themselves done with no
+save (``take(None)``) outside the turn. So the request is final one write earlier,
+and its callback goes out sooner. If the process dies between the two, the others'
+deliveries were never acked: redelivered, they change nothing (a part's first
+outcome stands, and it is saved) and are journaled then, as any redundant copy.
+A carrier that turns out to be a redundant copy (the journal had it done already)
+writes nothing: the next one carries the save.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Final, Protocol
+
+import structlog
+
+from gateway.aggregator.keyed_locks import KeyedLocks
+from gateway.aggregator.responses import Event, apply_event
+from gateway.core.aggregation import Outcome
+from gateway.core.clock import Clock
+from gateway.core.errors import InternalError
+from gateway.store.replies import ReplyOutcome, ReplySave, ReplyTaken
+from gateway.store.service_requests import ServiceRequestConflict, ServiceRequestRecord
+
+log = structlog.get_logger(__name__)
+
+#: Compare-and-set attempts before a conflict is given up (each re-reads the record).
+MAX_SAVE_ATTEMPTS: Final = 20
+
+
+class TakeReply(Protocol):
+    """The one write that settles a reply (the router's, through the intake): the
+    reply journaled done with ``save`` stored (none: the journal only), all or
+    nothing. A ``CONFLICT`` wrote nothing; None: the reply was a redundant copy,
+    dropped without writing."""
+
+    async def __call__(self, save: ReplySave | None) -> ReplyTaken | None: ...
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What became of a reply in its turn."""
+
+    record: ServiceRequestRecord
+    outcome: Outcome
+    #: False: the reply has yet to journal itself done (``take(None)``).
+    journaled: bool
+
+
+@dataclass(eq=False)
+class _Waiting:
+    part_id: str
+    event: Event
+    take: TakeReply
+    applied: asyncio.Future[Applied | None]
+
+
+class ReplyTurns:
+    """The turns of the replies to each service request (in this process)."""
+
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        current: Callable[[uuid.UUID], Awaitable[ServiceRequestRecord]],
+        reread: Callable[[uuid.UUID], Awaitable[ServiceRequestRecord]],
+        saved: Callable[[ServiceRequestRecord, bool], None],
+    ) -> None:
+        """``current``: the record as this process last saw it (or read); ``reread``:
+        from the store, after a conflict; ``saved``: told of each save (and whether it
+        made the request final)."""
+        self._clock = clock
+        self._current = current
+        self._reread = reread
+        self._saved = saved
+        self._locks = KeyedLocks()
+        self._waiting: dict[uuid.UUID, list[_Waiting]] = {}
+
+    async def take(
+        self, sr_id: uuid.UUID, part_id: str, event: Event, take: TakeReply
+    ) -> tuple[ServiceRequestRecord, Outcome] | None:
+        """Apply ``event`` (a reply to ``part_id``) to service request ``sr_id`` and
+        settle the reply through ``take``; None when it was a redundant copy."""
+        waiting = _Waiting(part_id, event, take, asyncio.get_running_loop().create_future())
+        self._waiting.setdefault(sr_id, []).append(waiting)
+        try:
+            async with self._locks.hold(sr_id):
+                # Every reply waiting now, this one among them unless an earlier turn
+                # took it.
+                turn = self._waiting.pop(sr_id, [])
+                if turn:
+                    await self._take_together(sr_id, turn)
+        except BaseException:
+            self._withdraw(sr_id, waiting)
+            raise
+        applied = await waiting.applied
+        if applied is not None and not applied.journaled and await take(None) is None:
+            return None
+        return None if applied is None else (applied.record, applied.outcome)
+
+    def _withdraw(self, sr_id: uuid.UUID, waiting: _Waiting) -> None:
+        """A reply whose task ends before its turn (cancelled): no turn takes it."""
+        queue = self._waiting.get(sr_id)
+        if queue is not None and waiting in queue:
+            queue.remove(waiting)
+            if not queue:
+                del self._waiting[sr_id]
+        if waiting.applied.done() and not waiting.applied.cancelled():
+            waiting.applied.exception()  # retrieved: asyncio does not log it then
+
+    async def _take_together(self, sr_id: uuid.UUID, turn: list[_Waiting]) -> None:
+        """Settle ``turn``'s replies; what befalls each is set on its future (an error
+        too: each reply's own task raises it)."""
+        try:
+            record = await self._current(sr_id)
+            while turn:
+                record, turn = await self._carry(record, turn)
+        except BaseException as exc:
+            error = exc if isinstance(exc, Exception) else InternalError("reply turn cancelled")
+            for waiting in turn:
+                if not waiting.applied.done():
+                    waiting.applied.set_exception(error)
+            if not isinstance(exc, Exception):
+                raise
+
+    async def _carry(
+        self, record: ServiceRequestRecord, turn: list[_Waiting]
+    ) -> tuple[ServiceRequestRecord, list[_Waiting]]:
+        """Apply ``turn``'s events to ``record`` and save the result with the first
+        reply's write; the record as it is now, and the replies left for another try
+        (the carrier was a redundant copy)."""
+        for _ in range(MAX_SAVE_ATTEMPTS):
+            now = self._clock.now()
+            state, outcomes = record.state, []
+            for waiting in turn:
+                outcome = apply_event(state, waiting.part_id, waiting.event, now)
+                outcomes.append(outcome)
+                state = outcome.state
+            carrier = turn[0]
+            if state is record.state:  # nothing changes: each only journals itself
+                for waiting, outcome in zip(turn, outcomes, strict=True):
+                    waiting.applied.set_result(Applied(record, outcome, journaled=False))
+                return record, []
+            taken = await carrier.take(ReplySave(state, record.version))
+            if taken is None:  # the carrier was a redundant copy: nothing written
+                carrier.applied.set_result(None)
+                return record, turn[1:]
+            if taken.outcome is ReplyOutcome.TAKEN and taken.saved is not None:
+                saved = taken.saved
+                self._saved(saved, any(outcome.became_final for outcome in outcomes))
+                for n, (waiting, outcome) in enumerate(zip(turn, outcomes, strict=True)):
+                    waiting.applied.set_result(Applied(saved, outcome, journaled=n == 0))
+                return saved, []
+            log.info("save_conflict", service_request_id=str(record.id), version=record.version)
+            fresh = await self._reread(record.id)
+            if fresh.version == record.version:
+                raise InternalError(
+                    f"service request {record.id} is not in the journal's database: open "
+                    "the journal and the service-request store on one (open_stores)",
+                    service_request_id=str(record.id),
+                )
+            record = fresh
+        raise ServiceRequestConflict(
+            f"service request {record.id} kept moving under {MAX_SAVE_ATTEMPTS} replies",
+            service_request_id=str(record.id),
+        )
