@@ -119,9 +119,15 @@ class AmqpSubscription:
     async def _on_message(self, incoming: AbstractIncomingMessage) -> None:
         if self._stopped:
             return  # left unacked: the broker takes it back when the channel closes
-        task = asyncio.create_task(self._handle(incoming))
+        # aio-pika calls this in a task of its own: the handler runs in it, kept for
+        # drain(), rather than in yet another task a turn of the event loop later.
+        task = asyncio.current_task()
+        assert task is not None
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        try:
+            await self._handle(incoming)
+        finally:
+            self._tasks.discard(task)
 
     async def _handle(self, incoming: AbstractIncomingMessage) -> None:
         delivery = await self._open(incoming)
