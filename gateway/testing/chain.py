@@ -50,6 +50,7 @@ class Chain:
 
 
 def _adapter(
+    binary: Path,
     name: str,
     gateway: GatewayProcess,
     agency: str,
@@ -58,7 +59,7 @@ def _adapter(
     ops_port: int,
 ) -> list[str]:
     return [
-        str(SMEVBUS),
+        str(binary),
         "adapter",
         name,
         *(["--pull"] if pull else []),
@@ -85,6 +86,7 @@ def running_chain(
     adapter_args: Sequence[str] = (),
     database_admin_url: str = POSTGRES_ADMIN_URL,
     route_database: Callable[[str], str] = str,
+    binary: Path = SMEVBUS,
 ) -> Iterator[Chain]:
     """The chain running; ``shared_env`` adds SMEVBUS_* settings of every process
     (``SMEVBUS_LOG_FORMAT``, say), ``gateway_env`` those of the gateway; the adapters
@@ -93,7 +95,9 @@ def running_chain(
     The gateway's database is a fresh one on the server ``database_admin_url`` names,
     reached at ``route_database(its URL)`` (a benchmark's statement counter, say).
     The gateway checks each agency's reachability at its mock's health endpoint
-    (``SMEVBUS_AGENCY_PROBES``), as docker-compose.yml points it."""
+    (``SMEVBUS_AGENCY_PROBES``), as docker-compose.yml points it. ``binary`` is the
+    ``smevbus`` of the gateway and the adapters (another checkout's, say); the mock
+    agencies are this checkout's either way."""
     init_dev_pki(keys, {**PARTICIPANTS, "SMEVBUS": "bus"}, clock=SystemClock())
     env = {**(shared_env or {}), "SMEVBUS_KEYS_DIR": str(keys)}
     ports = {"zags": free_port(), "mvd_migration": free_port(), "fns": free_port()}
@@ -116,6 +120,7 @@ def running_chain(
                 **(gateway_env or {}),
             },
             log_path=logs / "gateway.log",
+            binary=binary,
         )
         gateway.start()
         services: dict[str, ServiceProcess] = {}
@@ -129,7 +134,13 @@ def running_chain(
             )
             services[f"adapter-{name}"] = ServiceProcess(
                 _adapter(
-                    name, gateway, base + path, name in pulling, adapter_args, ops_ports[name]
+                    binary,
+                    name,
+                    gateway,
+                    base + path,
+                    name in pulling,
+                    adapter_args,
+                    ops_ports[name],
                 ),
                 logs / f"adapter-{name}.log",
                 env={**env, "SMEVBUS_AMQP_URL": vhost_url},
