@@ -108,9 +108,11 @@ class ReplyTurns:
             self._withdraw(sr_id, waiting)
             raise
         applied = await waiting.applied
-        if applied is not None and not applied.journaled and await take(None) is None:
-            return None
-        return None if applied is None else (applied.record, applied.outcome)
+        if applied is None:
+            return None  # a redundant copy: its write as a carrier dropped it
+        if not applied.journaled and await take(None) is None:
+            return None  # a redundant copy, dropped by the journal
+        return applied.record, applied.outcome
 
     def _withdraw(self, sr_id: uuid.UUID, waiting: _Waiting) -> None:
         """A reply whose task ends before its turn (cancelled): no turn takes it."""
