@@ -163,7 +163,8 @@ static int resolve(State *s, Str prefix, Str *uri) {
     return -1;
 }
 
-/* The nsN of ``uri``, declared now (and listed in ``out``) when none is in scope. */
+/* The nsN of ``uri``, declared now (and its declaration added to ``decls``) when none
+ * is in scope. */
 static int prefix_of(State *s, Str uri, Buf *decls) {
     for (Py_ssize_t i = s->n_declared; i-- > 0;) {
         if (str_eq(s->declared[i].uri, uri)) return s->declared[i].k;
