@@ -12,11 +12,9 @@ Reliability choices:
 * dead-lettering by the transport itself (reject, expiry seen on delivery,
   exhausted retries) publishes to ``smevbus.dlx`` with a reason header, confirmed,
   then acks: the reason text survives, and nothing is acked before it is safe;
-* the hot path's publish and ``basic.get`` are made on aiormq's channel under the
-  robust one, as aio-pika's own ``Exchange.publish`` and ``Queue.get`` make them, but
-  without its message objects (~10 us each way): ``amqp_wire.to_properties`` builds
-  the properties from our :class:`~gateway.transport.base.Message`, and
-  ``amqp_wire.Pulled`` reads a pulled message from aiormq's frames;
+* publishes and ``basic.get`` (the hot path) go over a second connection of their own,
+  on pika (:mod:`gateway.transport.amqp_lane`: aio-pika's frames take several turns
+  of the event loop each way), which reopens on the next operation after a loss;
 * pull (``get``) is ``basic.get`` with a manual ack and a local timer: a pulled
   message not settled within the visibility timeout is nacked back to its queue
   (counting as a failed delivery). If the process dies first, the broker
@@ -47,7 +45,6 @@ from aio_pika.abc import (
     AbstractRobustChannel,
     AbstractRobustConnection,
 )
-from pamqp.commands import Basic
 
 from gateway.core.clock import Clock, SystemClock
 from gateway.transport import amqp_wire
@@ -57,6 +54,7 @@ from gateway.transport.amqp_deadletters import (
     open_watch,
 )
 from gateway.transport.amqp_delivery import AmqpDelivery, AmqpSubscription, open_delivery
+from gateway.transport.amqp_lane import AmqpLane, NotFound, Pulled
 from gateway.transport.amqp_publish import (
     TRANSIENT_ERRORS,
     ConfirmedPublisher,
@@ -95,6 +93,11 @@ T = TypeVar("T")
 GET_ATTEMPT_TIMEOUT = 5.0
 
 
+def lane_name(connection_name: str) -> str:
+    """The name the broker shows for the publish and get connection."""
+    return f"{connection_name} (publish, get)"
+
+
 class AmqpTransport:
     """A :class:`~gateway.transport.base.Transport` on RabbitMQ; make one with :meth:`connect`."""
 
@@ -102,8 +105,7 @@ class AmqpTransport:
         self,
         connection: AbstractRobustConnection,
         topology: AbstractRobustChannel,
-        publisher: AbstractRobustChannel,
-        puller: AbstractRobustChannel,
+        lane: AmqpLane,
         *,
         policy: QueuePolicy,
         clock: Clock,
@@ -113,9 +115,9 @@ class AmqpTransport:
         self.clock = clock
         self._connection = connection
         self._topology = topology
-        self._publisher = ConfirmedPublisher(publisher, clock, reconnect_timeout)
+        self._lane = lane
+        self._publisher = ConfirmedPublisher(lane, clock, reconnect_timeout)
         self._reconnect_timeout = reconnect_timeout
-        self._puller = puller
         self._queues: dict[str, AbstractQueue] = {}
         #: Each main queue's dead-letter queue, by the main queue's name.
         self._dead_queues: dict[str, AbstractQueue] = {}
@@ -152,11 +154,16 @@ class AmqpTransport:
         connection.reconnect_callbacks.add(
             lambda _: log.warning("transport_reconnected", connection=connection_name)
         )
+        lane = AmqpLane(url, lane_name(connection_name))
+        try:
+            await lane.ready()
+        except TRANSIENT_ERRORS as exc:
+            await connection.close()
+            raise TransportUnavailable(f"cannot reach the broker: {exc}") from exc
         return cls(
             connection,
             await connection.channel(),
-            await connection.channel(publisher_confirms=True, on_return_raises=True),
-            await connection.channel(),
+            lane,
             policy=policy or QueuePolicy(),
             clock=clock or SystemClock(),
             reconnect_timeout=reconnect_timeout,
@@ -168,7 +175,7 @@ class AmqpTransport:
         async def declare_all(_: float) -> None:
             await self._declare(todo)
 
-        await self._ride_out(self._topology, declare_all, "declare")
+        await self._ride_out(declare_all, "declare")
 
     async def _declare(self, participants: list[str]) -> None:
         channel = self._topology
@@ -250,29 +257,32 @@ class AmqpTransport:
             self._subscriptions.add(subscription)
             return subscription
 
-        return await self._ride_out(self._topology, subscribe, f"consume from {name}")
+        return await self._ride_out(subscribe, f"consume from {name}")
 
     async def get(self, direction: Direction, participant: str) -> Delivery | None:
         name = self._declared(direction, participant).name
-        puller = self._puller
 
-        async def get_one(seconds_left: float) -> amqp_wire.Pulled | None:
-            # basic.get on aiormq's channel under the robust one (what aio-pika's
-            # Queue.get does, less its IncomingMessage). No timeout of aiormq's own:
-            # the attempt is bounded.
-            channel = await puller.get_underlay_channel()
-            got = await channel.basic_get(name, no_ack=False)
-            if isinstance(got.delivery, Basic.GetEmpty):
-                return None
-            return amqp_wire.Pulled(got)
+        async def get_one(_: float) -> Pulled | None:
+            return await self._lane.get(name)
 
         while True:
             # A basic.get in flight when the connection drops may never be answered; each
             # attempt is capped so it is retried on the reopened channel instead of
             # stalling the caller for the whole reconnect budget.
-            incoming = await self._ride_out(
-                puller, get_one, f"get from {name}", attempt_cap=GET_ATTEMPT_TIMEOUT
-            )
+            try:
+                incoming = await ride_out_reconnects(
+                    self._lane.ready,
+                    self._reconnect_timeout,
+                    get_one,
+                    f"get from {name}",
+                    attempt_cap=GET_ATTEMPT_TIMEOUT,
+                )
+            except NotFound as exc:
+                raise QueueNotDeclared(
+                    f"queue {name!r} does not exist on the broker",
+                    participant=participant,
+                    direction=str(direction),
+                ) from exc
             if incoming is None:
                 return None
             delivery = await self._open(incoming, direction, participant)
@@ -339,7 +349,7 @@ class AmqpTransport:
             )
             return int(queue.declaration_result.message_count or 0)
 
-        return await self._ride_out(self._topology, count, f"depth of {name}")
+        return await self._ride_out(count, f"depth of {name}")
 
     async def watch_dead_letters(self, handler: DeadLetterHandler) -> AmqpDeadLetterWatch:
         if self._closed:
@@ -354,7 +364,7 @@ class AmqpTransport:
             return watch
 
         self._watched = True  # from now on, declare() binds new participants too
-        return await self._ride_out(self._topology, bind_and_subscribe, "watch dead letters")
+        return await self._ride_out(bind_and_subscribe, "watch dead letters")
 
     async def depth(self, direction: Direction, participant: str) -> int:
         queue = self._declared(direction, participant)
@@ -363,7 +373,7 @@ class AmqpTransport:
             declared = await queue.declare(timeout=seconds_left)
             return int(declared.message_count or 0)
 
-        return await self._ride_out(self._topology, count, f"depth of {queue.name}")
+        return await self._ride_out(count, f"depth of {queue.name}")
 
     async def counts(self, direction: Direction, participant: str) -> QueueCounts:
         """By declares, which change nothing (each queue again as it was): ready and
@@ -382,7 +392,7 @@ class AmqpTransport:
                 dead_letters=int(dead.message_count or 0),
             )
 
-        return await self._ride_out(self._topology, count, f"counts of {queue.name}")
+        return await self._ride_out(count, f"counts of {queue.name}")
 
     async def close(self, grace: float = 30.0) -> None:
         if self._closing:
@@ -398,6 +408,7 @@ class AmqpTransport:
         # Unsettled pulled messages go back when the connection closes.
         await asyncio.gather(*self._lapses, return_exceptions=True)
         self._closed = True
+        await self._lane.close()
         await self._connection.close()
 
     def _open(
@@ -456,19 +467,11 @@ class AmqpTransport:
             finally:
                 await channel.close()
 
-        await self._ride_out(self._topology, sweep, f"read {name}")
+        await self._ride_out(sweep, f"read {name}")
 
-    def _ride_out(
-        self,
-        channel: AbstractRobustChannel,
-        operation: Callable[[float], Awaitable[T]],
-        what: str,
-        *,
-        attempt_cap: float | None = None,
-    ) -> Awaitable[T]:
-        return ride_out_reconnects(
-            channel, self._reconnect_timeout, operation, what, attempt_cap=attempt_cap
-        )
+    def _ride_out(self, operation: Callable[[float], Awaitable[T]], what: str) -> Awaitable[T]:
+        """``operation`` on the topology channel, riding out reconnects."""
+        return ride_out_reconnects(self._topology.ready, self._reconnect_timeout, operation, what)
 
     def _declared(self, direction: Direction, participant: str) -> AbstractQueue:
         if self._closed:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import aiormq
 import structlog
-from aio_pika.abc import AbstractRobustChannel
-from pamqp.commands import Basic
 from tenacity import (
     AsyncRetrying,
     RetryError,
@@ -20,6 +18,7 @@ from tenacity import (
 
 from gateway.core.clock import Clock
 from gateway.transport import amqp_wire
+from gateway.transport.amqp_lane import AmqpLane, NotFound, Refused, Unroutable
 from gateway.transport.base import DeadLetterReason, Direction, Message
 from gateway.transport.errors import PublishRefused, QueueNotDeclared, TransportUnavailable
 from gateway.transport.topology import DEAD_LETTER_EXCHANGE, dead_letter_key, retry_queue_name
@@ -43,14 +42,14 @@ RECONNECT_BACKOFF = wait_incrementing(start=RECONNECT_BACKOFF_FIRST + 0.05, incr
 
 
 async def ride_out_reconnects(
-    channel: AbstractRobustChannel,
+    ready: Callable[[], Awaitable[object]],
     give_up_after: float,
     operation: Callable[[float], Awaitable[T]],
     what: str,
     *,
     attempt_cap: float | None = None,
 ) -> T:
-    """Run ``operation(seconds_left)`` once ``channel`` is usable, again after a lost connection.
+    """Run ``operation(seconds_left)`` once ``ready()`` returned, again after a lost connection.
 
     Gives up with :class:`TransportUnavailable` after ``give_up_after`` s. Other errors
     pass through. Only for operations that are safe to repeat. Each attempt is bounded
@@ -64,7 +63,7 @@ async def ride_out_reconnects(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + give_up_after
     try:
-        return await _attempt(channel, operation, deadline, attempt_cap, loop)
+        return await _attempt(ready, operation, deadline, attempt_cap, loop)
     except TRANSIENT_ERRORS as exc:
         if loop.time() >= deadline:
             raise TransportUnavailable(f"{what} failed: {exc!r}") from exc
@@ -83,7 +82,7 @@ async def ride_out_reconnects(
     try:
         async for attempt in retrying:
             with attempt:
-                return await _attempt(channel, operation, deadline, attempt_cap, loop)
+                return await _attempt(ready, operation, deadline, attempt_cap, loop)
     except RetryError as exc:
         error = exc.last_attempt.exception()
         raise TransportUnavailable(f"{what} failed: {error!r}") from error
@@ -91,7 +90,7 @@ async def ride_out_reconnects(
 
 
 async def _attempt(
-    channel: AbstractRobustChannel,
+    ready: Callable[[], Awaitable[object]],
     operation: Callable[[float], Awaitable[T]],
     deadline: float,
     cap: float | None,
@@ -102,7 +101,7 @@ async def _attempt(
     # step. Its TimeoutError is transient: the attempt is made again while time is left.
     async with asyncio.timeout(seconds_left if cap is None else min(seconds_left, cap)):
         # A reconnected connection is not enough: the channel reopens after it.
-        await channel.ready()
+        await ready()
         return await operation(seconds_left)
 
 
@@ -111,7 +110,7 @@ def _log_retry(what: str, attempt: int, error: BaseException | None) -> None:
 
 
 class ConfirmedPublisher:
-    """Publishes on one confirm-mode robust channel.
+    """Publishes on the lane's confirm-mode channel (:mod:`gateway.transport.amqp_lane`).
 
     A publish interrupted by a lost connection is retried until ``timeout`` s have
     passed, then :class:`TransportUnavailable` is raised. A lost confirm may mean
@@ -119,8 +118,8 @@ class ConfirmedPublisher:
     dedup by MessageID.
     """
 
-    def __init__(self, channel: AbstractRobustChannel, clock: Clock, timeout: float) -> None:
-        self._channel = channel
+    def __init__(self, lane: AmqpLane, clock: Clock, timeout: float) -> None:
+        self._lane = lane
         self._clock = clock
         self._timeout = timeout
 
@@ -129,34 +128,22 @@ class ConfirmedPublisher:
         exchange: str,
         routing_key: str,
         message: Message,
-        properties: Basic.Properties,
+        properties: Any,
         participant: str,
     ) -> None:
-        async def attempt(seconds_left: float) -> None:
-            # On aiormq's channel under the robust one (aio-pika's Exchange.publish does
-            # the same after building the properties from an aio_pika.Message), without
-            # waiting for the frames to be written: the confirm comes after them.
-            channel = await self._channel.get_underlay_channel()
-            assert isinstance(channel, aiormq.Channel)  # ``wait`` is not in its ABC
-            await channel.basic_publish(
-                message.body,
-                exchange=exchange,
-                routing_key=routing_key,
-                properties=properties,
-                mandatory=True,
-                wait=False,
-            )
+        async def attempt(_: float) -> None:
+            await self._lane.publish(exchange, routing_key, message.body, properties)
 
         try:
-            await ride_out_reconnects(self._channel, self._timeout, attempt, "publish")
-        except aiormq.exceptions.PublishError as exc:
+            await ride_out_reconnects(self._lane.ready, self._timeout, attempt, "publish")
+        except Unroutable as exc:
             raise QueueNotDeclared(
                 f"unroutable: no queue for {routing_key!r} on {exchange!r}",
                 participant=participant,
             ) from exc
-        except aiormq.exceptions.DeliveryError as exc:
+        except Refused as exc:
             raise PublishRefused(f"broker refused the message: {exc}") from exc
-        except aiormq.exceptions.ChannelNotFoundEntity as exc:
+        except NotFound as exc:
             raise QueueNotDeclared(
                 f"unroutable: exchange {exchange!r} does not exist", participant=participant
             ) from exc

@@ -16,9 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import aio_pika
-import aiormq
-from aiormq.abc import AbstractChannel, DeliveredMessage
-from pamqp.commands import Basic
+import pika
 
 from gateway.transport.base import (
     RESERVED_HEADER_PREFIX,
@@ -64,9 +62,10 @@ def to_properties(
     retries: int = 0,
     extra: Mapping[str, str] | None = None,
     broker_expiry: bool = True,
-) -> Basic.Properties:
-    """The AMQP properties of ``message``: persistent, its id, its headers and end of
-    life, and (``broker_expiry``) the per-message TTL the broker expires it by."""
+) -> Any:
+    """The AMQP properties of ``message`` (pika's: the lane publishes): persistent, its
+    id, its headers and end of life, and (``broker_expiry``) the per-message TTL the
+    broker expires it by."""
     headers: dict[str, Any] = dict(message.headers)
     expiration: str | None = None
     if message.expires_at is not None:
@@ -79,17 +78,18 @@ def to_properties(
         headers[RETRIES] = retries
     if extra:
         headers.update(extra)
-    return Basic.Properties(
+    return pika.BasicProperties(
         message_id=message.message_id,
         headers=headers,
         expiration=expiration,
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        delivery_mode=pika.DeliveryMode.Persistent.value,
     )
 
 
 class Incoming(Protocol):
     """What the transport reads and settles of a message the broker handed over: an
-    aio-pika ``IncomingMessage`` (consumers, sweeps) or a :class:`Pulled` one."""
+    aio-pika ``IncomingMessage`` (consumers, sweeps) or a pulled one
+    (:class:`~gateway.transport.amqp_lane.Pulled`)."""
 
     @property
     def body(self) -> bytes: ...
@@ -103,37 +103,6 @@ class Incoming(Protocol):
     async def ack(self) -> None: ...
 
     async def nack(self, *, requeue: bool = True) -> None: ...
-
-
-class Pulled:
-    """A message from ``basic.get``, read straight from aiormq's frames: the pull's hot
-    path, without aio-pika's ``IncomingMessage`` (which decodes every property into an
-    attribute, ~12 us). Settled on the channel that delivered it; once that channel is
-    gone (a reconnect opened another) settling raises ``ChannelInvalidStateError`` and
-    the broker has put the message back already."""
-
-    __slots__ = ("_channel", "_tag", "body", "headers", "message_id")
-
-    def __init__(self, got: DeliveredMessage) -> None:
-        properties = got.header.properties
-        self.body: bytes = got.body
-        self.headers: Mapping[str, Any] = properties.headers or {}
-        self.message_id: str | None = properties.message_id
-        self._channel: AbstractChannel = got.channel
-        tag = got.delivery_tag
-        assert tag is not None  # a GetOk always carries one
-        self._tag: int = tag
-
-    async def ack(self) -> None:
-        await self._open_channel().basic_ack(self._tag)
-
-    async def nack(self, *, requeue: bool = True) -> None:
-        await self._open_channel().basic_nack(self._tag, requeue=requeue)
-
-    def _open_channel(self) -> AbstractChannel:
-        if self._channel.is_closed:
-            raise aiormq.exceptions.ChannelInvalidStateError("the channel that delivered it closed")
-        return self._channel
 
 
 def from_amqp(incoming: Incoming) -> Message:

@@ -38,7 +38,7 @@ from gateway.transport import (
     QueuePolicy,
     Transport,
 )
-from gateway.transport.amqp import AmqpTransport
+from gateway.transport.amqp import AmqpTransport, lane_name
 from gateway.transport.topology import all_queue_names
 from tests.integration.conftest import close_broker_connections
 
@@ -84,6 +84,12 @@ class Kit:
 def connection_name(prefix: str) -> str:
     """Names the test's broker connection, so a test can force-close only its own."""
     return f"smevbus-test-{prefix}"
+
+
+async def close_both_connections(prefix: str) -> int:
+    """Force-close the transport's two connections (aio-pika's, the lane's)."""
+    name = connection_name(prefix)
+    return await close_broker_connections(name) + await close_broker_connections(lane_name(name))
 
 
 @pytest.fixture(params=["memory", "amqp"])
@@ -560,7 +566,7 @@ async def test_reconnects_after_forced_close_and_loses_no_confirmed_message(kit:
     with structlog.testing.capture_logs() as logs:
         publishing = asyncio.create_task(publish_stream())
         await eventually(lambda: asyncio.sleep(0, len(confirmed) >= 20))
-        assert await close_broker_connections(connection_name(kit.prefix)) == 1
+        assert await close_both_connections(kit.prefix) == 2
         at_kill = len(confirmed)
         await eventually(lambda: asyncio.sleep(0, len(confirmed) >= at_kill + 20))
         stop.set()
@@ -580,7 +586,7 @@ async def test_pulls_from_one_queue_go_on_across_a_forced_close(kit: Kit) -> Non
     assert before is not None
     await before.ack()
 
-    assert await close_broker_connections(connection_name(kit.prefix)) == 1
+    assert await close_both_connections(kit.prefix) == 2
     await kit.transport.publish(REQ, zags, message(2))  # confirmed once reconnected
     after = await eventually(lambda: kit.transport.get(REQ, zags))
     assert after.message == message(2)

@@ -4,18 +4,17 @@ the reconnect budget lasts, then refused as unavailable (``amqp_publish.ride_out
 from __future__ import annotations
 
 import asyncio
-from typing import cast
+from collections.abc import Awaitable, Callable
 
-import aiormq
 import pytest
-from aio_pika.abc import AbstractRobustChannel
 
+from gateway.transport.amqp_lane import LaneClosed, NotFound
 from gateway.transport.amqp_publish import ride_out_reconnects
 from gateway.transport.errors import TransportUnavailable
 
 
 class Channel:
-    """A robust channel as far as the helper looks at it: ready, or reopening."""
+    """A channel as far as the helper looks at it: ready, or reopening."""
 
     def __init__(self, *, ready: bool = True) -> None:
         self.reopened = asyncio.Event()
@@ -26,8 +25,8 @@ class Channel:
         await self.reopened.wait()
 
 
-def channel(*, ready: bool = True) -> AbstractRobustChannel:
-    return cast(AbstractRobustChannel, Channel(ready=ready))
+def channel(*, ready: bool = True) -> Callable[[], Awaitable[None]]:
+    return Channel(ready=ready).ready
 
 
 async def test_an_attempt_that_is_never_answered_is_cut_at_its_cap_and_made_again() -> None:
@@ -57,7 +56,7 @@ async def test_a_channel_that_does_not_reopen_in_time_is_unavailable() -> None:
 
 
 async def test_a_transient_failure_is_tried_again_and_the_answer_returned() -> None:
-    failures = [aiormq.exceptions.ChannelInvalidStateError("closed")]
+    failures = [LaneClosed("channel closed")]
 
     async def get(seconds_left: float) -> str:
         if failures:
@@ -73,8 +72,8 @@ async def test_a_failure_no_reconnect_cures_passes_through_at_once() -> None:
     async def refused(seconds_left: float) -> None:
         nonlocal attempts
         attempts += 1
-        raise aiormq.exceptions.ChannelNotFoundEntity("no exchange x")
+        raise NotFound("no exchange x")
 
-    with pytest.raises(aiormq.exceptions.ChannelNotFoundEntity):
+    with pytest.raises(NotFound):
         await ride_out_reconnects(channel(), 5.0, refused, "publish")
     assert attempts == 1

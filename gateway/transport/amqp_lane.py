@@ -1,0 +1,326 @@
+"""The hot path's own AMQP connection: confirmed publishes and ``basic.get``, on pika.
+
+aio-pika (over aiormq) keeps the transport's robust connection: topology, consumers,
+dead-letter sweeps, their reconnects. What it costs per operation is mostly the way
+its frames travel: through a write queue and a writer task, a reader task, and a
+queue and a task per channel, so every publish, confirm, get and ack takes several
+turns of the event loop. pika's asyncio connection answers from the socket's read
+callback and writes at once (``benchmarks/amqp_client.py``: a confirmed publish and a
+``basic.get`` + ack cost ~0.43 ms less per pull round trip than through aio-pika). A
+connection of its own for publishing is also what RabbitMQ advises: a publisher the
+broker blocks (flow control, alarms) then stalls no consumer's acks.
+
+The lane opens lazily, and again on the next operation after its connection or one
+of its channels closed. An operation in flight when that happens fails with
+:class:`LaneClosed`, a ``ConnectionError``: ``ride_out_reconnects`` makes it again.
+A ``basic.get`` given up (its caller's timeout) closes its channel, so a message the
+broker hands over late goes back to its queue rather than sit unacked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+from typing import Any
+
+import pika
+import pika.exceptions
+import structlog
+from pika import spec
+from pika.adapters.asyncio_connection import AsyncioConnection
+
+log = structlog.get_logger(__name__)
+
+#: What pika raises for an operation on a channel or connection that is gone.
+_GONE = (
+    pika.exceptions.ChannelWrongStateError,
+    pika.exceptions.ConnectionWrongStateError,
+    pika.exceptions.ConnectionClosed,
+)
+
+#: Longest wait for the broker to answer a close (s).
+CLOSE_TIMEOUT = 5.0
+
+
+class LaneClosed(ConnectionError):
+    """The lane's connection or channel is gone (a reconnect cures it)."""
+
+
+class Unroutable(Exception):
+    """A ``mandatory`` publish that no queue took (the broker returned it)."""
+
+
+class Refused(Exception):
+    """A publish the broker nacked (a full queue refusing new messages, say)."""
+
+
+class NotFound(Exception):
+    """The broker closed a channel for a missing exchange or queue (404)."""
+
+
+class AmqpLane:
+    """One pika connection: a confirm-mode channel for publishes, one for ``basic.get``."""
+
+    def __init__(self, url: str, connection_name: str) -> None:
+        self._parameters = pika.URLParameters(url)
+        self._parameters.client_properties = {"connection_name": connection_name}
+        self._name = connection_name
+        self._connection: Any = None
+        self._publishing: _Publishing | None = None
+        self._getting: _Getting | None = None
+        self._opening = asyncio.Lock()
+        self._opened_once = False
+        self._closed = False
+
+    async def ready(self) -> None:
+        """Open what is not open (the connection, a channel)."""
+        if self._publishing is not None and self._getting is not None:
+            return
+        async with self._opening:
+            if self._closed:
+                raise LaneClosed("the transport is closed")
+            if self._connection is None:
+                self._connection = await self._connect()
+                if self._opened_once:
+                    log.warning("transport_reconnected", connection=self._name)
+                self._opened_once = True
+            if self._publishing is None:
+                self._publishing = await _Publishing.open(self._connection, self._forget)
+            if self._getting is None:
+                self._getting = await _Getting.open(self._connection, self._forget)
+
+    async def publish(self, exchange: str, routing_key: str, body: bytes, properties: Any) -> None:
+        """Publish (persistent, ``mandatory``) and wait for the broker's confirm."""
+        if self._publishing is None:
+            raise LaneClosed("the publishing channel is not open")
+        await self._publishing.publish(exchange, routing_key, body, properties)
+
+    async def get(self, queue: str) -> Pulled | None:
+        """``basic.get`` with a manual ack: a message, or None when ``queue`` is empty."""
+        if self._getting is None:
+            raise LaneClosed("the getting channel is not open")
+        return await self._getting.get(queue)
+
+    async def close(self) -> None:
+        self._closed = True
+        connection, self._connection = self._connection, None
+        if connection is None or connection.is_closed:
+            return
+        closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def on_close(*_: object) -> None:
+            if not closed.done():
+                closed.set_result(None)
+
+        connection.add_on_close_callback(on_close)
+        with contextlib.suppress(pika.exceptions.ConnectionWrongStateError):
+            connection.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(closed, CLOSE_TIMEOUT)
+
+    async def _connect(self) -> Any:
+        loop = asyncio.get_running_loop()
+        opened: asyncio.Future[Any] = loop.create_future()
+
+        def on_open(connection: Any) -> None:
+            if not opened.done():
+                opened.set_result(connection)
+
+        def on_open_error(_: Any, error: BaseException | str) -> None:
+            if not opened.done():
+                opened.set_exception(LaneClosed(f"cannot open a connection: {error!r}"))
+
+        def on_close(connection: Any, reason: BaseException) -> None:
+            if connection is self._connection:
+                self._connection = None
+                log.warning("transport_lane_closed", connection=self._name, reason=repr(reason))
+
+        connection = AsyncioConnection(
+            self._parameters, on_open, on_open_error, on_close, custom_ioloop=loop
+        )
+        try:
+            return await opened
+        except BaseException:
+            with contextlib.suppress(Exception):
+                connection.close()
+            raise
+
+    def _forget(self, channel: _Publishing | _Getting) -> None:
+        """``channel`` closed: the next operation opens another."""
+        if channel is self._publishing:
+            self._publishing = None
+        elif channel is self._getting:
+            self._getting = None
+
+
+class _Channel:
+    """A pika channel, and what closing it does to the operations waiting on it."""
+
+    def __init__(self, channel: Any, forget: Any) -> None:
+        self.channel = channel
+        self._forget = forget
+        channel.add_on_close_callback(self._on_close)
+
+    @staticmethod
+    async def _open_channel(connection: Any) -> Any:
+        opened: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        try:
+            connection.channel(on_open_callback=opened.set_result)
+        except _GONE as exc:
+            raise LaneClosed(f"cannot open a channel: {exc!r}") from exc
+        return await opened
+
+    def _on_close(self, _: Any, reason: BaseException) -> None:
+        self._forget(self)
+        code = getattr(reason, "reply_code", None)
+        text = getattr(reason, "reply_text", repr(reason))
+        self.fail(NotFound(text) if code == 404 else LaneClosed(f"channel closed: {reason!r}"))
+
+    def fail(self, error: Exception) -> None:
+        """Fail every operation waiting on the channel with ``error``."""
+        raise NotImplementedError
+
+
+class _Publishing(_Channel):
+    def __init__(self, channel: Any, forget: Any) -> None:
+        super().__init__(channel, forget)
+        self._loop = asyncio.get_running_loop()
+        self._published = 0
+        #: The confirms awaited, by delivery tag (ascending): the future, the message id.
+        self._pending: dict[int, tuple[asyncio.Future[None], str | None]] = {}
+        channel.add_on_return_callback(self._on_return)
+
+    @classmethod
+    async def open(cls, connection: Any, forget: Any) -> _Publishing:
+        channel = await cls._open_channel(connection)
+        publishing = cls(channel, forget)
+        selected: asyncio.Future[None] = publishing._loop.create_future()
+        channel.confirm_delivery(publishing._on_confirm, lambda _: selected.set_result(None))
+        await selected
+        return publishing
+
+    async def publish(self, exchange: str, routing_key: str, body: bytes, properties: Any) -> None:
+        try:
+            self.channel.basic_publish(exchange, routing_key, body, properties, mandatory=True)
+        except _GONE as exc:
+            raise LaneClosed(f"publish on a closed channel: {exc!r}") from exc
+        self._published += 1
+        confirmed: asyncio.Future[None] = self._loop.create_future()
+        self._pending[self._published] = (confirmed, properties.message_id)
+        await confirmed
+
+    def _on_confirm(self, frame: Any) -> None:
+        method = frame.method
+        tag: int = method.delivery_tag
+        if method.multiple:
+            tags = [pending for pending in self._pending if pending <= tag]
+        else:
+            tags = [tag]
+        nacked = isinstance(method, spec.Basic.Nack)
+        for each in tags:
+            entry = self._pending.pop(each, None)
+            if entry is None or entry[0].done():
+                continue
+            if nacked:
+                entry[0].set_exception(Refused("the broker refused the message (nack)"))
+            else:
+                entry[0].set_result(None)
+
+    def _on_return(self, _: Any, method: Any, properties: Any, __: bytes) -> None:
+        # A return comes before the confirm of the same publish; it names no delivery
+        # tag, so the message id tells which publish it was (the oldest one waiting).
+        for confirmed, message_id in self._pending.values():
+            if message_id == properties.message_id and not confirmed.done():
+                confirmed.set_exception(Unroutable(f"{method.reply_code} {method.reply_text}"))
+                return
+
+    def fail(self, error: Exception) -> None:
+        pending, self._pending = self._pending, {}
+        for confirmed, _ in pending.values():
+            if not confirmed.done():
+                confirmed.set_exception(error)
+
+
+class _Getting(_Channel):
+    def __init__(self, channel: Any, forget: Any) -> None:
+        super().__init__(channel, forget)
+        # The broker answers one basic.get at a time per channel, and pika lets one wait.
+        self._turn = asyncio.Lock()
+        self._waiter: asyncio.Future[Pulled | None] | None = None
+        channel.add_callback(self._on_empty, [spec.Basic.GetEmpty], one_shot=False)
+
+    @classmethod
+    async def open(cls, connection: Any, forget: Any) -> _Getting:
+        return cls(await cls._open_channel(connection), forget)
+
+    async def get(self, queue: str) -> Pulled | None:
+        async with self._turn:
+            waiter: asyncio.Future[Pulled | None] = asyncio.get_running_loop().create_future()
+            try:
+                self.channel.basic_get(queue, self._on_message, auto_ack=False)
+            except _GONE as exc:
+                raise LaneClosed(f"get on a closed channel: {exc!r}") from exc
+            self._waiter = waiter
+            try:
+                return await waiter
+            except asyncio.CancelledError:
+                # Its answer may still come: the channel goes, and the message with it
+                # back to its queue.
+                self._close()
+                raise
+            finally:
+                self._waiter = None
+
+    def settle(self, tag: int, *, ack: bool, requeue: bool = True) -> None:
+        if not self.channel.is_open:
+            raise LaneClosed("the channel that delivered it closed")
+        try:
+            if ack:
+                self.channel.basic_ack(tag)
+            else:
+                self.channel.basic_nack(tag, requeue=requeue)
+        except _GONE as exc:
+            raise LaneClosed(f"settle on a closed channel: {exc!r}") from exc
+
+    def _on_message(self, _: Any, method: Any, properties: Any, body: bytes) -> None:
+        pulled = Pulled(self, method.delivery_tag, body, properties)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(pulled)
+
+    def _on_empty(self, _: Any) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _close(self) -> None:
+        self._forget(self)
+        with contextlib.suppress(pika.exceptions.ChannelWrongStateError):
+            self.channel.close()
+
+    def fail(self, error: Exception) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(error)
+
+
+class Pulled:
+    """A message from ``basic.get``, settled on the channel that delivered it. Once that
+    channel is gone, settling raises :class:`LaneClosed`: the broker has put the message
+    back already."""
+
+    __slots__ = ("_getting", "_tag", "body", "headers", "message_id")
+
+    def __init__(self, getting: _Getting, tag: int, body: bytes, properties: Any) -> None:
+        self._getting = getting
+        self._tag = tag
+        self.body = body
+        self.headers: Mapping[str, Any] = properties.headers or {}
+        self.message_id: str | None = properties.message_id
+
+    async def ack(self) -> None:
+        self._getting.settle(self._tag, ack=True)
+
+    async def nack(self, *, requeue: bool = True) -> None:
+        self._getting.settle(self._tag, ack=False, requeue=requeue)

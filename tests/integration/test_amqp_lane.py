@@ -1,0 +1,134 @@
+"""The transport's publish and get connection (``gateway.transport.amqp_lane``) on
+RabbitMQ: what becomes of a pulled message, a get and a publish when that connection
+or one of its channels goes, on its own or with the other one."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import aio_pika
+import pytest
+import structlog.testing
+
+from gateway.testing.processes import isolated_vhost
+from gateway.transport import Direction, Message, QueueNotDeclared, QueuePolicy
+from gateway.transport.amqp import AmqpTransport, lane_name
+from gateway.transport.amqp_lane import AmqpLane, Pulled
+from gateway.transport.topology import queue_name
+from tests.integration.conftest import close_broker_connections
+from tests.integration.test_transport import eventually
+
+pytestmark = pytest.mark.integration
+
+REQ = Direction.REQUESTS
+WAIT = 15.0  # bounds a wait for something that should happen; never a measurement
+#: Long enough that no pulled message lapses back by itself during a test.
+POLICY = QueuePolicy(visibility_timeout=timedelta(minutes=5))
+
+
+def message(n: int) -> Message:
+    return Message(message_id=f"msg-{n}", body=f"<m>{n}</m>".encode(), headers={})
+
+
+class Broker:
+    def __init__(self, url: str, transport: AmqpTransport, prefix: str) -> None:
+        self.url = url
+        self.transport = transport
+        self.prefix = prefix
+
+    async def declare(self, mnemonic: str) -> str:
+        await self.transport.declare([mnemonic])
+        return mnemonic
+
+    async def close_lane(self) -> int:
+        return await close_broker_connections(lane_name(f"smevbus-test-{self.prefix}"))
+
+
+@pytest.fixture
+async def broker(amqp_url: str) -> AsyncIterator[Broker]:
+    prefix = f"l{uuid.uuid4().hex[:8]}_"
+    with isolated_vhost(amqp_url) as url:
+        transport = await AmqpTransport.connect(
+            url, policy=POLICY, connection_name=f"smevbus-test-{prefix}", reconnect_timeout=WAIT
+        )
+        yield Broker(url, transport, prefix)
+        await transport.close(grace=5)
+
+
+async def test_only_the_lane_closed_publishes_and_gets_go_on(broker: Broker) -> None:
+    zags = await broker.declare("ZAGS")
+    await broker.transport.publish(REQ, zags, message(1))
+    with structlog.testing.capture_logs() as logs:
+        assert await broker.close_lane() == 1
+        await broker.transport.publish(REQ, zags, message(2))  # on a reopened lane
+    assert "transport_reconnected" in [entry["event"] for entry in logs]
+    for n in (1, 2):
+        delivery = await broker.transport.get(REQ, zags)
+        assert delivery is not None
+        assert delivery.message.message_id == f"msg-{n}"
+        await delivery.ack()
+    assert await broker.transport.get(REQ, zags) is None
+
+
+async def test_a_pulled_message_settled_after_its_channel_went_comes_back(
+    broker: Broker,
+) -> None:
+    zags = await broker.declare("ZAGS")
+    await broker.transport.publish(REQ, zags, message(1))
+    held = await broker.transport.get(REQ, zags)
+    assert held is not None
+    assert await broker.close_lane() == 1
+    with structlog.testing.capture_logs() as logs:
+        await held.ack()  # its channel is gone: nothing to ack it on
+    assert "transport_settle_lost" in [entry["event"] for entry in logs]
+    again = await broker.transport.get(REQ, zags)
+    assert again is not None
+    assert again.message == held.message
+    assert again.delivery_count == 2
+    await again.ack()
+    assert await broker.transport.get(REQ, zags) is None
+
+
+async def test_a_get_given_up_leaves_its_message_in_the_queue(broker: Broker) -> None:
+    zags = await broker.declare("ZAGS")
+    await broker.transport.publish(REQ, zags, message(1))
+    lane = AmqpLane(broker.url, f"smevbus-test-{broker.prefix}given-up")
+    try:
+        await lane.ready()
+        getting = asyncio.create_task(lane.get(queue_name(REQ, zags)))
+        await asyncio.sleep(0)  # the basic.get is on the wire; its answer is not in yet
+        getting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await getting
+
+        async def get() -> Pulled | None:
+            await lane.ready()  # a new channel for the next get
+            return await lane.get(queue_name(REQ, zags))
+
+        # Back in the queue once the broker has closed the old channel.
+        pulled = await eventually(get)
+        assert pulled.message_id == "msg-1"
+        await pulled.ack()
+    finally:
+        await lane.close()
+    assert await broker.transport.get(REQ, zags) is None
+
+
+async def test_a_queue_gone_from_the_broker_is_not_declared_and_others_go_on(
+    broker: Broker,
+) -> None:
+    zags = await broker.declare("ZAGS")
+    fns = await broker.declare("FNS")
+    connection = await aio_pika.connect(broker.url)
+    async with connection, connection.channel() as channel:
+        await channel.queue_delete(queue_name(REQ, zags))
+    with pytest.raises(QueueNotDeclared):
+        await broker.transport.get(REQ, zags)
+    await broker.transport.publish(REQ, fns, message(1))
+    delivery = await broker.transport.get(REQ, fns)
+    assert delivery is not None
+    assert delivery.message.message_id == "msg-1"
+    await delivery.ack()
