@@ -165,17 +165,34 @@ class _Channel:
     @staticmethod
     async def _open_channel(connection: Any) -> Any:
         opened: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        def on_open(channel: Any) -> None:
+            if not opened.done():
+                opened.set_result(channel)
+
+        def on_close(_: Any, reason: BaseException) -> None:
+            if not opened.done():
+                opened.set_exception(LaneClosed(f"channel closed while opening: {reason!r}"))
+
         try:
-            connection.channel(on_open_callback=opened.set_result)
+            connection.channel(on_open_callback=on_open).add_on_close_callback(on_close)
         except _GONE as exc:
             raise LaneClosed(f"cannot open a channel: {exc!r}") from exc
         return await opened
 
     def _on_close(self, _: Any, reason: BaseException) -> None:
         self._forget(self)
-        code = getattr(reason, "reply_code", None)
-        text = getattr(reason, "reply_text", repr(reason))
-        self.fail(NotFound(text) if code == 404 else LaneClosed(f"channel closed: {reason!r}"))
+        if isinstance(reason, pika.exceptions.ChannelClosedByBroker):
+            self.fail(self.refusal(reason.reply_code, reason.reply_text))
+        else:
+            self.fail(LaneClosed(f"channel closed: {reason!r}"))
+
+    def refusal(self, code: int, text: str) -> Exception:
+        """What the operations waiting on the channel fail with when the broker closed it
+        (it does for an operation it refuses)."""
+        if code == 404:
+            return NotFound(text)
+        return LaneClosed(f"channel closed by the broker: {code} {text}")
 
     def fail(self, error: Exception) -> None:
         """Fail every operation waiting on the channel with ``error``."""
@@ -189,16 +206,26 @@ class _Publishing(_Channel):
         self._published = 0
         #: The confirms awaited, by delivery tag (ascending): the future, the message id.
         self._pending: dict[int, tuple[asyncio.Future[None], str | None]] = {}
+        self._selected: asyncio.Future[None] = self._loop.create_future()
         channel.add_on_return_callback(self._on_return)
 
     @classmethod
     async def open(cls, connection: Any, forget: Any) -> _Publishing:
-        channel = await cls._open_channel(connection)
-        publishing = cls(channel, forget)
-        selected: asyncio.Future[None] = publishing._loop.create_future()
-        channel.confirm_delivery(publishing._on_confirm, lambda _: selected.set_result(None))
-        await selected
+        publishing = cls(await cls._open_channel(connection), forget)
+        publishing.channel.confirm_delivery(publishing._on_confirm, publishing._on_select_ok)
+        await publishing._selected
         return publishing
+
+    def _on_select_ok(self, _: Any) -> None:
+        if not self._selected.done():
+            self._selected.set_result(None)
+
+    def refusal(self, code: int, text: str) -> Exception:
+        if code == 404:
+            return NotFound(text)
+        # Access refused (403), a property the broker does not take (406): a publish
+        # made again would be refused again.
+        return Refused(f"{code} {text}")
 
     async def publish(self, exchange: str, routing_key: str, body: bytes, properties: Any) -> None:
         try:
@@ -236,6 +263,8 @@ class _Publishing(_Channel):
                 return
 
     def fail(self, error: Exception) -> None:
+        if not self._selected.done():
+            self._selected.set_exception(LaneClosed(f"channel closed while opening: {error}"))
         pending, self._pending = self._pending, {}
         for confirmed, _ in pending.values():
             if not confirmed.done():

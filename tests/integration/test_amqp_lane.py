@@ -10,14 +10,15 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import aio_pika
+import pika
 import pytest
 import structlog.testing
 
 from gateway.testing.processes import isolated_vhost
 from gateway.transport import Direction, Message, QueueNotDeclared, QueuePolicy
 from gateway.transport.amqp import AmqpTransport, lane_name
-from gateway.transport.amqp_lane import AmqpLane, Pulled
-from gateway.transport.topology import queue_name
+from gateway.transport.amqp_lane import AmqpLane, Pulled, Refused
+from gateway.transport.topology import exchange_name, queue_name
 from tests.integration.conftest import close_broker_connections
 from tests.integration.test_transport import eventually
 
@@ -131,4 +132,27 @@ async def test_a_queue_gone_from_the_broker_is_not_declared_and_others_go_on(
     delivery = await broker.transport.get(REQ, fns)
     assert delivery is not None
     assert delivery.message.message_id == "msg-1"
+    await delivery.ack()
+
+
+async def test_a_publish_the_broker_refuses_fails_and_the_next_goes_through(
+    broker: Broker,
+) -> None:
+    zags = await broker.declare("ZAGS")
+    lane = AmqpLane(broker.url, f"smevbus-test-{broker.prefix}refused")
+    exchange = exchange_name(REQ)
+    try:
+        await lane.ready()
+        # The broker closes the channel (406 PRECONDITION_FAILED): no retry mends that.
+        bad = pika.BasicProperties(message_id="bad", expiration="never")
+        with pytest.raises(Refused, match="406"):
+            await lane.publish(exchange, zags, b"<m/>", bad)
+        await lane.ready()  # a new channel
+        good = pika.BasicProperties(message_id="good", delivery_mode=2)
+        await lane.publish(exchange, zags, b"<m/>", good)
+    finally:
+        await lane.close()
+    delivery = await broker.transport.get(REQ, zags)
+    assert delivery is not None
+    assert delivery.message.message_id == "good"
     await delivery.ack()
