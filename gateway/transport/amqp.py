@@ -14,7 +14,8 @@ Reliability choices:
   then acks: the reason text survives, and nothing is acked before it is safe;
 * publishes and ``basic.get`` (the hot path) go over a second connection of their own,
   on pika (:mod:`gateway.transport.amqp_lane`: aio-pika's frames take several turns
-  of the event loop each way), which reopens on the next operation after a loss;
+  of the event loop each way), opened by the first of them and again by the next one
+  after a loss;
 * pull (``get``) is ``basic.get`` with a manual ack and a local timer: a pulled
   message not settled within the visibility timeout is nacked back to its queue
   (counting as a failed delivery). If the process dies first, the broker
@@ -154,16 +155,11 @@ class AmqpTransport:
         connection.reconnect_callbacks.add(
             lambda _: log.warning("transport_reconnected", connection=connection_name)
         )
-        lane = AmqpLane(url, lane_name(connection_name))
-        try:
-            await lane.ready()
-        except TRANSIENT_ERRORS as exc:
-            await connection.close()
-            raise TransportUnavailable(f"cannot reach the broker: {exc}") from exc
         return cls(
             connection,
             await connection.channel(),
-            lane,
+            # Opened by the first publish or get: a push adapter may never make one.
+            AmqpLane(url, lane_name(connection_name)),
             policy=policy or QueuePolicy(),
             clock=clock or SystemClock(),
             reconnect_timeout=reconnect_timeout,

@@ -132,9 +132,15 @@ class AmqpLane:
                 opened.set_exception(LaneClosed(f"cannot open a connection: {error!r}"))
 
         def on_close(connection: Any, reason: BaseException) -> None:
-            if connection is self._connection:
-                self._connection = None
-                log.warning("transport_lane_closed", connection=self._name, reason=repr(reason))
+            if connection is not self._connection:
+                return
+            log.warning("transport_lane_closed", connection=self._name, reason=repr(reason))
+            self._connection = None
+            # pika closes the channels first; should one be left, it goes too.
+            for channel in (self._publishing, self._getting):
+                if channel is not None:
+                    self._forget(channel)
+                    channel.fail(LaneClosed(f"connection closed: {reason!r}"))
 
         connection = AsyncioConnection(
             self._parameters, on_open, on_open_error, on_close, custom_ioloop=loop
