@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pika
@@ -163,7 +163,7 @@ class AmqpLane:
 class _Channel:
     """A pika channel, and what closing it does to the operations waiting on it."""
 
-    def __init__(self, channel: Any, forget: Any) -> None:
+    def __init__(self, channel: Any, forget: Callable[[Any], None]) -> None:
         self.channel = channel
         self._forget = forget
         channel.add_on_close_callback(self._on_close)
@@ -206,7 +206,7 @@ class _Channel:
 
 
 class _Publishing(_Channel):
-    def __init__(self, channel: Any, forget: Any) -> None:
+    def __init__(self, channel: Any, forget: Callable[[Any], None]) -> None:
         super().__init__(channel, forget)
         self._loop = asyncio.get_running_loop()
         self._published = 0
@@ -216,7 +216,7 @@ class _Publishing(_Channel):
         channel.add_on_return_callback(self._on_return)
 
     @classmethod
-    async def open(cls, connection: Any, forget: Any) -> _Publishing:
+    async def open(cls, connection: Any, forget: Callable[[Any], None]) -> _Publishing:
         publishing = cls(await cls._open_channel(connection), forget)
         publishing.channel.confirm_delivery(publishing._on_confirm, publishing._on_select_ok)
         await publishing._selected
@@ -278,7 +278,7 @@ class _Publishing(_Channel):
 
 
 class _Getting(_Channel):
-    def __init__(self, channel: Any, forget: Any) -> None:
+    def __init__(self, channel: Any, forget: Callable[[Any], None]) -> None:
         super().__init__(channel, forget)
         # The broker answers one basic.get at a time per channel, and pika lets one wait.
         self._turn = asyncio.Lock()
@@ -286,7 +286,7 @@ class _Getting(_Channel):
         channel.add_callback(self._on_empty, [spec.Basic.GetEmpty], one_shot=False)
 
     @classmethod
-    async def open(cls, connection: Any, forget: Any) -> _Getting:
+    async def open(cls, connection: Any, forget: Callable[[Any], None]) -> _Getting:
         return cls(await cls._open_channel(connection), forget)
 
     async def get(self, queue: str) -> Pulled | None:
