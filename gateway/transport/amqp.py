@@ -1,10 +1,17 @@
-"""RabbitMQ transport on aio-pika, with the topology of :mod:`gateway.transport.topology`.
+"""RabbitMQ transport on aio-pika and pika, with the topology of :mod:`gateway.transport.topology`.
 
 Reliability choices:
 
-* one robust connection (``connect_robust``); its channels re-declare the
-  exchanges, queues, bindings and consumers declared through them after a
-  reconnect, so topology and subscriptions come back on their own;
+* one robust connection (``connect_robust``) for the topology, the dead-letter
+  watch and sweeps; its channels re-declare the exchanges, queues, bindings and the
+  watch's consumer after a reconnect;
+* publishes and ``basic.get`` (the hot path), and the push consumers, go over two more
+  connections, on pika (:mod:`gateway.transport.amqp_lane`: aio-pika's frames take
+  several turns of the event loop each way), each opened by its first operation and
+  again after a loss; a consumer whose channel went consumes again by itself
+  (:class:`~gateway.transport.amqp_delivery.AmqpSubscription`). Publishing and
+  consuming on connections apart is what RabbitMQ advises: a publisher it blocks
+  (flow control, alarms) then stalls no consumer's acks;
 * every publish is persistent, ``mandatory`` and confirmed; a publish (or any
   repeatable operation) interrupted by a lost connection is retried until
   ``reconnect_timeout`` s (at-least-once: a lost confirm can duplicate, the
@@ -12,10 +19,6 @@ Reliability choices:
 * dead-lettering by the transport itself (reject, expiry seen on delivery,
   exhausted retries) publishes to ``smevbus.dlx`` with a reason header, confirmed,
   then acks: the reason text survives, and nothing is acked before it is safe;
-* publishes and ``basic.get`` (the hot path) go over a second connection of their own,
-  on pika (:mod:`gateway.transport.amqp_lane`: aio-pika's frames take several turns
-  of the event loop each way), opened by the first of them and again by the next one
-  after a loss;
 * pull (``get``) is ``basic.get`` with a manual ack and a local timer: a pulled
   message not settled within the visibility timeout is nacked back to its queue
   (counting as a failed delivery). If the process dies first, the broker
@@ -55,7 +58,7 @@ from gateway.transport.amqp_deadletters import (
     open_watch,
 )
 from gateway.transport.amqp_delivery import AmqpDelivery, AmqpSubscription, open_delivery
-from gateway.transport.amqp_lane import AmqpLane, NotFound, Pulled
+from gateway.transport.amqp_lane import AmqpLane, LaneMessage, NotFound
 from gateway.transport.amqp_publish import (
     TRANSIENT_ERRORS,
     ConfirmedPublisher,
@@ -99,6 +102,11 @@ def lane_name(connection_name: str) -> str:
     return f"{connection_name} (publish, get)"
 
 
+def consumer_lane_name(connection_name: str) -> str:
+    """The name the broker shows for the consumers' connection."""
+    return f"{connection_name} (consume)"
+
+
 class AmqpTransport:
     """A :class:`~gateway.transport.base.Transport` on RabbitMQ; make one with :meth:`connect`."""
 
@@ -107,6 +115,7 @@ class AmqpTransport:
         connection: AbstractRobustConnection,
         topology: AbstractRobustChannel,
         lane: AmqpLane,
+        consumer_lane: AmqpLane,
         *,
         policy: QueuePolicy,
         clock: Clock,
@@ -117,6 +126,7 @@ class AmqpTransport:
         self._connection = connection
         self._topology = topology
         self._lane = lane
+        self._consumer_lane = consumer_lane
         self._publisher = ConfirmedPublisher(lane, clock, reconnect_timeout)
         self._reconnect_timeout = reconnect_timeout
         self._queues: dict[str, AbstractQueue] = {}
@@ -158,8 +168,10 @@ class AmqpTransport:
         return cls(
             connection,
             await connection.channel(),
-            # Opened by the first publish or get: a push adapter may never make one.
+            # Each opened by the first operation on it: a push adapter may never publish,
+            # a gateway whose participants all pull consumes nothing.
             AmqpLane(url, lane_name(connection_name)),
+            AmqpLane(url, consumer_lane_name(connection_name)),
             policy=policy or QueuePolicy(),
             clock=clock or SystemClock(),
             reconnect_timeout=reconnect_timeout,
@@ -230,35 +242,31 @@ class AmqpTransport:
         prefetch: int | None = None,
     ) -> AmqpSubscription:
         name = self._declared(direction, participant).name
+        subscription = AmqpSubscription(
+            self._consumer_lane,
+            name,
+            prefetch or self.policy.prefetch,
+            handler,
+            lambda incoming: self._open(incoming, direction, participant),
+            self._subscriptions.discard,
+        )
 
-        async def subscribe(_: float) -> AmqpSubscription:
-            channel = await self._connection.channel()
-            try:
-                await channel.set_qos(prefetch_count=prefetch or self.policy.prefetch)
-                # Declared (not just looked up) so the channel restores it, and
-                # its consumer, after a reconnect.
-                arguments = main_queue_arguments(direction, participant, self.policy)
-                queue = await channel.declare_queue(name, durable=True, arguments=arguments)
-                subscription = AmqpSubscription(
-                    channel,
-                    queue,
-                    handler,
-                    lambda incoming: self._open(incoming, direction, participant),
-                    self._subscriptions.discard,
-                )
-                await subscription.start()
-            except BaseException:
-                await channel.close()
-                raise
-            self._subscriptions.add(subscription)
-            return subscription
+        async def subscribe(_: float) -> None:
+            await subscription.start()
 
-        return await self._ride_out(subscribe, f"consume from {name}")
+        await ride_out_reconnects(
+            self._consumer_lane.connected,
+            self._reconnect_timeout,
+            subscribe,
+            f"consume from {name}",
+        )
+        self._subscriptions.add(subscription)
+        return subscription
 
     async def get(self, direction: Direction, participant: str) -> Delivery | None:
         name = self._declared(direction, participant).name
 
-        async def get_one(_: float) -> Pulled | None:
+        async def get_one(_: float) -> LaneMessage | None:
             return await self._lane.get(name)
 
         while True:
@@ -405,6 +413,7 @@ class AmqpTransport:
         await asyncio.gather(*self._lapses, return_exceptions=True)
         self._closed = True
         await self._lane.close()
+        await self._consumer_lane.close()
         await self._connection.close()
 
     def _open(

@@ -8,10 +8,10 @@ from datetime import timedelta
 
 import aiormq
 import structlog
-from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustChannel
 
 from gateway.core.clock import Clock
 from gateway.transport import amqp_wire
+from gateway.transport.amqp_lane import AmqpLane, Consuming, LaneMessage, NotFound
 from gateway.transport.amqp_publish import TRANSIENT_ERRORS, ConfirmedPublisher
 from gateway.transport.base import DeadLetterReason, Delivery, Direction, Handler, run_handler
 
@@ -90,59 +90,90 @@ async def open_delivery(
     return delivery
 
 
-Opener = Callable[[AbstractIncomingMessage], Awaitable[AmqpDelivery | None]]
+Opener = Callable[[LaneMessage], Awaitable[AmqpDelivery | None]]
+
+#: First wait before consuming again after a lost channel, doubling up to the second (s).
+RESUBSCRIBE_BACKOFF = (0.05, 2.0)
 
 
 class AmqpSubscription:
-    """One consumer on its own channel (the channel's prefetch is the consumer's)."""
+    """One consumer on a channel of the lane's own (:mod:`gateway.transport.amqp_lane`),
+    consuming again whenever that channel goes (a lost connection, a broker's close).
+    Each message is handled in a task of its own, kept for :meth:`drain`."""
 
     def __init__(
         self,
-        channel: AbstractRobustChannel,
-        queue: AbstractQueue,
+        lane: AmqpLane,
+        queue: str,
+        prefetch: int,
         handler: Handler,
         opener: Opener,
         on_stop: Callable[[AmqpSubscription], None],
     ) -> None:
-        self._channel = channel
+        self._lane = lane
         self._queue = queue
+        self._prefetch = prefetch
         self._handler = handler
         self._open = opener
         self._on_stop = on_stop
         self._tasks: set[asyncio.Task[None]] = set()
-        self._tag: str | None = None
+        self._consuming: Consuming | None = None
+        self._lost = asyncio.Event()
+        self._keeper: asyncio.Task[None] | None = None
         self._stopped = False
 
     async def start(self) -> None:
-        self._tag = await self._queue.consume(self._on_message, no_ack=False)
+        """Consume now (raises if the broker cannot be reached), and again after a loss."""
+        await self._consume()
+        if self._keeper is None:
+            self._keeper = asyncio.create_task(self._keep())
 
-    async def _on_message(self, incoming: AbstractIncomingMessage) -> None:
+    async def _consume(self) -> None:
+        self._lost = lost = asyncio.Event()
+        self._consuming = await self._lane.consume(
+            self._queue, self._prefetch, self._received, lost.set
+        )
+
+    async def _keep(self) -> None:
+        wait = RESUBSCRIBE_BACKOFF[0]
+        while not self._stopped:
+            await self._lost.wait()
+            while not self._stopped:
+                try:
+                    await self._consume()
+                except (*TRANSIENT_ERRORS, NotFound) as exc:
+                    log.warning("transport_resubscribe_failed", queue=self._queue, error=repr(exc))
+                    await asyncio.sleep(wait)
+                    wait = min(wait * 2, RESUBSCRIBE_BACKOFF[1])
+                    continue
+                log.warning("transport_resubscribed", queue=self._queue)
+                wait = RESUBSCRIBE_BACKOFF[0]
+                break
+
+    def _received(self, incoming: LaneMessage) -> None:
         if self._stopped:
             return  # left unacked: the broker takes it back when the channel closes
-        # aio-pika calls this in a task of its own: the handler runs in it, kept for
-        # drain(), rather than in yet another task a turn of the event loop later.
-        task = asyncio.current_task()
-        assert task is not None
+        task = asyncio.get_running_loop().create_task(self._handle(incoming))
         self._tasks.add(task)
-        try:
-            await self._handle(incoming)
-        finally:
-            self._tasks.discard(task)
+        task.add_done_callback(self._tasks.discard)
 
-    async def _handle(self, incoming: AbstractIncomingMessage) -> None:
-        delivery = await self._open(incoming)
-        if delivery is not None:
-            await run_handler(self._handler, delivery)
+    async def _handle(self, incoming: LaneMessage) -> None:
+        try:
+            delivery = await self._open(incoming)
+            if delivery is not None:
+                await run_handler(self._handler, delivery)
+        except Exception:
+            # Unsettled: the broker hands it out again once its channel goes.
+            log.exception("transport_delivery_failed", message_id=incoming.message_id)
 
     async def stop(self) -> None:
         """Ask the broker for no more messages."""
         self._stopped = True
         self._on_stop(self)
-        if self._tag is not None:
-            try:
-                await self._queue.cancel(self._tag)
-            except (*TRANSIENT_ERRORS, aiormq.exceptions.AMQPError):
-                log.warning("transport_cancel_failed", queue=self._queue.name)
+        if self._keeper is not None:
+            self._keeper.cancel()
+        if self._consuming is not None:
+            await self._consuming.cancel()
 
     async def drain(self, grace: float | None) -> None:
         """Wait for running handlers (cancelling them after ``grace`` s), then close."""
@@ -151,7 +182,8 @@ class AmqpSubscription:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-        await self._channel.close()
+        if self._consuming is not None:
+            await self._consuming.close()
 
     async def cancel(self) -> None:
         await self.stop()

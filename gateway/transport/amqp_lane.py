@@ -1,19 +1,20 @@
-"""The hot path's own AMQP connection: confirmed publishes and ``basic.get``, on pika.
+"""The hot path's AMQP connections: confirmed publishes, ``basic.get`` and consumers, on
+pika.
 
-aio-pika (over aiormq) keeps the transport's robust connection: topology, consumers,
-dead-letter sweeps, their reconnects. What it costs per operation is mostly the way
-its frames travel: through a write queue and a writer task, a reader task, and a
-queue and a task per channel, so every publish, confirm, get and ack takes several
-turns of the event loop. pika's asyncio connection answers from the socket's read
-callback and writes at once (``benchmarks/amqp_client.py``: a confirmed publish and a
-``basic.get`` + ack cost ~0.43 ms less per pull round trip than through aio-pika). A
-connection of its own for publishing is also what RabbitMQ advises: a publisher the
-broker blocks (flow control, alarms) then stalls no consumer's acks.
+aio-pika (over aiormq) keeps the transport's robust connection for the topology and
+the dead-letter watch and sweeps. What it costs per operation is mostly the way its
+frames travel: through a write queue and a writer task, a reader task, and a queue
+and a task per channel, so every publish, confirm, get, delivery and ack takes several
+turns of the event loop, each a wait behind whatever else the loop has to do. pika's
+asyncio connection answers from the socket's read callback and writes at once
+(``benchmarks/amqp_client.py``: a confirmed publish and a ``basic.get`` + ack cost
+~0.3-0.4 ms less per pull round trip than through aio-pika; in a loaded gateway more).
 
-The lane opens lazily, and again on the next operation after its connection or one
-of its channels closed. An operation in flight when that happens fails with
-:class:`LaneClosed`, a ``ConnectionError``: ``ride_out_reconnects`` makes it again.
-A ``basic.get`` given up (its caller's timeout) closes its channel, so a message the
+A lane opens lazily, and again on the next operation after its connection or one of
+its channels closed. An operation in flight when that happens fails with
+:class:`LaneClosed`, a ``ConnectionError``: ``ride_out_reconnects`` makes it again; a
+consumer is told its channel went (:meth:`AmqpLane.consume`'s ``lost``). A
+``basic.get`` given up (its caller's timeout) closes its channel, so a message the
 broker hands over late goes back to its queue rather than sit unacked.
 """
 
@@ -74,21 +75,31 @@ class AmqpLane:
         self._closed = False
 
     async def ready(self) -> None:
-        """Open what is not open (the connection, a channel)."""
+        """Open what is not open (the connection, the publish and get channels)."""
         if self._publishing is not None and self._getting is not None:
             return
         async with self._opening:
-            if self._closed:
-                raise LaneClosed("the transport is closed")
-            if self._connection is None:
-                self._connection = await self._connect()
-                if self._opened_once:
-                    log.warning("transport_reconnected", connection=self._name)
-                self._opened_once = True
+            connection = await self._connected()
             if self._publishing is None:
-                self._publishing = await _Publishing.open(self._connection, self._forget)
+                self._publishing = await _Publishing.open(connection, self._forget)
             if self._getting is None:
-                self._getting = await _Getting.open(self._connection, self._forget)
+                self._getting = await _Getting.open(connection, self._forget)
+
+    async def connected(self) -> None:
+        """Open the connection if it is not open (consumers need no more)."""
+        if self._connection is None:
+            async with self._opening:
+                await self._connected()
+
+    async def _connected(self) -> Any:
+        if self._closed:
+            raise LaneClosed("the transport is closed")
+        if self._connection is None:
+            self._connection = await self._connect()
+            if self._opened_once:
+                log.warning("transport_reconnected", connection=self._name)
+            self._opened_once = True
+        return self._connection
 
     async def publish(self, exchange: str, routing_key: str, body: bytes, properties: Any) -> None:
         """Publish (persistent, ``mandatory``) and wait for the broker's confirm."""
@@ -96,11 +107,24 @@ class AmqpLane:
             raise LaneClosed("the publishing channel is not open")
         await self._publishing.publish(exchange, routing_key, body, properties)
 
-    async def get(self, queue: str) -> Pulled | None:
+    async def get(self, queue: str) -> LaneMessage | None:
         """``basic.get`` with a manual ack: a message, or None when ``queue`` is empty."""
         if self._getting is None:
             raise LaneClosed("the getting channel is not open")
         return await self._getting.get(queue)
+
+    async def consume(
+        self,
+        queue: str,
+        prefetch: int,
+        received: Callable[[LaneMessage], None],
+        lost: Callable[[], None],
+    ) -> Consuming:
+        """A consumer of ``queue`` on a channel of its own: ``received`` is called with
+        each message, ``lost`` once the channel is gone (consume again then)."""
+        async with self._opening:
+            connection = await self._connected()
+        return await Consuming.open(connection, queue, prefetch, received, lost)
 
     async def close(self) -> None:
         self._closed = True
@@ -204,6 +228,18 @@ class _Channel:
         """Fail every operation waiting on the channel with ``error``."""
         raise NotImplementedError
 
+    def settle(self, tag: int, *, ack: bool, requeue: bool = True) -> None:
+        """Ack or nack delivery ``tag`` of this channel."""
+        if not self.channel.is_open:
+            raise LaneClosed("the channel that delivered it closed")
+        try:
+            if ack:
+                self.channel.basic_ack(tag)
+            else:
+                self.channel.basic_nack(tag, requeue=requeue)
+        except _GONE as exc:
+            raise LaneClosed(f"settle on a closed channel: {exc!r}") from exc
+
 
 class _Publishing(_Channel):
     def __init__(self, channel: Any, forget: Callable[[Any], None]) -> None:
@@ -282,16 +318,16 @@ class _Getting(_Channel):
         super().__init__(channel, forget)
         # The broker answers one basic.get at a time per channel, and pika lets one wait.
         self._turn = asyncio.Lock()
-        self._waiter: asyncio.Future[Pulled | None] | None = None
+        self._waiter: asyncio.Future[LaneMessage | None] | None = None
         channel.add_callback(self._on_empty, [spec.Basic.GetEmpty], one_shot=False)
 
     @classmethod
     async def open(cls, connection: Any, forget: Callable[[Any], None]) -> _Getting:
         return cls(await cls._open_channel(connection), forget)
 
-    async def get(self, queue: str) -> Pulled | None:
+    async def get(self, queue: str) -> LaneMessage | None:
         async with self._turn:
-            waiter: asyncio.Future[Pulled | None] = asyncio.get_running_loop().create_future()
+            waiter: asyncio.Future[LaneMessage | None] = asyncio.get_running_loop().create_future()
             try:
                 self.channel.basic_get(queue, self._on_message, auto_ack=False)
             except _GONE as exc:
@@ -307,19 +343,8 @@ class _Getting(_Channel):
             finally:
                 self._waiter = None
 
-    def settle(self, tag: int, *, ack: bool, requeue: bool = True) -> None:
-        if not self.channel.is_open:
-            raise LaneClosed("the channel that delivered it closed")
-        try:
-            if ack:
-                self.channel.basic_ack(tag)
-            else:
-                self.channel.basic_nack(tag, requeue=requeue)
-        except _GONE as exc:
-            raise LaneClosed(f"settle on a closed channel: {exc!r}") from exc
-
     def _on_message(self, _: Any, method: Any, properties: Any, body: bytes) -> None:
-        pulled = Pulled(self, method.delivery_tag, body, properties)
+        pulled = LaneMessage(self, method.delivery_tag, body, properties)
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(pulled)
@@ -340,22 +365,106 @@ class _Getting(_Channel):
             waiter.set_exception(error)
 
 
-class Pulled:
-    """A message from ``basic.get``, settled on the channel that delivered it. Once that
-    channel is gone, settling raises :class:`LaneClosed`: the broker has put the message
-    back already."""
+class Consuming(_Channel):
+    """A channel with one consumer on it: its prefetch is the consumer's."""
 
-    __slots__ = ("_getting", "_tag", "body", "headers", "message_id")
+    def __init__(self, channel: Any, lost: Callable[[], None]) -> None:
+        super().__init__(channel, lambda _: None)
+        self._lost = lost
+        self._step: asyncio.Future[None] | None = None
+        self.tag: str | None = None
 
-    def __init__(self, getting: _Getting, tag: int, body: bytes, properties: Any) -> None:
-        self._getting = getting
+    @classmethod
+    async def open(
+        cls,
+        connection: Any,
+        queue: str,
+        prefetch: int,
+        received: Callable[[LaneMessage], None],
+        lost: Callable[[], None],
+    ) -> Consuming:
+        consuming = cls(await cls._open_channel(connection), lost)
+        channel = consuming.channel
+
+        def on_message(_: Any, method: Any, properties: Any, body: bytes) -> None:
+            received(LaneMessage(consuming, method.delivery_tag, body, properties))
+
+        def consume(done: Callable[[Any], None]) -> None:
+            consuming.tag = channel.basic_consume(queue, on_message, auto_ack=False, callback=done)
+
+        def qos(done: Callable[[Any], None]) -> None:
+            channel.basic_qos(prefetch_count=prefetch, callback=done)
+
+        await consuming._wait(qos)
+        await consuming._wait(consume)
+        return consuming
+
+    async def _wait(self, send: Callable[[Callable[[Any], None]], None]) -> None:
+        """Send a method and wait for the broker's answer (or the channel's close)."""
+        step: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._step = step
+
+        def done(_: Any) -> None:
+            if not step.done():
+                step.set_result(None)
+
+        try:
+            send(done)
+        except _GONE as exc:
+            raise LaneClosed(f"channel closed: {exc!r}") from exc
+        await step
+
+    async def cancel(self) -> None:
+        """Ask the broker for no more messages (those in hand stay to be settled)."""
+        tag = self.tag
+        if tag is None or not self.channel.is_open:
+            return
+
+        def cancel(done: Callable[[Any], None]) -> None:
+            self.channel.basic_cancel(tag, callback=done)
+
+        with contextlib.suppress(LaneClosed, TimeoutError):
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                await self._wait(cancel)
+
+    async def close(self) -> None:
+        """Close the channel (what it delivered and is unsettled goes back)."""
+        if not self.channel.is_open:
+            return
+        closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def on_close(*_: object) -> None:
+            if not closed.done():
+                closed.set_result(None)
+
+        self.channel.add_on_close_callback(on_close)
+        with contextlib.suppress(*_GONE):
+            self.channel.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(closed, CLOSE_TIMEOUT)
+
+    def fail(self, error: Exception) -> None:
+        if self._step is not None and not self._step.done():
+            self._step.set_exception(error)
+        self._lost()
+
+
+class LaneMessage:
+    """A message from ``basic.get`` or a consumer, settled on the channel that delivered
+    it. Once that channel is gone, settling raises :class:`LaneClosed`: the broker has
+    put the message back already."""
+
+    __slots__ = ("_channel", "_tag", "body", "headers", "message_id")
+
+    def __init__(self, channel: _Channel, tag: int, body: bytes, properties: Any) -> None:
+        self._channel = channel
         self._tag = tag
         self.body = body
         self.headers: Mapping[str, Any] = properties.headers or {}
         self.message_id: str | None = properties.message_id
 
     async def ack(self) -> None:
-        self._getting.settle(self._tag, ack=True)
+        self._channel.settle(self._tag, ack=True)
 
     async def nack(self, *, requeue: bool = True) -> None:
-        self._getting.settle(self._tag, ack=False, requeue=requeue)
+        self._channel.settle(self._tag, ack=False, requeue=requeue)

@@ -89,7 +89,7 @@ def to_properties(
 class Incoming(Protocol):
     """What the transport reads and settles of a message the broker handed over: an
     aio-pika ``IncomingMessage`` (consumers, sweeps) or a pulled one
-    (:class:`~gateway.transport.amqp_lane.Pulled`)."""
+    (:class:`~gateway.transport.amqp_lane.LaneMessage`)."""
 
     @property
     def body(self) -> bytes: ...

@@ -15,9 +15,9 @@ import pytest
 import structlog.testing
 
 from gateway.testing.processes import isolated_vhost
-from gateway.transport import Direction, Message, QueueNotDeclared, QueuePolicy
-from gateway.transport.amqp import AmqpTransport, lane_name
-from gateway.transport.amqp_lane import AmqpLane, Pulled, Refused
+from gateway.transport import Delivery, Direction, Message, QueueNotDeclared, QueuePolicy
+from gateway.transport.amqp import AmqpTransport, consumer_lane_name, lane_name
+from gateway.transport.amqp_lane import AmqpLane, LaneMessage, Refused
 from gateway.transport.topology import exchange_name, queue_name
 from tests.integration.conftest import close_broker_connections
 from tests.integration.test_transport import eventually
@@ -53,6 +53,9 @@ class Broker:
 
     async def close_lane(self) -> int:
         return await close_broker_connections(lane_name(f"smevbus-test-{self.prefix}"))
+
+    async def close_consumers(self) -> int:
+        return await close_broker_connections(consumer_lane_name(f"smevbus-test-{self.prefix}"))
 
 
 @pytest.fixture
@@ -108,7 +111,7 @@ async def test_a_get_given_up_leaves_its_message_in_the_queue(broker: Broker) ->
         with pytest.raises(asyncio.CancelledError):
             await getting
 
-        async def get() -> Pulled | None:
+        async def get() -> LaneMessage | None:
             await lane.ready()  # a new channel for the next get
             return await lane.get(queue_name(REQ, zags))
 
@@ -153,3 +156,23 @@ async def test_a_publish_the_broker_refuses_fails_and_the_next_goes_through(
     finally:
         await lane.close()
     assert await broker.take(zags) == "good"
+
+
+async def test_a_consumer_whose_connection_goes_consumes_again(broker: Broker) -> None:
+    zags = await broker.declare("ZAGS")
+    received: asyncio.Queue[str] = asyncio.Queue()
+
+    async def collect(delivery: Delivery) -> None:
+        await delivery.ack()
+        received.put_nowait(delivery.message.message_id)
+
+    subscription = await broker.transport.consume(REQ, zags, collect)
+    await broker.transport.publish(REQ, zags, message(1))
+    assert await asyncio.wait_for(received.get(), WAIT) == "msg-1"
+    with structlog.testing.capture_logs() as logs:
+        assert await broker.close_consumers() == 1
+        await broker.transport.publish(REQ, zags, message(2))  # waits for the consumer
+        assert await asyncio.wait_for(received.get(), WAIT) == "msg-2"
+    assert "transport_resubscribed" in [entry["event"] for entry in logs]
+    await subscription.cancel()
+    assert (await broker.transport.counts(REQ, zags)).consumers == 0

@@ -38,7 +38,7 @@ from gateway.transport import (
     QueuePolicy,
     Transport,
 )
-from gateway.transport.amqp import AmqpTransport, lane_name
+from gateway.transport.amqp import AmqpTransport, consumer_lane_name, lane_name
 from gateway.transport.topology import all_queue_names
 from tests.integration.conftest import close_broker_connections
 
@@ -86,10 +86,11 @@ def connection_name(prefix: str) -> str:
     return f"smevbus-test-{prefix}"
 
 
-async def close_both_connections(prefix: str) -> int:
-    """Force-close the transport's two connections (aio-pika's, the lane's)."""
+async def close_connections(prefix: str) -> int:
+    """Force-close the transport's connections (aio-pika's, and the lanes' it opened)."""
     name = connection_name(prefix)
-    return await close_broker_connections(name) + await close_broker_connections(lane_name(name))
+    names = (name, lane_name(name), consumer_lane_name(name))
+    return sum([await close_broker_connections(each) for each in names])
 
 
 @pytest.fixture(params=["memory", "amqp"])
@@ -566,7 +567,7 @@ async def test_reconnects_after_forced_close_and_loses_no_confirmed_message(kit:
     with structlog.testing.capture_logs() as logs:
         publishing = asyncio.create_task(publish_stream())
         await eventually(lambda: asyncio.sleep(0, len(confirmed) >= 20))
-        assert await close_both_connections(kit.prefix) == 2
+        assert await close_connections(kit.prefix) == 3  # consuming, publishing
         at_kill = len(confirmed)
         await eventually(lambda: asyncio.sleep(0, len(confirmed) >= at_kill + 20))
         stop.set()
@@ -586,7 +587,7 @@ async def test_pulls_from_one_queue_go_on_across_a_forced_close(kit: Kit) -> Non
     assert before is not None
     await before.ack()
 
-    assert await close_both_connections(kit.prefix) == 2
+    assert await close_connections(kit.prefix) == 2  # no consumer
     await kit.transport.publish(REQ, zags, message(2))  # confirmed once reconnected
     after = await eventually(lambda: kit.transport.get(REQ, zags))
     assert after.message == message(2)
