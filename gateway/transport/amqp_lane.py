@@ -395,8 +395,13 @@ class Consuming(_Channel):
         def qos(done: Callable[[Any], None]) -> None:
             channel.basic_qos(prefetch_count=prefetch, callback=done)
 
-        await consuming._wait(qos)
-        await consuming._wait(consume)
+        try:
+            await consuming._wait(qos)
+            await consuming._wait(consume)
+        except BaseException:
+            with contextlib.suppress(*_GONE):
+                channel.close()  # no consumer came of it
+            raise
         return consuming
 
     async def _wait(self, send: Callable[[Callable[[Any], None]], None]) -> None:
