@@ -11,7 +11,7 @@ import structlog
 
 from gateway.core.clock import Clock
 from gateway.transport import amqp_wire
-from gateway.transport.amqp_lane import AmqpLane, Consuming, LaneMessage, NotFound
+from gateway.transport.amqp_lane import AmqpLane, Consuming, LaneMessage
 from gateway.transport.amqp_publish import TRANSIENT_ERRORS, ConfirmedPublisher
 from gateway.transport.base import DeadLetterReason, Delivery, Direction, Handler, run_handler
 
@@ -141,7 +141,7 @@ class AmqpSubscription:
             while not self._stopped:
                 try:
                     await self._consume()
-                except (*TRANSIENT_ERRORS, NotFound) as exc:
+                except Exception as exc:  # a keeper that died would consume no more
                     log.warning("transport_resubscribe_failed", queue=self._queue, error=repr(exc))
                     await asyncio.sleep(wait)
                     wait = min(wait * 2, RESUBSCRIBE_BACKOFF[1])
