@@ -190,6 +190,8 @@ class _Channel:
     def __init__(self, channel: Any, forget: Callable[[Any], None]) -> None:
         self.channel = channel
         self._forget = forget
+        #: The broker's answer awaited by :meth:`_wait`, if any.
+        self._step: asyncio.Future[None] | None = None
         channel.add_on_close_callback(self._on_close)
 
     @staticmethod
@@ -210,18 +212,38 @@ class _Channel:
             raise LaneClosed(f"cannot open a channel: {exc!r}") from exc
         return await opened
 
+    async def _wait(self, send: Callable[[Callable[[Any], None]], None]) -> None:
+        """Send a method with ``send(done)`` and wait for the broker's answer (``done``
+        called) or the channel's close."""
+        step: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._step = step
+
+        def done(_: Any) -> None:
+            if not step.done():
+                step.set_result(None)
+
+        try:
+            send(done)
+        except _GONE as exc:
+            raise LaneClosed(f"channel closed: {exc!r}") from exc
+        await step
+
     def _on_close(self, _: Any, reason: BaseException) -> None:
         self._forget(self)
-        if isinstance(reason, pika.exceptions.ChannelClosedByBroker):
-            self.fail(self.refusal(reason.reply_code, reason.reply_text))
+        error: Exception
+        if not isinstance(reason, pika.exceptions.ChannelClosedByBroker):
+            error = LaneClosed(f"channel closed: {reason!r}")
+        elif reason.reply_code == 404:
+            error = NotFound(reason.reply_text)
         else:
-            self.fail(LaneClosed(f"channel closed: {reason!r}"))
+            error = self.refusal(reason.reply_code, reason.reply_text)
+        if self._step is not None and not self._step.done():
+            self._step.set_exception(error)
+        self.fail(error)
 
     def refusal(self, code: int, text: str) -> Exception:
         """What the operations waiting on the channel fail with when the broker closed it
-        (it does for an operation it refuses)."""
-        if code == 404:
-            return NotFound(text)
+        for another reason than a missing exchange or queue (404)."""
         return LaneClosed(f"channel closed by the broker: {code} {text}")
 
     def fail(self, error: Exception) -> None:
@@ -248,23 +270,19 @@ class _Publishing(_Channel):
         self._published = 0
         #: The confirms awaited, by delivery tag (ascending): the future, the message id.
         self._pending: dict[int, tuple[asyncio.Future[None], str | None]] = {}
-        self._selected: asyncio.Future[None] = self._loop.create_future()
         channel.add_on_return_callback(self._on_return)
 
     @classmethod
     async def open(cls, connection: Any, forget: Callable[[Any], None]) -> _Publishing:
         publishing = cls(await cls._open_channel(connection), forget)
-        publishing.channel.confirm_delivery(publishing._on_confirm, publishing._on_select_ok)
-        await publishing._selected
+
+        def select(done: Callable[[Any], None]) -> None:
+            publishing.channel.confirm_delivery(publishing._on_confirm, done)
+
+        await publishing._wait(select)
         return publishing
 
-    def _on_select_ok(self, _: Any) -> None:
-        if not self._selected.done():
-            self._selected.set_result(None)
-
     def refusal(self, code: int, text: str) -> Exception:
-        if code == 404:
-            return NotFound(text)
         # Access refused (403), a property the broker does not take (406): a publish
         # made again would be refused again.
         return Refused(f"{code} {text}")
@@ -305,8 +323,6 @@ class _Publishing(_Channel):
                 return
 
     def fail(self, error: Exception) -> None:
-        if not self._selected.done():
-            self._selected.set_exception(LaneClosed(f"channel closed while opening: {error}"))
         pending, self._pending = self._pending, {}
         for confirmed, _ in pending.values():
             if not confirmed.done():
@@ -371,7 +387,6 @@ class Consuming(_Channel):
     def __init__(self, channel: Any, lost: Callable[[], None]) -> None:
         super().__init__(channel, lambda _: None)
         self._lost = lost
-        self._step: asyncio.Future[None] | None = None
         self.tag: str | None = None
 
     @classmethod
@@ -404,21 +419,6 @@ class Consuming(_Channel):
             raise
         return consuming
 
-    async def _wait(self, send: Callable[[Callable[[Any], None]], None]) -> None:
-        """Send a method and wait for the broker's answer (or the channel's close)."""
-        step: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._step = step
-
-        def done(_: Any) -> None:
-            if not step.done():
-                step.set_result(None)
-
-        try:
-            send(done)
-        except _GONE as exc:
-            raise LaneClosed(f"channel closed: {exc!r}") from exc
-        await step
-
     async def cancel(self) -> None:
         """Ask the broker for no more messages (those in hand stay to be settled)."""
         tag = self.tag
@@ -449,8 +449,6 @@ class Consuming(_Channel):
             await asyncio.wait_for(closed, CLOSE_TIMEOUT)
 
     def fail(self, error: Exception) -> None:
-        if self._step is not None and not self._step.done():
-            self._step.set_exception(error)
         self._lost()
 
 
