@@ -44,6 +44,22 @@ _GONE = (
 CLOSE_TIMEOUT = 5.0
 
 
+async def _close(closable: Any) -> None:
+    """Close a pika connection or channel and wait for the broker's answer (at most
+    :data:`CLOSE_TIMEOUT` s)."""
+    closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def on_close(*_: object) -> None:
+        if not closed.done():
+            closed.set_result(None)
+
+    closable.add_on_close_callback(on_close)
+    with contextlib.suppress(*_GONE):
+        closable.close()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(closed, CLOSE_TIMEOUT)
+
+
 class LaneClosed(ConnectionError):
     """The lane's connection or channel is gone (a reconnect cures it)."""
 
@@ -129,19 +145,8 @@ class AmqpLane:
     async def close(self) -> None:
         self._closed = True
         connection, self._connection = self._connection, None
-        if connection is None or connection.is_closed:
-            return
-        closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-        def on_close(*_: object) -> None:
-            if not closed.done():
-                closed.set_result(None)
-
-        connection.add_on_close_callback(on_close)
-        with contextlib.suppress(pika.exceptions.ConnectionWrongStateError):
-            connection.close()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(closed, CLOSE_TIMEOUT)
+        if connection is not None and not connection.is_closed:
+            await _close(connection)
 
     async def _connect(self) -> Any:
         loop = asyncio.get_running_loop()
@@ -434,19 +439,8 @@ class Consuming(_Channel):
 
     async def close(self) -> None:
         """Close the channel (what it delivered and is unsettled goes back)."""
-        if not self.channel.is_open:
-            return
-        closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-        def on_close(*_: object) -> None:
-            if not closed.done():
-                closed.set_result(None)
-
-        self.channel.add_on_close_callback(on_close)
-        with contextlib.suppress(*_GONE):
-            self.channel.close()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(closed, CLOSE_TIMEOUT)
+        if self.channel.is_open:
+            await _close(self.channel)
 
     def fail(self, error: Exception) -> None:
         self._lost()
