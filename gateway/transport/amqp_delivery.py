@@ -6,7 +6,6 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
-import aiormq
 import structlog
 
 from gateway.core.clock import Clock
@@ -64,8 +63,9 @@ class AmqpDelivery(Delivery):
     async def _settle(self, action: Callable[[], Awaitable[None]]) -> None:
         try:
             await action()
-        except (*TRANSIENT_ERRORS, aiormq.exceptions.AMQPError):
-            # The channel that delivered it is gone; the broker redelivers it.
+        except TRANSIENT_ERRORS:
+            # The channel that delivered it is gone (the lane raises LaneClosed); the
+            # broker redelivers it.
             log.warning("transport_settle_lost", message_id=self.message.message_id)
 
 
