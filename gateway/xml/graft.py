@@ -11,6 +11,10 @@ verified. Here a copy goes in as text instead: :meth:`Grafts.slot` leaves a plac
 where it belongs, and :meth:`Grafts.done` serializes the finished document, puts each
 part's own serialization (which declares on its first element every namespace in
 scope where it was) in place of its placeholder, and parses the result once.
+
+A document the bus writes wholly from values it knows (the replies that hand out a
+message) skips the tree of placeholders: its markup is text around the parts'
+serializations (:func:`serialized`), parsed once by :func:`parse_joined`.
 """
 
 from __future__ import annotations
@@ -29,6 +33,18 @@ _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, collect_ids=F
 #: ``__copy__``, called as it is; ``copy.deepcopy()`` reaches the same through its memo
 #: (ten Python calls and a KeyError each time).
 copy_tree: Callable[[etree._Element], etree._Element] = etree._Element.__copy__  # type: ignore[attr-defined]
+
+
+def serialized(part: etree._Element) -> bytes:
+    """``part`` (without its tail) as UTF-8 text declaring, on its first element, every
+    namespace in scope where it is: it reads the same wherever it is put."""
+    return etree.tostring(part, encoding="UTF-8", with_tail=False)
+
+
+def parse_joined(*pieces: bytes) -> etree._Element:
+    """The document that is ``pieces`` joined: the bus's own markup and
+    :func:`serialized` parts."""
+    return etree.fromstring(b"".join(pieces), _PARSER)
 
 
 class Grafts:
@@ -54,7 +70,6 @@ class Grafts:
         data = etree.tostring(root, encoding="UTF-8")
         for marker, part in self._parts:
             at = data.index(marker)
-            text = etree.tostring(part, encoding="UTF-8", with_tail=False)
-            data = data[:at] + text + data[at + len(marker) :]
+            data = data[:at] + serialized(part) + data[at + len(marker) :]
         self._parts.clear()
-        return etree.fromstring(data, _PARSER)
+        return parse_joined(data)

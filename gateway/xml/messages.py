@@ -18,11 +18,13 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from xml.sax.saxutils import escape
 
 from lxml import etree
 
 from gateway.core.envelope import MessageKind, MessageMetadata, ParticipantRef
-from gateway.xml.graft import Grafts, copy_tree
+from gateway.core.xml_text import escape_forbidden, forbidden_char
+from gateway.xml.graft import Grafts, copy_tree, parse_joined, serialized
 from gateway.xml.namespaces import SMEV_BASIC, SMEV_TYPES, qname
 from gateway.xml.soap import SignatureContainer, attach_signature, first_child
 
@@ -215,11 +217,21 @@ def _sign(
         attach_signature(parent, copy_tree(signature), container)
 
 
-def _participant(el: etree._Element, who: ParticipantRef) -> None:
-    mnemonic, name = el
-    mnemonic.text = who.mnemonic
+def _participant(who: ParticipantRef) -> str:
     # Required in 1.1: the mnemonic stands in for a participant registered without a name.
-    name.text = who.name or who.mnemonic
+    return (
+        f"<smev:Mnemonic>{_text(who.mnemonic)}</smev:Mnemonic>"
+        f"<smev:HumanReadableName>{_text(who.name or who.mnemonic)}</smev:HumanReadableName>"
+    )
+
+
+def _text(value: str) -> str:
+    """``value`` as the text of an element written as text; ``ValueError`` where XML
+    cannot carry it, as lxml refuses such text in a tree."""
+    char = forbidden_char(value)
+    if char is not None:
+        raise ValueError(f"{char} cannot be written in XML: {escape_forbidden(value)[:100]}")
+    return escape(value)
 
 
 INTERACTION_TYPE = "NotDetected"
@@ -241,44 +253,49 @@ def destination_name(meta: MessageMetadata) -> str:
     return f"{direction}.{meta.recipient.mnemonic}"
 
 
-_METADATA = etree.fromstring(
-    f'<smev:MessageMetadata xmlns:smev="{SMEV_TYPES}"><smev:MessageId/><smev:MessageType/>'
-    "<smev:Sender><smev:Mnemonic/><smev:HumanReadableName/></smev:Sender>"
-    "<smev:SendingTimestamp/><smev:DestinationName/>"
-    "<smev:Recipient><smev:Mnemonic/><smev:HumanReadableName/></smev:Recipient>"
-    "<smev:SupplementaryData><smev:DetectedContentTypeName/>"
-    f"<smev:InteractionType>{INTERACTION_TYPE}</smev:InteractionType></smev:SupplementaryData>"
-    "<smev:DeliveryTimestamp/><smev:Status/></smev:MessageMetadata>"
-)
-"""Every child ``MessageMetadata`` may have, in order: a copy is filled and the absent
-optional ones removed (a third of the time of building it element by element)."""
+def _metadata(meta: MessageMetadata, id_: str | None = None) -> bytes:
+    """``MessageMetadata`` as text, ``smev:`` bound where it goes, every optional child
+    there only when it has a value: a fifth of the time of filling in a tree."""
+    recipient, delivered, status = meta.recipient, meta.delivery_timestamp, meta.status
+    return "".join(
+        (
+            "<smev:MessageMetadata>" if id_ is None else f'<smev:MessageMetadata Id="{id_}">',
+            f"<smev:MessageId>{meta.message_id}</smev:MessageId>",
+            f"<smev:MessageType>{MESSAGE_TYPES[meta.kind]}</smev:MessageType>",
+            f"<smev:Sender>{_participant(meta.sender)}</smev:Sender>",
+            f"<smev:SendingTimestamp>{_ts(meta.sending_timestamp)}</smev:SendingTimestamp>",
+            f"<smev:DestinationName>{_text(destination_name(meta))}</smev:DestinationName>",
+            _optional("Recipient", None if recipient is None else _participant(recipient)),
+            "<smev:SupplementaryData><smev:DetectedContentTypeName>",
+            _text(meta.message_type),
+            "</smev:DetectedContentTypeName>",
+            f"<smev:InteractionType>{INTERACTION_TYPE}</smev:InteractionType></smev:SupplementaryData>",
+            _optional("DeliveryTimestamp", None if delivered is None else _ts(delivered)),
+            _optional("Status", None if status is None else _text(status)),
+            "</smev:MessageMetadata>",
+        )
+    ).encode()
 
 
-def _metadata(parent: etree._Element, meta: MessageMetadata, id_: str | None) -> None:
-    el = copy_tree(_METADATA)
-    message_id, kind, sender, sent, destination, recipient, data, delivered, status = el
-    if id_ is not None:
-        el.set("Id", id_)
-    message_id.text = str(meta.message_id)
-    kind.text = MESSAGE_TYPES[meta.kind]
-    _participant(sender, meta.sender)
-    sent.text = _ts(meta.sending_timestamp)
-    destination.text = destination_name(meta)
-    if meta.recipient is None:
-        el.remove(recipient)
-    else:
-        _participant(recipient, meta.recipient)
-    data[0].text = meta.message_type
-    if meta.delivery_timestamp is None:
-        el.remove(delivered)
-    else:
-        delivered.text = _ts(meta.delivery_timestamp)
-    if meta.status is None:
-        el.remove(status)
-    else:
-        status.text = meta.status
-    # Moved into parent's tree: its xmlns:smev is dropped there, as _root declares it.
-    parent.append(el)
+def _optional(name: str, content: str | None) -> str:
+    return "" if content is None else f"<smev:{name}>{content}</smev:{name}>"
+
+
+def _written(name: str, *inner: bytes) -> etree._Element:
+    """The Body element ``name``, declaring what :func:`_root` declares, around ``inner``
+    (the builder's markup and :func:`~gateway.xml.graft.serialized` parts), parsed once."""
+    return parse_joined(_OPENING[name], *inner, b"</smev:%s>" % name.encode())
+
+
+_OPENING = {
+    name: f'<smev:{name} xmlns:smev="{SMEV_TYPES}" xmlns:basic="{SMEV_BASIC}">'.encode()
+    for name in (
+        "SendRequestResponse",
+        "SendResponseResponse",
+        "GetRequestResponse",
+        "GetResponseResponse",
+    )
+}
 
 
 def _timestamp(parent: etree._Element, when: datetime) -> None:
@@ -289,9 +306,13 @@ def _primary_content(parent: etree._Element, content: etree._Element, grafts: Gr
     grafts.slot(_sub(parent, SMEV_BASIC, "MessagePrimaryContent"), content)
 
 
-def _sender_signature(parent: etree._Element, signature: etree._Element, grafts: Grafts) -> None:
+def _sender_signature(signature: etree._Element) -> tuple[bytes, bytes, bytes]:
     """The sender's ``ds:Signature`` as it was, in ``SenderInformationSystemSignature``."""
-    grafts.slot(_sub(parent, SMEV_TYPES, "SenderInformationSystemSignature"), signature)
+    return (
+        b"<smev:SenderInformationSystemSignature>",
+        serialized(signature),
+        b"</smev:SenderInformationSystemSignature>",
+    )
 
 
 def _sign_message(root: etree._Element, name: str, signature: etree._Element | None) -> None:
@@ -359,8 +380,7 @@ def build_send_request_response(
     metadata: MessageMetadata, *, signature: etree._Element | None = None
 ) -> etree._Element:
     """``SendRequestResponse``: the bus accepted the request (``MessageMetadata`` signed)."""
-    root = _root("SendRequestResponse")
-    _metadata(root, metadata, SMEV_ID)
+    root = _written("SendRequestResponse", _metadata(metadata, SMEV_ID))
     _sign(root, signature, "SMEVSignature")
     return root
 
@@ -381,18 +401,18 @@ def build_get_request_response(
     """``GetRequestResponse``; ``None`` means the queue is empty (no RequestMessage).
 
     The bus signs ``RequestMessage`` (its ``Request``), its SMEVSignature inside it."""
-    root = _root("GetRequestResponse")
-    if delivery is not None:
-        message = _sub(root, SMEV_TYPES, "RequestMessage")
-        request = _sub(message, SMEV_TYPES, "Request")
-        request.set("Id", SMEV_ID)
-        grafts = Grafts()
-        grafts.slot(request, delivery.request_data)
-        _metadata(request, delivery.metadata, None)
-        _sub(request, SMEV_TYPES, "ReplyTo", delivery.reply_to)
-        _sender_signature(request, delivery.sender_signature, grafts)
-        root = grafts.done(root)  # a new tree: find the message again
-        _sign_message(root, "RequestMessage", signature)
+    if delivery is None:
+        return _root("GetRequestResponse")
+    root = _written(
+        "GetRequestResponse",
+        f'<smev:RequestMessage><smev:Request Id="{SMEV_ID}">'.encode(),
+        serialized(delivery.request_data),
+        _metadata(delivery.metadata),
+        f"<smev:ReplyTo>{_text(delivery.reply_to)}</smev:ReplyTo>".encode(),
+        *_sender_signature(delivery.sender_signature),
+        b"</smev:Request></smev:RequestMessage>",
+    )
+    _sign_message(root, "RequestMessage", signature)
     return root
 
 
@@ -459,8 +479,7 @@ def build_send_response_response(
     metadata: MessageMetadata, *, signature: etree._Element | None = None
 ) -> etree._Element:
     """``SendResponseResponse``: the bus accepted the response."""
-    root = _root("SendResponseResponse")
-    _metadata(root, metadata, SMEV_ID)
+    root = _written("SendResponseResponse", _metadata(metadata, SMEV_ID))
     _sign(root, signature, "SMEVSignature")
     return root
 
@@ -479,18 +498,18 @@ def build_get_response_response(
     delivery: ResponseDelivery | None, *, signature: etree._Element | None = None
 ) -> etree._Element:
     """``GetResponseResponse``; ``None`` means the queue is empty (no ResponseMessage)."""
-    root = _root("GetResponseResponse")
-    if delivery is not None:
-        message = _sub(root, SMEV_TYPES, "ResponseMessage")
-        response = _sub(message, SMEV_TYPES, "Response")
-        response.set("Id", SMEV_ID)
-        _sub(response, SMEV_TYPES, "OriginalMessageId", str(delivery.original_message_id))
-        grafts = Grafts()
-        grafts.slot(response, delivery.response_data)
-        _metadata(response, delivery.metadata, None)
-        _sender_signature(response, delivery.sender_signature, grafts)
-        root = grafts.done(root)  # a new tree: find the message again
-        _sign_message(root, "ResponseMessage", signature)
+    if delivery is None:
+        return _root("GetResponseResponse")
+    root = _written(
+        "GetResponseResponse",
+        f'<smev:ResponseMessage><smev:Response Id="{SMEV_ID}">'.encode(),
+        f"<smev:OriginalMessageId>{delivery.original_message_id}</smev:OriginalMessageId>".encode(),
+        serialized(delivery.response_data),
+        _metadata(delivery.metadata),
+        *_sender_signature(delivery.sender_signature),
+        b"</smev:Response></smev:ResponseMessage>",
+    )
+    _sign_message(root, "ResponseMessage", signature)
     return root
 
 

@@ -166,6 +166,30 @@ def test_metadata_defaults_on_the_wire() -> None:
     assert (got.destination, got.kind) == ("responses.PORTAL71", MessageKind.RESPONSE)
 
 
+def test_metadata_text_with_markup_characters_reads_back() -> None:
+    """The metadata is written as text: names and types with ``&``, ``<``, ``>`` and
+    quotes are escaped, not markup, and come back as they were."""
+    meta = metadata(
+        message_type="urn:a?b=1&c=<2>",
+        sender=ParticipantRef(mnemonic="PORTAL71", name='Портал & "<услуги>"'),
+        recipient=ParticipantRef(mnemonic="MVD", name="МВД > ГУ"),
+    )
+    received = round_trip(m.build_send_request_response(meta), "SendRequest")
+    assert r.read_send_result(received) == meta
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"sender": ParticipantRef(mnemonic="PORTAL71", name="bad\x01name")},
+        {"status": "bad\x0bstatus"},
+    ],
+)
+def test_metadata_text_xml_cannot_carry_is_refused(change: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match="U\\+000[1B] cannot be written in XML"):
+        m.build_send_response_response(metadata(**change))
+
+
 def test_smev_client_sample_reads() -> None:
     root = parse_secure((DATA / "soap" / "send-request.xml").read_bytes())
     op, body_child = unwrap_envelope(root)
