@@ -12,7 +12,9 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any, Final
 
-_FORBIDDEN: Final = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+#: The characters XML 1.0 cannot carry, as the inside of a regular expression's class.
+FORBIDDEN_CLASS: Final = "\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff"
+_FORBIDDEN: Final = re.compile(f"[{FORBIDDEN_CLASS}]")
 
 
 def forbidden_char(text: str) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 
 from gateway.core.clock import Clock
@@ -116,9 +117,15 @@ def metadata(
         message_id=record.message_id,  # the canonical string: parsed inside pydantic
         message_type=record.message_type,
         kind=record.kind,
-        sender=ParticipantRef(mnemonic=sender.mnemonic, name=sender.name),
-        recipient=ParticipantRef(mnemonic=recipient.mnemonic, name=recipient.name),
+        sender=_ref(sender.mnemonic, sender.name),
+        recipient=_ref(recipient.mnemonic, recipient.name),
         sending_timestamp=sent,
         delivery_timestamp=delivered,
         status=str(interaction_status(record.kind, record.state)),
     )
+
+
+@functools.lru_cache(maxsize=1024)
+def _ref(mnemonic: str, name: str | None) -> ParticipantRef:
+    """One (frozen) reference per participant: four metadata a round trip name two each."""
+    return ParticipantRef(mnemonic=mnemonic, name=name)

@@ -23,7 +23,7 @@ from xml.sax.saxutils import escape
 from lxml import etree
 
 from gateway.core.envelope import MessageKind, MessageMetadata, ParticipantRef
-from gateway.core.xml_text import escape_forbidden, forbidden_char
+from gateway.core.xml_text import FORBIDDEN_CLASS, escape_forbidden, forbidden_char
 from gateway.xml.graft import Grafts, copy_tree, parse_joined, serialized
 from gateway.xml.namespaces import SMEV_BASIC, SMEV_TYPES, qname
 from gateway.xml.soap import SignatureContainer, attach_signature, first_child
@@ -225,9 +225,15 @@ def _participant(who: ParticipantRef) -> str:
     )
 
 
+#: What text written as markup must not hold as it is: markup, or what XML cannot carry.
+_NOT_PLAIN = re.compile(f"[&<>{FORBIDDEN_CLASS}]")
+
+
 def _text(value: str) -> str:
     """``value`` as the text of an element written as text; ``ValueError`` where XML
     cannot carry it, as lxml refuses such text in a tree."""
+    if _NOT_PLAIN.search(value) is None:
+        return value  # nearly always: one search
     char = forbidden_char(value)
     if char is not None:
         raise ValueError(f"{char} cannot be written in XML: {escape_forbidden(value)[:100]}")
