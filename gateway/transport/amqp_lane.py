@@ -31,6 +31,8 @@ import structlog
 from pika import spec
 from pika.adapters.asyncio_connection import AsyncioConnection
 
+from gateway.transport.amqp_stream import LoopStreams
+
 log = structlog.get_logger(__name__)
 
 #: What pika raises for an operation on a channel or connection that is gone.
@@ -172,7 +174,7 @@ class AmqpLane:
                     channel.fail(LaneClosed(f"connection closed: {reason!r}"))
 
         connection = AsyncioConnection(
-            self._parameters, on_open, on_open_error, on_close, custom_ioloop=loop
+            self._parameters, on_open, on_open_error, on_close, custom_ioloop=LoopStreams(loop)
         )
         try:
             return await opened
