@@ -52,16 +52,16 @@ class LoopStreams(_AsyncioIOServicesAdapter):  # type: ignore[misc]
                     ssl=ssl_context,
                     server_hostname=server_hostname if ssl_context is not None else None,
                 )
-            except asyncio.CancelledError:
-                sock.close()
-                raise
             except Exception as error:  # pika reports it as a transport setup error
                 sock.close()
                 on_done(error)
                 return
             on_done((transport, linked.protocol))
 
-        return _Linking(self._running.create_task(link()))
+        task = self._running.create_task(link())
+        # Cancelled, even before it began: the socket is still ours to close.
+        task.add_done_callback(lambda done: sock.close() if done.cancelled() else None)
+        return _Linking(task)
 
 
 class _Protocol(asyncio.Protocol):
