@@ -29,9 +29,8 @@ import pika
 import pika.exceptions
 import structlog
 from pika import spec
-from pika.adapters.asyncio_connection import AsyncioConnection
 
-from gateway.transport.amqp_stream import LoopStreams
+from gateway.transport.amqp_stream import LoopConnection
 
 log = structlog.get_logger(__name__)
 
@@ -173,9 +172,7 @@ class AmqpLane:
                     self._forget(channel)
                     channel.fail(LaneClosed(f"connection closed: {reason!r}"))
 
-        connection = AsyncioConnection(
-            self._parameters, on_open, on_open_error, on_close, custom_ioloop=LoopStreams(loop)
-        )
+        connection = LoopConnection(self._parameters, on_open, on_open_error, on_close)
         try:
             return await opened
         except BaseException:
