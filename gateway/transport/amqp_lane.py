@@ -5,8 +5,9 @@ aio-pika (over aiormq) keeps the transport's robust connection for the topology 
 the dead-letter watch and sweeps. What it costs per operation is mostly the way its
 frames travel: through a write queue and a writer task, a reader task, and a queue
 and a task per channel, so every publish, confirm, get, delivery and ack takes several
-turns of the event loop, each a wait behind whatever else the loop has to do. pika's
-asyncio connection answers from the socket's read callback and writes at once
+turns of the event loop, each a wait behind whatever else the loop has to do. pika
+answers from the read callback of the loop's own socket transport
+(:mod:`gateway.transport.amqp_stream`) and writes at once
 (``benchmarks/amqp_client.py``: a confirmed publish and a ``basic.get`` + ack cost
 ~0.3-0.4 ms less per pull round trip than through aio-pika; in a loaded gateway more).
 
