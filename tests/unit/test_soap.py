@@ -186,7 +186,7 @@ def test_metadata_text_with_markup_characters_reads_back() -> None:
     ],
 )
 def test_metadata_text_xml_cannot_carry_is_refused(change: dict[str, object]) -> None:
-    with pytest.raises(ValueError, match="U\\+000[1B] cannot be written in XML"):
+    with pytest.raises(ValueError, match=r"U\+000[1B] cannot be written in XML"):
         m.build_send_response_response(metadata(**change))
 
 
