@@ -261,7 +261,7 @@ def destination_name(meta: MessageMetadata) -> str:
 
 def _metadata(meta: MessageMetadata, id_: str | None = None) -> bytes:
     """``MessageMetadata`` as text, ``smev:`` bound where it goes, every optional child
-    there only when it has a value: a fifth of the time of filling in a tree."""
+    there only when it has a value: a third of the time of filling in a tree."""
     recipient, delivered, status = meta.recipient, meta.delivery_timestamp, meta.status
     return "".join(
         (
@@ -290,18 +290,12 @@ def _optional(name: str, content: str | None) -> str:
 def _written(name: str, *inner: bytes) -> etree._Element:
     """The Body element ``name``, declaring what :func:`_root` declares, around ``inner``
     (the builder's markup and :func:`~gateway.xml.graft.serialized` parts), parsed once."""
-    return parse_joined(_OPENING[name], *inner, b"</smev:%s>" % name.encode())
-
-
-_OPENING = {
-    name: f'<smev:{name} xmlns:smev="{SMEV_TYPES}" xmlns:basic="{SMEV_BASIC}">'.encode()
-    for name in (
-        "SendRequestResponse",
-        "SendResponseResponse",
-        "GetRequestResponse",
-        "GetResponseResponse",
+    return parse_joined(
+        f"<smev:{name} {_DECLARATIONS}>".encode(), *inner, f"</smev:{name}>".encode()
     )
-}
+
+
+_DECLARATIONS = " ".join(f'xmlns:{prefix}="{uri}"' for prefix, uri in _NSMAP.items())
 
 
 def _timestamp(parent: etree._Element, when: datetime) -> None:
