@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import structlog
 
+from gateway.core import backoff
 from gateway.core.clock import Clock
 from gateway.transport import amqp_wire
 from gateway.transport.amqp_lane import AmqpLane, Consuming, LaneMessage
@@ -92,8 +93,8 @@ async def open_delivery(
 
 Opener = Callable[[LaneMessage], Awaitable[AmqpDelivery | None]]
 
-#: First wait before consuming again after a lost channel, doubling up to the second (s).
-RESUBSCRIBE_BACKOFF = (0.05, 2.0)
+#: The wait before consuming again after a lost channel: 50 ms, doubling up to 2 s.
+RESUBSCRIBE_BACKOFF = backoff.exponential(0.05, 2.0)
 
 
 class AmqpSubscription:
@@ -135,19 +136,18 @@ class AmqpSubscription:
         )
 
     async def _keep(self) -> None:
-        wait = RESUBSCRIBE_BACKOFF[0]
         while not self._stopped:
             await self._lost.wait()
+            failures = 0
             while not self._stopped:
                 try:
                     await self._consume()
                 except Exception as exc:  # a keeper that died would consume no more
                     log.warning("transport_resubscribe_failed", queue=self._queue, error=repr(exc))
-                    await asyncio.sleep(wait)
-                    wait = min(wait * 2, RESUBSCRIBE_BACKOFF[1])
+                    failures += 1
+                    await asyncio.sleep(backoff.delay(RESUBSCRIBE_BACKOFF, failures))
                     continue
                 log.warning("transport_resubscribed", queue=self._queue)
-                wait = RESUBSCRIBE_BACKOFF[0]
                 break
 
     def _received(self, incoming: LaneMessage) -> None:

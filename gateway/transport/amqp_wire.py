@@ -88,8 +88,8 @@ def to_properties(
 
 class Incoming(Protocol):
     """What the transport reads and settles of a message the broker handed over: an
-    aio-pika ``IncomingMessage`` (consumers, sweeps) or a pulled one
-    (:class:`~gateway.transport.amqp_lane.LaneMessage`)."""
+    aio-pika ``IncomingMessage`` (sweeps, the dead-letter watch) or one pulled or
+    consumed on a lane (:class:`~gateway.transport.amqp_lane.LaneMessage`)."""
 
     @property
     def body(self) -> bytes: ...
