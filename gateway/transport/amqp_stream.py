@@ -45,10 +45,6 @@ class LoopConnection(AsyncioConnection):  # type: ignore[misc]
 class LoopStreams(_AsyncioIOServicesAdapter):  # type: ignore[misc]
     """pika's asyncio I/O services, with streams on ``loop.create_connection``."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__(loop)
-        self._running = loop
-
     def create_streaming_connection(
         self,
         protocol_factory: Callable[[], Any],
@@ -61,9 +57,11 @@ class LoopStreams(_AsyncioIOServicesAdapter):  # type: ignore[misc]
         made first, when there is a context); ``on_done((transport, protocol))``, or
         ``on_done(error)``. Cancelled, it closes the socket and calls nothing."""
 
+        loop: asyncio.AbstractEventLoop = self.get_native_ioloop()
+
         async def link() -> None:
             try:
-                transport, linked = await self._running.create_connection(
+                transport, linked = await loop.create_connection(
                     lambda: _Protocol(protocol_factory()),
                     sock=sock,
                     ssl=ssl_context,
@@ -75,7 +73,7 @@ class LoopStreams(_AsyncioIOServicesAdapter):  # type: ignore[misc]
                 return
             on_done((transport, linked.protocol))
 
-        task = self._running.create_task(link())
+        task = loop.create_task(link())
         # Cancelled, even before it began: the socket is still ours to close.
         task.add_done_callback(lambda done: sock.close() if done.cancelled() else None)
         return _Linking(task)
