@@ -76,7 +76,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, Final, Protocol
 
@@ -129,14 +129,19 @@ log = structlog.get_logger(__name__)
 SEND_FAILED: Final = "SEND_FAILED"
 
 
+#: A SendRequest made ready to go: awaited, it sends.
+Send = Callable[[], Awaitable[MessageMetadata]]
+
+
 class BusConsumer(Protocol):
     """The consumer's side of the bus the aggregator needs, for one participant."""
 
     ids: MessageIdSource
 
-    async def send_request(
-        self, content: etree._Element, *, message_id: uuid.UUID | None = None
-    ) -> MessageMetadata: ...
+    def prepare_request(self, content: etree._Element, *, message_id: uuid.UUID) -> Send:
+        """A SendRequest of ``content`` built and signed (what can be done before the
+        service request is stored); awaiting the result sends it."""
+        ...
 
 
 class Aggregator:
@@ -211,9 +216,23 @@ class Aggregator:
         digest = request_digest(
             service=service, applicant=applicant, callback_url=callback_url, deadline_s=deadline_s
         )
-        record, created = await self.store.create(
-            state, participant, idempotency_key, callback_url=callback_url, request_digest=digest
+        # The parts are built and signed while the store creates the request (this task
+        # runs once the create waits on the database); none is sent before it is stored.
+        preparing = asyncio.get_running_loop().create_task(
+            _prepare_all(client, contents, message_ids)
         )
+        try:
+            record, created = await self.store.create(
+                state,
+                participant,
+                idempotency_key,
+                callback_url=callback_url,
+                request_digest=digest,
+            )
+        except BaseException:
+            preparing.cancel()
+            raise
+        sends = await preparing
         if created:
             self._open.keep(record)
         else:
@@ -241,7 +260,7 @@ class Aggregator:
         # The parts go out together: their journal writes and broker confirms overlap.
         with structlog.contextvars.bound_contextvars(service_request_id=str(record.id)):
             sent = await asyncio.gather(
-                *(self._send(record, client, p, c, message_ids[p]) for p, c in contents)
+                *(self._send(record, p, message_ids[p], sends[p]) for p, _ in contents)
             )
         if any(after is not record for after in sent):  # a failed send saved a rejection
             record = await self.store.get(record.id)
@@ -311,19 +330,15 @@ class Aggregator:
         for part in record.state.parts:
             content = contents.get(part.id)
             if part.status is PartStatus.PENDING and part.message_id and content is not None:
-                record = await self._send(record, client, part.id, content, part.message_id)
+                send = _prepare(client, content, part.message_id)
+                record = await self._send(record, part.id, part.message_id, send)
         return record
 
     async def _send(
-        self,
-        record: ServiceRequestRecord,
-        client: BusConsumer,
-        part_id: str,
-        content: etree._Element,
-        message_id: uuid.UUID,
+        self, record: ServiceRequestRecord, part_id: str, message_id: uuid.UUID, send: Send
     ) -> ServiceRequestRecord:
         try:
-            await client.send_request(content, message_id=message_id)
+            await send()
         except MessageAlreadySent:
             # A resend of a part that is on the bus already (with other signature
             # bytes): the first send stands.
@@ -464,3 +479,27 @@ def _same_request(record: ServiceRequestRecord, service: str, digest: str) -> bo
     if record.request_digest is None:
         return record.service == service
     return record.request_digest == digest
+
+
+def _prepare(client: BusConsumer, content: etree._Element, message_id: uuid.UUID) -> Send:
+    """``client``'s prepared SendRequest; one that could not be prepared raises when sent,
+    so that the part is rejected as any failed send."""
+    try:
+        return client.prepare_request(content, message_id=message_id)
+    except Exception as exc:  # the router's refusal, raised again by the send
+        failure = exc
+
+        async def refused() -> MessageMetadata:
+            raise failure
+
+        return refused
+
+
+async def _prepare_all(
+    client: BusConsumer,
+    contents: list[tuple[str, etree._Element]],
+    message_ids: dict[str, uuid.UUID],
+) -> dict[str, Send]:
+    return {
+        part_id: _prepare(client, content, message_ids[part_id]) for part_id, content in contents
+    }

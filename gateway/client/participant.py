@@ -61,10 +61,28 @@ class ParticipantClient:
         eol: datetime | None = None,
         test: bool = False,
     ) -> MessageMetadata:
-        body = m.build_send_request(message_id or self.ids.new(), content, eol=eol, test=test)
-        reply = await self._exchange(body)
-        self._check_bus_signature(reply)
-        return readers.read_send_result(reply)
+        return await self.prepare_request(content, message_id=message_id, eol=eol, test=test)()
+
+    def prepare_request(
+        self,
+        content: etree._Element,
+        *,
+        message_id: uuid.UUID | None = None,
+        eol: datetime | None = None,
+        test: bool = False,
+    ) -> Callable[[], Awaitable[MessageMetadata]]:
+        """:meth:`send_request` in two steps: the envelope built and signed now, sent
+        when the returned function is awaited."""
+        raw = self._signed(
+            m.build_send_request(message_id or self.ids.new(), content, eol=eol, test=test)
+        )
+
+        async def send() -> MessageMetadata:
+            reply = await self._exchange_signed(raw)
+            self._check_bus_signature(reply)
+            return readers.read_send_result(reply)
+
+        return send
 
     async def get_response(self, namespace: str | None = None) -> m.ResponseDelivery | None:
         reply = await self._exchange(m.build_get_response(self._selector(namespace, "response")))
@@ -142,8 +160,16 @@ class ParticipantClient:
 
     async def _exchange(self, body: etree._Element) -> etree._Element:
         """Sign ``body``, send it, and return the reply's Body element (or raise its fault)."""
+        return await self._exchange_signed(self._signed(body))
+
+    def _signed(self, body: etree._Element) -> bytes:
+        """``body`` signed, in its SOAP envelope."""
         sign_element(body, self.signer)
-        _status, raw = await self._call(wrap_envelope(body))
+        return wrap_envelope(body)
+
+    async def _exchange_signed(self, envelope: bytes) -> etree._Element:
+        """Send a signed ``envelope``; the reply's Body element (or raise its fault)."""
+        _status, raw = await self._call(envelope)
         root = parse_secure(raw, max_bytes=16 * 1024 * 1024)
         fault = parse_fault(root)
         if fault is not None:

@@ -14,6 +14,7 @@ came over HTTP, and every reply is journaled and acknowledged the same way.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from lxml import etree
@@ -49,10 +50,28 @@ class LocalParticipant:
         eol: datetime | None = None,
         test: bool = False,
     ) -> MessageMetadata:
+        return await self.prepare_request(content, message_id=message_id, eol=eol, test=test)()
+
+    def prepare_request(
+        self,
+        content: etree._Element,
+        *,
+        message_id: uuid.UUID | None = None,
+        eol: datetime | None = None,
+        test: bool = False,
+    ) -> Callable[[], Awaitable[MessageMetadata]]:
+        """:meth:`send_request` in two steps: the request built, signed and checked by
+        the router now (CPU only: raises what the router would refuse), journaled and
+        published when the returned function is awaited."""
         body = m.build_send_request(message_id or self.ids.new(), content, eol=eol, test=test)
         sign_element(body, self.signer)
-        record, provider = await self.router.submit_request(body, self.participant)
-        return metadata(record, self.participant, provider, record.updated_at)
+        admitted = self.router.admit_request(body, self.participant)
+
+        async def send() -> MessageMetadata:
+            record, provider = await self.router.queue_request(admitted)
+            return metadata(record, self.participant, provider, record.updated_at)
+
+        return send
 
     async def get_response(self) -> m.ResponseDelivery | None:
         delivered = await self.router.take(self.participant.mnemonic, Direction.RESPONSES)

@@ -27,6 +27,7 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import Coroutine
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -90,6 +91,15 @@ log = structlog.get_logger(__name__)
 
 #: Operations that hand the bus a message (counted in ``smevbus_messages_total``).
 _SENDS = frozenset({"SendRequest", "SendResponse"})
+
+
+@dataclass(frozen=True, slots=True)
+class AdmittedRequest:
+    """A SendRequest that passed the router's checks (:meth:`Router.admit_request`):
+    what journaling and publishing it takes."""
+
+    new: NewMessage
+    provider: Participant
 
 
 def _operation(name: str) -> Operation | None:
@@ -272,11 +282,30 @@ class Router:
         """SendRequest of an authenticated ``sender``: the queued record and its provider.
         ``large``: read the content in a worker thread."""
         data = read_send_request(body)
-        request, message_type, digest, xml = (
+        read = (
             await asyncio.to_thread(self._read_request, data, body)
             if large
             else self._read_request(data, body)
         )
+        return await self.queue_request(self._admitted(read, sender))
+
+    def admit_request(self, body: etree._Element, sender: Participant) -> AdmittedRequest:
+        """The checks of :meth:`submit_request` alone: nothing journaled or published
+        until :meth:`queue_request`. An in-process sender makes them while it waits for
+        something else (:meth:`~gateway.router.local.LocalParticipant.prepare_request`)."""
+        return self._admitted(self._read_request(read_send_request(body), body), sender)
+
+    async def queue_request(self, admitted: AdmittedRequest) -> tuple[MessageRecord, Participant]:
+        """Journal and publish an admitted request: its queued record and its provider."""
+        record = await self._journal_and_publish(admitted.new, Direction.REQUESTS)
+        return record, admitted.provider
+
+    def _admitted(
+        self,
+        read: tuple[SenderProvidedRequestData, str, str, bytes],
+        sender: Participant,
+    ) -> AdmittedRequest:
+        request, message_type, digest, xml = read
         provider = admit_request(
             request, sender, self._ctx.registry, self._ctx.clock.now(), self._ctx.time_policy
         )
@@ -291,7 +320,7 @@ class Router:
             expires_at=request.eol,
             test_message=request.test_message,
         )
-        return await self._journal_and_publish(new, Direction.REQUESTS), provider
+        return AdmittedRequest(new, provider)
 
     def _read_request(
         self, data: m.RequestData, body: etree._Element

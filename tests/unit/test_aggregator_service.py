@@ -291,12 +291,17 @@ async def test_send_failure_rejects_the_part(world: World) -> None:
     real = world.bus.client(PORTAL)
 
     class Flaky(ParticipantClient):
-        async def send_request(self, *args: Any, **kw: Any) -> Any:
-            nonlocal calls
-            calls += 1
-            if calls == 2:
-                raise ConnectionError("asyncpg: relation messages does not exist")
-            return await real.send_request(*args, **kw)
+        def prepare_request(self, *args: Any, **kw: Any) -> Any:
+            send = real.prepare_request(*args, **kw)
+
+            async def flaky_send() -> Any:
+                nonlocal calls
+                calls += 1
+                if calls == 2:
+                    raise ConnectionError("asyncpg: relation messages does not exist")
+                return await send()
+
+            return flaky_send
 
     flaky = Flaky(
         signer=real.signer, verifier=real.verifier, clock=real.clock, call=world.bus.handle
@@ -444,6 +449,89 @@ async def test_resume_after_restart_honours_stored_deadlines(world: World) -> No
     assert (await restarted.get(str(record.id))).status is ServiceState.TIMED_OUT
 
 
+async def test_the_parts_are_prepared_while_the_request_is_stored_and_sent_after(
+    world: World,
+) -> None:
+    real = world.bus.client(PORTAL)
+    stored, all_prepared = asyncio.Event(), asyncio.Event()
+    prepared: list[uuid.UUID] = []
+
+    class Watched(ParticipantClient):
+        def prepare_request(self, *args: Any, message_id: uuid.UUID, **kw: Any) -> Any:
+            prepared.append(message_id)
+            if len(prepared) == len(AGENCIES):
+                all_prepared.set()
+            return real.prepare_request(*args, message_id=message_id, **kw)
+
+    class SlowStore:
+        """The store, its ``create`` held until the test lets it go."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(world.store, name)
+
+        async def create(self, *args: Any, **kw: Any) -> Any:
+            await stored.wait()
+            return await world.store.create(*args, **kw)
+
+    watched = Watched(
+        signer=real.signer, verifier=real.verifier, clock=real.clock, call=world.bus.handle
+    )
+    agg = Aggregator(
+        catalogue=CATALOGUE,
+        registry=world.bus.registry,
+        store=SlowStore(),  # type: ignore[arg-type]
+        clients=lambda _: watched,
+        clock=world.bus.clock,
+    )
+    submitting = asyncio.create_task(submit(world, agg))
+    async with asyncio.timeout(5):
+        await all_prepared.wait()  # every part built and signed while create waits...
+    assert not submitting.done()
+    assert all(depth == 0 for depth in (await world.bus.depths()).values())  # ... none sent
+    stored.set()
+    record = await submitting
+    assert sorted(prepared) == sorted(part.message_id for part in record.state.parts)
+    for agency, _ in AGENCIES.values():
+        assert await world.bus.depth(Direction.REQUESTS, agency) == 1
+
+
+async def test_a_part_refused_while_prepared_is_rejected_and_the_rest_are_sent(
+    world: World,
+) -> None:
+    real = world.bus.client(PORTAL)
+    calls = 0
+
+    class Refusing(ParticipantClient):
+        def prepare_request(self, *args: Any, **kw: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            if calls == 2:
+                raise SchemaViolation("PersonINN: '12' is not a valid value")
+            return real.prepare_request(*args, **kw)
+
+    refusing = Refusing(
+        signer=real.signer, verifier=real.verifier, clock=real.clock, call=world.bus.handle
+    )
+    agg = Aggregator(
+        catalogue=CATALOGUE,
+        registry=world.bus.registry,
+        store=world.store,
+        clients=lambda _: refusing,
+        clock=world.bus.clock,
+    )
+    record = await submit(world, agg)
+    assert record.state.failed_part == "parent-registration"
+    rejection = record.state.part("parent-registration").rejection
+    assert rejection is not None
+    assert rejection.code == SEND_FAILED
+    assert rejection.description == (
+        "SendRequest failed (schema_violation): PersonINN: '12' is not a valid value"
+    )
+    assert await world.bus.depth(Direction.REQUESTS, "MVD_MIGR") == 0
+    for agency in ("ZAGS", "FNS"):
+        assert await world.bus.depth(Direction.REQUESTS, agency) == 1
+
+
 class _Died(BaseException):
     """The gateway process dying mid-submit (not an error the aggregator handles)."""
 
@@ -454,8 +542,11 @@ async def test_a_retried_submit_sends_the_parts_a_dead_process_never_sent(
     class DyingClient:
         ids = world.bus.client(PORTAL).ids
 
-        async def send_request(self, *_: Any, **__: Any) -> Any:
-            raise _Died
+        def prepare_request(self, *_: Any, **__: Any) -> Any:
+            async def send() -> Any:
+                raise _Died
+
+            return send
 
     dying = Aggregator(
         catalogue=CATALOGUE,

@@ -74,6 +74,24 @@ async def test_same_rules_as_over_soap(bus: Bus) -> None:
     assert await bus.depth(Direction.REQUESTS, "ZAGS") == 0
 
 
+async def test_a_prepared_request_is_checked_at_once_and_sent_only_when_awaited(
+    bus: Bus,
+) -> None:
+    # The router's refusal comes from prepare_request itself...
+    with pytest.raises(AccessDenied):
+        local(bus, "MVD_MIGR").prepare_request(birth_request())
+    # ... and what it accepts is neither journaled nor queued until the send is awaited.
+    portal = local(bus)
+    send = portal.prepare_request(birth_request())
+    assert await bus.depth(Direction.REQUESTS, "ZAGS") == 0
+    assert (await bus.journal.find()).items == ()
+    sent = await send()
+    assert await bus.depth(Direction.REQUESTS, "ZAGS") == 1
+    assert [str(t.to_state) for t in await bus.journal.history(str(sent.message_id))] == [
+        "ACCEPTED"
+    ]
+
+
 async def test_ack_of_a_message_not_held_is_not_found(bus: Bus) -> None:
     portal = local(bus)
     sent = await portal.send_request(content("mvd-passport-validity.request"))
