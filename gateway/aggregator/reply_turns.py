@@ -10,7 +10,11 @@ When the replies of a fan-out arrive together, the second and third wait for the
 first one's write. The turn after it takes every reply waiting by then: their events
 are applied in the order they came, and the request is saved once, in the write of
 the first of them (its *carrier*); the others then journal themselves done with no
-save (``take(None)``) outside the turn. So the request is final one write earlier,
+save (``take(None)``) outside the turn. That next turn runs in the task whose write
+just ended, on the record it saved, before the turn's lock is let go: the waiting
+replies' own tasks would each first have to be scheduled behind whatever else the
+loop runs (in a fan-out measured at 0.8 ms between one write's end and the next's
+start, against 0.08 ms here). So the request is final one write earlier,
 and its callback goes out sooner. If the process dies between the two, the others'
 deliveries were never acked: redelivered, they change nothing (a part's first
 outcome stands, and it is saved) and are journaled then, as any redundant copy.
@@ -125,12 +129,15 @@ class ReplyTurns:
             waiting.applied.exception()  # retrieved: asyncio does not log it then
 
     async def _take_together(self, sr_id: uuid.UUID, turn: list[_Waiting]) -> None:
-        """Settle ``turn``'s replies; what befalls each is set on its future (an error
-        too: each reply's own task raises it)."""
+        """Settle ``turn``'s replies, then those that came while they were written, until
+        none waits; what befalls each is set on its future (an error too: each reply's
+        own task raises it)."""
         try:
             record = await self._current(sr_id)
             while turn:
                 record, turn = await self._carry(record, turn)
+                if not turn:  # the next ones are taken here, with the record just saved
+                    turn = self._waiting.pop(sr_id, [])
         except BaseException as exc:
             error = exc if isinstance(exc, Exception) else InternalError("reply turn cancelled")
             for waiting in turn:
