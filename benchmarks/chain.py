@@ -68,6 +68,7 @@ from benchmarks.harness import (  # noqa: E402
     interleaved,
     print_by_text,
     text_delta,
+    waited_by_role,
 )
 from benchmarks.sqlcount import StatementCounter  # noqa: E402
 from gateway.demo.run import APPLICANT  # noqa: E402
@@ -330,14 +331,29 @@ SHARED = {
 }
 
 
-def chain_cpu(chain: Chain) -> dict[str, float]:
-    """CPU seconds used so far by role: the gateway (and its workers), each adapter and
-    mock, this benchmark, and all of RabbitMQ and PostgreSQL (run nothing else meanwhile)."""
+#: Appended to a role in the C=1 rows' meter: its seconds waiting for a CPU.
+WAITING = " waiting"
+
+
+def _roles(chain: Chain) -> dict[int, str]:
     roles = {os.getpid(): PORTAL_ROLE}
     for name, service in [("gateway", chain.gateway), *chain.services.items()]:
         if service.process is not None:
             roles[service.process.pid] = name
-    return cpu_by_role(roles, SHARED)
+    return roles
+
+
+def chain_cpu(chain: Chain) -> dict[str, float]:
+    """CPU seconds used so far by role: the gateway (and its workers), each adapter and
+    mock, this benchmark, and all of RabbitMQ and PostgreSQL (run nothing else meanwhile)."""
+    return cpu_by_role(_roles(chain), SHARED)
+
+
+def chain_meter(chain: Chain) -> dict[str, float]:
+    """The C=1 rows' meter: every process's CPU seconds but this benchmark's (measured
+    apart), and every role's seconds spent ready to run but waiting for a CPU."""
+    waited = waited_by_role(_roles(chain), SHARED)
+    return others_cpu(chain) | {role + WAITING: s for role, s in waited.items()}
 
 
 def others_cpu(chain: Chain) -> dict[str, float]:
@@ -389,7 +405,7 @@ async def measure(
             n,
             [lambda code=code: portal.request(code) for code in codes],
             warmup=0,
-            meter=lambda: others_cpu(chain),
+            meter=lambda: chain_meter(chain),
         )
         if with_timeline:
             measured.timeline = await timeline(chain.database_url, portal)
@@ -421,6 +437,17 @@ def cpu_bound(measured: Measured, cores: int) -> dict[str, Any]:
         | {
             role: row.per_call_ms(s - measured.idle_cpu_rate.get(role, 0.0) * row.seconds)
             for role, s in row.others_cpu_s.items()
+            if not role.endswith(WAITING)
+        }
+        for row in rows
+    }
+    # A thread or process that ended during a row took its wait with it (PostgreSQL's
+    # autovacuum workers): such a role's wait may come out low, never below nothing.
+    waited = {
+        row.label: {
+            role.removesuffix(WAITING): max(0.0, row.per_call_ms(s))
+            for role, s in row.others_cpu_s.items()
+            if role.endswith(WAITING)
         }
         for row in rows
     }
@@ -443,9 +470,17 @@ def cpu_bound(measured: Measured, cores: int) -> dict[str, Any]:
         f"{per_request[fanout.label]:.1f} / {cores} = {floor_ms:.1f} ms: fan-out ratio "
         f">= {bound:.2f}x with this CPU (measured {ratio:.2f}x)"
     )
+    print("C=1, time per request each process was ready to run but waited for a CPU, ms:")
+    for role in [*roles, "all"]:
+        cells = [
+            sum(waited[r.label].values()) if role == "all" else waited[r.label].get(role, 0.0)
+            for r in rows
+        ]
+        print(f"  {role:<32}" + "".join(f"{ms:>10.1f}" for ms in cells))
     return {
         "c1_cpu_ms_per_request": per_request,
         "c1_cpu_ms_per_request_by_role": by_role,
+        "c1_cpu_wait_ms_per_request_by_role": waited,
         "fanout_ratio_cpu_bound": bound,
         "cores": cores,
     }

@@ -206,6 +206,22 @@ def cpu_by_role(
     """CPU seconds used so far by role: the processes ``roles`` names by pid (with their
     descendants), and every other process whose command line one of ``shared`` accepts
     (RabbitMQ, PostgreSQL: counted whole, so run nothing else meanwhile)."""
+    return _by_role(roles, shared, _cpu_s)
+
+
+def waited_by_role(
+    roles: Mapping[int, str], shared: Mapping[str, Callable[[str], bool]]
+) -> dict[str, float]:
+    """Seconds the threads of each role (as :func:`cpu_by_role` finds them) have spent
+    so far ready to run but waiting for a CPU (``/proc/<pid>/task/*/schedstat``)."""
+    return _by_role(roles, shared, _waited_s)
+
+
+def _by_role(
+    roles: Mapping[int, str],
+    shared: Mapping[str, Callable[[str], bool]],
+    measure: Callable[[psutil.Process], float],
+) -> dict[str, float]:
     used: dict[str, float] = {}
     owned: dict[int, str] = {}
     for pid, role in roles.items():
@@ -213,16 +229,39 @@ def cpu_by_role(
             owned.update((process.pid, role) for process in family(pid))
         except psutil.NoSuchProcess:
             continue
-    for process in psutil.process_iter(["pid", "cmdline", "cpu_times"]):
+    for process in psutil.process_iter(["pid", "cmdline"]):
         info = process.info
         role = owned.get(info["pid"])
         if role is None:
             command = " ".join(info["cmdline"] or ())
             role = next((name for name, test in shared.items() if test(command)), None)
-        if role is not None and info["cpu_times"] is not None:
-            times = info["cpu_times"]
-            used[role] = used.get(role, 0.0) + times.user + times.system
+        if role is not None:
+            try:
+                used[role] = used.get(role, 0.0) + measure(process)
+            except psutil.NoSuchProcess:
+                continue
     return used
+
+
+def _cpu_s(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
+def _waited_s(process: psutil.Process) -> float:
+    # The second field of a thread's schedstat: nanoseconds spent on a run queue.
+    waited = 0
+    try:
+        tasks = os.listdir(f"/proc/{process.pid}/task")
+    except FileNotFoundError:
+        raise psutil.NoSuchProcess(process.pid) from None
+    for task in tasks:
+        try:
+            with open(f"/proc/{process.pid}/task/{task}/schedstat") as stat:
+                waited += int(stat.read().split()[1])
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # a thread that ended meanwhile
+    return waited / 1e9
 
 
 # --- targets, JSON and --check ----------------------------------------------------------
