@@ -47,7 +47,10 @@ fresh state, so two processes side by side never lose each other's changes.
 portal client's id source) and recorded with ``on_sent`` in the state that
 :meth:`ServiceRequests.create` stores, which links the MessageIDs in the same
 transaction. So by the time a request is on the bus its reply is already
-correlatable, by this or any other aggregator process. A part whose ``SendRequest``
+correlatable, by this or any other aggregator process. What can be done before that
+is done while the create waits on the database: each part's ``SendRequest`` is built,
+signed and checked (:meth:`BusConsumer.prepare_request`), and sent once the create
+returns. A part whose ``SendRequest``
 fails (the bus refuses it, or the transport is down) is recorded as rejected with
 code ``SEND_FAILED`` rather than left to time out (a required part fails the request
 fast). If the process dies between ``create`` and the sends, the portal's retry under
