@@ -27,6 +27,7 @@ second line of defence, not the first.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import sys
@@ -96,8 +97,13 @@ _PATTERNS: Final = (
     # pydantic echoes the value it refused: input_value='...', input_type=str
     (re.compile(r"input_value=.*?, input_type="), f"input_value={MASK}, input_type="),
 )
+#: What one of :data:`_PATTERNS` at least needs to match (a PEM line, a bearer or basic
+#: word, ``://`` with an ``@`` or ``?`` after it, a ``=``): most values (ids, names,
+#: message types) have none of it, and one search spares them the six substitutions.
+_MAYBE_SECRET: Final = re.compile(r"(?i)-----BEGIN|\b(?:bearer|basic)\s|://\S*[@?]|=")
 
 
+@functools.lru_cache(maxsize=1024)
 def _sensitive(key: object) -> bool:
     name = str(key).lower().replace("-", "_")
     return name in SENSITIVE_KEYS or name.endswith(_SENSITIVE_SUFFIXES)
@@ -134,6 +140,8 @@ class Redactor:
         """``text`` with every secret-looking part masked."""
         if self._secrets is not None:
             text = self._secrets.sub(MASK, text)
+        if _MAYBE_SECRET.search(text) is None:
+            return text
         for pattern, replacement in _PATTERNS:
             text = pattern.sub(replacement, text)
         return text
