@@ -55,14 +55,24 @@ class World:
     store: ServiceRequests
     agg: Aggregator
 
-    def aggregator(self, store: ServiceRequests | None = None) -> Aggregator:
-        """Another aggregator process on the same bus and (by default) the same store."""
+    def aggregator(
+        self, store: ServiceRequests | None = None, portal: ParticipantClient | None = None
+    ) -> Aggregator:
+        """Another aggregator process on the same bus and (by default) the same store,
+        sending through ``portal`` if given."""
         return Aggregator(
             catalogue=CATALOGUE,
             registry=self.bus.registry,
             store=store or self.store,
-            clients=self.bus.client,
+            clients=self.bus.client if portal is None else lambda _: portal,
             clock=self.bus.clock,
+        )
+
+    def portal_as(self, client: type[ParticipantClient]) -> ParticipantClient:
+        """The portal's client, as an instance of ``client`` (a subclass that meddles)."""
+        real = self.bus.client(PORTAL)
+        return client(
+            signer=real.signer, verifier=real.verifier, clock=real.clock, call=self.bus.handle
         )
 
     async def answer(self, part: str) -> None:
@@ -303,17 +313,7 @@ async def test_send_failure_rejects_the_part(world: World) -> None:
 
             return flaky_send
 
-    flaky = Flaky(
-        signer=real.signer, verifier=real.verifier, clock=real.clock, call=world.bus.handle
-    )
-    agg = Aggregator(
-        catalogue=CATALOGUE,
-        registry=world.bus.registry,
-        store=world.store,
-        clients=lambda _: flaky,
-        clock=world.bus.clock,
-    )
-    record = await submit(world, agg)
+    record = await submit(world, world.aggregator(portal=world.portal_as(Flaky)))
     assert record.status is ServiceState.FAILED
     assert record.state.failed_part == "parent-registration"
     rejection = record.state.part("parent-registration").rejection
@@ -473,16 +473,7 @@ async def test_the_parts_are_prepared_while_the_request_is_stored_and_sent_after
             await stored.wait()
             return await world.store.create(*args, **kw)
 
-    watched = Watched(
-        signer=real.signer, verifier=real.verifier, clock=real.clock, call=world.bus.handle
-    )
-    agg = Aggregator(
-        catalogue=CATALOGUE,
-        registry=world.bus.registry,
-        store=SlowStore(),  # type: ignore[arg-type]
-        clients=lambda _: watched,
-        clock=world.bus.clock,
-    )
+    agg = world.aggregator(SlowStore(), world.portal_as(Watched))  # type: ignore[arg-type]
     submitting = asyncio.create_task(submit(world, agg))
     async with asyncio.timeout(5):
         await all_prepared.wait()  # every part built and signed while create waits...
@@ -509,17 +500,7 @@ async def test_a_part_refused_while_prepared_is_rejected_and_the_rest_are_sent(
                 raise SchemaViolation("PersonINN: '12' is not a valid value")
             return real.prepare_request(*args, **kw)
 
-    refusing = Refusing(
-        signer=real.signer, verifier=real.verifier, clock=real.clock, call=world.bus.handle
-    )
-    agg = Aggregator(
-        catalogue=CATALOGUE,
-        registry=world.bus.registry,
-        store=world.store,
-        clients=lambda _: refusing,
-        clock=world.bus.clock,
-    )
-    record = await submit(world, agg)
+    record = await submit(world, world.aggregator(portal=world.portal_as(Refusing)))
     assert record.state.failed_part == "parent-registration"
     rejection = record.state.part("parent-registration").rejection
     assert rejection is not None
