@@ -11,7 +11,9 @@ background tasks, each supervised (:mod:`gateway.supervisor`):
 * ``replies.<portal>``: the aggregator's subscription on each portal's response queue
   (:class:`~gateway.aggregator.replies.ReplyIntake`);
 * ``deadlines``: fire due service-request deadlines;
-* ``callbacks``: POST due result callbacks (woken when this process finishes one);
+* ``callbacks``: POST due result callbacks (woken when this process finishes one, whose
+  callback the finishing write claimed for it: no claim statement; the outbox once an
+  interval);
 * ``resume``: once, after start, count what a restart left pending;
 * ``relay``: publish what a process journaled and died before publishing
   (:mod:`gateway.router.outbox`);
@@ -27,6 +29,7 @@ HTTP layer and the CLI need, :class:`Bus` offers.
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -224,6 +227,8 @@ class Bus:
     #: background (and what the operator's console reads of them).
     samplers: Samplers
     supervisor: Supervisor = field(default_factory=Supervisor)
+    #: When the callback loop next works the outbox (``time.monotonic()``).
+    _outbox_round: float = field(default=0.0, init=False)
 
     @property
     def registry(self) -> Registry:
@@ -247,6 +252,9 @@ class Bus:
             await self.serve_portal(portal)
         interval = self.settings.aggregator_interval_s
         self.supervisor.spawn("deadlines", lambda: rounds(self._fire_deadlines, interval))
+        # A reply that makes a request final claims its callback in the same write;
+        # the loop, woken, POSTs it. The outbox is worked once an interval.
+        self.aggregator.callback_lease = self.callbacks.policy.lease
         self.supervisor.spawn(
             "callbacks",
             lambda: rounds(self._deliver_callbacks, interval, self.aggregator.finalized),
@@ -307,7 +315,11 @@ class Bus:
         await self.aggregator.fire_deadlines()
 
     async def _deliver_callbacks(self) -> None:
-        await self.callbacks.deliver_due()
+        await self.callbacks.deliver(self.aggregator.claimed_callbacks())
+        now = time.monotonic()
+        if now >= self._outbox_round:
+            self._outbox_round = now + self.settings.aggregator_interval_s
+            await self.callbacks.deliver_due()
 
     async def _journal_queued_marks(self, *, everything: bool = False) -> None:
         await self.router.journal_queued_marks(everything=everything)

@@ -22,6 +22,12 @@ each one:
   ``refused: ...`` and gives the callback up as ``failed`` at once: nothing was sent,
   and retrying would reach the same address or wait on the same operator decision.
 
+A reply that makes its request final claims the first attempt in that same write, for
+the process that saved it (:attr:`Aggregator.callback_lease
+<gateway.aggregator.service.Aggregator.callback_lease>`), which hands the record to
+:meth:`~CallbackDispatcher.deliver` at once: no claim statement, no outbox round to
+wait for. The lease covers it as it covers any claim.
+
 A callback is a notification about a result that is already saved: nothing here
 touches a request's status or result, and no receiver failure raises out of
 :meth:`~CallbackDispatcher.deliver_due`. Delivery is at least once: a process that dies
@@ -211,6 +217,12 @@ class CallbackDispatcher:
             made += len(claimed)
             if len(claimed) < self.batch:
                 return made
+
+    async def deliver(self, claimed: Sequence[ServiceRequestRecord]) -> None:
+        """Make the attempt each of ``claimed`` shows, claimed already (by the write that
+        made its request final: :attr:`Aggregator.callback_lease
+        <gateway.aggregator.service.Aggregator.callback_lease>`)."""
+        await asyncio.gather(*(self._attempt(record) for record in claimed))
 
     def headers(self, record: ServiceRequestRecord, attempt: int, body: bytes) -> dict[str, str]:
         """The headers of attempt ``attempt`` to POST ``body`` for ``record``."""

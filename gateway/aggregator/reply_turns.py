@@ -28,6 +28,7 @@ import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Final, Protocol
 
 import structlog
@@ -83,14 +84,18 @@ class ReplyTurns:
         current: Callable[[uuid.UUID], Awaitable[ServiceRequestRecord]],
         reread: Callable[[uuid.UUID], Awaitable[ServiceRequestRecord]],
         saved: Callable[[ServiceRequestRecord, bool], None],
+        claim_until: Callable[[datetime], datetime | None] = lambda _: None,
     ) -> None:
         """``current``: the record as this process last saw it (or read); ``reread``:
         from the store, after a conflict; ``saved``: told of each save (and whether it
-        made the request final)."""
+        made the request final); ``claim_until``: given the time of a save, until when
+        the callback of a request it makes final is claimed for this process
+        (:class:`~gateway.store.replies.ReplySave`), or None."""
         self._clock = clock
         self._current = current
         self._reread = reread
         self._saved = saved
+        self._claim_until = claim_until
         self._locks = KeyedLocks()
         self._waiting: dict[uuid.UUID, list[_Waiting]] = {}
 
@@ -164,7 +169,7 @@ class ReplyTurns:
                 for waiting, outcome in zip(turn, outcomes, strict=True):
                     waiting.applied.set_result(Applied(record, outcome, journaled=False))
                 return record, []
-            taken = await carrier.take(ReplySave(state, record.version))
+            taken = await carrier.take(ReplySave(state, record.version, self._claim_until(now)))
             if taken is None:  # the carrier was a redundant copy: nothing written
                 carrier.applied.set_result(None)
                 return record, turn[1:]

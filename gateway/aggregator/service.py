@@ -80,7 +80,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final, Protocol
 
 import structlog
@@ -169,9 +169,19 @@ class Aggregator:
         #: Set whenever this aggregator saves a request as final: the callback
         #: dispatcher waits on it instead of only polling.
         self.finalized = asyncio.Event()
+        #: Set by a process that posts callbacks as soon as they are due (the bus's
+        #: callback loop): the reply that makes a request final then claims its
+        #: callback for this process in the same write, for this long, and the record
+        #: waits in :meth:`claimed_callbacks`; no claim statement is needed.
+        self.callback_lease: timedelta | None = None
+        self._claimed: list[ServiceRequestRecord] = []
         self._open = OpenRequests()
         self._turns = ReplyTurns(
-            clock=clock, current=self._current, reread=store.get, saved=self._kept
+            clock=clock,
+            current=self._current,
+            reread=store.get,
+            saved=self._kept_reply,
+            claim_until=self._claim_until,
         )
 
     # --- portal operations ------------------------------------------------------------
@@ -452,6 +462,21 @@ class Aggregator:
     ) -> tuple[ServiceRequestRecord, Outcome]:
         self._kept(record, outcome.became_final)
         return record, outcome
+
+    def claimed_callbacks(self) -> list[ServiceRequestRecord]:
+        """The requests made final by a reply since the last call, their callbacks
+        claimed for this process (:attr:`callback_lease`): for it to POST at once."""
+        claimed, self._claimed = self._claimed, []
+        return claimed
+
+    def _claim_until(self, now: datetime) -> datetime | None:
+        return None if self.callback_lease is None else now + self.callback_lease
+
+    def _kept_reply(self, record: ServiceRequestRecord, became_final: bool) -> None:
+        """A reply's save: as :meth:`_kept`; a callback it claimed waits for its POST."""
+        if became_final and self.callback_lease is not None and record.callback is not None:
+            self._claimed.append(record)
+        self._kept(record, became_final)
 
     def _kept(self, record: ServiceRequestRecord, became_final: bool) -> None:
         """``record`` was just saved (and made final, if ``became_final``)."""

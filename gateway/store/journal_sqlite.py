@@ -260,7 +260,7 @@ SELECT {MESSAGE_HEAD}, answered_by FROM messages WHERE message_id = $1 AND kind 
             saved = None
             if save is not None:  # first: a refused save has written nothing
                 saved_row = await self._lite_requests.save_in(
-                    connection, save.state, save.expected_version, at
+                    connection, save.state, save.expected_version, at, save.claim_callback_until
                 )
                 if saved_row is None:
                     return ReplyTaken(ReplyOutcome.CONFLICT, found)

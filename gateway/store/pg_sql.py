@@ -45,21 +45,24 @@ ON CONFLICT (message_id) DO NOTHING
 """
 
 
-def save_request(sr: str, at: str, first: int, where: str) -> str:
+def save_request(sr: str, at: str, first: int, where: str, claim: str = "NULL") -> str:
     """CTEs ``saved`` (the service request's row where ``where`` holds, its version one
-    up, its callback due at ``at`` once final) and ``linked`` (its sent parts' links).
-    Parameters ``$first`` on are :func:`save_values`."""
+    up, its callback due at ``at`` once final, or claimed until ``claim`` if that is not
+    NULL: :class:`~gateway.store.replies.ReplySave`) and ``linked`` (its sent parts'
+    links). Parameters ``$first`` on are :func:`save_values`."""
     status, completed_by, state, deadline, final, message_ids, part_ids = (
         f"${first + i}" for i in range(7)
     )
+    becomes_due = f"{final} AND callback_state = 'pending'"
     return f"""saved AS (
     UPDATE service_requests
     SET status = {status}, completed_by = {completed_by}, state = {state}::jsonb,
         next_deadline = {deadline}, updated_at = {at}, version = version + 1,
-        callback_state = CASE WHEN {final} AND callback_state = 'pending' THEN 'due'
-            ELSE callback_state END,
-        callback_next_at = CASE WHEN {final} AND callback_state = 'pending' THEN {at}
-            ELSE callback_next_at END
+        callback_state = CASE WHEN {becomes_due} THEN 'due' ELSE callback_state END,
+        callback_next_at = CASE WHEN {becomes_due}
+            THEN coalesce({claim}::timestamptz, {at}::timestamptz) ELSE callback_next_at END,
+        callback_attempts = CASE WHEN {becomes_due} AND {claim} IS NOT NULL
+            THEN callback_attempts + 1 ELSE callback_attempts END
     WHERE {where}
     RETURNING {SERVICE_REQUEST_COLUMNS}
 ), linked AS ({link_parts(sr, message_ids, part_ids, "saved")})"""

@@ -17,6 +17,7 @@ taken from, are :func:`gateway.store.journal_rules.reply_path` and ``TAKEN_FROM`
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 from gateway.core.aggregation import ServiceRequestState
@@ -27,10 +28,17 @@ from gateway.store.service_requests import ServiceRequestRecord
 @dataclass(frozen=True, slots=True)
 class ReplySave:
     """The service request a reply changes: ``state`` is saved only if the stored
-    request is still at ``expected_version``."""
+    request is still at ``expected_version``.
+
+    ``claim_callback_until``: if the save makes the request final, its result callback
+    is claimed for this process (its first attempt counted, leased until then) in the
+    same write, as :meth:`~gateway.store.callback_outbox.CallbackOutbox.claim_due`
+    would; the saved record shows the claim. None: the callback becomes due, for any
+    process's outbox to claim."""
 
     state: ServiceRequestState
     expected_version: int
+    claim_callback_until: datetime | None = None
 
 
 class ReplyOutcome(StrEnum):

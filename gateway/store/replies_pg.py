@@ -49,9 +49,11 @@ _SAVED = ", ".join(f"saved.{column} AS sr_{column}" for column in _SR)
 # $1 response, $2 at, $3 actor; its path (:func:`reply_path` from ACCEPTED): $4 state
 # to, $5 from states, $6 to states, $7 reasons; $8 service request (NULL: no save),
 # $9 its expected version, $10 status, $11 completed_by, $12 state, $13 next deadline,
-# $14 final, $15 message ids and $16 part ids of its sent parts.
+# $14 final, $15 message ids and $16 part ids of its sent parts; $17 until when a
+# callback it makes due is claimed (NULL: not claimed).
 # Nothing saved at a stale version (or none asked), nor unless the response moved.
 _SAVE_WHERE = "id = $8::text AND version = $9::integer AND EXISTS (SELECT 1 FROM moved)"
+_SAVE = save_request("$8::text", "$2", 10, _SAVE_WHERE, "$17::timestamptz")
 TAKE_REPLY = f"""
 WITH sr AS (
     SELECT id FROM service_requests WHERE id = $8::text AND version = $9::integer
@@ -75,7 +77,7 @@ WITH sr AS (
         AS step(from_state, to_state, reason, n)
     WHERE step.n >= moved.first_step
     ORDER BY step.n
-), {settle_request("$2", "$3")}, {save_request("$8::text", "$2", 10, _SAVE_WHERE)}
+), {settle_request("$2", "$3")}, {_SAVE}
 SELECT head.*, EXISTS (SELECT 1 FROM sr) AS locked, {_SAVED}
 FROM (
     SELECT true AS moved, {MESSAGE_HEAD} FROM moved
@@ -111,8 +113,14 @@ def _params(
         [step.reason for step in steps],
     ]
     if save is None:
-        return [*head, None, None, None, None, None, None, False, [], []]
-    return [*head, str(save.state.id), save.expected_version, *save_values(save.state)]
+        return [*head, None, None, None, None, None, None, False, [], [], None]
+    return [
+        *head,
+        str(save.state.id),
+        save.expected_version,
+        *save_values(save.state),
+        save.claim_callback_until,
+    ]
 
 
 async def take_reply(

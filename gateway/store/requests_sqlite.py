@@ -51,8 +51,10 @@ SET status = ?2, completed_by = ?3, state = ?4, updated_at = ?5, next_deadline =
     version = version + 1,
     callback_state = CASE WHEN ?1 AND callback_state = 'pending' THEN 'due'
         ELSE callback_state END,
-    callback_next_at = CASE WHEN ?1 AND callback_state = 'pending' THEN ?5
-        ELSE callback_next_at END
+    callback_next_at = CASE WHEN ?1 AND callback_state = 'pending' THEN coalesce(?10, ?5)
+        ELSE callback_next_at END,
+    callback_attempts = CASE WHEN ?1 AND callback_state = 'pending' AND ?10 IS NOT NULL
+        THEN callback_attempts + 1 ELSE callback_attempts END
 WHERE id = ?7 AND version = ?8 AND service = ?9
 RETURNING {_COLUMNS}
 """
@@ -110,6 +112,7 @@ class SqliteServiceRequests(RequestsFlow[aiosqlite.Connection]):
         state: ServiceRequestState,
         expected_version: int,
         at: datetime,
+        claim_callback_until: datetime | None = None,
     ) -> Row | None:
         row = await self.database.fetch_one(
             connection,
@@ -123,6 +126,7 @@ class SqliteServiceRequests(RequestsFlow[aiosqlite.Connection]):
             str(state.id),
             expected_version,
             state.service,
+            sqlite_time_or_none(claim_callback_until),
         )
         if row is not None:
             await _link_parts(connection, state)
@@ -134,10 +138,13 @@ class SqliteServiceRequests(RequestsFlow[aiosqlite.Connection]):
         state: ServiceRequestState,
         expected_version: int,
         at: datetime,
+        claim_callback_until: datetime | None = None,
     ) -> Row | None:
         """``save`` inside the caller's transaction: the row saved (parts linked), None
-        if the request is not at ``expected_version`` (or unknown)."""
-        return await self._save(connection, state, expected_version, at)
+        if the request is not at ``expected_version`` (or unknown); a callback it makes
+        due claimed until ``claim_callback_until`` if given
+        (:class:`~gateway.store.replies.ReplySave`)."""
+        return await self._save(connection, state, expected_version, at, claim_callback_until)
 
     async def _link(
         self, connection: aiosqlite.Connection, message_id: str, wanted: MessageLink

@@ -14,6 +14,7 @@ from gateway.core.clock import FakeClock
 from gateway.core.errors import NotFound
 from gateway.core.lifecycle import MessageState
 from gateway.store import Journal, ServiceRequests
+from gateway.store.callback_outbox import CallbackOutbox
 from gateway.store.replies import ReplyOutcome, ReplySave, ReplyTaken
 from gateway.store.service_requests import ServiceRequestRecord
 from tests.integration import store_fixtures
@@ -183,6 +184,44 @@ async def test_a_final_save_makes_its_callback_due(
     assert taken.saved.callback is not None
     assert str(taken.saved.callback.state) == "due"
     assert taken.saved.callback.next_attempt_at == clock.now()
+
+
+async def test_a_final_save_can_claim_its_callback_for_the_saving_process(
+    store: Journal, requests: ServiceRequests, clock: FakeClock
+) -> None:
+    await answered(store, clock, [S.QUEUED])
+    record = await pending(requests, callback=True)
+    lease_end = clock.now() + timedelta(seconds=60)
+    final = ReplySave(on_cancel(record.state, T0).state, record.version, lease_end)
+
+    taken = await take(store, clock, final)
+
+    assert taken.saved is not None
+    callback = taken.saved.callback
+    assert callback is not None
+    # Claimed as the outbox claims: attempt 1 counted, leased until lease_end.
+    assert (str(callback.state), callback.attempts) == ("due", 1)
+    assert callback.next_attempt_at == lease_end
+    outbox = CallbackOutbox(requests)
+    assert await outbox.claim_due(clock.now(), lease=timedelta(seconds=60)) == []
+    # A process that dies before its POST leaves the lease to run out: claimed again.
+    again = await outbox.claim_due(lease_end, lease=timedelta(seconds=60))
+    assert [(r.id, r.callback.attempts if r.callback else None) for r in again] == [(record.id, 2)]
+
+
+async def test_a_save_that_does_not_end_the_request_claims_nothing(
+    store: Journal, requests: ServiceRequests, clock: FakeClock
+) -> None:
+    await answered(store, clock, [S.QUEUED])
+    record = await pending(requests, callback=True)
+    save = dataclasses.replace(with_answer(record), claim_callback_until=clock.now())
+
+    taken = await take(store, clock, save)
+
+    assert taken.saved is not None
+    assert not taken.saved.state.final
+    assert taken.saved.callback is not None
+    assert (str(taken.saved.callback.state), taken.saved.callback.attempts) == ("pending", 0)
 
 
 async def test_of_copies_and_replies_racing_from_one_version_one_is_taken(

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Mapping
+from typing import Any
 
 import pytest
 from lxml import etree
@@ -74,6 +76,62 @@ async def test_the_running_bus_applies_pushed_replies_without_polling() -> None:
             (str(MessageKind.REQUEST), str(MessageState.RESPONSE_DELIVERED)),
             (str(MessageKind.RESPONSE), str(MessageState.ACKED)),
         }
+    finally:
+        await bus.close()
+
+
+async def test_the_reply_that_ends_a_request_claims_its_callback_and_it_is_posted_at_once() -> None:
+    # A day between the callback loop's outbox rounds (the first ran at start, before
+    # the request existed): only the claim made by the final reply's write can post it.
+    settings = Settings(
+        api_tokens={"portal-token": PORTAL},
+        aggregator_interval_s=86400,
+        callback_hosts=("portal.example",),
+    )
+    bus = await open_bus(settings=settings, background=True)
+    posted: asyncio.Queue[tuple[str, Mapping[str, str]]] = asyncio.Queue()
+
+    class Receiver:
+        async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> int:
+            posted.put_nowait((url, headers))
+            return 204
+
+    bus.root.callbacks.sender = Receiver()
+    by_outbox: list[uuid.UUID] = []  # what the outbox's claims returned
+    claim_due = bus.root.callbacks.outbox.claim_due
+
+    async def watched(*args: Any, **kw: Any) -> Any:
+        claimed = await claim_due(*args, **kw)
+        by_outbox.extend(record.id for record in claimed)
+        return claimed
+
+    bus.root.callbacks.outbox.claim_due = watched  # type: ignore[method-assign]
+    settled = asyncio.Event()
+    delivered = bus.root.callbacks.outbox.delivered
+
+    async def settling(*args: Any, **kw: Any) -> bool:
+        done = await delivered(*args, **kw)
+        settled.set()
+        return done
+
+    bus.root.callbacks.outbox.delivered = settling  # type: ignore[method-assign]
+    try:
+        record, _ = await bus.aggregator.submit(
+            service=SERVICE,
+            applicant=APPLICANT,
+            participant=PORTAL,
+            callback_url="https://portal.example/done",
+        )
+        await world_of(bus).answer_all()
+        url, headers = await asyncio.wait_for(posted.get(), timeout=WAIT)
+        await asyncio.wait_for(settled.wait(), timeout=WAIT)
+        assert url == "https://portal.example/done"
+        assert headers["X-Smevbus-Service-Request"] == str(record.id)
+        assert headers["X-Smevbus-Attempt"] == "1"
+        assert record.id not in by_outbox  # claimed by the final reply's own write
+        done = await bus.aggregator.get(str(record.id))
+        assert done.callback is not None
+        assert (str(done.callback.state), done.callback.attempts) == ("delivered", 1)
     finally:
         await bus.close()
 
