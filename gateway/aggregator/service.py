@@ -474,8 +474,9 @@ class Aggregator:
 
     def _kept_reply(self, record: ServiceRequestRecord, became_final: bool) -> None:
         """A reply's save: as :meth:`_kept`; a callback it claimed waits for its POST."""
-        if became_final and self.callback_lease is not None and record.callback is not None:
-            self._claimed.append(record)
+        callback = record.callback
+        if became_final and callback is not None and callback.attempts > 0:
+            self._claimed.append(record)  # claimed by this save (the first attempt counted)
         self._kept(record, became_final)
 
     def _kept(self, record: ServiceRequestRecord, became_final: bool) -> None:
