@@ -13,6 +13,7 @@ Timestamps must be timezone-aware; UUIDs are written in lowercase hex (SMEV 3 fo
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from collections.abc import Sequence
@@ -290,12 +291,16 @@ def _optional(name: str, content: str | None) -> str:
 def _written(name: str, *inner: bytes) -> etree._Element:
     """The Body element ``name``, declaring what :func:`_root` declares, around ``inner``
     (the builder's markup and :func:`~gateway.xml.graft.serialized` parts), parsed once."""
-    return parse_joined(
-        f"<smev:{name} {_DECLARATIONS}>".encode(), *inner, f"</smev:{name}>".encode()
-    )
+    opening, closing = _tags(name)
+    return parse_joined(opening, *inner, closing)
 
 
-_DECLARATIONS = " ".join(f'xmlns:{prefix}="{uri}"' for prefix, uri in _NSMAP.items())
+@functools.cache
+def _tags(name: str) -> tuple[bytes, bytes]:
+    """The opening and closing tags of :func:`_written`'s ``name``: made once a name,
+    not once a reply."""
+    declarations = " ".join(f'xmlns:{prefix}="{uri}"' for prefix, uri in _NSMAP.items())
+    return f"<smev:{name} {declarations}>".encode(), f"</smev:{name}>".encode()
 
 
 def _timestamp(parent: etree._Element, when: datetime) -> None:
