@@ -24,11 +24,12 @@ How the guarantees of :mod:`gateway.store.base` are kept:
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 
 from gateway.core.lifecycle import MessageState
+from gateway.store.batching import Batcher
 from gateway.store.journal_flow import JournalFlow
 from gateway.store.journal_rules import (
     Step,
@@ -46,6 +47,8 @@ from gateway.store.records import (
     Answered,
     MessageRecord,
     NewMessage,
+    require_aware,
+    require_name,
 )
 from gateway.store.replies import ReplySave, ReplyTaken
 from gateway.store.replies_pg import take_reply
@@ -79,6 +82,35 @@ LEFT JOIN messages AS m ON m.message_id = $1 AND NOT EXISTS (SELECT 1 FROM added
 
 _ACCEPT = _accept_sql(rejection_code=False)
 _ACCEPT_REJECTION = _accept_sql(rejection_code=True)
+
+# _ACCEPT of several messages (distinct ids, no rejection code): $1..$13 are arrays of
+# _ACCEPT's $1..$13, an index a message; a row a message, in their order.
+_ACCEPT_MANY = f"""
+WITH input AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+        $6::text[], $7::text[], $8::bytea[], $9::timestamptz[], $10::timestamptz[],
+        $11::boolean[], $12::text[], $13::text[]) WITH ORDINALITY
+        AS i(message_id, kind, sender, recipient, message_type, in_reply_to,
+            content_sha256, xml, at, expires_at, test_message, reason, actor, n)
+), added AS (
+    INSERT INTO messages (message_id, kind, sender, recipient, message_type, in_reply_to,
+        content_sha256, xml, state, created_at, updated_at, expires_at, test_message,
+        version)
+    SELECT message_id, kind, sender, recipient, message_type, in_reply_to,
+        content_sha256, xml, 'ACCEPTED', at, at, expires_at, test_message, 1
+    FROM input ORDER BY n
+    ON CONFLICT (message_id) DO NOTHING
+    RETURNING message_id
+), logged AS (
+    {HISTORY} SELECT i.message_id, NULL, 'ACCEPTED', i.at, i.reason, i.actor
+    FROM input AS i JOIN added USING (message_id) ORDER BY i.n
+)
+SELECT added.message_id IS NOT NULL AS added, {M_HEAD}
+FROM input AS i
+LEFT JOIN added USING (message_id)
+LEFT JOIN messages AS m ON m.message_id = i.message_id AND added.message_id IS NULL
+ORDER BY i.n
+"""
 
 # $1 id, $2 from, $3 to, $4 version (NULL: any), $5 at, $6 reason, $7 actor.
 _MOVE = f"""
@@ -230,6 +262,9 @@ WHERE message_id = $1 AND kind = 'request' FOR UPDATE
 
     def __init__(self, database: PgDatabase) -> None:
         super().__init__(database, PgServiceRequests(database))
+        self._accepts = Batcher(
+            self._accept_alone, self._accept_together, lambda a: a.message.message_id
+        )
 
     async def _accept(
         self,
@@ -239,7 +274,31 @@ WHERE message_id = $1 AND kind = 'request' FOR UPDATE
         reason: str | None,
         actor: str | None,
     ) -> AcceptResult:
-        return await _accept(connection, message, at, reason, actor)
+        return await _accept(connection, Acceptance(message, at, reason, actor))
+
+    async def accept(
+        self,
+        message: NewMessage,
+        *,
+        at: datetime,
+        reason: str | None = None,
+        actor: str | None = None,
+    ) -> AcceptResult:
+        """As :meth:`JournalFlow.accept`; the accepts made in one turn of the event loop
+        (a fan-out's parts) are one statement."""
+        require_aware("at", at)
+        require_name("actor", actor)
+        if message.rejection_code is not None:
+            return await super().accept(message, at=at, reason=reason, actor=actor)
+        return await self._accepts.submit(Acceptance(message, at, reason, actor))
+
+    async def _accept_alone(self, accepting: Acceptance) -> AcceptResult:
+        async with self.database.writing() as connection:
+            return await _accept(connection, accepting)
+
+    async def _accept_together(self, batch: list[Acceptance]) -> list[AcceptResult | Exception]:
+        async with self.database.writing() as connection:
+            return await _accept_many(connection, batch)
 
     async def _move(
         self,
@@ -376,15 +435,18 @@ async def _move(
     return message_of(row)
 
 
-async def _accept(
-    connection: asyncpg.Connection,
-    message: NewMessage,
-    at: datetime,
-    reason: str | None,
-    actor: str | None,
-) -> AcceptResult:
-    record = accepted_record(message, at)
-    params: list[Any] = [
+class Acceptance(NamedTuple):
+    """One :meth:`PgJournal.accept` call's arguments."""
+
+    message: NewMessage
+    at: datetime
+    reason: str | None
+    actor: str | None
+
+
+def _accept_params(record: MessageRecord, accepting: Acceptance) -> list[Any]:
+    """``_ACCEPT``'s $1 to $13 (``_ACCEPT_MANY``'s, a message's column of its arrays)."""
+    return [
         record.message_id,
         record.kind.value,
         record.sender,
@@ -392,17 +454,47 @@ async def _accept(
         record.message_type,
         record.in_reply_to,
         record.content_sha256,
-        message.xml,
+        accepting.message.xml,
         record.created_at,
         record.expires_at,
         record.test_message,
-        reason,
-        actor,
+        accepting.reason,
+        accepting.actor,
     ]
+
+
+async def _accept(connection: asyncpg.Connection, accepting: Acceptance) -> AcceptResult:
+    message = accepting.message
+    record = accepted_record(message, accepting.at)
+    params = _accept_params(record, accepting)
     if message.rejection_code is None:
         row = await connection.fetchrow(_ACCEPT, *params)
     else:
         row = await connection.fetchrow(_ACCEPT_REJECTION, *params, message.rejection_code)
+    return await _accepted(connection, message, record, row)
+
+
+async def _accept_many(
+    connection: asyncpg.Connection, batch: list[Acceptance]
+) -> list[AcceptResult | Exception]:
+    """:func:`_accept` of messages of distinct ids, none with a rejection code, in one
+    statement: a result or a refusal for each."""
+    records = [accepted_record(accepting.message, accepting.at) for accepting in batch]
+    params = [_accept_params(r, accepting) for r, accepting in zip(records, batch, strict=True)]
+    rows = await connection.fetch(_ACCEPT_MANY, *map(list, zip(*params, strict=True)))
+    results: list[AcceptResult | Exception] = []
+    for accepting, record, row in zip(batch, records, rows, strict=True):
+        try:
+            results.append(await _accepted(connection, accepting.message, record, row))
+        except Exception as exc:  # a refusal of this message alone
+            results.append(exc)
+    return results
+
+
+async def _accepted(
+    connection: asyncpg.Connection, message: NewMessage, record: MessageRecord, row: Any
+) -> AcceptResult:
+    """What an accept's row says: ``added``, or else the row found there."""
     if row["added"]:
         return AcceptResult(AcceptOutcome.ACCEPTED, record)
     if row["state"] is None:  # a concurrent twin committed after this statement began
