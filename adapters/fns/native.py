@@ -7,6 +7,7 @@ touches the network.
 
 from __future__ import annotations
 
+import functools
 from datetime import date
 from enum import StrEnum
 from pathlib import Path
@@ -50,6 +51,7 @@ def schema_path(directory: str | Path | None = None) -> Path:
     return native_xml.schema_path(SCHEMA_FILE, directory)
 
 
+@functools.cache
 def native_schema(directory: str | Path | None = None) -> CompiledSchema:
     """The compiled native schema; ``.validate(el, what)`` raises SchemaViolation."""
     return native_xml.compiled_schema(schema_path(directory))
