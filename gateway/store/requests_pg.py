@@ -40,9 +40,11 @@ WITH created AS (
 ), linked AS ({link_parts("$1", "$14", "$15", "created")})
 SELECT count(*) AS created FROM created
 """
-# $1 id, $2 expected version, $3 service, $4 at, $5.. save_values
+# $1 id, $2 expected version, $3 service, $4 at, $5.. save_values. The row is found by
+# its key alone (not `service = $3`, which the planner may answer from an index on
+# service while the table's statistics are stale: see gateway.store.journal_pg).
 _SAVE = f"""
-WITH {save_request("$1", "$4", 5, "id = $1 AND version = $2 AND service = $3")}
+WITH {save_request("$1", "$4", 5, "id = $1 AND version = $2 AND service IS NOT DISTINCT FROM $3")}
 SELECT {_COLUMNS} FROM saved
 """
 _LINK = """

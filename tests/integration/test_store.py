@@ -30,7 +30,10 @@ from gateway.store import (
     TransitionConflict,
     current_revision,
     head_revision,
+    journal_pg,
     open_stores,
+    replies_pg,
+    requests_pg,
     upgrade,
 )
 from gateway.store.base import PullWindow
@@ -900,6 +903,56 @@ async def test_an_answer_to_a_request_as_seen_is_one_statement_on_postgresql(
         assert writes(statements) == ["WITH"]
         assert not any(locked_read(sql) for sql in statements)  # no read first
         assert not any(sql.startswith("BEGIN") for sql in statements)  # all or nothing
+
+
+#: The statements of a message's and a service request's path, by what they do.
+HOT_STATEMENTS = {
+    "accept": journal_pg._ACCEPT,
+    "accept together": journal_pg._ACCEPT_MANY,
+    "move": journal_pg._MOVE,
+    "deliver": journal_pg._DELIVER,
+    "acknowledge": journal_pg._ACKNOWLEDGE,
+    "advance": journal_pg._ADVANCE,
+    "answer": journal_pg._ANSWER,
+    "answer rejecting": journal_pg._ANSWER_REJECTION,
+    "request for answer": journal_pg.PgJournal.REQUEST_FOR_ANSWER,
+    "claim": journal_pg.PgJournal.CLAIM,
+    "take reply": replies_pg.TAKE_REPLY,
+    "create service request": requests_pg._CREATE,
+    "save service request": requests_pg._SAVE,
+    "settle callback": requests_pg._SETTLE_CALLBACK,
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOT_STATEMENTS))
+async def test_hot_statements_find_their_rows_by_key_while_the_journal_has_no_statistics(
+    backend: Backend, store: Journal, clock: FakeClock, name: str
+) -> None:
+    """A new journal has no statistics until autovacuum's first ANALYZE, and a prepared
+    statement keeps its plan: one planned then must not read a table, or an index that
+    is not the key, to find a row (the answer did: every request, for every answer)."""
+    if backend.name != "postgresql":
+        pytest.skip("SQLite plans an equality on the key as a key lookup")
+    for n in range(1, 301):
+        await store.accept(new_message(n), at=clock.now())
+    connection = await connect(backend)
+    try:
+        assert await connection.fetchval(
+            "SELECT last_analyze IS NULL AND last_autoanalyze IS NULL "
+            "FROM pg_stat_user_tables WHERE relname = 'messages' AND schemaname = $1",
+            backend.schema,
+        )
+        await connection.execute("SET plan_cache_mode = force_generic_plan")
+        sql = HOT_STATEMENTS[name]
+        types = [t.name for t in (await connection.prepare(sql)).get_parameters()]
+        await connection.execute(f"PREPARE hot({', '.join(types)}) AS {sql}")
+        nulls = ", ".join("NULL" for _ in types)
+        plan = "\n".join(row[0] for row in await connection.fetch(f"EXPLAIN EXECUTE hot({nulls})"))
+    finally:
+        await connection.close()
+    for table in ("messages", "service_requests", "transitions"):
+        assert f"Seq Scan on {table}" not in plan, plan
+    assert " using ix_" not in plan, plan  # a secondary index: a range, not a row
 
 
 async def test_an_answer_to_a_request_moved_along_its_path_since_is_one_statement(
