@@ -161,6 +161,12 @@ ON CONFLICT (digest) DO NOTHING RETURNING digest
     ) -> AcceptResult:
         require_aware("at", at)
         require_name("actor", actor)
+        return await self._accept_checked(message, at, reason, actor)
+
+    async def _accept_checked(
+        self, message: NewMessage, at: datetime, reason: str | None, actor: str | None
+    ) -> AcceptResult:
+        """:meth:`accept` once its arguments are checked (a backend may gather calls)."""
         async with self.database.writing() as connection:
             return await self._accept(connection, message, at, reason, actor)
 

@@ -51,8 +51,6 @@ from gateway.store.records import (
     Answered,
     MessageRecord,
     NewMessage,
-    require_aware,
-    require_name,
 )
 from gateway.store.replies import ReplySave, ReplyTaken
 from gateway.store.replies_pg import take_reply
@@ -286,20 +284,13 @@ RETURNING message_id
     ) -> AcceptResult:
         return await _accept(connection, Acceptance(message, at, reason, actor))
 
-    async def accept(
-        self,
-        message: NewMessage,
-        *,
-        at: datetime,
-        reason: str | None = None,
-        actor: str | None = None,
+    async def _accept_checked(
+        self, message: NewMessage, at: datetime, reason: str | None, actor: str | None
     ) -> AcceptResult:
-        """As :meth:`JournalFlow.accept`; the accepts made in one turn of the event loop
-        (a fan-out's parts) are one statement."""
-        require_aware("at", at)
-        require_name("actor", actor)
+        """The accepts made in one turn of the event loop (a fan-out's parts) are one
+        statement."""
         if message.rejection_code is not None:
-            return await super().accept(message, at=at, reason=reason, actor=actor)
+            return await super()._accept_checked(message, at, reason, actor)
         return await self._accepts.submit(Acceptance(message, at, reason, actor))
 
     async def _accept_alone(self, accepting: Acceptance) -> AcceptResult:
