@@ -529,6 +529,8 @@ async def _prepare_all(
     contents: list[tuple[str, etree._Element]],
     message_ids: dict[str, uuid.UUID],
 ) -> dict[str, Send]:
+    """Each part's :func:`_prepare`: a coroutine with nothing to await, so that it runs as
+    a task while :meth:`Aggregator.submit` waits for the store's create."""
     return {
         part_id: _prepare(client, content, message_ids[part_id]) for part_id, content in contents
     }
