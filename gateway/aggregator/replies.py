@@ -36,6 +36,7 @@ from lxml import etree
 
 from gateway import request_id
 from gateway.aggregator.service import TakeReply
+from gateway.router.handover import HandedOver, HandOver
 from gateway.router.pushed import PushedReply
 from gateway.store.replies import ReplySave, ReplyTaken
 from gateway.transport.base import (
@@ -44,6 +45,7 @@ from gateway.transport.base import (
     Direction,
     Subscription,
     Transport,
+    run_handler,
 )
 
 log = structlog.get_logger(__name__)
@@ -62,6 +64,8 @@ class Inbox(Protocol):
     async def take_reply(
         self, participant: str, delivery: Delivery, save: ReplySave | None
     ) -> ReplyTaken | None: ...
+
+    def serve_locally(self, participant: str, hand: HandOver | None) -> None: ...
 
 
 class Applies(Protocol):
@@ -89,28 +93,50 @@ class ReplyIntake:
         self.transport = transport
         self.participant = participant
         self.prefetch = prefetch
+        self._handed: set[asyncio.Task[None]] = set()
 
     async def handle(self, delivery: Delivery) -> bool:
         """Take one delivery from ``responses.<participant>``: True when it changed a
         service request. Raises (the delivery unsettled) when it could not be stored."""
         with request_id.bound(delivery.message.headers.get(HEADER_REQUEST_ID)):
-            reply = self.inbox.read_reply(delivery)
+            return await self._apply(delivery, self.inbox.read_reply(delivery))
 
-            async def take(save: ReplySave | None) -> ReplyTaken | None:
-                return await self.inbox.take_reply(self.participant, delivery, save)
+    async def _apply(self, delivery: Delivery, reply: PushedReply) -> bool:
+        async def take(save: ReplySave | None) -> ReplyTaken | None:
+            return await self.inbox.take_reply(self.participant, delivery, save)
 
-            return await self.aggregator.apply_reply(
-                reply.original_message_id, reply.response_data, take
-            )
+        return await self.aggregator.apply_reply(
+            reply.original_message_id, reply.response_data, take
+        )
 
     async def _consume(self, delivery: Delivery) -> None:
         await self.handle(delivery)
 
+    def hand(self, delivery: HandedOver, reply: PushedReply) -> None:
+        """Take a reply the router hands over in this process (:mod:`gateway.router.handover`)
+        in a task of its own; what the take leaves unsettled goes to the broker's queue."""
+
+        async def apply(_: Delivery) -> None:
+            await self._apply(delivery, reply)
+
+        async def take() -> None:  # under the request id bound where it was handed over
+            try:
+                await run_handler(apply, delivery)
+            except Exception:  # not even queued: still ACCEPTED, for the relay
+                log.exception("handover_lost_to_relay", message_id=delivery.message.message_id)
+
+        task = asyncio.create_task(take(), name=f"handover {delivery.message.message_id}")
+        self._handed.add(task)
+        task.add_done_callback(self._handed.discard)
+
     async def subscribe(self) -> Subscription:
-        """Consume the queue from now until the subscription is cancelled."""
-        return await self.transport.consume(
+        """Consume the queue, and take the replies the router hands over, from now until
+        the subscription is cancelled."""
+        queue = await self.transport.consume(
             Direction.RESPONSES, self.participant, self._consume, prefetch=self.prefetch
         )
+        self.inbox.serve_locally(self.participant, self.hand)
+        return _Both(self, queue)
 
     async def drain(self, *, workers: int = PREFETCH) -> int:
         """Take what is in the queue now, ``workers`` at a time, through :meth:`handle`;
@@ -145,3 +171,20 @@ class ReplyIntake:
             if isinstance(outcome, BaseException):
                 raise outcome
         return applied
+
+
+class _Both:
+    """The queue's subscription and the handovers: cancelled, the router hands over no
+    more, and the takes under way finish (as a transport subscription's handlers do)."""
+
+    def __init__(self, intake: ReplyIntake, queue: Subscription) -> None:
+        self._intake = intake
+        self._queue = queue
+
+    async def cancel(self) -> None:
+        intake = self._intake
+        intake.inbox.serve_locally(intake.participant, None)
+        try:
+            await self._queue.cancel()
+        finally:
+            await asyncio.gather(*intake._handed, return_exceptions=True)

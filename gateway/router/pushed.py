@@ -26,6 +26,7 @@ from gateway.core.errors import InvalidContent, NotFound
 from gateway.core.lifecycle import IllegalTransition
 from gateway.ops import metrics
 from gateway.ops.metrics import Stage
+from gateway.router.handover import HANDED_OVER, HandedOver
 from gateway.store.base import Store
 from gateway.store.replies import ReplyOutcome, ReplySave, ReplyTaken
 from gateway.transport.base import Delivery
@@ -90,7 +91,11 @@ class PushedReplies:
                 save,
                 at=self.clock.now(),
                 reason=f"attempt {delivery.delivery_count}",
-                queued_reason=f"seen in responses.{participant}",
+                queued_reason=(
+                    HANDED_OVER
+                    if isinstance(delivery, HandedOver)
+                    else f"seen in responses.{participant}"
+                ),
                 actor="bus",
             )
             metrics.observe_stage(Stage.DELIVER, time.perf_counter() - began)

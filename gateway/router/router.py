@@ -9,7 +9,9 @@ SendRequest:  intake -> content XSD -> authorize(sender, type) -> journal ACCEPT
               QUEUED later unless handed out first (:mod:`gateway.router.marks`)
 GetRequest:   pull from requests.<caller> -> journal DELIVERED -> bus signs the Request
 SendResponse: intake -> the request exists and went to this caller -> content XSD of
-              the same type -> journal the response -> publish responses.<consumer>
+              the same type -> journal the response -> publish responses.<consumer>,
+              or hand it to the consumer's intake in this process
+              (:mod:`gateway.router.handover`)
 GetResponse / Ack: the consumer's side of the same.
 GetStatus:    the caller's next status notice (:mod:`gateway.router.statuses`)
 GetIncomingQueueStatistics: messages waiting in the caller's two queues
@@ -26,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
@@ -57,6 +60,7 @@ from gateway.ops.metrics import MessageOutcome, Stage
 from gateway.router import intake
 from gateway.router.context import BusContext
 from gateway.router.deadletters import DeadLetterJournal
+from gateway.router.handover import HandedOver, HandOver
 from gateway.router.marks import QueuedMarks
 from gateway.router.moves import Moves, metadata
 from gateway.router.outbox import Relay, queued
@@ -122,6 +126,8 @@ class Router:
         self._pushed = PushedReplies(store, ctx.clock)
         self._statuses = StatusFeed(ctx, store)
         self._replays = ReplayGuard(ctx, store)
+        #: Participants served in this process, and their intakes (handover.py).
+        self._local: dict[str, HandOver] = {}
 
     async def start(self) -> None:
         """Migrate the journal and declare every participant's queues (idempotent)."""
@@ -173,6 +179,14 @@ class Router:
         taken = await self._pushed.take(participant, delivery, save)
         self._marks.discard(delivery.message.message_id)
         return taken
+
+    def serve_locally(self, participant: str, hand: HandOver | None) -> None:
+        """Hand the responses to ``participant`` journaled from now on to ``hand``,
+        not to the broker (None: to the broker again); see :mod:`gateway.router.handover`."""
+        if hand is None:
+            self._local.pop(participant, None)
+        else:
+            self._local[participant] = hand
 
     async def readiness(self) -> dict[str, str]:
         """``{"journal": "ok"|error, "transport": "ok"|error}`` for ``/ready``."""
@@ -413,7 +427,12 @@ class Router:
                 # The exchange's whole time: request journaled -> its final answer journaled.
                 waited = self._ctx.clock.now() - request.created_at
                 metrics.observe_stage(Stage.END_TO_END, waited.total_seconds())
-        record = await self._publish(new, result, Direction.RESPONSES)
+        hand = self._local.get(new.recipient)
+        if hand is not None and result.outcome is AcceptOutcome.ACCEPTED:
+            await self._hand_over(hand, new, data, request)
+            record = self._as_queued(result.record)
+        else:
+            record = await self._publish(new, result, Direction.RESPONSES)
         return self._signed_send_result("SendResponseResponse", record, provider, consumer)
 
     async def _refuse_second_answer(
@@ -482,6 +501,17 @@ class Router:
         if self._marks.published(record, f"to {direction}.{new.recipient}"):
             return self._as_queued(record)
         return await self._store.get(record.message_id)  # handed out meanwhile: as it is now
+
+    async def _hand_over(
+        self, hand: HandOver, new: NewMessage, data: m.ResponseData, request: MessageRecord
+    ) -> None:
+        """Hand a response just journaled to its consumer's intake in this process."""
+        metrics.count_message(new.message_type, new.sender, new.recipient, MessageOutcome.ACCEPTED)
+        delivery = HandedOver(queued(new, new.xml), self._transport, new.recipient)
+        hand(delivery, PushedReply(uuid.UUID(request.message_id), data.element))
+        # Let the take start before this signs the answer: its write then runs in the
+        # database meanwhile, and the reply, not the answer, is what someone waits for.
+        await asyncio.sleep(0)
 
     def _as_queued(self, record: MessageRecord) -> MessageRecord:
         """``record`` as its sender is told: QUEUED once published, even while the

@@ -1,0 +1,121 @@
+"""A reply to a portal whose replies this process consumes is handed over in process,
+not published to the broker and pushed back (:mod:`gateway.router.handover`); whatever
+the take leaves unsettled goes to the portal's queue, where the subscription takes it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from gateway.config import Settings
+from gateway.core.lifecycle import MessageState
+from gateway.core.service_lifecycle import ServiceState
+from gateway.router.handover import HANDED_OVER
+from gateway.store.service_requests import ServiceRequestRecord
+from gateway.testing.bus import Bus, open_bus
+from gateway.transport.base import Direction, Message
+from tests.unit.test_reply_intake import PORTAL, WAIT, submit, world_of
+
+pytestmark = pytest.mark.asyncio
+
+
+@pytest.fixture
+async def serving() -> AsyncIterator[tuple[Bus, list[tuple[Direction, str]]]]:
+    """A bus consuming ``PORTAL``'s replies (a day between its loops' rounds), and every
+    ``(direction, queue)`` published to."""
+    settings = Settings(api_tokens={"portal-token": PORTAL}, aggregator_interval_s=86400)
+    bus = await open_bus(settings=settings, background=True)
+    published: list[tuple[Direction, str]] = []
+    publish = bus.transport.publish
+
+    async def watched(direction: Direction, participant: str, message: Message) -> None:
+        published.append((direction, participant))
+        await publish(direction, participant, message)
+
+    bus.transport.publish = watched  # type: ignore[method-assign]
+    try:
+        yield bus, published
+    finally:
+        await bus.close()
+
+
+async def answered(bus: Bus, record: ServiceRequestRecord) -> ServiceRequestRecord:
+    """``record`` once every agency answered and the replies were taken."""
+    finalized = asyncio.create_task(bus.aggregator.finalized.wait())
+    await world_of(bus).answer_all()
+    await asyncio.wait_for(finalized, timeout=WAIT)
+    return await bus.aggregator.get(str(record.id))
+
+
+async def response_moves(bus: Bus, record: ServiceRequestRecord) -> list[list[Any]]:
+    """Each part's response: its journal moves as ``(to_state, reason)``."""
+    moves = []
+    for part in record.state.parts:
+        [response] = await bus.journal.responses_to(str(part.message_id))
+        history = await bus.journal.history(response.message_id)
+        moves.append([(str(t.to_state), t.reason) for t in history])
+    return moves
+
+
+async def test_replies_to_a_portal_served_here_skip_the_broker(
+    serving: tuple[Bus, list[tuple[Direction, str]]],
+) -> None:
+    bus, published = serving
+    done = await answered(bus, await submit(bus))
+    await bus.root.supervisor.close()  # waits for the takes under way
+    assert done.status is ServiceState.COMPLETED
+    assert (Direction.RESPONSES, PORTAL) not in published
+    assert published.count((Direction.REQUESTS, "ZAGS")) == 1  # requests still go by broker
+    for moves in await response_moves(bus, done):
+        assert moves == [
+            (str(MessageState.ACCEPTED), None),
+            (str(MessageState.QUEUED), HANDED_OVER),
+            (str(MessageState.DELIVERED), "attempt 1"),
+            (str(MessageState.ACKED), None),
+        ]
+
+
+async def test_a_handed_over_reply_whose_take_fails_goes_to_the_queue_and_is_taken_there(
+    serving: tuple[Bus, list[tuple[Direction, str]]],
+) -> None:
+    bus, published = serving
+    take_reply = bus.journal.take_reply
+    failures = 0
+
+    async def failing_once(*args: Any, **kw: Any) -> Any:
+        nonlocal failures
+        if failures == 0:
+            failures += 1
+            raise OSError("database connection lost")
+        return await take_reply(*args, **kw)
+
+    bus.journal.take_reply = failing_once  # type: ignore[method-assign]
+    done = await answered(bus, await submit(bus))
+    assert done.status is ServiceState.COMPLETED
+    assert failures == 1
+    # The one reply whose take failed went by the broker; the others were handed over.
+    assert published.count((Direction.RESPONSES, PORTAL)) == 1
+    await bus.root.supervisor.close()
+    assert await bus.depth(Direction.RESPONSES, PORTAL) == 0
+    # The failed take wrote nothing: that response was journaled as taken from the queue.
+    queued = sorted(moves[1] for moves in await response_moves(bus, done))
+    assert queued == [
+        (str(MessageState.QUEUED), HANDED_OVER),
+        (str(MessageState.QUEUED), HANDED_OVER),
+        (str(MessageState.QUEUED), f"seen in responses.{PORTAL}"),
+    ]
+
+
+async def test_once_the_subscription_ends_replies_go_to_the_queue_again(
+    serving: tuple[Bus, list[tuple[Direction, str]]],
+) -> None:
+    bus, published = serving
+    record = await submit(bus)
+    await bus.root.supervisor.close()  # the gateway stops consuming PORTAL's replies
+    await world_of(bus).answer_all()
+    assert published.count((Direction.RESPONSES, PORTAL)) == 3
+    assert await bus.depth(Direction.RESPONSES, PORTAL) == 3
+    assert (await bus.aggregator.get(str(record.id))).status is not ServiceState.COMPLETED
