@@ -248,6 +248,7 @@ class Bus:
         if not background:
             return
         self.supervisor.spawn("queued-marks", lambda: rounds(self._journal_queued_marks, DELAY))
+        self.aggregator.reply_gather = timedelta(milliseconds=self.settings.aggregator_gather_ms)
         for portal in self.portals:
             await self.serve_portal(portal)
         interval = self.settings.aggregator_interval_s

@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     services_file: Path = REPO_ROOT / "config" / "services.toml"
     #: How often the gateway fires due deadlines and looks for due callbacks (seconds).
     aggregator_interval_s: float = Field(default=1.0, gt=0)
+    #: How long a reply that leaves its service request unfinished waits for the
+    #: request's other replies, to be saved with them in one write (milliseconds; 0:
+    #: each reply saved in its turn). See gateway/aggregator/reply_turns.py.
+    aggregator_gather_ms: int = Field(default=20, ge=0, le=1000)
     #: A message journaled ACCEPTED this long ago and still not queued was left by a
     #: process that died before publishing it: the gateway publishes it then (seconds;
     #: see gateway/router/outbox.py). Looked for every ``relay_after_s / 2``. More than

@@ -20,6 +20,17 @@ deliveries were never acked: redelivered, they change nothing (a part's first
 outcome stands, and it is saved) and are journaled then, as any redundant copy.
 A carrier that turns out to be a redundant copy (the journal had it done already)
 writes nothing: the next one carries the save.
+
+With a gathering window (:attr:`ReplyTurns.gather`, set by the process that consumes
+replies as they come), a turn that would leave its request unfinished first waits up
+to that long for the request's other replies, and takes those that come in the same
+write: a fan-out whose agencies answer within the window is saved once, after its last
+reply, not once per reply with each write waiting for the one before (measured in a
+three-part fan-out on 2 cores: up to three writes of 1.5-2.8 ms in a row). Nothing
+waits that would finish the request, and the window only delays when a part's
+progress is saved, not the request's result; a reply waiting in it is as unsettled as
+one waiting for its turn (one from the broker keeps its delivery, a slot of the
+intake's prefetch, for at most the window).
 """
 
 from __future__ import annotations
@@ -98,6 +109,10 @@ class ReplyTurns:
         self._claim_until = claim_until
         self._locks = KeyedLocks()
         self._waiting: dict[uuid.UUID, list[_Waiting]] = {}
+        #: Set when a reply comes for a request whose turn is gathering.
+        self._arrived: dict[uuid.UUID, asyncio.Event] = {}
+        #: Seconds a turn that leaves its request unfinished waits for more replies.
+        self.gather = 0.0
 
     async def take(
         self, sr_id: uuid.UUID, part_id: str, event: Event, take: TakeReply
@@ -106,6 +121,8 @@ class ReplyTurns:
         settle the reply through ``take``; None when it was a redundant copy."""
         waiting = _Waiting(part_id, event, take, asyncio.get_running_loop().create_future())
         self._waiting.setdefault(sr_id, []).append(waiting)
+        if (arrived := self._arrived.get(sr_id)) is not None:
+            arrived.set()
         try:
             async with self._locks.hold(sr_id):
                 # Every reply waiting now, this one among them unless an earlier turn
@@ -140,6 +157,7 @@ class ReplyTurns:
         try:
             record = await self._current(sr_id)
             while turn:
+                await self._gather(sr_id, record, turn)
                 record, turn = await self._carry(record, turn)
                 if not turn:  # the next ones are taken here, with the record just saved
                     turn = self._waiting.pop(sr_id, [])
@@ -150,6 +168,34 @@ class ReplyTurns:
                     waiting.applied.set_exception(error)
             if not isinstance(exc, Exception):
                 raise
+
+    async def _gather(
+        self, sr_id: uuid.UUID, record: ServiceRequestRecord, turn: list[_Waiting]
+    ) -> None:
+        """Add to ``turn`` the replies that come within :attr:`gather` seconds, while
+        it would leave ``record`` unfinished."""
+        if self.gather <= 0:
+            return
+        deadline = asyncio.get_running_loop().time() + self.gather
+        arrived = self._arrived[sr_id] = asyncio.Event()
+        try:
+            while not self._finishes(record, turn):
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        await arrived.wait()
+                except TimeoutError:
+                    return
+                arrived.clear()
+                turn.extend(self._waiting.pop(sr_id, []))
+        finally:
+            del self._arrived[sr_id]
+
+    def _finishes(self, record: ServiceRequestRecord, turn: list[_Waiting]) -> bool:
+        now = self._clock.now()
+        state = record.state
+        for waiting in turn:
+            state = apply_event(state, waiting.part_id, waiting.event, now).state
+        return state.final
 
     async def _carry(
         self, record: ServiceRequestRecord, turn: list[_Waiting]

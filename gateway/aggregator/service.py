@@ -184,6 +184,17 @@ class Aggregator:
             claim_until=self._claim_until,
         )
 
+    @property
+    def reply_gather(self) -> timedelta:
+        """How long a reply that leaves its request unfinished waits for the request's
+        other replies, to be saved with them (:mod:`gateway.aggregator.reply_turns`);
+        set by the process that consumes replies as they come, zero by default."""
+        return timedelta(seconds=self._turns.gather)
+
+    @reply_gather.setter
+    def reply_gather(self, window: timedelta) -> None:
+        self._turns.gather = window.total_seconds()
+
     # --- portal operations ------------------------------------------------------------
 
     async def submit(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -64,9 +65,13 @@ async def test_replies_to_a_portal_served_here_skip_the_broker(
     serving: tuple[Bus, list[tuple[Direction, str]]],
 ) -> None:
     bus, published = serving
+    assert bus.aggregator.reply_gather == timedelta(milliseconds=20)  # the setting's default
+    # A minute to gather in: the last reply finishes the request, nobody waits it out.
+    bus.aggregator.reply_gather = timedelta(minutes=1)
     done = await answered(bus, await submit(bus))
     await bus.root.supervisor.close()  # waits for the takes under way
     assert done.status is ServiceState.COMPLETED
+    assert done.version == 2  # created, then the three replies saved in one write
     assert (Direction.RESPONSES, PORTAL) not in published
     assert published.count((Direction.REQUESTS, "ZAGS")) == 1  # requests still go by broker
     for moves in await response_moves(bus, done):
@@ -82,6 +87,7 @@ async def test_a_handed_over_reply_whose_take_fails_goes_to_the_queue_and_is_tak
     serving: tuple[Bus, list[tuple[Direction, str]]],
 ) -> None:
     bus, published = serving
+    bus.aggregator.reply_gather = timedelta(0)  # each reply in its own turn
     take_reply = bus.journal.take_reply
     failures = 0
 

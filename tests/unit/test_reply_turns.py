@@ -81,3 +81,67 @@ async def test_replies_that_come_during_a_write_are_written_next_by_the_writing_
 
 async def _value(record: Any) -> Any:
     return record
+
+
+WAIT = 10  # seconds; bounds only a failure
+
+
+def _recorded(turns_gather: float) -> tuple[Any, ReplyTurns, list[ReplySave], list[str]]:
+    """A three-part request sent, its turns with a gathering window of ``turns_gather``
+    seconds, and the lists its replies' writes and own journaling go to."""
+    state = new_service_request(uuid.uuid4(), SERVICE, NOW)
+    for part in SERVICE.parts:
+        state = on_sent(state, part.id, uuid.uuid4(), NOW)
+    first = SimpleNamespace(id=state.id, state=state, version=1)
+    turns = ReplyTurns(
+        clock=FakeClock(NOW),
+        current=lambda _: _value(first),
+        reread=lambda _: _value(first),
+        saved=lambda record, final: None,
+    )
+    turns.gather = turns_gather
+    return state, turns, [], []
+
+
+def _take(name: str, writes: list[ReplySave], own: list[str]) -> Any:
+    async def write(save: ReplySave | None) -> Any:
+        if save is None:
+            own.append(name)
+            return SimpleNamespace(outcome=ReplyOutcome.TAKEN, saved=None)
+        writes.append(save)
+        saved = SimpleNamespace(
+            id=save.state.id, state=save.state, version=save.expected_version + 1
+        )
+        return SimpleNamespace(outcome=ReplyOutcome.TAKEN, saved=saved)
+
+    return write
+
+
+async def test_a_turn_gathers_the_replies_that_come_within_its_window_into_one_write() -> None:
+    # An hour's window: the third reply finishes the request, so nobody waits it out.
+    state, turns, writes, own = _recorded(3600.0)
+    parts = [part.id for part in SERVICE.parts]
+    tasks = [
+        asyncio.create_task(turns.take(state.id, part, answer(part), _take(part, writes, own)))
+        for part in parts
+    ]
+    results = await asyncio.wait_for(asyncio.gather(*tasks), WAIT)
+    [save] = writes  # one write, after the last reply, with all three
+    assert save.expected_version == 1
+    assert [save.state.part(part).status for part in parts] == [PartStatus.ANSWERED] * 3
+    assert save.state.final
+    assert own == parts[1:]  # the others journal themselves after it
+    assert [record.version for record, _ in results] == [2, 2, 2]  # type: ignore[union-attr]
+
+
+async def test_a_reply_that_leaves_its_request_unfinished_waits_no_longer_than_the_window() -> None:
+    state, turns, writes, own = _recorded(0.01)
+    part = SERVICE.parts[0].id
+    taken = await asyncio.wait_for(
+        turns.take(state.id, part, answer(part), _take(part, writes, own)), WAIT
+    )
+    assert taken is not None
+    [save] = writes
+    assert save.state.part(part).status is PartStatus.ANSWERED
+    assert not save.state.final
+    assert own == []
