@@ -29,16 +29,7 @@ def answer(part_id: str) -> Answer:
 
 
 async def test_replies_that_come_during_a_write_are_written_next_by_the_writing_task() -> None:
-    state = new_service_request(uuid.uuid4(), SERVICE, NOW)
-    for part in SERVICE.parts:
-        state = on_sent(state, part.id, uuid.uuid4(), NOW)
-    first = SimpleNamespace(id=state.id, state=state, version=1)
-    turns = ReplyTurns(
-        clock=FakeClock(NOW),
-        current=lambda _: _value(first),
-        reread=lambda _: _value(first),
-        saved=lambda record, final: None,
-    )
+    state, turns, _, _ = _recorded(0.0)
     written = asyncio.Event()
     writes: list[tuple[asyncio.Task[Any] | None, ReplySave]] = []
     own_journaling: list[str] = []
