@@ -509,9 +509,14 @@ class Router:
         metrics.count_message(new.message_type, new.sender, new.recipient, MessageOutcome.ACCEPTED)
         delivery = HandedOver(queued(new, new.xml), self._transport, new.recipient)
         hand(delivery, PushedReply(uuid.UUID(request.message_id), data.element))
-        # Let the take start before this signs the answer: its write then runs in the
-        # database meanwhile, and the reply, not the answer, is what someone waits for.
-        await asyncio.sleep(0)
+        # Let the take send its write before this signs the answer: the write then runs
+        # in the database meanwhile, and the reply, not the answer, is what someone
+        # waits for. Two turns of the loop: one for the take's task to start, one for
+        # the task of a turn gathering the request's replies (which this one may
+        # complete) to wake and write them (measured in a three-part fan-out: the
+        # write 0.17 ms after the last reply's take starts, against 0.52 with one).
+        for _ in range(2):
+            await asyncio.sleep(0)
 
     def _as_queued(self, record: MessageRecord) -> MessageRecord:
         """``record`` as its sender is told: QUEUED once published, even while the

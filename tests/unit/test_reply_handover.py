@@ -125,3 +125,24 @@ async def test_once_the_subscription_ends_replies_go_to_the_queue_again(
     assert published.count((Direction.RESPONSES, PORTAL)) == 3
     assert await bus.depth(Direction.RESPONSES, PORTAL) == 3
     assert (await bus.aggregator.get(str(record.id))).status is not ServiceState.COMPLETED
+
+
+async def test_the_reply_that_ends_a_gathering_turn_is_written_before_its_sender_is_answered(
+    serving: tuple[Bus, list[tuple[Direction, str]]],
+) -> None:
+    bus, _ = serving
+    bus.aggregator.reply_gather = timedelta(minutes=1)  # the first two replies wait in it
+    take_reply = bus.journal.take_reply
+    saves: list[object] = []
+
+    async def watched(message_id: str, save: Any, **kw: Any) -> Any:
+        if save is not None:
+            saves.append(save)
+        return await take_reply(message_id, save, **kw)
+
+    bus.journal.take_reply = watched  # type: ignore[method-assign]
+    await submit(bus)
+    await world_of(bus).answer_all()  # each SendResponse answered in turn
+    # The write that saves all three was under way before the bus answered the last
+    # SendResponse: signing that answer does not hold up the request's result.
+    assert len(saves) == 1
