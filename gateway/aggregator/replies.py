@@ -13,7 +13,7 @@ delivery:
    (the save a compare-and-set: on a conflict nothing is written, and the aggregator
    re-reads, applies again and hands it back again); a reply that changes nothing is
    only journaled; replies that waited for their turn at one service request are
-   saved together, in the first one's write, the others journaled after it
+   saved together, in the first one's write, the others journaled in it too
    (:mod:`gateway.aggregator.reply_turns`);
 3. only after that write the router acks the delivery on the transport.
 
@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import structlog
@@ -62,7 +64,11 @@ class Inbox(Protocol):
     def read_reply(self, delivery: Delivery) -> PushedReply: ...
 
     async def take_reply(
-        self, participant: str, delivery: Delivery, save: ReplySave | None
+        self,
+        participant: str,
+        delivery: Delivery,
+        save: ReplySave | None,
+        along: Sequence[Delivery] = (),
     ) -> ReplyTaken | None: ...
 
     def serve_locally(self, participant: str, hand: HandOver | None) -> None: ...
@@ -102,11 +108,8 @@ class ReplyIntake:
             return await self._apply(delivery, self.inbox.read_reply(delivery))
 
     async def _apply(self, delivery: Delivery, reply: PushedReply) -> bool:
-        async def take(save: ReplySave | None) -> ReplyTaken | None:
-            return await self.inbox.take_reply(self.participant, delivery, save)
-
         return await self.aggregator.apply_reply(
-            reply.original_message_id, reply.response_data, take
+            reply.original_message_id, reply.response_data, _Take(self, delivery)
         )
 
     async def _consume(self, delivery: Delivery) -> None:
@@ -171,6 +174,26 @@ class ReplyIntake:
             if isinstance(outcome, BaseException):
                 raise outcome
         return applied
+
+
+@dataclass(frozen=True, eq=False)
+class _Take:
+    """A delivery's :class:`TakeReply`: the router's take, with the deliveries of the
+    other takes of this intake taken along."""
+
+    intake: ReplyIntake
+    delivery: Delivery
+
+    @property
+    def response_id(self) -> str:
+        return self.delivery.message.message_id
+
+    async def __call__(
+        self, save: ReplySave | None, along: Sequence[TakeReply] = ()
+    ) -> ReplyTaken | None:
+        others = [t.delivery for t in along if isinstance(t, _Take) and t.intake is self.intake]
+        intake = self.intake
+        return await intake.inbox.take_reply(intake.participant, self.delivery, save, others)
 
 
 class _Both:

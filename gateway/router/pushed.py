@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -28,7 +29,7 @@ from gateway.ops import metrics
 from gateway.ops.metrics import Stage
 from gateway.router.handover import HANDED_OVER, HandedOver
 from gateway.store.base import Store
-from gateway.store.replies import ReplyOutcome, ReplySave, ReplyTaken
+from gateway.store.replies import AlongReply, ReplyOutcome, ReplySave, ReplyTaken
 from gateway.transport.base import Delivery
 from gateway.xml.namespaces import SMEV_TYPES
 from gateway.xml.parse import parse_own
@@ -72,10 +73,18 @@ class PushedReplies:
         self.clock = clock
 
     async def take(
-        self, participant: str, delivery: Delivery, save: ReplySave | None
+        self,
+        participant: str,
+        delivery: Delivery,
+        save: ReplySave | None,
+        along: Sequence[Delivery] = (),
     ) -> ReplyTaken | None:
         """Journal ``delivery``'s response ACKED with ``save`` (none: only the journal)
-        in one write, then ack it on the transport.
+        in one write, then ack it on the transport; the responses of ``along`` (other
+        deliveries to ``participant``) in the same write where they can be
+        (:class:`~gateway.store.replies.AlongReply`), each acked after it too (the
+        result's ``along`` names them). The others are left unsettled, for a take of
+        their own.
 
         Returns what was written (``TAKEN``, acked), or a ``CONFLICT``: nothing was
         written (the service request moved on: re-read it, apply the reply again and
@@ -84,19 +93,21 @@ class PushedReplies:
         not know (dead-lettered). Any failure gives the delivery back to its queue.
         """
         message_id = delivery.message.message_id
+        others = [other for other in along if other.message.message_id != message_id]
+        distinct = {other.message.message_id: other for other in others}  # copies: once
         try:
             began = time.perf_counter()
             taken = await self.store.take_reply(
                 message_id,
                 save,
                 at=self.clock.now(),
-                reason=f"attempt {delivery.delivery_count}",
-                queued_reason=(
-                    HANDED_OVER
-                    if isinstance(delivery, HandedOver)
-                    else f"seen in responses.{participant}"
-                ),
+                reason=_reason(delivery),
+                queued_reason=_queued_reason(delivery, participant),
                 actor="bus",
+                along=[
+                    AlongReply(id, _reason(other), _queued_reason(other, participant))
+                    for id, other in distinct.items()
+                ],
             )
             metrics.observe_stage(Stage.DELIVER, time.perf_counter() - began)
         except NotFound:
@@ -108,6 +119,9 @@ class PushedReplies:
             raise
         if taken.outcome is ReplyOutcome.TAKEN:
             await delivery.ack()  # after the write: a crash before it redelivers a copy
+            for other in others:
+                if other.message.message_id in taken.along:
+                    await other.ack()
             return taken
         if taken.outcome is ReplyOutcome.CONFLICT:
             return taken
@@ -118,3 +132,11 @@ class PushedReplies:
         log.info("redundant_copy_dropped", message_id=message_id, state=str(state))
         await delivery.ack()
         return None
+
+
+def _reason(delivery: Delivery) -> str:
+    return f"attempt {delivery.delivery_count}"
+
+
+def _queued_reason(delivery: Delivery, participant: str) -> str:
+    return HANDED_OVER if isinstance(delivery, HandedOver) else f"seen in responses.{participant}"

@@ -29,7 +29,7 @@ import asyncio
 import dataclasses
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -170,14 +170,22 @@ class Router:
         return read_reply(delivery)
 
     async def take_reply(
-        self, participant: str, delivery: Delivery, save: ReplySave | None
+        self,
+        participant: str,
+        delivery: Delivery,
+        save: ReplySave | None,
+        along: Sequence[Delivery] = (),
     ) -> ReplyTaken | None:
         """A pushed response is done with: journaled ACKED (its request
-        RESPONSE_DELIVERED) in one write with the subscriber's service-request ``save``,
-        then acked on the transport; see :meth:`PushedReplies.take
-        <gateway.router.pushed.PushedReplies.take>` for what comes back."""
-        taken = await self._pushed.take(participant, delivery, save)
+        RESPONSE_DELIVERED) in one write with the subscriber's service-request ``save``
+        (and the responses ``along`` that can be), then acked on the transport; see
+        :meth:`PushedReplies.take <gateway.router.pushed.PushedReplies.take>` for what
+        comes back."""
+        taken = await self._pushed.take(participant, delivery, save, along)
         self._marks.discard(delivery.message.message_id)
+        if taken is not None:
+            for message_id in taken.along:
+                self._marks.discard(message_id)
         return taken
 
     def serve_locally(self, participant: str, hand: HandOver | None) -> None:

@@ -31,6 +31,7 @@ PostgreSQL alike):
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -51,7 +52,7 @@ from gateway.store.records import (
     Page,
     TransitionRecord,
 )
-from gateway.store.replies import ReplySave, ReplyTaken
+from gateway.store.replies import AlongReply, ReplySave, ReplyTaken
 from gateway.store.service_requests import (
     MessageLink,
     ServiceRequestPage,
@@ -200,16 +201,18 @@ class Journal(Protocol):
         reason: str | None,
         queued_reason: str | None,
         actor: str | None = None,
+        along: Sequence[AlongReply] = (),
     ) -> ReplyTaken:
         """A response pushed to an in-process subscriber is done with, in one write
         (:mod:`gateway.store.replies`): from ACCEPTED, QUEUED or DELIVERED to ACKED,
         each step journaled (``queued_reason`` on ACCEPTED -> QUEUED, ``reason`` on
         QUEUED -> DELIVERED), its request settled as :meth:`acknowledge` settles it,
         and ``save`` (if given) stored as :meth:`ServiceRequests.save` stores it, all
-        or nothing. ``CONFLICT``: the service request is not at
-        ``save.expected_version`` (or unknown); ``NOT_TAKEN``: the response is in
-        another state; either way nothing is written. Raises ``NotFound`` for an
-        unknown response."""
+        or nothing; with a save, the responses ``along`` (other ids, each once) that
+        are in a state a response is taken from are taken in the same write, and named
+        in the result. ``CONFLICT``: the service request is not at ``save.expected_version``
+        (or unknown); ``NOT_TAKEN``: the response is in another state; either way
+        nothing is written. Raises ``NotFound`` for an unknown response."""
         ...
 
     async def answer(

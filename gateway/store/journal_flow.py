@@ -9,7 +9,9 @@ own way: ``_accept``, ``_move``, ``_deliver``, ``_acknowledge``, ``_take_reply``
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, ClassVar, Generic
 
@@ -42,7 +44,7 @@ from gateway.store.records import (
     require_aware,
     require_name,
 )
-from gateway.store.replies import ReplySave, ReplyTaken
+from gateway.store.replies import AlongReply, ReplySave, ReplyTaken
 from gateway.store.rows import MESSAGE_FULL, TRANSITION_COLUMNS, Row, message_of, transition_of
 
 
@@ -239,10 +241,17 @@ ON CONFLICT (digest) DO NOTHING RETURNING digest
         reason: str | None,
         queued_reason: str | None,
         actor: str | None = None,
+        along: Sequence[AlongReply] = (),
     ) -> ReplyTaken:
         require_aware("at", at)
         require_name("actor", actor)
-        return await self._take_reply(lookup_id(message_id), save, at, reason, queued_reason, actor)
+        message_id = lookup_id(message_id)
+        along = [replace(other, message_id=lookup_id(other.message_id)) for other in along]
+        if len({message_id, *(other.message_id for other in along)}) != len(along) + 1:
+            raise ValueError("the responses taken along must be other responses, each once")
+        if along and save is None:  # the save's lock on its request orders the writers
+            raise ValueError("responses are taken along only with a save")
+        return await self._take_reply(message_id, save, at, reason, queued_reason, actor, along)
 
     async def _take_reply(
         self,
@@ -252,6 +261,7 @@ ON CONFLICT (digest) DO NOTHING RETURNING digest
         reason: str | None,
         queued_reason: str | None,
         actor: str | None,
+        along: Sequence[AlongReply],
     ) -> ReplyTaken:
         raise NotImplementedError
 

@@ -27,6 +27,7 @@ How the guarantees of :mod:`gateway.store.base` are kept:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -52,7 +53,7 @@ from gateway.store.records import (
     MessageRecord,
     NewMessage,
 )
-from gateway.store.replies import ReplySave, ReplyTaken
+from gateway.store.replies import AlongReply, ReplySave, ReplyTaken
 from gateway.store.replies_pg import take_reply
 from gateway.store.requests_pg import PgServiceRequests
 from gateway.store.rows import MESSAGE_HEAD, message_of
@@ -346,9 +347,12 @@ RETURNING message_id
         reason: str | None,
         queued_reason: str | None,
         actor: str | None,
+        along: Sequence[AlongReply],
     ) -> ReplyTaken:
         async with self.database.writing() as connection:
-            return await take_reply(connection, message_id, save, at, reason, queued_reason, actor)
+            return await take_reply(
+                connection, message_id, save, at, reason, queued_reason, actor, along
+            )
 
     async def _advance(
         self,

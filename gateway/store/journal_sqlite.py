@@ -9,6 +9,7 @@ saves the service request in the same transaction as the response's moves.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 import aiosqlite
@@ -30,7 +31,7 @@ from gateway.store.records import (
     MessageRecord,
     NewMessage,
 )
-from gateway.store.replies import ReplyOutcome, ReplySave, ReplyTaken
+from gateway.store.replies import AlongReply, ReplyOutcome, ReplySave, ReplyTaken
 from gateway.store.requests_sqlite import SqliteServiceRequests
 from gateway.store.rows import (
     MESSAGE_HEAD,
@@ -248,12 +249,12 @@ SELECT {MESSAGE_HEAD}, answered_by FROM messages WHERE message_id = $1 AND kind 
         reason: str | None,
         queued_reason: str | None,
         actor: str | None,
+        along: Sequence[AlongReply],
     ) -> ReplyTaken:
         async with self.database.writing() as connection:
-            row = await self.database.fetch_one(connection, _HEAD, message_id)
-            if row is None:
+            found = await self._head(connection, message_id)
+            if found is None:
                 raise not_found(message_id)
-            found = message_of(row)
             steps = reply_path(found.state, reason, queued_reason)
             if not steps:
                 return ReplyTaken(ReplyOutcome.NOT_TAKEN, found)
@@ -270,7 +271,31 @@ SELECT {MESSAGE_HEAD}, answered_by FROM messages WHERE message_id = $1 AND kind 
                 connection, message_id, steps, MessageState.ACKED, at, None, actor
             )
             await self._settle_request(connection, moved, at, actor)
-        return ReplyTaken(ReplyOutcome.TAKEN, moved, saved)
+            taken_along = set()
+            for other in along:
+                other_found = await self._head(connection, other.message_id)
+                if other_found is None:
+                    continue
+                other_steps = reply_path(other_found.state, other.reason, other.queued_reason)
+                if other_steps:
+                    other_moved = await self._advance_as(
+                        connection,
+                        other.message_id,
+                        other_steps,
+                        MessageState.ACKED,
+                        at,
+                        None,
+                        actor,
+                    )
+                    await self._settle_request(connection, other_moved, at, actor)
+                    taken_along.add(other.message_id)
+        return ReplyTaken(ReplyOutcome.TAKEN, moved, saved, frozenset(taken_along))
+
+    async def _head(
+        self, connection: aiosqlite.Connection, message_id: str
+    ) -> MessageRecord | None:
+        row = await self.database.fetch_one(connection, _HEAD, message_id)
+        return None if row is None else message_of(row)
 
     async def _advance(
         self,

@@ -6,8 +6,9 @@ handed out (ACCEPTED, QUEUED or DELIVERED) to ACKED, each step journaled, settle
 request (RESPONDED -> RESPONSE_DELIVERED when it is the request's claimed final
 answer, as :meth:`~gateway.store.base.Journal.acknowledge` does) and, given a
 :class:`ReplySave`, saves the service request as a compare-and-set on its version:
-all of it or none of it. On PostgreSQL that is one statement
-(:mod:`gateway.store.replies_pg`), on SQLite one transaction
+all of it or none of it. Other responses may go :class:`along <AlongReply>`: taken in
+the same write, each along its own path, if the first one is. On PostgreSQL that is
+one statement (:mod:`gateway.store.replies_pg`), on SQLite one transaction
 (:mod:`gateway.store.journal_sqlite`).
 
 The values here are shared by both; the path a response takes, and the states it is
@@ -41,6 +42,18 @@ class ReplySave:
     claim_callback_until: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class AlongReply:
+    """Another response taken in the same write (the replies of one service request that
+    came together), with the reasons its own steps are journaled with. It is taken only
+    if the first response is, and only from a state a response is taken from; if not, it
+    is left as it is, for a take of its own."""
+
+    message_id: str
+    reason: str | None
+    queued_reason: str | None
+
+
 class ReplyOutcome(StrEnum):
     #: The response is journaled ACKED, and the service request saved (if asked).
     TAKEN = "taken"
@@ -61,3 +74,5 @@ class ReplyTaken:
     record: MessageRecord
     #: The service request as saved; None when nothing was saved.
     saved: ServiceRequestRecord | None = None
+    #: The responses :class:`along <AlongReply>` that were taken with it (their ids).
+    along: frozenset[str] = frozenset()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -164,15 +164,23 @@ class Watched:
     def __init__(self, router: Router) -> None:
         self.router = router
         self.takes: list[tuple[bool, ReplyOutcome | None]] = []
+        #: How many responses each take that was not dropped took along.
+        self.along: list[int] = []
 
     def read_reply(self, delivery: Delivery) -> PushedReply:
         return self.router.read_reply(delivery)
 
     async def take_reply(
-        self, participant: str, delivery: Delivery, save: ReplySave | None
+        self,
+        participant: str,
+        delivery: Delivery,
+        save: ReplySave | None,
+        along: Sequence[Delivery] = (),
     ) -> ReplyTaken | None:
-        taken = await self.router.take_reply(participant, delivery, save)
+        taken = await self.router.take_reply(participant, delivery, save, along)
         self.takes.append((save is not None, None if taken is None else taken.outcome))
+        if taken is not None:
+            self.along.append(len(taken.along))
         return taken
 
 
@@ -305,7 +313,7 @@ async def test_a_redundant_copy_is_settled_by_the_router(bus: Bus) -> None:
 async def test_replies_waiting_for_their_turn_are_saved_together(bus: Bus) -> None:
     """A fan-out answered at once: the first reply is saved alone; the two that came
     while its write was out are applied in one turn and saved in the write of the
-    first of them, the other only journaled."""
+    first of them, the other journaled along in that write."""
     record = await submit(bus)
     await world_of(bus).answer_all()
     intake, inbox = watched(bus)
@@ -315,9 +323,9 @@ async def test_replies_waiting_for_their_turn_are_saved_together(bus: Bus) -> No
 
     assert inbox.takes == [
         (True, ReplyOutcome.TAKEN),
-        (True, ReplyOutcome.TAKEN),  # carries the save of both
-        (False, ReplyOutcome.TAKEN),  # journaled, after that save
+        (True, ReplyOutcome.TAKEN),  # carries the save of both, and the other reply
     ]
+    assert inbox.along == [0, 1]
     await asyncio.wait_for(finalized, timeout=WAIT)
     done = await bus.aggregator.get(str(record.id))
     assert done.status is ServiceState.COMPLETED
@@ -360,6 +368,35 @@ async def test_a_redundant_copy_in_a_turn_leaves_the_save_to_the_next_reply(bus:
     ) == 1
 
 
+async def test_a_copy_in_a_turn_is_not_taken_along_but_dropped_on_its_own(bus: Bus) -> None:
+    record = await submit(bus)
+    world = world_of(bus)
+    await world.answer("birth-record")
+    assert await bus.replies(PORTAL).drain() == 1
+    [first] = await bus.journal.responses_to(str(record.state.parts[0].message_id))
+    # Queued: a new reply (saved alone), then another and a copy of the one taken, which
+    # wait behind its write and make the next turn.
+    await world.answer("parent-registration")
+    await world.answer("parent-inn")
+    copy = Message(message_id=first.message_id, body=first.xml, headers={})
+    await bus.transport.publish(Direction.RESPONSES, PORTAL, copy)
+    intake, inbox = watched(bus)
+
+    assert await intake.drain() == 2
+
+    assert inbox.takes == [
+        (True, ReplyOutcome.TAKEN),
+        (True, ReplyOutcome.TAKEN),  # the copy along: not taken (ACKED already)
+        (False, None),  # so it journals itself: dropped, nothing written
+    ]
+    assert inbox.along == [0, 0]
+    assert await bus.depth(Direction.RESPONSES, PORTAL) == 0
+    assert (await bus.aggregator.get(str(record.id))).status is ServiceState.COMPLETED
+    assert [t.to_state for t in await bus.journal.history(first.message_id)].count(
+        MessageState.ACKED
+    ) == 1
+
+
 async def test_a_failed_turn_leaves_every_reply_in_it_unsettled(bus: Bus) -> None:
     record = await submit(bus)
     await world_of(bus).answer_all()
@@ -368,13 +405,17 @@ async def test_a_failed_turn_leaves_every_reply_in_it_unsettled(bus: Bus) -> Non
 
     class FailsSecondWrite(Watched):
         async def take_reply(
-            self, participant: str, delivery: Delivery, save: ReplySave | None
+            self,
+            participant: str,
+            delivery: Delivery,
+            save: ReplySave | None,
+            along: Sequence[Delivery] = (),
         ) -> ReplyTaken | None:
             nonlocal writes
             writes += 1
             if writes == 2:  # the turn of the two that waited
                 raise OSError("database connection lost")
-            return await real.take_reply(participant, delivery, save)
+            return await real.take_reply(participant, delivery, save, along)
 
     broken = ReplyIntake(bus.aggregator, FailsSecondWrite(bus.router), bus.transport, PORTAL)
     with pytest.raises(OSError, match="connection lost"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -28,30 +29,47 @@ def answer(part_id: str) -> Answer:
     return Answer(message_id=uuid.uuid4(), message_type=part.message_type, data={"n": part_id})
 
 
+class _Take:
+    """A reply's take: its writes go to ``writes`` (the save and the names taken along,
+    if ``carries``), its own journaling without a save to ``own``; the first write
+    waits for ``hold``, if given."""
+
+    def __init__(
+        self,
+        name: str,
+        writes: list[tuple[ReplySave, list[str]]],
+        own: list[str],
+        *,
+        carries: bool = True,
+        hold: asyncio.Event | None = None,
+    ) -> None:
+        self.response_id = name
+        self.writes, self.own, self.carries, self.hold = writes, own, carries, hold
+        self.tasks: list[asyncio.Task[Any] | None] = []
+
+    async def __call__(self, save: ReplySave | None, along: Sequence[Any] = ()) -> Any:
+        if save is None:  # a reply saved in another's write journals itself
+            self.own.append(self.response_id)
+            return SimpleNamespace(outcome=ReplyOutcome.TAKEN, saved=None, along=frozenset())
+        carried = [take.response_id for take in along] if self.carries else []
+        self.writes.append((save, carried))
+        self.tasks.append(asyncio.current_task())
+        if self.hold is not None and len(self.writes) == 1:
+            await self.hold.wait()  # the first write in flight while the others come
+        saved = SimpleNamespace(
+            id=save.state.id, state=save.state, version=save.expected_version + 1
+        )
+        return SimpleNamespace(outcome=ReplyOutcome.TAKEN, saved=saved, along=frozenset(carried))
+
+
 async def test_replies_that_come_during_a_write_are_written_next_by_the_writing_task() -> None:
-    state, turns, _, _ = _recorded(0.0)
+    state, turns, writes, own = _recorded(0.0)
     written = asyncio.Event()
-    writes: list[tuple[asyncio.Task[Any] | None, ReplySave]] = []
-    own_journaling: list[str] = []
-
-    def take(name: str) -> Any:
-        async def write(save: ReplySave | None) -> Any:
-            if save is None:  # a reply saved in another's write journals itself
-                own_journaling.append(name)
-                return SimpleNamespace(outcome=ReplyOutcome.TAKEN, saved=None)
-            writes.append((asyncio.current_task(), save))
-            if len(writes) == 1:
-                await written.wait()  # the first write in flight while the others come
-            saved = SimpleNamespace(
-                id=state.id, state=save.state, version=save.expected_version + 1
-            )
-            return SimpleNamespace(outcome=ReplyOutcome.TAKEN, saved=saved)
-
-        return write
-
     parts = [part.id for part in SERVICE.parts]
+    takes = [_Take(part, writes, own, hold=written) for part in parts]
     tasks = [
-        asyncio.create_task(turns.take(state.id, part, answer(part), take(part))) for part in parts
+        asyncio.create_task(turns.take(state.id, part, answer(part), take))
+        for part, take in zip(parts, takes, strict=True)
     ]
     await asyncio.sleep(0)  # each task runs up to its write or its turn
     assert len(writes) == 1
@@ -59,15 +77,32 @@ async def test_replies_that_come_during_a_write_are_written_next_by_the_writing_
     results = await asyncio.gather(*tasks)
 
     # The second and third replies, waiting by then, were written together by the task
-    # that wrote the first, on the record its write saved.
-    assert [(task, save.expected_version) for task, save in writes] == [
-        (tasks[0], 1),
-        (tasks[0], 2),
-    ]
-    last = writes[1][1].state
-    assert [last.part(part).status for part in parts] == [PartStatus.ANSWERED] * 3
-    assert own_journaling == [parts[2]]  # the third rode on the second's save
+    # that wrote the first, on the record its write saved: the third along in the
+    # second's write.
+    assert [save.expected_version for save, _ in writes] == [1, 2]
+    assert [take.tasks for take in takes] == [[tasks[0]], [tasks[0]], []]
+    last, carried = writes[1]
+    assert [last.state.part(part).status for part in parts] == [PartStatus.ANSWERED] * 3
+    assert carried == [parts[2]]
+    assert own == []
     assert [record.version for record, _ in results] == [2, 3, 3]  # type: ignore[union-attr]
+
+
+async def test_replies_a_take_cannot_carry_journal_themselves_after_it() -> None:
+    state, turns, writes, own = _recorded(3600.0)
+    parts = [part.id for part in SERVICE.parts]
+    tasks = [
+        asyncio.create_task(
+            turns.take(state.id, part, answer(part), _Take(part, writes, own, carries=False))
+        )
+        for part in parts
+    ]
+    results = await asyncio.wait_for(asyncio.gather(*tasks), WAIT)
+    [(save, carried)] = writes
+    assert save.state.final
+    assert carried == []  # nothing taken along: the others journal themselves
+    assert sorted(own) == sorted(parts[1:])
+    assert [record.version for record, _ in results] == [2, 2, 2]  # type: ignore[union-attr]
 
 
 async def _value(record: Any) -> Any:
@@ -77,7 +112,9 @@ async def _value(record: Any) -> Any:
 WAIT = 10  # seconds; bounds only a failure
 
 
-def _recorded(turns_gather: float) -> tuple[Any, ReplyTurns, list[ReplySave], list[str]]:
+def _recorded(
+    turns_gather: float,
+) -> tuple[Any, ReplyTurns, list[tuple[ReplySave, list[str]]], list[str]]:
     """A three-part request sent, its turns with a gathering window of ``turns_gather``
     seconds, and the lists its replies' writes and own journaling go to."""
     state = new_service_request(uuid.uuid4(), SERVICE, NOW)
@@ -94,34 +131,21 @@ def _recorded(turns_gather: float) -> tuple[Any, ReplyTurns, list[ReplySave], li
     return state, turns, [], []
 
 
-def _take(name: str, writes: list[ReplySave], own: list[str]) -> Any:
-    async def write(save: ReplySave | None) -> Any:
-        if save is None:
-            own.append(name)
-            return SimpleNamespace(outcome=ReplyOutcome.TAKEN, saved=None)
-        writes.append(save)
-        saved = SimpleNamespace(
-            id=save.state.id, state=save.state, version=save.expected_version + 1
-        )
-        return SimpleNamespace(outcome=ReplyOutcome.TAKEN, saved=saved)
-
-    return write
-
-
 async def test_a_turn_gathers_the_replies_that_come_within_its_window_into_one_write() -> None:
     # An hour's window: the third reply finishes the request, so nobody waits it out.
     state, turns, writes, own = _recorded(3600.0)
     parts = [part.id for part in SERVICE.parts]
     tasks = [
-        asyncio.create_task(turns.take(state.id, part, answer(part), _take(part, writes, own)))
+        asyncio.create_task(turns.take(state.id, part, answer(part), _Take(part, writes, own)))
         for part in parts
     ]
     results = await asyncio.wait_for(asyncio.gather(*tasks), WAIT)
-    [save] = writes  # one write, after the last reply, with all three
+    [(save, carried)] = writes  # one write, after the last reply, with all three
     assert save.expected_version == 1
     assert [save.state.part(part).status for part in parts] == [PartStatus.ANSWERED] * 3
     assert save.state.final
-    assert own == parts[1:]  # the others journal themselves after it
+    assert carried == parts[1:]  # the others journaled in the same write
+    assert own == []
     assert [record.version for record, _ in results] == [2, 2, 2]  # type: ignore[union-attr]
 
 
@@ -129,10 +153,10 @@ async def test_a_reply_that_leaves_its_request_unfinished_waits_no_longer_than_t
     state, turns, writes, own = _recorded(0.01)
     part = SERVICE.parts[0].id
     taken = await asyncio.wait_for(
-        turns.take(state.id, part, answer(part), _take(part, writes, own)), WAIT
+        turns.take(state.id, part, answer(part), _Take(part, writes, own)), WAIT
     )
     assert taken is not None
-    [save] = writes
+    [(save, _)] = writes
     assert save.state.part(part).status is PartStatus.ANSWERED
     assert not save.state.final
     assert own == []
