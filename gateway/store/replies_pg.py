@@ -14,12 +14,12 @@ How it stays all or nothing under READ COMMITTED, in autocommit:
   copy taken first leaves it ACKED: it drops out). ``old1``, ``old2``, ... lock those
   along in the same way, only if ``old0`` has the first.
 * ``moved`` (``moved0``, ``moved1``, ...: nothing unless ``old0`` has the first
-  response) and its history rows,
-  the requests settled (as ``acknowledge`` does) and ``saved`` (on the condition that
-  the first response moved) follow from those. The request's row is always locked
-  before the responses', by every writer of both; responses go along only with a
-  save, so writers of one request's responses take turns at its row, and nobody
-  waits for a response while holding another one that its writer wants.
+  response) and its history rows, the requests settled (as ``acknowledge`` does) and
+  ``saved`` (on the condition that the first response moved) follow from those. The
+  request's row is always locked before the responses', by every writer of both;
+  responses go along only with a save, so writers of one request's responses take
+  turns at its row, and nobody waits for a response while holding another one that
+  its writer wants.
 
 The path itself is not spelled here: it comes as parameter arrays, the steps of
 :func:`~gateway.store.journal_rules.reply_path` from ACCEPTED, the one the SQLite
@@ -53,15 +53,14 @@ from gateway.store.service_requests import ServiceRequestRecord
 _SR = SERVICE_REQUEST_COLUMNS.split(", ")
 _SAVED = ", ".join(f"saved.{column} AS sr_{column}" for column in _SR)
 
-# $1 the response, $2 at, $3 actor; the
-# path (:func:`reply_path` from ACCEPTED): $4 state to, $5 from states, $6 to states,
-# $7 each response's reasons in turn (one per step, the first response's first); $8
-# service request (NULL: no save), $9 its expected version, $10 status, $11
-# completed_by, $12 state, $13 next deadline, $14 final, $15 message ids and $16 part
-# ids of its sent parts; $17 until when a callback it makes due is claimed (NULL: not
-# claimed); $18 on: the responses along. Nothing moves unless the first response does,
-# nothing is saved at a stale version (or none asked), nor unless the first response
-# moved.
+# $1 the response, $2 at, $3 actor; the path (:func:`reply_path` from ACCEPTED): $4
+# state to, $5 from states, $6 to states, $7 each response's reasons in turn (one per
+# step, the first response's first); $8 service request (NULL: no save), $9 its
+# expected version, $10 status, $11 completed_by, $12 state, $13 next deadline, $14
+# final, $15 message ids and $16 part ids of its sent parts; $17 until when a callback
+# it makes due is claimed (NULL: not claimed); $18 on: the responses along. Nothing
+# moves unless the first response does, nothing is saved at a stale version (or none
+# asked), nor unless the first response moved.
 _SAVE_WHERE = "id = $8::text AND version = $9::integer AND EXISTS (SELECT 1 FROM moved)"
 _SAVE = save_request("$8::text", "$2", 10, _SAVE_WHERE, "$17::timestamptz")
 _STEPS = "array_length($5::text[], 1)"
@@ -71,12 +70,12 @@ _STEPS = "array_length($5::text[], 1)"
 def take_reply_sql(along: int) -> str:
     """The statement that takes a response and ``along`` more (``$18`` on).
 
-    Each response is locked by a lookup of its own key (``old0``, ``old1``, ...): the
-    plan is then the same however many rows the table has, and whether PostgreSQL
-    plans it once for every execution or anew each time (one over an array parameter
-    was planned anew each time, as its row count was unknown: 0.88 ms a statement
-    against 0.42 in a micro-benchmark; over the key set, an unanalyzed journal's plan
-    read the whole table)."""
+    Each response is locked by a lookup of its own key (``old0``, ``old1``, ...), so
+    that the plan finds each by its key however many rows the table has, and
+    PostgreSQL plans it once for all executions. Over an array parameter it planned
+    each execution anew, not knowing the array's length (0.88 ms a statement against
+    0.42 in a micro-benchmark); over ``message_id = ANY(...)``, an unanalyzed
+    journal's plan read the whole table."""
     ids = ["$1", *(f"${18 + n}" for n in range(along))]
     each = ", ".join(_take_one(n, id) for n, id in enumerate(ids))
     moved = " UNION ALL ".join(f"SELECT * FROM moved{n}" for n in range(len(ids)))
@@ -119,7 +118,7 @@ def _take_one(n: int, id: str) -> str:
     UPDATE messages AS m
     SET state = $4, updated_at = $2, version = m.version + {_STEPS} - old.first_step + 1
     FROM old{n} AS old
-    WHERE m.message_id = old.message_id AND EXISTS (SELECT 1 FROM old0)
+    WHERE m.message_id = old.message_id
     RETURNING {M_HEAD}, old.first_step, {n + 1} AS n
 )"""
 
