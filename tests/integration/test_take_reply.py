@@ -290,18 +290,21 @@ async def test_of_copies_and_replies_racing_from_one_version_one_is_taken(
     )
 
 
+@pytest.mark.parametrize("along", [[], ALONG])
 async def test_a_reply_with_its_save_is_one_statement_on_postgresql(
-    backend: Backend, clock: FakeClock
+    backend: Backend, clock: FakeClock, along: list[AlongReply]
 ) -> None:
     statements: list[str] = []
     async with traced(backend, statements) as journal:
         await journal.migrate()
         await answered(journal, clock, [S.QUEUED])
+        await two_more_answered(journal, clock, [])
         record = await pending(journal.service_requests())
         await journal.get(RESPONSE)  # the trace is told soon after: a read lets it through
         statements.clear()
-        taken = await take(journal, clock, with_answer(record))
+        taken = await take(journal, clock, with_answer(record), along=along)
         assert taken.outcome is ReplyOutcome.TAKEN
+        assert taken.along == {other.message_id for other in along}
         await journal.get(RESPONSE)
     if backend.name == "postgresql":
         assert writes(statements) == ["WITH"]
@@ -373,24 +376,6 @@ async def test_a_reply_cannot_go_along_with_itself(
     with pytest.raises(ValueError, match="other responses"):
         await take(store, clock, with_answer(await pending(requests)), along=[itself])
     assert (await store.get(RESPONSE)).state is S.QUEUED
-
-
-async def test_replies_taken_along_are_still_one_statement_on_postgresql(
-    backend: Backend, clock: FakeClock
-) -> None:
-    statements: list[str] = []
-    async with traced(backend, statements) as journal:
-        await journal.migrate()
-        await answered(journal, clock, [S.QUEUED])
-        await two_more_answered(journal, clock, [])
-        record = await pending(journal.service_requests())
-        await journal.get(RESPONSE)  # the trace is told soon after: a read lets it through
-        statements.clear()
-        taken = await take(journal, clock, with_answer(record), along=ALONG)
-        assert taken.along == {SECOND, message_id(6)}
-        await journal.get(RESPONSE)
-    if backend.name == "postgresql":
-        assert writes(statements) == ["WITH"]
 
 
 async def test_takes_racing_for_the_same_replies_move_each_once(

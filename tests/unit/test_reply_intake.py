@@ -26,6 +26,7 @@ from gateway.core.lifecycle import MessageState
 from gateway.core.service_lifecycle import ServiceState
 from gateway.router.pushed import PushedReply
 from gateway.router.router import Router
+from gateway.store.records import MessageRecord
 from gateway.store.replies import ReplyOutcome, ReplySave, ReplyTaken
 from gateway.store.service_requests import ServiceRequestRecord
 from gateway.testing.bus import Bus, open_bus
@@ -338,17 +339,33 @@ async def test_replies_waiting_for_their_turn_are_saved_together(bus: Bus) -> No
     }
 
 
-async def test_a_redundant_copy_in_a_turn_leaves_the_save_to_the_next_reply(bus: Bus) -> None:
+async def first_taken(bus: Bus) -> tuple[ServiceRequestRecord, World, MessageRecord]:
+    """A request whose first part's reply was taken already, and that reply."""
     record = await submit(bus)
     world = world_of(bus)
     await world.answer("birth-record")
     assert await bus.replies(PORTAL).drain() == 1
     [first] = await bus.journal.responses_to(str(record.state.parts[0].message_id))
+    return record, world, first
+
+
+async def queue_copy(bus: Bus, reply: MessageRecord) -> None:
+    """``reply`` queued again (at-least-once publishing)."""
+    copy = Message(message_id=reply.message_id, body=reply.xml, headers={})
+    await bus.transport.publish(Direction.RESPONSES, PORTAL, copy)
+
+
+async def acked_once(bus: Bus, reply: MessageRecord) -> bool:
+    history = await bus.journal.history(reply.message_id)
+    return [t.to_state for t in history].count(MessageState.ACKED) == 1
+
+
+async def test_a_redundant_copy_in_a_turn_leaves_the_save_to_the_next_reply(bus: Bus) -> None:
+    record, world, first = await first_taken(bus)
     # Queued: a new reply, a copy of the one taken (it waits behind the new one's write
     # and is first in the next turn), another new reply.
     await world.answer("parent-registration")
-    copy = Message(message_id=first.message_id, body=first.xml, headers={})
-    await bus.transport.publish(Direction.RESPONSES, PORTAL, copy)
+    await queue_copy(bus, first)
     await world.answer("parent-inn")
     intake, inbox = watched(bus)
 
@@ -363,23 +380,16 @@ async def test_a_redundant_copy_in_a_turn_leaves_the_save_to_the_next_reply(bus:
     assert done.status is ServiceState.COMPLETED
     assert done.version == record.version + 3
     assert await bus.depth(Direction.RESPONSES, PORTAL) == 0
-    assert [t.to_state for t in await bus.journal.history(first.message_id)].count(
-        MessageState.ACKED
-    ) == 1
+    assert await acked_once(bus, first)
 
 
 async def test_a_copy_in_a_turn_is_not_taken_along_but_dropped_on_its_own(bus: Bus) -> None:
-    record = await submit(bus)
-    world = world_of(bus)
-    await world.answer("birth-record")
-    assert await bus.replies(PORTAL).drain() == 1
-    [first] = await bus.journal.responses_to(str(record.state.parts[0].message_id))
+    record, world, first = await first_taken(bus)
     # Queued: a new reply (saved alone), then another and a copy of the one taken, which
     # wait behind its write and make the next turn.
     await world.answer("parent-registration")
     await world.answer("parent-inn")
-    copy = Message(message_id=first.message_id, body=first.xml, headers={})
-    await bus.transport.publish(Direction.RESPONSES, PORTAL, copy)
+    await queue_copy(bus, first)
     intake, inbox = watched(bus)
 
     assert await intake.drain() == 2
@@ -392,9 +402,7 @@ async def test_a_copy_in_a_turn_is_not_taken_along_but_dropped_on_its_own(bus: B
     assert inbox.along == [0, 0]
     assert await bus.depth(Direction.RESPONSES, PORTAL) == 0
     assert (await bus.aggregator.get(str(record.id))).status is ServiceState.COMPLETED
-    assert [t.to_state for t in await bus.journal.history(first.message_id)].count(
-        MessageState.ACKED
-    ) == 1
+    assert await acked_once(bus, first)
 
 
 async def test_a_failed_turn_leaves_every_reply_in_it_unsettled(bus: Bus) -> None:
