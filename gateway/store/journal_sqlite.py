@@ -145,10 +145,10 @@ SELECT {MESSAGE_HEAD}, answered_by FROM messages WHERE message_id = $1 AND kind 
     ) -> MessageRecord:
         moved = await self._try_move(connection, message_id, step, version, at, actor)
         if moved is None:
-            row = await self.database.fetch_one(connection, _HEAD, message_id)
-            if row is None:
+            found = await self._head(connection, message_id)
+            if found is None:
                 raise not_found(message_id)
-            raise conflict(message_id, step.from_state, step.to_state, version, message_of(row))
+            raise conflict(message_id, step.from_state, step.to_state, version, found)
         return moved
 
     async def _try_move(
@@ -187,10 +187,9 @@ SELECT {MESSAGE_HEAD}, answered_by FROM messages WHERE message_id = $1 AND kind 
             moved = await self._try_move(connection, message_id, to_deliver, None, at, actor)
             if moved is not None:
                 return moved
-            row = await self.database.fetch_one(connection, _HEAD, message_id)
-            if row is None:
+            found = await self._head(connection, message_id)
+            if found is None:
                 raise not_found(message_id)
-            found = message_of(row)
             if found.state is MessageState.ACCEPTED:
                 to_queue = Step(MessageState.ACCEPTED, MessageState.QUEUED, queued_reason)
                 await self._try_move(connection, message_id, to_queue, found.version, at, actor)
@@ -206,10 +205,10 @@ SELECT {MESSAGE_HEAD}, answered_by FROM messages WHERE message_id = $1 AND kind 
         async with self.database.writing() as connection:
             moved = await self._try_move(connection, message_id, step, None, at, actor)
             if moved is None:
-                row = await self.database.fetch_one(connection, _HEAD, message_id)
-                if row is None:
+                found = await self._head(connection, message_id)
+                if found is None:
                     raise not_found(message_id)
-                return Acknowledged(message_of(row), False)
+                return Acknowledged(found, False)
             await self._settle_request(connection, moved, at, actor)
         return Acknowledged(moved, True)
 
@@ -267,10 +266,7 @@ SELECT {MESSAGE_HEAD}, answered_by FROM messages WHERE message_id = $1 AND kind 
                     return ReplyTaken(ReplyOutcome.CONFLICT, found)
                 saved = service_request_of(saved_row)
             # This transaction holds SQLite's one writer: the response is still as found.
-            moved = await self._advance_as(
-                connection, message_id, steps, MessageState.ACKED, at, None, actor
-            )
-            await self._settle_request(connection, moved, at, actor)
+            moved = await self._move_reply(connection, message_id, steps, at, actor)
             taken_along = set()
             for other in along:
                 other_found = await self._head(connection, other.message_id)
@@ -278,18 +274,24 @@ SELECT {MESSAGE_HEAD}, answered_by FROM messages WHERE message_id = $1 AND kind 
                     continue
                 other_steps = reply_path(other_found.state, other.reason, other.queued_reason)
                 if other_steps:
-                    other_moved = await self._advance_as(
-                        connection,
-                        other.message_id,
-                        other_steps,
-                        MessageState.ACKED,
-                        at,
-                        None,
-                        actor,
-                    )
-                    await self._settle_request(connection, other_moved, at, actor)
+                    await self._move_reply(connection, other.message_id, other_steps, at, actor)
                     taken_along.add(other.message_id)
         return ReplyTaken(ReplyOutcome.TAKEN, moved, saved, frozenset(taken_along))
+
+    async def _move_reply(
+        self,
+        connection: aiosqlite.Connection,
+        message_id: str,
+        steps: list[Step],
+        at: datetime,
+        actor: str | None,
+    ) -> MessageRecord:
+        """A response taken: moved along ``steps`` to ACKED, its request settled."""
+        moved = await self._advance_as(
+            connection, message_id, steps, MessageState.ACKED, at, None, actor
+        )
+        await self._settle_request(connection, moved, at, actor)
+        return moved
 
     async def _head(
         self, connection: aiosqlite.Connection, message_id: str
