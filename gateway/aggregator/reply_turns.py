@@ -51,7 +51,7 @@ import structlog
 
 from gateway.aggregator.keyed_locks import KeyedLocks
 from gateway.aggregator.responses import Event, apply_event
-from gateway.core.aggregation import Outcome
+from gateway.core.aggregation import Outcome, ServiceRequestState
 from gateway.core.clock import Clock
 from gateway.core.errors import InternalError
 from gateway.store.replies import ReplyOutcome, ReplySave, ReplyTaken
@@ -206,10 +206,7 @@ class ReplyTurns:
             del self._arrived[sr_id]
 
     def _finishes(self, record: ServiceRequestRecord, turn: list[_Waiting]) -> bool:
-        now = self._clock.now()
-        state = record.state
-        for waiting in turn:
-            state = apply_event(state, waiting.part_id, waiting.event, now).state
+        state, _ = _applied(record.state, turn, self._clock.now())
         return state.final
 
     async def _carry(
@@ -220,11 +217,7 @@ class ReplyTurns:
         (the carrier was a redundant copy)."""
         for _ in range(MAX_SAVE_ATTEMPTS):
             now = self._clock.now()
-            state, outcomes = record.state, []
-            for waiting in turn:
-                outcome = apply_event(state, waiting.part_id, waiting.event, now)
-                outcomes.append(outcome)
-                state = outcome.state
+            state, outcomes = _applied(record.state, turn, now)
             carrier = turn[0]
             if state is record.state:  # nothing changes: each only journals itself
                 for waiting, outcome in zip(turn, outcomes, strict=True):
@@ -255,3 +248,15 @@ class ReplyTurns:
             f"service request {record.id} kept moving under {MAX_SAVE_ATTEMPTS} replies",
             service_request_id=str(record.id),
         )
+
+
+def _applied(
+    state: ServiceRequestState, turn: list[_Waiting], now: datetime
+) -> tuple[ServiceRequestState, list[Outcome]]:
+    """``state`` with ``turn``'s events applied in order, and each one's outcome."""
+    outcomes = []
+    for waiting in turn:
+        outcome = apply_event(state, waiting.part_id, waiting.event, now)
+        outcomes.append(outcome)
+        state = outcome.state
+    return state, outcomes
