@@ -10,6 +10,8 @@ background tasks, each supervised (:mod:`gateway.supervisor`):
   second (:mod:`gateway.router.marks`; the rest once more on :meth:`Bus.close`);
 * ``replies.<portal>``: the aggregator's subscription on each portal's response queue
   (:class:`~gateway.aggregator.replies.ReplyIntake`);
+* ``reply-gathering``: whether a fan-out's replies may wait for each other here, by
+  whether another process consumes the same portals' replies (:meth:`Bus.gather_if_alone`);
 * ``deadlines``: fire due service-request deadlines;
 * ``callbacks``: POST due result callbacks (woken when this process finishes one, whose
   callback the finishing write claimed for it: no claim statement; the outbox once an
@@ -28,12 +30,13 @@ HTTP layer and the CLI need, :class:`Bus` offers.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, Final
 
 import structlog
 import yarl
@@ -69,12 +72,15 @@ from gateway.store.base import ServiceRequests, Store
 from gateway.store.callback_outbox import CallbackOutbox
 from gateway.store.service_requests import ServiceRequestRecord
 from gateway.supervisor import Supervisor, held, rounds
-from gateway.transport.base import Transport
+from gateway.transport.base import Direction, Transport
 from gateway.transport.opening import open_transport
 from gateway.xml.parse import XmlLimits
 from gateway.xml.schema import type_catalog
 
 log = structlog.get_logger(__name__)
+
+#: Seconds between two looks at how many processes consume the portals' replies.
+GATHERING_CHECK_S: Final = 5.0
 
 # --- the parts, each from settings ------------------------------------------------------
 
@@ -248,9 +254,12 @@ class Bus:
         if not background:
             return
         self.supervisor.spawn("queued-marks", lambda: rounds(self._journal_queued_marks, DELAY))
-        self.aggregator.reply_gather = timedelta(milliseconds=self.settings.aggregator_gather_ms)
         for portal in self.portals:
             await self.serve_portal(portal)
+        await self.gather_if_alone()
+        self.supervisor.spawn(
+            "reply-gathering", lambda: rounds(self.gather_if_alone, GATHERING_CHECK_S)
+        )
         interval = self.settings.aggregator_interval_s
         self.supervisor.spawn("deadlines", lambda: rounds(self._fire_deadlines, interval))
         # A reply that makes a request final claims its callback in the same write;
@@ -272,6 +281,32 @@ class Bus:
     async def serve_portal(self, portal: str) -> None:
         """Consume ``portal``'s replies into its service requests from now on."""
         self.supervisor.spawn(f"replies.{portal}", await held(self.replies(portal).subscribe))
+
+    async def gather_if_alone(self) -> None:
+        """Let a fan-out's replies wait for each other (``SMEVBUS_AGGREGATOR_GATHER_MS``,
+        :mod:`gateway.aggregator.reply_turns`) only while no other process consumes the
+        replies of the portals this one serves. Another one (``serve --workers N``, a
+        second gateway) takes its share of a request's replies, which a turn here would
+        wait for the whole window in vain (measured with two workers on 2 cores: a
+        three-part fan-out at p50 46 ms, against 31 ms with no window). What the
+        transport cannot tell (it is down, say) leaves the window as it was."""
+        try:
+            async with asyncio.timeout(self.settings.metrics_timeout_s):
+                counts = [
+                    await self.transport.counts(Direction.RESPONSES, portal)
+                    for portal in self.portals
+                ]
+        except Exception as exc:
+            log.info("reply_consumers_unknown", error=repr(exc))
+            return
+        consumers = max((c.consumers or 0 for c in counts), default=0)
+        alone = consumers <= 1
+        window = timedelta(milliseconds=self.settings.aggregator_gather_ms if alone else 0)
+        if window != self.aggregator.reply_gather:
+            self.aggregator.reply_gather = window
+            log.info(
+                "reply_gathering", window_ms=window / timedelta(milliseconds=1), consumers=consumers
+            )
 
     async def close(self) -> None:
         """Stop the background tasks, then close the sender, transport and journal."""

@@ -17,7 +17,7 @@ from gateway.core.service_lifecycle import ServiceState
 from gateway.router.handover import HANDED_OVER
 from gateway.store.service_requests import ServiceRequestRecord
 from gateway.testing.bus import Bus, open_bus
-from gateway.transport.base import Direction, Message
+from gateway.transport.base import Delivery, Direction, Message, QueueCounts
 from tests.unit.test_reply_intake import PORTAL, WAIT, submit, world_of
 
 pytestmark = pytest.mark.asyncio
@@ -146,3 +146,35 @@ async def test_the_reply_that_ends_a_gathering_turn_is_written_before_its_sender
     # The write that saves all three was under way before the bus answered the last
     # SendResponse: signing that answer does not hold up the request's result.
     assert len(saves) == 1
+
+
+async def test_replies_gather_only_while_no_other_process_consumes_them(
+    serving: tuple[Bus, list[tuple[Direction, str]]],
+) -> None:
+    bus, _ = serving
+    window = timedelta(milliseconds=Settings().aggregator_gather_ms)
+    assert bus.aggregator.reply_gather == window  # this process alone consumes PORTAL's
+
+    async def elsewhere(delivery: Delivery) -> None:
+        await delivery.lapse()
+
+    # Another process (a second worker) consumes PORTAL's replies too: it takes its
+    # share of a request's replies, which a turn here would wait for in vain.
+    other = await bus.transport.consume(Direction.RESPONSES, PORTAL, elsewhere)
+    await bus.root.gather_if_alone()
+    assert bus.aggregator.reply_gather == timedelta(0)
+    done = await answered(bus, await submit(bus))
+    assert done.version == 4  # created, then each reply saved in its own turn
+
+    counts = bus.transport.counts
+
+    async def broker_down(direction: Direction, participant: str) -> QueueCounts:
+        raise ConnectionError("broker unreachable")
+
+    bus.transport.counts = broker_down  # type: ignore[method-assign]
+    await other.cancel()
+    await bus.root.gather_if_alone()
+    assert bus.aggregator.reply_gather == timedelta(0)  # not known: left as it was
+    bus.transport.counts = counts  # type: ignore[method-assign]
+    await bus.root.gather_if_alone()
+    assert bus.aggregator.reply_gather == window
