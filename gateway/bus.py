@@ -235,6 +235,8 @@ class Bus:
     supervisor: Supervisor = field(default_factory=Supervisor)
     #: When the callback loop next works the outbox (``time.monotonic()``).
     _outbox_round: float = field(default=0.0, init=False)
+    #: How many processes consumed the portals' replies at the last look (None: not yet).
+    _reply_consumers: int | None = field(default=None, init=False)
 
     @property
     def registry(self) -> Registry:
@@ -300,13 +302,12 @@ class Bus:
             log.info("reply_consumers_unknown", error=repr(exc))
             return
         consumers = max((c.consumers or 0 for c in counts), default=0)
-        alone = consumers <= 1
-        window = timedelta(milliseconds=self.settings.aggregator_gather_ms if alone else 0)
-        if window != self.aggregator.reply_gather:
-            self.aggregator.reply_gather = window
-            log.info(
-                "reply_gathering", window_ms=window / timedelta(milliseconds=1), consumers=consumers
-            )
+        if consumers == self._reply_consumers:
+            return
+        self._reply_consumers = consumers
+        gather_ms = self.settings.aggregator_gather_ms if consumers <= 1 else 0
+        self.aggregator.reply_gather = timedelta(milliseconds=gather_ms)
+        log.info("reply_gathering", window_ms=gather_ms, consumers=consumers)
 
     async def close(self) -> None:
         """Stop the background tasks, then close the sender, transport and journal."""
