@@ -290,7 +290,7 @@ class Bus:
         replies of the portals this one serves. Another one (``serve --workers N``, a
         second gateway) takes its share of a request's replies, which a turn here would
         wait for the whole window in vain (measured with two workers on 2 cores: a
-        three-part fan-out at p50 46 ms, against 31 ms with no window). What the
+        three-part fan-out at p50 46 ms, against about 30 ms with no window). What the
         transport cannot tell (it is down, say) leaves the window as it was."""
         try:
             async with asyncio.timeout(self.settings.metrics_timeout_s):
