@@ -402,11 +402,15 @@ class Aggregator:
         save; True when it changed the service request. Applying the same reply again
         changes nothing (the first outcome of a part stands): a redelivered reply is
         only journaled, or dropped as the redundant copy it is."""
-        link = self._open.link(original) or await self.store.by_message(original)
-        if link is None:
-            log.warning("uncorrelated_reply", original_message_id=str(original))
-            await take(None)
-            return False
+        link = self._open.link(original)
+        if link is None:  # not kept here: the link and the record in one read
+            linked = await self.store.by_message(original)
+            if linked is None:
+                log.warning("uncorrelated_reply", original_message_id=str(original))
+                await take(None)
+                return False
+            link = linked.link
+            self._open.keep(linked.record)  # for the reply's turn (unless it is final)
         try:
             event = to_event(read_response_data(response_data))
         except SmevbusError as exc:

@@ -54,7 +54,7 @@ from gateway.store.records import (
 )
 from gateway.store.replies import AlongReply, ReplySave, ReplyTaken
 from gateway.store.service_requests import (
-    MessageLink,
+    LinkedRequest,
     ServiceRequestPage,
     ServiceRequestRecord,
 )
@@ -366,8 +366,9 @@ class ServiceRequests(Protocol):
 
     async def get(self, sr_id: uuid.UUID | str) -> ServiceRequestRecord: ...
 
-    async def by_message(self, message_id: str | uuid.UUID) -> MessageLink | None:
-        """The service request and part a reply's ``in_reply_to`` MessageID belongs to."""
+    async def by_message(self, message_id: str | uuid.UUID) -> LinkedRequest | None:
+        """The service request and part a reply's ``in_reply_to`` MessageID belongs to,
+        with the request's record (one read)."""
         ...
 
     async def pending(self) -> list[ServiceRequestRecord]:

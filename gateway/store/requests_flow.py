@@ -28,6 +28,7 @@ from gateway.store.records import (
 )
 from gateway.store.rows import SERVICE_REQUEST_COLUMNS, Row, service_request_of, utc
 from gateway.store.service_requests import (
+    LinkedRequest,
     MessageLink,
     ServiceRequestConflict,
     ServiceRequestPage,
@@ -55,6 +56,11 @@ class RequestsFlow(Closing, Generic[C]):
     LINK_OF = (
         "SELECT service_request_id, part_id FROM service_request_messages WHERE message_id = $1"
     )
+    LINKED = f"""
+SELECT m.part_id, {", ".join(f"s.{c}" for c in SERVICE_REQUEST_COLUMNS.split(", "))}
+FROM service_request_messages AS m JOIN service_requests AS s ON s.id = m.service_request_id
+WHERE m.message_id = $1
+"""
     PENDING = (
         f"SELECT {SERVICE_REQUEST_COLUMNS} FROM service_requests WHERE status = 'PENDING' "
         "ORDER BY created_at, id"
@@ -212,13 +218,17 @@ WHERE status = 'PENDING' AND next_deadline IS NOT NULL ORDER BY next_deadline LI
             raise not_found(str(sr_id))
         return service_request_of(row)
 
-    async def by_message(self, message_id: str | uuid.UUID) -> MessageLink | None:
+    async def by_message(self, message_id: str | uuid.UUID) -> LinkedRequest | None:
         try:
             mid = canonical_message_id(str(message_id))
         except InvalidContent:
             return None
         async with self.database.reading() as connection:
-            return await self._link_of(connection, mid)
+            row = await self._one(connection, self.LINKED, mid)
+        if row is None:
+            return None
+        record = service_request_of(row)
+        return LinkedRequest(MessageLink(record.id, row["part_id"]), record)
 
     async def pending(self) -> list[ServiceRequestRecord]:
         return await self._select(self.PENDING)

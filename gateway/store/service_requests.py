@@ -119,6 +119,14 @@ class MessageLink:
     part_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class LinkedRequest:
+    """The part a bus request was sent for, and its service request as read with it."""
+
+    link: MessageLink
+    record: ServiceRequestRecord
+
+
 def next_deadline_of(state: ServiceRequestState) -> datetime | None:
     when = next_deadline(state)
     return None if when is None else when.astimezone(UTC)

@@ -270,8 +270,14 @@ async def test_link_and_find_by_message(requests: ServiceRequests) -> None:
     await requests.link_message(str(mid(1)).upper(), rid(1), "birth-record")  # no-op
     await requests.link_message(mid(2), rid(2), "parent-inn")
 
-    assert await requests.by_message(mid(1)) == MessageLink(rid(1), "birth-record")
-    assert await requests.by_message(str(mid(2))) == MessageLink(rid(2), "parent-inn")
+    first = await requests.by_message(mid(1))
+    assert first is not None
+    assert first.link == MessageLink(rid(1), "birth-record")
+    assert first.record == await requests.get(rid(1))  # read with the link
+    second = await requests.by_message(str(mid(2)))
+    assert second is not None
+    assert second.link == MessageLink(rid(2), "parent-inn")
+    assert second.record.id == rid(2)
     assert await requests.by_message(mid(3)) is None
     assert await requests.by_message("not-a-uuid") is None
     with pytest.raises(MessageLinkConflict):
@@ -288,8 +294,11 @@ async def test_save_links_part_message_ids(requests: ServiceRequests) -> None:
     state = on_answer(saved.state, "birth-record", {"Number": "1"}, T0).state
     await requests.save(state, saved.version, at=T0)  # links again: no-op
 
-    assert await requests.by_message(mid(1)) == MessageLink(rid(1), "birth-record")
-    assert await requests.by_message(mid(2)) == MessageLink(rid(1), "parent-registration")
+    links = [await requests.by_message(mid(n)) for n in (1, 2)]
+    assert [None if linked is None else linked.link for linked in links] == [
+        MessageLink(rid(1), "birth-record"),
+        MessageLink(rid(1), "parent-registration"),
+    ]
 
 
 # --- deadlines and resume -------------------------------------------------------------

@@ -920,6 +920,7 @@ HOT_STATEMENTS = {
     "take reply": replies_pg.take_reply_sql(0),
     "take reply with two along": replies_pg.take_reply_sql(2),
     "create service request": requests_pg._CREATE,
+    "service request by message": requests_pg.PgServiceRequests.LINKED,
     "save service request": requests_pg._SAVE,
     "settle callback": requests_pg._SETTLE_CALLBACK,
 }

@@ -29,7 +29,7 @@ from gateway.core.service_lifecycle import CompletedBy, ServiceState
 from gateway.store import ServiceRequests
 from gateway.store.requests_sqlite import SqliteServiceRequests
 from gateway.store.service_requests import (
-    MessageLink,
+    LinkedRequest,
     ServiceRequestRecord,
 )
 from gateway.testing.bus import Bus, content, open_bus, pump
@@ -148,9 +148,10 @@ async def test_submit_sends_one_signed_request_per_part(world: World) -> None:
     # Every part's MessageID correlates back to its part.
     for p in record.state.parts:
         assert p.message_id is not None
-        link = await world.store.by_message(p.message_id)
-        assert link is not None
-        assert (link.service_request_id, link.part_id) == (record.id, p.id)
+        linked = await world.store.by_message(p.message_id)
+        assert linked is not None
+        assert (linked.link.service_request_id, linked.link.part_id) == (record.id, p.id)
+        assert linked.record == record
 
 
 async def test_bad_input_is_refused_before_anything_is_sent(world: World) -> None:
@@ -352,7 +353,7 @@ async def test_one_pump_applies_replies_side_by_side_and_loses_none(world: World
     started = 0
 
     class Overlapping(SqliteServiceRequests):
-        async def by_message(self, message_id: str | uuid.UUID) -> MessageLink | None:
+        async def by_message(self, message_id: str | uuid.UUID) -> LinkedRequest | None:
             nonlocal started
             started += 1
             if started == 2:
@@ -379,10 +380,11 @@ async def test_a_reply_that_fails_to_apply_stops_no_other_and_stays_unacked(
         await world.answer_all()
 
     class Failing(SqliteServiceRequests):
-        async def get(self, id: str | uuid.UUID) -> ServiceRequestRecord:
-            if str(id) == str(broken.id):
+        async def by_message(self, message_id: str | uuid.UUID) -> LinkedRequest | None:
+            linked = await super().by_message(message_id)
+            if linked is not None and linked.record.id == broken.id:
                 raise OSError("database connection lost")
-            return await super().get(id)
+            return linked
 
     agg = world.aggregator(Failing(world.store.database))
     with pytest.raises(OSError, match="connection lost"):
@@ -405,14 +407,14 @@ async def test_conflicting_save_is_reapplied_on_the_fresh_state(world: World) ->
     class RacingStore(SqliteServiceRequests):
         raced = False
 
-        async def get(self, id: str | uuid.UUID) -> ServiceRequestRecord:
-            record = await super().get(id)
+        async def by_message(self, message_id: str | uuid.UUID) -> LinkedRequest | None:
+            linked = await super().by_message(message_id)
             if not self.raced:
                 # Another process applies its reply between our read and our write.
                 self.raced = True
                 await world.answer("parent-registration")
                 assert await pump(world.bus, other) == 1
-            return record
+            return linked
 
     racing = RacingStore(world.store.database)
     agg = world.aggregator(racing)
@@ -569,7 +571,7 @@ class CountingReads(SqliteServiceRequests):
         self.reads += 1
         return await super().get(id)
 
-    async def by_message(self, message_id: str | uuid.UUID) -> MessageLink | None:
+    async def by_message(self, message_id: str | uuid.UUID) -> LinkedRequest | None:
         self.reads += 1
         return await super().by_message(message_id)
 
@@ -604,3 +606,16 @@ async def test_a_kept_record_another_process_saved_since_is_re_read_not_overwrit
     assert parts(done.state)["birth-record"] is PartStatus.ANSWERED
     assert parts(done.state)["parent-registration"] is PartStatus.ANSWERED
     assert done.version == 3
+
+
+async def test_a_reply_to_a_request_another_process_sent_is_applied_after_one_read(
+    world: World,
+) -> None:
+    record = await submit(world)  # sent and kept by world.agg, not by this one
+    store = CountingReads(world.store.database)
+    await world.answer("birth-record")
+    assert await pump(world.bus, world.aggregator(store)) == 1
+    assert store.reads == 1  # the link and the record it belongs to, together
+    done = await world.agg.get(str(record.id))
+    assert parts(done.state)["birth-record"] is PartStatus.ANSWERED
+    assert done.version == 2
