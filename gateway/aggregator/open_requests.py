@@ -4,12 +4,12 @@ their replies without reading the store first.
 A reply names its request's MessageID; the store links it to a service request and a
 part, and holds the record. Most replies reach the process that sent the request and
 saved it last, so that process knows both: it applies the reply to the record it
-holds and saves, one statement instead of two (another process reads the link and the
-record together first: :meth:`~gateway.store.base.ServiceRequests.by_message`). What it holds may be stale (another
-process saved since): the save is a compare-and-set on the version, so a stale record
-costs a refused save and a re-read, never a lost change. A final record leaves (a late
-reply reads the store, which says it is final); the least recently used ones leave
-beyond :data:`LIMIT`.
+holds and saves, one statement instead of two (another process first reads the link
+and the record together: :meth:`~gateway.store.base.ServiceRequests.by_message`).
+What it holds may be stale (another process saved since): the save is a
+compare-and-set on the version, so a stale record costs a refused save and a re-read,
+never a lost change. A final record leaves (a late reply reads the store, which says
+it is final); the least recently used ones leave beyond :data:`LIMIT`.
 """
 
 from __future__ import annotations
