@@ -26,7 +26,13 @@ from gateway.store.records import (
     require_aware,
     require_name,
 )
-from gateway.store.rows import SERVICE_REQUEST_COLUMNS, Row, service_request_of, utc
+from gateway.store.rows import (
+    S_SERVICE_REQUEST_COLUMNS,
+    SERVICE_REQUEST_COLUMNS,
+    Row,
+    service_request_of,
+    utc,
+)
 from gateway.store.service_requests import (
     LinkedRequest,
     MessageLink,
@@ -57,7 +63,7 @@ class RequestsFlow(Closing, Generic[C]):
         "SELECT service_request_id, part_id FROM service_request_messages WHERE message_id = $1"
     )
     LINKED = f"""
-SELECT m.part_id, {", ".join(f"s.{c}" for c in SERVICE_REQUEST_COLUMNS.split(", "))}
+SELECT m.part_id, {S_SERVICE_REQUEST_COLUMNS}
 FROM service_request_messages AS m JOIN service_requests AS s ON s.id = m.service_request_id
 WHERE m.message_id = $1
 """

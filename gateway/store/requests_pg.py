@@ -19,7 +19,12 @@ from gateway.store.callbacks import Settlement
 from gateway.store.pg import PgDatabase
 from gateway.store.pg_sql import link_parts, save_request, save_values
 from gateway.store.requests_flow import RequestsFlow
-from gateway.store.rows import SERVICE_REQUEST_COLUMNS, Row, service_request_of
+from gateway.store.rows import (
+    S_SERVICE_REQUEST_COLUMNS,
+    SERVICE_REQUEST_COLUMNS,
+    Row,
+    service_request_of,
+)
 from gateway.store.service_requests import (
     MessageLink,
     ServiceRequestRecord,
@@ -28,7 +33,6 @@ from gateway.store.service_requests import (
 )
 
 _COLUMNS = SERVICE_REQUEST_COLUMNS
-_S_COLUMNS = ", ".join(f"s.{c}" for c in _COLUMNS.split(", "))
 _CREATE = f"""
 WITH created AS (
     INSERT INTO service_requests (id, service, participant, idempotency_key, status,
@@ -61,7 +65,7 @@ WITH due AS (
 UPDATE service_requests AS s
 SET callback_attempts = s.callback_attempts + 1, callback_next_at = $3
 FROM due WHERE s.id = due.id
-RETURNING {_S_COLUMNS}, due.callback_next_at AS due_at
+RETURNING {S_SERVICE_REQUEST_COLUMNS}, due.callback_next_at AS due_at
 """
 _SETTLE_CALLBACK = """
 UPDATE service_requests

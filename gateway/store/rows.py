@@ -32,6 +32,8 @@ SERVICE_REQUEST_COLUMNS = (
     "updated_at, version, callback_url, callback_state, callback_attempts, "
     "callback_next_at, callback_last_error, callback_delivered_at, request_digest"
 )
+#: The same, of ``service_requests`` aliased ``s`` in a join.
+S_SERVICE_REQUEST_COLUMNS = ", ".join(f"s.{c}" for c in SERVICE_REQUEST_COLUMNS.split(", "))
 
 Row = Mapping[str, Any]
 
