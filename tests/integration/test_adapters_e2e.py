@@ -21,11 +21,12 @@ from gateway.client.http import SoapHttp
 from gateway.client.participant import ParticipantClient
 from gateway.core.clock import SystemClock
 from gateway.crypto.keystore import load_signer, load_verifier
-from gateway.testing.chain import Chain, running_chain
+from gateway.testing.chain import Chain
 from gateway.testing.journal import journal_report_at
 from gateway.xml.parse import parse_secure
 from gateway.xml.readers import read_response_data
 from tests.integration import store_fixtures
+from tests.integration.chain_fixtures import chain_of
 
 postgres_url = store_fixtures.postgres_url
 pytestmark = pytest.mark.integration
@@ -39,9 +40,7 @@ PARTICIPANTS = {"PORTAL": "portal", "ZAGS": "zags", "MVD_MIGR": "mvd", "FNS": "f
 def chain(
     amqp_url: str, postgres_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Chain]:
-    with running_chain(
-        amqp_url, tmp_path_factory.mktemp("keys"), tmp_path_factory.mktemp("logs")
-    ) as running:
+    with chain_of(amqp_url, tmp_path_factory) as running:
         yield running
 
 

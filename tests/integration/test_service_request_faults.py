@@ -30,8 +30,9 @@ import asyncpg
 import httpx
 import pytest
 
-from gateway.testing.chain import Chain, running_chain
+from gateway.testing.chain import Chain
 from tests.integration import store_fixtures
+from tests.integration.chain_fixtures import chain_of
 from tests.integration.test_service_requests_e2e import APPLICANT
 
 postgres_url = store_fixtures.postgres_url
@@ -58,12 +59,7 @@ FINAL_WITHIN = 240.0
 def chain(
     amqp_url: str, postgres_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Chain]:
-    with running_chain(
-        amqp_url,
-        tmp_path_factory.mktemp("keys"),
-        tmp_path_factory.mktemp("logs"),
-        api_tokens={TOKEN: "PORTAL"},
-    ) as running:
+    with chain_of(amqp_url, tmp_path_factory, token=TOKEN) as running:
         yield running
 
 

@@ -25,8 +25,9 @@ import httpx
 import pytest
 
 from gateway.core.catalogue import parse_catalogue
-from gateway.testing.chain import Chain, running_chain
+from gateway.testing.chain import Chain
 from tests.integration import store_fixtures
+from tests.integration.chain_fixtures import chain_of
 
 postgres_url = store_fixtures.postgres_url
 pytestmark = pytest.mark.integration
@@ -61,11 +62,10 @@ APPLICANT = {
 def chain(
     amqp_url: str, postgres_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Chain]:
-    with running_chain(
+    with chain_of(
         amqp_url,
-        tmp_path_factory.mktemp("keys"),
-        tmp_path_factory.mktemp("logs"),
-        api_tokens={TOKEN: "PORTAL"},
+        tmp_path_factory,
+        token=TOKEN,
         gateway_env={
             "SMEVBUS_CALLBACK_SECRET": CALLBACK_SECRET,
             "SMEVBUS_CALLBACK_HOSTS": "127.0.0.1",

@@ -19,8 +19,9 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.testing.chain import Chain, running_chain
+from gateway.testing.chain import Chain
 from tests.integration import store_fixtures
+from tests.integration.chain_fixtures import chain_of
 from tests.integration.test_service_requests_e2e import APPLICANT, wait_final
 
 postgres_url = store_fixtures.postgres_url
@@ -36,11 +37,10 @@ WITHIN_S = 30.0
 def chain(
     amqp_url: str, postgres_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Chain]:
-    with running_chain(
+    with chain_of(
         amqp_url,
-        tmp_path_factory.mktemp("keys"),
-        tmp_path_factory.mktemp("logs"),
-        api_tokens={TOKEN: "PORTAL"},
+        tmp_path_factory,
+        token=TOKEN,
         gateway_env={"SMEVBUS_HTTP_WORKERS": "2"},
         pulling=(),
     ) as running:
