@@ -31,6 +31,7 @@ import asyncio
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Protocol
 
 import structlog
@@ -77,6 +78,11 @@ class Inbox(Protocol):
 class Applies(Protocol):
     """What the intake needs of the aggregator."""
 
+    @property
+    def reply_gather(self) -> timedelta:
+        """How long a turn waits for a service request's other replies."""
+        ...
+
     async def apply_reply(
         self, original: uuid.UUID, response_data: etree._Element, take: TakeReply
     ) -> bool: ...
@@ -115,9 +121,11 @@ class ReplyIntake:
     async def _consume(self, delivery: Delivery) -> None:
         await self.handle(delivery)
 
-    def hand(self, delivery: HandedOver, reply: PushedReply) -> None:
+    def hand(self, delivery: HandedOver, reply: PushedReply) -> float:
         """Take a reply the router hands over in this process (:mod:`gateway.router.handover`)
-        in a task of its own; what the take leaves unsettled goes to the broker's queue."""
+        in a task of its own; what the take leaves unsettled goes to the broker's queue.
+        Its answer may wait for the take's write as long as its turn may gather
+        (:mod:`gateway.router.holds`)."""
 
         async def apply(_: Delivery) -> None:
             await self._apply(delivery, reply)
@@ -127,10 +135,13 @@ class ReplyIntake:
                 await run_handler(apply, delivery)
             except Exception:  # not even queued: still ACCEPTED, for the relay
                 log.exception("handover_lost_to_relay", message_id=delivery.message.message_id)
+            finally:
+                delivery.taking.set()
 
         task = asyncio.create_task(take(), name=f"handover {delivery.message.message_id}")
         self._handed.add(task)
         task.add_done_callback(self._handed.discard)
+        return self.aggregator.reply_gather.total_seconds()
 
     async def subscribe(self) -> Subscription:
         """Consume the queue, and take the replies the router hands over, from now until
@@ -192,6 +203,9 @@ class _Take:
         self, save: ReplySave | None, along: Sequence[TakeReply] = ()
     ) -> ReplyTaken | None:
         others = [t.delivery for t in along if isinstance(t, _Take) and t.intake is self.intake]
+        for delivery in (self.delivery, *others):
+            if isinstance(delivery, HandedOver):
+                delivery.taking.set()  # its answer need wait no more
         intake = self.intake
         return await intake.inbox.take_reply(intake.participant, self.delivery, save, others)
 

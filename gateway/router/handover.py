@@ -28,6 +28,7 @@ redundant copy.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -44,8 +45,10 @@ log = structlog.get_logger(__name__)
 #: The reason journaled for the move to QUEUED of a response handed over.
 HANDED_OVER = "handed over in process"
 
-#: A subscriber's intake of handed-over responses: takes it from here, never raises.
-HandOver = Callable[["HandedOver", "PushedReply"], None]
+#: A subscriber's intake of handed-over responses: takes it from here, never raises;
+#: returns for how many seconds at most the response's answer may wait for its take's
+#: write to begin (:mod:`gateway.router.holds`; 0: not held).
+HandOver = Callable[["HandedOver", "PushedReply"], float]
 
 
 class HandedOver(Delivery):
@@ -56,6 +59,8 @@ class HandedOver(Delivery):
         super().__init__(message, delivery_count=1, retries=0, retry_delays=())
         self._transport = transport
         self._participant = participant
+        #: Set once the take's write begins, or the take is over.
+        self.taking = asyncio.Event()
 
     async def _ack(self) -> None:
         pass  # the take journaled it: nothing is queued anywhere

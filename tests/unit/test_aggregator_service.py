@@ -102,6 +102,11 @@ class World:
         for part in AGENCIES:
             await self.answer(part)
 
+    async def answer_together(self) -> None:
+        """Every agency answers at once, as agencies of their own do (an answer the bus
+        holds, :mod:`gateway.router.holds`, keeps none of the others waiting)."""
+        await asyncio.gather(*(self.answer(part) for part in AGENCIES))
+
     def advance(self, delta: timedelta) -> None:
         self.bus.clock.advance(delta)
 

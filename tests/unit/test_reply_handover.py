@@ -18,6 +18,7 @@ from gateway.router.handover import HANDED_OVER
 from gateway.store.service_requests import ServiceRequestRecord
 from gateway.testing.bus import Bus, open_bus
 from gateway.transport.base import Delivery, Direction, Message, QueueCounts
+from tests.unit.test_aggregator_service import AGENCIES
 from tests.unit.test_reply_intake import PORTAL, WAIT, submit, world_of
 
 pytestmark = pytest.mark.asyncio
@@ -43,10 +44,14 @@ async def serving() -> AsyncIterator[tuple[Bus, list[tuple[Direction, str]]]]:
         await bus.close()
 
 
-async def answered(bus: Bus, record: ServiceRequestRecord) -> ServiceRequestRecord:
-    """``record`` once every agency answered and the replies were taken."""
+async def answered(
+    bus: Bus, record: ServiceRequestRecord, *, together: bool = False
+) -> ServiceRequestRecord:
+    """``record`` once every agency answered (one after another, or at once) and the
+    replies were taken."""
     finalized = asyncio.create_task(bus.aggregator.finalized.wait())
-    await world_of(bus).answer_all()
+    world = world_of(bus)
+    await (world.answer_together() if together else world.answer_all())
     await asyncio.wait_for(finalized, timeout=WAIT)
     return await bus.aggregator.get(str(record.id))
 
@@ -68,7 +73,7 @@ async def test_replies_to_a_portal_served_here_skip_the_broker(
     assert bus.aggregator.reply_gather == timedelta(milliseconds=20)  # the setting's default
     # A minute to gather in: the last reply finishes the request, nobody waits it out.
     bus.aggregator.reply_gather = timedelta(minutes=1)
-    done = await answered(bus, await submit(bus))
+    done = await answered(bus, await submit(bus), together=True)
     await bus.root.supervisor.close()  # waits for the takes under way
     assert done.status is ServiceState.COMPLETED
     assert done.version == 2  # created, then the three replies saved in one write
@@ -127,25 +132,32 @@ async def test_once_the_subscription_ends_replies_go_to_the_queue_again(
     assert (await bus.aggregator.get(str(record.id))).status is not ServiceState.COMPLETED
 
 
-async def test_the_reply_that_ends_a_gathering_turn_is_written_before_its_sender_is_answered(
+async def test_each_agency_of_a_gathering_turn_is_answered_once_its_write_is_under_way(
     serving: tuple[Bus, list[tuple[Direction, str]]],
 ) -> None:
     bus, _ = serving
     bus.aggregator.reply_gather = timedelta(minutes=1)  # the first two replies wait in it
     take_reply = bus.journal.take_reply
-    saves: list[object] = []
+    events: list[str] = []
 
     async def watched(message_id: str, save: Any, **kw: Any) -> Any:
         if save is not None:
-            saves.append(save)
+            events.append("write")
         return await take_reply(message_id, save, **kw)
 
     bus.journal.take_reply = watched  # type: ignore[method-assign]
     await submit(bus)
-    await world_of(bus).answer_all()  # each SendResponse answered in turn
-    # The write that saves all three was under way before the bus answered the last
-    # SendResponse: signing that answer does not hold up the request's result.
-    assert len(saves) == 1
+    world = world_of(bus)
+
+    async def answer(part: str) -> None:
+        await world.answer(part)
+        events.append(part)
+
+    await asyncio.gather(*(answer(part) for part in AGENCIES))
+    # The write that saves all three was under way before the bus answered any of
+    # their SendResponses (the first two were held for it: gateway.router.holds).
+    assert events[0] == "write"
+    assert sorted(events[1:]) == sorted(AGENCIES)
 
 
 async def test_replies_gather_only_while_no_other_process_consumes_them(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -263,6 +264,8 @@ async def test_a_late_reply_is_only_journaled(bus: Bus) -> None:
 
 class Failing:
     """An aggregator whose store is down."""
+
+    reply_gather = timedelta(0)
 
     async def apply_reply(
         self, original: uuid.UUID, response_data: etree._Element, take: TakeReply

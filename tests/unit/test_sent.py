@@ -60,3 +60,19 @@ def test_the_least_recently_kept_leave_past_the_limit() -> None:
     assert sent.get("2") is None
     assert sent.get("1") is not None
     assert sent.get("3") is not None
+
+
+def test_a_recipient_awaits_its_requests_until_each_is_answered_or_forgotten() -> None:
+    sent = SentRequests(limit=2)
+    assert not sent.awaits("ZAGS")
+    sent.keep(request("1"))
+    sent.keep(request("1"))  # kept again as the journal moved it: still one
+    sent.keep(request("2"))
+    sent.keep(dataclasses.replace(request("1"), state=MessageState.RESPONDED))
+    assert sent.awaits("ZAGS")  # "2" is still to answer
+    assert not sent.awaits("PORTAL")
+    sent.keep(dataclasses.replace(request("3"), recipient="MVD"))
+    sent.keep(dataclasses.replace(request("4"), recipient="MVD"))  # "2" leaves: the limit
+    assert not sent.awaits("ZAGS")
+    sent.keep(dataclasses.replace(request("3"), recipient="MVD", state=MessageState.RESPONDED))
+    assert sent.awaits("MVD")
