@@ -110,8 +110,11 @@ async def rounds(work: Work, interval: float, wake: asyncio.Event | None = None)
         if wake is None:
             await asyncio.sleep(interval)
             continue
+        # Not wait_for: it waits in a task of its own, whose end then has to wake this
+        # one (in a fan-out, the callback POST waited for the replies' tasks to end).
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), timeout=interval)
+            async with asyncio.timeout(interval):
+                await wake.wait()
 
 
 class Cancellable(Protocol):

@@ -222,6 +222,9 @@ class CallbackDispatcher:
         """Make the attempt each of ``claimed`` shows, claimed already (by the write that
         made its request final: :attr:`Aggregator.callback_lease
         <gateway.aggregator.service.Aggregator.callback_lease>`)."""
+        if len(claimed) == 1:  # in this task: not queued behind what the loop has ready
+            await self._attempt(claimed[0])
+            return
         await asyncio.gather(*(self._attempt(record) for record in claimed))
 
     def headers(self, record: ServiceRequestRecord, attempt: int, body: bytes) -> dict[str, str]:
