@@ -352,7 +352,11 @@ class Bus:
         await self.aggregator.fire_deadlines()
 
     async def _deliver_callbacks(self) -> None:
-        await self.callbacks.deliver(self.aggregator.claimed_callbacks())
+        claimed = self.aggregator.claimed_callbacks()
+        try:
+            await self.callbacks.deliver(claimed)
+        finally:
+            self.aggregator.callbacks_attempted(claimed)
         now = time.monotonic()
         if now >= self._outbox_round:
             self._outbox_round = now + self.settings.aggregator_interval_s

@@ -133,10 +133,12 @@ class ReplyIntake:
         async def take() -> None:  # under the request id bound where it was handed over
             try:
                 await run_handler(apply, delivery)
-            except Exception:  # not even queued: still ACCEPTED, for the relay
+            except BaseException as exc:
+                delivery.taking.set()  # its answer need wait no more
+                if not isinstance(exc, Exception):
+                    raise
+                # Not even queued: still ACCEPTED, for the relay.
                 log.exception("handover_lost_to_relay", message_id=delivery.message.message_id)
-            finally:
-                delivery.taking.set()
 
         task = asyncio.create_task(take(), name=f"handover {delivery.message.message_id}")
         self._handed.add(task)
@@ -203,11 +205,14 @@ class _Take:
         self, save: ReplySave | None, along: Sequence[TakeReply] = ()
     ) -> ReplyTaken | None:
         others = [t.delivery for t in along if isinstance(t, _Take) and t.intake is self.intake]
-        for delivery in (self.delivery, *others):
-            if isinstance(delivery, HandedOver):
-                delivery.taking.set()  # its answer need wait no more
+        if save is None:
+            self.answer()  # journaled only: no request's outcome to wait for
         intake = self.intake
         return await intake.inbox.take_reply(intake.participant, self.delivery, save, others)
+
+    def answer(self) -> None:
+        if isinstance(self.delivery, HandedOver):
+            self.delivery.taking.set()
 
 
 class _Both:

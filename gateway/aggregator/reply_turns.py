@@ -41,6 +41,7 @@ intake's prefetch, for at most the window).
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -81,6 +82,10 @@ class TakeReply(Protocol):
         self, save: ReplySave | None, along: Sequence[TakeReply] = ()
     ) -> ReplyTaken | None: ...
 
+    def answer(self) -> None:
+        """Let the reply's provider have its answer, which the router may hold until
+        then (:mod:`gateway.router.holds`)."""
+
 
 @dataclass(frozen=True)
 class Applied:
@@ -109,14 +114,15 @@ class ReplyTurns:
         clock: Clock,
         current: Callable[[uuid.UUID], Awaitable[ServiceRequestRecord]],
         reread: Callable[[uuid.UUID], Awaitable[ServiceRequestRecord]],
-        saved: Callable[[ServiceRequestRecord, bool], None],
+        saved: Callable[[ServiceRequestRecord, bool, Callable[[], None]], None],
         claim_until: Callable[[datetime], datetime | None] = lambda _: None,
     ) -> None:
         """``current``: the record as this process last saw it (or read); ``reread``:
-        from the store, after a conflict; ``saved``: told of each save (and whether it
-        made the request final); ``claim_until``: given the time of a save, until when
-        the callback of a request it makes final is claimed for this process
-        (:class:`~gateway.store.replies.ReplySave`), or None."""
+        from the store, after a conflict; ``saved``: told of each save, whether it made
+        the request final, and what to call once the request's outcome is out (its
+        result callback attempted, if it claimed one); ``claim_until``: given the time
+        of a save, until when the callback of a request it makes final is claimed for
+        this process (:class:`~gateway.store.replies.ReplySave`), or None."""
         self._clock = clock
         self._current = current
         self._reread = reread
@@ -179,6 +185,7 @@ class ReplyTurns:
         except BaseException as exc:
             error = exc if isinstance(exc, Exception) else InternalError("reply turn cancelled")
             for waiting in turn:
+                waiting.take.answer()
                 if not waiting.applied.done():
                     waiting.applied.set_exception(error)
             if not isinstance(exc, Exception):
@@ -221,16 +228,21 @@ class ReplyTurns:
             carrier = turn[0]
             if state is record.state:  # nothing changes: each only journals itself
                 for waiting, outcome in zip(turn, outcomes, strict=True):
+                    waiting.take.answer()
                     waiting.applied.set_result(Applied(record, outcome, journaled=False))
                 return record, []
             save = ReplySave(state, record.version, self._claim_until(now))
+            turn[-1].take.answer()  # it waited for no other: answered as its write begins
             taken = await carrier.take(save, [waiting.take for waiting in turn[1:]])
             if taken is None:  # the carrier was a redundant copy: nothing written
+                carrier.take.answer()
                 carrier.applied.set_result(None)
                 return record, turn[1:]
             if taken.outcome is ReplyOutcome.TAKEN and taken.saved is not None:
                 saved = taken.saved
-                self._saved(saved, any(outcome.became_final for outcome in outcomes))
+                final = any(outcome.became_final for outcome in outcomes)
+                waited = [waiting.take for waiting in turn[:-1]]
+                self._saved(saved, final, functools.partial(_answer, waited))
                 for n, (waiting, outcome) in enumerate(zip(turn, outcomes, strict=True)):
                     journaled = n == 0 or waiting.take.response_id in taken.along
                     waiting.applied.set_result(Applied(saved, outcome, journaled))
@@ -248,6 +260,11 @@ class ReplyTurns:
             f"service request {record.id} kept moving under {MAX_SAVE_ATTEMPTS} replies",
             service_request_id=str(record.id),
         )
+
+
+def _answer(takes: list[TakeReply]) -> None:
+    for take in takes:
+        take.answer()
 
 
 def _applied(

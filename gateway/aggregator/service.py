@@ -79,7 +79,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final, Protocol
 
@@ -175,6 +175,8 @@ class Aggregator:
         #: waits in :meth:`claimed_callbacks`; no claim statement is needed.
         self.callback_lease: timedelta | None = None
         self._claimed: list[ServiceRequestRecord] = []
+        #: What lets go the held answers of each claimed request's replies.
+        self._answers: dict[uuid.UUID, Callable[[], None]] = {}
         self._open = OpenRequests()
         self._turns = ReplyTurns(
             clock=clock,
@@ -480,18 +482,33 @@ class Aggregator:
 
     def claimed_callbacks(self) -> list[ServiceRequestRecord]:
         """The requests made final by a reply since the last call, their callbacks
-        claimed for this process (:attr:`callback_lease`): for it to POST at once."""
+        claimed for this process (:attr:`callback_lease`): for it to POST at once, and
+        then to tell :meth:`callbacks_attempted`."""
         claimed, self._claimed = self._claimed, []
         return claimed
+
+    def callbacks_attempted(self, claimed: Sequence[ServiceRequestRecord]) -> None:
+        """The first attempts of ``claimed`` callbacks are over: the answers to their
+        replies that waited for them go (:mod:`gateway.router.holds`)."""
+        for record in claimed:
+            answer = self._answers.pop(record.id, None)
+            if answer is not None:
+                answer()
 
     def _claim_until(self, now: datetime) -> datetime | None:
         return None if self.callback_lease is None else now + self.callback_lease
 
-    def _kept_reply(self, record: ServiceRequestRecord, became_final: bool) -> None:
-        """A reply's save: as :meth:`_kept`; a callback it claimed waits for its POST."""
+    def _kept_reply(
+        self, record: ServiceRequestRecord, became_final: bool, answer: Callable[[], None]
+    ) -> None:
+        """A reply's save: as :meth:`_kept`; a callback it claimed waits for its POST,
+        and ``answer`` (the held answers of the replies saved) for that POST's end."""
         callback = record.callback
         if became_final and callback is not None and callback.attempts > 0:
             self._claimed.append(record)  # claimed by this save (the first attempt counted)
+            self._answers[record.id] = answer
+        else:
+            answer()
         self._kept(record, became_final)
 
     def _kept(self, record: ServiceRequestRecord, became_final: bool) -> None:

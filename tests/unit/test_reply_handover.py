@@ -5,7 +5,7 @@ the take leaves unsettled goes to the portal's queue, where the subscription tak
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -18,7 +18,7 @@ from gateway.router.handover import HANDED_OVER
 from gateway.store.service_requests import ServiceRequestRecord
 from gateway.testing.bus import Bus, open_bus
 from gateway.transport.base import Delivery, Direction, Message, QueueCounts
-from tests.unit.test_aggregator_service import AGENCIES
+from tests.unit.test_aggregator_service import AGENCIES, APPLICANT, SERVICE
 from tests.unit.test_reply_intake import PORTAL, WAIT, submit, world_of
 
 pytestmark = pytest.mark.asyncio
@@ -158,6 +158,45 @@ async def test_each_agency_of_a_gathering_turn_is_answered_once_its_write_is_und
     # their SendResponses (the first two were held for it: gateway.router.holds).
     assert events[0] == "write"
     assert sorted(events[1:]) == sorted(AGENCIES)
+
+
+async def test_the_answers_of_replies_that_waited_go_once_the_result_callback_was_posted() -> None:
+    settings = Settings(
+        api_tokens={"portal-token": PORTAL},
+        aggregator_interval_s=86400,
+        callback_hosts=("portal.example",),
+    )
+    bus = await open_bus(settings=settings, background=True)
+    bus.aggregator.reply_gather = timedelta(minutes=1)  # the first two replies wait in it
+    events: list[str] = []
+
+    class Receiver:
+        async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> int:
+            events.append("callback")
+            return 204
+
+    bus.root.callbacks.sender = Receiver()
+    world = world_of(bus)
+
+    async def answer(part: str) -> None:
+        await world.answer(part)
+        events.append(part)
+
+    try:
+        await bus.aggregator.submit(
+            service=SERVICE,
+            applicant=APPLICANT,
+            participant=PORTAL,
+            callback_url="https://portal.example/done",
+        )
+        # Not the window: a held answer that nothing lets go would fail this.
+        await asyncio.wait_for(asyncio.gather(*(answer(part) for part in AGENCIES)), WAIT)
+    finally:
+        await bus.close()
+    # The reply that came last may have its answer first (as its write begins); the
+    # two that waited for it, once the request's result was posted.
+    assert sorted(events) == sorted(["callback", *AGENCIES])
+    assert events.index("callback") <= 1
 
 
 async def test_replies_gather_only_while_no_other_process_consumes_them(

@@ -61,6 +61,9 @@ class _Take:
         )
         return SimpleNamespace(outcome=ReplyOutcome.TAKEN, saved=saved, along=frozenset(carried))
 
+    def answer(self) -> None:
+        pass
+
 
 async def test_replies_that_come_during_a_write_are_written_next_by_the_writing_task() -> None:
     state, turns, writes, own = _recorded(0.0)
@@ -125,7 +128,7 @@ def _recorded(
         clock=FakeClock(NOW),
         current=lambda _: _value(first),
         reread=lambda _: _value(first),
-        saved=lambda record, final: None,
+        saved=lambda record, final, answer: answer(),
     )
     turns.gather = turns_gather
     return state, turns, [], []
