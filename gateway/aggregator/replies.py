@@ -124,7 +124,7 @@ class ReplyIntake:
     def hand(self, delivery: HandedOver, reply: PushedReply) -> float:
         """Take a reply the router hands over in this process (:mod:`gateway.router.handover`)
         in a task of its own; what the take leaves unsettled goes to the broker's queue.
-        Its answer may wait for the take's write as long as its turn may gather
+        Its answer may wait for the take as long as its turn may gather
         (:mod:`gateway.router.holds`)."""
 
         async def apply(_: Delivery) -> None:
@@ -134,7 +134,7 @@ class ReplyIntake:
             try:
                 await run_handler(apply, delivery)
             except BaseException as exc:
-                delivery.taking.set()  # its answer need wait no more
+                delivery.answerable.set()  # its answer need wait no more
                 if not isinstance(exc, Exception):
                     raise
                 # Not even queued: still ACCEPTED, for the relay.
@@ -212,7 +212,7 @@ class _Take:
 
     def answer(self) -> None:
         if isinstance(self.delivery, HandedOver):
-            self.delivery.taking.set()
+            self.delivery.answerable.set()
 
 
 class _Both:

@@ -36,6 +36,11 @@ waits that would finish the request, and the window only delays when a part's
 progress is saved, not the request's result; a reply waiting in it is as unsettled as
 one waiting for its turn (one from the broker keeps its delivery, a slot of the
 intake's prefetch, for at most the window).
+
+Each reply lets its provider's answer go (:meth:`TakeReply.answer`, held by the router:
+:mod:`gateway.router.holds`) when its turn is through with it: the one that completes
+a turn as its write begins, those that waited in it once the request's outcome is out
+(the save's ``answer``: after the result callback the write made due).
 """
 
 from __future__ import annotations

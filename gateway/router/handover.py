@@ -46,8 +46,8 @@ log = structlog.get_logger(__name__)
 HANDED_OVER = "handed over in process"
 
 #: A subscriber's intake of handed-over responses: takes it from here, never raises;
-#: returns for how many seconds at most the response's answer may wait for its take's
-#: write to begin (:mod:`gateway.router.holds`; 0: not held).
+#: returns for how many seconds at most the response's answer may wait for its take
+#: (:mod:`gateway.router.holds`; 0: not held).
 HandOver = Callable[["HandedOver", "PushedReply"], float]
 
 
@@ -59,8 +59,8 @@ class HandedOver(Delivery):
         super().__init__(message, delivery_count=1, retries=0, retry_delays=())
         self._transport = transport
         self._participant = participant
-        #: Set once the take's write begins, or the take is over.
-        self.taking = asyncio.Event()
+        #: Set when the response's answer may go (:mod:`gateway.router.holds`).
+        self.answerable = asyncio.Event()
 
     async def _ack(self) -> None:
         pass  # the take journaled it: nothing is queued anywhere

@@ -522,7 +522,7 @@ class Router:
         metrics.count_message(new.message_type, new.sender, new.recipient, MessageOutcome.ACCEPTED)
         delivery = HandedOver(queued(new, new.xml), self._transport, new.recipient)
         at_most = hand(delivery, PushedReply(uuid.UUID(request.message_id), data.element))
-        await self._holds.hold(new.sender, delivery.taking, at_most)
+        await self._holds.hold(new.sender, delivery.answerable, at_most)
 
     def _as_queued(self, record: MessageRecord) -> MessageRecord:
         """``record`` as its sender is told: QUEUED once published, even while the

@@ -1,4 +1,4 @@
-"""A provider's answer held until its reply is being written (:mod:`gateway.router.holds`)."""
+"""A provider's answer held while its reply waits for others (:mod:`gateway.router.holds`)."""
 
 from __future__ import annotations
 
@@ -21,13 +21,13 @@ async def started() -> None:
         await asyncio.sleep(0)
 
 
-async def test_an_answer_waits_until_its_reply_is_being_written() -> None:
+async def test_an_answer_waits_until_its_turn_lets_it_go() -> None:
     holds = AnswerHolds(SentRequests())
-    taking = asyncio.Event()
-    hold = asyncio.create_task(holds.hold("ZAGS", taking, WAIT))
+    answerable = asyncio.Event()
+    hold = asyncio.create_task(holds.hold("ZAGS", answerable, WAIT))
     await started()
     assert not hold.done()
-    taking.set()
+    answerable.set()
     await asyncio.wait_for(hold, WAIT)
 
 
@@ -40,9 +40,9 @@ async def test_an_answer_is_not_held_while_its_provider_has_a_request_to_answer(
 
 async def test_a_request_queued_to_the_provider_lets_its_answers_go() -> None:
     holds = AnswerHolds(SentRequests())
-    taking = asyncio.Event()
+    answerable = asyncio.Event()
     other = asyncio.Event()
-    zags = asyncio.create_task(holds.hold("ZAGS", taking, 3600))
+    zags = asyncio.create_task(holds.hold("ZAGS", answerable, 3600))
     mvd = asyncio.create_task(holds.hold("MVD", other, 3600))
     await started()
     holds.release("ZAGS")
@@ -55,9 +55,9 @@ async def test_a_request_queued_to_the_provider_lets_its_answers_go() -> None:
 
 async def test_an_answer_is_held_no_longer_than_the_window() -> None:
     holds = AnswerHolds(SentRequests())
-    taking = asyncio.Event()
-    await asyncio.wait_for(holds.hold("ZAGS", taking, 0.001), WAIT)
-    assert not taking.is_set()
+    answerable = asyncio.Event()
+    await asyncio.wait_for(holds.hold("ZAGS", answerable, 0.001), WAIT)
+    assert not answerable.is_set()
     holds.release("ZAGS")  # nothing held any more: nothing to let go
 
 
