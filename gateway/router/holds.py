@@ -7,7 +7,7 @@ for its answer but its provider. Answered at once, the answer's work (signed her
 verified, and its delivery acked, by the adapter; the ack taken by RabbitMQ) takes the
 cores while the fan-out's other replies are still to come; answered as the turn's
 write began, it slowed that write (on 2 cores, three replies' write 2.7-3.1 ms
-against 1.3-1.9 for one). So the turn lets the answers of the replies that waited in
+against 1.3-1.9 for one; 2.0 held as follows). So the turn lets the answers of the replies that waited in
 it go once the request's outcome is out: its write, and the result callback that
 write made due, attempted (:meth:`Aggregator.callbacks_attempted
 <gateway.aggregator.service.Aggregator.callbacks_attempted>`); the reply that
