@@ -5,7 +5,7 @@ the take leaves unsettled goes to the portal's queue, where the subscription tak
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -19,7 +19,7 @@ from gateway.store.service_requests import ServiceRequestRecord
 from gateway.testing.bus import Bus, open_bus
 from gateway.transport.base import Delivery, Direction, Message, QueueCounts
 from tests.unit.test_aggregator_service import AGENCIES, APPLICANT, SERVICE
-from tests.unit.test_reply_intake import PORTAL, WAIT, submit, world_of
+from tests.unit.test_reply_intake import PORTAL, WAIT, posting_bus, submit, world_of
 
 pytestmark = pytest.mark.asyncio
 
@@ -161,21 +161,9 @@ async def test_each_agency_of_a_gathering_turn_is_answered_once_its_write_is_und
 
 
 async def test_the_answers_of_replies_that_waited_go_once_the_result_callback_was_posted() -> None:
-    settings = Settings(
-        api_tokens={"portal-token": PORTAL},
-        aggregator_interval_s=86400,
-        callback_hosts=("portal.example",),
-    )
-    bus = await open_bus(settings=settings, background=True)
-    bus.aggregator.reply_gather = timedelta(minutes=1)  # the first two replies wait in it
     events: list[str] = []
-
-    class Receiver:
-        async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> int:
-            events.append("callback")
-            return 204
-
-    bus.root.callbacks.sender = Receiver()
+    bus = await posting_bus(lambda url, headers: events.append("callback"))
+    bus.aggregator.reply_gather = timedelta(minutes=1)  # the first two replies wait in it
     world = world_of(bus)
 
     async def answer(part: str) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -82,23 +82,30 @@ async def test_the_running_bus_applies_pushed_replies_without_polling() -> None:
         await bus.close()
 
 
-async def test_the_reply_that_ends_a_request_claims_its_callback_and_it_is_posted_at_once() -> None:
-    # A day between the callback loop's outbox rounds (the first ran at start, before
-    # the request existed): only the claim made by the final reply's write can post it.
+async def posting_bus(post: Callable[[str, Mapping[str, str]], None]) -> Bus:
+    """A bus consuming ``PORTAL``'s replies whose result callbacks to portal.example go
+    to ``post`` (as url and headers, answered 204), with a day between the callback
+    loop's outbox rounds (the first ran at start, before any request existed): only the
+    claim made by a final reply's write can post one."""
     settings = Settings(
         api_tokens={"portal-token": PORTAL},
         aggregator_interval_s=86400,
         callback_hosts=("portal.example",),
     )
     bus = await open_bus(settings=settings, background=True)
-    posted: asyncio.Queue[tuple[str, Mapping[str, str]]] = asyncio.Queue()
 
     class Receiver:
         async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> int:
-            posted.put_nowait((url, headers))
+            post(url, headers)
             return 204
 
     bus.root.callbacks.sender = Receiver()
+    return bus
+
+
+async def test_the_reply_that_ends_a_request_claims_its_callback_and_it_is_posted_at_once() -> None:
+    posted: asyncio.Queue[tuple[str, Mapping[str, str]]] = asyncio.Queue()
+    bus = await posting_bus(lambda url, headers: posted.put_nowait((url, headers)))
     by_outbox: list[uuid.UUID] = []  # what the outbox's claims returned
     claim_due = bus.root.callbacks.outbox.claim_due
 
