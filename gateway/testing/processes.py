@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 import socket
 import ssl
@@ -32,10 +33,29 @@ SMEVBUS = Path(sys.executable).with_name("smevbus")
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A port on 127.0.0.1 that nothing is bound to now, for a child process to listen
+    on; below the kernel's ephemeral range where there is room. A port that ``bind(0)``
+    hands out comes from that range, where any process's outgoing connection may take
+    it before the child binds it (seen: a mock agency refused with EADDRINUSE)."""
+    low = _ephemeral_low()
+    for _ in range(100):
+        port = random.randrange(low - 10_000, low) if low > 11_024 else 0  # noqa: S311
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            bound: int = sock.getsockname()[1]
+            return bound
+    raise RuntimeError(f"no free port found below {low}")
+
+
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (Linux's default elsewhere)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def _rabbitmqctl(*args: str) -> None:
