@@ -40,7 +40,8 @@ intake's prefetch, for at most the window).
 Each reply lets its provider's answer go (:meth:`TakeReply.answer`, held by the router:
 :mod:`gateway.router.holds`) when its turn is through with it: the one that completes
 a turn as its write begins, those that waited in it once the request's outcome is out
-(the save's ``answer``: after the result callback the write made due).
+(the save's ``answer``: after the result callback the write made due); one that only
+journals itself (``take(None)``), as that write begins.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ class TakeReply(Protocol):
 
     def answer(self) -> None:
         """Let the reply's provider have its answer, which the router may hold until
-        then (:mod:`gateway.router.holds`)."""
+        then (:mod:`gateway.router.holds`); a take without a save does so itself."""
 
 
 @dataclass(frozen=True)
@@ -233,7 +234,6 @@ class ReplyTurns:
             carrier = turn[0]
             if state is record.state:  # nothing changes: each only journals itself
                 for waiting, outcome in zip(turn, outcomes, strict=True):
-                    waiting.take.answer()
                     waiting.applied.set_result(Applied(record, outcome, journaled=False))
                 return record, []
             save = ReplySave(state, record.version, self._claim_until(now))
